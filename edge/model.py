@@ -1,0 +1,96 @@
+"""A TFLite micro-expression classifier on the ai-edge-litert interpreter.
+
+Depends on numpy and ai-edge-litert only: this is what runs on a Jetson, a Raspberry Pi or in a
+phone-side prototype, with no TensorFlow and no mer_keras training code. ``mer_keras`` reuses this
+class for its own TFLite evaluation, so the device and the package score a model identically.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+
+class TFLiteModel:
+    """A ``.tflite`` classifier run with the ai-edge-litert interpreter (no TensorFlow needed).
+
+    Quantizes float inputs and dequantizes outputs when the model's tensors are integer.
+
+    Args:
+        path_or_bytes: model file path or flatbuffer bytes. num_threads: interpreter threads.
+    Raises:
+        ValueError: the file is not a valid TFLite model (named in the message).
+    """
+
+    def __init__(self, path_or_bytes, num_threads: int | None = None):
+        from ai_edge_litert.interpreter import Interpreter
+
+        name = "<bytes>"
+        try:
+            if isinstance(path_or_bytes, (bytes, bytearray)):
+                self.interpreter = Interpreter(model_content=bytes(path_or_bytes), num_threads=num_threads)
+            else:
+                name = str(path_or_bytes)
+                if not Path(name).is_file():
+                    raise FileNotFoundError(name)
+                self.interpreter = Interpreter(model_path=name, num_threads=num_threads)
+            self.interpreter.allocate_tensors()
+        except Exception as exc:
+            raise ValueError(f"{name}: not a loadable TFLite model ({type(exc).__name__}: {exc})") from exc
+        self.name = name
+        self.input = self.interpreter.get_input_details()[0]
+        self.output = self.interpreter.get_output_details()[0]
+        self._batch = int(self.input["shape"][0])
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """(H, W, C) of one input."""
+        return tuple(int(d) for d in self.input["shape"][1:])
+
+    @property
+    def input_dtype(self):
+        return self.input["dtype"]
+
+    def _resize(self, batch: int) -> None:
+        if batch != self._batch:
+            self.interpreter.resize_tensor_input(self.input["index"], [batch, *self.input_shape])
+            self.interpreter.allocate_tensors()
+            self.input = self.interpreter.get_input_details()[0]
+            self.output = self.interpreter.get_output_details()[0]
+            self._batch = batch
+
+    def predict(self, x: np.ndarray, batch_size: int = 32) -> np.ndarray:
+        """Class probabilities.
+
+        Args:
+            x: (N, H, W, C) float32 in the model's input range ([0, 255]).
+        Returns:
+            (N, K) float32 probabilities (dequantized for int8 models).
+        Raises:
+            ValueError: ``x`` does not match the model's input shape.
+        """
+        x = np.asarray(x, np.float32)
+        if x.shape[1:] != self.input_shape:
+            raise ValueError(f"{self.name}: input shape {x.shape[1:]} does not match the model's {self.input_shape}")
+        outs = []
+        for start in range(0, len(x), batch_size):
+            chunk = x[start:start + batch_size]
+            self._resize(len(chunk))
+            scale, zero = self.input["quantization"]
+            if self.input["dtype"] != np.float32:
+                info = np.iinfo(self.input["dtype"])
+                chunk = np.clip(np.round(chunk / scale + zero), info.min, info.max).astype(self.input["dtype"])
+            self.interpreter.set_tensor(self.input["index"], chunk)
+            self.interpreter.invoke()
+            out = self.interpreter.get_tensor(self.output["index"])
+            if self.output["dtype"] != np.float32:
+                o_scale, o_zero = self.output["quantization"]
+                out = (out.astype(np.float32) - o_zero) * o_scale
+            outs.append(np.asarray(out, np.float32))
+        return np.concatenate(outs)
+
+    def quantization(self) -> dict:
+        """Input and output (scale, zero_point) pairs; (0.0, 0) for float tensors."""
+        return {"input": [float(self.input["quantization"][0]), int(self.input["quantization"][1])],
+                "output": [float(self.output["quantization"][0]), int(self.output["quantization"][1])]}

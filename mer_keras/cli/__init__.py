@@ -1,0 +1,1 @@
+"""The ``mer-keras`` command line (typer): parse, call the library, print."""

@@ -1,0 +1,19 @@
+"""Entry point of the ``mer-keras`` console script."""
+
+from __future__ import annotations
+
+import typer
+
+import mer_keras  # noqa: F401  (selects tf_keras before TensorFlow loads)
+from mer_keras.cli.evaluate import evaluate
+from mer_keras.cli.models import models
+from mer_keras.cli.train import train
+
+app = typer.Typer(add_completion=False, no_args_is_help=False, pretty_exceptions_enable=False,
+                  help="Facial micro-expression recognition with Keras: train, evaluate and export.")
+app.command()(train)
+app.command()(evaluate)
+app.command()(models)
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,56 @@
+"""``mer-keras train``: the main job (LOSO training, evaluation and export)."""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Annotated, Optional
+
+import typer
+
+from mer_keras.cli.common import console, user_errors
+from mer_keras.registry import REPRESENTATIONS, list_models
+from mer_keras.train.strategy import STRATEGIES
+
+ModelName = Enum("ModelName", {n: n for n in list_models()}, type=str)
+Representation = Enum("Representation", {n: n for n in REPRESENTATIONS}, type=str)
+Strategy = Enum("Strategy", {n: n for n in STRATEGIES}, type=str)
+
+
+@user_errors
+def train(
+    model: Annotated[ModelName, typer.Option(help="Architecture from the registry.")] = "learnet",
+    representation: Annotated[Optional[Representation], typer.Option(
+        help="Input representation; default: the model's own (LEARNet: dynamic_image).")] = None,
+    variant: Annotated[Optional[str], typer.Option(help="Architecture variant, e.g. LEARNet paper|released.")] = None,
+    epochs: Annotated[int, typer.Option(min=1, help="Fixed epochs per fold (no early stopping on test data).")] = 40,
+    batch_size: Annotated[int, typer.Option(min=1, help="Global batch size.")] = 32,
+    lr: Annotated[float, typer.Option(min=0.0, help="Adam learning rate.")] = 1e-3,
+    seed: Annotated[int, typer.Option(help="Seed of the synthetic data and of training.")] = 0,
+    out: Annotated[str, typer.Option(help="Parent folder of the run folder.")] = "runs",
+    subjects: Annotated[int, typer.Option(min=2, help="Synthetic pseudo-subjects.")] = 12,
+    clips: Annotated[int, typer.Option(min=1, help="Synthetic clips per subject.")] = 20,
+    faces: Annotated[Optional[str], typer.Option(help="Folder of extra face photos for the synthetic set.")] = None,
+    folds: Annotated[Optional[str], typer.Option(help="Comma-separated test subjects to run (default: all).")] = None,
+    export: Annotated[bool, typer.Option("--export/--no-export", help="Write TFLite fp32 and int8 models.")] = True,
+    strategy: Annotated[Strategy, typer.Option(help="tf.distribute strategy.")] = "auto",
+    augment: Annotated[bool, typer.Option("--augment/--no-augment", help="Random horizontal flips.")] = True,
+    class_weight: Annotated[bool, typer.Option("--class-weight/--no-class-weight",
+                                               help="Balanced class weights from the training folds.")] = True,
+    flow_method: Annotated[str, typer.Option(help="tvl1 | farneback | dis (flow representation).")] = "tvl1",
+    cache_dir: Annotated[Optional[str], typer.Option(help="Cache folder (default $MER_CACHE_DIR or ~/.cache/mer_keras).")] = None,
+) -> None:
+    """Train and evaluate a model under leave-one-subject-out, then fit on all subjects and export.
+
+    With no dataset argument it runs on the embedded synthetic micro-expressions (real face
+    photos, synthetic facial actions). The run folder is printed as the last line.
+    """
+    from mer_keras.train.run import RunOptions, train_run
+
+    opts = RunOptions(model=str(getattr(model, "value", model)),
+                      representation=getattr(representation, "value", representation), variant=variant,
+                      epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, out=out, subjects=subjects,
+                      clips=clips, faces=faces, folds=[f.strip() for f in folds.split(",")] if folds else None,
+                      export=export, strategy=str(getattr(strategy, "value", strategy)), augment=augment,
+                      class_weight=class_weight, flow_method=flow_method, cache_dir=cache_dir)
+    run = train_run(opts, console)
+    console.print(str(run), highlight=False, soft_wrap=True)

@@ -1,0 +1,1 @@
+"""Export: the formats table, TFLite conversion and quantization, parity checks, metadata."""

@@ -1,0 +1,47 @@
+"""metadata.json: what a deployed model needs to be fed correctly."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Sequence
+
+
+def sha256_file(path: str | Path) -> str:
+    """Hex sha256 of a file."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def build_metadata(model_name: str, classes: Sequence[str], representation: dict, input_shape: Sequence[int],
+                   dataset: str, protocol: str, files: dict[str, dict]) -> dict:
+    """The metadata of a run's exported models.
+
+    Args:
+        representation: the RepresentationConfig as a dict (representation, crop, size, flow method).
+        files: {filename: {"format", "sha256", "bytes", optional "quantization"}}.
+    Returns:
+        JSON-ready dict. Input: float32 (N, H, W, C) in [0, 255]; int8 TFLite models take
+        round(x / scale + zero_point) with the stored input quantization.
+    """
+    from mer_keras import __version__
+
+    return {
+        "mer_keras_version": __version__,
+        "model": model_name,
+        "classes": list(classes),
+        "input": {"shape": list(input_shape), "dtype": "float32", "range": [0.0, 255.0],
+                  "normalisation": "none outside the model (the model maps [0, 255] to [-1, 1] itself)"},
+        "preprocessing": {**representation,
+                          "alignment": "mediapipe face mesh on the onset frame; one similarity transform "
+                                       "per clip (eyes level, inter-ocular distance 0.36 x crop, eyes at "
+                                       "0.36 x crop height)",
+                          "window": "onset..offset frames" if representation.get("representation") == "dynamic_image"
+                          else "onset and apex frames"},
+        "dataset": dataset,
+        "protocol": protocol,
+        "files": files,
+    }

@@ -1,0 +1,1 @@
+"""Preprocessing: face alignment, motion representations, frame sampling and caching."""

@@ -1,0 +1,98 @@
+"""Onset -> apex optical flow and optical strain.
+
+Flow methods (OpenCV): ``tvl1`` (Zach, Pock, Bischof, "A duality based approach for realtime
+TV-L1 optical flow", DAGM 2007; ``cv2.optflow.DualTVL1OpticalFlow`` from opencv-contrib; the
+usual choice in MER, e.g. Liong et al. STSTNet, FG 2019), ``farneback`` (Farneback, SCIA 2003)
+and ``dis`` (Kroeger et al., ECCV 2016).
+
+Optical strain (Shreve et al., FG 2011; as used in Liong et al. 2019): with u, v the flow
+components, the strain tensor is e_xx = du/dx, e_yy = dv/dy, e_xy = e_yx = (du/dy + dv/dx) / 2,
+and the strain magnitude is sqrt(e_xx^2 + e_yy^2 + 2 e_xy^2).
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+FLOW_METHODS = ("tvl1", "farneback", "dis")
+
+
+def _gray(image: np.ndarray) -> np.ndarray:
+    image = np.asarray(image)
+    if image.ndim == 3 and image.shape[2] == 3:
+        image = cv2.cvtColor(image.astype(np.uint8) if image.dtype != np.uint8 else image, cv2.COLOR_RGB2GRAY)
+    elif image.ndim == 3 and image.shape[2] == 1:
+        image = image[..., 0]
+    if image.ndim != 2:
+        raise ValueError(f"expected an (H, W) or (H, W, 1|3) image, got shape {image.shape}")
+    return image.astype(np.uint8) if image.dtype != np.uint8 else image
+
+
+def optical_flow(onset: np.ndarray, apex: np.ndarray, method: str = "tvl1") -> np.ndarray:
+    """Dense optical flow from the onset frame to the apex frame.
+
+    Args:
+        onset, apex: (H, W) or (H, W, 3) uint8 RGB frames of the same size (aligned faces).
+        method: one of :data:`FLOW_METHODS`.
+
+    Returns:
+        (H, W, 2) float32 flow (u, v) in pixels: apex(x + u, y + v) ~ onset(x, y).
+
+    Raises:
+        ValueError: unknown method, or frames of different shapes.
+    """
+    a, b = _gray(onset), _gray(apex)
+    if a.shape != b.shape:
+        raise ValueError(f"onset {a.shape} and apex {b.shape} frames differ in size")
+    if method == "tvl1":
+        flow = cv2.optflow.DualTVL1OpticalFlow_create().calc(a, b, None)
+    elif method == "farneback":
+        flow = cv2.calcOpticalFlowFarneback(a, b, None, pyr_scale=0.5, levels=3, winsize=15,
+                                            iterations=3, poly_n=5, poly_sigma=1.2, flags=0)
+    elif method == "dis":
+        dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+        flow = dis.calc(a, b, None)
+    else:
+        raise ValueError(f"unknown flow method {method!r}; expected one of {FLOW_METHODS}")
+    return np.asarray(flow, dtype=np.float32)
+
+
+def optical_strain(flow: np.ndarray) -> np.ndarray:
+    """Optical strain magnitude from a flow field (Shreve et al. 2011).
+
+    Args:
+        flow: (H, W, 2) float flow (u, v) in pixels.
+    Returns:
+        (H, W) float32 strain magnitude sqrt(e_xx^2 + e_yy^2 + 2 e_xy^2), dimensionless.
+    """
+    flow = np.asarray(flow, dtype=np.float32)
+    if flow.ndim != 3 or flow.shape[2] != 2:
+        raise ValueError(f"expected an (H, W, 2) flow field, got shape {flow.shape}")
+    u, v = flow[..., 0], flow[..., 1]
+    du_dy, du_dx = np.gradient(u)
+    dv_dy, dv_dx = np.gradient(v)
+    e_xy = 0.5 * (du_dy + dv_dx)
+    return np.sqrt(du_dx ** 2 + dv_dy ** 2 + 2.0 * e_xy ** 2).astype(np.float32)
+
+
+def flow_representation(onset: np.ndarray, apex: np.ndarray, size: int = 28, method: str = "tvl1",
+                        flow_scale: float = 8.0, strain_scale: float = 0.5) -> np.ndarray:
+    """The (u, v, strain) input image of the flow-based networks (STSTNet-style).
+
+    Flow is computed at the frames' resolution, then area-resized to ``size``; u and v are
+    divided by the resize factor so they stay in output-pixel units.
+
+    Returns:
+        (size, size, 3) float32 in [0, 255]: 127.5 + 127.5 * clip(u / flow_scale, -1, 1) and
+        likewise for v (flow_scale in output pixels), and 255 * clip(strain / strain_scale, 0, 1).
+    """
+    flow = optical_flow(onset, apex, method)
+    strain = optical_strain(flow)
+    factor = size / flow.shape[1]
+    small = cv2.resize(flow, (size, size), interpolation=cv2.INTER_AREA) * factor
+    strain_small = cv2.resize(strain, (size, size), interpolation=cv2.INTER_AREA)
+    out = np.empty((size, size, 3), np.float32)
+    out[..., :2] = 127.5 + 127.5 * np.clip(small / flow_scale, -1.0, 1.0)
+    out[..., 2] = 255.0 * np.clip(strain_small / strain_scale, 0.0, 1.0)
+    return out

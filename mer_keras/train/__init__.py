@@ -1,0 +1,1 @@
+"""Training under tf.distribute with honest protocols, and the MER metrics."""

@@ -1,0 +1,115 @@
+"""Re-scoring saved models (Keras and TFLite) on a dataset: ``mer-keras evaluate``."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from mer_keras import atomic
+from mer_keras.data.pipeline import RepresentationConfig, build_inputs
+from mer_keras.data.synthetic import SyntheticConfig, default_cache_dir, synthetic_dataset
+from mer_keras.models.io import ModelFileError
+from mer_keras.train.metrics import compute_metrics
+
+
+@dataclass
+class EvalOptions:
+    """Options of ``mer-keras evaluate``.
+
+    Attributes:
+        target: a run folder, or a ``.keras`` / ``.tflite`` file with ``metadata.json`` beside it.
+        seed: seed of the synthetic evaluation set (default: the run's seed + 1, i.e. new
+            pseudo-subjects and clips never seen in training).
+    """
+
+    target: str
+    seed: int | None = None
+    subjects: int = 6
+    clips: int = 10
+    cache_dir: str | None = None
+    out: str | None = None
+
+
+def find_models(target: Path) -> tuple[Path, dict[str, Path]]:
+    """The run folder and the model files to score in it.
+
+    Raises:
+        ModelFileError: nothing to score, or no metadata.json next to the model.
+    """
+    if target.is_dir():
+        folder = target
+        files = {p.name: p for p in (target / "model.keras", target / "model_fp32.tflite",
+                                      target / "model_int8.tflite") if p.exists()}
+    elif target.is_file():
+        folder, files = target.parent, {target.name: target}
+    else:
+        raise ModelFileError(f"{target}: no such run folder or model file")
+    if not files:
+        raise ModelFileError(f"{target}: no model.keras or .tflite file to evaluate")
+    if not (folder / "metadata.json").exists():
+        raise ModelFileError(f"{folder / 'metadata.json'} is missing: it tells the classes and the input representation")
+    return folder, files
+
+
+def predict_file(path: Path, x: np.ndarray) -> np.ndarray:
+    """(N, K) probabilities of a ``.keras`` or ``.tflite`` model."""
+    if path.suffix == ".tflite":
+        from mer_keras.export.tflite import TFLiteModel
+
+        return TFLiteModel(path).predict(x)
+    from mer_keras.models.io import load_model
+    from mer_keras.train.trainer import predict_proba
+
+    return predict_proba(load_model(path), x)
+
+
+def evaluate(opts: EvalOptions, console) -> Path:
+    """Score every model of the target on a synthetic evaluation set; write results.json.
+
+    Returns:
+        The evaluation folder (``<run>/eval-<timestamp>`` unless ``opts.out``).
+    """
+    folder, files = find_models(Path(opts.target))
+    meta = json.loads((folder / "metadata.json").read_text())
+    classes = meta["classes"]
+    pre = meta["preprocessing"]
+    rep = RepresentationConfig(representation=pre["representation"], size=pre["size"], crop=pre["crop"],
+                               flow_method=pre["flow_method"])
+    seed = opts.seed
+    if seed is None:
+        config = folder / "config.json"
+        seed = (json.loads(config.read_text()).get("seed", 0) if config.exists() else 0) + 1
+    cache = Path(opts.cache_dir) if opts.cache_dir else default_cache_dir()
+    root, samples = synthetic_dataset(SyntheticConfig(subjects=opts.subjects, clips_per_subject=opts.clips, seed=seed),
+                                      cache_dir=cache)
+    console.print(f"evaluation set: {len(samples)} synthetic clips (seed {seed}) at {root}")
+    x = build_inputs(samples, rep, cache_dir=cache)
+    y = np.array([classes.index(s.label) for s in samples])
+    scores, probs = {}, {}
+    for name, path in files.items():
+        t0 = time.perf_counter()
+        probs[name] = predict_file(path, x)
+        m = compute_metrics(y, probs[name].argmax(1), classes)
+        scores[name] = {k: m[k] for k in ("accuracy", "uf1", "uar")} | {"seconds": round(time.perf_counter() - t0, 2)}
+        console.print(f"{name:<18} accuracy {m['accuracy']:.3f}  UF1 {m['uf1']:.3f}  UAR {m['uar']:.3f}")
+    from mer_keras.export.verify import compare_outputs
+
+    parity = {}
+    if "model.keras" in probs and "model_fp32.tflite" in probs:
+        parity["fp32_vs_keras"] = compare_outputs(probs["model.keras"], probs["model_fp32.tflite"])
+        console.print(f"TFLite fp32 vs Keras: max |diff| {parity['fp32_vs_keras']['max_abs_diff']:.2e}")
+    if "model_fp32.tflite" in probs and "model_int8.tflite" in probs:
+        parity["int8_vs_fp32"] = compare_outputs(probs["model_fp32.tflite"], probs["model_int8.tflite"], y, classes)
+        p = parity["int8_vs_fp32"]
+        console.print(f"TFLite int8 vs fp32: argmax agreement {p['argmax_agreement']:.3f}, "
+                      f"UF1 {p['uf1_candidate']:.3f} vs {p['uf1_reference']:.3f}")
+    out = Path(opts.out) if opts.out else folder / f"eval-{time.strftime('%Y%m%d-%H%M%S')}"
+    out.mkdir(parents=True, exist_ok=True)
+    atomic.write_json(out / "results.json", {"target": str(opts.target), "dataset": "synthetic", "seed": seed,
+                                             "n_samples": len(samples), "classes": classes, "models": scores,
+                                             "parity": parity})
+    return out

@@ -1,0 +1,44 @@
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from mer_keras.preprocess.dynamic_image import dynamic_image, rank_pooling_coefficients, scale_to_uint8_range
+
+
+@given(st.integers(min_value=2, max_value=60))
+def test_coefficients_match_bilen_sum_form(T):
+    # Bilen's released code computes alpha_t = sum_{j=t..T} (2j - T - 1) / j; Eq. (4) is its closed form.
+    expected = np.array([sum((2 * j - T - 1) / j for j in range(t, T + 1)) for t in range(1, T + 1)])
+    np.testing.assert_allclose(rank_pooling_coefficients(T), expected, rtol=1e-10, atol=1e-10)
+
+
+def test_coefficients_small_case_by_hand():
+    # T = 3: H = [0, 1, 1.5, 11/6]; alpha_t = 2(4 - t) - 4 (H_3 - H_{t-1})
+    np.testing.assert_allclose(rank_pooling_coefficients(3), [6 - 4 * 11 / 6, 4 - 4 * 5 / 6, 2 - 4 * 1 / 3])
+
+
+def test_dynamic_image_is_weighted_sum_per_channel():
+    rng = np.random.default_rng(0)
+    clip = rng.integers(0, 255, size=(5, 4, 3, 2)).astype(np.uint8)
+    alpha = rank_pooling_coefficients(5)
+    expected = sum(alpha[t] * clip[t].astype(np.float64) for t in range(5))
+    np.testing.assert_allclose(dynamic_image(clip), expected, rtol=1e-5, atol=1e-3)
+
+
+def test_static_clip_gives_zero_and_ramp_gives_positive():
+    static = np.full((6, 4, 4, 3), 100, np.uint8)
+    np.testing.assert_allclose(dynamic_image(static), 0, atol=1e-3)
+    ramp = np.arange(6, dtype=np.float32)[:, None, None, None] * np.ones((6, 4, 4, 3), np.float32)
+    assert (dynamic_image(ramp) > 0).all()  # brightening pixels get a positive dynamic image
+
+
+def test_scaling_and_errors():
+    img = np.array([[[-2.0], [0.0]], [[2.0], [1.0]]], np.float32)
+    s = scale_to_uint8_range(img)
+    assert s.min() == 0 and s.max() == 255
+    assert np.isclose(s[0, 1, 0], 127.5)
+    with pytest.raises(ValueError, match="at least 2 frames"):
+        dynamic_image(np.zeros((1, 4, 4, 3)))
+    with pytest.raises(ValueError, match="T, H, W, C"):
+        dynamic_image(np.zeros((4, 4, 3)))

@@ -1,0 +1,81 @@
+import hashlib
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+
+from mer_keras.data.synthetic import (AU_COMBINATIONS, CLASSES, SyntheticConfig, bundled_face_photos,
+                                      load_samples, make_subjects, render_clip, synthetic_dataset)
+from mer_keras.preprocess.face import FaceMeshLandmarker
+
+
+def _digest(paths):
+    h = hashlib.sha256()
+    for p in paths:
+        h.update(Path(p).read_bytes())
+    return h.hexdigest()
+
+
+def test_deterministic_by_seed_and_cached(tiny_synthetic, tmp_path):
+    root, samples = tiny_synthetic
+    assert len(samples) == 12 and {s.subject for s in samples} == {"sub01", "sub02", "sub03"}
+    root2, samples2 = synthetic_dataset(SyntheticConfig(subjects=3, clips_per_subject=4, seed=7), cache_dir=tmp_path)
+    assert root2 != root  # generated afresh in another cache ...
+    assert _digest(samples[0].frame_paths) == _digest(samples2[0].frame_paths)  # ... with identical bytes
+    assert _digest(samples[-1].frame_paths) == _digest(samples2[-1].frame_paths)
+    mtime = (root / "coding.csv").stat().st_mtime_ns
+    synthetic_dataset(SyntheticConfig(subjects=3, clips_per_subject=4, seed=7), cache_dir=root.parent.parent)
+    assert (root / "coding.csv").stat().st_mtime_ns == mtime  # reused, not regenerated
+    root3, samples3 = synthetic_dataset(SyntheticConfig(subjects=3, clips_per_subject=4, seed=8), cache_dir=tmp_path)
+    assert _digest(samples3[0].frame_paths) != _digest(samples[0].frame_paths)
+
+
+def test_coding_sheet_is_consistent(tiny_synthetic):
+    root, samples = tiny_synthetic
+    sheet = pd.read_csv(root / "coding.csv")
+    assert list(sheet.columns[:7]) == ["Subject", "Filename", "OnsetFrame", "ApexFrame", "OffsetFrame",
+                                       "Action Units", "Estimated Emotion"]
+    for s in samples:
+        assert s.label in CLASSES
+        assert s.aus in AU_COMBINATIONS[s.label]
+        assert 0 <= s.onset < s.apex < s.offset < len(s.frame_paths)
+        duration = (s.offset - s.onset + 1) / s.fps
+        assert duration < 0.5  # micro-expressions last under half a second
+    assert load_samples(root) == samples
+
+
+def test_motion_is_small_and_where_the_au_is():
+    photos = bundled_face_photos()
+    lm = FaceMeshLandmarker()
+    subject = make_subjects(photos, 1, 192, seed=3, landmarker=lm)[0]
+    cfg = SyntheticConfig(blink_probability=0.0, distractor_probability=0.0, noise_sigma=(0.0, 0.0))
+    face = subject.landmarks
+    upper = face[[105, 334, 66, 296]].mean(0)  # brows
+    lower = face[[61, 291, 17, 0]].mean(0)     # mouth
+    found = set()
+    for k in range(40):
+        frames, info = render_clip(subject, cfg, np.random.default_rng(k))
+        if info["label"] not in {"surprise", "positive"} or info["label"] in found:
+            continue
+        found.add(info["label"])
+        diff = np.abs(frames[info["apex"]].astype(float) - frames[info["onset"]].astype(float)).mean(2)
+        diff = cv2.GaussianBlur(diff, (0, 0), 3)
+
+        def around(p):
+            x, y = int(p[0]), int(p[1])
+            return diff[y - 10:y + 10, x - 25:x + 25].mean()
+
+        if info["label"] == "surprise":  # brows move, mouth mostly still
+            assert around(upper) > 1.5 * around(lower), (around(upper), around(lower))
+        else:  # smile: mouth corners move more than the brows
+            assert around(lower) > 1.5 * around(upper), (around(upper), around(lower))
+        assert info["amplitude_iod"] < 0.1
+        if found == {"surprise", "positive"}:
+            break
+    assert found == {"surprise", "positive"}
+
+
+def test_default_has_ten_or_more_subjects():
+    assert SyntheticConfig().subjects >= 10
+    assert len(bundled_face_photos()) == 2
