@@ -108,6 +108,10 @@ class SyntheticConfig:
         duration: (min, max) onset-to-offset duration in seconds.
         blink_probability, distractor_probability: per-clip probabilities of the nuisances.
         noise_sigma: (min, max) std of Gaussian sensor noise in 8-bit grey levels.
+        jitter: std of the per-frame head-translation random walk, pixels.
+        drift: maximum head drift over a clip, pixels (uniform in [-drift, drift] per axis).
+        roll_jitter: std of the per-frame head-roll random walk, degrees.
+        flicker: amplitude of the sinusoidal illumination flicker (relative gain).
         jpeg_quality: JPEG quality of the stored frames.
     """
 
@@ -121,6 +125,10 @@ class SyntheticConfig:
     blink_probability: float = 0.35
     distractor_probability: float = 0.25
     noise_sigma: tuple[float, float] = (1.0, 3.0)
+    jitter: float = 0.08
+    drift: float = 0.6
+    roll_jitter: float = 0.03
+    flicker: float = 0.015
     jpeg_quality: int = 95
 
 
@@ -403,11 +411,12 @@ def render_clip(subject: PseudoSubject, cfg: SyntheticConfig, rng: np.random.Gen
         fields.append((d, np.exp(-0.5 * ((t - c) / (0.06 * cfg.fps)) ** 2)))
         info["distractor"] = au
 
-    drift = rng.uniform(-0.6, 0.6, size=2) * t[:, None] / n
-    jitter = np.cumsum(rng.normal(0, 0.08, size=(n, 2)), axis=0) + drift
-    roll = np.cumsum(rng.normal(0, 0.03, size=n))
+    drift = rng.uniform(-cfg.drift, cfg.drift, size=2) * t[:, None] / n
+    jitter = np.cumsum(rng.normal(0, cfg.jitter, size=(n, 2)), axis=0) + drift
+    roll = np.cumsum(rng.normal(0, cfg.roll_jitter, size=n))
     flicker_f, flicker_phase = rng.uniform(1, 10), rng.uniform(0, 2 * np.pi)
-    gain = 1 + 0.015 * np.sin(2 * np.pi * flicker_f * t / cfg.fps + flicker_phase) + rng.normal(0, 0.004, n)
+    gain = (1 + cfg.flicker * np.sin(2 * np.pi * flicker_f * t / cfg.fps + flicker_phase)
+            + rng.normal(0, cfg.flicker / 4, n))
     sigma = rng.uniform(*cfg.noise_sigma)
     centre = (shape[1] / 2, shape[0] / 2)
 

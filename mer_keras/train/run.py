@@ -31,7 +31,7 @@ class RunOptions:
     model: str = "learnet"
     representation: str | None = None
     variant: str | None = None
-    epochs: int = 40
+    epochs: int = 80
     batch_size: int = 32
     lr: float = 1e-3
     seed: int = 0
@@ -119,6 +119,23 @@ def export_tflite(model, run: Path, x_train: np.ndarray, y: np.ndarray, classes:
     return files
 
 
+def select_folds(groups: Sequence[str], wanted: Sequence[str]) -> list[str]:
+    """Map ``--folds`` names (``sub01`` or ``synthetic/sub01``) to LOSO group names.
+
+    Raises:
+        ValueError: a name matches no subject (the message lists the known ones).
+    """
+    known = sorted(set(groups))
+    by_short = {g.split("/", 1)[-1]: g for g in known}
+    out, unknown = [], []
+    for w in wanted:
+        g = w if w in known else by_short.get(w)
+        (out if g else unknown).append(g or w)
+    if unknown:
+        raise ValueError(f"unknown subject(s) {unknown} in --folds; known: {', '.join(by_short)}")
+    return out
+
+
 def train_run(opts: RunOptions, console=None) -> Path:
     """Run the main job and return the run folder.
 
@@ -149,6 +166,7 @@ def train_run(opts: RunOptions, console=None) -> Path:
     y = np.array([classes.index(s.label) for s in samples])
     groups = [f"{s.database}/{s.subject}" for s in samples]
 
+    only = select_folds(groups, opts.folds) if opts.folds else None
     strategy = get_strategy(opts.strategy)
     model_options = {"variant": opts.variant} if opts.variant else {}
     cfg = TrainConfig(model=opts.model, epochs=opts.epochs, batch_size=opts.batch_size, lr=opts.lr, seed=opts.seed,
@@ -157,7 +175,7 @@ def train_run(opts: RunOptions, console=None) -> Path:
     console.print(f"training {spec.name} on {rep.representation} {rep.input_shape}, LOSO over "
                   f"{len(set(groups))} subjects, {opts.epochs} epochs, {strategy.num_replicas_in_sync} replica(s)")
     with _progress(console) as prog:
-        n_folds = len(set(groups)) if not opts.folds else len(opts.folds)
+        n_folds = len(only) if only else len(set(groups))
         fold_task = prog.add_task("LOSO folds", total=n_folds, info="")
         epoch_task = prog.add_task("epochs", total=opts.epochs, info="")
 
@@ -169,7 +187,6 @@ def train_run(opts: RunOptions, console=None) -> Path:
         def fold_end(fold, p):
             prog.update(fold_task, advance=1)
 
-        only = [g for g in sorted(set(groups)) if g.split("/", 1)[1] in set(opts.folds)] if opts.folds else None
         loso = run_loso(x, y, groups, classes, cfg, strategy, only=only, fold_callbacks=callbacks, on_fold_end=fold_end)
 
     probs = loso["probabilities"]

@@ -32,7 +32,7 @@ class TrainConfig:
     """
 
     model: str = "learnet"
-    epochs: int = 40
+    epochs: int = 80
     batch_size: int = 32
     lr: float = 1e-3
     seed: int = 0
@@ -124,11 +124,14 @@ def run_loso(x: np.ndarray, y: np.ndarray, groups: Sequence[str], classes: Seque
     for fold in folds:
         model = fit_model(x[fold.train], y[fold.train], len(classes), cfg, strategy,
                           callbacks=fold_callbacks(fold) if fold_callbacks else ())
+        history = model.history.history
         p = predict_proba(model, x[fold.test])
         probs[fold.test] = p
         m = compute_metrics(y[fold.test], p.argmax(1), classes)
         fold_rows.append({"subject": fold.name, "n_train": int(len(fold.train)), "n_test": int(len(fold.test)),
-                          "accuracy": m["accuracy"], "uf1": m["uf1"], "uar": m["uar"]})
+                          "accuracy": m["accuracy"], "uf1": m["uf1"], "uar": m["uar"],
+                          "final_train_loss": float(history["loss"][-1]),
+                          "final_train_accuracy": float(history["accuracy"][-1])})
         if on_fold_end:
             on_fold_end(fold, p)
         del model
