@@ -5,8 +5,9 @@
 * UAR (unweighted average recall): the mean of per-class recall = ``recall_score(average="macro")``.
 
 Source: See, Yap, Li, Hong, Wang, "MEGC 2019 - The Second Facial Micro-Expressions Grand
-Challenge", FG 2019. Classes absent from both truth and prediction count as F1 = recall = 0
-(``zero_division=0``) only if they are listed in ``classes``; sklearn computes every figure.
+Challenge", FG 2019. UF1 and UAR average over the classes that have ground truth in the scored
+set (all of them for pooled LOSO predictions; a single fold may lack some); per-class figures
+are reported for every listed class, 0 where undefined. sklearn computes every figure.
 """
 
 from __future__ import annotations

@@ -71,7 +71,7 @@ def load_default_dataset(opts: RunOptions, console) -> tuple[str, list[Sample], 
         root, samples = synthetic_dataset(cfg, faces_dir=opts.faces, cache_dir=cache,
                                           progress=lambda d, t: prog.update(task, completed=d))
         prog.update(task, completed=len(samples))
-    console.print(f"synthetic data: {len(samples)} clips of {cfg.subjects} subjects, cached at {root}")
+    console.print(f"synthetic data: {len(samples)} clips of {cfg.subjects} subjects, cached at {root}", soft_wrap=True)
     return "synthetic", samples, list(SYNTHETIC_CLASSES)
 
 
