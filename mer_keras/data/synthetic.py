@@ -22,7 +22,9 @@ How a clip is made (see docs/DATASETS.md for the parameters and the limits):
    0.18-0.45 s at 100 fps; apex at 30-60 % of it; a few neutral frames before and after.
 5. Low intensity: apex displacement of the strongest landmark 0.035-0.08 inter-ocular distances,
    about 1.6-3.7 px on the 128 px aligned face; each AU of a combination is scaled by 0.6-1.0.
-6. Nuisances present in every class: blinks (AU45, 35 % of clips, larger than the expressions),
+6. Resting face: a static random signed mix of all AUs on every frame of a clip, of the same
+   size as the expression, so that no single frame tells the class (see ``render_clip``).
+7. Nuisances present in every class: blinks (AU45, 35 % of clips, larger than the expressions),
    a weak distractor AU from any class (25 % of clips), sub-pixel head jitter and drift,
    illumination flicker and Gaussian sensor noise; JPEG storage (quality 95) as in CASME II.
 
@@ -47,7 +49,7 @@ import numpy as np
 from mer_keras.data.records import Sample
 from mer_keras.preprocess.face import LEFT_EYE, RIGHT_EYE, FaceMeshLandmarker
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 CLASSES = ("negative", "positive", "surprise")
 CLASS_PROBABILITIES = (0.45, 0.30, 0.25)
 
@@ -106,6 +108,8 @@ class SyntheticConfig:
         frame_size: side of the square rendered frame in pixels (the face fills about 60 %).
         amplitude: (min, max) apex displacement of the strongest landmark, inter-ocular distances.
         duration: (min, max) onset-to-offset duration in seconds.
+        rest_amplitude: (min, max) largest landmark displacement of the clip's resting face, IOD:
+            a random signed mix of all AUs applied to every frame (see ``render_clip``).
         blink_probability, distractor_probability: per-clip probabilities of the nuisances.
         noise_sigma: (min, max) std of Gaussian sensor noise in 8-bit grey levels.
         jitter: std of the per-frame head-translation random walk, pixels.
@@ -122,6 +126,7 @@ class SyntheticConfig:
     frame_size: int = 192
     amplitude: tuple[float, float] = (0.035, 0.08)
     duration: tuple[float, float] = (0.18, 0.45)
+    rest_amplitude: tuple[float, float] = (0.04, 0.1)
     blink_probability: float = 0.35
     distractor_probability: float = 0.25
     noise_sigma: tuple[float, float] = (1.0, 3.0)
@@ -371,6 +376,12 @@ def _smoothstep(x: np.ndarray) -> np.ndarray:
 def render_clip(subject: PseudoSubject, cfg: SyntheticConfig, rng: np.random.Generator) -> tuple[list[np.ndarray], dict]:
     """Render one clip of ``subject``.
 
+    Every frame carries the clip's *resting face*: a static deformation made of all AUs (except
+    AU45) with random signed weights (standard normal), scaled so that its largest landmark
+    displacement is ``cfg.rest_amplitude`` IOD, the same order as the expression. People rest
+    with raised brows or down-turned mouth corners, and clips start from residual expressions;
+    with it, no single frame tells the class, only the onset -> apex change does.
+
     Returns:
         (frames, info): T (S, S, 3) uint8 RGB frames and the coding of the clip
         (label, AUs, onset/apex/offset frame indices, amplitude, nuisances).
@@ -385,6 +396,9 @@ def render_clip(subject: PseudoSubject, cfg: SyntheticConfig, rng: np.random.Gen
     # Scale so that the strongest landmark moves exactly `amplitude` IODs at apex.
     disp *= amplitude * _face_axes(lm)[3] / np.hypot(disp[:, 0], disp[:, 1]).max()
     expr_field = dense_field(lm, disp, shape)
+    rest = landmark_displacements(lm, {au: rng.normal() for au in AU_MOTION if au != "AU45"})
+    rest *= rng.uniform(*cfg.rest_amplitude) * _face_axes(lm)[3] / max(1e-6, np.hypot(rest[:, 0], rest[:, 1]).max())
+    rest_field = dense_field(lm, rest, shape)
 
     duration = max(6, int(round(rng.uniform(*cfg.duration) * cfg.fps)))
     pre, post = int(rng.integers(3, 9)), int(rng.integers(3, 9))
@@ -395,7 +409,7 @@ def render_clip(subject: PseudoSubject, cfg: SyntheticConfig, rng: np.random.Gen
     profile = np.where(t <= apex, _smoothstep((t - onset) / max(1, apex - onset)),
                        _smoothstep((offset - t) / max(1, offset - apex)))
 
-    fields = [(expr_field, profile)]
+    fields = [(expr_field, profile), (rest_field, np.ones(n))]
     info = {"label": label, "aus": list(aus), "amplitude_iod": round(float(amplitude), 5),
             "onset": onset, "apex": apex, "offset": offset, "frames": n, "blink": False, "distractor": ""}
     if rng.random() < cfg.blink_probability:

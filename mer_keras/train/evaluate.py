@@ -86,7 +86,7 @@ def evaluate(opts: EvalOptions, console) -> Path:
     cache = Path(opts.cache_dir) if opts.cache_dir else default_cache_dir()
     root, samples = synthetic_dataset(SyntheticConfig(subjects=opts.subjects, clips_per_subject=opts.clips, seed=seed),
                                       cache_dir=cache)
-    console.print(f"evaluation set: {len(samples)} synthetic clips (seed {seed}) at {root}")
+    console.print(f"evaluation set: {len(samples)} synthetic clips (seed {seed}) at {root}", soft_wrap=True)
     x = build_inputs(samples, rep, cache_dir=cache)
     y = np.array([classes.index(s.label) for s in samples])
     scores, probs = {}, {}
