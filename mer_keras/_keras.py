@@ -16,7 +16,7 @@ import sys
 
 _already_imported = "tensorflow" in sys.modules
 os.environ["TF_USE_LEGACY_KERAS"] = "1"
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TF C++ start-up noise (CUDA probes); override to see it
 os.environ.setdefault("GLOG_minloglevel", "2")
 
 import tensorflow as tf  # noqa: E402

@@ -61,6 +61,7 @@ def test_evaluate_scores_keras_and_tflite(tiny_run, cache_dir):
 @pytest.mark.parametrize("args, message", [
     (["evaluate", "/nonexistent/run"], "no such run folder"),
     (["train", "--model", "nope"], "nope"),
+    (["train", "--variant", "v3"], "unknown LEARNet variant 'v3'"),
     (["train", "--folds", "sub99", "--subjects", "3", "--clips", "4", "--seed", "7", "--epochs", "1"], "unknown subject"),
 ])
 def test_bad_input_is_one_line_and_exit_2(args, message, cache_dir, tmp_path):
@@ -70,3 +71,4 @@ def test_bad_input_is_one_line_and_exit_2(args, message, cache_dir, tmp_path):
     assert res.exit_code == 2, res.output
     assert message in res.output
     assert "Traceback" not in res.output
+    assert not list(tmp_path.iterdir())  # no run folder left behind by a rejected run

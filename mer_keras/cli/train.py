@@ -8,12 +8,14 @@ from typing import Annotated, Optional
 import typer
 
 from mer_keras.cli.common import console, user_errors
+from mer_keras.preprocess.flow import FLOW_METHODS
 from mer_keras.registry import REPRESENTATIONS, list_models
 from mer_keras.train.strategy import STRATEGIES
 
 ModelName = Enum("ModelName", {n: n for n in list_models()}, type=str)
 Representation = Enum("Representation", {n: n for n in REPRESENTATIONS}, type=str)
 Strategy = Enum("Strategy", {n: n for n in STRATEGIES}, type=str)
+FlowMethod = Enum("FlowMethod", {n: n for n in FLOW_METHODS}, type=str)
 
 
 @user_errors
@@ -36,7 +38,7 @@ def train(
     augment: Annotated[bool, typer.Option("--augment/--no-augment", help="Random horizontal flips.")] = True,
     class_weight: Annotated[bool, typer.Option("--class-weight/--no-class-weight",
                                                help="Balanced class weights from the training folds.")] = True,
-    flow_method: Annotated[str, typer.Option(help="tvl1 | farneback | dis (flow representation).")] = "tvl1",
+    flow_method: Annotated[FlowMethod, typer.Option(help="Optical flow method (flow representation).")] = "tvl1",
     cache_dir: Annotated[Optional[str], typer.Option(help="Cache folder (default $MER_CACHE_DIR or ~/.cache/mer_keras).")] = None,
 ) -> None:
     """Train and evaluate a model under leave-one-subject-out, then fit on all subjects and export.
@@ -51,6 +53,7 @@ def train(
                       epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, out=out, subjects=subjects,
                       clips=clips, faces=faces, folds=[f.strip() for f in folds.split(",")] if folds else None,
                       export=export, strategy=str(getattr(strategy, "value", strategy)), augment=augment,
-                      class_weight=class_weight, flow_method=flow_method, cache_dir=cache_dir)
+                      class_weight=class_weight, flow_method=str(getattr(flow_method, "value", flow_method)),
+                      cache_dir=cache_dir)
     run = train_run(opts, console)
     console.print(str(run), highlight=False, soft_wrap=True)

@@ -21,7 +21,7 @@ from mer_keras.data.pipeline import RepresentationConfig, build_inputs
 from mer_keras.data.records import Sample
 from mer_keras.data.synthetic import CLASSES as SYNTHETIC_CLASSES
 from mer_keras.data.synthetic import SyntheticConfig, default_cache_dir, synthetic_dataset
-from mer_keras.registry import get_spec
+from mer_keras.registry import create_model, get_spec
 
 
 @dataclass
@@ -153,7 +153,11 @@ def train_run(opts: RunOptions, console=None) -> Path:
     t_start = time.perf_counter()
     spec = get_spec(opts.model)
     rep = representation_config(opts.model, opts.representation, opts.flow_method)
+    model_options = {"variant": opts.variant} if opts.variant else {}
+    create_model(opts.model, 3, input_shape=rep.input_shape, **model_options)  # bad options fail before any work
     dataset, samples, classes = load_default_dataset(opts, console)
+    groups = [f"{s.database}/{s.subject}" for s in samples]
+    only = select_folds(groups, opts.folds) if opts.folds else None
     run = make_run_dir(opts.out, opts.model, dataset)
     atomic.write_json(run / "config.json", {**asdict(opts), "representation_config": asdict(rep),
                                             "dataset": dataset, "classes": classes})
@@ -164,11 +168,8 @@ def train_run(opts: RunOptions, console=None) -> Path:
         x = build_inputs(samples, rep, cache_dir=cache, progress=lambda d, t: prog.update(task, completed=d))
         prog.update(task, completed=len(samples))
     y = np.array([classes.index(s.label) for s in samples])
-    groups = [f"{s.database}/{s.subject}" for s in samples]
 
-    only = select_folds(groups, opts.folds) if opts.folds else None
     strategy = get_strategy(opts.strategy)
-    model_options = {"variant": opts.variant} if opts.variant else {}
     cfg = TrainConfig(model=opts.model, epochs=opts.epochs, batch_size=opts.batch_size, lr=opts.lr, seed=opts.seed,
                       augment=opts.augment, class_weight=opts.class_weight, model_options=model_options,
                       flow_input=rep.representation == "flow")
