@@ -58,6 +58,17 @@ def test_evaluate_scores_keras_and_tflite(tiny_run, cache_dir):
     assert results["seed"] == 8  # a new synthetic set (run seed + 1), not the training clips
 
 
+def test_evaluate_names_a_broken_metadata_file(tiny_run, tmp_path):
+    import shutil
+
+    run, _ = tiny_run
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    (copy / "metadata.json").write_text("{ truncated")
+    res = runner.invoke(app, ["evaluate", str(copy)])
+    assert res.exit_code == 2 and "metadata.json: not readable JSON" in res.output
+
+
 @pytest.mark.parametrize("args, message", [
     (["evaluate", "/nonexistent/run"], "no such run folder"),
     (["train", "--model", "nope"], "nope"),
@@ -71,4 +82,6 @@ def test_bad_input_is_one_line_and_exit_2(args, message, cache_dir, tmp_path):
     assert res.exit_code == 2, res.output
     assert message in res.output
     assert "Traceback" not in res.output
+    if "Usage:" not in res.output:  # typer's own usage errors are boxed; library errors are one line
+        assert len([line for line in res.output.splitlines() if line.startswith("error:")]) == 1
     assert not list(tmp_path.iterdir())  # no run folder left behind by a rejected run

@@ -33,3 +33,11 @@ def test_plot(tmp_path):
 def test_errors():
     with pytest.raises(ValueError):
         compute_metrics([], [], ["a"])
+
+
+def test_class_weights_cover_every_class_even_if_absent_from_the_fold():
+    from mer_keras.train.trainer import balanced_class_weight
+
+    w = balanced_class_weight(np.array([0, 0, 0, 2]), 3)
+    assert set(w) == {0, 1, 2} and w[1] == 1.0
+    assert w[2] == pytest.approx(4 / (2 * 1)) and w[0] == pytest.approx(4 / (2 * 3))

@@ -80,3 +80,36 @@ def test_motion_is_small_and_where_the_au_is():
 def test_default_has_ten_or_more_subjects():
     assert SyntheticConfig().subjects >= 10
     assert len(bundled_face_photos()) == 2
+
+
+def test_mirroring_alternates_within_each_photo(tiny_synthetic):
+    import json
+
+    root, _ = tiny_synthetic
+    subjects = json.loads((root / "subjects.json").read_text())["subjects"]
+    # 3 subjects over 2 photos: sub01 and sub03 come from the same photo; only the second of them is mirrored
+    assert [s["photo"] for s in subjects] == ["grace_hopper", "astronaut", "grace_hopper"]
+    assert [s["mirror"] for s in subjects] == [False, False, True]
+
+
+def test_bad_coding_sheet_names_sheet_and_row(tiny_synthetic, tmp_path):
+    import shutil
+
+    import pytest
+
+    root, _ = tiny_synthetic
+    copy = tmp_path / "set"
+    shutil.copytree(root, copy)
+    sheet = pd.read_csv(copy / "coding.csv", dtype=str)
+    sheet.loc[2, "Estimated Emotion"] = "happiness"
+    sheet.to_csv(copy / "coding.csv", index=False)
+    with pytest.raises(ValueError, match=r"coding.csv:4: unknown emotion 'happiness'"):
+        load_samples(copy)
+    sheet.loc[2, "Estimated Emotion"] = "negative"
+    sheet.loc[1, "ApexFrame"] = "/"
+    sheet.to_csv(copy / "coding.csv", index=False)
+    with pytest.raises(ValueError, match=r"coding.csv:3: frame numbers must be integers"):
+        load_samples(copy)
+    sheet.drop(columns=["OnsetFrame"]).to_csv(copy / "coding.csv", index=False)
+    with pytest.raises(ValueError, match=r"missing column\(s\) \['OnsetFrame'\]"):
+        load_samples(copy)

@@ -23,7 +23,7 @@ def user_errors(fn):
             return fn(*args, **kwargs)
         except USER_ERRORS as exc:
             msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
-            err_console.print(f"[bold red]error:[/] {msg}", markup=True, highlight=False)
+            err_console.print(f"[bold red]error:[/] {msg}", markup=True, highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
 
     return wrapper

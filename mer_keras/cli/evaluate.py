@@ -13,7 +13,7 @@ from mer_keras.cli.common import console, user_errors
 def evaluate(
     target: Annotated[str, typer.Argument(help="Run folder, or a .keras/.tflite file with metadata.json beside it.")],
     seed: Annotated[Optional[int], typer.Option(help="Seed of the synthetic evaluation set (default: run seed + 1).")] = None,
-    subjects: Annotated[int, typer.Option(min=1, help="Pseudo-subjects in the evaluation set.")] = 6,
+    subjects: Annotated[int, typer.Option(min=2, help="Pseudo-subjects in the evaluation set.")] = 6,
     clips: Annotated[int, typer.Option(min=1, help="Clips per subject.")] = 10,
     out: Annotated[Optional[str], typer.Option(help="Output folder (default RUN/eval-<time>).")] = None,
     cache_dir: Annotated[Optional[str], typer.Option(help="Cache folder.")] = None,

@@ -35,6 +35,8 @@ def train(
     folds: Annotated[Optional[str], typer.Option(help="Comma-separated test subjects to run (default: all).")] = None,
     export: Annotated[bool, typer.Option("--export/--no-export", help="Write TFLite fp32 and int8 models.")] = True,
     strategy: Annotated[Strategy, typer.Option(help="tf.distribute strategy.")] = "auto",
+    cpu_replicas: Annotated[int, typer.Option(min=1, help="Split the CPU into N logical devices (with "
+                                              "--strategy mirrored: N replicas without a GPU).")] = 1,
     augment: Annotated[bool, typer.Option("--augment/--no-augment", help="Random horizontal flips.")] = True,
     class_weight: Annotated[bool, typer.Option("--class-weight/--no-class-weight",
                                                help="Balanced class weights from the training folds.")] = True,
@@ -47,6 +49,10 @@ def train(
     photos, synthetic facial actions). The run folder is printed as the last line.
     """
     from mer_keras.train.run import RunOptions, train_run
+    from mer_keras.train.strategy import split_cpu
+
+    if cpu_replicas > 1:
+        split_cpu(cpu_replicas)
 
     opts = RunOptions(model=str(getattr(model, "value", model)),
                       representation=getattr(representation, "value", representation), variant=variant,

@@ -113,7 +113,7 @@ def _fingerprint(samples: Sequence[Sample], cfg: RepresentationConfig) -> str:
     h = hashlib.sha256(json.dumps({"v": PIPELINE_VERSION, **asdict(cfg)}, sort_keys=True).encode())
     for s in samples:
         h.update(f"{s.key}|{s.onset}|{s.apex}|{s.offset}|{len(s.frame_paths)}".encode())
-        for p in (s.frame_paths[s.onset], s.frame_paths[s.offset]):
+        for p in (s.frame_paths[s.onset], s.frame_paths[s.apex], s.frame_paths[s.offset]):
             st = os.stat(p)
             h.update(f"{p}|{st.st_size}|{st.st_mtime_ns}".encode())
     return h.hexdigest()[:16]

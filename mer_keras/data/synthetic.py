@@ -23,7 +23,7 @@ How a clip is made (see docs/DATASETS.md for the parameters and the limits):
 5. Low intensity: apex displacement of the strongest landmark 0.035-0.08 inter-ocular distances,
    about 1.6-3.7 px on the 128 px aligned face; each AU of a combination is scaled by 0.6-1.0.
 6. Resting face: a static random signed mix of all AUs on every frame of a clip, of the same
-   size as the expression, so that no single frame tells the class (see ``render_clip``).
+   size as the expression, so that a single frame is ambiguous (see ``render_clip``).
 7. Nuisances present in every class: blinks (AU45, 35 % of clips, larger than the expressions),
    a weak distractor AU from any class (25 % of clips), sub-pixel head jitter and drift,
    illumination flicker and Gaussian sensor noise; JPEG storage (quality 95) as in CASME II.
@@ -49,7 +49,7 @@ import numpy as np
 from mer_keras.data.records import Sample
 from mer_keras.preprocess.face import LEFT_EYE, RIGHT_EYE, FaceMeshLandmarker
 
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3
 CLASSES = ("negative", "positive", "surprise")
 CLASS_PROBABILITIES = (0.45, 0.30, 0.25)
 
@@ -344,7 +344,9 @@ def make_subjects(photos: list[tuple[str, np.ndarray]], n: int, size: int, seed:
         name, photo, lm = base[i % len(base)]
         rng = np.random.default_rng([seed, 1000 + i])
         for _ in range(20):
-            params = {"scale": rng.uniform(0.9, 1.1), "roll_deg": rng.uniform(-4, 4), "mirror": bool(i % 2)}
+            # every second subject made from the same photo is mirrored (independent of the photo count)
+            params = {"scale": rng.uniform(0.9, 1.1), "roll_deg": rng.uniform(-4, 4),
+                      "mirror": bool((i // len(base)) % 2)}
             crop = _crop_face(photo, lm, size, params["scale"], params["roll_deg"])
             crop_lm = landmarker(crop)
             if crop_lm is None:
@@ -380,7 +382,7 @@ def render_clip(subject: PseudoSubject, cfg: SyntheticConfig, rng: np.random.Gen
     AU45) with random signed weights (standard normal), scaled so that its largest landmark
     displacement is ``cfg.rest_amplitude`` IOD, the same order as the expression. People rest
     with raised brows or down-turned mouth corners, and clips start from residual expressions;
-    with it, no single frame tells the class, only the onset -> apex change does.
+    with it, a single frame shows the class far less clearly than the onset -> apex change.
 
     Returns:
         (frames, info): T (S, S, 3) uint8 RGB frames and the coding of the clip
@@ -471,13 +473,25 @@ def generate(cfg: SyntheticConfig, out: Path, photos: list[tuple[str, np.ndarray
     Returns:
         ``out``, holding ``coding.csv``, ``subjects.json`` and ``subXX/clipYYY/img<N>.jpg``.
     """
-    import pandas as pd
-
     if cfg.subjects < 2 or cfg.clips_per_subject < 1:
         raise ValueError(f"need >= 2 subjects and >= 1 clip each, got {cfg.subjects} x {cfg.clips_per_subject}")
     tmp = out.with_name(out.name + f".tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
+    try:
+        _render_all(cfg, tmp, photos, progress)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)  # never leave a half-made set in the cache
+        raise
+    if out.exists():
+        shutil.rmtree(out)
+    os.replace(tmp, out)
+    return out
+
+
+def _render_all(cfg: SyntheticConfig, tmp: Path, photos, progress) -> None:
+    import pandas as pd
+
     landmarker = FaceMeshLandmarker()
     try:
         subjects = make_subjects(photos, cfg.subjects, cfg.frame_size, cfg.seed, landmarker)
@@ -505,17 +519,14 @@ def generate(cfg: SyntheticConfig, out: Path, photos: list[tuple[str, np.ndarray
     pd.DataFrame(rows).to_csv(tmp / "coding.csv", index=False)
     (tmp / "subjects.json").write_text(json.dumps(
         {"config": asdict(cfg), "subjects": [{"name": s.name, "photo": s.photo, **s.params} for s in subjects]}, indent=1))
-    if out.exists():
-        shutil.rmtree(out)
-    os.replace(tmp, out)
-    return out
 
 
 def load_samples(root: Path) -> list[Sample]:
     """Read a generated set's coding sheet into :class:`Sample` records.
 
     Raises:
-        FileNotFoundError: ``root/coding.csv`` missing. ValueError: a frame file is missing (named).
+        FileNotFoundError: ``root/coding.csv`` missing. ValueError: a missing column, an unparsable
+        cell, an unknown emotion or a missing frame file (each names the sheet and row).
     """
     import pandas as pd
 
@@ -523,19 +534,29 @@ def load_samples(root: Path) -> list[Sample]:
     if not sheet.exists():
         raise FileNotFoundError(f"synthetic coding sheet {sheet} not found")
     df = pd.read_csv(sheet, dtype={"Subject": str, "Filename": str, "Action Units": str})
+    required = ["Subject", "Filename", "OnsetFrame", "ApexFrame", "OffsetFrame", "Action Units",
+                "Estimated Emotion", "Frames"]
+    absent = [c for c in required if c not in df.columns]
+    if absent:
+        raise ValueError(f"{sheet}: missing column(s) {absent}")
     samples = []
     fps = json.loads((root / "subjects.json").read_text())["config"]["fps"]
     for row_no, r in enumerate(df.to_dict("records"), start=2):
-        n = int(r["Frames"])
+        try:
+            n, onset, apex, offset = (int(r[c]) for c in ("Frames", "OnsetFrame", "ApexFrame", "OffsetFrame"))
+        except (TypeError, ValueError):
+            raise ValueError(f"{sheet}:{row_no}: frame numbers must be integers, got "
+                             f"{[r[c] for c in ('Frames', 'OnsetFrame', 'ApexFrame', 'OffsetFrame')]}") from None
+        if r["Estimated Emotion"] not in CLASSES:
+            raise ValueError(f"{sheet}:{row_no}: unknown emotion {r['Estimated Emotion']!r}; expected one of {CLASSES}")
         clip_dir = root / r["Subject"] / r["Filename"]
         paths = tuple(str(clip_dir / f"img{k}.jpg") for k in range(1, n + 1))
-        missing = [p for p in (paths[0], paths[-1]) if not os.path.exists(p)]
+        missing = [p for p in paths if not os.path.exists(p)]
         if missing:
             raise ValueError(f"{sheet}:{row_no}: frame file {missing[0]} is missing")
         aus = tuple(f"AU{a}" for a in str(r["Action Units"]).split("+") if a and a != "nan")
         samples.append(Sample(subject=r["Subject"], clip_id=r["Filename"], frame_paths=paths,
-                              onset=int(r["OnsetFrame"]) - 1, apex=int(r["ApexFrame"]) - 1,
-                              offset=int(r["OffsetFrame"]) - 1, aus=aus, emotion=r["Estimated Emotion"],
+                              onset=onset - 1, apex=apex - 1, offset=offset - 1, aus=aus, emotion=r["Estimated Emotion"],
                               label=r["Estimated Emotion"], database="synthetic", fps=float(fps),
                               source=f"{sheet}:{row_no}"))
     return samples

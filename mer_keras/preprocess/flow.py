@@ -81,7 +81,7 @@ def flow_representation(onset: np.ndarray, apex: np.ndarray, size: int = 28, met
     """The (u, v, strain) input image of the flow-based networks (STSTNet-style).
 
     Flow is computed at the frames' resolution, then area-resized to ``size``; u and v are
-    divided by the resize factor so they stay in output-pixel units.
+    scaled by size / W and size / H so they stay in output-pixel units.
 
     Returns:
         (size, size, 3) float32 in [0, 255]: 127.5 + 127.5 * clip(u / flow_scale, -1, 1) and
@@ -89,8 +89,8 @@ def flow_representation(onset: np.ndarray, apex: np.ndarray, size: int = 28, met
     """
     flow = optical_flow(onset, apex, method)
     strain = optical_strain(flow)
-    factor = size / flow.shape[1]
-    small = cv2.resize(flow, (size, size), interpolation=cv2.INTER_AREA) * factor
+    h, w = flow.shape[:2]
+    small = cv2.resize(flow, (size, size), interpolation=cv2.INTER_AREA) * np.array([size / w, size / h], np.float32)
     strain_small = cv2.resize(strain, (size, size), interpolation=cv2.INTER_AREA)
     out = np.empty((size, size, 3), np.float32)
     out[..., :2] = 127.5 + 127.5 * np.clip(small / flow_scale, -1.0, 1.0)

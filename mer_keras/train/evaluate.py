@@ -55,6 +55,13 @@ def find_models(target: Path) -> tuple[Path, dict[str, Path]]:
     return folder, files
 
 
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ModelFileError(f"{path}: not readable JSON ({exc})") from None
+
+
 def predict_file(path: Path, x: np.ndarray) -> np.ndarray:
     """(N, K) probabilities of a ``.keras`` or ``.tflite`` model."""
     if path.suffix == ".tflite":
@@ -74,18 +81,19 @@ def evaluate(opts: EvalOptions, console) -> Path:
         The evaluation folder (``<run>/eval-<timestamp>`` unless ``opts.out``).
     """
     folder, files = find_models(Path(opts.target))
-    meta = json.loads((folder / "metadata.json").read_text())
-    classes = meta["classes"]
-    pre = meta["preprocessing"]
-    rep = RepresentationConfig(representation=pre["representation"], size=pre["size"], crop=pre["crop"],
-                               flow_method=pre["flow_method"])
-    seed = opts.seed
-    if seed is None:
-        config = folder / "config.json"
-        seed = (json.loads(config.read_text()).get("seed", 0) if config.exists() else 0) + 1
+    meta = _read_json(folder / "metadata.json")
+    try:
+        classes = list(meta["classes"])
+        pre = meta["preprocessing"]
+        rep = RepresentationConfig(representation=pre["representation"], size=int(pre["size"]),
+                                   crop=int(pre["crop"]), flow_method=pre["flow_method"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelFileError(f"{folder / 'metadata.json'}: missing or invalid field ({exc})") from None
+    config = _read_json(folder / "config.json") if (folder / "config.json").exists() else {}
+    seed = opts.seed if opts.seed is not None else int(config.get("seed", 0)) + 1
     cache = Path(opts.cache_dir) if opts.cache_dir else default_cache_dir()
     root, samples = synthetic_dataset(SyntheticConfig(subjects=opts.subjects, clips_per_subject=opts.clips, seed=seed),
-                                      cache_dir=cache)
+                                      faces_dir=config.get("faces"), cache_dir=cache)
     console.print(f"evaluation set: {len(samples)} synthetic clips (seed {seed}) at {root}", soft_wrap=True)
     x = build_inputs(samples, rep, cache_dir=cache)
     y = np.array([classes.index(s.label) for s in samples])

@@ -92,11 +92,16 @@ def save_keras(model, path: Path) -> None:
         model.save(tmp)
 
 
+#: Largest accepted |p_tflite - p_keras| for the float32 export (issue #2 acceptance).
+FP32_TOLERANCE = 1e-4
+
+
 def export_tflite(model, run: Path, x_train: np.ndarray, y: np.ndarray, classes: Sequence[str]) -> dict:
     """Write model_fp32.tflite and model_int8.tflite and check them against Keras on ``x_train``.
 
     Returns:
-        {filename: {"format", "sha256", "bytes", "seconds", "quantization", "parity"}}.
+        {filename: {"format", "sha256", "bytes", "seconds", "quantization", "parity"}}; the fp32
+        parity carries ``"within_tolerance"`` (max |dp| <= :data:`FP32_TOLERANCE`).
     """
     from mer_keras.export.formats import FORMATS
     from mer_keras.export.metadata import sha256_file
@@ -116,6 +121,10 @@ def export_tflite(model, run: Path, x_train: np.ndarray, y: np.ndarray, classes:
         files[fmt.filename] = {"format": fmt.name, "sha256": sha256_file(path), "bytes": path.stat().st_size,
                                "seconds": round(seconds, 2), "quantization": tfl.quantization(),
                                "parity": compare_outputs(reference, tfl.predict(x_train), y, classes)}
+        if fmt.quant == "none":
+            parity = files[fmt.filename]["parity"]
+            parity["tolerance"] = FP32_TOLERANCE
+            parity["within_tolerance"] = parity["max_abs_diff"] <= FP32_TOLERANCE
     return files
 
 
@@ -158,16 +167,16 @@ def train_run(opts: RunOptions, console=None) -> Path:
     dataset, samples, classes = load_default_dataset(opts, console)
     groups = [f"{s.database}/{s.subject}" for s in samples]
     only = select_folds(groups, opts.folds) if opts.folds else None
-    run = make_run_dir(opts.out, opts.model, dataset)
-    atomic.write_json(run / "config.json", {**asdict(opts), "representation_config": asdict(rep),
-                                            "dataset": dataset, "classes": classes})
-
     cache = Path(opts.cache_dir) if opts.cache_dir else default_cache_dir()
     with _progress(console) as prog:
         task = prog.add_task(f"{rep.representation}", total=len(samples), info="")
         x = build_inputs(samples, rep, cache_dir=cache, progress=lambda d, t: prog.update(task, completed=d))
         prog.update(task, completed=len(samples))
     y = np.array([classes.index(s.label) for s in samples])
+    # The run folder is made only once the inputs exist: bad data leaves no half-made run behind.
+    run = make_run_dir(opts.out, opts.model, dataset)
+    atomic.write_json(run / "config.json", {**asdict(opts), "representation_config": asdict(rep),
+                                            "dataset": dataset, "classes": classes})
 
     strategy = get_strategy(opts.strategy)
     cfg = TrainConfig(model=opts.model, epochs=opts.epochs, batch_size=opts.batch_size, lr=opts.lr, seed=opts.seed,
@@ -227,6 +236,8 @@ def train_run(opts: RunOptions, console=None) -> Path:
             par = info["parity"]
             console.print(f"{name}: {info['bytes'] / 1e6:.2f} MB in {info['seconds']:.1f} s, max |p - p_keras| "
                           f"{par['max_abs_diff']:.2e}, argmax agreement {par['argmax_agreement']:.3f}")
+            if par.get("within_tolerance") is False:
+                console.print(f"[bold red]warning:[/] {name} differs from Keras by more than {FP32_TOLERANCE}")
     atomic.write_json(run / "metadata.json", build_metadata(opts.model, classes, asdict(rep), rep.input_shape,
                                                             dataset, "loso", files))
     console.print(f"done in {time.perf_counter() - t_start:.0f} s")

@@ -71,12 +71,19 @@ def make_dataset(x: np.ndarray, y: np.ndarray | None, batch_size: int, shuffle: 
 
 
 def balanced_class_weight(y: np.ndarray, num_classes: int) -> dict[int, float]:
-    """sklearn's 'balanced' weights n / (K * n_k) for the classes present in ``y``."""
+    """sklearn's 'balanced' weights n / (K * n_k), K = classes present in ``y``.
+
+    Args:
+        y: (N,) int labels in [0, num_classes).
+    Returns:
+        {class index: weight} for every class 0..num_classes-1 (Keras requires all keys); a class
+        absent from ``y`` gets 1.0, which has no effect since no sample carries it.
+    """
     from sklearn.utils.class_weight import compute_class_weight
 
     present = np.unique(y)
-    w = compute_class_weight("balanced", classes=present, y=y)
-    return {int(k): float(v) for k, v in zip(present, w)}
+    w = dict(zip(present.tolist(), compute_class_weight("balanced", classes=present, y=y)))
+    return {k: float(w.get(k, 1.0)) for k in range(num_classes)}
 
 
 def fit_model(x: np.ndarray, y: np.ndarray, num_classes: int, cfg: TrainConfig,
