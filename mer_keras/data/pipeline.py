@@ -137,7 +137,7 @@ def build_inputs(samples: Sequence[Sample], cfg: RepresentationConfig, cache_dir
         if path.exists():
             with np.load(path) as z:
                 return z["x"]
-    get_landmarker()  # create the face mesh before timing the first clip
+    get_landmarker()  # load the face mesh once, before the loop
     out = np.empty((len(samples), *cfg.input_shape), np.float32)
     for i, s in enumerate(samples):
         out[i] = sample_representation(s, cfg)

@@ -451,8 +451,10 @@ def render_clip(subject: PseudoSubject, cfg: SyntheticConfig, rng: np.random.Gen
 # dataset on disk
 
 
-def default_cache_dir() -> Path:
-    """``$MER_CACHE_DIR`` or ``~/.cache/mer_keras``."""
+def default_cache_dir(override: str | os.PathLike | None = None) -> Path:
+    """``override`` if given, else ``$MER_CACHE_DIR``, else ``~/.cache/mer_keras``."""
+    if override:
+        return Path(override)
     return Path(os.environ.get("MER_CACHE_DIR", Path.home() / ".cache" / "mer_keras"))
 
 

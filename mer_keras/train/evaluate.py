@@ -91,7 +91,7 @@ def evaluate(opts: EvalOptions, console) -> Path:
         raise ModelFileError(f"{folder / 'metadata.json'}: missing or invalid field ({exc})") from None
     config = _read_json(folder / "config.json") if (folder / "config.json").exists() else {}
     seed = opts.seed if opts.seed is not None else int(config.get("seed", 0)) + 1
-    cache = Path(opts.cache_dir) if opts.cache_dir else default_cache_dir()
+    cache = default_cache_dir(opts.cache_dir)
     root, samples = synthetic_dataset(SyntheticConfig(subjects=opts.subjects, clips_per_subject=opts.clips, seed=seed),
                                       faces_dir=config.get("faces"), cache_dir=cache)
     console.print(f"evaluation set: {len(samples)} synthetic clips (seed {seed}) at {root}", soft_wrap=True)

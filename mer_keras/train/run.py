@@ -65,7 +65,7 @@ def representation_config(model: str, representation: str | None, flow_method: s
 def load_default_dataset(opts: RunOptions, console) -> tuple[str, list[Sample], list[str]]:
     """The embedded synthetic set (generated on first use, then cached)."""
     cfg = SyntheticConfig(subjects=opts.subjects, clips_per_subject=opts.clips, seed=opts.seed)
-    cache = Path(opts.cache_dir) if opts.cache_dir else default_cache_dir()
+    cache = default_cache_dir(opts.cache_dir)
     with _progress(console) as prog:
         task = prog.add_task("synthetic clips", total=cfg.subjects * cfg.clips_per_subject, info="")
         root, samples = synthetic_dataset(cfg, faces_dir=opts.faces, cache_dir=cache,
@@ -167,7 +167,7 @@ def train_run(opts: RunOptions, console=None) -> Path:
     dataset, samples, classes = load_default_dataset(opts, console)
     groups = [f"{s.database}/{s.subject}" for s in samples]
     only = select_folds(groups, opts.folds) if opts.folds else None
-    cache = Path(opts.cache_dir) if opts.cache_dir else default_cache_dir()
+    cache = default_cache_dir(opts.cache_dir)
     with _progress(console) as prog:
         task = prog.add_task(f"{rep.representation}", total=len(samples), info="")
         x = build_inputs(samples, rep, cache_dir=cache, progress=lambda d, t: prog.update(task, completed=d))
