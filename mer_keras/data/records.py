@@ -20,6 +20,8 @@ class Sample:
         database: source database name (``"synthetic"``, ``"casme2"``, ...).
         fps: recording frame rate in frames per second.
         source: where the record came from (sheet path and row) for error messages.
+        frame_numbers: the databases' own frame number of each file (``img46.jpg`` -> 46), when
+            known; ``frame_numbers[onset]`` is the coding sheet's onset frame.
     """
 
     subject: str
@@ -34,6 +36,7 @@ class Sample:
     database: str
     fps: float
     source: str = field(default="", compare=False)
+    frame_numbers: tuple[int, ...] = field(default=(), repr=False, compare=False)
 
     def __post_init__(self) -> None:
         where = f" ({self.source})" if self.source else ""

@@ -1,0 +1,98 @@
+"""What every database loader shares: the root, the record builder, and bad-clip reporting."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mer_keras.data.records import Sample
+from mer_keras.data.sheets import numbered_frames
+
+APEX_POLICIES = ("midpoint",)
+
+
+@dataclass
+class LoadResult:
+    """Records of a database and the clips that were skipped.
+
+    Attributes:
+        samples: one :class:`Sample` per usable clip.
+        skipped: (where, why) for every clip left out: sheet:row or folder, and the reason.
+    """
+
+    samples: list[Sample] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+
+def resolve_root(root: str | os.PathLike | None, default_dirname: str) -> Path:
+    """The database folder: ``root``, or ``$MER_DATA_ROOT/<default_dirname>``.
+
+    Raises:
+        FileNotFoundError: neither is given, or the folder does not exist.
+    """
+    if root is None:
+        base = os.environ.get("MER_DATA_ROOT")
+        if not base:
+            raise FileNotFoundError(f"no database root: pass --root or set MER_DATA_ROOT (expects "
+                                    f"$MER_DATA_ROOT/{default_dirname})")
+        root = Path(base) / default_dirname
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"database root {root} does not exist or is not a folder")
+    return root
+
+
+def make_sample(database: str, subject: str, clip_id: str, folder: Path, onset: int | None, apex: int | None,
+                offset: int | None, aus: tuple[str, ...], emotion: str, fps: float, where: str,
+                apex_policy: str = "midpoint") -> Sample:
+    """Build a :class:`Sample` from a clip folder and the sheet's frame numbers.
+
+    Args:
+        onset, apex, offset: the sheet's frame numbers (as in the file names); ``None`` onset or
+            offset means the first or last file; ``None`` apex is filled by ``apex_policy``
+            ("midpoint": the file halfway between onset and offset).
+        where: sheet:row (or folder) for error messages.
+    Raises:
+        ValueError, FileNotFoundError: missing folder or frames, a frame number with no file,
+        onset > offset, apex outside onset..offset (each message names ``where``).
+    """
+    if apex_policy not in APEX_POLICIES:
+        raise ValueError(f"unknown apex policy {apex_policy!r}; expected one of {APEX_POLICIES}")
+    try:
+        frames = numbered_frames(folder)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{where}: frame folder {folder} does not exist") from None
+    if len(frames) < 2:
+        raise ValueError(f"{where}: {folder} holds {len(frames)} frame(s); at least 2 are needed")
+    numbers = [n for n, _ in frames]
+    index = {n: i for i, n in enumerate(numbers)}
+
+    def locate(number: int | None, name: str, default: int) -> int:
+        if number is None:
+            return default
+        if number not in index:
+            raise ValueError(f"{where}: {name} frame {number} has no file in {folder} "
+                             f"(frames {numbers[0]}..{numbers[-1]})")
+        return index[number]
+
+    i_on = locate(onset, "onset", 0)
+    i_off = locate(offset, "offset", len(frames) - 1)
+    if i_on > i_off:
+        raise ValueError(f"{where}: onset {onset} is after offset {offset}")
+    i_apex = locate(apex, "apex", (i_on + i_off) // 2)
+    if not i_on <= i_apex <= i_off:
+        raise ValueError(f"{where}: apex {apex} is outside onset..offset {onset}..{offset}")
+    return Sample(subject=subject, clip_id=clip_id, frame_paths=tuple(str(p) for _, p in frames),
+                  onset=i_on, apex=i_apex, offset=i_off, aus=aus, emotion=emotion, label=emotion,
+                  database=database, fps=fps, source=where, frame_numbers=tuple(numbers))
+
+
+def collect(result: LoadResult, where: str, build, strict: bool) -> None:
+    """Run ``build()`` and append its sample, or record the clip as skipped (raise if ``strict``)."""
+    try:
+        result.samples.append(build())
+    except (ValueError, FileNotFoundError) as exc:
+        if strict:
+            raise
+        result.skipped.append((where, str(exc)))

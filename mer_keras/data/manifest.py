@@ -1,0 +1,83 @@
+"""A generic CSV manifest, so any database or precomputed input can be used.
+
+Columns: ``subject``, ``label`` and either ``path`` (one image per sample, e.g. an apex frame or
+a precomputed flow image; its channels are the model input) or ``frames`` (a folder of frames)
+with optional ``onset``, ``apex``, ``offset`` (frame numbers as in the file names) and
+``dataset``. Paths are relative to the CSV file. Video files in ``frames`` are not read yet.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from mer_keras.data.database import LoadResult, collect, make_sample
+from mer_keras.data.sheets import parse_frame_number
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    """One precomputed input image: subject, label, absolute path, source (csv:row)."""
+
+    subject: str
+    label: str
+    path: str
+    dataset: str
+    source: str
+
+
+def load(csv_path, strict: bool = False, fps: float = 0.0) -> tuple[LoadResult, list[ImageRecord]]:
+    """Read a manifest.
+
+    Returns:
+        (clip records from ``frames`` rows, image records from ``path`` rows).
+    Raises:
+        FileNotFoundError: missing CSV. ValueError: missing columns, or a row with neither or both
+        of path/frames, an empty label or subject, a missing file (names csv:row; when ``strict``).
+    """
+    csv_path = Path(csv_path)
+    if not csv_path.is_file():
+        raise FileNotFoundError(f"manifest {csv_path} does not exist")
+    df = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
+    cols = {c.strip().lower(): c for c in df.columns}
+    missing = [c for c in ("subject", "label") if c not in cols]
+    if missing or not ({"path", "frames"} & set(cols)):
+        raise ValueError(f"{csv_path}: needs columns subject, label and path or frames; has {list(df.columns)}")
+    base = csv_path.parent
+    clips, images = LoadResult(), []
+    for row_no, r in enumerate(df.to_dict("records"), start=2):
+        get = lambda k: str(r.get(cols.get(k, ""), "")).strip()  # noqa: E731
+        where = f"{csv_path}:{row_no}"
+        subject, label, dataset = get("subject"), get("label"), get("dataset") or "manifest"
+        path, frames = get("path"), get("frames")
+
+        def check():
+            if not subject or not label:
+                raise ValueError(f"{where}: empty subject or label")
+            if bool(path) == bool(frames):
+                raise ValueError(f"{where}: give exactly one of path or frames")
+
+        if path:
+            try:
+                check()
+                p = (base / path).resolve()
+                if not p.is_file():
+                    raise ValueError(f"{where}: image {p} does not exist")
+                images.append(ImageRecord(subject, label, str(p), dataset, where))
+            except ValueError as exc:
+                if strict:
+                    raise
+                clips.skipped.append((where, str(exc)))
+            continue
+
+        def build(where=where, subject=subject, label=label, dataset=dataset, frames=frames):
+            check()
+            s = make_sample(dataset, subject, Path(frames).name, (base / frames).resolve(),
+                            parse_frame_number(get("onset"), where), parse_frame_number(get("apex"), where),
+                            parse_frame_number(get("offset"), where), (), label, fps, where)
+            return s
+
+        collect(clips, where, build, strict)
+    return clips, images

@@ -1,0 +1,133 @@
+"""Coding-sheet parsing shared by the database loaders.
+
+Each helper raises ``ValueError`` whose message names the sheet and the row (Excel numbering:
+the header row is the row the header was found on, data rows follow it), so a bad cell in a
+real database is found at once.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import pandas as pd
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
+
+_NUMBER = re.compile(r"(\d+)(?!.*\d)")  # the last run of digits in a file name
+
+
+def find_sheet(root: Path, pattern: str) -> Path:
+    """The one file under ``root`` (searched recursively) matching the glob ``pattern``.
+
+    Raises:
+        FileNotFoundError: none found (names the root and the pattern).
+        ValueError: several found (lists them).
+    """
+    if not root.is_dir():
+        raise FileNotFoundError(f"database root {root} does not exist or is not a folder")
+    hits = sorted(p for p in root.rglob(pattern) if not p.name.startswith("~$"))
+    if not hits:
+        raise FileNotFoundError(f"no coding sheet matching {pattern!r} under {root}")
+    if len(hits) > 1:
+        raise ValueError(f"several coding sheets match {pattern!r} under {root}: {[str(h) for h in hits]}")
+    return hits[0]
+
+
+def read_sheet(path: Path, required: Sequence[str]) -> tuple[pd.DataFrame, int]:
+    """Read an .xlsx/.xls/.csv coding sheet whose header row may not be the first.
+
+    The header is the first row (among the first 40) holding every name in ``required``.
+
+    Returns:
+        (frame with the header applied and blank rows dropped, Excel row number of the header).
+        Each data row keeps its Excel row number in the column ``_row``.
+    Raises:
+        ValueError: no row holds all required columns (names the sheet and the missing ones).
+    """
+    if path.suffix.lower() == ".csv":
+        raw = pd.read_csv(path, header=None, dtype=object)
+    else:
+        raw = pd.read_excel(path, header=None, dtype=object)
+    want = {c.lower() for c in required}
+    for i in range(min(40, len(raw))):
+        cells = [str(v).strip() for v in raw.iloc[i].tolist()]
+        if want <= {c.lower() for c in cells}:
+            df = raw.iloc[i + 1:].copy()
+            df.columns = [c if c and c != "nan" else f"Unnamed: {k}" for k, c in enumerate(cells)]
+            df["_row"] = range(i + 2, i + 2 + len(df))
+            df = df.dropna(how="all", subset=[c for c in df.columns if c != "_row"])
+            return df.reset_index(drop=True), i + 1
+    first = [str(v) for v in raw.iloc[0].tolist()] if len(raw) else []
+    raise ValueError(f"{path}: no header row with columns {list(required)} (first row: {first})")
+
+
+def column(df: pd.DataFrame, name: str):
+    """The column called ``name``, matched case-insensitively and ignoring surrounding spaces."""
+    for c in df.columns:
+        if str(c).strip().lower() == name.lower():
+            return c
+    raise KeyError(name)
+
+
+def parse_frame_number(value, where: str, missing=("/", "-1", "", "nan", "none")) -> int | None:
+    """A frame number cell: an int, or ``None`` for the databases' "missing" codes ('/', -1).
+
+    Raises:
+        ValueError: anything else that is not a whole number (names ``where``).
+    """
+    text = str(value).strip().lower()
+    if text in missing:
+        return None
+    try:
+        number = float(text)
+    except ValueError:
+        raise ValueError(f"{where}: frame number {value!r} is not a number") from None
+    if number != int(number) or number < 0:
+        raise ValueError(f"{where}: frame number {value!r} is not a whole, non-negative number")
+    return int(number)
+
+
+def parse_aus(value) -> tuple[str, ...]:
+    """FACS action units from a coding cell, in a canonical ``AU<n>`` form, in order, no repeats.
+
+    Accepts the databases' spellings: ``"4+7"``, ``"AU4+AU7"``, ``"R12 + R15"`` (side prefixes L/R/B),
+    ``"R14A"`` (intensity suffix A-E), ``"12 or 14"`` (both kept), ``"4(k)"`` (4DME key AU), commas.
+    Empty, '/' or NaN gives ``()``. Tokens without a number (e.g. "?") are ignored.
+    """
+    text = str(value)
+    if text.strip().lower() in ("", "nan", "/", "none", "-"):
+        return ()
+    out = []
+    for token in re.split(r"[+,;/]|\bor\b|\band\b", text, flags=re.I):
+        m = re.search(r"(\d+)", token)
+        if m:
+            au = f"AU{int(m.group(1))}"
+            if au not in out:
+                out.append(au)
+    return tuple(out)
+
+
+def numbered_frames(folder: Path, suffixes: Iterable[str] = IMAGE_SUFFIXES) -> list[tuple[int, Path]]:
+    """Image files of a clip folder with their frame numbers, sorted by number (not lexically).
+
+    The frame number is the last run of digits in the file stem (``img46.jpg`` -> 46,
+    ``006_05562.jpg`` -> 5562, ``reg_img46.jpg`` -> 46).
+
+    Raises:
+        FileNotFoundError: the folder is missing. ValueError: a file name has no number.
+    """
+    if not folder.is_dir():
+        raise FileNotFoundError(f"frame folder {folder} does not exist")
+    files = []
+    for entry in os.scandir(folder):
+        name = entry.name
+        if entry.is_file() and os.path.splitext(name)[1].lower() in suffixes:
+            m = _NUMBER.search(os.path.splitext(name)[0])
+            if not m:
+                raise ValueError(f"frame file {folder / name} has no frame number in its name")
+            files.append((int(m.group(1)), folder / name))
+    files.sort()
+    return files

@@ -1,0 +1,97 @@
+"""Builders of small database trees in the official layouts, with the quirks of the real sheets.
+
+Frames come from the synthetic generator (real bundled face photos), re-encoded as each database
+stores them: CASME II colour JPEG ``img<N>.jpg``, SAMM grayscale JPEG ``<subject>_<NNNNN>.jpg``,
+SMIC colour BMP ``image<NNNNNN>.bmp``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+from openpyxl import Workbook
+
+
+def _frames(sample, n):
+    paths = sample.frame_paths[sample.onset:sample.onset + n]
+    return [cv2.imread(p, cv2.IMREAD_COLOR) for p in paths]
+
+
+def _write(folder: Path, names, images, gray=False):
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, img in zip(names, images):
+        if gray:
+            img = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)
+        cv2.imwrite(str(folder / name), img)
+
+
+def _xlsx(path: Path, rows):
+    wb = Workbook()
+    ws = wb.active
+    for row in rows:
+        ws.append(list(row))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    wb.save(path)
+
+
+# (subject int, clip, first frame number, n frames, onset, apex, offset, AUs, emotion)
+CASME2_ROWS = [
+    (1, "EP02_01f", 46, 6, 46, 48, 51, "4+7", "disgust"),
+    (1, "EP03_02", 8, 6, 8, "/", 13, "12", "happiness"),      # '/' apex; img8..img13 sorts numerically
+    (2, "EP01_11f", 100, 5, 100, 102, 104, "14", "repression"),
+    (2, "EP02_04f", 20, 5, 20, 21, 24, "1+2", "surprise"),
+    (17, "EP05_03", 1, 4, 1, 2, 4, "4", "fear"),              # not in the 5-class set nor the composite
+    (17, "EP06_01", 5, 4, 5, 6, 8, "", "others"),
+    (3, "EP07_01", 1, 4, 1, 2, 4, "12", "joy"),               # bad: unknown emotion
+    (3, "EP08_01", 1, 10, 1, 9, 4, "12", "happiness"),        # bad: apex outside onset..offset
+    (4, "EP09_01", 1, 0, 1, 2, 4, "12", "happiness"),         # bad: no frame folder
+]
+CASME2_GOOD = 6
+
+
+def make_casme2(root: Path, samples) -> Path:
+    header = ["Subject", "Filename", None, "OnsetFrame", "ApexFrame", "OffsetFrame", None, "Action Units",
+              "Estimated Emotion"]
+    rows = [header]
+    for k, (sub, clip, first, n, on, ap, off, aus, emo) in enumerate(CASME2_ROWS):
+        if n:
+            names = [f"img{first + i}.jpg" for i in range(n)]
+            _write(root / "CASME2_RAW_selected" / f"sub{sub:02d}" / clip, names, _frames(samples[k % len(samples)], n))
+        rows.append([sub, clip, None, on, ap, off, None, aus, emo])
+    _xlsx(root / "CASME2-coding-20140508.xlsx", rows)
+    return root
+
+
+# (subject, clip, first frame, n, onset, apex, offset, AUs, emotion)
+SAMM_ROWS = [
+    (6, "006_1_2", 5562, 6, 5562, 5564, 5567, "R12 + R15", "Happiness"),   # Subject stored as a number
+    ("006", "006_1_3", 100, 5, 100, -1, 104, "4+7", "Anger"),            # apex -1 = missing
+    ("011", "011_2_1", 9, 5, 9, 10, 13, "12 or 14", "Others"),           # "or" in AUs; Others -> other
+    ("011", "011_3_1", 50, 4, 50, 51, 53, "L14", "Contempt"),
+    ("011", "011_4_1", 70, 4, 70, 71, 73, "9", "Disgust"),
+]
+
+
+def make_samm(root: Path, samples) -> Path:
+    rows = [["SAMM Micro-Movement FACS Codes"], ["Version 2"], [],
+            ["Subject", "Filename", "Inducement Code", "Onset Frame", "Apex Frame", "Offset Frame", "Duration",
+             "Micro", "Action Units", "Notes", "Estimated Emotion", "Objective Classes"]]
+    for k, (sub, clip, first, n, on, ap, off, aus, emo) in enumerate(SAMM_ROWS):
+        sub_s = f"{int(sub):03d}"
+        names = [f"{sub_s}_{first + i:05d}.jpg" for i in range(n)]
+        _write(root / "SAMM" / sub_s / clip, names, _frames(samples[k % len(samples)], n), gray=True)
+        rows.append([sub, clip, 1, on, ap, off, off - on + 1, "Micro - 1/2", aus, "", emo, 1])
+    _xlsx(root / "SAMM_Micro_FACS_Codes_v2.xlsx", rows)
+    return root
+
+
+SMIC_CLIPS = [("s1", "negative", "s1_ne_01", 5), ("s1", "positive", "s1_po_01", 4),
+              ("s2", "surprise", "s2_sur_01", 6), ("s2", "negative", "s2_ne_03", 4)]
+
+
+def make_smic(root: Path, samples) -> Path:
+    for k, (sub, cls, clip, n) in enumerate(SMIC_CLIPS):
+        names = [f"image{1000 + i:06d}.bmp" for i in range(n)]
+        _write(root / "SMIC" / "HS" / sub / "micro" / cls / clip, names, _frames(samples[k % len(samples)], n))
+    return root

@@ -1,0 +1,122 @@
+"""Loaders on fixture trees in the official layouts: records field by field, quirks, bad clips."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from db_fixtures import CASME2_GOOD, make_casme2, make_samm, make_smic
+from mer_keras.data import casme2, composite, manifest, samm, smic
+from mer_keras.data.pipeline import RepresentationConfig, build_inputs
+from mer_keras.data.sheets import parse_aus, parse_frame_number
+
+
+@pytest.fixture(scope="module")
+def trees(tmp_path_factory, tiny_synthetic):
+    _, samples = tiny_synthetic
+    base = tmp_path_factory.mktemp("dbs")
+    return {"casme2": make_casme2(base / "CASME2", samples), "samm": make_samm(base / "SAMM_root", samples),
+            "smic": make_smic(base / "SMIC_root", samples)}
+
+
+def test_casme2_records(trees):
+    res = casme2.load(trees["casme2"])
+    assert len(res.samples) == CASME2_GOOD
+    s = res.samples[0]
+    assert (s.subject, s.clip_id, s.database, s.fps, s.emotion, s.aus) == (
+        "sub01", "EP02_01f", "casme2", 200.0, "disgust", ("AU4", "AU7"))
+    assert s.frame_numbers == (46, 47, 48, 49, 50, 51)
+    assert (s.onset, s.apex, s.offset) == (0, 2, 5)
+    assert s.frame_paths[0].endswith("CASME2_RAW_selected/sub01/EP02_01f/img46.jpg")
+    assert s.source.endswith("CASME2-coding-20140508.xlsx:2")
+    t = res.samples[1]  # '/' apex -> midpoint; img8..img13 sorted by number, not lexically
+    assert t.frame_numbers == (8, 9, 10, 11, 12, 13) and t.apex == (0 + 5) // 2
+    reasons = dict(res.skipped)
+    assert len(res.skipped) == 3
+    assert any("unknown emotion 'joy'" in why and where.endswith(":8") for where, why in res.skipped)
+    assert any("apex 9 is outside onset..offset 1..4" in why for why in reasons.values())
+    assert any("frame folder" in why and "EP09_01" in why for why in reasons.values())
+    with pytest.raises(ValueError, match="unknown emotion 'joy'"):
+        casme2.load(trees["casme2"], strict=True)
+
+
+def test_samm_records(trees):
+    res = samm.load(trees["samm"])
+    assert res.skipped == []
+    by_clip = {s.clip_id: s for s in res.samples}
+    a = by_clip["006_1_2"]
+    assert (a.subject, a.emotion, a.aus, a.fps) == ("006", "happiness", ("AU12", "AU15"), 200.0)
+    assert a.frame_numbers[0] == 5562 and a.frame_paths[0].endswith("SAMM/006/006_1_2/006_05562.jpg")
+    assert a.source.endswith(":5")  # header found on row 4 by content
+    b = by_clip["006_1_3"]
+    assert b.subject == "006" and b.apex == 2  # -1 apex -> midpoint of 0..4
+    c = by_clip["011_2_1"]
+    assert c.emotion == "other" and c.aus == ("AU12", "AU14")
+    import cv2
+    assert cv2.imread(a.frame_paths[0], cv2.IMREAD_UNCHANGED).ndim == 2  # grayscale as in SAMM
+
+
+def test_smic_records(trees):
+    res = smic.load(trees["smic"])
+    assert [s.clip_id for s in res.samples] == ["s1_ne_01", "s1_po_01", "s2_ne_03", "s2_sur_01"]
+    s = res.samples[0]
+    assert (s.subject, s.label, s.fps, s.onset, s.offset, s.apex) == ("s1", "negative", 100.0, 0, 4, 2)
+    assert s.frame_paths[0].endswith(".bmp")
+    with pytest.raises(FileNotFoundError, match="VIS"):
+        smic.load(trees["smic"], camera="VIS")
+
+
+def test_composite_mapping_and_counts(trees):
+    everything = casme2.load(trees["casme2"]).samples + samm.load(trees["samm"]).samples + smic.load(trees["smic"]).samples
+    out, counts = composite.composite(everything)
+    assert {s.label for s in out} <= set(composite.CLASSES)
+    labels = {(s.database, s.clip_id): s.label for s in out}
+    assert labels[("casme2", "EP02_01f")] == "negative" and labels[("casme2", "EP01_11f")] == "negative"
+    assert labels[("casme2", "EP03_02")] == "positive" and labels[("casme2", "EP02_04f")] == "surprise"
+    assert ("casme2", "EP05_03") not in labels and ("casme2", "EP06_01") not in labels  # fear, others dropped
+    assert labels[("samm", "006_1_3")] == "negative" and labels[("samm", "011_3_1")] == "negative"
+    assert ("samm", "011_2_1") not in labels  # other dropped
+    assert counts["casme2"] == {"samples": 4, "subjects": 2, "negative": 2, "positive": 1, "surprise": 1}
+    assert counts["samm"]["samples"] == 4 and counts["smic"]["samples"] == 4
+
+
+def test_loaders_feed_the_pipeline(trees):
+    res = casme2.load(trees["casme2"])
+    x = build_inputs(res.samples[:2], RepresentationConfig())
+    assert x.shape == (2, 112, 112, 3) and np.isfinite(x).all()
+    g = samm.load(trees["samm"]).samples[:1]
+    assert build_inputs(g, RepresentationConfig(representation="flow", size=28)).shape == (1, 28, 28, 3)
+
+
+def test_manifest(trees, tmp_path):
+    s = casme2.load(trees["casme2"]).samples[0]
+    folder = Path(s.frame_paths[0]).parent
+    csv = tmp_path / "m.csv"
+    csv.write_text("subject,label,frames,onset,apex,offset,path\n"
+                   f"a,negative,{folder},46,48,51,\n"
+                   f"b,positive,,,,,{s.frame_paths[0]}\n"
+                   "c,positive,,,,,missing.png\n"
+                   f"d,,{folder},,,,\n")
+    clips, images = manifest.load(csv)
+    assert [c.subject for c in clips.samples] == ["a"] and clips.samples[0].apex == 2
+    assert [i.subject for i in images] == ["b"]
+    assert len(clips.skipped) == 2
+    assert any(w.endswith("m.csv:4") and "does not exist" in why for w, why in clips.skipped)
+    assert any(w.endswith("m.csv:5") and "empty subject or label" in why for w, why in clips.skipped)
+    bad = tmp_path / "bad.csv"
+    bad.write_text("who,what\n1,2\n")
+    with pytest.raises(ValueError, match="needs columns subject, label"):
+        manifest.load(bad)
+
+
+def test_cell_parsers():
+    assert parse_aus("R12 + R15") == ("AU12", "AU15")
+    assert parse_aus("AU4+AU7") == ("AU4", "AU7")
+    assert parse_aus("12 or 14") == ("AU12", "AU14")
+    assert parse_aus("R14A") == ("AU14",)
+    assert parse_aus("4(k)+7") == ("AU4", "AU7")
+    assert parse_aus("/") == () and parse_aus(float("nan")) == ()
+    assert parse_frame_number("/", "x") is None and parse_frame_number(-1, "x") is None
+    assert parse_frame_number(46.0, "x") == 46
+    with pytest.raises(ValueError, match="sheet.xlsx:3: frame number 'abc'"):
+        parse_frame_number("abc", "sheet.xlsx:3")
