@@ -120,3 +120,69 @@ def test_cell_parsers():
     assert parse_frame_number(46.0, "x") == 46
     with pytest.raises(ValueError, match="sheet.xlsx:3: frame number 'abc'"):
         parse_frame_number("abc", "sheet.xlsx:3")
+
+
+@pytest.fixture(scope="module")
+def composite_root(tmp_path_factory, tiny_synthetic):
+    _, samples = tiny_synthetic
+    base = tmp_path_factory.mktemp("composite")
+    make_casme2(base / "CASME2", samples)
+    make_samm(base / "SAMM", samples)
+    make_smic(base / "SMIC", samples)
+    return base
+
+
+def _train(args, tmp_path, cache_dir):
+    import json
+
+    from typer.testing import CliRunner
+
+    from mer_keras.cli.main import app
+
+    res = CliRunner().invoke(app, ["train", *args, "--epochs", "1", "--no-export", "--out", str(tmp_path),
+                                   "--cache-dir", str(cache_dir)])
+    assert res.exit_code == 0, res.output
+    run = Path(res.output.strip().splitlines()[-1].strip())
+    return run, json.loads((run / "results.json").read_text()), res.output
+
+
+def test_train_on_a_database_tree(trees, tmp_path, cache_dir):
+    run, results, output = _train(["--data", "casme2", "--root", str(trees["casme2"])], tmp_path, cache_dir)
+    assert results["dataset"] == "casme2" and results["classes"] == list(casme2.CLASSES)
+    assert results["n_samples"] == 5  # 6 good rows, fear is outside the 5-class set
+    assert results["skipped"] == 3 and (run / "skipped.csv").read_text().count("\n") == 4
+    assert "3 skipped" in output
+
+
+def test_train_composite_reports_per_database(composite_root, tmp_path, cache_dir):
+    run, results, output = _train(["--data", "composite", "--root", str(composite_root)], tmp_path, cache_dir)
+    assert results["classes"] == ["negative", "positive", "surprise"]
+    assert set(results["per_database"]) == {"casme2", "samm", "smic"}
+    assert sum(d["n"] for d in results["per_database"].values()) == results["n_samples"] == 12
+    assert results["counts"]["casme2"]["samples"] == 4
+    assert len(results["folds"]) == 6  # sub01, sub02 / 006, 011 / s1, s2: subjects never merged across databases
+    assert {f["subject"].split("/")[0] for f in results["folds"]} == {"casme2", "samm", "smic"}
+
+
+def test_train_on_a_manifest(trees, tmp_path, cache_dir):
+    res = smic.load(trees["smic"])
+    csv = tmp_path / "m.csv"
+    lines = ["subject,label,frames,path"]
+    for s in res.samples:
+        lines.append(f"{s.subject},{s.label},{Path(s.frame_paths[0]).parent},")
+        lines.append(f"{s.subject}x,{s.label},,{s.frame_paths[s.apex]}")  # precomputed-input rows
+    csv.write_text("\n".join(lines) + "\n")
+    run, results, _ = _train(["--data", "manifest", "--root", str(csv)], tmp_path / "runs", cache_dir)
+    assert results["n_samples"] == 8 and results["classes"] == ["negative", "positive", "surprise"]
+
+
+def test_missing_root_is_one_clear_error(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from mer_keras.cli.main import app
+
+    monkeypatch.delenv("MER_DATA_ROOT", raising=False)
+    res = CliRunner().invoke(app, ["train", "--data", "samm", "--out", str(tmp_path)])
+    assert res.exit_code == 2 and "pass --root or set MER_DATA_ROOT" in res.output
+    res = CliRunner().invoke(app, ["train", "--data", "smic", "--root", str(tmp_path / "nope"), "--out", str(tmp_path)])
+    assert res.exit_code == 2 and "does not exist" in res.output

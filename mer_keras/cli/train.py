@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from mer_keras.cli.common import console, user_errors
+from mer_keras.data.datasets import DATASETS
 from mer_keras.preprocess.flow import FLOW_METHODS
 from mer_keras.registry import REPRESENTATIONS, list_models
 from mer_keras.train.strategy import STRATEGIES
@@ -15,12 +16,18 @@ from mer_keras.train.strategy import STRATEGIES
 ModelName = Enum("ModelName", {n: n for n in list_models()}, type=str)
 Representation = Enum("Representation", {n: n for n in REPRESENTATIONS}, type=str)
 Strategy = Enum("Strategy", {n: n for n in STRATEGIES}, type=str)
+DataName = Enum("DataName", {n: n for n in DATASETS}, type=str)
 FlowMethod = Enum("FlowMethod", {n: n for n in FLOW_METHODS}, type=str)
 
 
 @user_errors
 def train(
     model: Annotated[ModelName, typer.Option(help="Architecture from the registry.")] = "learnet",
+    data: Annotated[DataName, typer.Option(help="Dataset: the embedded synthetic set, a database, the MEGC2019 "
+                                           "composite (root holds CASME2/, SAMM/, SMIC/) or a manifest CSV.")] = "synthetic",
+    root: Annotated[Optional[str], typer.Option(help="Database folder (or manifest CSV); default "
+                                                "$MER_DATA_ROOT/<DB>.")] = None,
+    strict: Annotated[bool, typer.Option("--strict", help="Stop at the first bad clip instead of skipping it.")] = False,
     representation: Annotated[Optional[Representation], typer.Option(
         help="Input representation; default: the model's own (LEARNet: dynamic_image).")] = None,
     variant: Annotated[Optional[str], typer.Option(help="Architecture variant, e.g. LEARNet paper|released.")] = None,
@@ -54,7 +61,8 @@ def train(
     if cpu_replicas > 1:
         split_cpu(cpu_replicas)
 
-    opts = RunOptions(model=str(getattr(model, "value", model)),
+    opts = RunOptions(model=str(getattr(model, "value", model)), data=str(getattr(data, "value", data)),
+                      root=root, strict=strict,
                       representation=getattr(representation, "value", representation), variant=variant,
                       epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, out=out, subjects=subjects,
                       clips=clips, faces=faces, folds=[f.strip() for f in folds.split(",")] if folds else None,

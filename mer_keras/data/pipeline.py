@@ -109,6 +109,20 @@ def sample_representation(sample: Sample, cfg: RepresentationConfig) -> np.ndarr
     return representation_from_frames([frames[sample.onset], frames[sample.apex]], 0, 1, 1, cfg, sample.key)
 
 
+def image_inputs(paths: Sequence[str], size: int) -> np.ndarray:
+    """Precomputed input images (manifest ``path`` rows), resized to ``size``.
+
+    Returns:
+        (N, size, size, 3) float32 in [0, 255]: the image as stored, no alignment.
+    Raises:
+        ValueError: an unreadable image (named).
+    """
+    out = np.empty((len(paths), size, size, 3), np.float32)
+    for i, p in enumerate(paths):
+        out[i] = cv2.resize(read_frame(p), (size, size), interpolation=cv2.INTER_AREA)
+    return out
+
+
 def _fingerprint(samples: Sequence[Sample], cfg: RepresentationConfig) -> str:
     h = hashlib.sha256(json.dumps({"v": PIPELINE_VERSION, **asdict(cfg)}, sort_keys=True).encode())
     for s in samples:

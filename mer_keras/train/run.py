@@ -29,6 +29,9 @@ class RunOptions:
     """Every option of ``mer-keras train`` (saved as config.json)."""
 
     model: str = "learnet"
+    data: str | None = None
+    root: str | None = None
+    strict: bool = False
     representation: str | None = None
     variant: str | None = None
     epochs: int = 80
@@ -73,6 +76,44 @@ def load_default_dataset(opts: RunOptions, console) -> tuple[str, list[Sample], 
         prog.update(task, completed=len(samples))
     console.print(f"synthetic data: {len(samples)} clips of {cfg.subjects} subjects, cached at {root}", soft_wrap=True)
     return "synthetic", samples, list(SYNTHETIC_CLASSES)
+
+
+@dataclass
+class RunData:
+    """What a run trains on: one row per record (clips first, then precomputed images)."""
+
+    name: str
+    classes: list[str]
+    samples: list[Sample]
+    image_records: list
+    skipped: list[tuple[str, str]]
+    counts: dict
+
+    @property
+    def rows(self) -> list[dict]:
+        """subject, clip, database, label of every record, in input order."""
+        return ([{"subject": s.subject, "clip": s.clip_id, "database": s.database, "label": s.label}
+                 for s in self.samples]
+                + [{"subject": r.subject, "clip": Path(r.path).name, "database": r.dataset, "label": r.label}
+                   for r in self.image_records])
+
+
+def load_run_data(opts: RunOptions, console) -> RunData:
+    """The synthetic default, or ``--data NAME --root PATH`` (see :mod:`mer_keras.data.datasets`)."""
+    if not opts.data or opts.data == "synthetic":
+        name, samples, classes = load_default_dataset(opts, console)
+        return RunData(name, classes, samples, [], [], {})
+    from mer_keras.data.datasets import load_dataset
+
+    ds = load_dataset(opts.data, opts.root, strict=opts.strict)
+    console.print(f"{ds.name}: {len(ds.samples) + len(ds.images)} samples of "
+                  f"{len({s.subject for s in ds.samples} | {i.subject for i in ds.images})} subjects in classes "
+                  f"{', '.join(ds.classes)}; {len(ds.skipped)} skipped", soft_wrap=True)
+    for where, why in ds.skipped[:5]:
+        console.print(f"  skipped {where}: {why}", soft_wrap=True, highlight=False)
+    for db, c in ds.counts.items():
+        console.print(f"  {db}: {c}", highlight=False)
+    return RunData(ds.name, ds.classes, ds.samples, ds.images, ds.skipped, ds.counts)
 
 
 def make_run_dir(out: str | Path, model: str, dataset: str) -> Path:
@@ -164,19 +205,29 @@ def train_run(opts: RunOptions, console=None) -> Path:
     rep = representation_config(opts.model, opts.representation, opts.flow_method)
     model_options = {"variant": opts.variant} if opts.variant else {}
     create_model(opts.model, 3, input_shape=rep.input_shape, **model_options)  # bad options fail before any work
-    dataset, samples, classes = load_default_dataset(opts, console)
-    groups = [f"{s.database}/{s.subject}" for s in samples]
+    data = load_run_data(opts, console)
+    dataset, samples, classes, rows = data.name, data.samples, data.classes, data.rows
+    groups = [f"{r['database']}/{r['subject']}" for r in rows]
     only = select_folds(groups, opts.folds) if opts.folds else None
     cache = default_cache_dir(opts.cache_dir)
     with _progress(console) as prog:
         task = prog.add_task(f"{rep.representation}", total=len(samples), info="")
         x = build_inputs(samples, rep, cache_dir=cache, progress=lambda d, t: prog.update(task, completed=d))
         prog.update(task, completed=len(samples))
-    y = np.array([classes.index(s.label) for s in samples])
+    if data.image_records:
+        from mer_keras.data.pipeline import image_inputs
+
+        x = np.concatenate([x, image_inputs([r.path for r in data.image_records], rep.size)])
+    y = np.array([classes.index(r["label"]) for r in rows])
     # The run folder is made only once the inputs exist: bad data leaves no half-made run behind.
     run = make_run_dir(opts.out, opts.model, dataset)
     atomic.write_json(run / "config.json", {**asdict(opts), "representation_config": asdict(rep),
                                             "dataset": dataset, "classes": classes})
+    if data.skipped:
+        import pandas as pd
+
+        with atomic.atomic_path(run / "skipped.csv") as tmp:
+            pd.DataFrame(data.skipped, columns=["where", "why"]).to_csv(tmp, index=False)
 
     strategy = get_strategy(opts.strategy)
     cfg = TrainConfig(model=opts.model, epochs=opts.epochs, batch_size=opts.batch_size, lr=opts.lr, seed=opts.seed,
@@ -205,21 +256,31 @@ def train_run(opts: RunOptions, console=None) -> Path:
     metrics = compute_metrics(y[tested], pred[tested], classes)
     import pandas as pd
 
-    rows = [{"subject": s.subject, "clip": s.clip_id, "database": s.database, "label": s.label,
-             "prediction": classes[pred[i]] if tested[i] else "", **{f"p_{c}": float(probs[i, k]) for k, c in enumerate(classes)}}
-            for i, s in enumerate(samples) if tested[i]]
+    pred_rows = [{**r, "prediction": classes[pred[i]],
+                  **{f"p_{c}": float(probs[i, k]) for k, c in enumerate(classes)}}
+                 for i, r in enumerate(rows) if tested[i]]
     with atomic.atomic_path(run / "predictions.csv") as tmp:
-        pd.DataFrame(rows).to_csv(tmp, index=False)
+        pd.DataFrame(pred_rows).to_csv(tmp, index=False)
+    databases = np.array([r["database"] for r in rows])
+    per_database = {}
+    if len(set(databases[tested])) > 1:  # e.g. the composite: metrics per source database too
+        for db in sorted(set(databases[tested])):
+            sel = tested & (databases == db)
+            m = compute_metrics(y[sel], pred[sel], classes)
+            per_database[db] = {k: m[k] for k in ("accuracy", "uf1", "uar")} | {"n": int(sel.sum())}
     results = {"model": opts.model, "dataset": dataset, "protocol": "loso", "classes": classes,
                "representation": rep.representation, "n_samples": int(tested.sum()),
                "overall": {k: metrics[k] for k in ("accuracy", "uf1", "uar")},
                "per_class": metrics["per_class"], "confusion_matrix": metrics["confusion_matrix"],
+               "per_database": per_database, "counts": data.counts, "skipped": len(data.skipped),
                "folds": loso["folds"]}
     atomic.write_json(run / "results.json", results)
     plot_confusion_matrix(metrics["confusion_matrix"], classes, run / "confusion_matrix.png",
                           title=f"{opts.model} LOSO, UF1 {metrics['uf1']:.3f}")
     console.print(f"LOSO pooled over {tested.sum()} clips: accuracy {metrics['accuracy']:.3f}  "
                   f"UF1 {metrics['uf1']:.3f}  UAR {metrics['uar']:.3f}")
+    for db, m in per_database.items():
+        console.print(f"  {db:<10} n={m['n']:<4} accuracy {m['accuracy']:.3f}  UF1 {m['uf1']:.3f}  UAR {m['uar']:.3f}")
 
     console.print("fitting the final model on all subjects")
     model = fit_model(x, y, len(classes), cfg, strategy)

@@ -1,0 +1,80 @@
+"""One table of the datasets ``mer-keras train --data`` accepts, with their standard class sets.
+
+Each entry loads records and applies the standard protocol's label set:
+
+* ``casme2``: 5 classes (happiness, surprise, disgust, repression, others).
+* ``samm``: 5 classes (anger, contempt, happiness, surprise, other).
+* ``smic``: 3 classes (negative, positive, surprise), HS camera.
+* ``composite``: MEGC2019 SMIC-HS + CASME II + SAMM in 3 classes; ``root`` holds the three
+  databases as ``CASME2/``, ``SAMM/`` and ``SMIC/``.
+* ``manifest``: a CSV (``root`` is its path); classes are the labels found, sorted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mer_keras.data import casme2, composite, manifest, samm, smic
+from mer_keras.data.database import LoadResult
+from mer_keras.data.records import Sample
+
+DATASETS = ("synthetic", "casme2", "samm", "smic", "composite", "manifest")
+
+
+@dataclass
+class Dataset:
+    """Records ready for a protocol.
+
+    Attributes:
+        name: dataset name. samples: clip records, ``label`` set to a class of ``classes``.
+        classes: class names in index order. images: precomputed-input records (manifest ``path`` rows).
+        skipped: (where, why) of every record left out. counts: per-database counts (composite).
+    """
+
+    name: str
+    samples: list[Sample]
+    classes: list[str]
+    images: list = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    counts: dict = field(default_factory=dict)
+
+
+def _keep(result: LoadResult, classes) -> list[Sample]:
+    return [s for s in result.samples if s.label in classes]
+
+
+def load_dataset(name: str, root=None, strict: bool = False) -> Dataset:
+    """Load a dataset of :data:`DATASETS` (except ``synthetic``, which the run builds itself).
+
+    Raises:
+        ValueError: unknown name, or no usable sample. FileNotFoundError: missing root or files.
+    """
+    if name == "casme2":
+        r = casme2.load(root, strict=strict)
+        ds = Dataset(name, _keep(r, casme2.CLASSES), list(casme2.CLASSES), skipped=r.skipped)
+    elif name == "samm":
+        r = samm.load(root, strict=strict)
+        ds = Dataset(name, _keep(r, samm.CLASSES), list(samm.CLASSES), skipped=r.skipped)
+    elif name == "smic":
+        r = smic.load(root, strict=strict)
+        ds = Dataset(name, _keep(r, smic.CLASSES), list(smic.CLASSES), skipped=r.skipped)
+    elif name == "composite":
+        base = Path(root) if root is not None else None
+        parts = [casme2.load(base / "CASME2" if base else None, strict=strict),
+                 samm.load(base / "SAMM" if base else None, strict=strict),
+                 smic.load(base / "SMIC" if base else None, strict=strict)]
+        samples, counts = composite.composite([s for p in parts for s in p.samples])
+        ds = Dataset(name, samples, list(composite.CLASSES), skipped=[x for p in parts for x in p.skipped],
+                     counts=counts)
+    elif name == "manifest":
+        if root is None:
+            raise FileNotFoundError("--data manifest needs --root pointing at the manifest CSV")
+        clips, images = manifest.load(root, strict=strict)
+        classes = sorted({s.label for s in clips.samples} | {i.label for i in images})
+        ds = Dataset(name, clips.samples, classes, images=images, skipped=clips.skipped)
+    else:
+        raise ValueError(f"unknown dataset {name!r}; expected one of {DATASETS}")
+    if not ds.samples and not ds.images:
+        raise ValueError(f"{name}: no usable sample under {root} ({len(ds.skipped)} skipped)")
+    return ds
