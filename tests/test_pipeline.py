@@ -23,14 +23,14 @@ def test_cache_hit_and_invalidation(tiny_synthetic, tmp_path):
     _, samples = tiny_synthetic
     cfg = RepresentationConfig()
     a = build_inputs(samples[:3], cfg, cache_dir=tmp_path)
-    files = list((tmp_path / "representations").iterdir())
-    assert len(files) == 1
+    folders = list((tmp_path / "clips").iterdir())
+    assert len(folders) == 1 and len(list(folders[0].glob("*.npy"))) == 3  # one file per clip
     calls = []
     b = build_inputs(samples[:3], cfg, cache_dir=tmp_path, progress=lambda d, t: calls.append(d))
     np.testing.assert_array_equal(a, b)
-    assert calls == []  # served from the cache, nothing recomputed
+    assert calls == [3]  # everything already cached: progress starts (and ends) at 3 of 3
     build_inputs(samples[:3], dataclasses.replace(cfg, crop=96), cache_dir=tmp_path)
-    assert len(list((tmp_path / "representations").iterdir())) == 2  # another config, another entry
+    assert len(list((tmp_path / "clips").iterdir())) == 2  # another config, another folder
 
 
 def test_unreadable_frame_is_named(tiny_synthetic, tmp_path):

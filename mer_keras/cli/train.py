@@ -28,6 +28,7 @@ def train(
     root: Annotated[Optional[str], typer.Option(help="Database folder (or manifest CSV); default "
                                                 "$MER_DATA_ROOT/<DB>.")] = None,
     strict: Annotated[bool, typer.Option("--strict", help="Stop at the first bad clip instead of skipping it.")] = False,
+    workers: Annotated[int, typer.Option(min=1, help="Processes for preprocessing clips not yet cached.")] = 1,
     representation: Annotated[Optional[Representation], typer.Option(
         help="Input representation; default: the model's own (LEARNet: dynamic_image).")] = None,
     variant: Annotated[Optional[str], typer.Option(help="Architecture variant, e.g. LEARNet paper|released.")] = None,
@@ -62,7 +63,7 @@ def train(
         split_cpu(cpu_replicas)
 
     opts = RunOptions(model=str(getattr(model, "value", model)), data=str(getattr(data, "value", data)),
-                      root=root, strict=strict,
+                      root=root, strict=strict, workers=workers,
                       representation=getattr(representation, "value", representation), variant=variant,
                       epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, out=out, subjects=subjects,
                       clips=clips, faces=faces, folds=[f.strip() for f in folds.split(",")] if folds else None,

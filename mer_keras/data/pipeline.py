@@ -8,8 +8,9 @@ Representations (``RepresentationConfig.representation``):
 * ``flow``: onset -> apex optical flow u, v and optical strain (STSTNet-style), size 28 by default.
 
 Every frame of a clip is aligned with the similarity transform of its onset frame
-(:func:`mer_keras.preprocess.face.align_clip`). Results are cached per dataset and config in one
-``.npz`` written atomically.
+(:func:`mer_keras.preprocess.face.align_clip`). Results are cached per clip, one ``.npy`` each in
+``<cache>/clips/<representation>-<hash of the parameters>/``, written atomically: re-running with
+the same parameters does no work, other parameters make a new folder, a killed run resumes.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import numpy as np
 from mer_keras.atomic import atomic_path
 from mer_keras.data.records import Sample
 from mer_keras.preprocess.dynamic_image import dynamic_image, scale_to_uint8_range
-from mer_keras.preprocess.face import align_clip, get_landmarker
+from mer_keras.preprocess.face import align_clip
 from mer_keras.preprocess.flow import FLOW_METHODS, flow_representation
 from mer_keras.registry import REPRESENTATIONS
 
@@ -123,41 +124,105 @@ def image_inputs(paths: Sequence[str], size: int) -> np.ndarray:
     return out
 
 
-def _fingerprint(samples: Sequence[Sample], cfg: RepresentationConfig) -> str:
+def config_key(cfg: RepresentationConfig) -> str:
+    """Folder name of a representation config in the cache: representation and a hash of every parameter."""
     h = hashlib.sha256(json.dumps({"v": PIPELINE_VERSION, **asdict(cfg)}, sort_keys=True).encode())
-    for s in samples:
-        h.update(f"{s.key}|{s.onset}|{s.apex}|{s.offset}|{len(s.frame_paths)}".encode())
-        for p in (s.frame_paths[s.onset], s.frame_paths[s.apex], s.frame_paths[s.offset]):
+    return f"{cfg.representation}-{h.hexdigest()[:12]}"
+
+
+def clip_key(sample: Sample) -> str:
+    """Cache file stem of a clip: a hash of its identity, window and the onset/apex/offset files' stats."""
+    h = hashlib.sha256(f"{sample.key}|{sample.onset}|{sample.apex}|{sample.offset}|{len(sample.frame_paths)}".encode())
+    for p in (sample.frame_paths[sample.onset], sample.frame_paths[sample.apex], sample.frame_paths[sample.offset]):
+        try:
             st = os.stat(p)
             h.update(f"{p}|{st.st_size}|{st.st_mtime_ns}".encode())
-    return h.hexdigest()[:16]
+        except OSError:
+            h.update(f"{p}|missing".encode())
+    return h.hexdigest()[:20]
+
+
+def cache_path(cache_dir: Path, sample: Sample, cfg: RepresentationConfig) -> Path:
+    """``<cache_dir>/clips/<config key>/<clip key>.npy``."""
+    return Path(cache_dir) / "clips" / config_key(cfg) / f"{clip_key(sample)}.npy"
+
+
+def _prepare_one(job) -> tuple[int, str | None]:
+    """Worker: build one clip's representation and store it atomically; (index, error or None)."""
+    index, sample, cfg, path = job
+    try:
+        x = sample_representation(sample, cfg)
+    except (ValueError, FileNotFoundError) as exc:  # FaceNotFoundError is a ValueError
+        return index, str(exc)
+    with atomic_path(path) as tmp:
+        np.save(tmp, x.astype(np.float32), allow_pickle=False)
+    return index, None
+
+
+def prepare(samples: Sequence[Sample], cfg: RepresentationConfig, cache_dir: Path, workers: int = 1,
+            progress: Callable[[int, int], None] | None = None) -> dict[int, str]:
+    """Fill the per-clip cache for ``samples``; clips already cached are not recomputed.
+
+    Each clip is written as soon as it is done (atomically), so a killed run resumes where it
+    stopped. ``workers > 1`` runs clips in that many processes (spawned: each loads its own face mesh).
+
+    Returns:
+        {sample index: reason} for every clip that failed (unreadable frames, no face, ...).
+    """
+    jobs = []
+    for i, s in enumerate(samples):
+        path = cache_path(cache_dir, s, cfg)
+        if not path.exists():
+            jobs.append((i, s, cfg, path))
+    done, total, errors = len(samples) - len(jobs), len(samples), {}
+    if progress:
+        progress(done, total)
+    if workers <= 1 or len(jobs) < 2:
+        results = map(_prepare_one, jobs)
+    else:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+        results = pool.map(_prepare_one, jobs, chunksize=4)
+    try:
+        for i, err in results:
+            if err is not None:
+                errors[i] = err
+            done += 1
+            if progress:
+                progress(done, total)
+    finally:
+        if workers > 1 and len(jobs) >= 2:
+            pool.shutdown(cancel_futures=True)
+    return errors
 
 
 def build_inputs(samples: Sequence[Sample], cfg: RepresentationConfig, cache_dir: Path | None = None,
-                 progress: Callable[[int, int], None] | None = None) -> np.ndarray:
-    """Representations of all samples, cached.
+                 progress: Callable[[int, int], None] | None = None, workers: int = 1) -> np.ndarray:
+    """Representations of all samples, through the per-clip cache when ``cache_dir`` is given.
 
     Args:
-        samples: N records.
-        cfg: representation config.
-        cache_dir: folder for the ``.npz`` cache (``None``: no cache).
-        progress: optional callable(done, total).
+        samples: N records. cfg: representation config. cache_dir: cache root (``None``: no cache).
+        progress: optional callable(done, total). workers: processes for clips not yet cached.
     Returns:
         (N, size, size, 3) float32 array in [0, 255].
+    Raises:
+        ValueError, FileNotFoundError: a clip cannot be built (the first failure, naming the clip).
     """
-    path = None
-    if cache_dir is not None:
-        path = Path(cache_dir) / "representations" / f"{cfg.representation}-{_fingerprint(samples, cfg)}.npz"
-        if path.exists():
-            with np.load(path) as z:
-                return z["x"]
-    get_landmarker()  # load the face mesh once, before the loop
+    if cache_dir is None:
+        out = np.empty((len(samples), *cfg.input_shape), np.float32)
+        for i, s in enumerate(samples):
+            out[i] = sample_representation(s, cfg)
+            if progress:
+                progress(i + 1, len(samples))
+        return out
+    errors = prepare(samples, cfg, Path(cache_dir), workers=workers, progress=progress)
+    if errors:
+        i = min(errors)
+        raise ValueError(f"{samples[i].source or samples[i].key}: {errors[i]}"
+                         + (f" (and {len(errors) - 1} more bad clips)" if len(errors) > 1 else ""))
     out = np.empty((len(samples), *cfg.input_shape), np.float32)
     for i, s in enumerate(samples):
-        out[i] = sample_representation(s, cfg)
-        if progress:
-            progress(i + 1, len(samples))
-    if path is not None:
-        with atomic_path(path) as tmp:
-            np.savez(tmp, x=out)
+        out[i] = np.load(cache_path(Path(cache_dir), s, cfg), allow_pickle=False)
     return out

@@ -17,7 +17,7 @@ from typing import Sequence
 import numpy as np
 
 from mer_keras import atomic
-from mer_keras.data.pipeline import RepresentationConfig, build_inputs
+from mer_keras.data.pipeline import RepresentationConfig, build_inputs, prepare
 from mer_keras.data.records import Sample
 from mer_keras.data.synthetic import CLASSES as SYNTHETIC_CLASSES
 from mer_keras.data.synthetic import SyntheticConfig, default_cache_dir, synthetic_dataset
@@ -32,6 +32,7 @@ class RunOptions:
     data: str | None = None
     root: str | None = None
     strict: bool = False
+    workers: int = 1
     representation: str | None = None
     variant: str | None = None
     epochs: int = 80
@@ -206,14 +207,22 @@ def train_run(opts: RunOptions, console=None) -> Path:
     model_options = {"variant": opts.variant} if opts.variant else {}
     create_model(opts.model, 3, input_shape=rep.input_shape, **model_options)  # bad options fail before any work
     data = load_run_data(opts, console)
+    cache = default_cache_dir(opts.cache_dir)
+    with _progress(console) as prog:
+        task = prog.add_task(f"{rep.representation}", total=len(data.samples), info="")
+        errors = prepare(data.samples, rep, cache, workers=opts.workers,
+                         progress=lambda d, t: prog.update(task, completed=d))
+    if errors:  # clips that cannot be preprocessed (no face, unreadable frames): skipped, or fatal with --strict
+        first = min(errors)
+        if opts.strict:
+            raise ValueError(f"{data.samples[first].source or data.samples[first].key}: {errors[first]}")
+        data.skipped += [(data.samples[i].source or data.samples[i].key, errors[i]) for i in sorted(errors)]
+        data.samples = [s for i, s in enumerate(data.samples) if i not in errors]
+        console.print(f"{len(errors)} clip(s) skipped in preprocessing, e.g. {errors[first]}", soft_wrap=True)
     dataset, samples, classes, rows = data.name, data.samples, data.classes, data.rows
     groups = [f"{r['database']}/{r['subject']}" for r in rows]
     only = select_folds(groups, opts.folds) if opts.folds else None
-    cache = default_cache_dir(opts.cache_dir)
-    with _progress(console) as prog:
-        task = prog.add_task(f"{rep.representation}", total=len(samples), info="")
-        x = build_inputs(samples, rep, cache_dir=cache, progress=lambda d, t: prog.update(task, completed=d))
-        prog.update(task, completed=len(samples))
+    x = build_inputs(samples, rep, cache_dir=cache)
     if data.image_records:
         from mer_keras.data.pipeline import image_inputs
 

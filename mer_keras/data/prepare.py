@@ -1,0 +1,59 @@
+"""``mer-keras data prepare``: preprocess every clip of a dataset once, into the per-clip cache."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+from mer_keras.data.datasets import load_dataset
+from mer_keras.data.pipeline import RepresentationConfig, config_key, prepare
+
+#: What ``data prepare`` builds by default: the inputs of the registered models.
+DEFAULT_REPRESENTATIONS = (RepresentationConfig("dynamic_image", 112), RepresentationConfig("apex", 112),
+                           RepresentationConfig("flow", 28))
+
+
+@dataclass
+class PrepareReport:
+    """Outcome of a prepare run.
+
+    Attributes:
+        dataset: name. folders: cache folder of each representation. prepared: usable clips.
+        counts: {(subject, class): clips}. skipped: (where, why) from loading and preprocessing.
+    """
+
+    dataset: str
+    folders: dict[str, Path] = field(default_factory=dict)
+    prepared: int = 0
+    counts: Counter = field(default_factory=Counter)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+
+def prepare_dataset(name: str, root, cache_dir: Path, representations: Sequence[RepresentationConfig] = DEFAULT_REPRESENTATIONS,
+                    workers: int = 1, strict: bool = False,
+                    progress: Callable[[str, int, int], None] | None = None) -> PrepareReport:
+    """Load a dataset and build every representation of every clip into the cache.
+
+    Raises:
+        ValueError, FileNotFoundError: bad root or sheet; with ``strict``, the first bad clip.
+    """
+    ds = load_dataset(name, root, strict=strict)
+    report = PrepareReport(ds.name, skipped=list(ds.skipped))
+    bad: dict[int, str] = {}
+    for rep in representations:
+        errors = prepare(ds.samples, rep, cache_dir, workers=workers,
+                         progress=(lambda d, t, r=rep.representation: progress(r, d, t)) if progress else None)
+        if errors and strict:
+            i = min(errors)
+            raise ValueError(f"{ds.samples[i].source or ds.samples[i].key}: {errors[i]}")
+        for i, why in errors.items():
+            bad.setdefault(i, why)
+        report.folders[rep.representation] = Path(cache_dir) / "clips" / config_key(rep)
+    report.skipped += [(ds.samples[i].source or ds.samples[i].key, bad[i]) for i in sorted(bad)]
+    good = [s for i, s in enumerate(ds.samples) if i not in bad]
+    report.prepared = len(good)
+    report.counts = Counter((f"{s.database}/{s.subject}", s.label) for s in good)
+    return report
+

@@ -1,0 +1,67 @@
+"""`mer-keras data prepare` on a CASME II fixture tree: summary, skips, no rework, resume, workers."""
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+from typer.testing import CliRunner
+
+from db_fixtures import make_casme2
+from mer_keras.cli.main import app
+
+runner = CliRunner()
+
+
+def _tree(tmp_path, tiny_synthetic):
+    _, samples = tiny_synthetic
+    root = make_casme2(tmp_path / "CASME2", samples)
+    # a clip whose frames show no face: skipped at preprocessing, with the clip named
+    for f in (root / "CASME2_RAW_selected" / "sub17" / "EP06_01").iterdir():
+        import cv2
+        cv2.imwrite(str(f), np.full((192, 192, 3), 128, np.uint8))
+    return root
+
+
+def test_prepare_summary_skips_rework_and_resume(tmp_path, tiny_synthetic):
+    root = _tree(tmp_path, tiny_synthetic)
+    cache = tmp_path / "cache"
+    args = ["data", "prepare", "casme2", "--root", str(root), "--cache-dir", str(cache), "--workers", "2"]
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0, res.output
+    assert "casme2: 4 clips prepared" in res.output  # 6 good rows - fear (not 5-class) - the no-face clip
+    assert "4 clip(s) skipped" in res.output  # 3 bad sheet rows + 1 no face
+    assert "no face found in the onset frame of clip casme2/sub17/EP06_01" in res.output
+    assert "CASME2-coding-20140508.xlsx:8" in res.output and "unknown emotion 'joy'" in res.output
+    folders = sorted((cache / "clips").iterdir())
+    assert [f.name.split("-")[0] for f in folders] == ["apex", "dynamic_image", "flow"]
+    files = sorted(folders[1].glob("*.npy"))
+    assert len(files) == 4
+    stamps = {f: f.stat().st_mtime_ns for f in files}
+    files[0].unlink()  # as if the run had been killed before this clip was written
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0, res.output
+    assert files[0].exists()  # resumed: the missing clip is rebuilt ...
+    assert all(f.stat().st_mtime_ns == stamps[f] for f in files[1:])  # ... and nothing else is redone
+    x = np.load(files[1])
+    assert x.shape == (112, 112, 3) and x.dtype == np.float32
+
+
+def test_prepare_strict_stops_at_the_first_bad_clip(tmp_path, tiny_synthetic):
+    root = _tree(tmp_path, tiny_synthetic)
+    res = runner.invoke(app, ["data", "prepare", "casme2", "--root", str(root), "--cache-dir", str(tmp_path / "c"),
+                              "--strict"])
+    assert res.exit_code == 2
+    assert "unknown emotion 'joy'" in res.output and "Traceback" not in res.output
+
+
+def test_train_skips_a_clip_without_a_face(tmp_path, tiny_synthetic, cache_dir):
+    import json
+
+    root = _tree(tmp_path, tiny_synthetic)
+    res = runner.invoke(app, ["train", "--data", "casme2", "--root", str(root), "--epochs", "1", "--no-export",
+                              "--out", str(tmp_path / "runs"), "--cache-dir", str(tmp_path / "c")])
+    assert res.exit_code == 0, res.output
+    run = Path(res.output.strip().splitlines()[-1].strip())
+    results = json.loads((run / "results.json").read_text())
+    assert results["n_samples"] == 4 and results["skipped"] == 4
+    assert "EP06_01" in (run / "skipped.csv").read_text()
