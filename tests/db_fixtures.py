@@ -95,3 +95,51 @@ def make_smic(root: Path, samples) -> Path:
         names = [f"image{1000 + i:06d}.bmp" for i in range(n)]
         _write(root / "SMIC" / "HS" / sub / "micro" / cls / clip, names, _frames(samples[k % len(samples)], n))
     return root
+
+
+def make_sheet_tree(root: Path, sheet_name: str, header, rows, folder_of, samples, name_of=lambda i: f"{i}.jpg"):
+    """A generic database tree: ``rows`` are (sheet row, first frame, n frames); ``folder_of(row)``
+    gives the clip folder relative to ``root``; frames are named by ``name_of(number)``."""
+    table = [header]
+    for k, (row, first, n) in enumerate(rows):
+        folder = root / folder_of(row)
+        if not folder.exists():
+            _write(folder, [name_of(first + i) for i in range(n)], _frames(samples[k % len(samples)], n))
+        table.append(row)
+    _xlsx(root / sheet_name, table)
+    return root
+
+
+def make_casme(root, samples):
+    header = ["Subject", "Filename", None, "OnsetF", "ApexF1", "OffsetF", "Action Units", "Emotion"]
+    rows = [([1, "EP01_5", None, 10, 12, 14, "4+7", "tense"], 10, 5),
+            ([2, "EP03_1", None, 3, 4, 6, "9", "disgust"], 3, 4)]
+    return make_sheet_tree(root, "CASME-coding-20130529.xlsx", header, rows,
+                           lambda r: f"CASME_raw_selected/sub{r[0]:02d}/{r[1]}", samples, lambda i: f"img{i}.jpg")
+
+
+def make_casme3(root, samples):
+    header = ["Subject", "Filename", "Onset", "Apex", "Offset", "AU", "emotion", "Objective class"]
+    rows = [(["spNO.1", "a", 1, 3, 5, "4+7", "disgust", 1], 1, 12),
+            (["spNO.1", "a", 7, 9, 11, "12", "happy", 2], 1, 12),   # a second expression in video a
+            (["spNO.2", "b", 2, 3, 4, "1+2", "surprise", 3], 2, 3)]
+    return make_sheet_tree(root, "cas(me)3_part_A_ME_label_JpgIndex_v2.xlsx", header, rows,
+                           lambda r: f"{r[0]}/{r[1]}/color", samples)
+
+
+def make_mmew(root, samples):
+    header = ["Subject", "Filename", "OnsetFrame", "ApexFrame", "OffsetFrame", "Action Units", "Estimated Emotion",
+              "remarks"]
+    rows = [(["S01", "S01_happiness_01", 1, 3, 5, "6+12", "happiness", ""], 1, 5),
+            (["S02", "S02_surprise_02", 1, 2, 4, "1+2", "surprise", ""], 1, 4)]
+    return make_sheet_tree(root, "MMEW_Micro_Exp.xlsx", header, rows,
+                           lambda r: f"Micro_Expression/{r[6]}/{r[1]}", samples)
+
+
+def make_4dme(root, samples):
+    header = ["sub_ID", "fold_name", "Onset", "Apex", "Offset", "AUs", "Emotion"]
+    rows = [(["S01", "S01_1", 1, 2, 4, "4(k)+7", "negative"], 1, 4),
+            (["S02", "S02_3", 1, 3, 5, "12", "positive"], 1, 5),
+            (["S02", "S02_4", 1, 2, 3, "12", "negative+surprise"], 1, 3)]   # several emotions: skipped
+    return make_sheet_tree(root, "4DME_Labelling_Micro_release v1.xlsx", header, rows, lambda r: f"{r[0]}/{r[1]}",
+                           samples)

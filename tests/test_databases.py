@@ -186,3 +186,25 @@ def test_missing_root_is_one_clear_error(tmp_path, monkeypatch):
     assert res.exit_code == 2 and "pass --root or set MER_DATA_ROOT" in res.output
     res = CliRunner().invoke(app, ["train", "--data", "smic", "--root", str(tmp_path / "nope"), "--out", str(tmp_path)])
     assert res.exit_code == 2 and "does not exist" in res.output
+
+
+def test_other_sheet_databases(tmp_path, tiny_synthetic):
+    from db_fixtures import make_4dme, make_casme, make_casme3, make_mmew
+    from mer_keras.data import casme, casme3, fourdme, mmew
+
+    _, samples = tiny_synthetic
+    c1 = casme.load(make_casme(tmp_path / "CASME", samples))
+    assert [(s.subject, s.clip_id, s.emotion, s.fps, s.aus) for s in c1.samples] == [
+        ("sub01", "EP01_5", "tense", 60.0, ("AU4", "AU7")), ("sub02", "EP03_1", "disgust", 60.0, ("AU9",))]
+    c3 = casme3.load(make_casme3(tmp_path / "CASME3", samples))
+    assert [s.clip_id for s in c3.samples] == ["a", "a_7", "b"]  # two expressions of video a stay distinct
+    assert [(s.onset, s.apex, s.offset) for s in c3.samples[:2]] == [(0, 2, 4), (6, 8, 10)]
+    assert c3.samples[0].subject == "spNO.1" and c3.samples[0].fps == 30.0
+    mm = mmew.load(make_mmew(tmp_path / "MMEW", samples))
+    assert [(s.subject, s.emotion) for s in mm.samples] == [("S01", "happiness"), ("S02", "surprise")]
+    assert "Micro_Expression/happiness/S01_happiness_01" in mm.samples[0].frame_paths[0]
+    d4 = fourdme.load(make_4dme(tmp_path / "4DME", samples))
+    assert [(s.clip_id, s.emotion, s.aus) for s in d4.samples] == [("S01_1", "negative", ("AU4", "AU7")),
+                                                                  ("S02_3", "positive", ("AU12",))]
+    assert len(d4.skipped) == 1 and "unknown emotion 'negative+surprise'" in d4.skipped[0][1]
+    assert d4.skipped[0][0].endswith("4DME_Labelling_Micro_release v1.xlsx:4")

@@ -17,19 +17,18 @@ Quirks handled: Subject is an integer while folders are ``subNN``; some ApexFram
 
 from __future__ import annotations
 
-from pathlib import Path
+from mer_keras.data.database import LoadResult, SheetSpec, load_sheet_database, resolve_root
 
-from mer_keras.data.database import LoadResult, collect, make_sample, resolve_root
-from mer_keras.data.sheets import column, find_sheet, parse_aus, parse_frame_number, read_sheet
-
-NAME = "casme2"
-FPS = 200.0
-SHEET_PATTERN = "CASME2-coding-*.xls*"
-COLUMNS = ("Subject", "Filename", "OnsetFrame", "ApexFrame", "OffsetFrame", "Action Units", "Estimated Emotion")
 EMOTIONS = ("happiness", "surprise", "disgust", "repression", "others", "fear", "sadness")
 #: The standard 5-class protocol (fear and sadness are dropped: too few samples).
 CLASSES = ("happiness", "surprise", "disgust", "repression", "others")
 FRAME_FOLDERS = {"raw": "CASME2_RAW_selected", "cropped": "Cropped"}
+SPEC = SheetSpec(
+    name="casme2", fps=200.0, sheet_pattern="CASME2-coding-*.xls*",
+    columns={"subject": "Subject", "clip": "Filename", "onset": "OnsetFrame", "apex": "ApexFrame",
+             "offset": "OffsetFrame", "aus": "Action Units", "emotion": "Estimated Emotion"},
+    frame_dir="{subject}/{clip}", subject_format="sub{:02d}", emotions=EMOTIONS)
+NAME, FPS = SPEC.name, SPEC.fps
 
 
 def load(root=None, frames: str = "auto", strict: bool = False, apex_policy: str = "midpoint") -> LoadResult:
@@ -45,7 +44,6 @@ def load(root=None, frames: str = "auto", strict: bool = False, apex_policy: str
         FileNotFoundError: no root, sheet or frame folder. ValueError: header or (strict) clip errors.
     """
     root = resolve_root(root, "CASME2")
-    sheet = find_sheet(root, SHEET_PATTERN)
     if frames == "auto":
         frames = "raw" if (root / FRAME_FOLDERS["raw"]).is_dir() else "cropped"
     if frames not in FRAME_FOLDERS:
@@ -53,26 +51,4 @@ def load(root=None, frames: str = "auto", strict: bool = False, apex_policy: str
     frame_root = root / FRAME_FOLDERS[frames]
     if not frame_root.is_dir():
         raise FileNotFoundError(f"CASME II frame folder {frame_root} does not exist")
-    df, _ = read_sheet(sheet, COLUMNS)
-    cols = {c: column(df, c) for c in COLUMNS}
-    result = LoadResult()
-    for r in df.to_dict("records"):
-        where = f"{sheet}:{r['_row']}"
-
-        def build(r=r, where=where):
-            subject_cell = str(r[cols["Subject"]]).strip()
-            if not subject_cell.replace(".0", "").isdigit():
-                raise ValueError(f"{where}: Subject {subject_cell!r} is not a subject number")
-            subject = f"sub{int(float(subject_cell)):02d}"
-            clip = str(r[cols["Filename"]]).strip()
-            emotion = str(r[cols["Estimated Emotion"]]).strip().lower()
-            if emotion not in EMOTIONS:
-                raise ValueError(f"{where}: unknown emotion {emotion!r}; expected one of {EMOTIONS}")
-            return make_sample(NAME, subject, clip, frame_root / subject / clip,
-                               parse_frame_number(r[cols["OnsetFrame"]], where),
-                               parse_frame_number(r[cols["ApexFrame"]], where),
-                               parse_frame_number(r[cols["OffsetFrame"]], where),
-                               parse_aus(r[cols["Action Units"]]), emotion, FPS, where, apex_policy)
-
-        collect(result, where, build, strict)
-    return result
+    return load_sheet_database(SPEC, root, frame_root, strict, apex_policy)

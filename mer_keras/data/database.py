@@ -96,3 +96,75 @@ def collect(result: LoadResult, where: str, build, strict: bool) -> None:
         if strict:
             raise
         result.skipped.append((where, str(exc)))
+
+
+@dataclass(frozen=True)
+class SheetSpec:
+    """How one database's coding sheet and frame folders are laid out.
+
+    Attributes:
+        name: database name in records (``Sample.database``).
+        fps: frame rate in frames per second.
+        sheet_pattern: glob of the coding sheet under the root.
+        columns: role -> sheet column name, for roles subject, clip, onset, apex, offset, aus, emotion.
+        frame_dir: template of a clip's frame folder relative to the frame root, with fields
+            ``{subject}`` (formatted), ``{clip}`` and ``{emotion}`` (as written in the sheet).
+        subject_format: format of a numeric Subject cell (e.g. ``"sub{:02d}"``); non-numeric cells
+            are kept as written.
+        emotions: accepted emotions after lower-casing and ``aliases`` (``None``: any).
+        aliases: emotion spellings mapped to the canonical one (e.g. ``{"others": "other"}``).
+    """
+
+    name: str
+    fps: float
+    sheet_pattern: str
+    columns: dict
+    frame_dir: str
+    subject_format: str = "{}"
+    emotions: tuple | None = None
+    aliases: dict = field(default_factory=dict)
+
+
+def load_sheet_database(spec: SheetSpec, root: Path, frame_root: Path, strict: bool = False,
+                        apex_policy: str = "midpoint", sheet: Path | None = None) -> LoadResult:
+    """Records of a database described by a :class:`SheetSpec`.
+
+    Clips whose (subject, clip) repeats in the sheet (several expressions in one video) get the
+    onset frame appended to their clip id so that every record is distinct.
+
+    Raises:
+        FileNotFoundError: no sheet. ValueError: no header row with the spec's columns; with
+        ``strict``, the first bad row (names sheet and row).
+    """
+    from mer_keras.data.sheets import column, find_sheet, parse_aus, parse_frame_number, read_sheet
+
+    sheet = sheet or find_sheet(root, spec.sheet_pattern)
+    df, _ = read_sheet(sheet, list(spec.columns.values()))
+    cols = {role: column(df, name) for role, name in spec.columns.items()}
+    result, seen = LoadResult(), set()
+    for r in df.to_dict("records"):
+        where = f"{sheet}:{r['_row']}"
+
+        def build(r=r, where=where):
+            cell = str(r[cols["subject"]]).strip()
+            number = cell[:-2] if cell.endswith(".0") else cell
+            subject = spec.subject_format.format(int(number)) if number.isdigit() else cell
+            if not subject or subject == "nan":
+                raise ValueError(f"{where}: empty Subject")
+            clip = str(r[cols["clip"]]).strip()
+            written = str(r[cols["emotion"]]).strip()
+            emotion = spec.aliases.get(written.lower(), written.lower())
+            if spec.emotions is not None and emotion not in spec.emotions:
+                raise ValueError(f"{where}: unknown emotion {written!r}; expected one of {spec.emotions}")
+            onset = parse_frame_number(r[cols["onset"]], where)
+            folder = frame_root / spec.frame_dir.format(subject=subject, clip=clip, emotion=written)
+            clip_id = clip if (subject, clip) not in seen else f"{clip}_{onset}"
+            sample = make_sample(spec.name, subject, clip_id, folder, onset, parse_frame_number(r[cols["apex"]], where),
+                                 parse_frame_number(r[cols["offset"]], where),
+                                 parse_aus(r[cols["aus"]]) if "aus" in cols else (), emotion, spec.fps, where,
+                                 apex_policy)
+            seen.add((subject, clip))
+            return sample
+
+        collect(result, where, build, strict)
+    return result

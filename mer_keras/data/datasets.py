@@ -5,6 +5,9 @@ Each entry loads records and applies the standard protocol's label set:
 * ``casme2``: 5 classes (happiness, surprise, disgust, repression, others).
 * ``samm``: 5 classes (anger, contempt, happiness, surprise, other).
 * ``smic``: 3 classes (negative, positive, surprise), HS camera.
+* ``casme``: 4 classes (disgust, repression, surprise, tense).
+* ``casme3``: CAS(ME)^3 Part A, 7 emotions. ``mmew``: 6 classes (anger dropped).
+* ``4dme``: positive, negative, surprise, repression, others.
 * ``composite``: MEGC2019 SMIC-HS + CASME II + SAMM in 3 classes; ``root`` holds the three
   databases as ``CASME2/``, ``SAMM/`` and ``SMIC/``.
 * ``manifest``: a CSV (``root`` is its path); classes are the labels found, sorted.
@@ -15,11 +18,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mer_keras.data import casme2, composite, manifest, samm, smic
+from mer_keras.data import casme, casme2, casme3, composite, fourdme, manifest, mmew, samm, smic
 from mer_keras.data.database import LoadResult
 from mer_keras.data.records import Sample
 
-DATASETS = ("synthetic", "casme2", "samm", "smic", "composite", "manifest")
+DATASETS = ("synthetic", "casme2", "samm", "smic", "casme", "casme3", "mmew", "4dme", "composite", "manifest")
+
+#: database name -> loader module (each has ``load(root, strict=...)`` and ``CLASSES``).
+SINGLE = {"casme2": casme2, "samm": samm, "smic": smic, "casme": casme, "casme3": casme3, "mmew": mmew,
+          "4dme": fourdme}
 
 
 @dataclass
@@ -50,15 +57,10 @@ def load_dataset(name: str, root=None, strict: bool = False) -> Dataset:
     Raises:
         ValueError: unknown name, or no usable sample. FileNotFoundError: missing root or files.
     """
-    if name == "casme2":
-        r = casme2.load(root, strict=strict)
-        ds = Dataset(name, _keep(r, casme2.CLASSES), list(casme2.CLASSES), skipped=r.skipped)
-    elif name == "samm":
-        r = samm.load(root, strict=strict)
-        ds = Dataset(name, _keep(r, samm.CLASSES), list(samm.CLASSES), skipped=r.skipped)
-    elif name == "smic":
-        r = smic.load(root, strict=strict)
-        ds = Dataset(name, _keep(r, smic.CLASSES), list(smic.CLASSES), skipped=r.skipped)
+    if name in SINGLE:
+        module = SINGLE[name]
+        r = module.load(root, strict=strict)
+        ds = Dataset(name, _keep(r, module.CLASSES), list(module.CLASSES), skipped=r.skipped)
     elif name == "composite":
         base = Path(root) if root is not None else None
         parts = [casme2.load(base / "CASME2" if base else None, strict=strict),
