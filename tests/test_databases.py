@@ -208,3 +208,21 @@ def test_other_sheet_databases(tmp_path, tiny_synthetic):
                                                                   ("S02_3", "positive", ("AU12",))]
     assert len(d4.skipped) == 1 and "unknown emotion 'negative+surprise'" in d4.skipped[0][1]
     assert d4.skipped[0][0].endswith("4DME_Labelling_Micro_release v1.xlsx:4")
+
+
+def test_spot_apex_finds_the_peak_of_motion(tmp_path, tiny_synthetic):
+    import cv2
+
+    from mer_keras.preprocess.frames import spot_apex
+
+    _, samples = tiny_synthetic
+    base = cv2.imread(samples[0].frame_paths[0])
+    paths = []
+    for k, shift in enumerate([0, 1, 3, 6, 3, 1]):  # motion peaks at index 3
+        m = np.float32([[1, 0, shift], [0, 1, 0]])
+        p = tmp_path / f"f{k}.png"
+        cv2.imwrite(str(p), cv2.warpAffine(base, m, base.shape[1::-1], borderMode=cv2.BORDER_REFLECT))
+        paths.append(str(p))
+    assert spot_apex(paths) == 3
+    res = smic.load(make_smic(tmp_path / "smic", samples), apex_policy="spot")
+    assert all(s.onset <= s.apex <= s.offset for s in res.samples)

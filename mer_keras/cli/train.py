@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from mer_keras.cli.common import console, user_errors
+from mer_keras.data.database import APEX_POLICIES
 from mer_keras.data.datasets import DATASETS
 from mer_keras.preprocess.flow import FLOW_METHODS
 from mer_keras.registry import REPRESENTATIONS, list_models
@@ -17,6 +18,7 @@ ModelName = Enum("ModelName", {n: n for n in list_models()}, type=str)
 Representation = Enum("Representation", {n: n for n in REPRESENTATIONS}, type=str)
 Strategy = Enum("Strategy", {n: n for n in STRATEGIES}, type=str)
 DataName = Enum("DataName", {n: n for n in DATASETS}, type=str)
+ApexPolicy = Enum("ApexPolicy", {n: n for n in APEX_POLICIES}, type=str)
 FlowMethod = Enum("FlowMethod", {n: n for n in FLOW_METHODS}, type=str)
 
 
@@ -29,6 +31,8 @@ def train(
                                                 "$MER_DATA_ROOT/<DB>.")] = None,
     strict: Annotated[bool, typer.Option("--strict", help="Stop at the first bad clip instead of skipping it.")] = False,
     workers: Annotated[int, typer.Option(min=1, help="Processes for preprocessing clips not yet cached.")] = 1,
+    apex: Annotated[ApexPolicy, typer.Option(help="Where the sheet gives no apex: midpoint of onset..offset, or "
+                                             "spot (frame of largest motion against onset).")] = "midpoint",
     representation: Annotated[Optional[Representation], typer.Option(
         help="Input representation; default: the model's own (LEARNet: dynamic_image).")] = None,
     variant: Annotated[Optional[str], typer.Option(help="Architecture variant, e.g. LEARNet paper|released.")] = None,
@@ -63,7 +67,7 @@ def train(
         split_cpu(cpu_replicas)
 
     opts = RunOptions(model=str(getattr(model, "value", model)), data=str(getattr(data, "value", data)),
-                      root=root, strict=strict, workers=workers,
+                      root=root, strict=strict, workers=workers, apex=str(getattr(apex, "value", apex)),
                       representation=getattr(representation, "value", representation), variant=variant,
                       epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, out=out, subjects=subjects,
                       clips=clips, faces=faces, folds=[f.strip() for f in folds.split(",")] if folds else None,

@@ -9,7 +9,7 @@ from pathlib import Path
 from mer_keras.data.records import Sample
 from mer_keras.data.sheets import numbered_frames
 
-APEX_POLICIES = ("midpoint",)
+APEX_POLICIES = ("midpoint", "spot")
 
 
 @dataclass
@@ -50,8 +50,9 @@ def make_sample(database: str, subject: str, clip_id: str, folder: Path, onset: 
 
     Args:
         onset, apex, offset: the sheet's frame numbers (as in the file names); ``None`` onset or
-            offset means the first or last file; ``None`` apex is filled by ``apex_policy``
-            ("midpoint": the file halfway between onset and offset).
+            offset means the first or last file; ``None`` apex is filled by ``apex_policy``:
+            "midpoint" (the file halfway between onset and offset) or "spot" (the frame of largest
+            motion against onset, :func:`mer_keras.preprocess.frames.spot_apex`).
         where: sheet:row (or folder) for error messages.
     Raises:
         ValueError, FileNotFoundError: missing folder or frames, a frame number with no file,
@@ -80,7 +81,12 @@ def make_sample(database: str, subject: str, clip_id: str, folder: Path, onset: 
     i_off = locate(offset, "offset", len(frames) - 1)
     if i_on > i_off:
         raise ValueError(f"{where}: onset {onset} is after offset {offset}")
-    i_apex = locate(apex, "apex", (i_on + i_off) // 2)
+    if apex is None and apex_policy == "spot":
+        from mer_keras.preprocess.frames import spot_apex
+
+        i_apex = i_on + spot_apex([p for _, p in frames[i_on:i_off + 1]])
+    else:
+        i_apex = locate(apex, "apex", (i_on + i_off) // 2)
     if not i_on <= i_apex <= i_off:
         raise ValueError(f"{where}: apex {apex} is outside onset..offset {onset}..{offset}")
     return Sample(subject=subject, clip_id=clip_id, frame_paths=tuple(str(p) for _, p in frames),

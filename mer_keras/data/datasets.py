@@ -51,7 +51,7 @@ def _keep(result: LoadResult, classes) -> list[Sample]:
     return [s for s in result.samples if s.label in classes]
 
 
-def load_dataset(name: str, root=None, strict: bool = False) -> Dataset:
+def load_dataset(name: str, root=None, strict: bool = False, apex_policy: str = "midpoint") -> Dataset:
     """Load a dataset of :data:`DATASETS` (except ``synthetic``, which the run builds itself).
 
     Raises:
@@ -59,20 +59,20 @@ def load_dataset(name: str, root=None, strict: bool = False) -> Dataset:
     """
     if name in SINGLE:
         module = SINGLE[name]
-        r = module.load(root, strict=strict)
+        r = module.load(root, strict=strict, apex_policy=apex_policy)
         ds = Dataset(name, _keep(r, module.CLASSES), list(module.CLASSES), skipped=r.skipped)
     elif name == "composite":
         base = Path(root) if root is not None else None
-        parts = [casme2.load(base / "CASME2" if base else None, strict=strict),
-                 samm.load(base / "SAMM" if base else None, strict=strict),
-                 smic.load(base / "SMIC" if base else None, strict=strict)]
+        parts = [casme2.load(base / "CASME2" if base else None, strict=strict, apex_policy=apex_policy),
+                 samm.load(base / "SAMM" if base else None, strict=strict, apex_policy=apex_policy),
+                 smic.load(base / "SMIC" if base else None, strict=strict, apex_policy=apex_policy)]
         samples, counts = composite.composite([s for p in parts for s in p.samples])
         ds = Dataset(name, samples, list(composite.CLASSES), skipped=[x for p in parts for x in p.skipped],
                      counts=counts)
     elif name == "manifest":
         if root is None:
             raise FileNotFoundError("--data manifest needs --root pointing at the manifest CSV")
-        clips, images = manifest.load(root, strict=strict)
+        clips, images = manifest.load(root, strict=strict, apex_policy=apex_policy)
         classes = sorted({s.label for s in clips.samples} | {i.label for i in images})
         ds = Dataset(name, clips.samples, classes, images=images, skipped=clips.skipped)
     else:

@@ -28,7 +28,8 @@ class ImageRecord:
     source: str
 
 
-def load(csv_path, strict: bool = False, fps: float = 0.0) -> tuple[LoadResult, list[ImageRecord]]:
+def load(csv_path, strict: bool = False, fps: float = 0.0,
+         apex_policy: str = "midpoint") -> tuple[LoadResult, list[ImageRecord]]:
     """Read a manifest.
 
     Returns:
@@ -76,7 +77,7 @@ def load(csv_path, strict: bool = False, fps: float = 0.0) -> tuple[LoadResult, 
             check()
             s = make_sample(dataset, subject, Path(frames).name, (base / frames).resolve(),
                             parse_frame_number(get("onset"), where), parse_frame_number(get("apex"), where),
-                            parse_frame_number(get("offset"), where), (), label, fps, where)
+                            parse_frame_number(get("offset"), where), (), label, fps, where, apex_policy)
             return s
 
         collect(clips, where, build, strict)
