@@ -226,3 +226,46 @@ def test_spot_apex_finds_the_peak_of_motion(tmp_path, tiny_synthetic):
     assert spot_apex(paths) == 3
     res = smic.load(make_smic(tmp_path / "smic", samples), apex_policy="spot")
     assert all(s.onset <= s.apex <= s.offset for s in res.samples)
+
+
+def test_cross_database_protocol(trees, tmp_path, cache_dir):
+    run, results, output = _train(["--data", "casme2", "--root", str(trees["casme2"]), "--protocol", "cross",
+                                   "--test-data", "samm", "--test-root", str(trees["samm"])], tmp_path, cache_dir)
+    assert results["protocol"] == "cross" and results["dataset"] == "casme2-to-samm"
+    assert results["classes"] == ["negative", "positive", "surprise"]
+    assert [f["subject"] for f in results["folds"]] == ["test"]
+    assert results["folds"][0]["n_train"] == 4 and results["folds"][0]["n_test"] == 4  # SAMM "other" dropped
+    import pandas as pd
+    preds = pd.read_csv(run / "predictions.csv")
+    assert set(preds["database"]) == {"samm"}  # only the test database is scored
+
+
+def test_protocol_checks(trees, tmp_path):
+    from typer.testing import CliRunner
+
+    from mer_keras.cli.main import app
+
+    res = CliRunner().invoke(app, ["train", "--data", "casme2", "--root", str(trees["casme2"]),
+                                   "--protocol", "cross", "--out", str(tmp_path)])
+    assert res.exit_code == 2 and "--test-data" in res.output
+    res = CliRunner().invoke(app, ["train", "--data", "casme2", "--root", str(trees["casme2"]),
+                                   "--protocol", "composite", "--out", str(tmp_path)])
+    assert res.exit_code == 2 and "--data composite" in res.output
+
+
+@pytest.mark.parametrize("db", ["casme2", "samm", "smic", "casme", "casme3", "mmew", "4dme"])
+def test_prepare_and_train_on_every_fixture_tree(db, tmp_path, tiny_synthetic, cache_dir):
+    from typer.testing import CliRunner
+
+    import db_fixtures as fx
+    from mer_keras.cli.main import app
+
+    _, samples = tiny_synthetic
+    make = {"casme2": fx.make_casme2, "samm": fx.make_samm, "smic": fx.make_smic, "casme": fx.make_casme,
+            "casme3": fx.make_casme3, "mmew": fx.make_mmew, "4dme": fx.make_4dme}[db]
+    root = make(tmp_path / db, samples)
+    res = CliRunner().invoke(app, ["data", "prepare", db, "--root", str(root), "--cache-dir", str(cache_dir)])
+    assert res.exit_code == 0, res.output
+    assert "clips prepared" in res.output
+    run, results, _ = _train(["--data", db, "--root", str(root)], tmp_path / "runs", cache_dir)
+    assert results["dataset"] == db and results["n_samples"] >= 2

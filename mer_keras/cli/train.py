@@ -10,6 +10,7 @@ import typer
 from mer_keras.cli.common import console, user_errors
 from mer_keras.data.database import APEX_POLICIES
 from mer_keras.data.datasets import DATASETS
+from mer_keras.train.run import PROTOCOLS
 from mer_keras.preprocess.flow import FLOW_METHODS
 from mer_keras.registry import REPRESENTATIONS, list_models
 from mer_keras.train.strategy import STRATEGIES
@@ -18,6 +19,7 @@ ModelName = Enum("ModelName", {n: n for n in list_models()}, type=str)
 Representation = Enum("Representation", {n: n for n in REPRESENTATIONS}, type=str)
 Strategy = Enum("Strategy", {n: n for n in STRATEGIES}, type=str)
 DataName = Enum("DataName", {n: n for n in DATASETS}, type=str)
+Protocol = Enum("Protocol", {n: n for n in PROTOCOLS}, type=str)
 ApexPolicy = Enum("ApexPolicy", {n: n for n in APEX_POLICIES}, type=str)
 FlowMethod = Enum("FlowMethod", {n: n for n in FLOW_METHODS}, type=str)
 
@@ -30,6 +32,10 @@ def train(
     root: Annotated[Optional[str], typer.Option(help="Database folder (or manifest CSV); default "
                                                 "$MER_DATA_ROOT/<DB>.")] = None,
     strict: Annotated[bool, typer.Option("--strict", help="Stop at the first bad clip instead of skipping it.")] = False,
+    protocol: Annotated[Protocol, typer.Option(help="loso; composite (LOSO on --data composite, per-database "
+                                               "metrics too); cross (train on --data, test on --test-data).")] = "loso",
+    test_data: Annotated[Optional[str], typer.Option(help="Test database of --protocol cross.")] = None,
+    test_root: Annotated[Optional[str], typer.Option(help="Root of the test database.")] = None,
     workers: Annotated[int, typer.Option(min=1, help="Processes for preprocessing clips not yet cached.")] = 1,
     apex: Annotated[ApexPolicy, typer.Option(help="Where the sheet gives no apex: midpoint of onset..offset, or "
                                              "spot (frame of largest motion against onset).")] = "midpoint",
@@ -67,7 +73,8 @@ def train(
         split_cpu(cpu_replicas)
 
     opts = RunOptions(model=str(getattr(model, "value", model)), data=str(getattr(data, "value", data)),
-                      root=root, strict=strict, workers=workers, apex=str(getattr(apex, "value", apex)),
+                      root=root, strict=strict, workers=workers, protocol=str(getattr(protocol, "value", protocol)),
+                      test_data=test_data, test_root=test_root, apex=str(getattr(apex, "value", apex)),
                       representation=getattr(representation, "value", representation), variant=variant,
                       epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, out=out, subjects=subjects,
                       clips=clips, faces=faces, folds=[f.strip() for f in folds.split(",")] if folds else None,

@@ -23,6 +23,18 @@ LABEL_MAP: dict[str, dict[str, str]] = {
              "sadness": "negative", "happiness": "positive", "surprise": "surprise"},
 }
 
+#: The shared label map of the cross-database protocol: the composite's classes for every database.
+CROSS_LABEL_MAP: dict[str, dict[str, str]] = {
+    **LABEL_MAP,
+    "casme": {"disgust": "negative", "repression": "negative", "fear": "negative", "sadness": "negative",
+              "contempt": "negative", "happiness": "positive", "surprise": "surprise"},
+    "casme3": {"disgust": "negative", "fear": "negative", "anger": "negative", "sad": "negative",
+               "happy": "positive", "surprise": "surprise"},
+    "mmew": {"disgust": "negative", "fear": "negative", "sadness": "negative", "anger": "negative",
+             "happiness": "positive", "surprise": "surprise"},
+    "4dme": {"negative": "negative", "positive": "positive", "surprise": "surprise"},
+}
+
 #: Samples and subjects of each complete database in the composite.
 EXPECTED = {"smic": (164, 16), "casme2": (145, 24), "samm": (133, 28)}
 

@@ -51,6 +51,34 @@ def _keep(result: LoadResult, classes) -> list[Sample]:
     return [s for s in result.samples if s.label in classes]
 
 
+def load_cross(train: str, train_root, test: str, test_root, strict: bool = False,
+               apex_policy: str = "midpoint") -> tuple[Dataset, Dataset]:
+    """Training and test databases of the cross-database protocol, both in the composite's classes.
+
+    Records are relabelled with :data:`mer_keras.data.composite.CROSS_LABEL_MAP` (emotions outside
+    it are dropped); a manifest's labels are kept as written and must be those classes.
+
+    Raises:
+        ValueError: the same database on both sides, or an unknown name.
+    """
+    if (train, str(train_root)) == (test, str(test_root)):
+        raise ValueError(f"cross-database protocol needs two different datasets, got {train} twice")
+    out = []
+    for name, root in ((train, train_root), (test, test_root)):
+        if name not in SINGLE and name != "manifest":
+            raise ValueError(f"cross-database protocol takes single databases or a manifest, not {name!r}")
+        if name == "manifest":
+            clips, _ = manifest.load(root, strict=strict, apex_policy=apex_policy)
+            samples, skipped = [s for s in clips.samples if s.label in composite.CLASSES], clips.skipped
+        else:
+            r = SINGLE[name].load(root, strict=strict, apex_policy=apex_policy)
+            samples, skipped = composite.relabel(r.samples, composite.CROSS_LABEL_MAP), r.skipped
+        if not samples:
+            raise ValueError(f"{name}: no sample in the classes {composite.CLASSES} under {root}")
+        out.append(Dataset(name, samples, list(composite.CLASSES), skipped=skipped))
+    return out[0], out[1]
+
+
 def load_dataset(name: str, root=None, strict: bool = False, apex_policy: str = "midpoint") -> Dataset:
     """Load a dataset of :data:`DATASETS` (except ``synthetic``, which the run builds itself).
 

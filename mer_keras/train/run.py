@@ -32,6 +32,9 @@ class RunOptions:
     data: str | None = None
     root: str | None = None
     strict: bool = False
+    protocol: str = "loso"
+    test_data: str | None = None
+    test_root: str | None = None
     apex: str = "midpoint"
     workers: int = 1
     representation: str | None = None
@@ -90,6 +93,7 @@ class RunData:
     image_records: list
     skipped: list[tuple[str, str]]
     counts: dict
+    test_databases: tuple[str, ...] = ()  # cross-database protocol: records of these are the test set
 
     @property
     def rows(self) -> list[dict]:
@@ -102,6 +106,20 @@ class RunData:
 
 def load_run_data(opts: RunOptions, console) -> RunData:
     """The synthetic default, or ``--data NAME --root PATH`` (see :mod:`mer_keras.data.datasets`)."""
+    if opts.protocol not in PROTOCOLS:
+        raise ValueError(f"unknown protocol {opts.protocol!r}; expected one of {PROTOCOLS}")
+    if opts.protocol == "cross":
+        from mer_keras.data.datasets import load_cross
+
+        if not opts.data or not opts.test_data:
+            raise ValueError("--protocol cross needs --data TRAIN_DB and --test-data TEST_DB")
+        train, test = load_cross(opts.data, opts.root, opts.test_data, opts.test_root, opts.strict, opts.apex)
+        console.print(f"cross-database: train {train.name} ({len(train.samples)} clips) -> test {test.name} "
+                      f"({len(test.samples)} clips) in classes {', '.join(train.classes)}", soft_wrap=True)
+        return RunData(f"{train.name}-to-{test.name}", train.classes, train.samples + test.samples, [],
+                       train.skipped + test.skipped, {}, test_databases=(test.name,))
+    if opts.protocol == "composite" and opts.data != "composite":
+        raise ValueError("--protocol composite runs on --data composite")
     if not opts.data or opts.data == "synthetic":
         name, samples, classes = load_default_dataset(opts, console)
         return RunData(name, classes, samples, [], [], {})
@@ -116,6 +134,11 @@ def load_run_data(opts: RunOptions, console) -> RunData:
     for db, c in ds.counts.items():
         console.print(f"  {db}: {c}", highlight=False)
     return RunData(ds.name, ds.classes, ds.samples, ds.images, ds.skipped, ds.counts)
+
+
+#: ``loso``: leave-one-subject-out; ``composite``: LOSO on the MEGC2019 composite, reported per
+#: database too; ``cross``: train on one database, test on another.
+PROTOCOLS = ("loso", "composite", "cross")
 
 
 def make_run_dir(out: str | Path, model: str, dataset: str) -> Path:
@@ -221,8 +244,12 @@ def train_run(opts: RunOptions, console=None) -> Path:
         data.samples = [s for i, s in enumerate(data.samples) if i not in errors]
         console.print(f"{len(errors)} clip(s) skipped in preprocessing, e.g. {errors[first]}", soft_wrap=True)
     dataset, samples, classes, rows = data.name, data.samples, data.classes, data.rows
-    groups = [f"{r['database']}/{r['subject']}" for r in rows]
-    only = select_folds(groups, opts.folds) if opts.folds else None
+    if data.test_databases:  # cross-database: one fold, the test database held out whole
+        groups = ["test" if r["database"] in data.test_databases else "train" for r in rows]
+        only = ["test"]
+    else:
+        groups = [f"{r['database']}/{r['subject']}" for r in rows]
+        only = select_folds(groups, opts.folds) if opts.folds else None
     x = build_inputs(samples, rep, cache_dir=cache)
     if data.image_records:
         from mer_keras.data.pipeline import image_inputs
@@ -278,7 +305,7 @@ def train_run(opts: RunOptions, console=None) -> Path:
             sel = tested & (databases == db)
             m = compute_metrics(y[sel], pred[sel], classes)
             per_database[db] = {k: m[k] for k in ("accuracy", "uf1", "uar")} | {"n": int(sel.sum())}
-    results = {"model": opts.model, "dataset": dataset, "protocol": "loso", "classes": classes,
+    results = {"model": opts.model, "dataset": dataset, "protocol": opts.protocol, "classes": classes,
                "representation": rep.representation, "n_samples": int(tested.sum()),
                "overall": {k: metrics[k] for k in ("accuracy", "uf1", "uar")},
                "per_class": metrics["per_class"], "confusion_matrix": metrics["confusion_matrix"],
@@ -292,15 +319,16 @@ def train_run(opts: RunOptions, console=None) -> Path:
     for db, m in per_database.items():
         console.print(f"  {db:<10} n={m['n']:<4} accuracy {m['accuracy']:.3f}  UF1 {m['uf1']:.3f}  UAR {m['uar']:.3f}")
 
-    console.print("fitting the final model on all subjects")
-    model = fit_model(x, y, len(classes), cfg, strategy)
+    final = np.array([g != "test" for g in groups]) if data.test_databases else np.ones(len(y), bool)
+    console.print("fitting the final model on all training subjects")
+    model = fit_model(x[final], y[final], len(classes), cfg, strategy)
     save_keras(model, run / "model.keras")
     from mer_keras.export.metadata import build_metadata, sha256_file
 
     files = {"model.keras": {"format": "keras", "sha256": sha256_file(run / "model.keras"),
                              "bytes": (run / "model.keras").stat().st_size}}
     if opts.export:
-        exported = export_tflite(model, run, x, y, classes)
+        exported = export_tflite(model, run, x[final], y[final], classes)
         atomic.write_json(run / "export_report.json", exported)
         for name, info in exported.items():
             files[name] = {k: v for k, v in info.items() if k != "parity"}
@@ -310,6 +338,6 @@ def train_run(opts: RunOptions, console=None) -> Path:
             if par.get("within_tolerance") is False:
                 console.print(f"[bold red]warning:[/] {name} differs from Keras by more than {FP32_TOLERANCE}")
     atomic.write_json(run / "metadata.json", build_metadata(opts.model, classes, asdict(rep), rep.input_shape,
-                                                            dataset, "loso", files))
+                                                            dataset, opts.protocol, files))
     console.print(f"done in {time.perf_counter() - t_start:.0f} s")
     return run
