@@ -269,3 +269,25 @@ def test_prepare_and_train_on_every_fixture_tree(db, tmp_path, tiny_synthetic, c
     assert "clips prepared" in res.output
     run, results, _ = _train(["--data", db, "--root", str(root)], tmp_path / "runs", cache_dir)
     assert results["dataset"] == db and results["n_samples"] >= 2
+
+
+def test_manifest_video_rows(tmp_path, tiny_synthetic):
+    import cv2
+
+    _, samples = tiny_synthetic
+    s = samples[0]
+    video = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 100, (192, 192))
+    for p in s.frame_paths[:8]:
+        writer.write(cv2.imread(p))
+    writer.release()
+    (tmp_path / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42 truncated")
+    csv = tmp_path / "m.csv"
+    csv.write_text("subject,label,frames,onset,apex,offset\na,negative,clip.avi,2,4,7\nb,positive,broken.mp4,,,\n")
+    clips, _ = manifest.load(csv, cache_dir=tmp_path / "cache")
+    assert len(clips.samples) == 1
+    v = clips.samples[0]
+    assert len(v.frame_paths) == 8 and (v.onset, v.apex, v.offset) == (1, 3, 6) and v.clip_id == "clip"
+    assert clips.skipped[0][0].endswith("m.csv:3") and "broken.mp4" in clips.skipped[0][1]
+    again, _ = manifest.load(csv, cache_dir=tmp_path / "cache")
+    assert again.samples[0].frame_paths == v.frame_paths  # decoded once, reused

@@ -79,7 +79,8 @@ def load_cross(train: str, train_root, test: str, test_root, strict: bool = Fals
     return out[0], out[1]
 
 
-def load_dataset(name: str, root=None, strict: bool = False, apex_policy: str = "midpoint") -> Dataset:
+def load_dataset(name: str, root=None, strict: bool = False, apex_policy: str = "midpoint",
+                 cache_dir=None) -> Dataset:
     """Load a dataset of :data:`DATASETS` (except ``synthetic``, which the run builds itself).
 
     Raises:
@@ -100,7 +101,7 @@ def load_dataset(name: str, root=None, strict: bool = False, apex_policy: str = 
     elif name == "manifest":
         if root is None:
             raise FileNotFoundError("--data manifest needs --root pointing at the manifest CSV")
-        clips, images = manifest.load(root, strict=strict, apex_policy=apex_policy)
+        clips, images = manifest.load(root, strict=strict, apex_policy=apex_policy, cache_dir=cache_dir)
         classes = sorted({s.label for s in clips.samples} | {i.label for i in images})
         ds = Dataset(name, clips.samples, classes, images=images, skipped=clips.skipped)
     else:

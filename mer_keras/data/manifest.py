@@ -1,9 +1,10 @@
 """A generic CSV manifest, so any database or precomputed input can be used.
 
 Columns: ``subject``, ``label`` and either ``path`` (one image per sample, e.g. an apex frame or
-a precomputed flow image; its channels are the model input) or ``frames`` (a folder of frames)
-with optional ``onset``, ``apex``, ``offset`` (frame numbers as in the file names) and
-``dataset``. Paths are relative to the CSV file. Video files in ``frames`` are not read yet.
+a precomputed flow image; its channels are the model input) or ``frames`` (a folder of frames,
+or a video file, decoded once into the cache as frames 1..N) with optional ``onset``, ``apex``,
+``offset`` (frame numbers as in the file names, or 1-based frame numbers of a video) and
+``dataset``. Paths are relative to the CSV file.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import pandas as pd
 
 from mer_keras.data.database import LoadResult, collect, make_sample
 from mer_keras.data.sheets import parse_frame_number
+from mer_keras.data.synthetic import default_cache_dir
+from mer_keras.preprocess.video import extract_frames, is_video
 
 
 @dataclass(frozen=True)
@@ -28,8 +31,8 @@ class ImageRecord:
     source: str
 
 
-def load(csv_path, strict: bool = False, fps: float = 0.0,
-         apex_policy: str = "midpoint") -> tuple[LoadResult, list[ImageRecord]]:
+def load(csv_path, strict: bool = False, fps: float = 0.0, apex_policy: str = "midpoint",
+         cache_dir=None) -> tuple[LoadResult, list[ImageRecord]]:
     """Read a manifest.
 
     Returns:
@@ -75,7 +78,13 @@ def load(csv_path, strict: bool = False, fps: float = 0.0,
 
         def build(where=where, subject=subject, label=label, dataset=dataset, frames=frames):
             check()
-            s = make_sample(dataset, subject, Path(frames).name, (base / frames).resolve(),
+            folder = (base / frames).resolve()
+            if is_video(folder):
+                try:
+                    folder = extract_frames(folder, default_cache_dir(cache_dir))
+                except ValueError as exc:
+                    raise ValueError(f"{where}: {exc}") from None
+            s = make_sample(dataset, subject, Path(frames).stem, folder,
                             parse_frame_number(get("onset"), where), parse_frame_number(get("apex"), where),
                             parse_frame_number(get("offset"), where), (), label, fps, where, apex_policy)
             return s

@@ -39,7 +39,7 @@ def prepare_dataset(name: str, root, cache_dir: Path, representations: Sequence[
     Raises:
         ValueError, FileNotFoundError: bad root or sheet; with ``strict``, the first bad clip.
     """
-    ds = load_dataset(name, root, strict=strict)
+    ds = load_dataset(name, root, strict=strict, cache_dir=cache_dir)
     report = PrepareReport(ds.name, skipped=list(ds.skipped))
     bad: dict[int, str] = {}
     for rep in representations:

@@ -125,7 +125,7 @@ def load_run_data(opts: RunOptions, console) -> RunData:
         return RunData(name, classes, samples, [], [], {})
     from mer_keras.data.datasets import load_dataset
 
-    ds = load_dataset(opts.data, opts.root, strict=opts.strict, apex_policy=opts.apex)
+    ds = load_dataset(opts.data, opts.root, strict=opts.strict, apex_policy=opts.apex, cache_dir=opts.cache_dir)
     console.print(f"{ds.name}: {len(ds.samples) + len(ds.images)} samples of "
                   f"{len({s.subject for s in ds.samples} | {i.subject for i in ds.images})} subjects in classes "
                   f"{', '.join(ds.classes)}; {len(ds.skipped)} skipped", soft_wrap=True)
