@@ -143,3 +143,27 @@ def make_4dme(root, samples):
             (["S02", "S02_4", 1, 2, 3, "12", "negative+surprise"], 1, 3)]   # several emotions: skipped
     return make_sheet_tree(root, "4DME_Labelling_Micro_release v1.xlsx", header, rows, lambda r: f"{r[0]}/{r[1]}",
                            samples)
+
+
+def make_casme_sq(root, samples):
+    """CAS(ME)^2: a headerless code sheet plus the two naming-rule sheets; long-video frame folders."""
+    wb = Workbook()
+    ws = wb.active
+    ws.title = "CASFEcode_final"
+    for row in ([1, "anger1_1", 3, 5, 8, "4+7", "negative", "micro-expression", "anger"],
+                [1, "anger1_2", 20, 22, 24, "4", "negative", "macro-expression", "anger"],   # macro: not read
+                [1, "happy1_1", 2, 4, 6, "12", "positive", "micro-expression", "happy"],
+                [2, "anger1_1", 1, 2, 0, "4", "negative", "micro-expression", "anger"]):     # offset 0: skipped
+        ws.append(row)
+    r1 = wb.create_sheet("naming rule1")
+    for row in (["s15", "15", 1], ["s16", "16", 2]):
+        r1.append(row)
+    r2 = wb.create_sheet("naming rule2")
+    for row in ([101, "anger1"], [401, "happy1"]):
+        r2.append(row)
+    root.mkdir(parents=True, exist_ok=True)
+    wb.save(root / "CAS(ME)^2code_final(Updated).xlsx")
+    for k, (folder, name) in enumerate([("s15", "15_0101disgustingteeth"), ("s15", "15_0401girlcrashing"),
+                                        ("s16", "16_0101disgustingteeth")]):
+        _write(root / "rawpic" / folder / name, [f"img{i}.jpg" for i in range(1, 11)], _frames(samples[k], 10))
+    return root

@@ -253,7 +253,7 @@ def test_protocol_checks(trees, tmp_path):
     assert res.exit_code == 2 and "--data composite" in res.output
 
 
-@pytest.mark.parametrize("db", ["casme2", "samm", "smic", "casme", "casme3", "mmew", "4dme"])
+@pytest.mark.parametrize("db", ["casme2", "samm", "smic", "casme", "casme_sq", "casme3", "mmew", "4dme"])
 def test_prepare_and_train_on_every_fixture_tree(db, tmp_path, tiny_synthetic, cache_dir):
     from typer.testing import CliRunner
 
@@ -262,7 +262,7 @@ def test_prepare_and_train_on_every_fixture_tree(db, tmp_path, tiny_synthetic, c
 
     _, samples = tiny_synthetic
     make = {"casme2": fx.make_casme2, "samm": fx.make_samm, "smic": fx.make_smic, "casme": fx.make_casme,
-            "casme3": fx.make_casme3, "mmew": fx.make_mmew, "4dme": fx.make_4dme}[db]
+            "casme3": fx.make_casme3, "mmew": fx.make_mmew, "4dme": fx.make_4dme, "casme_sq": fx.make_casme_sq}[db]
     root = make(tmp_path / db, samples)
     res = CliRunner().invoke(app, ["data", "prepare", db, "--root", str(root), "--cache-dir", str(cache_dir)])
     assert res.exit_code == 0, res.output
@@ -291,3 +291,17 @@ def test_manifest_video_rows(tmp_path, tiny_synthetic):
     assert clips.skipped[0][0].endswith("m.csv:3") and "broken.mp4" in clips.skipped[0][1]
     again, _ = manifest.load(csv, cache_dir=tmp_path / "cache")
     assert again.samples[0].frame_paths == v.frame_paths  # decoded once, reused
+
+
+def test_casme_sq_records(tmp_path, tiny_synthetic):
+    from db_fixtures import make_casme_sq
+    from mer_keras.data import casme_sq
+
+    _, samples = tiny_synthetic
+    res = casme_sq.load(make_casme_sq(tmp_path / "CASME_sq", samples))
+    assert [(s.subject, s.clip_id, s.emotion, s.fps) for s in res.samples] == [
+        ("s15", "anger1_1", "negative", 30.0), ("s15", "happy1_1", "positive", 30.0)]
+    a = res.samples[0]
+    assert (a.frame_numbers[a.onset], a.frame_numbers[a.apex], a.frame_numbers[a.offset]) == (3, 5, 8)
+    assert "rawpic/s15/15_0101disgustingteeth/img1.jpg" in a.frame_paths[0] and a.aus == ("AU4", "AU7")
+    assert len(res.skipped) == 1 and "not coded (0)" in res.skipped[0][1] and res.skipped[0][0].endswith(":4")

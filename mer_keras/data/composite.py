@@ -33,6 +33,7 @@ CROSS_LABEL_MAP: dict[str, dict[str, str]] = {
     "mmew": {"disgust": "negative", "fear": "negative", "sadness": "negative", "anger": "negative",
              "happiness": "positive", "surprise": "surprise"},
     "4dme": {"negative": "negative", "positive": "positive", "surprise": "surprise"},
+    "casme_sq": {"negative": "negative", "positive": "positive", "surprise": "surprise"},
 }
 
 #: Samples and subjects of each complete database in the composite.

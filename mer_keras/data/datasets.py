@@ -6,6 +6,7 @@ Each entry loads records and applies the standard protocol's label set:
 * ``samm``: 5 classes (anger, contempt, happiness, surprise, other).
 * ``smic``: 3 classes (negative, positive, surprise), HS camera.
 * ``casme``: 4 classes (disgust, repression, surprise, tense).
+* ``casme_sq``: CAS(ME)^2 micro-expressions: negative, positive, surprise, others.
 * ``casme3``: CAS(ME)^3 Part A, 7 emotions. ``mmew``: 6 classes (anger dropped).
 * ``4dme``: positive, negative, surprise, repression, others.
 * ``composite``: MEGC2019 SMIC-HS + CASME II + SAMM in 3 classes; ``root`` holds the three
@@ -18,15 +19,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mer_keras.data import casme, casme2, casme3, composite, fourdme, manifest, mmew, samm, smic
+from mer_keras.data import casme, casme2, casme3, casme_sq, composite, fourdme, manifest, mmew, samm, smic
 from mer_keras.data.database import LoadResult
 from mer_keras.data.records import Sample
 
-DATASETS = ("synthetic", "casme2", "samm", "smic", "casme", "casme3", "mmew", "4dme", "composite", "manifest")
+DATASETS = ("synthetic", "casme2", "samm", "smic", "casme", "casme_sq", "casme3", "mmew", "4dme", "composite",
+            "manifest")
 
 #: database name -> loader module (each has ``load(root, strict=...)`` and ``CLASSES``).
-SINGLE = {"casme2": casme2, "samm": samm, "smic": smic, "casme": casme, "casme3": casme3, "mmew": mmew,
-          "4dme": fourdme}
+SINGLE = {"casme2": casme2, "samm": samm, "smic": smic, "casme": casme, "casme_sq": casme_sq, "casme3": casme3,
+          "mmew": mmew, "4dme": fourdme}
 
 
 @dataclass
