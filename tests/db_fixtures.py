@@ -153,7 +153,8 @@ def make_casme_sq(root, samples):
     for row in ([1, "anger1_1", 3, 5, 8, "4+7", "negative", "micro-expression", "anger"],
                 [1, "anger1_2", 20, 22, 24, "4", "negative", "macro-expression", "anger"],   # macro: not read
                 [1, "happy1_1", 2, 4, 6, "12", "positive", "micro-expression", "happy"],
-                [2, "anger1_1", 1, 2, 0, "4", "negative", "micro-expression", "anger"]):     # offset 0: skipped
+                [2, "anger1_1", 1, 2, 5, "4", "negative", "micro-expression", "anger"],
+                [2, "happy1_1", 1, 2, 0, "12", "positive", "micro-expression", "happy"]):    # offset 0: skipped
         ws.append(row)
     r1 = wb.create_sheet("naming rule1")
     for row in (["s15", "15", 1], ["s16", "16", 2]):

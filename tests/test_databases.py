@@ -300,8 +300,9 @@ def test_casme_sq_records(tmp_path, tiny_synthetic):
     _, samples = tiny_synthetic
     res = casme_sq.load(make_casme_sq(tmp_path / "CASME_sq", samples))
     assert [(s.subject, s.clip_id, s.emotion, s.fps) for s in res.samples] == [
-        ("s15", "anger1_1", "negative", 30.0), ("s15", "happy1_1", "positive", 30.0)]
+        ("s15", "anger1_1", "negative", 30.0), ("s15", "happy1_1", "positive", 30.0),
+        ("s16", "anger1_1", "negative", 30.0)]
     a = res.samples[0]
     assert (a.frame_numbers[a.onset], a.frame_numbers[a.apex], a.frame_numbers[a.offset]) == (3, 5, 8)
     assert "rawpic/s15/15_0101disgustingteeth/img1.jpg" in a.frame_paths[0] and a.aus == ("AU4", "AU7")
-    assert len(res.skipped) == 1 and "not coded (0)" in res.skipped[0][1] and res.skipped[0][0].endswith(":4")
+    assert len(res.skipped) == 1 and "not coded (0)" in res.skipped[0][1] and res.skipped[0][0].endswith(":5")

@@ -31,6 +31,7 @@ def prepare(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
+    from mer_keras.data.database import describe
     from mer_keras.data.prepare import prepare_dataset
     from mer_keras.data.synthetic import default_cache_dir
 
@@ -57,6 +58,6 @@ def prepare(
     if report.skipped:
         console.print(f"{len(report.skipped)} clip(s) skipped:")
         for where, why in report.skipped:
-            console.print(f"  {where}: {why}", soft_wrap=True, highlight=False)
+            console.print(f"  {describe(where, why)}", soft_wrap=True, highlight=False)
     for rep, folder in report.folders.items():
         console.print(f"{rep}: {folder}", soft_wrap=True, highlight=False)

@@ -88,13 +88,13 @@ def load(root=None, strict: bool = False, apex_policy: str = "midpoint", micro_o
             video = clip.split("_")[0].lower()
             if video not in videos:
                 raise ValueError(f"{where}: video {video!r} of clip {clip!r} is not in 'naming rule2'")
+            offset = parse_frame_number(cells[4], where, missing=("/", "-1", "", "nan", "none", "0"))
+            if offset is None:
+                raise ValueError(f"{where}: offset of clip {clip} is not coded (0)")
             base = frame_root / folder
             matches = sorted(base.glob(f"{prefix}_{videos[video]}*")) if base.is_dir() else []
             if not matches:
                 raise FileNotFoundError(f"{where}: no folder {base}/{prefix}_{videos[video]}* for clip {clip}")
-            offset = parse_frame_number(cells[4], where, missing=("/", "-1", "", "nan", "none", "0"))
-            if offset is None:
-                raise ValueError(f"{where}: offset of clip {clip} is not coded (0)")
             emotion = str(cells[6]).strip().lower()
             if emotion not in EMOTIONS:
                 raise ValueError(f"{where}: unknown emotion {cells[6]!r}; expected one of {EMOTIONS}")

@@ -25,6 +25,11 @@ class LoadResult:
     skipped: list[tuple[str, str]] = field(default_factory=list)
 
 
+def describe(where: str, why: str) -> str:
+    """One line for a skipped clip: ``where: why`` (without repeating ``where`` when ``why`` has it)."""
+    return why if why.startswith(where) else f"{where}: {why}"
+
+
 def resolve_root(root: str | os.PathLike | None, default_dirname: str) -> Path:
     """The database folder: ``root``, or ``$MER_DATA_ROOT/<default_dirname>``.
 

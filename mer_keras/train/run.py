@@ -123,6 +123,7 @@ def load_run_data(opts: RunOptions, console) -> RunData:
     if not opts.data or opts.data == "synthetic":
         name, samples, classes = load_default_dataset(opts, console)
         return RunData(name, classes, samples, [], [], {})
+    from mer_keras.data.database import describe
     from mer_keras.data.datasets import load_dataset
 
     ds = load_dataset(opts.data, opts.root, strict=opts.strict, apex_policy=opts.apex, cache_dir=opts.cache_dir)
@@ -130,7 +131,7 @@ def load_run_data(opts: RunOptions, console) -> RunData:
                   f"{len({s.subject for s in ds.samples} | {i.subject for i in ds.images})} subjects in classes "
                   f"{', '.join(ds.classes)}; {len(ds.skipped)} skipped", soft_wrap=True)
     for where, why in ds.skipped[:5]:
-        console.print(f"  skipped {where}: {why}", soft_wrap=True, highlight=False)
+        console.print(f"  skipped {describe(where, why)}", soft_wrap=True, highlight=False)
     for db, c in ds.counts.items():
         console.print(f"  {db}: {c}", highlight=False)
     return RunData(ds.name, ds.classes, ds.samples, ds.images, ds.skipped, ds.counts)
