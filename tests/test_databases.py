@@ -253,7 +253,7 @@ def test_protocol_checks(trees, tmp_path):
     assert res.exit_code == 2 and "--data composite" in res.output
 
 
-@pytest.mark.parametrize("db", ["casme2", "samm", "smic", "casme", "casme_sq", "casme3", "mmew", "4dme"])
+@pytest.mark.parametrize("db", ["casme2", "samm", "smic", "casme", "casme_sq", "casme3", "mmew", "4dme", "manifest"])
 def test_prepare_and_train_on_every_fixture_tree(db, tmp_path, tiny_synthetic, cache_dir):
     from typer.testing import CliRunner
 
@@ -262,8 +262,14 @@ def test_prepare_and_train_on_every_fixture_tree(db, tmp_path, tiny_synthetic, c
 
     _, samples = tiny_synthetic
     make = {"casme2": fx.make_casme2, "samm": fx.make_samm, "smic": fx.make_smic, "casme": fx.make_casme,
-            "casme3": fx.make_casme3, "mmew": fx.make_mmew, "4dme": fx.make_4dme, "casme_sq": fx.make_casme_sq}[db]
+            "casme3": fx.make_casme3, "mmew": fx.make_mmew, "4dme": fx.make_4dme, "casme_sq": fx.make_casme_sq,
+            "manifest": fx.make_smic}[db]
     root = make(tmp_path / db, samples)
+    if db == "manifest":  # a manifest over the SMIC fixture's clip folders, paths relative to the CSV
+        rows = [f"{s.subject},{s.label},{Path(s.frame_paths[0]).parent.relative_to(root)}"
+                for s in smic.load(root).samples]
+        (root / "clips.csv").write_text("subject,label,frames\n" + "\n".join(rows) + "\n")
+        root = root / "clips.csv"
     res = CliRunner().invoke(app, ["data", "prepare", db, "--root", str(root), "--cache-dir", str(cache_dir)])
     assert res.exit_code == 0, res.output
     assert "clips prepared" in res.output

@@ -19,6 +19,9 @@ def _tree(tmp_path, tiny_synthetic):
     for f in (root / "CASME2_RAW_selected" / "sub17" / "EP06_01").iterdir():
         import cv2
         cv2.imwrite(str(f), np.full((192, 192, 3), 128, np.uint8))
+    # a truncated frame in another clip: skipped, with the file named
+    onset = root / "CASME2_RAW_selected" / "sub02" / "EP02_04f" / "img20.jpg"
+    onset.write_bytes(onset.read_bytes()[:200])
     return root
 
 
@@ -28,14 +31,15 @@ def test_prepare_summary_skips_rework_and_resume(tmp_path, tiny_synthetic):
     args = ["data", "prepare", "casme2", "--root", str(root), "--cache-dir", str(cache), "--workers", "2"]
     res = runner.invoke(app, args)
     assert res.exit_code == 0, res.output
-    assert "casme2: 4 clips prepared" in res.output  # 6 good rows - fear (not 5-class) - the no-face clip
-    assert "4 clip(s) skipped" in res.output  # 3 bad sheet rows + 1 no face
+    assert "casme2: 3 clips prepared" in res.output  # 6 good rows - fear (not 5-class) - no face - truncated
+    assert "5 clip(s) skipped" in res.output  # 3 bad sheet rows + 1 no face + 1 truncated frame
     assert "no face found in the onset frame of clip casme2/sub17/EP06_01" in res.output
+    assert "cannot read frame" in res.output and "EP02_04f/img20.jpg" in res.output
     assert "CASME2-coding-20140508.xlsx:8" in res.output and "unknown emotion 'joy'" in res.output
     folders = sorted((cache / "clips").iterdir())
     assert [f.name.split("-")[0] for f in folders] == ["apex", "dynamic_image", "flow"]
     files = sorted(folders[1].glob("*.npy"))
-    assert len(files) == 4
+    assert len(files) == 3
     stamps = {f: f.stat().st_mtime_ns for f in files}
     files[0].unlink()  # as if the run had been killed before this clip was written
     res = runner.invoke(app, args)
@@ -63,5 +67,5 @@ def test_train_skips_a_clip_without_a_face(tmp_path, tiny_synthetic, cache_dir):
     assert res.exit_code == 0, res.output
     run = Path(res.output.strip().splitlines()[-1].strip())
     results = json.loads((run / "results.json").read_text())
-    assert results["n_samples"] == 4 and results["skipped"] == 4
+    assert results["n_samples"] == 3 and results["skipped"] == 5
     assert "EP06_01" in (run / "skipped.csv").read_text()
