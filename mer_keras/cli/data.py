@@ -36,7 +36,7 @@ def prepare(
     from mer_keras.data.synthetic import default_cache_dir
 
     cache = default_cache_dir(cache_dir)
-    with Progress(TextColumn("{task.description:<16}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+    with Progress(TextColumn("{task.description:<20}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console) as prog:
         tasks = {}
 

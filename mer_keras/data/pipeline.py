@@ -159,41 +159,54 @@ def _prepare_one(job) -> tuple[int, str | None]:
     return index, None
 
 
-def prepare(samples: Sequence[Sample], cfg: RepresentationConfig, cache_dir: Path, workers: int = 1,
-            progress: Callable[[int, int], None] | None = None) -> dict[int, str]:
-    """Fill the per-clip cache for ``samples``; clips already cached are not recomputed.
+def _single_threaded_worker() -> None:
+    """Worker start-up: one OpenCV thread per process, so N workers do not oversubscribe N cores."""
+    cv2.setNumThreads(1)
 
-    Each clip is written as soon as it is done (atomically), so a killed run resumes where it
-    stopped. ``workers > 1`` runs clips in that many processes (spawned: each loads its own face mesh).
 
+def prepare(samples: Sequence[Sample], cfg: RepresentationConfig | Sequence[RepresentationConfig], cache_dir: Path,
+            workers: int = 1, progress: Callable[[int, int], None] | None = None) -> dict[int, str]:
+    """Fill the per-clip cache for ``samples`` in one or several representations.
+
+    Clips already cached are not recomputed. Each clip is written as soon as it is done
+    (atomically), so a killed run resumes where it stopped. ``workers > 1`` runs the clips in that
+    many processes (spawned once for all representations; one OpenCV thread each).
+
+    Args:
+        cfg: one representation config or several.
+        progress: optional callable(done, total) over all (clip, representation) pairs.
     Returns:
-        {sample index: reason} for every clip that failed (unreadable frames, no face, ...).
+        {sample index: reason} for every clip that failed in any representation.
     """
-    jobs = []
-    for i, s in enumerate(samples):
-        path = cache_path(cache_dir, s, cfg)
-        if not path.exists():
-            jobs.append((i, s, cfg, path))
-    done, total, errors = len(samples) - len(jobs), len(samples), {}
+    cfgs = [cfg] if isinstance(cfg, RepresentationConfig) else list(cfg)
+    jobs, total = [], len(samples) * len(cfgs)
+    for c in cfgs:
+        for i, s in enumerate(samples):
+            path = cache_path(cache_dir, s, c)
+            if not path.exists():
+                jobs.append((i, s, c, path))
+    done, errors = total - len(jobs), {}
     if progress:
         progress(done, total)
-    if workers <= 1 or len(jobs) < 2:
-        results = map(_prepare_one, jobs)
-    else:
+    parallel = workers > 1 and len(jobs) >= 2
+    if parallel:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
-        pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=_single_threaded_worker)
         results = pool.map(_prepare_one, jobs, chunksize=4)
+    else:
+        results = map(_prepare_one, jobs)
     try:
         for i, err in results:
             if err is not None:
-                errors[i] = err
+                errors.setdefault(i, err)
             done += 1
             if progress:
                 progress(done, total)
     finally:
-        if workers > 1 and len(jobs) >= 2:
+        if parallel:
             pool.shutdown(cancel_futures=True)
     return errors
 

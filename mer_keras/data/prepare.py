@@ -41,18 +41,15 @@ def prepare_dataset(name: str, root, cache_dir: Path, representations: Sequence[
     """
     ds = load_dataset(name, root, strict=strict, cache_dir=cache_dir)
     report = PrepareReport(ds.name, skipped=list(ds.skipped))
-    bad: dict[int, str] = {}
+    errors = prepare(ds.samples, list(representations), cache_dir, workers=workers,
+                     progress=(lambda d, t: progress("all representations", d, t)) if progress else None)
+    if errors and strict:
+        i = min(errors)
+        raise ValueError(f"{ds.samples[i].source or ds.samples[i].key}: {errors[i]}")
     for rep in representations:
-        errors = prepare(ds.samples, rep, cache_dir, workers=workers,
-                         progress=(lambda d, t, r=rep.representation: progress(r, d, t)) if progress else None)
-        if errors and strict:
-            i = min(errors)
-            raise ValueError(f"{ds.samples[i].source or ds.samples[i].key}: {errors[i]}")
-        for i, why in errors.items():
-            bad.setdefault(i, why)
         report.folders[rep.representation] = Path(cache_dir) / "clips" / config_key(rep)
-    report.skipped += [(ds.samples[i].source or ds.samples[i].key, bad[i]) for i in sorted(bad)]
-    good = [s for i, s in enumerate(ds.samples) if i not in bad]
+    report.skipped += [(ds.samples[i].source or ds.samples[i].key, errors[i]) for i in sorted(errors)]
+    good = [s for i, s in enumerate(ds.samples) if i not in errors]
     report.prepared = len(good)
     report.counts = Counter((f"{s.database}/{s.subject}", s.label) for s in good)
     return report
