@@ -1,3 +1,3 @@
 """Architectures. Importing this package registers every built-in model."""
 
-from mer_keras.models import learnet  # noqa: F401
+from mer_keras.models import learnet, ststnet  # noqa: F401
