@@ -7,6 +7,7 @@ real database is found at once.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from pathlib import Path
@@ -28,7 +29,13 @@ def find_sheet(root: Path, pattern: str) -> Path:
     """
     if not root.is_dir():
         raise FileNotFoundError(f"database root {root} does not exist or is not a folder")
-    hits = sorted(p for p in root.rglob(pattern) if not p.name.startswith("~$"))
+    hits = []
+    # The sheet sits at the root (or one level down) in every release: look there before walking
+    # the whole tree, which can hold millions of frame files.
+    for candidates in (lambda: root.glob(pattern), lambda: root.glob(f"*/{pattern}"), lambda: root.rglob(pattern)):
+        hits = sorted(p for p in candidates() if not p.name.startswith("~$"))
+        if hits:
+            break
     if not hits:
         raise FileNotFoundError(f"no coding sheet matching {pattern!r} under {root}")
     if len(hits) > 1:
@@ -121,6 +128,15 @@ def numbered_frames(folder: Path, suffixes: Iterable[str] = IMAGE_SUFFIXES) -> l
     """
     if not folder.is_dir():
         raise FileNotFoundError(f"frame folder {folder} does not exist")
+    suffixes = tuple(suffixes)
+    # Cached by the folder's modification time: several expressions coded in one long video
+    # (CAS(ME)^2, CAS(ME)^3) share a folder that is then listed once.
+    return list(_scan(str(folder), os.stat(folder).st_mtime_ns, suffixes))
+
+
+@functools.lru_cache(maxsize=512)
+def _scan(folder_name: str, mtime_ns: int, suffixes: tuple[str, ...]) -> tuple[tuple[int, Path], ...]:
+    folder = Path(folder_name)
     files = []
     for entry in os.scandir(folder):
         name = entry.name
@@ -130,4 +146,4 @@ def numbered_frames(folder: Path, suffixes: Iterable[str] = IMAGE_SUFFIXES) -> l
                 raise ValueError(f"frame file {folder / name} has no frame number in its name")
             files.append((int(m.group(1)), folder / name))
     files.sort()
-    return files
+    return tuple(files)
