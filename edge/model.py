@@ -42,6 +42,8 @@ class TFLiteModel:
         self.input = self.interpreter.get_input_details()[0]
         self.output = self.interpreter.get_output_details()[0]
         self._batch = int(self.input["shape"][0])
+        # A model converted with a static batch (recurrent models: ConvLSTM) runs that many at a time.
+        self.fixed_batch = int(self.input["shape_signature"][0]) if self.input["shape_signature"][0] > 0 else None
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -74,9 +76,14 @@ class TFLiteModel:
         if x.shape[1:] != self.input_shape:
             raise ValueError(f"{self.name}: input shape {x.shape[1:]} does not match the model's {self.input_shape}")
         outs = []
+        batch_size = self.fixed_batch or batch_size
         for start in range(0, len(x), batch_size):
             chunk = x[start:start + batch_size]
-            self._resize(len(chunk))
+            if self.fixed_batch:
+                n = len(chunk)
+                chunk = np.concatenate([chunk, np.repeat(chunk[-1:], self.fixed_batch - n, axis=0)]) if n < self.fixed_batch else chunk
+            else:
+                self._resize(len(chunk))
             scale, zero = self.input["quantization"]
             if self.input["dtype"] != np.float32:
                 info = np.iinfo(self.input["dtype"])
@@ -87,7 +94,7 @@ class TFLiteModel:
             if self.output["dtype"] != np.float32:
                 o_scale, o_zero = self.output["quantization"]
                 out = (out.astype(np.float32) - o_zero) * o_scale
-            outs.append(np.asarray(out, np.float32))
+            outs.append(np.asarray(out, np.float32)[:len(x) - start])
         return np.concatenate(outs)
 
     def quantization(self) -> dict:

@@ -10,7 +10,13 @@ from typing import Any, Callable
 from mer_keras._keras import keras
 
 #: Representations the data pipeline can build (see ``mer_keras.data.pipeline``).
-REPRESENTATIONS = ("dynamic_image", "apex", "flow")
+REPRESENTATIONS = ("dynamic_image", "apex", "flow", "sequence")
+
+#: Auxiliary training targets a model may ask for, by output name (see ``mer_keras.train.targets``):
+#: ``proposal`` (one-hot of the class, one sigmoid per class), ``au`` (multi-hot AUs of the coding
+#: sheet, masked when a clip has none), ``au_cluster`` (an embedding pulled to the centre of the
+#: clips sharing each AU).
+AUX_TARGETS = ("proposal", "au", "au_cluster")
 
 
 @dataclass(frozen=True)
@@ -21,35 +27,48 @@ class ModelSpec:
         name: registry key, e.g. ``"learnet"``.
         builder: ``build_<name>(input_shape, num_classes, **cfg) -> keras.Model``.
         representation: default input representation, one of :data:`REPRESENTATIONS`.
-        input_shape: default (H, W, C) input shape for that representation.
+        input_shape: default input shape for that representation: (H, W, C), or (T, H, W, C) for
+            ``sequence``.
         citation: short reference of the paper the model follows.
+        defaults: builder keyword options applied unless overridden.
+        aux_losses: {output name: (target kind from :data:`AUX_TARGETS`, default loss weight)} for
+            multi-output models; their classification output is the layer named ``predictions``.
+        representation_options: extra :class:`~mer_keras.data.pipeline.RepresentationConfig`
+            fields the model needs (e.g. ``{"channels": 1}`` or ``{"regions": "htnet"}``).
     """
 
     name: str
     builder: Callable[..., keras.Model]
     representation: str
-    input_shape: tuple[int, int, int]
+    input_shape: tuple[int, ...]
     citation: str = ""
     defaults: dict[str, Any] = field(default_factory=dict)
+    aux_losses: dict[str, tuple[str, float]] = field(default_factory=dict)
+    representation_options: dict[str, Any] = field(default_factory=dict)
 
 
 _REGISTRY: dict[str, ModelSpec] = {}
 
 
-def register_model(name: str, *, representation: str, input_shape: tuple[int, int, int],
-                   citation: str = "", **defaults: Any) -> Callable:
+def register_model(name: str, *, representation: str, input_shape: tuple[int, ...], citation: str = "",
+                   aux_losses: dict[str, tuple[str, float]] | None = None,
+                   representation_options: dict[str, Any] | None = None, **defaults: Any) -> Callable:
     """Decorator registering ``build_<name>`` under ``name``.
 
     Raises:
-        ValueError: if the name is taken or the representation is unknown.
+        ValueError: if the name is taken, the representation or an auxiliary target is unknown.
     """
     if representation not in REPRESENTATIONS:
         raise ValueError(f"unknown representation {representation!r}; expected one of {REPRESENTATIONS}")
+    for out, (kind, _) in (aux_losses or {}).items():
+        if kind not in AUX_TARGETS:
+            raise ValueError(f"model {name!r}: output {out!r} has unknown target {kind!r}; expected one of {AUX_TARGETS}")
 
     def wrap(builder: Callable[..., keras.Model]) -> Callable[..., keras.Model]:
         if name in _REGISTRY:
             raise ValueError(f"model {name!r} is already registered")
-        _REGISTRY[name] = ModelSpec(name, builder, representation, tuple(input_shape), citation, defaults)
+        _REGISTRY[name] = ModelSpec(name, builder, representation, tuple(input_shape), citation, defaults,
+                                    dict(aux_losses or {}), dict(representation_options or {}))
         return builder
 
     return wrap
@@ -79,19 +98,20 @@ def get_spec(name: str) -> ModelSpec:
         raise KeyError(f"unknown model {name!r}; registered models: {', '.join(sorted(_REGISTRY))}") from None
 
 
-def create_model(name: str, num_classes: int, input_shape: tuple[int, int, int] | None = None,
+def create_model(name: str, num_classes: int, input_shape: tuple[int, ...] | None = None,
                  **cfg: Any) -> keras.Model:
     """Build a registered model.
 
     Args:
         name: registry key (see :func:`list_models`).
         num_classes: number of output classes (softmax width), >= 2.
-        input_shape: (H, W, C); defaults to the model's registered shape.
+        input_shape: (H, W, C) or (T, H, W, C); defaults to the model's registered shape.
         **cfg: architecture options forwarded to the builder.
 
     Returns:
         An uncompiled functional ``keras.Model`` taking float32 input in [0, 255] and returning
-        (batch, num_classes) float32 softmax probabilities.
+        (batch, num_classes) float32 softmax probabilities; a model with auxiliary losses returns
+        a dict whose ``"predictions"`` entry is that tensor (see :func:`inference_model`).
 
     Raises:
         KeyError: unknown model. ValueError: num_classes < 2.
@@ -101,3 +121,15 @@ def create_model(name: str, num_classes: int, input_shape: tuple[int, int, int] 
         raise ValueError(f"num_classes must be >= 2, got {num_classes}")
     options = {**spec.defaults, **cfg}
     return spec.builder(tuple(input_shape or spec.input_shape), num_classes, **options)
+
+
+def inference_model(model: keras.Model) -> keras.Model:
+    """The classifier of a model: itself, or for a multi-output model the sub-model from its input
+    to the layer named ``predictions`` ((B, K) softmax), sharing its weights.
+
+    Training-only heads (proposal, AU, clustering) are dropped: the saved ``model.keras``, the TFLite
+    exports, ``evaluate`` and ``explain`` all use this single-output model.
+    """
+    if len(model.outputs) == 1:
+        return model
+    return keras.Model(model.inputs, model.get_layer("predictions").output, name=model.name)

@@ -60,6 +60,13 @@ def train(
                                                help="Balanced class weights from the training folds.")] = True,
     flow_method: Annotated[FlowMethod, typer.Option(help="Optical flow method (flow representation).")] = "tvl1",
     cache_dir: Annotated[Optional[str], typer.Option(help="Cache folder (default $MER_CACHE_DIR or ~/.cache/mer_keras).")] = None,
+    aux_weight: Annotated[Optional[list[str]], typer.Option(
+        help="Loss weight of an auxiliary output, OUTPUT=WEIGHT (repeatable), e.g. proposal=0.5, au=1, "
+             "au_cluster=0.05.")] = None,
+    init_from: Annotated[Optional[str], typer.Option(
+        help="Run folder or .keras file whose weights start training (layers matched by name and shape).")] = None,
+    freeze_until: Annotated[Optional[str], typer.Option(
+        help="With --init-from: freeze this layer and every layer before it.")] = None,
 ) -> None:
     """Train and evaluate a model under leave-one-subject-out, then fit on all subjects and export.
 
@@ -71,6 +78,15 @@ def train(
 
     if cpu_replicas > 1:
         split_cpu(cpu_replicas)
+    weights = {}
+    for item in aux_weight or []:
+        key, sep, value = item.partition("=")
+        try:
+            weights[key.strip()] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep or not key.strip():
+            raise typer.BadParameter(f"--aux-weight {item!r}: expected OUTPUT=WEIGHT, e.g. proposal=0.5")
 
     opts = RunOptions(model=str(getattr(model, "value", model)), data=str(getattr(data, "value", data)),
                       root=root, strict=strict, workers=workers, protocol=str(getattr(protocol, "value", protocol)),
@@ -80,6 +96,7 @@ def train(
                       clips=clips, faces=faces, folds=[f.strip() for f in folds.split(",")] if folds else None,
                       export=export, strategy=str(getattr(strategy, "value", strategy)), augment=augment,
                       class_weight=class_weight, flow_method=str(getattr(flow_method, "value", flow_method)),
-                      cache_dir=cache_dir)
+                      cache_dir=cache_dir, aux_weights=weights or None, init_from=init_from,
+                      freeze_until=freeze_until)
     run = train_run(opts, console)
     console.print(str(run), highlight=False, soft_wrap=True)

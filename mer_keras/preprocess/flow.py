@@ -88,7 +88,19 @@ def flow_representation(onset: np.ndarray, apex: np.ndarray, size: int = 28, met
         likewise for v (flow_scale in output pixels), and 255 * clip(strain / strain_scale, 0, 1).
     """
     flow = optical_flow(onset, apex, method)
-    strain = optical_strain(flow)
+    return encode_flow(flow, optical_strain(flow), size, flow_scale, strain_scale)
+
+
+def encode_flow(flow: np.ndarray, strain: np.ndarray, size: int, flow_scale: float = 8.0,
+                strain_scale: float = 0.5) -> np.ndarray:
+    """Area-resize a flow field and its strain to ``size`` and encode them as an image.
+
+    Args:
+        flow: (H, W, 2) float32 (u, v) in pixels of that grid. strain: (H, W) float32, unitless.
+    Returns:
+        (size, size, 3) float32 in [0, 255]: u and v rescaled to output pixels, then
+        127.5 + 127.5 * clip(u / flow_scale, -1, 1); strain as 255 * clip(strain / strain_scale, 0, 1).
+    """
     h, w = flow.shape[:2]
     small = cv2.resize(flow, (size, size), interpolation=cv2.INTER_AREA) * np.array([size / w, size / h], np.float32)
     strain_small = cv2.resize(strain, (size, size), interpolation=cv2.INTER_AREA)

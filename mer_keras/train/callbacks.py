@@ -18,5 +18,5 @@ class ProgressCallback(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
-        self.progress.update(self.task, advance=1,
-                             info=f"loss {logs.get('loss', float('nan')):.3f}  acc {logs.get('accuracy', float('nan')):.2f}")
+        acc = logs.get("accuracy", logs.get("predictions_accuracy", float("nan")))  # multi-output: per output
+        self.progress.update(self.task, advance=1, info=f"loss {logs.get('loss', float('nan')):.3f}  acc {acc:.2f}")

@@ -54,6 +54,9 @@ class RunOptions:
     class_weight: bool = True
     flow_method: str = "tvl1"
     cache_dir: str | None = None
+    aux_weights: dict | None = None
+    init_from: str | None = None
+    freeze_until: str | None = None
 
 
 def _progress(console):
@@ -64,10 +67,20 @@ def _progress(console):
 
 
 def representation_config(model: str, representation: str | None, flow_method: str = "tvl1") -> RepresentationConfig:
-    """The representation a model is trained on: its registered one unless overridden."""
+    """The representation a model is trained on: its registered one unless overridden.
+
+    The size (and T, channels, region layout) come from the model's registered input shape and
+    representation options; options that do not apply to an overriding representation are dropped.
+    """
     spec = get_spec(model)
-    return RepresentationConfig(representation=representation or spec.representation,
-                                size=spec.input_shape[0], flow_method=flow_method)
+    rep = representation or spec.representation
+    shape = spec.input_shape
+    options = dict(spec.representation_options) if rep == spec.representation else {}
+    if rep == "sequence":
+        options["frames"] = shape[0] if spec.representation == "sequence" else 8
+    if rep in ("apex", "sequence") and shape[-1] == 1:
+        options["channels"] = 1
+    return RepresentationConfig(representation=rep, size=shape[-2], flow_method=flow_method, **options)
 
 
 def load_default_dataset(opts: RunOptions, console) -> tuple[str, list[Sample], list[str]]:
@@ -176,6 +189,9 @@ def export_tflite(model, run: Path, x_train: np.ndarray, y: np.ndarray, classes:
     from mer_keras.export.verify import compare_outputs
     from mer_keras.train.trainer import predict_proba
 
+    from mer_keras.registry import inference_model
+
+    model = inference_model(model)
     reference = predict_proba(model, x_train)
     files = {}
     for fmt in (FORMATS["tflite_fp32"], FORMATS["tflite_int8"]):
@@ -230,7 +246,17 @@ def train_run(opts: RunOptions, console=None) -> Path:
     spec = get_spec(opts.model)
     rep = representation_config(opts.model, opts.representation, opts.flow_method)
     model_options = {"variant": opts.variant} if opts.variant else {}
+    if opts.freeze_until and not opts.init_from:
+        raise ValueError("--freeze-until needs --init-from (freezing random weights is never wanted)")
+    if opts.init_from:
+        from mer_keras.models.io import resolve_model_path
+
+        resolve_model_path(opts.init_from)  # a missing source fails before any work
     create_model(opts.model, 3, input_shape=rep.input_shape, **model_options)  # bad options fail before any work
+    if opts.aux_weights:
+        from mer_keras.train.targets import aux_losses_for
+
+        aux_losses_for(spec.aux_losses, opts.aux_weights)
     data = load_run_data(opts, console)
     cache = default_cache_dir(opts.cache_dir)
     with _progress(console) as prog:
@@ -255,7 +281,10 @@ def train_run(opts: RunOptions, console=None) -> Path:
     if data.image_records:
         from mer_keras.data.pipeline import image_inputs
 
-        x = np.concatenate([x, image_inputs([r.path for r in data.image_records], rep.size)])
+        if rep.representation == "sequence":
+            raise ValueError(f"{opts.data}: precomputed image rows cannot feed the sequence representation of "
+                             f"{opts.model}; give frame folders or videos")
+        x = np.concatenate([x, image_inputs([r.path for r in data.image_records], rep.size, rep.channels)])
     y = np.array([classes.index(r["label"]) for r in rows])
     # The run folder is made only once the inputs exist: bad data leaves no half-made run behind.
     run = make_run_dir(opts.out, opts.model, dataset)
@@ -270,7 +299,9 @@ def train_run(opts: RunOptions, console=None) -> Path:
     strategy = get_strategy(opts.strategy)
     cfg = TrainConfig(model=opts.model, epochs=opts.epochs, batch_size=opts.batch_size, lr=opts.lr, seed=opts.seed,
                       augment=opts.augment, class_weight=opts.class_weight, model_options=model_options,
-                      flow_input=rep.representation == "flow")
+                      flow_input=rep.representation == "flow", aux_weights=dict(opts.aux_weights or {}),
+                      init_from=opts.init_from, freeze_until=opts.freeze_until)
+    aus = [s.aus for s in samples] + [() for _ in data.image_records] if spec.aux_losses else None
     console.print(f"training {spec.name} on {rep.representation} {rep.input_shape}, LOSO over "
                   f"{len(set(groups))} subjects, {opts.epochs} epochs, {strategy.num_replicas_in_sync} replica(s)")
     with _progress(console) as prog:
@@ -286,7 +317,8 @@ def train_run(opts: RunOptions, console=None) -> Path:
         def fold_end(fold, p):
             prog.update(fold_task, advance=1)
 
-        loso = run_loso(x, y, groups, classes, cfg, strategy, only=only, fold_callbacks=callbacks, on_fold_end=fold_end)
+        loso = run_loso(x, y, groups, classes, cfg, strategy, only=only, fold_callbacks=callbacks, on_fold_end=fold_end,
+                        aus=aus)
 
     probs = loso["probabilities"]
     tested = ~np.isnan(probs).any(1)
@@ -322,7 +354,11 @@ def train_run(opts: RunOptions, console=None) -> Path:
 
     final = np.array([g != "test" for g in groups]) if data.test_databases else np.ones(len(y), bool)
     console.print("fitting the final model on all training subjects")
-    model = fit_model(x[final], y[final], len(classes), cfg, strategy)
+    model = fit_model(x[final], y[final], len(classes), cfg, strategy,
+                      aus=[aus[i] for i in np.flatnonzero(final)] if aus is not None else None)
+    from mer_keras.registry import inference_model
+
+    model = inference_model(model)  # training-only heads are not saved or exported
     save_keras(model, run / "model.keras")
     from mer_keras.export.metadata import build_metadata, sha256_file
 

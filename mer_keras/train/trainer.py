@@ -29,6 +29,11 @@ class TrainConfig:
         (the u channel of a flow input is negated with the flip). class_weight: balanced class
         weights from the training labels. model_options: keyword options of the builder.
         flow_input: True when the input is a (u, v, strain) flow image.
+        aux_weights: loss weights of auxiliary outputs, overriding the registry's defaults
+            (e.g. ``{"proposal": 0.1}``); see :mod:`mer_keras.train.targets`.
+        init_from: a ``.keras`` file or run folder whose weights initialise the model, layer by
+            layer where names and shapes match (transfer learning).
+        freeze_until: with ``init_from``, freeze every layer up to and including this one.
     """
 
     model: str = "learnet"
@@ -40,31 +45,39 @@ class TrainConfig:
     class_weight: bool = True
     model_options: dict = field(default_factory=dict)
     flow_input: bool = False
+    aux_weights: dict = field(default_factory=dict)
+    init_from: str | None = None
+    freeze_until: str | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-def make_dataset(x: np.ndarray, y: np.ndarray | None, batch_size: int, shuffle: bool = False,
-                 augment: bool = False, flow_input: bool = False, seed: int = 0) -> tf.data.Dataset:
+def make_dataset(x: np.ndarray, y=None, batch_size: int = 32, shuffle: bool = False,
+                 augment: bool = False, flow_input: bool = False, seed: int = 0,
+                 sample_weight=None) -> tf.data.Dataset:
     """tf.data pipeline over in-memory inputs.
 
     Args:
-        x: (N, H, W, C) float32 in [0, 255]; y: (N,) int labels or None.
+        x: (N, H, W, C) or (N, T, H, W, C) float32 in [0, 255].
+        y: (N,) int labels, a dict of per-output targets, or None.
+        sample_weight: (N,) float32 or a dict of them per output, or None.
     Returns:
-        Batched dataset of (x, y) or x; flips negate channel 0 (u) when ``flow_input``.
+        Batched dataset of x, (x, y) or (x, y, w). Flips mirror every frame horizontally and
+        negate u (channel 0, stored as 127.5 + 127.5 u / scale, hence 255 - value) when ``flow_input``.
     """
-    ds = tf.data.Dataset.from_tensor_slices((x, y) if y is not None else x)
+    parts = (x,) + ((y,) if y is not None else ()) + ((sample_weight,) if sample_weight is not None else ())
+    ds = tf.data.Dataset.from_tensor_slices(parts if len(parts) > 1 else x)
     if shuffle:
         ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
     if augment:
-        def flip(img, label=None):
+        def flip(img, *rest):
             flipped = tf.image.flip_left_right(img)
             if flow_input:
                 flipped = tf.concat([255.0 - flipped[..., :1], flipped[..., 1:]], axis=-1)
             coin = tf.random.uniform((), seed=seed) < 0.5
             img = tf.where(coin, flipped, img)
-            return img if label is None else (img, label)
+            return (img, *rest) if rest else img
 
         ds = ds.map(flip, num_parallel_calls=tf.data.AUTOTUNE)
     return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
@@ -86,40 +99,121 @@ def balanced_class_weight(y: np.ndarray, num_classes: int) -> dict[int, float]:
     return {k: float(w.get(k, 1.0)) for k in range(num_classes)}
 
 
+def initialise_from(model: keras.Model, source: str, freeze_until: str | None = None) -> dict:
+    """Copy weights into ``model`` from another model, layer by layer (transfer learning).
+
+    A layer receives the source's weights when the source has a layer of the same name whose
+    weight shapes all match (so a new classifier width or input size leaves those layers alone).
+
+    Args:
+        source: a ``.keras`` file or a run folder holding ``model.keras``.
+        freeze_until: name of a layer of ``model``; it and every layer before it (in
+            ``model.layers`` order) are set non-trainable.
+    Returns:
+        {"copied": [layer names], "skipped": [layer names with weights but no match], "frozen": n}.
+    Raises:
+        ModelFileError: the source cannot be loaded. ValueError: no layer matched, or
+        ``freeze_until`` is not a layer of the model (the message lists close names).
+    """
+    from mer_keras.models.io import load_model
+
+    src = load_model(source)
+    src_layers = {layer.name: layer for layer in src.layers}
+    copied, skipped = [], []
+    for layer in model.layers:
+        if not layer.weights:
+            continue
+        other = src_layers.get(layer.name)
+        if other is not None and [w.shape for w in other.weights] == [w.shape for w in layer.weights]:
+            layer.set_weights(other.get_weights())
+            copied.append(layer.name)
+        else:
+            skipped.append(layer.name)
+    if not copied:
+        raise ValueError(f"--init-from {source}: no layer of {model.name} matches a layer of {src.name} "
+                         "by name and weight shapes")
+    frozen = 0
+    if freeze_until:
+        names = [layer.name for layer in model.layers]
+        if freeze_until not in names:
+            import difflib
+
+            close = difflib.get_close_matches(freeze_until, names, n=5, cutoff=0.3)
+            raise ValueError(f"--freeze-until {freeze_until!r} is not a layer of {model.name}; close: {close}")
+        for layer in model.layers[:names.index(freeze_until) + 1]:
+            layer.trainable = False
+            frozen += 1
+    return {"copied": copied, "skipped": skipped, "frozen": frozen}
+
+
 def fit_model(x: np.ndarray, y: np.ndarray, num_classes: int, cfg: TrainConfig,
-              strategy: tf.distribute.Strategy | None = None, callbacks: Sequence = ()) -> keras.Model:
+              strategy: tf.distribute.Strategy | None = None, callbacks: Sequence = (),
+              aus: Sequence[Sequence[str]] | None = None) -> keras.Model:
     """Build, compile and fit one model on (x, y) for ``cfg.epochs`` epochs.
 
+    Single-output models train with sparse cross-entropy (and Keras class weights). Models with
+    auxiliary heads (registry ``aux_losses``) train all outputs in the same ``fit``: targets,
+    weights and masks come from :func:`mer_keras.train.targets.build_targets`.
+
+    Args:
+        x: (N, ...) inputs; y: (N,) int labels; aus: per sample its AUs (for AU heads), or None.
     Returns:
-        The fitted ``keras.Model`` (softmax outputs).
+        The fitted ``keras.Model`` (its ``predictions`` output gives the softmax).
     """
+    from mer_keras.registry import get_spec
+    from mer_keras.train.targets import aux_losses_for, build_targets
+
+    spec = get_spec(cfg.model)
     strategy = strategy or tf.distribute.get_strategy()
     keras.utils.set_random_seed(cfg.seed)
+    cw = balanced_class_weight(y, num_classes) if cfg.class_weight else None
     with strategy.scope():
         model = create_model(cfg.model, num_classes, input_shape=x.shape[1:], **cfg.model_options)
-        model.compile(optimizer=keras.optimizers.Adam(cfg.lr), loss="sparse_categorical_crossentropy",
-                      metrics=["accuracy"])
-    ds = make_dataset(x, y, cfg.batch_size, shuffle=True, augment=cfg.augment, flow_input=cfg.flow_input,
-                      seed=cfg.seed)
-    cw = balanced_class_weight(y, num_classes) if cfg.class_weight else None
-    model.fit(ds, epochs=cfg.epochs, verbose=0, class_weight=cw, callbacks=list(callbacks))
+        if cfg.init_from:
+            initialise_from(model, cfg.init_from, cfg.freeze_until)
+        if spec.aux_losses:
+            loss, loss_weights = aux_losses_for(spec.aux_losses, cfg.aux_weights)
+            model.compile(optimizer=keras.optimizers.Adam(cfg.lr), loss=loss, loss_weights=loss_weights,
+                          metrics={"predictions": ["accuracy"]})
+        else:
+            model.compile(optimizer=keras.optimizers.Adam(cfg.lr), loss="sparse_categorical_crossentropy",
+                          metrics=["accuracy"])
+    if spec.aux_losses:
+        targets, weights = build_targets(y, aus, num_classes, spec.aux_losses, cw)
+        ds = make_dataset(x, targets, cfg.batch_size, shuffle=True, augment=cfg.augment,
+                          flow_input=cfg.flow_input, seed=cfg.seed, sample_weight=weights)
+        model.fit(ds, epochs=cfg.epochs, verbose=0, callbacks=list(callbacks))
+    else:
+        ds = make_dataset(x, y, cfg.batch_size, shuffle=True, augment=cfg.augment, flow_input=cfg.flow_input,
+                          seed=cfg.seed)
+        model.fit(ds, epochs=cfg.epochs, verbose=0, class_weight=cw, callbacks=list(callbacks))
     return model
 
 
+def final_train_metrics(history: dict) -> tuple[float, float]:
+    """(loss, accuracy) of the last epoch from a Keras history (single or multi-output)."""
+    acc = history.get("accuracy", history.get("predictions_accuracy"))
+    return float(history["loss"][-1]), float(acc[-1])
+
+
 def predict_proba(model, x: np.ndarray, batch_size: int = 64) -> np.ndarray:
-    """(N, K) float32 class probabilities of a Keras model."""
-    return np.asarray(model.predict(make_dataset(x, None, batch_size), verbose=0), np.float32)
+    """(N, K) float32 class probabilities of a Keras model (its ``predictions`` output)."""
+    out = model.predict(make_dataset(x, None, batch_size), verbose=0)
+    if isinstance(out, dict):
+        out = out["predictions"]
+    return np.asarray(out, np.float32)
 
 
 def run_loso(x: np.ndarray, y: np.ndarray, groups: Sequence[str], classes: Sequence[str], cfg: TrainConfig,
              strategy: tf.distribute.Strategy | None = None, only: Sequence[str] | None = None,
              fold_callbacks: Callable[[Fold], Sequence] | None = None,
-             on_fold_end: Callable[[Fold, np.ndarray], None] | None = None) -> dict:
+             on_fold_end: Callable[[Fold, np.ndarray], None] | None = None,
+             aus: Sequence[Sequence[str]] | None = None) -> dict:
     """Leave-one-subject-out training and evaluation.
 
     Args:
         x: (N, H, W, C) inputs; y: (N,) int labels; groups: subject of each sample.
-        only: run only these subjects' folds.
+        only: run only these subjects' folds. aus: per sample its AUs (AU heads), or None.
         fold_callbacks: fold -> extra Keras callbacks (e.g. progress).
         on_fold_end: called with the fold and its (n_test, K) probabilities.
     Returns:
@@ -130,15 +224,15 @@ def run_loso(x: np.ndarray, y: np.ndarray, groups: Sequence[str], classes: Seque
     fold_rows = []
     for fold in folds:
         model = fit_model(x[fold.train], y[fold.train], len(classes), cfg, strategy,
-                          callbacks=fold_callbacks(fold) if fold_callbacks else ())
-        history = model.history.history
+                          callbacks=fold_callbacks(fold) if fold_callbacks else (),
+                          aus=[aus[i] for i in fold.train] if aus is not None else None)
+        final_loss, final_acc = final_train_metrics(model.history.history)
         p = predict_proba(model, x[fold.test])
         probs[fold.test] = p
         m = compute_metrics(y[fold.test], p.argmax(1), classes)
         fold_rows.append({"subject": fold.name, "n_train": int(len(fold.train)), "n_test": int(len(fold.test)),
                           "accuracy": m["accuracy"], "uf1": m["uf1"], "uar": m["uar"],
-                          "final_train_loss": float(history["loss"][-1]),
-                          "final_train_accuracy": float(history["accuracy"][-1])})
+                          "final_train_loss": final_loss, "final_train_accuracy": final_acc})
         if on_fold_end:
             on_fold_end(fold, p)
         del model

@@ -1,0 +1,121 @@
+"""Training targets and losses of the auxiliary heads (multi-output models).
+
+A model with auxiliary losses returns a dict of outputs: ``predictions`` (the (B, K) softmax
+trained by cross-entropy) plus one entry per auxiliary head, each declared in the registry with a
+target kind (:data:`mer_keras.registry.AUX_TARGETS`) and a default loss weight:
+
+* ``proposal``: (B, K) sigmoid scores, one per class; target the one-hot class, binary
+  cross-entropy (each branch separates its own expression from the rest; Zhou et al., PR 2022).
+* ``au``: (B, A) sigmoid AU scores over :data:`AU_VOCABULARY`; target the coding sheet's AUs as a
+  multi-hot vector, binary cross-entropy, weight 0 for clips coded with no AU of the vocabulary
+  (masked out of the loss).
+* ``au_cluster``: (B, D) embedding; target the same multi-hot AUs; :func:`au_centre_loss`.
+
+The trainer (:mod:`mer_keras.train.trainer`) turns labels and samples into these targets, so every
+model trains through the same ``fit``; nothing here looks at test subjects.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from mer_keras._keras import keras, tf
+
+#: The AUs predicted by AU heads (FACS numbering): the upper- and lower-face AUs that CASME II, SAMM
+#: and CAS(ME)^3 code on more than a handful of clips. SMIC has no AU coding (its clips are masked).
+AU_VOCABULARY = ("AU1", "AU2", "AU4", "AU5", "AU6", "AU7", "AU9", "AU10", "AU12", "AU14", "AU15", "AU17",
+                 "AU20", "AU23", "AU24", "AU25", "AU26")
+
+
+def au_targets(aus: Sequence[Sequence[str]], vocabulary: Sequence[str] = AU_VOCABULARY) -> tuple[np.ndarray, np.ndarray]:
+    """Multi-hot AU targets of N clips.
+
+    Args:
+        aus: per clip, the AUs in canonical ``AU<n>`` form (:func:`mer_keras.data.sheets.parse_aus`).
+        vocabulary: the A AUs of the head, in output order.
+    Returns:
+        ``(targets, known)``: (N, A) float32 in {0, 1}, and (N,) float32 1.0 where the clip has at
+        least one AU of the vocabulary (the loss mask), else 0.0.
+    """
+    index = {au: k for k, au in enumerate(vocabulary)}
+    targets = np.zeros((len(aus), len(vocabulary)), np.float32)
+    for i, clip_aus in enumerate(aus):
+        for au in clip_aus:
+            if au in index:
+                targets[i, index[au]] = 1.0
+    return targets, (targets.sum(1) > 0).astype(np.float32)
+
+
+@keras.saving.register_keras_serializable(package="mer_keras")
+def au_centre_loss(y_true, y_pred):
+    """Clustering constraint: pull the embeddings of clips that share an AU to their centre.
+
+    A batch form of the centre loss (Wen et al., ECCV 2016) with one centre per AU, computed from
+    the batch itself (no stored centres, so it is stateless and replica-safe): for every AU a the
+    centre c_a is the mean embedding of the clips of the batch that carry a, and a clip's loss is
+    the mean over its AUs of ||f_i - c_a||^2 / D. Clips without AUs get 0.
+
+    Args:
+        y_true: (B, A) float32 multi-hot AUs. y_pred: (B, D) float32 embeddings.
+    Returns:
+        (B,) float32 per-clip loss, >= 0.
+    """
+    m = tf.cast(y_true, y_pred.dtype)                                   # (B, A)
+    count = tf.reduce_sum(m, axis=0)                                    # (A,)
+    centres = tf.matmul(m, y_pred, transpose_a=True) / tf.maximum(count, 1.0)[:, None]  # (A, D)
+    centres = tf.stop_gradient(centres)
+    d2 = tf.reduce_mean(tf.square(y_pred[:, None, :] - centres[None, :, :]), axis=-1)   # (B, A)
+    return tf.reduce_sum(m * d2, axis=1) / tf.maximum(tf.reduce_sum(m, axis=1), 1.0)
+
+
+def aux_losses_for(spec_aux: dict[str, tuple[str, float]],
+                   weights: dict[str, float] | None = None) -> tuple[dict, dict]:
+    """Keras ``loss`` and ``loss_weights`` dicts for a multi-output model.
+
+    Args:
+        spec_aux: the registry's {output: (kind, default weight)}.
+        weights: overrides of the auxiliary weights by output name (e.g. ``{"proposal": 0.5}``).
+    Raises:
+        ValueError: a weight names an output the model does not have.
+    """
+    weights = dict(weights or {})
+    unknown = set(weights) - set(spec_aux)
+    if unknown:
+        raise ValueError(f"loss weights for unknown outputs {sorted(unknown)}; this model has {sorted(spec_aux)}")
+    loss = {"predictions": "sparse_categorical_crossentropy"}
+    loss_weights = {"predictions": 1.0}
+    for out, (kind, default) in spec_aux.items():
+        loss[out] = au_centre_loss if kind == "au_cluster" else "binary_crossentropy"
+        loss_weights[out] = float(weights.get(out, default))
+    return loss, loss_weights
+
+
+def build_targets(y: np.ndarray, aus: Sequence[Sequence[str]] | None, num_classes: int,
+                  spec_aux: dict[str, tuple[str, float]], class_weight: dict[int, float] | None,
+                  vocabulary: Sequence[str] = AU_VOCABULARY) -> tuple[dict, dict]:
+    """Targets and per-sample weights of every output, for ``fit``.
+
+    Args:
+        y: (N,) int class labels. aus: per clip its AUs (``None``: no AU labels at all, so the AU
+        heads are masked out everywhere). class_weight: {class: weight} or None.
+    Returns:
+        ``(targets, sample_weights)``: dicts keyed by output name of (N, ...) float32 arrays. The
+        class weight applies to ``predictions`` and ``proposal``; the AU mask to ``au`` and
+        ``au_cluster``.
+    """
+    n = len(y)
+    cw = np.array([class_weight[int(k)] for k in y], np.float32) if class_weight else np.ones(n, np.float32)
+    targets = {"predictions": np.asarray(y, np.int64)}
+    weights = {"predictions": cw}
+    au, known = au_targets(aus, vocabulary) if aus is not None else (np.zeros((n, len(vocabulary)), np.float32),
+                                                                      np.zeros(n, np.float32))
+    for out, (kind, _) in spec_aux.items():
+        if kind == "proposal":
+            targets[out] = np.eye(num_classes, dtype=np.float32)[y]
+            weights[out] = cw
+        else:
+            targets[out] = au
+            weights[out] = known
+    return targets, weights
