@@ -85,3 +85,72 @@ def test_bad_input_is_one_line_and_exit_2(args, message, cache_dir, tmp_path):
     if "Usage:" not in res.output:  # typer's own usage errors are boxed; library errors are one line
         assert len([line for line in res.output.splitlines() if line.startswith("error:")]) == 1
     assert not list(tmp_path.iterdir())  # no run folder left behind by a rejected run
+
+
+def test_multi_output_model_trains_exports_and_explains(cache_dir, tmp_path):
+    """feature_refinement (proposal loss) through the CLI: run folder, single-output exports, Grad-CAM PNG."""
+    from pathlib import Path
+
+    from mer_keras import load_model
+
+    res = runner.invoke(app, ["train", "--model", "feature_refinement", "--subjects", "3", "--clips", "4", "--seed", "7",
+                              "--epochs", "2", "--aux-weight", "proposal=0.5", "--out", str(tmp_path),
+                              "--cache-dir", str(cache_dir)])
+    assert res.exit_code == 0, res.output
+    run = Path(res.output.strip().splitlines()[-1].strip())
+    config = json.loads((run / "config.json").read_text())
+    assert config["aux_weights"] == {"proposal": 0.5} and config["representation_config"]["representation"] == "flow"
+    assert len(load_model(run).outputs) == 1  # training-only heads are not saved
+    report = json.loads((run / "export_report.json").read_text())
+    assert report["model_fp32.tflite"]["parity"]["max_abs_diff"] < 1e-4
+    res = runner.invoke(app, ["explain", str(run), "--sample", "sub01/clip002"])  # cache dir from the run's config
+    assert res.exit_code == 0, res.output
+    png = Path(res.output.strip().splitlines()[-1].strip())
+    assert png.suffix == ".png" and png.stat().st_size > 5000 and png.read_bytes()[:4] == b"\x89PNG"
+    res = runner.invoke(app, ["explain", str(run), "--sample", "sub09/clip001"])
+    assert res.exit_code == 2 and "no sample 'sub09/clip001'" in res.output
+    res = runner.invoke(app, ["explain", str(run), "--sample", "sub01/clip002", "--layer", "nope"])
+    assert res.exit_code == 2 and "no layer 'nope'" in res.output
+
+
+def test_transfer_learning_options(tiny_run, cache_dir, tmp_path):
+    run, _ = tiny_run
+    base = ["train", "--subjects", "3", "--clips", "4", "--seed", "7", "--epochs", "1", "--folds", "sub01",
+            "--no-export", "--cache-dir", str(cache_dir), "--out", str(tmp_path)]
+    res = runner.invoke(app, base + ["--init-from", run, "--freeze-until", "conv1"])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(app, base + ["--freeze-until", "conv1"])
+    assert res.exit_code == 2 and "--freeze-until needs --init-from" in res.output
+    res = runner.invoke(app, base + ["--aux-weight", "proposal"])
+    assert res.exit_code == 2 and "OUTPUT=WEIGHT" in res.output
+
+
+def test_an_interrupted_run_resumes_without_redoing_finished_folds(cache_dir, tmp_path):
+    from pathlib import Path
+
+    res = runner.invoke(app, ["train", "--subjects", "3", "--clips", "4", "--seed", "7", "--epochs", "1",
+                              "--no-export", "--out", str(tmp_path), "--cache-dir", str(cache_dir)])
+    assert res.exit_code == 0, res.output
+    run = Path(res.output.strip().splitlines()[-1].strip())
+    folds = sorted((run / "folds").glob("*.json"))
+    assert [f.name for f in folds] == ["synthetic__sub01.json", "synthetic__sub02.json", "synthetic__sub03.json"]
+    # Simulate a kill during fold 3: its file and everything written after it are missing.
+    for name in ("metadata.json", "results.json", "model.keras", "predictions.csv"):
+        (run / name).unlink()
+    folds[2].unlink()
+    marked = json.loads(folds[0].read_text())
+    marked["probabilities"] = [[1.0, 0.0, 0.0]] * len(marked["probabilities"])  # proves fold 1 is reused
+    folds[0].write_text(json.dumps(marked))
+    res = runner.invoke(app, ["train", "--resume", str(run)])
+    assert res.exit_code == 0, res.output
+    assert "2 fold(s) already done" in res.output
+    preds = pd.read_csv(run / "predictions.csv")
+    assert (preds[preds["subject"] == "sub01"]["p_negative"] == 1.0).all()
+    assert folds[2].exists() and (run / "metadata.json").exists()
+    res = runner.invoke(app, ["train", "--resume", str(run)])
+    assert res.exit_code == 2 and "nothing to resume" in res.output
+    marked["test_keys"] = marked["test_keys"][:-1]
+    folds[0].write_text(json.dumps(marked))
+    (run / "metadata.json").unlink()
+    res = runner.invoke(app, ["train", "--resume", str(run)])
+    assert res.exit_code == 2 and "synthetic__sub01.json: its test clips differ" in res.output

@@ -5,22 +5,33 @@ import pytest
 
 from mer_keras import create_model, list_models, load_model
 from mer_keras.export.tflite import TFLiteModel, convert
-from mer_keras.registry import get_spec
+from mer_keras.registry import get_spec, inference_model
 
 
 @pytest.mark.parametrize("name", list_models())
 def test_build_forward_save_reload_tflite(name, tmp_path):
+    """Every registered model at its default input: forward, save/reload (all outputs), TFLite fp32."""
     spec = get_spec(name)
     model = create_model(name, num_classes=3)
-    x = np.random.default_rng(0).uniform(0, 255, size=(2, *spec.input_shape)).astype(np.float32)
-    p = model.predict(x, verbose=0)
-    assert p.shape == (2, 3)
+    x = np.random.default_rng(0).uniform(0, 255, size=(3, *spec.input_shape)).astype(np.float32)
+    out = model.predict(x, verbose=0)
+    if spec.aux_losses:  # multi-output: a dict with the classifier under "predictions"
+        assert set(out) == {"predictions", *spec.aux_losses}
+        p = out["predictions"]
+    else:
+        p = out
+    assert p.shape == (3, 3)
     np.testing.assert_allclose(p.sum(1), 1.0, atol=1e-5)
     path = tmp_path / f"{name}.keras"
     model.save(path)
-    reloaded = load_model(path)
-    np.testing.assert_allclose(reloaded.predict(x, verbose=0), p, atol=1e-6)
-    tfl = TFLiteModel(convert(model, "none"))
+    again = load_model(path).predict(x, verbose=0)
+    for key in (out if isinstance(out, dict) else {"predictions": out}):
+        got = again[key] if isinstance(again, dict) else again
+        want = out[key] if isinstance(out, dict) else out
+        np.testing.assert_allclose(got, want, atol=1e-5, err_msg=key)
+    classifier = inference_model(model)
+    assert len(classifier.outputs) == 1
+    tfl = TFLiteModel(convert(classifier, "none"))
     np.testing.assert_allclose(tfl.predict(x), p, atol=1e-4)
 
 

@@ -56,3 +56,53 @@ def test_record_validation_names_the_clip():
         Sample(onset=6, apex=6, offset=5, **common)
     with pytest.raises(ValueError, match="at least 2 are needed"):
         Sample(onset=0, apex=0, offset=0, **{**common, "frame_paths": ("a.jpg",)})
+
+
+def test_sequence_and_grayscale_representations(tiny_synthetic):
+    from mer_keras.data.pipeline import sequence_indices
+
+    assert sequence_indices(10, 24, 8) == [10, 12, 14, 16, 18, 20, 22, 24]
+    assert sequence_indices(3, 5, 4) == [3, 4, 4, 5]  # shorter clips repeat frames
+    _, samples = tiny_synthetic
+    seq = build_inputs(samples[:2], RepresentationConfig(representation="sequence", size=48, frames=6))
+    assert seq.shape == (2, 6, 48, 48, 3) and seq.min() >= 0 and seq.max() <= 255
+    assert np.abs(seq[:, -1] - seq[:, 0]).mean() > 0.1  # the frames differ (onset..offset, not one frame)
+    gray = build_inputs(samples[:2], RepresentationConfig(representation="apex", size=64, channels=1))
+    rgb = build_inputs(samples[:2], RepresentationConfig(representation="apex", size=64))
+    assert gray.shape == (2, 64, 64, 1)
+    np.testing.assert_allclose(gray[..., 0], rgb @ np.array([0.299, 0.587, 0.114], np.float32), atol=1e-3)
+    with pytest.raises(ValueError, match="grayscale input exists for apex and sequence"):
+        RepresentationConfig(representation="flow", channels=1)
+
+
+def test_cache_keys_of_existing_configs_did_not_change():
+    from mer_keras.data.pipeline import config_key
+
+    # Fields added with the sequence representation stay out of the key at their defaults, so
+    # caches built before them stay valid (keys computed with the code before the fields existed).
+    assert config_key(RepresentationConfig()) == "dynamic_image-252455710f0e"
+    assert config_key(RepresentationConfig(representation="flow", size=28)) == "flow-79caff8702f2"
+    assert config_key(RepresentationConfig(frames=9, representation="sequence")) != config_key(
+        RepresentationConfig(representation="sequence"))
+
+
+def test_region_flow_tiles_eyes_and_mouth_corners():
+    from mer_keras.data.pipeline import region_centres, region_flow_representation
+
+    rng = np.random.default_rng(0)
+    texture = (rng.uniform(0, 255, (128, 128)) * 1.0).astype(np.float32)
+    import cv2
+
+    texture = cv2.GaussianBlur(texture, (0, 0), 2.0)
+    onset = np.repeat(np.clip(texture, 0, 255).astype(np.uint8)[..., None], 3, -1)
+    shift = np.float32([[1, 0, 2.0], [0, 1, 0.0]])  # the apex moves 2 px right everywhere
+    apex = cv2.warpAffine(onset, shift, (128, 128), borderMode=cv2.BORDER_REFLECT)
+    landmarks = rng.uniform(20, 108, (468, 2)).astype(np.float32)
+    x = region_flow_representation(onset, apex, landmarks, size=28, method="farneback")
+    assert x.shape == (28, 28, 3)
+    u = (x[..., 0] - 127.5) / 127.5 * 8.0 * (128 / 28)  # back to pixels at the 128 px crop
+    centre = u[3:11, 3:11], u[3:11, 17:25], u[17:25, 3:11], u[17:25, 17:25]
+    for tile in centre:  # every tile sees the same 2 px translation, in the same units as whole-face flow
+        assert abs(np.median(tile) - 2.0) < 0.3
+    c = region_centres(landmarks)
+    assert c[0, 0] <= c[1, 0] and c[2, 0] <= c[3, 0]  # image-left before image-right

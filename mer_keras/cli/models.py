@@ -6,13 +6,15 @@ from mer_keras.cli.common import console
 
 
 def models() -> None:
-    """List registered models with their input representation, input shape and source."""
+    """List registered models: input representation and shape, auxiliary training losses, source."""
     from rich.table import Table
 
     from mer_keras.registry import get_spec, list_models
 
-    table = Table("model", "representation", "input", "source")
+    table = Table("model", "representation", "input", "extra losses", "source")
     for name in list_models():
         s = get_spec(name)
-        table.add_row(name, s.representation, "x".join(map(str, s.input_shape)), s.citation)
+        rep = s.representation + "".join(f" ({k}={v})" for k, v in s.representation_options.items())
+        losses = ", ".join(f"{out} x{w:g}" for out, (_, w) in s.aux_losses.items()) or "-"
+        table.add_row(name, rep, "x".join(map(str, s.input_shape)), losses, s.citation)
     console.print(table)

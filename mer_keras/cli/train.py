@@ -67,6 +67,8 @@ def train(
         help="Run folder or .keras file whose weights start training (layers matched by name and shape).")] = None,
     freeze_until: Annotated[Optional[str], typer.Option(
         help="With --init-from: freeze this layer and every layer before it.")] = None,
+    resume: Annotated[Optional[str], typer.Option(
+        help="Continue an interrupted run folder: its recorded options, finished folds kept.")] = None,
 ) -> None:
     """Train and evaluate a model under leave-one-subject-out, then fit on all subjects and export.
 
@@ -97,6 +99,6 @@ def train(
                       export=export, strategy=str(getattr(strategy, "value", strategy)), augment=augment,
                       class_weight=class_weight, flow_method=str(getattr(flow_method, "value", flow_method)),
                       cache_dir=cache_dir, aux_weights=weights or None, init_from=init_from,
-                      freeze_until=freeze_until)
+                      freeze_until=freeze_until, resume=resume)
     run = train_run(opts, console)
     console.print(str(run), highlight=False, soft_wrap=True)

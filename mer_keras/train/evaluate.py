@@ -86,7 +86,9 @@ def evaluate(opts: EvalOptions, console) -> Path:
         classes = list(meta["classes"])
         pre = meta["preprocessing"]
         rep = RepresentationConfig(representation=pre["representation"], size=int(pre["size"]),
-                                   crop=int(pre["crop"]), flow_method=pre["flow_method"])
+                                   crop=int(pre["crop"]), flow_method=pre["flow_method"],
+                                   frames=int(pre.get("frames", 8)), channels=int(pre.get("channels", 3)),
+                                   regions=pre.get("regions"))
     except (KeyError, TypeError, ValueError) as exc:
         raise ModelFileError(f"{folder / 'metadata.json'}: missing or invalid field ({exc})") from None
     config = _read_json(folder / "config.json") if (folder / "config.json").exists() else {}

@@ -3,7 +3,8 @@
 Run folder contents: ``config.json`` (every option), ``results.json`` (pooled and per-fold
 metrics), ``predictions.csv``, ``confusion_matrix.png``, ``model.keras`` (final model fitted on
 all subjects), ``metadata.json``, ``model_fp32.tflite``, ``model_int8.tflite`` and
-``export_report.json`` (Keras vs TFLite parity).
+``export_report.json`` (Keras vs TFLite parity), and ``folds/<subject>.json``, one per finished
+LOSO fold, so that ``mer-keras train --resume RUN`` continues a killed run where it stopped.
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ class RunOptions:
     aux_weights: dict | None = None
     init_from: str | None = None
     freeze_until: str | None = None
+    resume: str | None = None
 
 
 def _progress(console):
@@ -228,8 +230,63 @@ def select_folds(groups: Sequence[str], wanted: Sequence[str]) -> list[str]:
     return out
 
 
+def resume_options(run: str | Path) -> RunOptions:
+    """The options of an interrupted run, from its config.json (``resume`` set to the folder).
+
+    Raises:
+        FileNotFoundError: no config.json. ValueError: unreadable, or the run already finished.
+    """
+    run = Path(run)
+    path = run / "config.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"cannot resume {run}: no config.json (not a run folder)")
+    try:
+        config = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: not readable JSON ({exc})") from None
+    if (run / "metadata.json").exists():
+        raise ValueError(f"{run} is complete (metadata.json is written last); nothing to resume")
+    from dataclasses import fields
+
+    return RunOptions(**{**{f.name: config[f.name] for f in fields(RunOptions) if f.name in config},
+                         "resume": str(run)})
+
+
+def fold_file(run: Path, fold_name: str) -> Path:
+    """``RUN/folds/<subject>.json``: one finished LOSO fold (written atomically as it ends)."""
+    return run / "folds" / (fold_name.replace("/", "__") + ".json")
+
+
+def load_completed_folds(run: Path, groups: Sequence[str], keys: Sequence[str]) -> dict[str, dict]:
+    """Finished folds of an interrupted run, checked against the current data.
+
+    Raises:
+        ValueError: a fold file is unreadable or its test clips differ from the data now.
+    """
+    from mer_keras.data.protocols import LOSO
+
+    test_sets = {f.name: f.test for f in LOSO().folds(groups)}
+    completed = {}
+    for path in sorted((run / "folds").glob("*.json")):
+        try:
+            saved = json.loads(path.read_text())
+            name = saved["subject"]
+            test = test_sets[name]
+            if saved["test_keys"] != [keys[i] for i in test]:
+                raise ValueError("its test clips differ from the data now (the data changed since the run started)")
+            completed[name] = {"probabilities": np.asarray(saved["probabilities"], np.float32), "row": saved["row"]}
+        except (json.JSONDecodeError, KeyError, TypeError) as exc:
+            raise ValueError(f"{path}: not a fold file of this run ({type(exc).__name__}: {exc})") from None
+        except ValueError as exc:
+            raise ValueError(f"{path}: {exc}") from None
+    return completed
+
+
 def train_run(opts: RunOptions, console=None) -> Path:
     """Run the main job and return the run folder.
+
+    With ``opts.resume`` (a run folder), the options come from its config.json, folds already
+    finished (``RUN/folds/*.json``) are not trained again, and the job continues where it stopped.
 
     Raises:
         ValueError, KeyError, FileNotFoundError: bad options or data (messages name the problem).
@@ -243,6 +300,9 @@ def train_run(opts: RunOptions, console=None) -> Path:
 
     console = console or Console()
     t_start = time.perf_counter()
+    if opts.resume:
+        opts = resume_options(opts.resume)
+        console.print(f"resuming {opts.resume} with its recorded options", soft_wrap=True)
     spec = get_spec(opts.model)
     rep = representation_config(opts.model, opts.representation, opts.flow_method)
     model_options = {"variant": opts.variant} if opts.variant else {}
@@ -286,10 +346,17 @@ def train_run(opts: RunOptions, console=None) -> Path:
                              f"{opts.model}; give frame folders or videos")
         x = np.concatenate([x, image_inputs([r.path for r in data.image_records], rep.size, rep.channels)])
     y = np.array([classes.index(r["label"]) for r in rows])
-    # The run folder is made only once the inputs exist: bad data leaves no half-made run behind.
-    run = make_run_dir(opts.out, opts.model, dataset)
-    atomic.write_json(run / "config.json", {**asdict(opts), "representation_config": asdict(rep),
-                                            "dataset": dataset, "classes": classes})
+    keys = [f"{r['database']}/{r['subject']}/{r['clip']}" for r in rows]
+    if opts.resume:
+        run = Path(opts.resume)
+        completed = load_completed_folds(run, groups, keys)
+        console.print(f"{len(completed)} fold(s) already done: {', '.join(sorted(completed)) or '-'}", soft_wrap=True)
+    else:
+        # The run folder is made only once the inputs exist: bad data leaves no half-made run behind.
+        run = make_run_dir(opts.out, opts.model, dataset)
+        completed = {}
+        atomic.write_json(run / "config.json", {**asdict(opts), "representation_config": asdict(rep),
+                                                "dataset": dataset, "classes": classes})
     if data.skipped:
         import pandas as pd
 
@@ -314,11 +381,14 @@ def train_run(opts: RunOptions, console=None) -> Path:
             prog.update(fold_task, info=f"test subject {fold.name}")
             return [ProgressCallback(prog, epoch_task)]
 
-        def fold_end(fold, p):
+        def fold_end(fold, p, row):
+            atomic.write_json(fold_file(run, fold.name), {"subject": fold.name, "test_keys": [keys[i] for i in fold.test],
+                                                          "probabilities": p.tolist(), "row": row})
             prog.update(fold_task, advance=1)
 
+        prog.update(fold_task, advance=len([f for f in completed if not only or f in only]))
         loso = run_loso(x, y, groups, classes, cfg, strategy, only=only, fold_callbacks=callbacks, on_fold_end=fold_end,
-                        aus=aus)
+                        aus=aus, completed=completed)
 
     probs = loso["probabilities"]
     tested = ~np.isnan(probs).any(1)

@@ -207,15 +207,17 @@ def predict_proba(model, x: np.ndarray, batch_size: int = 64) -> np.ndarray:
 def run_loso(x: np.ndarray, y: np.ndarray, groups: Sequence[str], classes: Sequence[str], cfg: TrainConfig,
              strategy: tf.distribute.Strategy | None = None, only: Sequence[str] | None = None,
              fold_callbacks: Callable[[Fold], Sequence] | None = None,
-             on_fold_end: Callable[[Fold, np.ndarray], None] | None = None,
-             aus: Sequence[Sequence[str]] | None = None) -> dict:
+             on_fold_end: Callable[[Fold, np.ndarray, dict], None] | None = None,
+             aus: Sequence[Sequence[str]] | None = None, completed: dict[str, dict] | None = None) -> dict:
     """Leave-one-subject-out training and evaluation.
 
     Args:
         x: (N, H, W, C) inputs; y: (N,) int labels; groups: subject of each sample.
         only: run only these subjects' folds. aus: per sample its AUs (AU heads), or None.
         fold_callbacks: fold -> extra Keras callbacks (e.g. progress).
-        on_fold_end: called with the fold and its (n_test, K) probabilities.
+        on_fold_end: called with the fold, its (n_test, K) probabilities and its result row.
+        completed: {fold name: {"probabilities": (n_test, K), "row": dict}} of folds finished by
+            an earlier, interrupted run: they are not trained again (resume).
     Returns:
         {"probabilities": (N, K) array (NaN for samples in no test fold), "folds": [per-fold dict]}.
     """
@@ -223,6 +225,10 @@ def run_loso(x: np.ndarray, y: np.ndarray, groups: Sequence[str], classes: Seque
     probs = np.full((len(x), len(classes)), np.nan, np.float32)
     fold_rows = []
     for fold in folds:
+        if completed and fold.name in completed:
+            probs[fold.test] = completed[fold.name]["probabilities"]
+            fold_rows.append(completed[fold.name]["row"])
+            continue
         model = fit_model(x[fold.train], y[fold.train], len(classes), cfg, strategy,
                           callbacks=fold_callbacks(fold) if fold_callbacks else (),
                           aus=[aus[i] for i in fold.train] if aus is not None else None)
@@ -230,11 +236,12 @@ def run_loso(x: np.ndarray, y: np.ndarray, groups: Sequence[str], classes: Seque
         p = predict_proba(model, x[fold.test])
         probs[fold.test] = p
         m = compute_metrics(y[fold.test], p.argmax(1), classes)
-        fold_rows.append({"subject": fold.name, "n_train": int(len(fold.train)), "n_test": int(len(fold.test)),
-                          "accuracy": m["accuracy"], "uf1": m["uf1"], "uar": m["uar"],
-                          "final_train_loss": final_loss, "final_train_accuracy": final_acc})
+        row = {"subject": fold.name, "n_train": int(len(fold.train)), "n_test": int(len(fold.test)),
+               "accuracy": m["accuracy"], "uf1": m["uf1"], "uar": m["uar"],
+               "final_train_loss": final_loss, "final_train_accuracy": final_acc}
+        fold_rows.append(row)
         if on_fold_end:
-            on_fold_end(fold, p)
+            on_fold_end(fold, p, row)
         del model
         keras.backend.clear_session()
     return {"probabilities": probs, "folds": fold_rows}

@@ -1,0 +1,101 @@
+"""Auxiliary targets and losses, multi-output training through the one trainer, transfer learning."""
+
+import numpy as np
+import pytest
+
+from mer_keras import create_model
+from mer_keras._keras import keras, tf
+from mer_keras.train.targets import AU_VOCABULARY, au_centre_loss, au_targets, aux_losses_for, build_targets
+from mer_keras.train.trainer import TrainConfig, fit_model, initialise_from, predict_proba
+
+
+def test_au_targets_are_multi_hot_with_a_mask():
+    t, known = au_targets([("AU4", "AU7"), (), ("AU45",), ("AU12",)])
+    assert t.shape == (4, len(AU_VOCABULARY))
+    assert t[0, AU_VOCABULARY.index("AU4")] == 1 and t[0, AU_VOCABULARY.index("AU7")] == 1 and t[0].sum() == 2
+    np.testing.assert_array_equal(known, [1, 0, 0, 1])  # no AU, or only AUs outside the vocabulary: masked
+
+
+def test_au_centre_loss_matches_numpy():
+    rng = np.random.default_rng(0)
+    f = rng.normal(size=(5, 4)).astype(np.float32)
+    m = np.array([[1, 0], [1, 1], [0, 1], [0, 0], [1, 0]], np.float32)
+    got = au_centre_loss(tf.constant(m), tf.constant(f)).numpy()
+    want = np.zeros(5)
+    for i in range(5):
+        terms = [np.mean((f[i] - f[m[:, a] > 0].mean(0)) ** 2) for a in range(2) if m[i, a]]
+        want[i] = np.mean(terms) if terms else 0.0
+    np.testing.assert_allclose(got, want, rtol=1e-5)
+    # identical embeddings within each AU give zero loss
+    same = np.repeat(f[:1], 5, axis=0)
+    assert np.allclose(au_centre_loss(tf.constant(m), tf.constant(same)).numpy(), 0.0)
+
+
+def test_build_targets_weights_and_masks():
+    y = np.array([0, 1, 2, 1])
+    aux = {"proposal": ("proposal", 1.0), "au": ("au", 0.5), "au_cluster": ("au_cluster", 0.1)}
+    targets, weights = build_targets(y, [("AU4",), (), ("AU1", "AU2"), ("AU12",)], 3, aux, {0: 2.0, 1: 0.5, 2: 1.0})
+    np.testing.assert_array_equal(targets["proposal"], np.eye(3)[y])
+    np.testing.assert_array_equal(weights["predictions"], [2.0, 0.5, 1.0, 0.5])
+    np.testing.assert_array_equal(weights["proposal"], weights["predictions"])
+    np.testing.assert_array_equal(weights["au"], [1, 0, 1, 1])
+    np.testing.assert_array_equal(targets["au"], targets["au_cluster"])
+    _, none = build_targets(y, None, 3, aux, None)  # a database without AU coding: AU heads masked out
+    assert none["au"].sum() == 0 and none["predictions"].tolist() == [1, 1, 1, 1]
+
+
+def test_aux_loss_weights_can_be_overridden_and_are_checked():
+    aux = {"proposal": ("proposal", 1.0)}
+    loss, weights = aux_losses_for(aux, {"proposal": 0.25})
+    assert weights == {"predictions": 1.0, "proposal": 0.25} and loss["proposal"] == "binary_crossentropy"
+    with pytest.raises(ValueError, match="unknown outputs \\['au'\\]"):
+        aux_losses_for(aux, {"au": 1.0})
+
+
+def separable_flow(n=96, seed=0):
+    """Flow-like 28x28x3 images whose class is the sign pattern of u and v (learnable in a few epochs)."""
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % 3
+    x = rng.normal(127.5, 20, size=(n, 28, 28, 3)).astype(np.float32)
+    x[y == 0, :, :, 0] += 60
+    x[y == 1, :, :, 1] += 60
+    x[y == 2, :, :, 2] += 60
+    return np.clip(x, 0, 255), y
+
+
+def test_multi_output_model_learns_through_the_trainer():
+    x, y = separable_flow()
+    cfg = TrainConfig(model="feature_refinement", epochs=12, batch_size=16, augment=False, seed=1)
+    model = fit_model(x, y, 3, cfg)
+    history = model.history.history
+    assert history["proposal_loss"][-1] < history["proposal_loss"][0]  # the proposal loss is trained too
+    xt, yt = separable_flow(30, seed=5)
+    assert (predict_proba(model, xt).argmax(1) == yt).mean() > 0.8
+
+
+def test_au_heads_train_with_masked_labels():
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 255, (12, 8, 64, 64, 3)).astype(np.float32)
+    y = np.arange(12) % 3
+    aus = [("AU12",), (), ("AU1", "AU2")] * 4
+    model = fit_model(x, y, 3, TrainConfig(model="au_convlstm", epochs=1, batch_size=6, augment=True), aus=aus)
+    assert {"au_loss", "au_cluster_loss", "predictions_accuracy"} <= set(model.history.history)
+    assert np.isfinite(model.history.history["loss"][-1])
+
+
+def test_initialise_from_copies_matching_layers_and_freezes(tmp_path):
+    source = create_model("learnet", 5)
+    for w in source.trainable_weights:
+        w.assign(tf.random.normal(w.shape, seed=3))
+    source.save(tmp_path / "source.keras")
+    target = create_model("learnet", 3)
+    report = initialise_from(target, str(tmp_path / "source.keras"), freeze_until="conv5")
+    assert "predictions" in report["skipped"]  # 5 -> 3 classes: the classifier is not copied
+    assert "conv1" in report["copied"]
+    np.testing.assert_array_equal(target.get_layer("conv1").get_weights()[0], source.get_layer("conv1").get_weights()[0])
+    names = [layer.name for layer in target.layers]
+    assert not target.get_layer("conv1").trainable and target.get_layer(names[names.index("conv5") + 1]).trainable
+    with pytest.raises(ValueError, match="not a layer"):
+        initialise_from(create_model("learnet", 3), str(tmp_path / "source.keras"), freeze_until="conv99")
+    with pytest.raises(ValueError, match="no layer"):
+        initialise_from(create_model("ststnet", 3), str(tmp_path / "source.keras"))

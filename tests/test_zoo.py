@@ -1,0 +1,140 @@
+"""Model zoo: parameter counts against the papers, wiring of each architecture, custom layers."""
+
+import numpy as np
+import pytest
+
+from mer_keras import create_model, load_model
+from mer_keras._keras import keras
+
+
+def trainable(model) -> int:
+    return int(sum(np.prod(w.shape) for w in model.trainable_weights))
+
+
+@pytest.mark.parametrize("classes, expected", [(3, 2_664_475), (5, 2_666_525)])
+def test_off_apexnet_has_the_papers_2_66m_parameters(classes, expected):
+    # Gan et al. 2019: "about 2.66M"; 2 x (156 + 2,416) + 1,606,656 + 1,049,600 + 1,025 K.
+    assert create_model("off_apexnet", classes).count_params() == expected
+
+
+@pytest.mark.parametrize("name, expected", [("resnet18", 11_689_512), ("resnet34", 21_797_672)])
+def test_resnets_match_the_reference_parameter_counts(name, expected):
+    # torchvision's counts for 1,000 ImageNet classes at 224 x 224 (trainable parameters).
+    assert trainable(create_model(name, 1000, input_shape=(224, 224, 3))) == expected
+
+
+def test_vgg16_matches_the_papers_138m():
+    model = create_model("vgg16", 1000, input_shape=(224, 224, 3))
+    assert model.count_params() == 138_357_544
+    assert [layer.name for layer in model.layers if "conv" in layer.name][:3] == ["block1_conv1", "block1_conv2",
+                                                                                   "block2_conv1"]
+
+
+def test_htnet_matches_the_official_configuration():
+    model = create_model("htnet", 3)
+    # Official PyTorch model: 139,582,982; Keras MultiHeadAttention(use_bias=False) has no output
+    # bias: 256 x 2 + 512 x 2 + 1024 x 10 = 11,776 fewer.
+    assert model.count_params() == 139_582_982 - 11_776
+    shapes = {layer.name: layer.output_shape for layer in model.layers}
+    assert shapes["patch_embedding"] == (None, 4, 4, 256)
+    assert shapes["level1_aggregate_pool"] == (None, 1, 1, 1024)
+    assert sum(name.endswith("_attn") for name in shapes) == 14  # depths 2 + 2 + 10
+
+
+def test_htnet_blocks_hold_several_tokens_when_the_patch_map_allows():
+    model = create_model("htnet", 3, input_shape=(32, 32, 3), patch_size=2, variant="small")
+    shapes = {layer.name: layer.output_shape for layer in model.layers}
+    assert shapes["level2_blockify"] == (None, 16, 16, 64)  # 16 blocks of 4 x 4 tokens
+    x = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype(np.float32)
+    assert model.predict(x, verbose=0).shape == (2, 3)
+    with pytest.raises(ValueError, match="divisible"):
+        create_model("htnet", 3, input_shape=(30, 30, 3))
+
+
+def test_micro_attention_unit_adds_3c2_weights_per_block():
+    with_unit = create_model("micro_attention", 3)
+    without = create_model("micro_attention", 3, attention=False)
+    widths = (64, 128, 256, 512)
+    assert trainable(with_unit) - trainable(without) == sum(3 * c * c for c in widths)
+    # the channel mean is fixed: C non-trainable weights of value 1/C per block
+    mean = with_unit.get_layer("stage2_attention_channel_mean")
+    assert not mean.trainable
+    np.testing.assert_allclose(mean.get_weights()[0], 1.0 / 128)
+    assert with_unit.input_shape == (None, 224, 224, 1)
+
+
+def test_micro_attention_output_is_y_times_one_plus_mask():
+    model = create_model("micro_attention", 3, input_shape=(64, 64, 1))
+    names = ["stage1_add", "stage1_attention_mask", "stage1_attention_out"]
+    probe = keras.Model(model.input, [model.get_layer(n).output for n in names])
+    y, mask, out = probe.predict(np.random.default_rng(1).uniform(0, 255, (2, 64, 64, 1)).astype(np.float32), verbose=0)
+    assert mask.shape[-1] == 1 and (mask > 0).all() and (mask < 1).all()
+    np.testing.assert_allclose(out, y * (1.0 + mask), rtol=1e-5, atol=1e-5)
+
+
+def test_feature_refinement_has_one_proposal_branch_per_class():
+    model = create_model("feature_refinement", 5)
+    assert {o.name.split("/")[0] for o in model.outputs} == {"predictions", "proposal"}
+    assert sum(layer.name.endswith("_attention") for layer in model.layers) == 5
+    assert model.get_layer("fusion").output_shape == (None, 5 * 64)
+    assert model.get_layer("inception2_downsample").output_shape == (None, 7, 7, 64)
+    assert not any(isinstance(layer, keras.layers.Lambda) for layer in model.layers)
+
+
+def test_unrolled_conv_lstm_equals_keras_conv_lstm2d():
+    from mer_keras.models.au_convlstm import apply_unrolled_conv_lstm
+
+    inputs = keras.Input((4, 6, 6, 3))
+    mine = keras.Model(inputs, apply_unrolled_conv_lstm(inputs, 5, 3, name="lstm"))
+    ref_layer = keras.layers.ConvLSTM2D(5, 3, padding="same", recurrent_activation="sigmoid")
+    ref = keras.Model(inputs, ref_layer(inputs))
+    # Keras kernel (3, 3, 3, 20) / recurrent (3, 3, 5, 20) / bias (20,), gates i, f, c, o.
+    kernel, bias = mine.get_layer("lstm_input").get_weights()
+    recurrent = mine.get_layer("lstm_recurrent").get_weights()[0]
+    rng = np.random.default_rng(0)
+    bias = rng.normal(size=bias.shape).astype(np.float32)
+    mine.get_layer("lstm_input").set_weights([kernel, bias])
+    ref_layer.set_weights([kernel, recurrent, bias])
+    x = rng.normal(size=(2, 4, 6, 6, 3)).astype(np.float32)
+    np.testing.assert_allclose(mine.predict(x, verbose=0), ref.predict(x, verbose=0), atol=1e-5)
+
+
+def test_au_convlstm_outputs_and_fusion_weights():
+    from mer_keras.train.targets import AU_VOCABULARY
+
+    model = create_model("au_convlstm", 3)
+    assert model.input_shape == (None, 8, 64, 64, 3)
+    out = model.predict(np.full((1, 8, 64, 64, 3), 128.0, np.float32), verbose=0)
+    assert out["au"].shape == (1, len(AU_VOCABULARY)) and out["au_cluster"].shape == (1, 64)
+    fusion = model.get_layer("multiscale_fusion")
+    assert fusion.get_weights()[0].shape == (3,)  # one learned weight per backbone stage
+
+
+def test_custom_layers_serialize(tmp_path):
+    from mer_keras.layers.custom import ChannelSlice, NormalizedWeightedSum, TimeStep
+
+    inputs = keras.Input((3, 4, 4, 3))
+    frame = TimeStep(2)(inputs)
+    a, b = ChannelSlice(0, 1)(frame), ChannelSlice(2, 3)(frame)
+    model = keras.Model(inputs, NormalizedWeightedSum()([a, b]))
+    x = np.random.default_rng(0).normal(size=(2, 3, 4, 4, 3)).astype(np.float32)
+    np.testing.assert_allclose(model.predict(x, verbose=0), 0.5 * (x[:, 2, ..., :1] + x[:, 2, ..., 2:]) / (1 + 5e-5),
+                               rtol=1e-4)
+    model.save(tmp_path / "m.keras")
+    np.testing.assert_allclose(load_model(tmp_path / "m.keras").predict(x, verbose=0), model.predict(x, verbose=0))
+    with pytest.raises(ValueError, match="outside the 3 input channels"):
+        ChannelSlice(2, 4)(frame)
+    with pytest.raises(ValueError, match="outside the 3 time steps"):
+        TimeStep(3)(inputs)
+
+
+def test_recurrent_models_convert_with_a_static_batch():
+    from mer_keras.export.tflite import TFLiteModel, convert
+
+    inputs = keras.Input((3, 8, 8, 2))
+    x = keras.layers.ConvLSTM2D(4, 3, padding="same")(inputs)
+    model = keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(keras.layers.Flatten()(x)))
+    tfl = TFLiteModel(convert(model, "none"))
+    assert tfl.fixed_batch == 1
+    x = np.random.default_rng(0).normal(size=(5, 3, 8, 8, 2)).astype(np.float32)
+    np.testing.assert_allclose(tfl.predict(x), model.predict(x, verbose=0), atol=1e-5)
