@@ -312,3 +312,22 @@ def test_casme_sq_records(tmp_path, tiny_synthetic):
     assert (a.frame_numbers[a.onset], a.frame_numbers[a.apex], a.frame_numbers[a.offset]) == (3, 5, 8)
     assert "rawpic/s15/15_0101disgustingteeth/img1.jpg" in a.frame_paths[0] and a.aus == ("AU4", "AU7")
     assert len(res.skipped) == 1 and "not coded (0)" in res.skipped[0][1] and res.skipped[0][0].endswith(":5")
+
+
+@pytest.mark.parametrize("model", ["au_convlstm", "micro_attention", "htnet"])
+def test_zoo_models_train_on_a_database_tree(model, trees, tmp_path, cache_dir):
+    """Sequence (with the sheet's AUs), grayscale apex and region-flow inputs from a real-layout tree."""
+    from mer_keras.data.pipeline import RepresentationConfig, build_inputs
+    from mer_keras.train.targets import au_targets
+
+    args = ["--data", "casme2", "--root", str(trees["casme2"]), "--model", model, "--folds", "sub01"]
+    if model == "htnet":
+        args += ["--variant", "small"]
+    run, results, _ = _train(args, tmp_path, cache_dir)
+    assert results["model"] == model and results["n_samples"] >= 1
+    if model == "au_convlstm":  # the coding sheet's AUs reach the AU head's targets
+        samples = casme2.load(trees["casme2"]).samples
+        _, known = au_targets([s.aus for s in samples])
+        assert known.tolist() == [1.0 if s.aus else 0.0 for s in samples] and known.sum() >= 4  # "" -> masked
+        x = build_inputs(samples[:1], RepresentationConfig(representation="sequence", size=64), cache_dir=cache_dir)
+        assert x.shape == (1, 8, 64, 64, 3)
