@@ -32,13 +32,16 @@ def spatial_layers(model) -> list[str]:
     return out
 
 
-def default_layer(model) -> str:
-    """The last spatial layer before the classifier (Grad-CAM's usual choice).
+def default_layer(model, registered: str | None = None) -> str:
+    """The layer to explain: the model's registered ``explain_layer`` (a map that sees every stream
+    or the shared features), else the last spatial layer before the classifier.
 
     Raises:
         ValueError: the model has no spatial layer.
     """
     names = [n for n in spatial_layers(model) if n != "input" and not n.startswith("input")]
+    if registered and registered in names:
+        return registered
     if not names:
         raise ValueError(f"model {model.name} has no layer with a spatial output to explain")
     return names[-1]
@@ -48,7 +51,8 @@ def grad_cam(model, x: np.ndarray, layer: str, class_index: int | None = None) -
     """Grad-CAM map of one input.
 
     Args:
-        model: single-output Keras classifier. x: one input, ``model.input_shape[1:]``, float32.
+        model: single-output Keras classifier whose last layer, ``predictions``, is a softmax Dense
+            layer. x: one input, ``model.input_shape[1:]``, float32.
         layer: name of a spatial layer. class_index: class to explain (default: the prediction).
     Returns:
         ``(cam, probabilities)``: (H', W') float32 in [0, 1] at the layer's resolution, and (K,)
@@ -61,12 +65,16 @@ def grad_cam(model, x: np.ndarray, layer: str, class_index: int | None = None) -
     names = [lay.name for lay in model.layers]
     if layer not in names:
         raise ValueError(f"no layer {layer!r} in {model.name}; spatial layers: {', '.join(spatial_layers(model)[-8:])}")
-    probe = keras.Model(model.inputs, [model.get_layer(layer).output, model.output])
+    head = model.get_layer("predictions")
+    probe = keras.Model(model.inputs, [model.get_layer(layer).output, head.input, model.output])
+    kernel, bias = head.get_weights()
     xb = tf.convert_to_tensor(np.asarray(x, np.float32)[None])
     with tf.GradientTape() as tape:
-        maps, probs = probe(xb, training=False)
+        maps, features, probs = probe(xb, training=False)
         c = int(tf.argmax(probs[0])) if class_index is None else int(class_index)
-        score = probs[:, c]
+        # y^c is the class score before the softmax (Selvaraju et al.): the softmax output's
+        # gradient vanishes for confident predictions and mixes in the other classes.
+        score = tf.reduce_sum(features * kernel[:, c], axis=-1) + bias[c]
     grads = tape.gradient(score, maps)
     axes = tuple(range(1, len(maps.shape) - 1))
     alpha = tf.reduce_mean(grads, axis=axes, keepdims=True)
@@ -144,7 +152,9 @@ def explain(run: str | Path, sample_id: str, layer: str | None = None, class_nam
     sample = find_sample(data.samples, sample_id)
     rep = RepresentationConfig(**config["representation_config"])
     x = build_inputs([sample], rep, cache_dir=default_cache_dir(opts.cache_dir))[0]
-    layer = layer or default_layer(model)
+    from mer_keras.registry import get_spec
+
+    layer = layer or default_layer(model, get_spec(config["model"]).explain_layer)
     if class_name is not None and class_name not in classes:
         raise KeyError(f"unknown class {class_name!r}; the run's classes are {classes}")
     cam, probs = grad_cam(model, x, layer, classes.index(class_name) if class_name else None)

@@ -35,6 +35,8 @@ class ModelSpec:
             multi-output models; their classification output is the layer named ``predictions``.
         representation_options: extra :class:`~mer_keras.data.pipeline.RepresentationConfig`
             fields the model needs (e.g. ``{"channels": 1}`` or ``{"regions": "htnet"}``).
+        explain_layer: layer ``mer-keras explain`` draws by default, where the last spatial layer
+            would see only one stream or one branch (``None``: the last spatial layer).
     """
 
     name: str
@@ -45,6 +47,7 @@ class ModelSpec:
     defaults: dict[str, Any] = field(default_factory=dict)
     aux_losses: dict[str, tuple[str, float]] = field(default_factory=dict)
     representation_options: dict[str, Any] = field(default_factory=dict)
+    explain_layer: str | None = None
 
 
 _REGISTRY: dict[str, ModelSpec] = {}
@@ -52,7 +55,8 @@ _REGISTRY: dict[str, ModelSpec] = {}
 
 def register_model(name: str, *, representation: str, input_shape: tuple[int, ...], citation: str = "",
                    aux_losses: dict[str, tuple[str, float]] | None = None,
-                   representation_options: dict[str, Any] | None = None, **defaults: Any) -> Callable:
+                   representation_options: dict[str, Any] | None = None, explain_layer: str | None = None,
+                   **defaults: Any) -> Callable:
     """Decorator registering ``build_<name>`` under ``name``.
 
     Raises:
@@ -68,7 +72,7 @@ def register_model(name: str, *, representation: str, input_shape: tuple[int, ..
         if name in _REGISTRY:
             raise ValueError(f"model {name!r} is already registered")
         _REGISTRY[name] = ModelSpec(name, builder, representation, tuple(input_shape), citation, defaults,
-                                    dict(aux_losses or {}), dict(representation_options or {}))
+                                    dict(aux_losses or {}), dict(representation_options or {}), explain_layer)
         return builder
 
     return wrap

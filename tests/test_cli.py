@@ -114,11 +114,22 @@ def test_multi_output_model_trains_exports_and_explains(cache_dir, tmp_path):
 
 
 def test_transfer_learning_options(tiny_run, cache_dir, tmp_path):
+    import shutil
+
     run, _ = tiny_run
+    out = tmp_path / "runs"
     base = ["train", "--subjects", "3", "--clips", "4", "--seed", "7", "--epochs", "1", "--folds", "sub01",
-            "--no-export", "--cache-dir", str(cache_dir), "--out", str(tmp_path)]
-    res = runner.invoke(app, base + ["--init-from", run, "--freeze-until", "conv1"])
+            "--no-export", "--cache-dir", str(cache_dir), "--out", str(out)]
+    # The tiny run's final model saw every synthetic subject: starting a synthetic LOSO from it leaks.
+    res = runner.invoke(app, base + ["--init-from", run])
+    assert res.exit_code == 2 and "would leak them" in res.output
+    other = tmp_path / "pretrained"  # the same weights, declared as pre-trained on another dataset
+    shutil.copytree(run, other)
+    meta = json.loads((other / "metadata.json").read_text())
+    (other / "metadata.json").write_text(json.dumps({**meta, "dataset": "casme2"}))
+    res = runner.invoke(app, base + ["--init-from", str(other), "--freeze-until", "conv1"])
     assert res.exit_code == 0, res.output
+    assert "layers copied" in res.output and "3 frozen" in res.output  # input, input_scaling, conv1
     res = runner.invoke(app, base + ["--freeze-until", "conv1"])
     assert res.exit_code == 2 and "--freeze-until needs --init-from" in res.output
     res = runner.invoke(app, base + ["--aux-weight", "proposal"])

@@ -99,3 +99,5 @@ def test_initialise_from_copies_matching_layers_and_freezes(tmp_path):
         initialise_from(create_model("learnet", 3), str(tmp_path / "source.keras"), freeze_until="conv99")
     with pytest.raises(ValueError, match="no layer"):
         initialise_from(create_model("ststnet", 3), str(tmp_path / "source.keras"))
+    with pytest.raises(ValueError, match="would stay frozen at random weights"):  # 5 -> 3 classes: not copied
+        initialise_from(create_model("learnet", 3), str(tmp_path / "source.keras"), freeze_until="predictions")

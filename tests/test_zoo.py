@@ -106,6 +106,7 @@ def test_au_convlstm_outputs_and_fusion_weights():
     assert model.input_shape == (None, 8, 64, 64, 3)
     out = model.predict(np.full((1, 8, 64, 64, 3), 128.0, np.float32), verbose=0)
     assert out["au"].shape == (1, len(AU_VOCABULARY)) and out["au_cluster"].shape == (1, 64)
+    np.testing.assert_allclose(np.linalg.norm(out["au_cluster"], axis=1), 1.0, rtol=1e-5)  # cannot shrink to 0
     fusion = model.get_layer("multiscale_fusion")
     assert fusion.get_weights()[0].shape == (3,)  # one learned weight per backbone stage
 

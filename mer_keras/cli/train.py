@@ -78,6 +78,12 @@ def train(
     from mer_keras.train.run import RunOptions, train_run
     from mer_keras.train.strategy import split_cpu
 
+    if resume:
+        from mer_keras.train.run import resume_options
+
+        recorded = resume_options(resume)
+        cpu_replicas = recorded.cpu_replicas  # the finished folds ran with this many replicas
+        console.print("--resume: every other option is taken from the run's config.json", soft_wrap=True)
     if cpu_replicas > 1:
         split_cpu(cpu_replicas)
     weights = {}
@@ -99,6 +105,6 @@ def train(
                       export=export, strategy=str(getattr(strategy, "value", strategy)), augment=augment,
                       class_weight=class_weight, flow_method=str(getattr(flow_method, "value", flow_method)),
                       cache_dir=cache_dir, aux_weights=weights or None, init_from=init_from,
-                      freeze_until=freeze_until, resume=resume)
+                      freeze_until=freeze_until, resume=resume, cpu_replicas=cpu_replicas)
     run = train_run(opts, console)
     console.print(str(run), highlight=False, soft_wrap=True)

@@ -17,7 +17,8 @@ frames sampled evenly from onset to offset, 64 x 64 RGB each.
    ``dim`` local channels per frame; their spatio-temporal average feeds
    * ``au``: A sigmoid outputs, the AUs of :data:`mer_keras.train.targets.AU_VOCABULARY`, trained
      with binary cross-entropy against the coding sheet's AUs (clips without AUs are masked), and
-   * ``au_cluster``: an ``embedding_dim`` embedding trained by the clustering constraint
+   * ``au_cluster``: an ``embedding_dim`` embedding, L2-normalised (so the loss cannot be met by
+     shrinking it), trained by the clustering constraint
      (:func:`mer_keras.train.targets.au_centre_loss`: clips sharing an AU are pulled together).
 4. Global and local features are stacked per frame (2 dim channels), passed through a ConvLSTM
    (``dim`` filters, 3x3; :func:`apply_unrolled_conv_lstm`) over the T frames, then batch norm,
@@ -102,7 +103,7 @@ def build_au_convlstm(input_shape=(8, 64, 64, 3), num_classes: int = 3, widths=(
         features and of the ConvLSTM. embedding_dim: clustering embedding size. num_aus: A.
     Returns:
         Functional ``keras.Model`` with outputs ``{"predictions": (B, K) softmax, "au": (B, A)
-        sigmoid, "au_cluster": (B, embedding_dim) linear}``, float32.
+        sigmoid, "au_cluster": (B, embedding_dim) unit-length}``, float32.
     """
     td = layers.TimeDistributed
     inputs = keras.Input(shape=input_shape, name="input")
@@ -122,7 +123,9 @@ def build_au_convlstm(input_shape=(8, 64, 64, 3), num_classes: int = 3, widths=(
     local = td(layers.Conv2D(dim, 3, padding="same", activation="relu"), name="action_local")(stages[-1])
     action = layers.GlobalAveragePooling3D(name="action_pool")(local)
     au = layers.Dense(num_aus, activation="sigmoid", name="au")(action)
-    embedding = layers.Dense(embedding_dim, name="au_cluster")(action)
+    embedding = layers.Dense(embedding_dim, name="au_embedding")(action)
+    # Unit length: the clustering loss cannot be met by shrinking the embedding to zero.
+    embedding = layers.UnitNormalization(name="au_cluster")(embedding)
     stacked = layers.Concatenate(name="stack")([global_features, local])
     x = apply_unrolled_conv_lstm(stacked, dim, 3, name="convlstm")
     x = layers.BatchNormalization(name="convlstm_bn")(x)

@@ -63,7 +63,8 @@ def apply_expression_branch(shared, k: int, feature_dim: int, attention_filters:
 
 
 @register_model("feature_refinement", representation="flow", input_shape=(28, 28, 3),
-                citation="Zhou et al., Pattern Recognition 2022", aux_losses={"proposal": ("proposal", 1.0)})
+                citation="Zhou et al., Pattern Recognition 2022", aux_losses={"proposal": ("proposal", 1.0)},
+                explain_layer="inception2_downsample")
 def build_feature_refinement(input_shape=(28, 28, 3), num_classes: int = 3, filters=(6, 16), feature_dim: int = 64,
                              attention_filters: int = 32, dropout: float = 0.5, name: str = "feature_refinement"):
     """Build Feature Refinement.

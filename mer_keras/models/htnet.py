@@ -41,7 +41,7 @@ Departures, and why:
 * Training follows this project's honest protocol (fixed epochs). The official script keeps,
   for every test subject, the epoch with the best test accuracy; its "best" figures are chosen on
   the test subject and are not comparable with ours.
-* ``variant="small"`` (dim 64, heads 2, depths (2, 2, 2); 0.6M parameters) is offered for edge
+* ``variant="small"`` (dim 64, heads 2, depths (2, 2, 2); 2,452,998 parameters) is offered for edge
   devices; ``"paper"`` is the default.
 """
 
@@ -96,7 +96,7 @@ def unblockify(x, blocks: int, h: int, w: int, name: str):
 
 
 @register_model("htnet", representation="flow", input_shape=(28, 28, 3), citation="Wang et al., Neurocomputing 2024",
-                representation_options={"regions": "htnet"})
+                representation_options={"regions": "htnet"}, explain_layer="level2_unblockify")
 def build_htnet(input_shape=(28, 28, 3), num_classes: int = 3, variant: str = "paper", patch_size: int = 7,
                 dim: int | None = None, heads: int | None = None, depths=None, mlp_mult: int | None = None,
                 dropout: float = 0.0, name: str = "htnet"):

@@ -42,7 +42,7 @@ def apply_flow_stream(x, name: str):
 
 
 @register_model("off_apexnet", representation="flow", input_shape=(28, 28, 3),
-                citation="Gan et al., Signal Process. Image Commun. 2019")
+                citation="Gan et al., Signal Process. Image Commun. 2019", explain_layer="u_stream_pool2")
 def build_off_apexnet(input_shape=(28, 28, 3), num_classes: int = 3, dropout: float = 0.5,
                       name: str = "off_apexnet"):
     """Build OFF-ApexNet.

@@ -45,7 +45,7 @@ def apply_stream(x, filters: int, name: str):
 
 
 @register_model("ststnet", representation="flow", input_shape=(28, 28, 3),
-                citation="Liong et al., IEEE FG 2019")
+                citation="Liong et al., IEEE FG 2019", explain_layer="concat")
 def build_ststnet(input_shape=(28, 28, 3), num_classes: int = 3, name: str = "ststnet"):
     """Build STSTNet.
 

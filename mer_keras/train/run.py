@@ -59,6 +59,7 @@ class RunOptions:
     init_from: str | None = None
     freeze_until: str | None = None
     resume: str | None = None
+    cpu_replicas: int = 1
 
 
 def _progress(console):
@@ -82,7 +83,9 @@ def representation_config(model: str, representation: str | None, flow_method: s
         options["frames"] = shape[0] if spec.representation == "sequence" else 8
     if rep in ("apex", "sequence") and shape[-1] == 1:
         options["channels"] = 1
-    return RepresentationConfig(representation=rep, size=shape[-2], flow_method=flow_method, **options)
+    # Align at no less than the input size (a 224 px apex input is a 224 px crop, not an upscaled 128 one).
+    return RepresentationConfig(representation=rep, size=shape[-2], crop=max(128, shape[-2]), flow_method=flow_method,
+                                **options)
 
 
 def load_default_dataset(opts: RunOptions, console) -> tuple[str, list[Sample], list[str]]:
@@ -257,8 +260,9 @@ def fold_file(run: Path, fold_name: str) -> Path:
     return run / "folds" / (fold_name.replace("/", "__") + ".json")
 
 
-def load_completed_folds(run: Path, groups: Sequence[str], keys: Sequence[str]) -> dict[str, dict]:
-    """Finished folds of an interrupted run, checked against the current data.
+def load_completed_folds(run: Path, groups: Sequence[str], keys: Sequence[str],
+                         classes: Sequence[str] = ()) -> dict[str, dict]:
+    """Finished folds of an interrupted run, checked against the current data and classes.
 
     Raises:
         ValueError: a fold file is unreadable or its test clips differ from the data now.
@@ -274,12 +278,40 @@ def load_completed_folds(run: Path, groups: Sequence[str], keys: Sequence[str]) 
             test = test_sets[name]
             if saved["test_keys"] != [keys[i] for i in test]:
                 raise ValueError("its test clips differ from the data now (the data changed since the run started)")
+            if classes and saved.get("classes", list(classes)) != list(classes):
+                raise ValueError(f"its classes {saved['classes']} differ from the data's {list(classes)}")
             completed[name] = {"probabilities": np.asarray(saved["probabilities"], np.float32), "row": saved["row"]}
         except (json.JSONDecodeError, KeyError, TypeError) as exc:
             raise ValueError(f"{path}: not a fold file of this run ({type(exc).__name__}: {exc})") from None
         except ValueError as exc:
             raise ValueError(f"{path}: {exc}") from None
     return completed
+
+
+def check_init_source(init_from: str, dataset: str, protocol: str, console) -> None:
+    """Refuse transfer learning from a final model fitted on the data being evaluated.
+
+    A run's ``model.keras`` is fitted on every subject, so starting LOSO on the same dataset from
+    it puts each test subject in the initial weights. The source's ``metadata.json`` (beside the
+    model, or in the run folder) names its dataset.
+
+    Raises:
+        ValueError: the source was trained on ``dataset`` (or, for a composite, on a part of it).
+    """
+    src = Path(init_from)
+    meta_path = (src if src.is_dir() else src.parent) / "metadata.json"
+    if not meta_path.is_file():
+        console.print(f"[yellow]note:[/] {init_from} has no metadata.json beside it: make sure it never saw the "
+                      "test subjects of this run", soft_wrap=True)
+        return
+    try:
+        source = json.loads(meta_path.read_text()).get("dataset")
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{meta_path}: not readable JSON ({exc})") from None
+    parts = {dataset, *dataset.split("-to-")}
+    if source in parts or (dataset == "composite" and source in ("casme2", "samm", "smic")):
+        raise ValueError(f"--init-from {init_from} was trained on {source}, which holds the test subjects of this "
+                         f"{protocol} run on {dataset}: its weights would leak them. Pre-train on other data.")
 
 
 def train_run(opts: RunOptions, console=None) -> Path:
@@ -318,6 +350,16 @@ def train_run(opts: RunOptions, console=None) -> Path:
 
         aux_losses_for(spec.aux_losses, opts.aux_weights)
     data = load_run_data(opts, console)
+    if opts.init_from:
+        from mer_keras.train.trainer import initialise_from
+
+        check_init_source(opts.init_from, data.name, opts.protocol, console)
+        probe = create_model(opts.model, len(data.classes), input_shape=rep.input_shape, **model_options)
+        report = initialise_from(probe, opts.init_from, opts.freeze_until)  # fails early, before any fold
+        console.print(f"--init-from {opts.init_from}: {len(report['copied'])} layers copied, "
+                      f"{len(report['skipped'])} left at their initialisation "
+                      f"({', '.join(report['skipped'][:6])}{', ...' if len(report['skipped']) > 6 else ''}), "
+                      f"{report['frozen']} frozen", soft_wrap=True)
     cache = default_cache_dir(opts.cache_dir)
     with _progress(console) as prog:
         task = prog.add_task(f"{rep.representation}", total=len(data.samples), info="")
@@ -349,7 +391,7 @@ def train_run(opts: RunOptions, console=None) -> Path:
     keys = [f"{r['database']}/{r['subject']}/{r['clip']}" for r in rows]
     if opts.resume:
         run = Path(opts.resume)
-        completed = load_completed_folds(run, groups, keys)
+        completed = load_completed_folds(run, groups, keys, classes)
         console.print(f"{len(completed)} fold(s) already done: {', '.join(sorted(completed)) or '-'}", soft_wrap=True)
     else:
         # The run folder is made only once the inputs exist: bad data leaves no half-made run behind.
@@ -382,7 +424,8 @@ def train_run(opts: RunOptions, console=None) -> Path:
             return [ProgressCallback(prog, epoch_task)]
 
         def fold_end(fold, p, row):
-            atomic.write_json(fold_file(run, fold.name), {"subject": fold.name, "test_keys": [keys[i] for i in fold.test],
+            atomic.write_json(fold_file(run, fold.name), {"subject": fold.name, "classes": classes,
+                                                          "test_keys": [keys[i] for i in fold.test],
                                                           "probabilities": p.tolist(), "row": row})
             prog.update(fold_task, advance=1)
 

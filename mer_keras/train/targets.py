@@ -53,9 +53,12 @@ def au_centre_loss(y_true, y_pred):
     """Clustering constraint: pull the embeddings of clips that share an AU to their centre.
 
     A batch form of the centre loss (Wen et al., ECCV 2016) with one centre per AU, computed from
-    the batch itself (no stored centres, so it is stateless and replica-safe): for every AU a the
+    the batch itself (no stored centres, so it is stateless): for every AU a the
     centre c_a is the mean embedding of the clips of the batch that carry a, and a clip's loss is
-    the mean over its AUs of ||f_i - c_a||^2 / D. Clips without AUs get 0.
+    the mean over its AUs of ||f_i - c_a||^2 / D. Clips without AUs get 0. Under a distribution
+    strategy the centres come from each replica's share of the batch. Keras averages the loss over
+    the whole batch, masked clips included, so batches with many uncoded clips weigh it less.
+    Give it a normalised embedding (``au_convlstm`` does), or it can be met by shrinking it.
 
     Args:
         y_true: (B, A) float32 multi-hot AUs. y_pred: (B, D) float32 embeddings.

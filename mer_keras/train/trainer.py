@@ -112,8 +112,9 @@ def initialise_from(model: keras.Model, source: str, freeze_until: str | None = 
     Returns:
         {"copied": [layer names], "skipped": [layer names with weights but no match], "frozen": n}.
     Raises:
-        ModelFileError: the source cannot be loaded. ValueError: no layer matched, or
-        ``freeze_until`` is not a layer of the model (the message lists close names).
+        ModelFileError: the source cannot be loaded. ValueError: no layer matched,
+        ``freeze_until`` is not a layer of the model (the message lists close names), or a layer to
+        freeze was not copied (it would stay frozen at random weights).
     """
     from mer_keras.models.io import load_model
 
@@ -140,7 +141,12 @@ def initialise_from(model: keras.Model, source: str, freeze_until: str | None = 
 
             close = difflib.get_close_matches(freeze_until, names, n=5, cutoff=0.3)
             raise ValueError(f"--freeze-until {freeze_until!r} is not a layer of {model.name}; close: {close}")
-        for layer in model.layers[:names.index(freeze_until) + 1]:
+        to_freeze = model.layers[:names.index(freeze_until) + 1]
+        random = [layer.name for layer in to_freeze if layer.name in skipped]
+        if random:
+            raise ValueError(f"--freeze-until {freeze_until}: layers {random[:5]} were not copied from {source} "
+                             "(no layer of that name and shape) and would stay frozen at random weights")
+        for layer in to_freeze:
             layer.trainable = False
             frozen += 1
     return {"copied": copied, "skipped": skipped, "frozen": frozen}
