@@ -99,7 +99,7 @@ def main() -> None:
         spec = get_spec(name)
         model = inference_model(create_model(name, 3))
         row = [f"`{name}`", "x".join(map(str, spec.input_shape)), f"{model.count_params():,}", human(count_flops(model))]
-        runs = sorted(args.runs.glob(f"*-{name}-synthetic"))
+        runs = [r for r in sorted(args.runs.glob(f"*-{name}-synthetic")) if (r / "metadata.json").exists()]  # finished
         if runs:
             run = runs[-1]
             overall = json.loads((run / "results.json").read_text())["overall"]
@@ -107,7 +107,9 @@ def main() -> None:
             s = seconds.get(name)
             row.append(f"{s // 60} min {s % 60:02d} s" if s else "")
             int8 = run / "model_int8.tflite"
-            row += [f"{int8.stat().st_size / 1e6:.2f} MB", f"{latency_ms(int8):.2f} ms"] if int8.exists() else ["", ""]
+            size = int8.stat().st_size if int8.exists() else 0
+            shown = f"{size / 1e6:.2f} MB" if size >= 1e6 else f"{size / 1e3:.1f} kB"
+            row += [shown, f"{latency_ms(int8):.2f} ms"] if size else ["", ""]
         else:
             row += ["not run"] * 3 + ["", "", ""]
         print("| " + " | ".join(row) + " |", flush=True)
