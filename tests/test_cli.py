@@ -73,6 +73,9 @@ def test_evaluate_names_a_broken_metadata_file(tiny_run, tmp_path):
     (["evaluate", "/nonexistent/run"], "no such run folder"),
     (["train", "--model", "nope"], "nope"),
     (["train", "--variant", "v3"], "unknown LEARNet variant 'v3'"),
+    (["train", "--model", "au_convlstm", "--representation", "flow"], "--representation flow does not fit it"),
+    (["train", "--model", "htnet", "--variant", "huge"], "unknown HTNet variant 'huge'"),
+    (["train", "--model", "ststnet", "--variant", "paper"], "ststnet has no variants"),
     (["train", "--folds", "sub99", "--subjects", "3", "--clips", "4", "--seed", "7", "--epochs", "1"], "unknown subject"),
 ])
 def test_bad_input_is_one_line_and_exit_2(args, message, cache_dir, tmp_path):

@@ -41,7 +41,7 @@ def train(
                                              "spot (frame of largest motion against onset).")] = "midpoint",
     representation: Annotated[Optional[Representation], typer.Option(
         help="Input representation; default: the model's own (LEARNet: dynamic_image).")] = None,
-    variant: Annotated[Optional[str], typer.Option(help="Architecture variant, e.g. LEARNet paper|released.")] = None,
+    variant: Annotated[Optional[str], typer.Option(help="Architecture variant: learnet paper|released, htnet paper|small.")] = None,
     epochs: Annotated[int, typer.Option(min=1, help="Fixed epochs per fold (no early stopping on test data).")] = 80,
     batch_size: Annotated[int, typer.Option(min=1, help="Global batch size.")] = 32,
     lr: Annotated[float, typer.Option(min=0.0, help="Adam learning rate.")] = 1e-3,

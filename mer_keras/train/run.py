@@ -78,6 +78,9 @@ def representation_config(model: str, representation: str | None, flow_method: s
     spec = get_spec(model)
     rep = representation or spec.representation
     shape = spec.input_shape
+    if (rep == "sequence") != (spec.representation == "sequence"):
+        raise ValueError(f"{model} takes {'a sequence of frames' if spec.representation == 'sequence' else 'one image'}"
+                         f" ({spec.representation}); --representation {rep} does not fit it")
     options = dict(spec.representation_options) if rep == spec.representation else {}
     if rep == "sequence":
         options["frames"] = shape[0] if spec.representation == "sequence" else 8
@@ -338,6 +341,11 @@ def train_run(opts: RunOptions, console=None) -> Path:
     spec = get_spec(opts.model)
     rep = representation_config(opts.model, opts.representation, opts.flow_method)
     model_options = {"variant": opts.variant} if opts.variant else {}
+    if opts.variant:
+        import inspect
+
+        if "variant" not in inspect.signature(spec.builder).parameters:
+            raise ValueError(f"{opts.model} has no variants; --variant applies to learnet and htnet")
     if opts.freeze_until and not opts.init_from:
         raise ValueError("--freeze-until needs --init-from (freezing random weights is never wanted)")
     if opts.init_from:
