@@ -14,7 +14,6 @@ model responds to, not a held-out prediction (the LOSO predictions are in predic
 from __future__ import annotations
 
 import json
-from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
@@ -137,7 +136,7 @@ def explain(run: str | Path, sample_id: str, layer: str | None = None, class_nam
     from mer_keras.data.pipeline import RepresentationConfig, build_inputs
     from mer_keras.data.synthetic import default_cache_dir
     from mer_keras.models.io import ModelFileError, load_model
-    from mer_keras.train.run import RunOptions, load_run_data
+    from mer_keras.train.run import load_run_data, options_from_config
 
     console = console or Console()
     run = Path(run)
@@ -147,7 +146,7 @@ def explain(run: str | Path, sample_id: str, layer: str | None = None, class_nam
         raise ModelFileError(f"{run / 'config.json'}: cannot read the run's configuration ({exc})") from None
     model = load_model(run)
     classes = list(config["classes"])
-    opts = RunOptions(**{f.name: config[f.name] for f in fields(RunOptions) if f.name in config})
+    opts = options_from_config(config)
     data = load_run_data(opts, console)
     sample = find_sample(data.samples, sample_id)
     rep = RepresentationConfig(**config["representation_config"])

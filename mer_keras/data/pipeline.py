@@ -214,8 +214,8 @@ def sample_representation(sample: Sample, cfg: RepresentationConfig) -> np.ndarr
     elif cfg.representation == "sequence":
         wanted = sequence_indices(sample.onset, sample.offset, cfg.frames)
         frames = {i: read_frame(sample.frame_paths[i]) for i in sorted(set(wanted))}
-        return representation_from_frames([frames[i] for i in wanted], 0, 0, len(wanted) - 1,
-                                          RepresentationConfig(**{**asdict(cfg), "frames": len(wanted)}), sample.key)
+        # the T frames already picked: sampling them again over 0..T-1 keeps them all, in order
+        return representation_from_frames([frames[i] for i in wanted], 0, 0, len(wanted) - 1, cfg, sample.key)
     else:
         wanted = (sample.onset, sample.apex)
     frames = {i: read_frame(sample.frame_paths[i]) for i in wanted}

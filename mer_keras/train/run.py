@@ -252,10 +252,14 @@ def resume_options(run: str | Path) -> RunOptions:
         raise ValueError(f"{path}: not readable JSON ({exc})") from None
     if (run / "metadata.json").exists():
         raise ValueError(f"{run} is complete (metadata.json is written last); nothing to resume")
+    return options_from_config(config, resume=str(run))
+
+
+def options_from_config(config: dict, **overrides) -> RunOptions:
+    """:class:`RunOptions` from a run's config.json (keys that are not options are ignored)."""
     from dataclasses import fields
 
-    return RunOptions(**{**{f.name: config[f.name] for f in fields(RunOptions) if f.name in config},
-                         "resume": str(run)})
+    return RunOptions(**{**{f.name: config[f.name] for f in fields(RunOptions) if f.name in config}, **overrides})
 
 
 def fold_file(run: Path, fold_name: str) -> Path:
