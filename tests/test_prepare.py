@@ -69,3 +69,16 @@ def test_train_skips_a_clip_without_a_face(tmp_path, tiny_synthetic, cache_dir):
     results = json.loads((run / "results.json").read_text())
     assert results["n_samples"] == 3 and results["skipped"] == 5
     assert "EP06_01" in (run / "skipped.csv").read_text()
+
+
+def test_prepare_builds_the_inputs_of_named_models(tmp_path, tiny_synthetic):
+    root = _tree(tmp_path, tiny_synthetic)
+    cache = tmp_path / "cache"
+    res = runner.invoke(app, ["data", "prepare", "casme2", "--root", str(root), "--cache-dir", str(cache),
+                              "--model", "htnet", "--model", "au_convlstm", "--model", "micro_attention"])
+    assert res.exit_code == 0, res.output
+    shapes = {f.name.split("-")[0]: np.load(next(f.glob("*.npy"))).shape for f in (cache / "clips").iterdir()}
+    assert shapes == {"flow": (28, 28, 3), "sequence": (8, 64, 64, 3), "apex": (224, 224, 1)}
+    res = runner.invoke(app, ["data", "prepare", "casme2", "--root", str(root), "--cache-dir", str(cache),
+                              "--model", "nope"])
+    assert res.exit_code == 2 and "unknown model 'nope'" in res.output

@@ -22,8 +22,12 @@ def prepare(
     workers: Annotated[int, typer.Option(min=1, help="Processes (each loads its own face mesh).")] = 1,
     strict: Annotated[bool, typer.Option("--strict", help="Stop at the first bad clip.")] = False,
     cache_dir: Annotated[Optional[str], typer.Option(help="Cache folder (default $MER_CACHE_DIR or ~/.cache/mer_keras).")] = None,
+    model: Annotated[Optional[list[str]], typer.Option(
+        help="Build the inputs of these models (repeatable), e.g. --model htnet --model au_convlstm; default: "
+             "dynamic image 112, apex 112 and flow 28.")] = None,
 ) -> None:
-    """Align faces and build the dynamic image, onset->apex flow + strain and apex crop of every clip.
+    """Align faces and build the model inputs of every clip (default: the dynamic image, onset->apex
+    flow + strain and apex crop; with --model, what those models consume).
 
     Re-running with the same parameters does no work; a killed run resumes. Bad clips are skipped
     and listed with their file and row (fatal with --strict).
@@ -45,8 +49,13 @@ def prepare(
                 tasks[rep] = prog.add_task(rep, total=total)
             prog.update(tasks[rep], completed=done)
 
+        extra = {}
+        if model:
+            from mer_keras.train.run import representation_config
+
+            extra["representations"] = list(dict.fromkeys(representation_config(m, None) for m in model))
         report = prepare_dataset(str(getattr(db, "value", db)), root, cache, workers=workers, strict=strict,
-                                 progress=progress)
+                                 progress=progress, **extra)
     classes = sorted({c for _, c in report.counts})
     table = Table("subject", *classes, "total", title=f"{report.dataset}: {report.prepared} clips prepared")
     for subject in sorted({s for s, _ in report.counts}):

@@ -47,7 +47,7 @@ def prepare_dataset(name: str, root, cache_dir: Path, representations: Sequence[
         i = min(errors)
         raise ValueError(f"{ds.samples[i].source or ds.samples[i].key}: {errors[i]}")
     for rep in representations:
-        report.folders[rep.representation] = Path(cache_dir) / "clips" / config_key(rep)
+        report.folders[config_key(rep)] = Path(cache_dir) / "clips" / config_key(rep)
     report.skipped += [(ds.samples[i].source or ds.samples[i].key, errors[i]) for i in sorted(errors)]
     good = [s for i, s in enumerate(ds.samples) if i not in errors]
     report.prepared = len(good)
