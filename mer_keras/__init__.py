@@ -3,6 +3,11 @@
 Public API::
 
     from mer_keras import create_model, list_models, load_model
+
+``import mer_keras`` selects tf_keras (see ``mer_keras._keras``) but does not import
+TensorFlow; the names above load it on first use. The preprocessing modules
+(``mer_keras.preprocess``) never import it, which is what lets the ``edge/`` runner share them on
+devices without TensorFlow.
 """
 
 from __future__ import annotations
@@ -10,7 +15,17 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 from mer_keras import _keras  # noqa: F401  (selects tf_keras before TensorFlow loads)
-from mer_keras.registry import create_model, list_models
-from mer_keras.models.io import load_model
 
 __all__ = ["create_model", "list_models", "load_model", "__version__"]
+
+
+def __getattr__(name: str):
+    if name in ("create_model", "list_models"):
+        from mer_keras import registry
+
+        return getattr(registry, name)
+    if name == "load_model":
+        from mer_keras.models.io import load_model
+
+        return load_model
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

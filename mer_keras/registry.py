@@ -8,9 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from mer_keras._keras import keras
-
-#: Representations the data pipeline can build (see ``mer_keras.data.pipeline``).
-REPRESENTATIONS = ("dynamic_image", "apex", "flow", "sequence")
+from mer_keras.preprocess.representation import REPRESENTATIONS  # noqa: F401  (what the pipeline can build)
 
 #: Auxiliary training targets a model may ask for, by output name (see ``mer_keras.train.targets``):
 #: ``proposal`` (one-hot of the class, one sigmoid per class), ``au`` (multi-hot AUs of the coding

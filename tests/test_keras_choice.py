@@ -25,3 +25,14 @@ def test_only_keras_module_imports_tensorflow_or_tf_keras():
         if re.search(r"^\s*(import|from)\s+(tensorflow|tf_keras|keras)\b", text, re.M) or "TF_USE_LEGACY_KERAS" in text:
             offenders.append(str(path.relative_to(PKG)))
     assert offenders == []
+
+
+def test_preprocessing_imports_no_tensorflow():
+    """The edge runner shares mer_keras.preprocess on devices without TensorFlow."""
+    import subprocess
+    import sys
+
+    code = ("import sys, mer_keras.preprocess.representation, mer_keras.preprocess.frames, mer_keras.preprocess.video; "
+            "bad = [m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'tf_keras', 'keras')]; "
+            "assert not bad, bad")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)

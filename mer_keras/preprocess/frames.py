@@ -8,13 +8,40 @@ import cv2
 import numpy as np
 
 
-def spot_apex(paths: Sequence[str], size: int = 64) -> int:
+def spot_apex_frames(frames: Sequence[np.ndarray], size: int = 64) -> int:
     """Index of the frame with the largest motion against the first (onset) frame.
 
-    Method: each frame is read in grayscale and resized to ``size`` x ``size``; DIS optical flow
-    (Kroeger et al., ECCV 2016; OpenCV ultrafast preset) from the onset frame to it; the motion
-    magnitude is the mean flow length over the image. Returns the argmax over frames 1..T-1 (0 for
-    a clip of one frame). Head motion counts too: on unaligned frames a head movement can win.
+    Method: each frame is converted to grayscale and area-resized to ``size`` x ``size``; DIS
+    optical flow (Kroeger et al., ECCV 2016; OpenCV ultrafast preset) from the onset frame to it;
+    the motion magnitude is the mean flow length over the image. Returns the argmax over frames
+    1..T-1 (0 for a clip of one frame).
+
+    Args:
+        frames: T (H, W) uint8 grayscale or (H, W, 3) uint8 RGB frames, onset first.
+    Returns:
+        int index into ``frames``.
+    """
+    def small(frame):
+        frame = np.asarray(frame)
+        if frame.ndim == 3:
+            frame = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
+        return cv2.resize(frame, (size, size), interpolation=cv2.INTER_AREA)
+
+    if len(frames) < 2:
+        return 0
+    dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST)
+    onset = small(frames[0])
+    magnitude = [0.0]
+    for frame in frames[1:]:
+        flow = dis.calc(onset, small(frame), None)
+        magnitude.append(float(np.hypot(flow[..., 0], flow[..., 1]).mean()))
+    return int(np.argmax(magnitude))
+
+
+def spot_apex(paths: Sequence[str], size: int = 64) -> int:
+    """:func:`spot_apex_frames` on frame files (read in grayscale).
+
+    Head motion counts too: on unaligned frames a head movement can win.
 
     Args:
         paths: frame files from onset to offset, in order.
@@ -23,18 +50,10 @@ def spot_apex(paths: Sequence[str], size: int = 64) -> int:
     Raises:
         ValueError: an unreadable frame (named).
     """
-    def read(p):
+    frames = []
+    for p in paths[:1] if len(paths) < 2 else paths:
         img = cv2.imread(str(p), cv2.IMREAD_GRAYSCALE)
         if img is None:
             raise ValueError(f"cannot read frame {p} (missing, truncated or not an image)")
-        return cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA)
-
-    if len(paths) < 2:
-        return 0
-    dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST)
-    onset = read(paths[0])
-    magnitude = [0.0]
-    for p in paths[1:]:
-        flow = dis.calc(onset, read(p), None)
-        magnitude.append(float(np.hypot(flow[..., 0], flow[..., 1]).mean()))
-    return int(np.argmax(magnitude))
+        frames.append(img)
+    return spot_apex_frames(frames, size)
