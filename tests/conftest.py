@@ -24,3 +24,32 @@ def tiny_synthetic(cache_dir):
     from mer_keras.data.synthetic import SyntheticConfig, synthetic_dataset
 
     return synthetic_dataset(SyntheticConfig(subjects=3, clips_per_subject=4, seed=7), cache_dir=cache_dir)
+
+
+@pytest.fixture(scope="session")
+def tiny_flow_run(tmp_path_factory, cache_dir):
+    """A finished ststnet run (flow input) on 3 pseudo-subjects x 4 clips, 2 epochs: its folder."""
+    from pathlib import Path
+
+    from typer.testing import CliRunner
+
+    from mer_keras.cli.main import app
+
+    out = tmp_path_factory.mktemp("flow_runs")
+    res = CliRunner().invoke(app, ["train", "--model", "ststnet", "--subjects", "3", "--clips", "4", "--seed", "7",
+                                   "--epochs", "2", "--out", str(out), "--cache-dir", str(cache_dir)])
+    assert res.exit_code == 0, res.output
+    return Path(res.output.strip().splitlines()[-1].strip())
+
+
+@pytest.fixture(scope="session")
+def tiny_run_metadata(tmp_path_factory, tiny_flow_run):
+    """metadata.json of a model with another input (learnet: 112 x 112 dynamic images)."""
+    import json
+
+    meta = json.loads((tiny_flow_run / "metadata.json").read_text())
+    meta["preprocessing"].update(representation="dynamic_image", size=112)
+    meta["input"]["shape"] = [112, 112, 3]
+    path = tmp_path_factory.mktemp("other_meta") / "metadata.json"
+    path.write_text(json.dumps(meta))
+    return path

@@ -8,6 +8,7 @@ import mer_keras  # noqa: F401  (selects tf_keras before TensorFlow loads)
 from mer_keras.cli import data
 from mer_keras.cli.evaluate import evaluate
 from mer_keras.cli.explain import explain
+from mer_keras.cli.export import export
 from mer_keras.cli.models import models
 from mer_keras.cli.train import train
 
@@ -15,6 +16,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=False, pretty_exceptions
                   help="Facial micro-expression recognition with Keras: train, evaluate and export.")
 app.command()(train)
 app.command()(evaluate)
+app.command()(export)
 app.command()(models)
 app.command()(explain)
 app.add_typer(data.app, name="data")

@@ -10,19 +10,60 @@ class ExportFormat:
     """One export format.
 
     Attributes:
-        name: CLI name. filename: file written in the run folder. quant: TFLite quantization
-        (``None`` for Keras). description: one line for ``--help`` and docs.
+        name: key in :data:`FORMATS` and in reports (``tflite_int8``).
+        format: ``--format`` value (``keras``, ``saved_model``, ``tflite``).
+        quant: ``--quant`` value for TFLite (``none``, ``fp16``, ``dynamic``, ``int8``, ``qat``),
+            ``None`` for the others.
+        filename: file (or folder, for SavedModel) written next to metadata.json.
+        needs_data: the export reads training inputs (calibration or fine-tuning).
+        description: one line for ``--help`` and docs.
     """
 
     name: str
-    filename: str
+    format: str
     quant: str | None
+    filename: str
+    needs_data: bool
     description: str
 
 
 FORMATS: dict[str, ExportFormat] = {f.name: f for f in (
-    ExportFormat("keras", "model.keras", None, "Keras v3 archive (safe to load: no pickled code)"),
-    ExportFormat("tflite_fp32", "model_fp32.tflite", "none", "TFLite, float32 weights and activations"),
-    ExportFormat("tflite_int8", "model_int8.tflite", "int8",
-                 "TFLite full-integer int8 (int8 input/output), calibrated on training inputs"),
+    ExportFormat("keras", "keras", None, "model.keras", False,
+                 "Keras v3 archive of the final model (safe to load: no pickled code)"),
+    ExportFormat("saved_model", "saved_model", None, "saved_model", False,
+                 "TensorFlow SavedModel folder, inference signature 'serve' (TF Serving, TF.js and ONNX converters)"),
+    ExportFormat("tflite_fp32", "tflite", "none", "model_fp32.tflite", False,
+                 "TFLite, float32 weights and activations"),
+    ExportFormat("tflite_fp16", "tflite", "fp16", "model_fp16.tflite", False,
+                 "TFLite, float16 weights (half the size; float16 compute on GPU delegates)"),
+    ExportFormat("tflite_dynamic", "tflite", "dynamic", "model_dynamic.tflite", False,
+                 "TFLite dynamic-range: int8 weights, activations quantized on the fly, float input/output"),
+    ExportFormat("tflite_int8", "tflite", "int8", "model_int8.tflite", True,
+                 "TFLite full-integer int8 (int8 input/output), post-training, calibrated on training inputs"),
+    ExportFormat("tflite_qat", "tflite", "qat", "model_qat_int8.tflite", True,
+                 "TFLite full-integer int8 after quantization-aware fine-tuning (tfmot) on training inputs"),
 )}
+
+#: ``--format`` choices, in table order.
+FORMAT_NAMES = tuple(dict.fromkeys(f.format for f in FORMATS.values()))
+#: ``--quant`` choices for ``--format tflite``.
+TFLITE_QUANTS = tuple(f.quant for f in FORMATS.values() if f.format == "tflite")
+
+
+def find_format(fmt: str, quant: str | None = None) -> ExportFormat:
+    """The table row of ``--format fmt --quant quant``.
+
+    ``quant`` defaults to ``none`` for TFLite and must be omitted (or ``none``) for the others.
+
+    Raises:
+        ValueError: no such combination (the message lists the valid ones).
+    """
+    if fmt == "tflite":
+        quant = quant or "none"
+    elif quant in (None, "none"):
+        quant = None
+    for f in FORMATS.values():
+        if f.format == fmt and f.quant == quant:
+            return f
+    valid = ", ".join(f"--format {f.format}" + (f" --quant {f.quant}" if f.quant else "") for f in FORMATS.values())
+    raise ValueError(f"no export format --format {fmt}" + (f" --quant {quant}" if quant else "") + f"; valid: {valid}")

@@ -16,13 +16,21 @@ def sha256_file(path: str | Path) -> str:
     return h.hexdigest()
 
 
+#: Which frames of a window (onset = its first frame) each representation reads.
+FRAMES_USED = {"dynamic_image": "every frame from onset to offset",
+               "sequence": "T frames spread evenly from onset to offset (both included)",
+               "flow": "the onset and apex frames", "apex": "the apex frame"}
+
+
 def build_metadata(model_name: str, classes: Sequence[str], representation: dict, input_shape: Sequence[int],
-                   dataset: str, protocol: str, files: dict[str, dict]) -> dict:
+                   dataset: str, protocol: str, files: dict[str, dict], window: dict | None = None) -> dict:
     """The metadata of a run's exported models.
 
     Args:
         representation: the RepresentationConfig as a dict (representation, crop, size, flow method).
         files: {filename: {"format", "sha256", "bytes", optional "quantization"}}.
+        window: the sliding window for video input (:func:`mer_keras.train.run.window_from_samples`):
+            {"seconds", "frames", "fps", "stride_frames"}, or None.
     Returns:
         JSON-ready dict. Input: float32 (N, H, W, C) in [0, 255]; int8 TFLite models take
         round(x / scale + zero_point) with the stored input quantization.
@@ -39,8 +47,8 @@ def build_metadata(model_name: str, classes: Sequence[str], representation: dict
                           "alignment": "mediapipe face mesh on the onset frame; one similarity transform "
                                        "per clip (eyes level, inter-ocular distance 0.36 x crop, eyes at "
                                        "0.36 x crop height)",
-                          "window": "onset..offset frames" if representation.get("representation") == "dynamic_image"
-                          else "onset and apex frames"},
+                          "frames_used": FRAMES_USED.get(representation.get("representation"), "")},
+        "window": window,
         "dataset": dataset,
         "protocol": protocol,
         "files": files,

@@ -81,7 +81,10 @@ class NormalizedWeightedSum(keras.layers.Layer):
     def call(self, inputs):
         w = tf.nn.relu(self.fusion_weights)
         w = w / (tf.reduce_sum(w) + self.epsilon)
-        return tf.add_n([w[i] * x for i, x in enumerate(inputs)])
+        out = w[0] * inputs[0]
+        for i, x in enumerate(inputs[1:], start=1):  # pairwise ADD: TFLite has an int8 kernel for it, not for ADD_N
+            out = out + w[i] * x
+        return out
 
     def compute_output_shape(self, input_shape):
         return input_shape[0]

@@ -158,6 +158,105 @@ def load_run_data(opts: RunOptions, console) -> RunData:
     return RunData(ds.name, ds.classes, ds.samples, ds.images, ds.skipped, ds.counts)
 
 
+@dataclass
+class RunInputs:
+    """The network inputs of a run's records (after preprocessing; failed clips dropped from ``data``).
+
+    Attributes:
+        x: (N, *input_shape) float32 in [0, 255]. y: (N,) int class indices.
+        groups: LOSO group per record (``database/subject``; ``train``/``test`` for the cross protocol).
+        final: (N,) bool, the records the final model is fitted on (all but a cross-protocol test set).
+    """
+
+    x: np.ndarray
+    y: np.ndarray
+    groups: list[str]
+    final: np.ndarray
+
+
+def build_run_inputs(opts: RunOptions, rep: RepresentationConfig, console, data: RunData) -> RunInputs:
+    """Preprocess (through the cache) and stack the inputs of ``data``.
+
+    Clips that fail preprocessing are dropped from ``data.samples`` and added to ``data.skipped``
+    (fatal with ``opts.strict``).
+
+    Raises:
+        ValueError: a bad clip with ``--strict``, or image rows for a sequence model.
+    """
+    cache = default_cache_dir(opts.cache_dir)
+    with _progress(console) as prog:
+        task = prog.add_task(f"{rep.representation}", total=len(data.samples), info="")
+        errors = prepare(data.samples, rep, cache, workers=opts.workers,
+                         progress=lambda d, t: prog.update(task, completed=d))
+    if errors:  # clips that cannot be preprocessed (no face, unreadable frames): skipped, or fatal with --strict
+        first = min(errors)
+        if opts.strict:
+            raise ValueError(f"{data.samples[first].source or data.samples[first].key}: {errors[first]}")
+        data.skipped += [(data.samples[i].source or data.samples[i].key, errors[i]) for i in sorted(errors)]
+        data.samples = [s for i, s in enumerate(data.samples) if i not in errors]
+        console.print(f"{len(errors)} clip(s) skipped in preprocessing, e.g. {errors[first]}", soft_wrap=True)
+    rows = data.rows
+    x = build_inputs(data.samples, rep, cache_dir=cache)
+    if data.image_records:
+        from mer_keras.data.pipeline import image_inputs
+
+        if rep.representation == "sequence":
+            raise ValueError(f"{opts.data}: precomputed image rows cannot feed the sequence representation of "
+                             f"{opts.model}; give frame folders or videos")
+        x = np.concatenate([x, image_inputs([r.path for r in data.image_records], rep.size, rep.channels)])
+    y = np.array([data.classes.index(r["label"]) for r in rows])
+    if data.test_databases:
+        groups = ["test" if r["database"] in data.test_databases else "train" for r in rows]
+    else:
+        groups = [f"{r['database']}/{r['subject']}" for r in rows]
+    return RunInputs(x, y, groups, np.array([g != "test" for g in groups]))
+
+
+def window_from_samples(samples: Sequence[Sample]) -> dict | None:
+    """The sliding window a deployed model should use, from the clips it was trained on.
+
+    Returns:
+        {"seconds", "frames", "fps", "stride_frames"}: the median onset..offset length of the
+        training clips in frames, in seconds at their frame rate (``None`` when the data gives no
+        frame rate, e.g. a manifest of frame folders), that rate, and a stride of half a window;
+        ``None`` when no clip has frames (precomputed images only). The runner (``edge.run``)
+        rescales ``seconds`` to its video's frame rate, or uses ``frames`` when seconds is None.
+    """
+    if not samples:
+        return None
+    frames = max(2, int(round(float(np.median([s.offset - s.onset + 1 for s in samples])))))
+    rates = [s.fps for s in samples if s.fps and s.fps > 0]
+    if not rates:
+        return {"seconds": None, "frames": frames, "fps": None, "stride_frames": max(1, frames // 2)}
+    seconds = float(np.median([(s.offset - s.onset + 1) / s.fps for s in samples if s.fps and s.fps > 0]))
+    fps = float(np.median(rates))
+    frames = max(2, int(round(seconds * fps)))
+    return {"seconds": round(seconds, 4), "frames": frames, "fps": fps, "stride_frames": max(1, frames // 2)}
+
+
+def load_run_inputs(run: str | Path, console) -> tuple[RunOptions, RepresentationConfig, RunData, RunInputs]:
+    """Rebuild a finished or interrupted run's data and inputs from its config.json (cache reused).
+
+    Raises:
+        FileNotFoundError: no config.json. ValueError: unreadable config, or the data changed.
+    """
+    run = Path(run)
+    path = run / "config.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{run}: no config.json (not a run folder)")
+    try:
+        config = json.loads(path.read_text())
+        opts = options_from_config(config)
+        rep = RepresentationConfig(**config["representation_config"])
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise ValueError(f"{path}: not a run configuration ({type(exc).__name__}: {exc})") from None
+    data = load_run_data(opts, console)
+    inputs = build_run_inputs(opts, rep, console, data)
+    if config.get("classes") and list(config["classes"]) != list(data.classes):
+        raise ValueError(f"{run}: the data's classes {data.classes} differ from the run's {config['classes']}")
+    return opts, rep, data, inputs
+
+
 #: ``loso``: leave-one-subject-out; ``composite``: LOSO on the MEGC2019 composite, reported per
 #: database too; ``cross``: train on one database, test on another.
 PROTOCOLS = ("loso", "composite", "cross")
@@ -187,33 +286,26 @@ FP32_TOLERANCE = 1e-4
 def export_tflite(model, run: Path, x_train: np.ndarray, y: np.ndarray, classes: Sequence[str]) -> dict:
     """Write model_fp32.tflite and model_int8.tflite and check them against Keras on ``x_train``.
 
-    Returns:
-        {filename: {"format", "sha256", "bytes", "seconds", "quantization", "parity"}}; the fp32
-        parity carries ``"within_tolerance"`` (max |dp| <= :data:`FP32_TOLERANCE`).
-    """
-    from mer_keras.export.formats import FORMATS
-    from mer_keras.export.metadata import sha256_file
-    from mer_keras.export.tflite import TFLiteModel, convert
-    from mer_keras.export.verify import compare_outputs
-    from mer_keras.train.trainer import predict_proba
+    (``mer-keras export`` writes the other formats and verifies on held-out inputs.)
 
+    Returns:
+        {filename: {"format", "sha256", "bytes", "seconds", "quantization", "float_ops", "parity"}};
+        the fp32 parity carries ``"within_tolerance"`` (max |dp| <= :data:`FP32_TOLERANCE`).
+    """
+    from mer_keras.export.exporter import verify_export, write_export
+    from mer_keras.export.formats import FORMATS
     from mer_keras.registry import inference_model
+    from mer_keras.train.trainer import predict_proba
 
     model = inference_model(model)
     reference = predict_proba(model, x_train)
     files = {}
     for fmt in (FORMATS["tflite_fp32"], FORMATS["tflite_int8"]):
-        t0 = time.perf_counter()
-        blob = convert(model, fmt.quant, representative=x_train)
-        path = run / fmt.filename
-        atomic.write_bytes(path, blob)
-        seconds = time.perf_counter() - t0
-        tfl = TFLiteModel(path)
-        files[fmt.filename] = {"format": fmt.name, "sha256": sha256_file(path), "bytes": path.stat().st_size,
-                               "seconds": round(seconds, 2), "quantization": tfl.quantization(),
-                               "parity": compare_outputs(reference, tfl.predict(x_train), y, classes)}
+        path, info = write_export(model, fmt, run, x_train, y)
+        info["parity"] = verify_export(path, fmt, reference, x_train, y, classes)
+        files[path.name] = info
         if fmt.quant == "none":
-            parity = files[fmt.filename]["parity"]
+            parity = info["parity"]
             parity["tolerance"] = FP32_TOLERANCE
             parity["within_tolerance"] = parity["max_abs_diff"] <= FP32_TOLERANCE
     return files
@@ -372,34 +464,13 @@ def train_run(opts: RunOptions, console=None) -> Path:
                       f"{len(report['skipped'])} left at their initialisation "
                       f"({', '.join(report['skipped'][:6])}{', ...' if len(report['skipped']) > 6 else ''}), "
                       f"{report['frozen']} frozen", soft_wrap=True)
-    cache = default_cache_dir(opts.cache_dir)
-    with _progress(console) as prog:
-        task = prog.add_task(f"{rep.representation}", total=len(data.samples), info="")
-        errors = prepare(data.samples, rep, cache, workers=opts.workers,
-                         progress=lambda d, t: prog.update(task, completed=d))
-    if errors:  # clips that cannot be preprocessed (no face, unreadable frames): skipped, or fatal with --strict
-        first = min(errors)
-        if opts.strict:
-            raise ValueError(f"{data.samples[first].source or data.samples[first].key}: {errors[first]}")
-        data.skipped += [(data.samples[i].source or data.samples[i].key, errors[i]) for i in sorted(errors)]
-        data.samples = [s for i, s in enumerate(data.samples) if i not in errors]
-        console.print(f"{len(errors)} clip(s) skipped in preprocessing, e.g. {errors[first]}", soft_wrap=True)
-    dataset, samples, classes, rows = data.name, data.samples, data.classes, data.rows
-    if data.test_databases:  # cross-database: one fold, the test database held out whole
-        groups = ["test" if r["database"] in data.test_databases else "train" for r in rows]
+    inputs = build_run_inputs(opts, rep, console, data)
+    dataset, samples, classes, rows, x, y = data.name, data.samples, data.classes, data.rows, inputs.x, inputs.y
+    groups, only = inputs.groups, None
+    if not data.test_databases and opts.folds:
+        only = select_folds(groups, opts.folds)
+    elif data.test_databases:  # cross-database: one fold, the test database held out whole
         only = ["test"]
-    else:
-        groups = [f"{r['database']}/{r['subject']}" for r in rows]
-        only = select_folds(groups, opts.folds) if opts.folds else None
-    x = build_inputs(samples, rep, cache_dir=cache)
-    if data.image_records:
-        from mer_keras.data.pipeline import image_inputs
-
-        if rep.representation == "sequence":
-            raise ValueError(f"{opts.data}: precomputed image rows cannot feed the sequence representation of "
-                             f"{opts.model}; give frame folders or videos")
-        x = np.concatenate([x, image_inputs([r.path for r in data.image_records], rep.size, rep.channels)])
-    y = np.array([classes.index(r["label"]) for r in rows])
     keys = [f"{r['database']}/{r['subject']}/{r['clip']}" for r in rows]
     if opts.resume:
         run = Path(opts.resume)
@@ -477,7 +548,7 @@ def train_run(opts: RunOptions, console=None) -> Path:
     for db, m in per_database.items():
         console.print(f"  {db:<10} n={m['n']:<4} accuracy {m['accuracy']:.3f}  UF1 {m['uf1']:.3f}  UAR {m['uar']:.3f}")
 
-    final = np.array([g != "test" for g in groups]) if data.test_databases else np.ones(len(y), bool)
+    final = inputs.final
     console.print("fitting the final model on all training subjects")
     model = fit_model(x[final], y[final], len(classes), cfg, strategy,
                       aus=[aus[i] for i in np.flatnonzero(final)] if aus is not None else None)
@@ -500,6 +571,7 @@ def train_run(opts: RunOptions, console=None) -> Path:
             if par.get("within_tolerance") is False:
                 console.print(f"[bold red]warning:[/] {name} differs from Keras by more than {FP32_TOLERANCE}")
     atomic.write_json(run / "metadata.json", build_metadata(opts.model, classes, asdict(rep), rep.input_shape,
-                                                            dataset, opts.protocol, files))
+                                                            dataset, opts.protocol, files,
+                                                            window=window_from_samples(samples)))
     console.print(f"done in {time.perf_counter() - t_start:.0f} s")
     return run

@@ -1,0 +1,242 @@
+"""Writing one export format of a model, and ``mer-keras export RUN``: files, metadata, verification.
+
+Every export is written next to the run's ``metadata.json`` (atomically: a temporary file or
+folder renamed into place), recorded there (format, sha256, bytes, quantization scales, float ops
+left), and verified against the Keras model: max and mean |p_export - p_keras|, argmax agreement
+and pooled UF1 of both on held-out inputs (``export_report.json``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from mer_keras import atomic
+from mer_keras.export.formats import FORMATS, ExportFormat
+
+
+@dataclass
+class QATOptions:
+    """Quantization-aware fine-tuning budget (``--qat-epochs``, ``--qat-lr``) and the run's training setup."""
+
+    epochs: int = 3
+    lr: float = 1e-4
+    batch_size: int = 32
+    flow_input: bool = False
+    class_weight: bool = True
+    seed: int = 0
+
+
+def write_export(model, fmt: ExportFormat, folder: Path, x_train: np.ndarray | None = None,
+                 y_train: np.ndarray | None = None, qat: QATOptions | None = None) -> tuple[Path, dict]:
+    """Write ``model`` in one format into ``folder``.
+
+    Args:
+        model: the float single-output classifier (``keras.Model``), input float32 in [0, 255].
+        fmt: a row of :data:`~mer_keras.export.formats.FORMATS`.
+        x_train, y_train: (N, ...) float32 training inputs and (N,) int labels; needed when
+            ``fmt.needs_data`` (int8 calibration, QAT fine-tuning).
+    Returns:
+        (path, info) with info {"format", "bytes", "sha256" (files), "seconds", and for TFLite
+        "quantization" (input/output scale and zero point), "float_ops", "float_fallback"; for QAT
+        "qat": the layer plan and the fine-tuning history}.
+    Raises:
+        ValueError: training inputs missing for a format that needs them.
+    """
+    from mer_keras.export.metadata import sha256_file
+
+    if fmt.needs_data and (x_train is None or len(x_train) == 0):
+        raise ValueError(f"{fmt.name} needs the run's training inputs (calibration or fine-tuning)")
+    t0 = time.perf_counter()
+    path = Path(folder) / fmt.filename
+    info: dict = {"format": fmt.name}
+    if fmt.format == "keras":
+        with atomic.atomic_path(path) as tmp:
+            model.save(tmp)
+    elif fmt.format == "saved_model":
+        tmp = path.with_name(f".{path.name}.tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        with contextlib.redirect_stdout(io.StringIO()):  # Keras prints the endpoint listing
+            model.export(str(tmp))
+        old = path.with_name(f".{path.name}.old")
+        if path.exists():
+            path.rename(old)
+        tmp.rename(path)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        from mer_keras.export.tflite import TFLiteModel, convert_checked
+
+        source = model
+        if fmt.quant == "qat":
+            from mer_keras.export.quantize import qat_fine_tune
+
+            q = qat or QATOptions()
+            source, plan, history = qat_fine_tune(model, x_train, y_train, epochs=q.epochs, lr=q.lr,
+                                                  batch_size=q.batch_size, flow_input=q.flow_input,
+                                                  class_weight=q.class_weight, seed=q.seed)
+            info["qat"] = {"epochs": q.epochs, "lr": q.lr, **plan.summary(),
+                           "final_train_accuracy": history.get("accuracy", [None])[-1]}
+        blob, checked = convert_checked(source, fmt.quant, x_train)
+        atomic.write_bytes(path, blob)
+        info.update(checked, quantization=TFLiteModel(path).quantization())
+    info["seconds"] = round(time.perf_counter() - t0, 2)
+    if path.is_file():
+        info.update(bytes=path.stat().st_size, sha256=sha256_file(path))
+    else:
+        info["bytes"] = sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    return path, info
+
+
+def predict_export(path: Path, fmt: ExportFormat, x: np.ndarray, batch_size: int = 64) -> np.ndarray:
+    """(N, K) float32 probabilities of an exported model on (N, ...) float32 inputs in [0, 255]."""
+    if fmt.format == "tflite":
+        from mer_keras.export.tflite import TFLiteModel
+
+        return TFLiteModel(path).predict(x)
+    if fmt.format == "saved_model":
+        from mer_keras._keras import tf
+
+        loaded = tf.saved_model.load(str(path))  # keep a reference: the endpoint's variables live in it
+        return np.concatenate([loaded.serve(tf.constant(x[i:i + batch_size], tf.float32)).numpy()
+                               for i in range(0, len(x), batch_size)])
+    from mer_keras.models.io import load_model
+    from mer_keras.train.trainer import predict_proba
+
+    return predict_proba(load_model(path), x)
+
+
+def verify_export(path: Path, fmt: ExportFormat, reference: np.ndarray, x: np.ndarray, y: np.ndarray,
+                  classes: Sequence[str]) -> dict:
+    """Parity of an export with the Keras model's probabilities ``reference`` on inputs ``x``.
+
+    Returns:
+        :func:`mer_keras.export.verify.compare_outputs` plus ``uf1_drop_points``
+        (100 x (UF1 Keras - UF1 export)).
+    """
+    from mer_keras.export.verify import compare_outputs
+
+    out = compare_outputs(reference, predict_export(path, fmt, x), y, classes)
+    out["uf1_drop_points"] = round(100 * (out["uf1_reference"] - out["uf1_candidate"]), 2)
+    return out
+
+
+#: Largest UF1 drop (points) of an int8 or QAT-int8 export against float32 the project accepts (issue #5).
+INT8_UF1_BUDGET_POINTS = 2.0
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        from mer_keras.models.io import ModelFileError
+
+        raise ModelFileError(f"{path}: not readable JSON ({exc})") from None
+
+
+def heldout_inputs(opts, rep, classes: Sequence[str], console, verify_data: str | None = None,
+                   verify_root: str | None = None) -> tuple[np.ndarray, np.ndarray, str]:
+    """Inputs the exported model never saw, for verification.
+
+    Synthetic runs: a new synthetic set (seed + 1: new pseudo-subjects and clips, the run's size).
+    Database runs: ``verify_data`` (a database name or manifest) when given.
+
+    Returns:
+        (x, y, description); x is None when no held-out data exists (the caller then falls back to
+        the training inputs and says so).
+    """
+    from mer_keras.data.pipeline import build_inputs
+    from mer_keras.data.synthetic import SyntheticConfig, default_cache_dir, synthetic_dataset
+
+    cache = default_cache_dir(opts.cache_dir)
+    if verify_data:
+        from mer_keras.data.datasets import load_dataset
+
+        ds = load_dataset(verify_data, verify_root, strict=False, apex_policy=opts.apex, cache_dir=opts.cache_dir)
+        samples = [s for s in ds.samples if s.label in classes]
+        desc = f"{ds.name}: {len(samples)} clips"
+    elif not opts.data or opts.data == "synthetic":
+        seed = opts.seed + 1
+        _, samples = synthetic_dataset(SyntheticConfig(subjects=opts.subjects, clips_per_subject=opts.clips, seed=seed),
+                                       faces_dir=opts.faces, cache_dir=cache)
+        desc = f"new synthetic clips (seed {seed}, {opts.subjects} pseudo-subjects x {opts.clips})"
+    else:
+        return None, None, "no held-out data (give --verify-data)"
+    with console.status(f"held-out inputs: {desc}"):
+        x = build_inputs(samples, rep, cache_dir=cache)
+    return x, np.array([list(classes).index(s.label) for s in samples]), desc
+
+
+def export_run(run: str | Path, formats: Sequence[str], console, qat: QATOptions | None = None,
+               verify_data: str | None = None, verify_root: str | None = None) -> dict:
+    """``mer-keras export``: write ``formats`` of a finished run's final model, verify and record them.
+
+    Args:
+        run: a run folder with ``model.keras``, ``metadata.json`` and ``config.json``.
+        formats: names in :data:`~mer_keras.export.formats.FORMATS`.
+        qat: fine-tuning budget for ``tflite_qat`` (its training setup is taken from the run).
+        verify_data, verify_root: held-out database or manifest for runs on real data.
+    Returns:
+        {format name: info with "path" and "verification"}; also merged into ``RUN/export_report.json``
+        and ``RUN/metadata.json``.
+    Raises:
+        ModelFileError: not a finished run folder. ValueError: unknown format.
+    """
+    from mer_keras.models.io import ModelFileError, load_model
+    from mer_keras.train.run import load_run_inputs, window_from_samples
+    from mer_keras.train.trainer import predict_proba
+
+    run = Path(run)
+    if not (run / "metadata.json").is_file() or not (run / "model.keras").is_file():
+        raise ModelFileError(f"{run}: not a finished run folder (model.keras and metadata.json are written last)")
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown:
+        raise ValueError(f"unknown export format(s) {unknown}; expected {list(FORMATS)}")
+    meta = _read_json(run / "metadata.json")
+    model = load_model(run / "model.keras")
+    # The training inputs (from the cache) calibrate int8, fine-tune QAT and give the window length.
+    opts, rep, data, inputs = load_run_inputs(run, console)
+    classes = data.classes
+    x_train, y_train = inputs.x[inputs.final], inputs.y[inputs.final]
+    x_ver, y_ver, desc = heldout_inputs(opts, rep, classes, console, verify_data, verify_root)
+    held_out = x_ver is not None
+    if not held_out:
+        console.print(f"[yellow]note:[/] {desc}; verifying on the training inputs instead", soft_wrap=True)
+        x_ver, y_ver, desc = x_train, y_train, "training inputs (not held out)"
+    reference = predict_proba(model, x_ver)
+    q = qat or QATOptions()
+    q = QATOptions(epochs=q.epochs, lr=q.lr, batch_size=opts.batch_size, flow_input=rep.representation == "flow",
+                   class_weight=opts.class_weight, seed=opts.seed)
+    report_path = run / "export_report.json"
+    report = _read_json(report_path) if report_path.exists() else {}
+    results = {}
+    for name in formats:
+        fmt = FORMATS[name]
+        with console.status(f"exporting {name}"):
+            path, info = write_export(model, fmt, run, x_train, y_train, q)
+            info["verification"] = {"inputs": desc, "held_out": held_out,
+                                    **verify_export(path, fmt, reference, x_ver, y_ver, classes)}
+        v = info["verification"]
+        size = f"{info['bytes'] / 1e6:.2f} MB" if info["bytes"] >= 1e5 else f"{info['bytes'] / 1e3:.1f} kB"
+        console.print(f"{path.name:<22} {size:>10} in {info['seconds']:6.1f} s   max |p - p_keras| "
+                      f"{v['max_abs_diff']:.2e}  agreement {v['argmax_agreement']:.3f}  UF1 {v['uf1_candidate']:.3f} "
+                      f"(Keras {v['uf1_reference']:.3f})", highlight=False, soft_wrap=True)
+        if info.get("float_ops"):
+            console.print(f"  [yellow]ops left in float:[/] {', '.join(info['float_ops'])}", soft_wrap=True)
+        if fmt.quant in ("int8", "qat") and v["uf1_drop_points"] > INT8_UF1_BUDGET_POINTS:
+            console.print(f"  [yellow]UF1 {v['uf1_drop_points']:.1f} points below Keras (budget "
+                          f"{INT8_UF1_BUDGET_POINTS:.0f})[/]")
+        results[name] = {"path": str(path), **info}
+        report[path.name] = info
+        meta.setdefault("files", {})[path.name] = {k: v for k, v in info.items() if k != "verification"}
+        atomic.write_json(report_path, report)
+    meta.setdefault("window", window_from_samples(data.samples))
+    atomic.write_json(run / "metadata.json", meta)
+    return results

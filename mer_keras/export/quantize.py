@@ -1,0 +1,287 @@
+"""Quantization: post-training (TFLite converter) and quantization-aware training (tfmot).
+
+QAT follows the tensorflow-model-optimization 0.8.1 guide ("Quantization aware training
+comprehensive guide"): annotate the layers, ``quantize_apply`` with the default 8-bit scheme
+(per-channel weights, per-tensor activations, Conv+BatchNorm folding), fine-tune a few epochs,
+then convert with the TFLite converter to full-integer int8.
+
+tfmot's default registry knows Conv2D, Dense, Add, Concatenate, ReLU, Softmax, most pooling and
+shape layers, and BatchNormalization right after a convolution (folded). Every other layer in the
+zoo gets an explicit decision in :data:`LAYER_POLICY`, and :func:`qat_plan` refuses a layer type
+that has none, so no model is quantized silently in part:
+
+* ``output``: the layer is an elementwise or affine op whose int8 TFLite kernel exists (MUL, ADD,
+  the batch-norm affine); its output gets a fake-quant (moving-average min/max, 8 bit) like an
+  ``Add``.
+* ``pass``: a slice that only selects values; its output keeps the input's scale (no fake-quant).
+* ``float_in_qat``: no fake-quant during fine-tuning (tfmot 0.8.1 has no QuantizeConfig for it);
+  the converter still quantizes its ops to int8 from the representative (training) inputs, i.e.
+  post-training calibration for that layer only. The reason is recorded in the export report.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from mer_keras._keras import keras, tf
+
+import tensorflow_model_optimization as tfmot  # noqa: E402  (after mer_keras._keras: tfmot needs tf_keras)
+
+#: Decision and reason for layer types outside tfmot's default 8-bit registry.
+LAYER_POLICY: dict[str, tuple[str, str]] = {
+    "Rescaling": ("output", "x * scale + offset lowers to int8 MUL/ADD; output fake-quantized"),
+    "Multiply": ("output", "elementwise product (attention masks) has an int8 MUL kernel; output fake-quantized"),
+    "BatchNormalization": ("output", "not after a convolution, so not foldable; the affine lowers to int8 MUL/ADD"),
+    "NormalizedWeightedSum": ("output", "weighted sum of feature maps lowers to int8 MUL/ADD"),
+    "TokenPositionBias": ("output", "adds a learned bias: int8 ADD"),
+    "ChannelSlice": ("pass", "a slice keeps its input's quantization"),
+    "TimeStep": ("pass", "a slice keeps its input's quantization"),
+    "LayerNormalization": ("float_in_qat", "tfmot 0.8.1 has no QuantizeConfig for LayerNormalization "
+                                           "(mean, variance, rsqrt); calibrated after training instead"),
+    "MultiHeadAttention": ("float_in_qat", "tfmot 0.8.1 cannot fake-quantize the einsums and softmax inside "
+                                           "MultiHeadAttention; calibrated after training instead"),
+    "TimeDistributed": ("float_in_qat", "tfmot 0.8.1 does not see through the TimeDistributed wrapper; "
+                                        "calibrated after training instead"),
+}
+
+
+class OutputQuantizeConfig(tfmot.quantization.keras.QuantizeConfig):
+    """Fake-quantize a layer's output only (8 bit, moving-average min/max, per tensor)."""
+
+    def get_weights_and_quantizers(self, layer):
+        return []
+
+    def get_activations_and_quantizers(self, layer):
+        return []
+
+    def set_quantize_weights(self, layer, quantize_weights):
+        pass
+
+    def set_quantize_activations(self, layer, quantize_activations):
+        pass
+
+    def get_output_quantizers(self, layer):
+        return [tfmot.quantization.keras.quantizers.MovingAverageQuantizer(
+            num_bits=8, per_axis=False, symmetric=False, narrow_range=False)]
+
+    def get_config(self):
+        return {}
+
+
+class NoQuantizeConfig(tfmot.quantization.keras.QuantizeConfig):
+    """No fake-quant on the layer (a slice, or a layer left to post-training calibration)."""
+
+    def get_weights_and_quantizers(self, layer):
+        return []
+
+    def get_activations_and_quantizers(self, layer):
+        return []
+
+    def set_quantize_weights(self, layer, quantize_weights):
+        pass
+
+    def set_quantize_activations(self, layer, quantize_activations):
+        pass
+
+    def get_output_quantizers(self, layer):
+        return []
+
+    def get_config(self):
+        return {}
+
+
+@dataclass
+class QATPlan:
+    """How each layer of a model is treated by QAT.
+
+    Attributes:
+        default: layers tfmot quantizes with its own configs. output, passthrough: layers given
+        :class:`OutputQuantizeConfig` / :class:`NoQuantizeConfig`. float_in_qat: {layer: reason}
+        for layers left to post-training calibration.
+    """
+
+    default: list[str]
+    output: list[str]
+    passthrough: list[str]
+    float_in_qat: dict[str, str]
+
+    def summary(self) -> dict:
+        return {"fake_quantized_by_tfmot": len(self.default), "output_fake_quant": self.output,
+                "pass_through": self.passthrough, "calibrated_after_training": self.float_in_qat}
+
+
+def _after_conv(layer) -> bool:
+    """True when a BatchNormalization directly follows a convolution that feeds only it (foldable)."""
+    inbound = layer._inbound_nodes[0].inbound_layers if layer._inbound_nodes else []
+    if isinstance(inbound, list):
+        if len(inbound) != 1:
+            return False
+        inbound = inbound[0]
+    return (isinstance(inbound, (keras.layers.Conv2D, keras.layers.DepthwiseConv2D))
+            and len(inbound._outbound_nodes) == 1)
+
+
+def qat_plan(model: keras.Model) -> QATPlan:
+    """Decide, per layer, how QAT treats it (see the module docstring).
+
+    Raises:
+        ValueError: a layer type with no decision (named), so nothing is left unquantized silently.
+    """
+    registry = tfmot.quantization.keras.default_8bit.Default8BitQuantizeRegistry()
+    plan = QATPlan([], [], [], {})
+    unknown = []
+    for layer in model.layers:
+        kind = type(layer).__name__
+        if isinstance(layer, keras.layers.InputLayer):
+            continue
+        if kind == "BatchNormalization" and _after_conv(layer):
+            plan.default.append(layer.name)
+        elif kind in LAYER_POLICY:
+            decision, reason = LAYER_POLICY[kind]
+            {"output": plan.output, "pass": plan.passthrough}.get(decision, []).append(layer.name)
+            if decision == "float_in_qat":
+                plan.float_in_qat[layer.name] = reason
+        elif registry.supports(layer):
+            plan.default.append(layer.name)
+        else:
+            unknown.append(f"{layer.name} ({kind})")
+    if unknown:
+        raise ValueError(f"{model.name}: no QAT decision for layer(s) {', '.join(unknown)}; "
+                         "add the type to mer_keras.export.quantize.LAYER_POLICY")
+    return plan
+
+
+def _scope() -> dict:
+    from mer_keras.layers import custom
+
+    objects = {name: obj for name, obj in vars(custom).items() if isinstance(obj, type)
+               and issubclass(obj, keras.layers.Layer)}
+    return {**objects, "OutputQuantizeConfig": OutputQuantizeConfig, "NoQuantizeConfig": NoQuantizeConfig}
+
+
+def quantize_aware(model: keras.Model) -> tuple[keras.Model, QATPlan]:
+    """The QAT version of a single-output classifier (fake-quant nodes inserted, weights kept).
+
+    Args:
+        model: a float ``keras.Model`` (use :func:`mer_keras.registry.inference_model` first).
+    Returns:
+        (qat_model, plan): an uncompiled model with the same input and output shapes.
+    Raises:
+        ValueError: a layer with no QAT decision (see :func:`qat_plan`).
+    """
+    q = tfmot.quantization.keras
+    plan = qat_plan(model)
+    output, passthrough = set(plan.output), set(plan.passthrough) | set(plan.float_in_qat)
+
+    def annotate(layer):
+        if layer.name in output:
+            return q.quantize_annotate_layer(layer, OutputQuantizeConfig())
+        if layer.name in passthrough:
+            return q.quantize_annotate_layer(layer, NoQuantizeConfig())
+        if isinstance(layer, keras.layers.InputLayer):
+            return layer
+        return q.quantize_annotate_layer(layer)
+
+    annotated = keras.models.clone_model(model, clone_function=annotate)
+    annotated.set_weights(model.get_weights())
+    with q.quantize_scope(_scope()):
+        qat = q.quantize_apply(annotated)
+    return qat, plan
+
+
+def qat_fine_tune(model: keras.Model, x: np.ndarray, y: np.ndarray, epochs: int = 3, lr: float = 1e-4,
+                  batch_size: int = 32, flow_input: bool = False, class_weight: bool = True,
+                  seed: int = 0) -> tuple[keras.Model, QATPlan, dict]:
+    """Quantization-aware fine-tuning of a trained classifier.
+
+    Args:
+        model: trained float single-output classifier, input float32 in [0, 255].
+        x: (N, ...) float32 training inputs; y: (N,) int labels. The same augmentation and class
+            weighting as training (:func:`mer_keras.train.trainer.make_dataset`).
+        epochs, lr: fine-tuning budget; a tenth of the training learning rate by default, as in the
+            tfmot guide's advice to fine-tune from the float model rather than train from scratch.
+    Returns:
+        (qat_model, plan, history) with history {"loss": [...], "accuracy": [...]}.
+    """
+    from mer_keras.train.trainer import balanced_class_weight, make_dataset
+
+    keras.utils.set_random_seed(seed)
+    qat, plan = quantize_aware(model)
+    qat.compile(optimizer=keras.optimizers.Adam(lr), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    num_classes = int(model.output_shape[-1])
+    cw = balanced_class_weight(y, num_classes) if class_weight else None
+    ds = make_dataset(x, y, batch_size, shuffle=True, augment=True, flow_input=flow_input, seed=seed)
+    hist = qat.fit(ds, epochs=epochs, verbose=0, class_weight=cw)
+    return qat, plan, {k: [float(v) for v in vals] for k, vals in hist.history.items()}
+
+
+def float_ops(tflite_bytes: bytes) -> list[str]:
+    """Ops of a TFLite model that compute in float32 (besides the QUANTIZE/DEQUANTIZE at its edges).
+
+    Returns:
+        Sorted op names (with counts, e.g. ``"FULLY_CONNECTED x2"``); empty for a full-integer model.
+    """
+    from ai_edge_litert.interpreter import Interpreter
+
+    interp = Interpreter(model_content=bytes(tflite_bytes))
+    tensors = {t["index"]: t for t in interp.get_tensor_details()}
+    counts: dict[str, int] = {}
+    for op in interp._get_ops_details():
+        if op["op_name"] in ("QUANTIZE", "DEQUANTIZE"):
+            continue
+        outs = [tensors[i] for i in op["outputs"] if i in tensors]
+        if any(t["dtype"] == np.float32 for t in outs):
+            counts[op["op_name"]] = counts.get(op["op_name"], 0) + 1
+    return sorted(f"{k} x{v}" if v > 1 else k for k, v in counts.items())
+
+
+def representative_gen(x: np.ndarray, samples: int = 200, seed: int = 0):
+    """Generator factory over up to ``samples`` random rows of ``x`` (batch 1), for calibration."""
+    pick = np.random.default_rng(seed).permutation(len(x))[:samples]
+
+    def gen():
+        for i in pick:
+            yield [np.asarray(x[i:i + 1], np.float32)]
+
+    return gen
+
+
+def converter_for(model: keras.Model, batch: int | None = None):
+    """A ``tf.lite.TFLiteConverter`` for a model, with a static batch when ``batch`` is given."""
+    if batch is not None:
+        fn = tf.function(lambda inp: model(inp, training=False))
+        concrete = fn.get_concrete_function(tf.TensorSpec((batch, *model.input_shape[1:]), tf.float32))
+        return tf.lite.TFLiteConverter.from_concrete_functions([concrete], model)
+    return tf.lite.TFLiteConverter.from_keras_model(model)
+
+
+def configure(converter, quant: str, representative: np.ndarray | None = None,
+              calibration_samples: int = 200, allow_float: bool = False) -> None:
+    """Set a converter up for one of :data:`mer_keras.export.tflite.QUANTIZATIONS`.
+
+    ``none``: float32. ``fp16``: float16 weights (float32 compute on CPU, fp16 on GPU delegates).
+    ``dynamic``: int8 weights, activations quantized on the fly. ``int8`` and ``qat``: full integer
+    with int8 input and output, calibrated on ``representative`` (for ``qat`` only the layers the
+    fake-quant did not cover need it); ``allow_float`` lets ops with no int8 kernel stay float.
+
+    Raises:
+        ValueError: int8/qat without representative inputs.
+    """
+    if quant == "none":
+        return
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if quant == "fp16":
+        converter.target_spec.supported_types = [tf.float16]
+    elif quant in ("int8", "qat"):
+        if representative is None or len(representative) == 0:
+            raise ValueError(f"{quant} quantization needs representative training inputs")
+        converter.representative_dataset = representative_gen(representative, calibration_samples)
+        ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        if allow_float:
+            ops.append(tf.lite.OpsSet.TFLITE_BUILTINS)
+        converter.target_spec.supported_ops = ops
+        converter.inference_input_type = tf.int8
+        converter.inference_output_type = tf.int8

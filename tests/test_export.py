@@ -1,0 +1,107 @@
+"""Export formats, QAT and `mer-keras export`: files, metadata and verification against Keras."""
+
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from mer_keras.cli.main import app
+from mer_keras.export.formats import FORMAT_NAMES, FORMATS, TFLITE_QUANTS, find_format
+from mer_keras.export.metadata import sha256_file
+from mer_keras.registry import create_model, inference_model, list_models
+
+runner = CliRunner()
+
+
+def test_formats_table_drives_the_choices():
+    assert FORMAT_NAMES == ("keras", "saved_model", "tflite")
+    assert TFLITE_QUANTS == ("none", "fp16", "dynamic", "int8", "qat")
+    assert find_format("tflite").name == "tflite_fp32"
+    assert find_format("tflite", "qat").filename == "model_qat_int8.tflite"
+    assert find_format("keras", "none").name == "keras"
+    with pytest.raises(ValueError, match="valid: --format keras"):
+        find_format("keras", "int8")
+    res = runner.invoke(app, ["export", "--help"])
+    for q in TFLITE_QUANTS:
+        assert q in res.output
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_every_zoo_layer_has_a_qat_decision(name):
+    from mer_keras.export.quantize import LAYER_POLICY, qat_plan
+    from mer_keras.train.run import representation_config
+
+    options = {"variant": "small"} if name == "htnet" else {}  # same layer types, a fraction of the weights
+    model = inference_model(create_model(name, 3, input_shape=representation_config(name, None).input_shape,
+                                         **options))
+    plan = qat_plan(model)
+    covered = set(plan.default) | set(plan.output) | set(plan.passthrough) | set(plan.float_in_qat)
+    assert covered == {layer.name for layer in model.layers[1:]}
+    assert all(reason for reason in plan.float_in_qat.values())
+    assert set(plan.float_in_qat) <= {layer.name for layer in model.layers
+                                      if LAYER_POLICY.get(type(layer).__name__, ("",))[0] == "float_in_qat"}
+
+
+def test_a_layer_without_a_decision_is_refused():
+    from mer_keras._keras import keras
+    from mer_keras.export.quantize import qat_plan
+
+    inp = keras.Input((8,))
+    out = keras.layers.Dense(3, activation="softmax")(keras.layers.GaussianNoise(0.1, name="odd_noise")(inp))
+    with pytest.raises(ValueError, match="odd_noise \\(GaussianNoise\\)"):
+        qat_plan(keras.Model(inp, out))
+
+
+def test_qat_model_keeps_the_float_weights_and_converts_to_full_integer():
+    from mer_keras.export.quantize import float_ops, quantize_aware
+    from mer_keras.export.tflite import TFLiteModel, convert
+
+    model = inference_model(create_model("au_convlstm", 3))  # custom layers, TimeDistributed, weighted sums
+    qat, plan = quantize_aware(model)
+    assert "multiscale_fusion" in plan.output and plan.float_in_qat
+    x = np.random.default_rng(0).uniform(0, 255, (2, *model.input_shape[1:])).astype(np.float32)
+    kernel = [w for w in qat.weights if w.name.endswith("predictions/kernel:0")]
+    assert len(kernel) == 1
+    np.testing.assert_array_equal(kernel[0].numpy(), model.get_layer("predictions").kernel.numpy())
+    assert qat.predict(x, verbose=0).shape == (2, 3)
+    blob = convert(qat, "qat", representative=x)
+    assert float_ops(blob) == []
+    tfl = TFLiteModel(blob)
+    assert tfl.input_dtype == np.int8 and tfl.predict(x).shape == (2, 3)
+
+
+def test_export_all_formats_writes_verifies_and_records(tiny_flow_run):
+    run = tiny_flow_run
+    res = runner.invoke(app, ["export", str(run), "--format", "all", "--qat-epochs", "1"])
+    assert res.exit_code == 0, res.output
+    meta = json.loads((run / "metadata.json").read_text())
+    report = json.loads((run / "export_report.json").read_text())
+    for fmt in FORMATS.values():
+        path = run / fmt.filename
+        assert path.exists(), fmt.filename
+        entry = meta["files"][fmt.filename]
+        assert entry["format"] == fmt.name and entry["bytes"] > 0
+        if path.is_file():
+            assert entry["sha256"] == sha256_file(path)
+        v = report[fmt.filename]["verification"]
+        assert v["held_out"] and v["n"] == 12 and 0 <= v["argmax_agreement"] <= 1
+        assert f"{fmt.filename}" in res.output
+    assert report["model.keras"]["verification"]["max_abs_diff"] == 0
+    assert report["saved_model"]["verification"]["max_abs_diff"] < 1e-5
+    assert report["model_fp32.tflite"]["verification"]["max_abs_diff"] < 1e-4
+    assert report["model_fp16.tflite"]["verification"]["max_abs_diff"] < 1e-2
+    for name in ("model_int8.tflite", "model_qat_int8.tflite"):
+        assert meta["files"][name]["float_ops"] == []
+        assert meta["files"][name]["quantization"]["input"][0] > 0
+    qat = meta["files"]["model_qat_int8.tflite"]["qat"]
+    assert qat["epochs"] == 1 and qat["fake_quantized_by_tfmot"] > 0
+    window = meta["window"]
+    assert window["fps"] == 100.0 and 2 <= window["frames"] <= 60 and window["stride_frames"] >= 1
+
+
+def test_export_refuses_an_unfinished_run_and_a_bad_combination(tiny_flow_run, tmp_path):
+    res = runner.invoke(app, ["export", str(tmp_path)])
+    assert res.exit_code == 2 and "not a finished run folder" in res.output
+    res = runner.invoke(app, ["export", str(tiny_flow_run), "--format", "keras", "--quant", "int8"])
+    assert res.exit_code == 2 and "valid:" in res.output
