@@ -19,22 +19,33 @@ class TFLiteModel:
 
     Args:
         path_or_bytes: model file path or flatbuffer bytes. num_threads: interpreter threads.
+        delegate: path of an external delegate library (e.g. the TFLite GPU delegate
+            ``libtensorflowlite_gpu_delegate.so`` built for a Jetson); ``None`` runs on the CPU with
+            XNNPACK, which ai-edge-litert applies by default.
     Raises:
-        ValueError: the file is not a valid TFLite model (named in the message).
+        ValueError: the file is not a valid TFLite model, or the delegate does not load (named).
     """
 
-    def __init__(self, path_or_bytes, num_threads: int | None = None):
-        from ai_edge_litert.interpreter import Interpreter
+    def __init__(self, path_or_bytes, num_threads: int | None = None, delegate: str | None = None):
+        from ai_edge_litert.interpreter import Interpreter, load_delegate
 
         name = "<bytes>"
+        delegates = None
+        if delegate:
+            try:
+                delegates = [load_delegate(delegate)]
+            except (ValueError, OSError, RuntimeError) as exc:
+                raise ValueError(f"{delegate}: cannot load the TFLite delegate ({exc})") from None
         try:
             if isinstance(path_or_bytes, (bytes, bytearray)):
-                self.interpreter = Interpreter(model_content=bytes(path_or_bytes), num_threads=num_threads)
+                self.interpreter = Interpreter(model_content=bytes(path_or_bytes), num_threads=num_threads,
+                                               experimental_delegates=delegates)
             else:
                 name = str(path_or_bytes)
                 if not Path(name).is_file():
                     raise FileNotFoundError(name)
-                self.interpreter = Interpreter(model_path=name, num_threads=num_threads)
+                self.interpreter = Interpreter(model_path=name, num_threads=num_threads,
+                                               experimental_delegates=delegates)
             self.interpreter.allocate_tensors()
         except Exception as exc:
             raise ValueError(f"{name}: not a loadable TFLite model ({type(exc).__name__}: {exc})") from exc

@@ -1,0 +1,240 @@
+"""From a stream of video frames to micro-expression predictions, on a device without TensorFlow.
+
+A window of ``L`` frames slides over the stream with stride ``S`` (both from ``metadata.json``,
+rescaled to the video's frame rate). In each window:
+
+1. **face**: the mediapipe face mesh on the window's first frame (the onset) gives the landmarks
+   and the alignment of the whole window, exactly as in training (one similarity transform per
+   clip, from the onset frame). A window whose onset has no face is reported and skipped.
+2. **apex**: the frame of largest motion against the onset (DIS flow on the aligned 64 px
+   grayscale face, :func:`mer_keras.preprocess.frames.spot_apex_frames`).
+3. **representation**: :func:`mer_keras.preprocess.representation.representation_from_frames`
+   with onset = window start, apex as found, offset = window end: the very function the training
+   pipeline calls, so the model sees what it was trained on.
+4. **inference**: :class:`edge.model.TFLiteModel` (ai-edge-litert).
+
+Imports numpy, OpenCV, mediapipe, ai-edge-litert and ``mer_keras.preprocess`` (which imports no
+TensorFlow); never TensorFlow or mer_keras training code.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import cv2
+import numpy as np
+
+from edge.model import TFLiteModel
+from mer_keras.preprocess.face import alignment_matrix, get_landmarker
+from mer_keras.preprocess.frames import spot_apex_frames
+from mer_keras.preprocess.representation import RepresentationConfig, representation_from_frames
+
+#: Stages timed by :class:`WindowRunner` (seconds per window).
+STAGES = ("face", "apex", "representation", "inference")
+
+
+class EdgeInputError(ValueError):
+    """A model, metadata file, video or camera the runner cannot use (the message names it)."""
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What the runner needs from ``metadata.json``.
+
+    Attributes:
+        classes: class names in output order. representation: how a window becomes an input.
+        window_seconds: window length in seconds, or None when the training data had no frame
+            rate (then ``window_frames_fixed`` frames whatever the video's rate).
+        stride_fraction: stride / window length.
+        fps: the training clips' frame rate (used when a video does not state its own).
+    """
+
+    classes: list[str]
+    representation: RepresentationConfig
+    window_seconds: float | None
+    stride_fraction: float
+    fps: float
+    window_frames_fixed: int | None = None
+
+    def window_frames(self, fps: float) -> tuple[int, int]:
+        """(window length, stride) in frames at ``fps``; at least 2 and 1."""
+        if self.window_seconds is None:
+            length = max(2, int(self.window_frames_fixed or 2))
+        else:
+            length = max(2, int(round(self.window_seconds * fps)))
+        return length, max(1, int(round(length * self.stride_fraction)))
+
+
+def read_metadata(path: str | Path, window_seconds: float | None = None) -> ModelInfo:
+    """Parse a run's ``metadata.json`` (written by ``mer-keras train`` / ``mer-keras export``).
+
+    Args:
+        window_seconds: override the window length (stride stays half a window unless the
+            metadata says otherwise); needed for metadata written before windows were recorded.
+    Raises:
+        EdgeInputError: missing or unreadable file, or a missing/invalid field (named).
+    """
+    path = Path(path)
+    try:
+        meta = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise EdgeInputError(f"{path}: cannot read metadata ({exc})") from None
+    try:
+        pre = meta["preprocessing"]
+        rep = RepresentationConfig(representation=pre["representation"], size=int(pre["size"]),
+                                   crop=int(pre["crop"]), flow_method=pre["flow_method"],
+                                   frames=int(pre.get("frames", 8)), channels=int(pre.get("channels", 3)),
+                                   regions=pre.get("regions"))
+        window = meta.get("window") or {}
+        stride = float(window["stride_frames"]) / float(window["frames"]) if window else 0.5
+        fps = float(window.get("fps") or 100.0)
+        fixed = None
+        if window_seconds is not None:
+            seconds = float(window_seconds)
+            if not seconds > 0:
+                raise ValueError(f"--window {seconds} s")
+        elif window:
+            seconds = float(window["seconds"]) if window.get("seconds") is not None else None
+            fixed = int(window["frames"])
+        else:
+            raise KeyError("window (re-export with `mer-keras export RUN` to record it, or pass --window SECONDS)")
+        return ModelInfo(list(meta["classes"]), rep, seconds, stride, fps, fixed)
+    except (KeyError, TypeError, ValueError, ZeroDivisionError) as exc:
+        raise EdgeInputError(f"{path}: missing or invalid field {exc}") from None
+
+
+def load(model_path: str | Path, metadata: str | Path | None = None, num_threads: int | None = None,
+         window_seconds: float | None = None, delegate: str | None = None) -> tuple[TFLiteModel, ModelInfo]:
+    """The TFLite model and its metadata (``metadata.json`` beside the model unless given).
+
+    Raises:
+        EdgeInputError: unreadable model or metadata, or a model whose input does not match the
+            metadata's representation.
+    """
+    model_path = Path(model_path)
+    meta_path = Path(metadata) if metadata else model_path.with_name("metadata.json")
+    info = read_metadata(meta_path, window_seconds)
+    try:
+        model = TFLiteModel(model_path, num_threads=num_threads, delegate=delegate)
+    except ValueError as exc:
+        raise EdgeInputError(str(exc)) from None
+    expected = tuple(info.representation.input_shape)
+    if model.input_shape != expected:
+        raise EdgeInputError(f"{model_path}: the model takes {model.input_shape} but {meta_path} describes "
+                             f"{info.representation.representation} inputs of shape {expected}")
+    if int(model.output["shape"][-1]) != len(info.classes):
+        raise EdgeInputError(f"{model_path}: {int(model.output['shape'][-1])} outputs but {meta_path} "
+                             f"lists {len(info.classes)} classes")
+    return model, info
+
+
+@dataclass
+class Window:
+    """One analysed window: frame indices are 0-based positions in the stream."""
+
+    start: int
+    end: int
+    fps: float
+    apex: int | None = None
+    probabilities: np.ndarray | None = None
+    input: np.ndarray | None = None
+    no_face: bool = False
+    seconds: dict = field(default_factory=dict)
+
+    def record(self, classes: list[str]) -> dict:
+        """The JSON line of this window."""
+        out = {"time": round(self.start / self.fps, 4), "time_end": round(self.end / self.fps, 4),
+               "frames": [self.start, self.end]}
+        if self.no_face:
+            return {**out, "event": "no_face", "message": f"no face in frame {self.start} (window onset); skipped"}
+        p = self.probabilities
+        return {**out, "apex": self.apex, "label": classes[int(p.argmax())],
+                "probabilities": {c: round(float(v), 4) for c, v in zip(classes, p)}}
+
+
+class WindowRunner:
+    """Slide the model's window over frames and classify each window (see the module docstring).
+
+    Args:
+        model: the TFLite classifier. info: its metadata. fps: the stream's frame rate.
+        keep_inputs: keep each window's network input on the :class:`Window` (parity checks).
+    """
+
+    def __init__(self, model: TFLiteModel, info: ModelInfo, fps: float, keep_inputs: bool = False):
+        self.model, self.info, self.fps = model, info, float(fps)
+        self.length, self.stride = info.window_frames(self.fps)
+        self.keep_inputs = keep_inputs
+        self.landmarker = get_landmarker()
+
+    def windows(self, frames: Iterable[np.ndarray]) -> Iterator[Window]:
+        """Analyse every complete window of ``frames`` ((H, W, 3) uint8 RGB, in order)."""
+        buffer: deque = deque(maxlen=self.length)
+        next_start = 0
+        for index, frame in enumerate(frames):
+            buffer.append(frame)
+            start = index - self.length + 1
+            if start == next_start:
+                yield self.analyse(list(buffer), start)
+                next_start += self.stride
+
+    def analyse(self, clip: list[np.ndarray], start: int) -> Window:
+        """Classify one window of raw RGB frames starting at stream frame ``start``."""
+        w = Window(start, start + len(clip) - 1, self.fps)
+        t0 = time.perf_counter()
+        landmarks = self.landmarker(np.asarray(clip[0]))
+        t1 = time.perf_counter()
+        w.seconds["face"] = t1 - t0
+        if landmarks is None:
+            w.no_face = True
+            return w
+        m = alignment_matrix(landmarks, 64)
+        small = [cv2.warpAffine(np.asarray(f), m, (64, 64), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+                 for f in clip]
+        apex = spot_apex_frames(small)
+        t2 = time.perf_counter()
+        x = representation_from_frames(clip, 0, apex, len(clip) - 1, self.info.representation,
+                                       clip_id=f"window at frame {start}", landmarks=landmarks)
+        t3 = time.perf_counter()
+        w.probabilities = self.model.predict(x[None])[0]
+        t4 = time.perf_counter()
+        w.apex = start + apex
+        w.input = x if self.keep_inputs else None
+        w.seconds.update(apex=t2 - t1, representation=t3 - t2, inference=t4 - t3)
+        return w
+
+
+def open_capture(video: str | None = None, camera: int | None = None) -> tuple[cv2.VideoCapture, float | None, str]:
+    """Open a video file or a camera.
+
+    Returns:
+        (capture, fps or None when the source does not say, name).
+    Raises:
+        EdgeInputError: the file is missing or cannot be decoded, or the camera does not open.
+    """
+    if video is not None:
+        if not Path(video).is_file():
+            raise EdgeInputError(f"{video}: no such video file")
+        cap, name = cv2.VideoCapture(str(video)), str(video)
+    else:
+        cap, name = cv2.VideoCapture(int(camera or 0)), f"camera {camera}"
+    if not cap.isOpened():
+        cap.release()
+        raise EdgeInputError(f"{name}: cannot open (missing device, corrupt file or unsupported codec)")
+    fps = cap.get(cv2.CAP_PROP_FPS)
+    return cap, (float(fps) if fps and fps > 0 and np.isfinite(fps) else None), name
+
+
+def read_frames(cap: cv2.VideoCapture, limit: int | None = None) -> Iterator[np.ndarray]:
+    """(H, W, 3) uint8 RGB frames of an open capture, until it ends (or ``limit`` frames)."""
+    n = 0
+    while limit is None or n < limit:
+        ok, frame = cap.read()
+        if not ok:
+            return
+        n += 1
+        yield cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)

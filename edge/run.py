@@ -1,0 +1,119 @@
+"""``python -m edge.run``: micro-expression recognition on a video file or a camera, JSON lines out.
+
+    python -m edge.run --model RUN/model_int8.tflite --video clip.mp4 [--annotate out.mp4]
+    python -m edge.run --model RUN/model_int8.tflite --camera 0 [--max-frames 2000]
+
+Reads ``metadata.json`` beside the model (``--metadata`` to point elsewhere). One JSON object per
+line on stdout per window: ``time`` and ``time_end`` (seconds from the first frame), ``frames``
+([first, last] frame index), ``apex`` (frame index), ``label`` and ``probabilities``; a window
+whose onset frame shows no face gives ``{"event": "no_face", ...}`` instead and the run goes on.
+A summary line (``"event": "summary"``) ends the output. Bad input (missing model, metadata that
+does not match the model, a video that cannot be decoded, a camera that does not open) prints one
+line on stderr and exits with code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+import cv2
+import numpy as np
+
+from edge.pipeline import EdgeInputError, WindowRunner, load, open_capture, read_frames
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(prog="python -m edge.run", description=__doc__.split("\n")[0])
+    ap.add_argument("--model", required=True, help=".tflite model (metadata.json beside it)")
+    src = ap.add_mutually_exclusive_group(required=True)
+    src.add_argument("--video", help="video file")
+    src.add_argument("--camera", type=int, help="camera index (OpenCV)")
+    ap.add_argument("--metadata", help="metadata.json (default: beside the model)")
+    ap.add_argument("--annotate", help="write the video with the label of the latest window drawn (.mp4)")
+    ap.add_argument("--threads", type=int, default=None, help="interpreter and OpenCV threads (default: all)")
+    ap.add_argument("--delegate", default=None, help="external TFLite delegate library (e.g. the GPU delegate .so)")
+    ap.add_argument("--window", type=float, default=None, help="window length in seconds (default: metadata)")
+    ap.add_argument("--fps", type=float, default=None, help="frame rate when the source does not state one")
+    ap.add_argument("--max-frames", type=int, default=None, help="stop after this many frames")
+    return ap.parse_args(argv)
+
+
+def draw(frame_rgb: np.ndarray, text: str, colour=(255, 255, 0)) -> np.ndarray:
+    """A BGR copy of the frame with ``text`` in its top-left corner."""
+    bgr = cv2.cvtColor(frame_rgb, cv2.COLOR_RGB2BGR)
+    scale = max(0.4, frame_rgb.shape[1] / 640)
+    cv2.putText(bgr, text, (8, int(24 * scale)), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 3, cv2.LINE_AA)
+    cv2.putText(bgr, text, (8, int(24 * scale)), cv2.FONT_HERSHEY_SIMPLEX, scale, colour[::-1], 1, cv2.LINE_AA)
+    return bgr
+
+
+def run(args: argparse.Namespace, out=sys.stdout) -> dict:
+    """Process the stream; write JSON lines to ``out``; return the summary."""
+    if args.threads:
+        cv2.setNumThreads(args.threads)
+    model, info = load(args.model, args.metadata, num_threads=args.threads, window_seconds=args.window,
+                       delegate=args.delegate)
+    cap, fps, name = open_capture(args.video, args.camera)
+    fps = fps or args.fps or info.fps
+    runner = WindowRunner(model, info, fps)
+    writer, label = None, ""
+    counts = {"frames": 0, "windows": 0, "no_face": 0}
+    t0 = time.perf_counter()
+
+    def frames():
+        nonlocal writer
+        for frame in read_frames(cap, args.max_frames):
+            counts["frames"] += 1
+            if args.annotate:
+                if writer is None:
+                    h, w = frame.shape[:2]
+                    writer = cv2.VideoWriter(args.annotate, cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+                    if not writer.isOpened():
+                        raise EdgeInputError(f"{args.annotate}: cannot write a video there")
+                writer.write(draw(frame, label))
+            yield frame
+
+    try:
+        for window in runner.windows(frames()):
+            record = window.record(info.classes)
+            counts["windows"] += 1
+            if window.no_face:
+                counts["no_face"] += 1
+                label = "no face"
+            else:
+                label = f"{record['label']} {max(record['probabilities'].values()):.2f}"
+            out.write(json.dumps(record) + "\n")
+            out.flush()
+    finally:
+        cap.release()
+        if writer is not None:
+            writer.release()
+    if counts["frames"] == 0:
+        raise EdgeInputError(f"{name}: no frame could be decoded")
+    seconds = time.perf_counter() - t0
+    summary = {"event": "summary", "source": name, "fps_source": fps, "window_frames": runner.length,
+               "stride_frames": runner.stride, **counts, "seconds": round(seconds, 3),
+               "frames_per_second": round(counts["frames"] / seconds, 1) if seconds > 0 else None}
+    if counts["frames"] < runner.length:
+        summary["note"] = f"the stream has {counts['frames']} frames, fewer than one window ({runner.length})"
+    out.write(json.dumps(summary) + "\n")
+    return summary
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    try:
+        run(args)
+    except EdgeInputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

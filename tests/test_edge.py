@@ -1,0 +1,143 @@
+"""The edge runner: parity with the package, a video end to end without TensorFlow, and bad input."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+#: Run the edge runner in a fresh interpreter where TensorFlow and the training code cannot load.
+NO_TF = ("import runpy, sys\n"
+         "for name in ('tensorflow', 'tf_keras', 'keras', 'tensorflow_model_optimization', 'mer_keras.train'):\n"
+         "    sys.modules[name] = None  # any import of these raises ImportError\n"
+         "sys.argv = ['edge.{module}'] + sys.argv[1:]\n"
+         "runpy.run_module('edge.{module}', run_name='__main__')\n")
+
+
+def edge_cli(module: str, *args, timeout=300):
+    return subprocess.run([sys.executable, "-c", NO_TF.format(module=module), *map(str, args)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def write_video(frames_bgr, path: Path, fps: float = 100.0) -> Path:
+    h, w = frames_bgr[0].shape[:2]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+    for f in frames_bgr:
+        writer.write(f)
+    writer.release()
+    return path
+
+
+@pytest.fixture(scope="module")
+def clip_video(tiny_synthetic, tmp_path_factory):
+    """Two synthetic clips of one pseudo-subject back to back, as an mp4 at 100 fps."""
+    _, samples = tiny_synthetic
+    clips = [s for s in samples if s.subject == samples[0].subject][:2]
+    frames = [cv2.imread(p) for s in clips for p in s.frame_paths]
+    return write_video(frames, tmp_path_factory.mktemp("video") / "clips.mp4")
+
+
+def test_runner_matches_the_package_on_the_same_frames(tiny_flow_run, clip_video, tmp_path):
+    """Representation and prediction of every window equal the package's (cache pipeline, Keras)."""
+    from edge.pipeline import WindowRunner, load, open_capture, read_frames
+    from mer_keras.data.pipeline import sample_representation
+    from mer_keras.data.records import Sample
+    from mer_keras.models.io import load_model
+    from mer_keras.preprocess.video import extract_frames
+    from mer_keras.train.trainer import predict_proba
+
+    model, info = load(tiny_flow_run / "model_fp32.tflite")
+    cap, fps, _ = open_capture(str(clip_video))
+    assert fps == 100.0
+    windows = list(WindowRunner(model, info, fps, keep_inputs=True).windows(read_frames(cap)))
+    cap.release()
+    analysed = [w for w in windows if not w.no_face]
+    assert len(analysed) >= 3 and len(analysed) == len(windows)
+    # the package's own path: the decoded video as a frame folder, a record per window, the cache pipeline
+    folder = extract_frames(clip_video, tmp_path)
+    paths = tuple(str(p) for p in sorted(folder.glob("frame_*.png")))
+    keras_model = load_model(tiny_flow_run / "model.keras")
+    worst_input, worst_prob = 0.0, 0.0
+    for w in analysed:
+        sample = Sample(subject="s", clip_id=f"w{w.start}", frame_paths=paths, onset=w.start, apex=w.apex,
+                        offset=w.end, aus=(), emotion="negative", label="negative", database="video", fps=fps)
+        x = sample_representation(sample, info.representation)
+        worst_input = max(worst_input, float(np.abs(x - w.input).max()))
+        p_keras = predict_proba(keras_model, x[None])[0]
+        worst_prob = max(worst_prob, float(np.abs(p_keras - w.probabilities).max()))
+    assert worst_input == 0.0  # same frames, same code: identical inputs
+    assert worst_prob < 1e-4   # TFLite fp32 on the device vs Keras in the package
+
+
+def test_run_a_video_end_to_end_without_tensorflow(tiny_flow_run, clip_video, tmp_path):
+    annotated = tmp_path / "annotated.mp4"
+    res = edge_cli("run", "--model", tiny_flow_run / "model_int8.tflite", "--video", clip_video,
+                   "--annotate", annotated, "--threads", "1")
+    assert res.returncode == 0, res.stderr[-2000:]
+    lines = [json.loads(line) for line in res.stdout.splitlines() if line.startswith("{")]
+    summary = lines[-1]
+    n_frames = int(cv2.VideoCapture(str(clip_video)).get(cv2.CAP_PROP_FRAME_COUNT))
+    assert summary["event"] == "summary" and summary["frames"] == n_frames and summary["no_face"] == 0
+    windows = lines[:-1]
+    assert len(windows) == summary["windows"] >= 3
+    classes = json.loads((tiny_flow_run / "metadata.json").read_text())["classes"]
+    for w in windows:
+        assert w["label"] in classes and abs(sum(w["probabilities"].values()) - 1) < 0.02
+        assert w["frames"][0] <= w["apex"] <= w["frames"][1]
+        assert w["frames"][1] - w["frames"][0] + 1 == summary["window_frames"]
+    starts = [w["frames"][0] for w in windows]
+    assert all(b - a == summary["stride_frames"] for a, b in zip(starts, starts[1:]))
+    cap = cv2.VideoCapture(str(annotated))
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == n_frames
+
+
+def test_frames_without_a_face_are_reported_not_fatal(tiny_flow_run, tmp_path):
+    blank = [np.full((120, 120, 3), 128, np.uint8) for _ in range(40)]
+    video = write_video(blank, tmp_path / "blank.mp4")
+    res = edge_cli("run", "--model", tiny_flow_run / "model_int8.tflite", "--video", video)
+    assert res.returncode == 0, res.stderr[-2000:]
+    lines = [json.loads(line) for line in res.stdout.splitlines() if line.startswith("{")]
+    assert lines[0]["event"] == "no_face" and "no face" in lines[0]["message"]
+    assert lines[-1]["no_face"] == lines[-1]["windows"] >= 1
+
+
+def test_bad_input_is_one_line_and_exit_2(tiny_flow_run, tiny_run_metadata, clip_video, tmp_path):
+    model = tiny_flow_run / "model_int8.tflite"
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"\x00" * 200)
+    truncated_model = tmp_path / "model.tflite"
+    truncated_model.write_bytes(model.read_bytes()[:1000])
+    (tmp_path / "metadata.json").write_text((tiny_flow_run / "metadata.json").read_text())
+    cases = [
+        (("--model", tmp_path / "none.tflite", "--video", clip_video), "not a loadable TFLite model"),
+        (("--model", truncated_model, "--video", clip_video), "not a loadable TFLite model"),
+        (("--model", model, "--metadata", tiny_run_metadata, "--video", clip_video), "the model takes (28, 28, 3)"),
+        (("--model", model, "--video", tmp_path / "missing.mp4"), "no such video file"),
+        (("--model", model, "--video", broken), "cannot"),
+        (("--model", model, "--camera", "57"), "camera 57: cannot open"),
+        (("--model", model, "--video", clip_video, "--delegate", tmp_path / "libnone.so"), "cannot load the TFLite delegate"),
+        (("--model", model, "--metadata", tmp_path / "nope.json", "--video", clip_video), "cannot read metadata"),
+    ]
+    for args, message in cases:
+        res = edge_cli("run", *args, timeout=120)
+        assert res.returncode == 2, (args, res.stderr[-1500:])
+        assert message in res.stderr and "Traceback" not in res.stderr, (args, res.stderr[-1500:])
+
+
+def test_bench_reports_every_stage(tiny_flow_run, clip_video):
+    res = edge_cli("bench", "--model", tiny_flow_run / "model_int8.tflite", "--video", clip_video,
+                   "--threads", "1", "--fps", "100", "200")
+    assert res.returncode == 0, res.stderr[-2000:]
+    rows = [line for line in res.stdout.splitlines() if line.startswith("| 1 |")]
+    assert len(rows) == 2
+    for row in rows:
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        assert all(float(c) >= 0 for c in cells[3:8]) and cells[8] in ("yes", "no")
+    # at 200 fps the same window spans twice the frames
+    w100, w200 = (int(r.split("|")[3].split("/")[0]) for r in rows)
+    assert abs(w200 - 2 * w100) <= 1
