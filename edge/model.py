@@ -32,6 +32,8 @@ class TFLiteModel:
         name = "<bytes>"
         delegates = None
         if delegate:
+            if not Path(delegate).is_file():  # checked first: litert's failed Delegate prints a traceback when collected
+                raise ValueError(f"{delegate}: cannot load the TFLite delegate (no such file)")
             try:
                 delegates = [load_delegate(delegate)]
             except (ValueError, OSError, RuntimeError) as exc:
