@@ -71,6 +71,22 @@ def test_qat_model_keeps_the_float_weights_and_converts_to_full_integer():
     assert tfl.input_dtype == np.int8 and tfl.predict(x).shape == (2, 3)
 
 
+def test_fake_quant_ranges_start_from_real_activations_not_tfmot_defaults():
+    from mer_keras.export.quantize import calibrate_ranges, quantize_aware
+
+    model = inference_model(create_model("ststnet", 3))
+    qat, _ = quantize_aware(model)
+    x = np.random.default_rng(0).uniform(0, 255, (16, 28, 28, 3)).astype(np.float32)
+    weights = {v.name: v.numpy() for v in qat.variables if not v.name.split(":")[0].endswith(("_min", "_max"))}
+    assert calibrate_ranges(qat, x) > 0
+    ranges = {v.name: float(np.max(v.numpy())) for v in qat.variables if v.name.split(":")[0].endswith("_max")}
+    input_max = [v for k, v in ranges.items() if "quantize_layer" in k]
+    assert input_max and abs(input_max[0] - x.max()) < 1e-3  # the raw input range, not tfmot's initial 6.0
+    for v in qat.variables:
+        if v.name in weights:
+            np.testing.assert_array_equal(v.numpy(), weights[v.name])
+
+
 def test_export_all_formats_writes_verifies_and_records(tiny_flow_run):
     run = tiny_flow_run
     res = runner.invoke(app, ["export", str(run), "--format", "all", "--qat-epochs", "1"])

@@ -21,8 +21,8 @@ that has none, so no model is quantized silently in part:
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 
@@ -192,6 +192,50 @@ def quantize_aware(model: keras.Model) -> tuple[keras.Model, QATPlan]:
     return qat, plan
 
 
+@contextlib.contextmanager
+def _ranges_from_one_batch():
+    """Make tfmot's moving-average range quantizers take the current batch's min/max (EMA decay 0)."""
+    from tensorflow_model_optimization.python.core.quantization.keras import quant_ops
+
+    original = quant_ops.MovingAvgQuantize
+
+    def from_batch(*args, **kwargs):
+        kwargs["ema_decay"] = 0.0
+        return original(*args, **kwargs)
+
+    quant_ops.MovingAvgQuantize = from_batch
+    try:
+        yield
+    finally:
+        quant_ops.MovingAvgQuantize = original
+
+
+def calibrate_ranges(qat: keras.Model, x: np.ndarray, samples: int = 64, seed: int = 0) -> int:
+    """Start every fake-quant range at the min/max of real activations, not at tfmot's [-6, 6].
+
+    tfmot initialises activation ranges to [-6, 6] and moves them with an exponential moving
+    average of decay 0.999 per training step, so on MER-sized data (a few hundred clips, under
+    10 steps per epoch) they would stay near [-6, 6] through the whole fine-tuning, clipping large
+    activations and wasting resolution on small ones (measured: OFF-ApexNet's UF1 on held-out clips
+    fell from 0.988 to 0.920 with fake-quant alone). This runs one training-mode forward pass on
+    ``samples`` training inputs with the decay set to 0, so each range becomes that batch's
+    min/max (what post-training calibration does), then restores every other variable (batch-norm
+    statistics, weights) to its value before the pass.
+
+    Returns:
+        The number of range variables set.
+    """
+    pick = np.random.default_rng(seed).permutation(len(x))[:samples]
+    is_range = [v.name.split("/")[-1].split(":")[0].endswith(("_min", "_max")) for v in qat.variables]
+    before = [v.numpy() for v in qat.variables]
+    with _ranges_from_one_batch():
+        qat(tf.constant(x[pick], tf.float32), training=True)
+    for v, value, keep_new in zip(qat.variables, before, is_range):
+        if not keep_new:
+            v.assign(value)
+    return int(sum(is_range))
+
+
 def qat_fine_tune(model: keras.Model, x: np.ndarray, y: np.ndarray, epochs: int = 3, lr: float = 1e-4,
                   batch_size: int = 32, flow_input: bool = False, class_weight: bool = True,
                   seed: int = 0) -> tuple[keras.Model, QATPlan, dict]:
@@ -210,6 +254,7 @@ def qat_fine_tune(model: keras.Model, x: np.ndarray, y: np.ndarray, epochs: int 
 
     keras.utils.set_random_seed(seed)
     qat, plan = quantize_aware(model)
+    calibrate_ranges(qat, x, seed=seed)
     qat.compile(optimizer=keras.optimizers.Adam(lr), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     num_classes = int(model.output_shape[-1])
     cw = balanced_class_weight(y, num_classes) if class_weight else None
