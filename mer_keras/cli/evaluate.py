@@ -18,7 +18,7 @@ def evaluate(
     out: Annotated[Optional[str], typer.Option(help="Output folder (default RUN/eval-<time>).")] = None,
     cache_dir: Annotated[Optional[str], typer.Option(help="Cache folder.")] = None,
 ) -> None:
-    """Score Keras and TFLite models on new synthetic clips; report TFLite parity and int8 agreement."""
+    """Score the Keras model and every TFLite export on new synthetic clips; report their agreement with fp32."""
     from mer_keras.train.evaluate import EvalOptions
     from mer_keras.train.evaluate import evaluate as run_evaluate
 

@@ -13,7 +13,7 @@ import io
 import json
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -211,9 +211,8 @@ def export_run(run: str | Path, formats: Sequence[str], console, qat: QATOptions
         console.print(f"[yellow]note:[/] {desc}; verifying on the training inputs instead", soft_wrap=True)
         x_ver, y_ver, desc = x_train, y_train, "training inputs (not held out)"
     reference = predict_proba(model, x_ver)
-    q = qat or QATOptions()
-    q = QATOptions(epochs=q.epochs, lr=q.lr, batch_size=opts.batch_size, flow_input=rep.representation == "flow",
-                   class_weight=opts.class_weight, seed=opts.seed)
+    q = replace(qat or QATOptions(), batch_size=opts.batch_size, flow_input=rep.representation == "flow",
+                class_weight=opts.class_weight, seed=opts.seed)  # the fine-tuning uses the run's training setup
     report_path = run / "export_report.json"
     report = _read_json(report_path) if report_path.exists() else {}
     results = {}

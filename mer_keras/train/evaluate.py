@@ -41,9 +41,11 @@ def find_models(target: Path) -> tuple[Path, dict[str, Path]]:
         ModelFileError: nothing to score, or no metadata.json next to the model.
     """
     if target.is_dir():
+        from mer_keras.export.formats import FORMATS
+
         folder = target
-        files = {p.name: p for p in (target / "model.keras", target / "model_fp32.tflite",
-                                      target / "model_int8.tflite") if p.exists()}
+        files = {f.filename: target / f.filename for f in FORMATS.values()
+                 if f.format in ("keras", "tflite") and (target / f.filename).is_file()}
     elif target.is_file():
         folder, files = target.parent, {target.name: target}
     else:
@@ -105,18 +107,19 @@ def evaluate(opts: EvalOptions, console) -> Path:
         probs[name] = predict_file(path, x)
         m = compute_metrics(y, probs[name].argmax(1), classes)
         scores[name] = {k: m[k] for k in ("accuracy", "uf1", "uar")} | {"seconds": round(time.perf_counter() - t0, 2)}
-        console.print(f"{name:<18} accuracy {m['accuracy']:.3f}  UF1 {m['uf1']:.3f}  UAR {m['uar']:.3f}")
+        console.print(f"{name:<22} accuracy {m['accuracy']:.3f}  UF1 {m['uf1']:.3f}  UAR {m['uar']:.3f}")
     from mer_keras.export.verify import compare_outputs
 
     parity = {}
     if "model.keras" in probs and "model_fp32.tflite" in probs:
         parity["fp32_vs_keras"] = compare_outputs(probs["model.keras"], probs["model_fp32.tflite"])
         console.print(f"TFLite fp32 vs Keras: max |diff| {parity['fp32_vs_keras']['max_abs_diff']:.2e}")
-    if "model_fp32.tflite" in probs and "model_int8.tflite" in probs:
-        parity["int8_vs_fp32"] = compare_outputs(probs["model_fp32.tflite"], probs["model_int8.tflite"], y, classes)
-        p = parity["int8_vs_fp32"]
-        console.print(f"TFLite int8 vs fp32: argmax agreement {p['argmax_agreement']:.3f}, "
-                      f"UF1 {p['uf1_candidate']:.3f} vs {p['uf1_reference']:.3f}")
+    for name in probs:
+        if name.endswith(".tflite") and name != "model_fp32.tflite" and "model_fp32.tflite" in probs:
+            key = name.removeprefix("model_").removesuffix(".tflite") + "_vs_fp32"  # int8_vs_fp32, fp16_vs_fp32, ...
+            parity[key] = p = compare_outputs(probs["model_fp32.tflite"], probs[name], y, classes)
+            console.print(f"TFLite {key.removesuffix('_vs_fp32')} vs fp32: argmax agreement {p['argmax_agreement']:.3f}, "
+                          f"UF1 {p['uf1_candidate']:.3f} vs {p['uf1_reference']:.3f}")
     out = Path(opts.out) if opts.out else folder / f"eval-{time.strftime('%Y%m%d-%H%M%S')}"
     out.mkdir(parents=True, exist_ok=True)
     atomic.write_json(out / "results.json", {"target": str(opts.target), "dataset": "synthetic", "seed": seed,
