@@ -1,1 +1,4 @@
-"""Deployable runner: numpy + opencv + ai-edge-litert (+ mediapipe). Never imports tensorflow or mer_keras."""
+"""Deployable runner: numpy + opencv + mediapipe + ai-edge-litert, and ``mer_keras.preprocess`` (no TensorFlow).
+
+Never imports tensorflow or mer_keras training code (tests/test_edge.py runs it with both blocked).
+"""

@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -86,10 +86,9 @@ def read_metadata(path: str | Path, window_seconds: float | None = None) -> Mode
         raise EdgeInputError(f"{path}: cannot read metadata ({exc})") from None
     try:
         pre = meta["preprocessing"]
-        rep = RepresentationConfig(representation=pre["representation"], size=int(pre["size"]),
-                                   crop=int(pre["crop"]), flow_method=pre["flow_method"],
-                                   frames=int(pre.get("frames", 8)), channels=int(pre.get("channels", 3)),
-                                   regions=pre.get("regions"))
+        # every field of the training config that metadata records (older metadata lacks later ones,
+        # whose defaults are what those runs used)
+        rep = RepresentationConfig(**{f.name: pre[f.name] for f in fields(RepresentationConfig) if f.name in pre})
         window = meta.get("window") or {}
         stride = float(window["stride_frames"]) / float(window["frames"]) if window else 0.5
         fps = float(window.get("fps") or 100.0)

@@ -16,13 +16,27 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
+from pathlib import Path
 
 import cv2
 import numpy as np
 
 from edge.pipeline import EdgeInputError, WindowRunner, load, open_capture, read_frames
+
+
+def _positive(kind):
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+        return value
+    return parse
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -33,11 +47,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     src.add_argument("--camera", type=int, help="camera index (OpenCV)")
     ap.add_argument("--metadata", help="metadata.json (default: beside the model)")
     ap.add_argument("--annotate", help="write the video with the label of the latest window drawn (.mp4)")
-    ap.add_argument("--threads", type=int, default=None, help="interpreter and OpenCV threads (default: all)")
+    ap.add_argument("--threads", type=_positive(int), default=None, help="interpreter and OpenCV threads (default: all)")
     ap.add_argument("--delegate", default=None, help="external TFLite delegate library (e.g. the GPU delegate .so)")
-    ap.add_argument("--window", type=float, default=None, help="window length in seconds (default: metadata)")
-    ap.add_argument("--fps", type=float, default=None, help="frame rate when the source does not state one")
-    ap.add_argument("--max-frames", type=int, default=None, help="stop after this many frames")
+    ap.add_argument("--window", type=_positive(float), default=None, help="window length in seconds (default: metadata)")
+    ap.add_argument("--fps", type=_positive(float), default=None, help="frame rate when the source does not state one")
+    ap.add_argument("--max-frames", type=_positive(int), default=None, help="stop after this many frames")
     return ap.parse_args(argv)
 
 
@@ -59,18 +73,20 @@ def run(args: argparse.Namespace, out=sys.stdout) -> dict:
     cap, fps, name = open_capture(args.video, args.camera)
     fps = fps or args.fps or info.fps
     runner = WindowRunner(model, info, fps)
-    writer, label = None, ""
+    writer, label, interrupted = None, "", False
     counts = {"frames": 0, "windows": 0, "no_face": 0}
+    # the annotated video is written beside its target and renamed when complete
+    partial = Path(args.annotate).with_name(f".partial-{Path(args.annotate).name}") if args.annotate else None
     t0 = time.perf_counter()
 
     def frames():
         nonlocal writer
         for frame in read_frames(cap, args.max_frames):
             counts["frames"] += 1
-            if args.annotate:
+            if partial is not None:
                 if writer is None:
                     h, w = frame.shape[:2]
-                    writer = cv2.VideoWriter(args.annotate, cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+                    writer = cv2.VideoWriter(str(partial), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
                     if not writer.isOpened():
                         raise EdgeInputError(f"{args.annotate}: cannot write a video there")
                 writer.write(draw(frame, label))
@@ -87,16 +103,22 @@ def run(args: argparse.Namespace, out=sys.stdout) -> dict:
                 label = f"{record['label']} {max(record['probabilities'].values()):.2f}"
             out.write(json.dumps(record) + "\n")
             out.flush()
+    except KeyboardInterrupt:  # a live camera is stopped with Ctrl-C: still close the video and summarise
+        interrupted = True
     finally:
         cap.release()
         if writer is not None:
             writer.release()
+            if partial.exists():
+                os.replace(partial, args.annotate)
     if counts["frames"] == 0:
         raise EdgeInputError(f"{name}: no frame could be decoded")
     seconds = time.perf_counter() - t0
     summary = {"event": "summary", "source": name, "fps_source": fps, "window_frames": runner.length,
                "stride_frames": runner.stride, **counts, "seconds": round(seconds, 3),
                "frames_per_second": round(counts["frames"] / seconds, 1) if seconds > 0 else None}
+    if interrupted:
+        summary["interrupted"] = True
     if counts["frames"] < runner.length:
         summary["note"] = f"the stream has {counts['frames']} frames, fewer than one window ({runner.length})"
     out.write(json.dumps(summary) + "\n")

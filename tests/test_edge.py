@@ -74,6 +74,63 @@ def test_runner_matches_the_package_on_the_same_frames(tiny_flow_run, clip_video
     assert worst_prob < 1e-4   # TFLite fp32 on the device vs Keras in the package
 
 
+def _tiny_model_folder(folder: Path, rep) -> Path:
+    """A folder with an untrained tiny classifier for ``rep`` (fp32 TFLite + Keras) and its metadata.json."""
+    from dataclasses import asdict
+
+    from mer_keras._keras import keras
+    from mer_keras.export.metadata import build_metadata
+    from mer_keras.export.tflite import convert
+
+    inp = keras.Input(rep.input_shape)
+    x = keras.layers.Rescaling(1 / 127.5, -1)(inp)
+    pool = keras.layers.GlobalAveragePooling3D() if rep.representation == "sequence" else keras.layers.GlobalAveragePooling2D()
+    out = keras.layers.Dense(3, activation="softmax", kernel_initializer=keras.initializers.RandomNormal(0, 2, seed=0))(pool(x))
+    model = keras.Model(inp, out)
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save(folder / "model.keras")
+    (folder / "model_fp32.tflite").write_bytes(convert(model, "none"))
+    meta = build_metadata("tiny", ["negative", "positive", "surprise"], asdict(rep), rep.input_shape, "synthetic",
+                          "loso", {}, window={"seconds": 0.2, "frames": 20, "fps": 100.0, "stride_frames": 10})
+    (folder / "metadata.json").write_text(json.dumps(meta))
+    return folder
+
+
+@pytest.mark.parametrize("rep", [
+    dict(representation="dynamic_image", size=32),
+    dict(representation="sequence", size=32, frames=4),
+    dict(representation="apex", size=48, channels=1),
+    dict(representation="flow", size=28, regions="htnet", flow_method="dis"),
+], ids=["dynamic_image", "sequence", "apex_gray", "flow_htnet_regions"])
+def test_every_representation_matches_the_package(rep, clip_video, tmp_path):
+    """Same check as above for the other representations (their frame indexing differs)."""
+    from edge.pipeline import WindowRunner, load, open_capture, read_frames
+    from mer_keras.data.pipeline import RepresentationConfig, sample_representation
+    from mer_keras.data.records import Sample
+    from mer_keras.models.io import load_model
+    from mer_keras.preprocess.video import extract_frames
+    from mer_keras.train.trainer import predict_proba
+
+    cfg = RepresentationConfig(**rep)
+    folder = _tiny_model_folder(tmp_path / "model", cfg)
+    model, info = load(folder / "model_fp32.tflite")
+    assert info.representation == cfg
+    cap, fps, _ = open_capture(str(clip_video))
+    windows = [w for w in WindowRunner(model, info, fps, keep_inputs=True).windows(read_frames(cap)) if not w.no_face]
+    cap.release()
+    assert len(windows) >= 3
+    frames = extract_frames(clip_video, tmp_path)
+    paths = tuple(str(p) for p in sorted(frames.glob("frame_*.png")))
+    keras_model = load_model(folder / "model.keras")
+    for w in windows:
+        sample = Sample(subject="s", clip_id=f"w{w.start}", frame_paths=paths, onset=w.start, apex=w.apex,
+                        offset=w.end, aus=(), emotion="negative", label="negative", database="video", fps=fps)
+        x = sample_representation(sample, cfg)
+        assert x.shape == cfg.input_shape
+        np.testing.assert_array_equal(x, w.input)
+        np.testing.assert_allclose(predict_proba(keras_model, x[None])[0], w.probabilities, atol=1e-4)
+
+
 def test_run_a_video_end_to_end_without_tensorflow(tiny_flow_run, clip_video, tmp_path):
     annotated = tmp_path / "annotated.mp4"
     res = edge_cli("run", "--model", tiny_flow_run / "model_int8.tflite", "--video", clip_video,

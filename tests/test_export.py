@@ -121,3 +121,21 @@ def test_export_refuses_an_unfinished_run_and_a_bad_combination(tiny_flow_run, t
     assert res.exit_code == 2 and "not a finished run folder" in res.output
     res = runner.invoke(app, ["export", str(tiny_flow_run), "--format", "keras", "--quant", "int8"])
     assert res.exit_code == 2 and "valid:" in res.output
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list_models())
+def test_every_zoo_model_converts_in_every_format(name):
+    """Every architecture through every export path, random weights (about 10 minutes in all)."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+    from check_exports import check
+
+    rows = {r["format"]: r for r in check(name)}
+    assert set(rows) == {"saved_model", "tflite_fp32", "tflite_fp16", "tflite_dynamic", "tflite_int8", "tflite_qat"}
+    for fmt in ("tflite_int8", "tflite_qat"):
+        assert rows[fmt]["float_ops"] == [] and rows[fmt]["float_fallback"] is None
+    if rows["tflite_fp32"]["bytes"] > 1e6:  # below that the flatbuffer's fixed part dominates
+        assert rows["tflite_fp16"]["bytes"] < 0.6 * rows["tflite_fp32"]["bytes"]

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import shutil
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -31,6 +30,7 @@ class QATOptions:
     lr: float = 1e-4
     batch_size: int = 32
     flow_input: bool = False
+    augment: bool = True
     class_weight: bool = True
     seed: int = 0
 
@@ -59,18 +59,13 @@ def write_export(model, fmt: ExportFormat, folder: Path, x_train: np.ndarray | N
     path = Path(folder) / fmt.filename
     info: dict = {"format": fmt.name}
     if fmt.format == "keras":
-        with atomic.atomic_path(path) as tmp:
-            model.save(tmp)
+        if not path.is_file():  # a run folder's model.keras is the source itself: kept as it is
+            from mer_keras.train.run import save_keras
+
+            save_keras(model, path)
     elif fmt.format == "saved_model":
-        tmp = path.with_name(f".{path.name}.tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        with contextlib.redirect_stdout(io.StringIO()):  # Keras prints the endpoint listing
+        with atomic.atomic_dir(path) as tmp, contextlib.redirect_stdout(io.StringIO()):  # Keras prints the endpoints
             model.export(str(tmp))
-        old = path.with_name(f".{path.name}.old")
-        if path.exists():
-            path.rename(old)
-        tmp.rename(path)
-        shutil.rmtree(old, ignore_errors=True)
     else:
         from mer_keras.export.tflite import TFLiteModel, convert_checked
 
@@ -81,7 +76,7 @@ def write_export(model, fmt: ExportFormat, folder: Path, x_train: np.ndarray | N
             q = qat or QATOptions()
             source, plan, history = qat_fine_tune(model, x_train, y_train, epochs=q.epochs, lr=q.lr,
                                                   batch_size=q.batch_size, flow_input=q.flow_input,
-                                                  class_weight=q.class_weight, seed=q.seed)
+                                                  augment=q.augment, class_weight=q.class_weight, seed=q.seed)
             info["qat"] = {"epochs": q.epochs, "lr": q.lr, **plan.summary(),
                            "final_train_accuracy": history.get("accuracy", [None])[-1]}
         blob, checked = convert_checked(source, fmt.quant, x_train)
@@ -142,17 +137,20 @@ def _read_json(path: Path) -> dict:
 
 
 def heldout_inputs(opts, rep, classes: Sequence[str], console, verify_data: str | None = None,
-                   verify_root: str | None = None) -> tuple[np.ndarray, np.ndarray, str]:
+                   verify_root: str | None = None) -> tuple[np.ndarray | None, np.ndarray | None, str]:
     """Inputs the exported model never saw, for verification.
 
     Synthetic runs: a new synthetic set (seed + 1: new pseudo-subjects and clips, the run's size).
-    Database runs: ``verify_data`` (a database name or manifest) when given.
+    Database runs: ``verify_data`` (a database name or manifest) when given; its clips whose label
+    is not one of the run's classes are left out, and so are clips that fail preprocessing (no
+    face, unreadable frames), as in training.
 
     Returns:
-        (x, y, description); x is None when no held-out data exists (the caller then falls back to
-        the training inputs and says so).
+        (x, y, description); x is None when no held-out data is available (the caller falls back).
+    Raises:
+        ValueError: ``verify_data`` has no usable clip in the run's classes (names both).
     """
-    from mer_keras.data.pipeline import build_inputs
+    from mer_keras.data.pipeline import build_inputs, prepare
     from mer_keras.data.synthetic import SyntheticConfig, default_cache_dir, synthetic_dataset
 
     cache = default_cache_dir(opts.cache_dir)
@@ -161,7 +159,14 @@ def heldout_inputs(opts, rep, classes: Sequence[str], console, verify_data: str 
 
         ds = load_dataset(verify_data, verify_root, strict=False, apex_policy=opts.apex, cache_dir=opts.cache_dir)
         samples = [s for s in ds.samples if s.label in classes]
-        desc = f"{ds.name}: {len(samples)} clips"
+        with console.status(f"held-out inputs: {ds.name}"):
+            failed = prepare(samples, rep, cache, workers=opts.workers)
+        samples = [s for i, s in enumerate(samples) if i not in failed]
+        if not samples:
+            raise ValueError(f"--verify-data {verify_data}: no clip left in the run's classes {list(classes)} "
+                             f"({len(ds.samples)} clips, labels {sorted({s.label for s in ds.samples})}, "
+                             f"{len(failed)} failed preprocessing)")
+        desc = f"{ds.name}: {len(samples)} clips" + (f" ({len(failed)} skipped in preprocessing)" if failed else "")
     elif not opts.data or opts.data == "synthetic":
         seed = opts.seed + 1
         _, samples = synthetic_dataset(SyntheticConfig(subjects=opts.subjects, clips_per_subject=opts.clips, seed=seed),
@@ -178,41 +183,62 @@ def export_run(run: str | Path, formats: Sequence[str], console, qat: QATOptions
                verify_data: str | None = None, verify_root: str | None = None) -> dict:
     """``mer-keras export``: write ``formats`` of a finished run's final model, verify and record them.
 
+    The run's training data is rebuilt (from the cache) only when needed: for int8 calibration,
+    QAT fine-tuning, metadata written before windows were recorded, or verification when no
+    held-out data exists. ``metadata.json`` and ``export_report.json`` are rewritten (atomically)
+    after each format, so they always describe the files on disk.
+
     Args:
         run: a run folder with ``model.keras``, ``metadata.json`` and ``config.json``.
         formats: names in :data:`~mer_keras.export.formats.FORMATS`.
-        qat: fine-tuning budget for ``tflite_qat`` (its training setup is taken from the run).
-        verify_data, verify_root: held-out database or manifest for runs on real data.
+        qat: fine-tuning budget for ``tflite_qat`` (augmentation, class weights, batch and seed
+            are the run's).
+        verify_data, verify_root: held-out database or manifest for runs on real data. Runs with
+            the cross-database protocol are verified on their test database.
     Returns:
-        {format name: info with "path" and "verification"}; also merged into ``RUN/export_report.json``
-        and ``RUN/metadata.json``.
+        {format name: info with "path" and "verification"}.
     Raises:
-        ModelFileError: not a finished run folder. ValueError: unknown format.
+        ModelFileError: not a finished run folder. ValueError: unknown format, bad config.
     """
+    from mer_keras.data.pipeline import RepresentationConfig
     from mer_keras.models.io import ModelFileError, load_model
-    from mer_keras.train.run import load_run_inputs, window_from_samples
+    from mer_keras.registry import inference_model
+    from mer_keras.train.run import load_run_inputs, options_from_config, window_from_samples
     from mer_keras.train.trainer import predict_proba
 
     run = Path(run)
     if not (run / "metadata.json").is_file() or not (run / "model.keras").is_file():
         raise ModelFileError(f"{run}: not a finished run folder (model.keras and metadata.json are written last)")
+    if not (run / "config.json").is_file():
+        raise ModelFileError(f"{run}: no config.json (it records the data and options the model was trained with)")
     unknown = [f for f in formats if f not in FORMATS]
     if unknown:
         raise ValueError(f"unknown export format(s) {unknown}; expected {list(FORMATS)}")
     meta = _read_json(run / "metadata.json")
-    model = load_model(run / "model.keras")
-    # The training inputs (from the cache) calibrate int8, fine-tune QAT and give the window length.
-    opts, rep, data, inputs = load_run_inputs(run, console)
-    classes = data.classes
-    x_train, y_train = inputs.x[inputs.final], inputs.y[inputs.final]
+    config = _read_json(run / "config.json")
+    try:
+        opts = options_from_config(config)
+        rep = RepresentationConfig(**config["representation_config"])
+        classes = list(meta["classes"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelFileError(f"{run}: config.json or metadata.json lacks a field ({type(exc).__name__}: {exc})") from None
+    model = inference_model(load_model(run / "model.keras"))
     x_ver, y_ver, desc = heldout_inputs(opts, rep, classes, console, verify_data, verify_root)
+    needs_training = (any(FORMATS[f].needs_data for f in formats) or "window" not in meta or x_ver is None)
+    x_train = y_train = None
+    if needs_training:
+        _, _, data, inputs = load_run_inputs(run, console)
+        x_train, y_train = inputs.x[inputs.final], inputs.y[inputs.final]
+        meta.setdefault("window", window_from_samples(data.samples))
+        if x_ver is None and (~inputs.final).any():  # cross-database protocol: the test database is held out
+            x_ver, y_ver, desc = inputs.x[~inputs.final], inputs.y[~inputs.final], "the run's test database"
     held_out = x_ver is not None
     if not held_out:
         console.print(f"[yellow]note:[/] {desc}; verifying on the training inputs instead", soft_wrap=True)
         x_ver, y_ver, desc = x_train, y_train, "training inputs (not held out)"
     reference = predict_proba(model, x_ver)
     q = replace(qat or QATOptions(), batch_size=opts.batch_size, flow_input=rep.representation == "flow",
-                class_weight=opts.class_weight, seed=opts.seed)  # the fine-tuning uses the run's training setup
+                augment=opts.augment, class_weight=opts.class_weight, seed=opts.seed)
     report_path = run / "export_report.json"
     report = _read_json(report_path) if report_path.exists() else {}
     results = {}
@@ -227,6 +253,9 @@ def export_run(run: str | Path, formats: Sequence[str], console, qat: QATOptions
         console.print(f"{path.name:<22} {size:>10} in {info['seconds']:6.1f} s   max |p - p_keras| "
                       f"{v['max_abs_diff']:.2e}  agreement {v['argmax_agreement']:.3f}  UF1 {v['uf1_candidate']:.3f} "
                       f"(Keras {v['uf1_reference']:.3f})", highlight=False, soft_wrap=True)
+        if info.get("float_fallback"):
+            console.print(f"  [yellow]integer-only conversion refused ({info['float_fallback']}); float ops allowed[/]",
+                          soft_wrap=True)
         if info.get("float_ops"):
             console.print(f"  [yellow]ops left in float:[/] {', '.join(info['float_ops'])}", soft_wrap=True)
         if fmt.quant in ("int8", "qat") and v["uf1_drop_points"] > INT8_UF1_BUDGET_POINTS:
@@ -236,6 +265,5 @@ def export_run(run: str | Path, formats: Sequence[str], console, qat: QATOptions
         report[path.name] = info
         meta.setdefault("files", {})[path.name] = {k: v for k, v in info.items() if k != "verification"}
         atomic.write_json(report_path, report)
-    meta.setdefault("window", window_from_samples(data.samples))
-    atomic.write_json(run / "metadata.json", meta)
+        atomic.write_json(run / "metadata.json", meta)  # after every file: metadata always matches the disk
     return results

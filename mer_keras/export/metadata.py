@@ -23,7 +23,8 @@ FRAMES_USED = {"dynamic_image": "every frame from onset to offset",
 
 
 def build_metadata(model_name: str, classes: Sequence[str], representation: dict, input_shape: Sequence[int],
-                   dataset: str, protocol: str, files: dict[str, dict], window: dict | None = None) -> dict:
+                   dataset: str, protocol: str, files: dict[str, dict], window: dict | None = None,
+                   apex_policy: str | None = None) -> dict:
     """The metadata of a run's exported models.
 
     Args:
@@ -31,6 +32,7 @@ def build_metadata(model_name: str, classes: Sequence[str], representation: dict
         files: {filename: {"format", "sha256", "bytes", optional "quantization"}}.
         window: the sliding window for video input (:func:`mer_keras.train.run.window_from_samples`):
             {"seconds", "frames", "fps", "stride_frames"}, or None.
+        apex_policy: how training chose the apex of clips whose coding gives none (``--apex``).
     Returns:
         JSON-ready dict. Input: float32 (N, H, W, C) in [0, 255]; int8 TFLite models take
         round(x / scale + zero_point) with the stored input quantization.
@@ -47,7 +49,9 @@ def build_metadata(model_name: str, classes: Sequence[str], representation: dict
                           "alignment": "mediapipe face mesh on the onset frame; one similarity transform "
                                        "per clip (eyes level, inter-ocular distance 0.36 x crop, eyes at "
                                        "0.36 x crop height)",
-                          "frames_used": FRAMES_USED.get(representation.get("representation"), "")},
+                          "frames_used": FRAMES_USED.get(representation.get("representation"), ""),
+                          "apex_in_training": "the coded apex frame" + (
+                              f"; clips without one: {apex_policy}" if apex_policy else "")},
         "window": window,
         "dataset": dataset,
         "protocol": protocol,

@@ -237,16 +237,17 @@ def calibrate_ranges(qat: keras.Model, x: np.ndarray, samples: int = 64, seed: i
 
 
 def qat_fine_tune(model: keras.Model, x: np.ndarray, y: np.ndarray, epochs: int = 3, lr: float = 1e-4,
-                  batch_size: int = 32, flow_input: bool = False, class_weight: bool = True,
+                  batch_size: int = 32, flow_input: bool = False, augment: bool = True, class_weight: bool = True,
                   seed: int = 0) -> tuple[keras.Model, QATPlan, dict]:
     """Quantization-aware fine-tuning of a trained classifier.
 
     Args:
         model: trained float single-output classifier, input float32 in [0, 255].
-        x: (N, ...) float32 training inputs; y: (N,) int labels. The same augmentation and class
-            weighting as training (:func:`mer_keras.train.trainer.make_dataset`).
-        epochs, lr: fine-tuning budget; a tenth of the training learning rate by default, as in the
-            tfmot guide's advice to fine-tune from the float model rather than train from scratch.
+        x: (N, ...) float32 training inputs; y: (N,) int labels. augment, class_weight: as the run
+            was trained (:func:`mer_keras.train.trainer.make_dataset`).
+        epochs, lr: fine-tuning budget; 3 epochs at 1e-4 by default (a tenth of the project's
+            default training rate): the tfmot guide fine-tunes the trained float model briefly
+            rather than training from scratch.
     Returns:
         (qat_model, plan, history) with history {"loss": [...], "accuracy": [...]}.
     """
@@ -258,7 +259,7 @@ def qat_fine_tune(model: keras.Model, x: np.ndarray, y: np.ndarray, epochs: int 
     qat.compile(optimizer=keras.optimizers.Adam(lr), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     num_classes = int(model.output_shape[-1])
     cw = balanced_class_weight(y, num_classes) if class_weight else None
-    ds = make_dataset(x, y, batch_size, shuffle=True, augment=True, flow_input=flow_input, seed=seed)
+    ds = make_dataset(x, y, batch_size, shuffle=True, augment=augment, flow_input=flow_input, seed=seed)
     hist = qat.fit(ds, epochs=epochs, verbose=0, class_weight=cw)
     return qat, plan, {k: [float(v) for v in vals] for k, vals in hist.history.items()}
 

@@ -55,5 +55,5 @@ def spot_apex(paths: Sequence[str], size: int = 64) -> int:
         img = cv2.imread(str(p), cv2.IMREAD_GRAYSCALE)
         if img is None:
             raise ValueError(f"cannot read frame {p} (missing, truncated or not an image)")
-        frames.append(img)
+        frames.append(cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA))  # small as read: long clips
     return spot_apex_frames(frames, size)

@@ -572,6 +572,6 @@ def train_run(opts: RunOptions, console=None) -> Path:
                 console.print(f"[bold red]warning:[/] {name} differs from Keras by more than {FP32_TOLERANCE}")
     atomic.write_json(run / "metadata.json", build_metadata(opts.model, classes, asdict(rep), rep.input_shape,
                                                             dataset, opts.protocol, files,
-                                                            window=window_from_samples(samples)))
+                                                            window=window_from_samples(samples), apex_policy=opts.apex))
     console.print(f"done in {time.perf_counter() - t_start:.0f} s")
     return run
