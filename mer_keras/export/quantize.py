@@ -48,29 +48,6 @@ LAYER_POLICY: dict[str, tuple[str, str]] = {
 }
 
 
-class OutputQuantizeConfig(tfmot.quantization.keras.QuantizeConfig):
-    """Fake-quantize a layer's output only (8 bit, moving-average min/max, per tensor)."""
-
-    def get_weights_and_quantizers(self, layer):
-        return []
-
-    def get_activations_and_quantizers(self, layer):
-        return []
-
-    def set_quantize_weights(self, layer, quantize_weights):
-        pass
-
-    def set_quantize_activations(self, layer, quantize_activations):
-        pass
-
-    def get_output_quantizers(self, layer):
-        return [tfmot.quantization.keras.quantizers.MovingAverageQuantizer(
-            num_bits=8, per_axis=False, symmetric=False, narrow_range=False)]
-
-    def get_config(self):
-        return {}
-
-
 class NoQuantizeConfig(tfmot.quantization.keras.QuantizeConfig):
     """No fake-quant on the layer (a slice, or a layer left to post-training calibration)."""
 
@@ -91,6 +68,14 @@ class NoQuantizeConfig(tfmot.quantization.keras.QuantizeConfig):
 
     def get_config(self):
         return {}
+
+
+class OutputQuantizeConfig(NoQuantizeConfig):
+    """Fake-quantize a layer's output only (8 bit, moving-average min/max, per tensor)."""
+
+    def get_output_quantizers(self, layer):
+        return [tfmot.quantization.keras.quantizers.MovingAverageQuantizer(
+            num_bits=8, per_axis=False, symmetric=False, narrow_range=False)]
 
 
 @dataclass

@@ -241,15 +241,12 @@ def load_run_inputs(run: str | Path, console) -> tuple[RunOptions, Representatio
         FileNotFoundError: no config.json. ValueError: unreadable config, or the data changed.
     """
     run = Path(run)
-    path = run / "config.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"{run}: no config.json (not a run folder)")
+    config = read_config(run)
     try:
-        config = json.loads(path.read_text())
         opts = options_from_config(config)
         rep = RepresentationConfig(**config["representation_config"])
-    except (json.JSONDecodeError, KeyError, TypeError) as exc:
-        raise ValueError(f"{path}: not a run configuration ({type(exc).__name__}: {exc})") from None
+    except (KeyError, TypeError) as exc:
+        raise ValueError(f"{run / 'config.json'}: not a run configuration ({type(exc).__name__}: {exc})") from None
     data = load_run_data(opts, console)
     inputs = build_run_inputs(opts, rep, console, data)
     if config.get("classes") and list(config["classes"]) != list(data.classes):
@@ -328,6 +325,21 @@ def select_folds(groups: Sequence[str], wanted: Sequence[str]) -> list[str]:
     return out
 
 
+def read_config(run: Path, context: str = "") -> dict:
+    """A run folder's config.json as a dict.
+
+    Raises:
+        FileNotFoundError: no config.json (``context`` prefixes the message). ValueError: not JSON.
+    """
+    path = Path(run) / "config.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{context}{run}: no config.json (not a run folder)")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: not readable JSON ({exc})") from None
+
+
 def resume_options(run: str | Path) -> RunOptions:
     """The options of an interrupted run, from its config.json (``resume`` set to the folder).
 
@@ -335,13 +347,7 @@ def resume_options(run: str | Path) -> RunOptions:
         FileNotFoundError: no config.json. ValueError: unreadable, or the run already finished.
     """
     run = Path(run)
-    path = run / "config.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"cannot resume {run}: no config.json (not a run folder)")
-    try:
-        config = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: not readable JSON ({exc})") from None
+    config = read_config(run, "cannot resume ")
     if (run / "metadata.json").exists():
         raise ValueError(f"{run} is complete (metadata.json is written last); nothing to resume")
     return options_from_config(config, resume=str(run))
