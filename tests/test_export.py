@@ -139,3 +139,15 @@ def test_every_zoo_model_converts_in_every_format(name):
         assert rows[fmt]["float_ops"] == [] and rows[fmt]["float_fallback"] is None
     if rows["tflite_fp32"]["bytes"] > 1e6:  # below that the flatbuffer's fixed part dominates
         assert rows["tflite_fp16"]["bytes"] < 0.6 * rows["tflite_fp32"]["bytes"]
+
+
+def test_edge_docs_list_every_format_and_layer_decision():
+    from pathlib import Path
+
+    from mer_keras.export.quantize import LAYER_POLICY
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "EDGE.md").read_text()
+    for f in FORMATS.values():
+        assert f"`{f.filename}" in doc and (f.quant is None or f"`{f.quant}`" in doc), f.name
+    for layer in LAYER_POLICY:
+        assert f"`{layer}`" in doc, layer
