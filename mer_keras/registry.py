@@ -16,6 +16,9 @@ from mer_keras.preprocess.representation import REPRESENTATIONS  # noqa: F401  (
 #: clips sharing each AU).
 AUX_TARGETS = ("proposal", "au", "au_cluster")
 
+#: Adam learning rate of models whose paper gives none that the project follows (``--lr`` overrides).
+DEFAULT_LR = 1e-3
+
 
 @dataclass(frozen=True)
 class ModelSpec:
@@ -33,6 +36,9 @@ class ModelSpec:
             multi-output models; their classification output is the layer named ``predictions``.
         representation_options: extra :class:`~mer_keras.data.pipeline.RepresentationConfig`
             fields the model needs (e.g. ``{"channels": 1}`` or ``{"regions": "htnet"}``).
+        lr: Adam learning rate the model trains with unless ``--lr`` is given, when its paper or
+            official code states one that differs from the project's default
+            (:data:`DEFAULT_LR`); ``None`` means the default.
         explain_layer: layer ``mer-keras explain`` draws by default, where the last spatial layer
             would see only one stream or one branch (``None``: the last spatial layer).
     """
@@ -46,6 +52,12 @@ class ModelSpec:
     aux_losses: dict[str, tuple[str, float]] = field(default_factory=dict)
     representation_options: dict[str, Any] = field(default_factory=dict)
     explain_layer: str | None = None
+    lr: float | None = None
+
+    @property
+    def learning_rate(self) -> float:
+        """The Adam learning rate used when ``--lr`` is not given."""
+        return self.lr if self.lr is not None else DEFAULT_LR
 
 
 _REGISTRY: dict[str, ModelSpec] = {}
@@ -54,7 +66,7 @@ _REGISTRY: dict[str, ModelSpec] = {}
 def register_model(name: str, *, representation: str, input_shape: tuple[int, ...], citation: str = "",
                    aux_losses: dict[str, tuple[str, float]] | None = None,
                    representation_options: dict[str, Any] | None = None, explain_layer: str | None = None,
-                   **defaults: Any) -> Callable:
+                   lr: float | None = None, **defaults: Any) -> Callable:
     """Decorator registering ``build_<name>`` under ``name``.
 
     Raises:
@@ -70,7 +82,7 @@ def register_model(name: str, *, representation: str, input_shape: tuple[int, ..
         if name in _REGISTRY:
             raise ValueError(f"model {name!r} is already registered")
         _REGISTRY[name] = ModelSpec(name, builder, representation, tuple(input_shape), citation, defaults,
-                                    dict(aux_losses or {}), dict(representation_options or {}), explain_layer)
+                                    dict(aux_losses or {}), dict(representation_options or {}), explain_layer, lr)
         return builder
 
     return wrap

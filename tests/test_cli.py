@@ -42,6 +42,7 @@ def test_train_writes_the_run_folder(tiny_run):
     assert meta["files"]["model_int8.tflite"]["quantization"]["input"][0] > 0
     config = json.loads((run / "config.json").read_text())
     assert config["epochs"] == 2 and config["model"] == "learnet"
+    assert config["lr"] == 1e-3  # no --lr: the model's registered rate, recorded as used
     report = json.loads((run / "export_report.json").read_text())
     assert report["model_fp32.tflite"]["parity"]["max_abs_diff"] < 1e-4
 

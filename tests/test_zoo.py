@@ -139,3 +139,10 @@ def test_recurrent_models_convert_with_a_static_batch():
     assert tfl.fixed_batch == 1
     x = np.random.default_rng(0).normal(size=(5, 3, 8, 8, 2)).astype(np.float32)
     np.testing.assert_allclose(tfl.predict(x), model.predict(x, verbose=0), atol=1e-5)
+
+
+def test_learning_rates_follow_the_papers_where_they_differ():
+    from mer_keras.registry import DEFAULT_LR, get_spec, list_models
+
+    assert get_spec("htnet").learning_rate == 5e-5  # official training script (Adam, 5e-5)
+    assert all(get_spec(m).learning_rate == DEFAULT_LR for m in list_models() if m != "htnet")

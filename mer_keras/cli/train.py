@@ -44,7 +44,7 @@ def train(
     variant: Annotated[Optional[str], typer.Option(help="Architecture variant: learnet paper|released, htnet paper|small.")] = None,
     epochs: Annotated[int, typer.Option(min=1, help="Fixed epochs per fold (no early stopping on test data).")] = 80,
     batch_size: Annotated[int, typer.Option(min=1, help="Global batch size.")] = 32,
-    lr: Annotated[float, typer.Option(min=0.0, help="Adam learning rate.")] = 1e-3,
+    lr: Annotated[Optional[float], typer.Option(min=0.0, help="Adam learning rate (default: the model's, see `mer-keras models`).")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the synthetic data and of training.")] = 0,
     out: Annotated[str, typer.Option(help="Parent folder of the run folder.")] = "runs",
     subjects: Annotated[int, typer.Option(min=2, help="Synthetic pseudo-subjects.")] = 12,

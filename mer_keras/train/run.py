@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -42,7 +42,7 @@ class RunOptions:
     variant: str | None = None
     epochs: int = 80
     batch_size: int = 32
-    lr: float = 1e-3
+    lr: float | None = None  # None: the model's registered rate (ModelSpec.learning_rate)
     seed: int = 0
     out: str = "runs"
     subjects: int = 12
@@ -441,6 +441,8 @@ def train_run(opts: RunOptions, console=None) -> Path:
         opts = resume_options(opts.resume)
         console.print(f"resuming {opts.resume} with its recorded options", soft_wrap=True)
     spec = get_spec(opts.model)
+    if opts.lr is None:
+        opts = replace(opts, lr=spec.learning_rate)  # recorded in config.json as used
     rep = representation_config(opts.model, opts.representation, opts.flow_method)
     model_options = {"variant": opts.variant} if opts.variant else {}
     if opts.variant:
