@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import time
 from collections import deque
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -85,10 +85,7 @@ def read_metadata(path: str | Path, window_seconds: float | None = None) -> Mode
     except (OSError, json.JSONDecodeError) as exc:
         raise EdgeInputError(f"{path}: cannot read metadata ({exc})") from None
     try:
-        pre = meta["preprocessing"]
-        # every field of the training config that metadata records (older metadata lacks later ones,
-        # whose defaults are what those runs used)
-        rep = RepresentationConfig(**{f.name: pre[f.name] for f in fields(RepresentationConfig) if f.name in pre})
+        rep = RepresentationConfig.from_dict(meta["preprocessing"])
         window = meta.get("window") or {}
         stride = float(window["stride_frames"]) / float(window["frames"]) if window else 0.5
         fps = float(window.get("fps") or 100.0)

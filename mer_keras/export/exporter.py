@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -127,15 +126,6 @@ def verify_export(path: Path, fmt: ExportFormat, reference: np.ndarray, x: np.nd
 INT8_UF1_BUDGET_POINTS = 2.0
 
 
-def _read_json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        from mer_keras.models.io import ModelFileError
-
-        raise ModelFileError(f"{path}: not readable JSON ({exc})") from None
-
-
 def heldout_inputs(opts, rep, classes: Sequence[str], console, verify_data: str | None = None,
                    verify_root: str | None = None) -> tuple[np.ndarray | None, np.ndarray | None, str]:
     """Inputs the exported model never saw, for verification.
@@ -201,7 +191,7 @@ def export_run(run: str | Path, formats: Sequence[str], console, qat: QATOptions
         ModelFileError: not a finished run folder. ValueError: unknown format, bad config.
     """
     from mer_keras.data.pipeline import RepresentationConfig
-    from mer_keras.models.io import ModelFileError, load_model
+    from mer_keras.models.io import ModelFileError, load_model, read_json
     from mer_keras.registry import inference_model
     from mer_keras.train.run import load_run_inputs, options_from_config, window_from_samples
     from mer_keras.train.trainer import predict_proba
@@ -214,8 +204,8 @@ def export_run(run: str | Path, formats: Sequence[str], console, qat: QATOptions
     unknown = [f for f in formats if f not in FORMATS]
     if unknown:
         raise ValueError(f"unknown export format(s) {unknown}; expected {list(FORMATS)}")
-    meta = _read_json(run / "metadata.json")
-    config = _read_json(run / "config.json")
+    meta = read_json(run / "metadata.json")
+    config = read_json(run / "config.json")
     try:
         opts = options_from_config(config)
         rep = RepresentationConfig(**config["representation_config"])
@@ -240,7 +230,7 @@ def export_run(run: str | Path, formats: Sequence[str], console, qat: QATOptions
     q = replace(qat or QATOptions(), batch_size=opts.batch_size, flow_input=rep.representation == "flow",
                 augment=opts.augment, class_weight=opts.class_weight, seed=opts.seed)
     report_path = run / "export_report.json"
-    report = _read_json(report_path) if report_path.exists() else {}
+    report = read_json(report_path) if report_path.exists() else {}
     results = {}
     for name in formats:
         fmt = FORMATS[name]

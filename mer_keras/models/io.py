@@ -11,6 +11,20 @@ class ModelFileError(ValueError):
     """A model file is missing, truncated or not a Keras model."""
 
 
+def read_json(path: str | Path) -> dict:
+    """A run's JSON file (metadata.json, config.json, export_report.json).
+
+    Raises:
+        ModelFileError: missing or not valid JSON (the message names the file).
+    """
+    import json
+
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ModelFileError(f"{path}: not readable JSON ({exc})") from None
+
+
 def resolve_model_path(path: str | Path) -> Path:
     """A ``.keras`` file, or a run folder holding ``model.keras``.
 

@@ -20,7 +20,7 @@ Every frame of a clip is aligned with the similarity transform of its onset fram
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import cv2
 import numpy as np
@@ -76,6 +76,22 @@ class RepresentationConfig:
             raise ValueError(f"regions apply to the flow representation, not {self.representation}")
         if self.regions and self.size % 2:
             raise ValueError(f"a 2 x 2 region layout needs an even size, got {self.size}")
+
+    @classmethod
+    def from_dict(cls, recorded: dict) -> "RepresentationConfig":
+        """The config recorded in a run's ``metadata.json`` (``preprocessing``) or ``config.json``.
+
+        Keys that are not fields are ignored; fields added after a run was made take their
+        defaults, which is what that run used.
+
+        Raises:
+            KeyError: representation, size, crop or flow_method missing. TypeError, ValueError: a bad value.
+        """
+        for key in ("representation", "size", "crop", "flow_method"):
+            recorded[key]  # noqa: B018  (present since the first version: required)
+        cast = {"size": int, "crop": int, "frames": int, "channels": int}
+        return cls(**{f.name: cast.get(f.name, lambda v: v)(recorded[f.name])
+                      for f in fields(cls) if f.name in recorded})
 
     @property
     def input_shape(self) -> tuple[int, ...]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,7 +11,7 @@ import numpy as np
 from mer_keras import atomic
 from mer_keras.data.pipeline import RepresentationConfig, build_inputs
 from mer_keras.data.synthetic import SyntheticConfig, default_cache_dir, synthetic_dataset
-from mer_keras.models.io import ModelFileError
+from mer_keras.models.io import ModelFileError, read_json
 from mer_keras.train.metrics import compute_metrics
 
 
@@ -57,13 +56,6 @@ def find_models(target: Path) -> tuple[Path, dict[str, Path]]:
     return folder, files
 
 
-def _read_json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ModelFileError(f"{path}: not readable JSON ({exc})") from None
-
-
 def predict_file(path: Path, x: np.ndarray) -> np.ndarray:
     """(N, K) probabilities of a ``.keras`` or ``.tflite`` model."""
     if path.suffix == ".tflite":
@@ -83,17 +75,13 @@ def evaluate(opts: EvalOptions, console) -> Path:
         The evaluation folder (``<run>/eval-<timestamp>`` unless ``opts.out``).
     """
     folder, files = find_models(Path(opts.target))
-    meta = _read_json(folder / "metadata.json")
+    meta = read_json(folder / "metadata.json")
     try:
         classes = list(meta["classes"])
-        pre = meta["preprocessing"]
-        rep = RepresentationConfig(representation=pre["representation"], size=int(pre["size"]),
-                                   crop=int(pre["crop"]), flow_method=pre["flow_method"],
-                                   frames=int(pre.get("frames", 8)), channels=int(pre.get("channels", 3)),
-                                   regions=pre.get("regions"))
+        rep = RepresentationConfig.from_dict(meta["preprocessing"])
     except (KeyError, TypeError, ValueError) as exc:
         raise ModelFileError(f"{folder / 'metadata.json'}: missing or invalid field ({exc})") from None
-    config = _read_json(folder / "config.json") if (folder / "config.json").exists() else {}
+    config = read_json(folder / "config.json") if (folder / "config.json").exists() else {}
     seed = opts.seed if opts.seed is not None else int(config.get("seed", 0)) + 1
     cache = default_cache_dir(opts.cache_dir)
     root, samples = synthetic_dataset(SyntheticConfig(subjects=opts.subjects, clips_per_subject=opts.clips, seed=seed),

@@ -171,7 +171,10 @@ class RunInputs:
     x: np.ndarray
     y: np.ndarray
     groups: list[str]
-    final: np.ndarray
+
+    @property
+    def final(self) -> np.ndarray:
+        return np.array([g != "test" for g in self.groups])
 
 
 def build_run_inputs(opts: RunOptions, rep: RepresentationConfig, console, data: RunData) -> RunInputs:
@@ -209,7 +212,7 @@ def build_run_inputs(opts: RunOptions, rep: RepresentationConfig, console, data:
         groups = ["test" if r["database"] in data.test_databases else "train" for r in rows]
     else:
         groups = [f"{r['database']}/{r['subject']}" for r in rows]
-    return RunInputs(x, y, groups, np.array([g != "test" for g in groups]))
+    return RunInputs(x, y, groups)
 
 
 def window_from_samples(samples: Sequence[Sample]) -> dict | None:
