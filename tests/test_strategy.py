@@ -25,3 +25,64 @@ def test_mirrored_two_replicas_train_on_split_cpu():
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-3000:]
     assert "replicas 2" in res.stdout
+
+
+def free_ports(n: int) -> list[int]:
+    import socket
+
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+def test_two_local_workers_train_one_run_together(tmp_path, cache_dir):
+    """`--strategy multiworker`: two worker processes on 127.0.0.1 run the same LOSO job; the chief
+    writes the run, both end with the same final weights (printed fingerprint = the saved model's)."""
+    import json
+    import os
+    from pathlib import Path
+
+    ports = free_ports(2)
+    cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
+    args = [sys.executable, "-m", "mer_keras.cli.main", "train", "--model", "off_apexnet", "--subjects", "3",
+            "--clips", "4", "--seed", "7", "--epochs", "3", "--no-export", "--strategy", "multiworker",
+            "--out", str(tmp_path), "--cache-dir", str(cache_dir)]
+    procs = [subprocess.Popen(args, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2",
+                                         "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker",
+                                                                                               "index": i}})},
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(2)]
+    outs = []
+    try:
+        for p in procs:
+            out, err = p.communicate(timeout=300)
+            outs.append(out)
+            assert p.returncode == 0, err[-3000:]
+    finally:
+        for p in procs:
+            p.kill()
+    runs = [o.strip().splitlines()[-1].strip() for o in outs]
+    assert runs[0] == runs[1]
+    prints = [[line for line in o.splitlines() if "final model weights sha256" in line] for o in outs]
+    assert prints[0] and prints[0] == prints[1]
+    assert "non-chief" in outs[1] and "2 replica(s)" in outs[0]
+    run = Path(runs[0])
+    assert (run / "results.json").exists() and len(list((run / "folds").glob("*.json"))) == 3
+    from mer_keras.models.io import load_model
+    from mer_keras.train.trainer import weights_fingerprint
+
+    assert prints[0][0].split()[-1] == weights_fingerprint(load_model(run / "model.keras"))
+
+
+def test_multiworker_needs_a_valid_tf_config():
+    import pytest
+
+    from mer_keras.train.strategy import parse_tf_config
+
+    for bad, message in [(None, "needs the TF_CONFIG"), ("{", "not a cluster"), ('{"cluster": {}}', "not a cluster"),
+                         ('{"cluster": {"worker": ["a:1"]}, "task": {"type": "worker", "index": 3}}', "not in its cluster")]:
+        with pytest.raises(ValueError, match=message):
+            parse_tf_config(bad)

@@ -9,6 +9,7 @@ from mer_keras.cli import data
 from mer_keras.cli.evaluate import evaluate
 from mer_keras.cli.explain import explain
 from mer_keras.cli.export import export
+from mer_keras.cli.merge import merge
 from mer_keras.cli.models import models
 from mer_keras.cli.train import train
 
@@ -17,6 +18,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=False, pretty_exceptions
 app.command()(train)
 app.command()(evaluate)
 app.command()(export)
+app.command()(merge)
 app.command()(models)
 app.command()(explain)
 app.add_typer(data.app, name="data")

@@ -50,7 +50,11 @@ def train(
     subjects: Annotated[int, typer.Option(min=2, help="Synthetic pseudo-subjects.")] = 12,
     clips: Annotated[int, typer.Option(min=1, help="Synthetic clips per subject.")] = 20,
     faces: Annotated[Optional[str], typer.Option(help="Folder of extra face photos for the synthetic set.")] = None,
-    folds: Annotated[Optional[str], typer.Option(help="Comma-separated test subjects to run (default: all).")] = None,
+    folds: Annotated[Optional[str], typer.Option(help=(
+        "Comma-separated LOSO test subjects to run (default: all); `none`: no fold, only the final model. "
+        "Pool runs with `mer-keras merge`."))] = None,
+    final: Annotated[Optional[bool], typer.Option("--final/--no-final", help=(
+        "Fit the final model on all subjects (default: only when every fold runs).")) ] = None,
     export: Annotated[bool, typer.Option("--export/--no-export", help="Write TFLite fp32 and int8 models.")] = True,
     strategy: Annotated[Strategy, typer.Option(help="tf.distribute strategy.")] = "auto",
     cpu_replicas: Annotated[int, typer.Option(min=1, help="Split the CPU into N logical devices (with "
@@ -68,7 +72,14 @@ def train(
     freeze_until: Annotated[Optional[str], typer.Option(
         help="With --init-from: freeze this layer and every layer before it.")] = None,
     resume: Annotated[Optional[str], typer.Option(
-        help="Continue an interrupted run folder: its recorded options, finished folds kept.")] = None,
+        help="Continue an interrupted run folder: its recorded options, finished folds kept, the fold in "
+             "progress continued from its last finished epoch.")] = None,
+    deterministic: Annotated[bool, typer.Option("--deterministic/--no-deterministic", help=(
+        "TensorFlow op determinism and seeded dropout: the same --seed gives the same metrics (on GPU some "
+        "ops are slower or have no deterministic kernel).")) ] = True,
+    mixed_precision: Annotated[bool, typer.Option("--mixed-precision", help=(
+        "Train under mixed_float16 (a GPU speed-up; outputs stay float32, saved and exported models are "
+        "float32).")) ] = False,
 ) -> None:
     """Train and evaluate a model under leave-one-subject-out, then fit on all subjects and export.
 
@@ -105,6 +116,7 @@ def train(
                       export=export, strategy=str(getattr(strategy, "value", strategy)), augment=augment,
                       class_weight=class_weight, flow_method=str(getattr(flow_method, "value", flow_method)),
                       cache_dir=cache_dir, aux_weights=weights or None, init_from=init_from,
-                      freeze_until=freeze_until, resume=resume, cpu_replicas=cpu_replicas)
+                      freeze_until=freeze_until, resume=resume, cpu_replicas=cpu_replicas,
+                      deterministic=deterministic, mixed_precision=mixed_precision, final=final)
     run = train_run(opts, console)
     console.print(str(run), highlight=False, soft_wrap=True)

@@ -464,11 +464,14 @@ def dataset_dir(cfg: SyntheticConfig, photos: list[tuple[str, np.ndarray]], cach
     for name, img in photos:
         h.update(name.encode())
         h.update(hashlib.sha256(np.ascontiguousarray(img)).digest())
-    return (cache_dir or default_cache_dir()) / "synthetic" / f"s{cfg.seed}-{cfg.subjects}x{cfg.clips_per_subject}-{h.hexdigest()[:12]}"
+    return default_cache_dir(cache_dir) / "synthetic" / f"s{cfg.seed}-{cfg.subjects}x{cfg.clips_per_subject}-{h.hexdigest()[:12]}"
 
 
 def generate(cfg: SyntheticConfig, out: Path, photos: list[tuple[str, np.ndarray]], progress=None) -> Path:
     """Render the whole set into ``out`` (atomically: a temporary folder renamed at the end).
+
+    Processes generating the same set at once (the workers of a multi-worker run) each render into
+    their own temporary folder; the first to finish publishes it and the others discard theirs.
 
     Args:
         progress: optional callable(done, total) called after each clip.
@@ -485,9 +488,17 @@ def generate(cfg: SyntheticConfig, out: Path, photos: list[tuple[str, np.ndarray
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)  # never leave a half-made set in the cache
         raise
+    if (out / "coding.csv").exists():  # another process (e.g. a second worker) finished the same set first:
+        shutil.rmtree(tmp)              # keep its copy, which readers may already be using (same content)
+        return out
     if out.exists():
-        shutil.rmtree(out)
-    os.replace(tmp, out)
+        shutil.rmtree(out)  # an incomplete folder not made by generate()
+    try:
+        os.replace(tmp, out)
+    except OSError:
+        if not (out / "coding.csv").exists():
+            raise
+        shutil.rmtree(tmp)  # lost the race to another process between the check and the rename
     return out
 
 

@@ -85,6 +85,6 @@ def build_feature_refinement(input_shape=(28, 28, 3), num_classes: int = 3, filt
     branches = [apply_expression_branch(x, k, feature_dim, attention_filters) for k in range(num_classes)]
     fused = layers.Concatenate(name="fusion")([e for e, _ in branches])
     fused = layers.Dropout(dropout, name="fusion_dropout")(fused)
-    predictions = layers.Dense(num_classes, activation="softmax", name="predictions")(fused)
-    proposal = layers.Concatenate(name="proposal")([s for _, s in branches])
+    predictions = layers.Dense(num_classes, activation="softmax", dtype="float32", name="predictions")(fused)
+    proposal = layers.Concatenate(dtype="float32", name="proposal")([s for _, s in branches])
     return keras.Model(inputs, {"predictions": predictions, "proposal": proposal}, name=name)

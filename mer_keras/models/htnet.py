@@ -142,5 +142,5 @@ def build_htnet(input_shape=(28, 28, 3), num_classes: int = 3, variant: str = "p
             x = layers.MaxPooling2D(3, strides=2, padding="same", name=f"level{level}_aggregate_pool")(x)
     x = layers.LayerNormalization(epsilon=1e-5, name="head_norm")(x)
     x = layers.GlobalAveragePooling2D(name="gap")(x)
-    outputs = layers.Dense(num_classes, activation="softmax", name="predictions")(x)
+    outputs = layers.Dense(num_classes, activation="softmax", dtype="float32", name="predictions")(x)
     return keras.Model(inputs, outputs, name=name)

@@ -124,5 +124,5 @@ def build_learnet(input_shape=(112, 112, 3), num_classes: int = 3, variant: str 
     x = layers.Flatten(name="flatten")(x)
     x = layers.Dense(256, activation="relu", name="fc6")(x)
     x = layers.Dropout(dropout, name="dropout")(x)
-    outputs = layers.Dense(num_classes, activation="softmax", name="predictions")(x)
+    outputs = layers.Dense(num_classes, activation="softmax", dtype="float32", name="predictions")(x)
     return keras.Model(inputs, outputs, name=f"{name}_{variant}")

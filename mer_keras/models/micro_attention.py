@@ -98,5 +98,5 @@ def build_micro_attention(input_shape=(224, 224, 1), num_classes: int = 3, atten
         x = apply_preact_block(x, filters, 1 if stage == 1 else 2, f"stage{stage}", attention)
     x = apply_bn_relu(x, "final")
     x = layers.GlobalAveragePooling2D(name="gap")(x)
-    outputs = layers.Dense(num_classes, activation="softmax", name="predictions")(x)
+    outputs = layers.Dense(num_classes, activation="softmax", dtype="float32", name="predictions")(x)
     return keras.Model(inputs, outputs, name=name)

@@ -61,5 +61,5 @@ def build_off_apexnet(input_shape=(28, 28, 3), num_classes: int = 3, dropout: fl
     for k in (1, 2):
         x = layers.Dense(1024, activation="relu", name=f"fc{k}")(x)
         x = layers.Dropout(dropout, name=f"fc{k}_dropout")(x)
-    outputs = layers.Dense(num_classes, activation="softmax", name="predictions")(x)
+    outputs = layers.Dense(num_classes, activation="softmax", dtype="float32", name="predictions")(x)
     return keras.Model(inputs, outputs, name=name)

@@ -59,7 +59,7 @@ def build_resnet(input_shape, num_classes: int, depths, name: str):
         for b in range(blocks):
             x = apply_basic_block(x, filters, 2 if (b == 0 and stage > 1) else 1, f"stage{stage}_block{b + 1}")
     x = layers.GlobalAveragePooling2D(name="gap")(x)
-    outputs = layers.Dense(num_classes, activation="softmax", name="predictions")(x)
+    outputs = layers.Dense(num_classes, activation="softmax", dtype="float32", name="predictions")(x)
     return keras.Model(inputs, outputs, name=name)
 
 

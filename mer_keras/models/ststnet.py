@@ -60,5 +60,5 @@ def build_ststnet(input_shape=(28, 28, 3), num_classes: int = 3, name: str = "st
     streams = [apply_stream(x, f, name=f"stream{k + 1}") for k, f in enumerate(STREAM_FILTERS)]
     x = layers.Concatenate(name="concat")(streams)
     x = layers.Flatten(name="flatten")(x)
-    outputs = layers.Dense(num_classes, activation="softmax", name="predictions")(x)
+    outputs = layers.Dense(num_classes, activation="softmax", dtype="float32", name="predictions")(x)
     return keras.Model(inputs, outputs, name=name)

@@ -50,5 +50,5 @@ def build_vgg16(input_shape=(112, 112, 3), num_classes: int = 3, dropout: float 
     for k in (6, 7):
         x = layers.Dense(4096, activation="relu", name=f"fc{k}")(x)
         x = layers.Dropout(dropout, name=f"fc{k}_dropout")(x)
-    outputs = layers.Dense(num_classes, activation="softmax", name="predictions")(x)
+    outputs = layers.Dense(num_classes, activation="softmax", dtype="float32", name="predictions")(x)
     return keras.Model(inputs, outputs, name=name)

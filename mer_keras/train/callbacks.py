@@ -18,5 +18,39 @@ class ProgressCallback(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
+        self.progress.update(self.task, completed=epoch)  # a resumed fit starts at its backed-up epoch
         acc = logs.get("accuracy", logs.get("predictions_accuracy", float("nan")))  # multi-output: per output
         self.progress.update(self.task, advance=1, info=f"loss {logs.get('loss', float('nan')):.3f}  acc {acc:.2f}")
+
+
+class EpochSeeds(keras.callbacks.Callback):
+    """Re-seed every random layer (Dropout, SpatialDropout, ...) at the start of each epoch.
+
+    Layer ``j`` draws its masks in epoch ``e`` from a ``tf.random.Generator`` reset to the seed
+    ``(seed, e, j)``, so the masks of an epoch do not depend on how many epochs this process has
+    run: a fit resumed by ``BackupAndRestore`` at epoch k draws what an uninterrupted fit draws.
+    Needs tf_keras' generator-based random layers (``enable_tf_random_generator()``, done by
+    :func:`mer_keras.train.trainer.set_determinism`); layers on the legacy stateful ops are left as they are.
+
+    Args:
+        seed: the run's seed (int).
+    """
+
+    def __init__(self, seed: int):
+        super().__init__()
+        self.seed = int(seed)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        for j, layer in enumerate(random_layers(self.model)):
+            layer._random_generator._generator.reset_from_seed(self.seed * 1_000_003 + epoch * 1_009 + j)
+
+
+def random_layers(model) -> list:
+    """The layers of ``model`` (nested ones included, in a fixed order) that draw from a
+    ``tf.random.Generator`` (tf_keras ``BaseRandomLayer`` with the generator enabled)."""
+    found = []
+    for layer in model._flatten_layers(include_self=False, recursive=True):
+        generator = getattr(getattr(layer, "_random_generator", None), "_generator", None)
+        if generator is not None:
+            found.append(layer)
+    return found

@@ -60,6 +60,9 @@ class RunOptions:
     freeze_until: str | None = None
     resume: str | None = None
     cpu_replicas: int = 1
+    deterministic: bool = True
+    mixed_precision: bool = False
+    final: bool | None = None  # None: fit the final model only when every fold runs (no --folds)
 
 
 def _progress(console):
@@ -262,9 +265,16 @@ def load_run_inputs(run: str | Path, console) -> tuple[RunOptions, Representatio
 PROTOCOLS = ("loso", "composite", "cross")
 
 
-def make_run_dir(out: str | Path, model: str, dataset: str) -> Path:
-    """A new, unique run folder ``<out>/<YYYYmmdd-HHMMSS>-<model>-<dataset>``."""
-    base = Path(out) / f"{time.strftime('%Y%m%d-%H%M%S')}-{model}-{dataset}"
+def make_run_dir(out: str | Path, model: str, dataset: str, when: float | None = None, create: bool = True) -> Path:
+    """A new, unique run folder ``<out>/<YYYYmmdd-HHMMSS>-<model>-<dataset>`` (time ``when``, default now).
+
+    With ``create=False`` (a non-chief worker of a multi-worker run) the folder named by ``when``
+    is returned without the uniqueness suffix and created only if missing: the chief made it.
+    """
+    base = Path(out) / f"{time.strftime('%Y%m%d-%H%M%S', time.localtime(when))}-{model}-{dataset}"
+    if not create:
+        base.mkdir(parents=True, exist_ok=True)
+        return base
     run, k = base, 1
     while run.exists():
         k += 1
@@ -351,9 +361,11 @@ def resume_options(run: str | Path) -> RunOptions:
     """
     run = Path(run)
     config = read_config(run, "cannot resume ")
-    if (run / "metadata.json").exists():
-        raise ValueError(f"{run} is complete (metadata.json is written last); nothing to resume")
-    return options_from_config(config, resume=str(run))
+    opts = options_from_config(config, resume=str(run))
+    if (run / "metadata.json").exists() or (not wants_final(opts) and (run / "results.json").exists()):
+        raise ValueError(f"{run} is complete (metadata.json, or results.json of a --folds run, is written last); "
+                         "nothing to resume")
+    return opts
 
 
 def options_from_config(config: dict, **overrides) -> RunOptions:
@@ -422,11 +434,26 @@ def check_init_source(init_from: str, dataset: str, protocol: str, console) -> N
                          f"{protocol} run on {dataset}: its weights would leak them. Pre-train on other data.")
 
 
+def wants_final(opts: RunOptions) -> bool:
+    """Whether the run fits the final model: ``opts.final``; by default when it runs every fold, or no fold
+    (``--folds none``), not when it runs some of them."""
+    if opts.final is not None:
+        return opts.final
+    return not opts.folds or list(opts.folds) == ["none"]
+
+
 def train_run(opts: RunOptions, console=None) -> Path:
     """Run the main job and return the run folder.
 
     With ``opts.resume`` (a run folder), the options come from its config.json, folds already
-    finished (``RUN/folds/*.json``) are not trained again, and the job continues where it stopped.
+    finished (``RUN/folds/*.json``) are not trained again, the fold in progress continues from its
+    last finished epoch (``RUN/backup/<fold>``, Keras ``BackupAndRestore``), and the job ends as an
+    uninterrupted run with the same seed would.
+
+    ``opts.folds`` runs only those LOSO test subjects (``["none"]``: no fold, only the final model);
+    ``mer-keras merge`` pools such runs. Under ``--strategy multiworker`` every worker runs this
+    same function; the chief writes the run folder, the others write only their training backups
+    (``RUN/backup/<fold>/workertemp_<i>``, Keras' layout) and print the chief's folder.
 
     Raises:
         ValueError, KeyError, FileNotFoundError: bad options or data (messages name the problem).
@@ -434,8 +461,8 @@ def train_run(opts: RunOptions, console=None) -> Path:
     from rich.console import Console
 
     from mer_keras.train.callbacks import ProgressCallback
-    from mer_keras.train.metrics import compute_metrics, plot_confusion_matrix
-    from mer_keras.train.strategy import get_strategy
+    from mer_keras.train.results import write_results
+    from mer_keras.train.strategy import broadcast_from_chief, get_strategy, is_chief
     from mer_keras.train.trainer import TrainConfig, fit_model, run_loso
 
     console = console or Console()
@@ -443,6 +470,8 @@ def train_run(opts: RunOptions, console=None) -> Path:
     if opts.resume:
         opts = resume_options(opts.resume)
         console.print(f"resuming {opts.resume} with its recorded options", soft_wrap=True)
+    strategy = get_strategy(opts.strategy)  # first: a multi-worker strategy must exist before any TF op
+    chief = is_chief(strategy)
     spec = get_spec(opts.model)
     if opts.lr is None:
         opts = replace(opts, lr=spec.learning_rate)  # recorded in config.json as used
@@ -478,7 +507,9 @@ def train_run(opts: RunOptions, console=None) -> Path:
     inputs = build_run_inputs(opts, rep, console, data)
     dataset, samples, classes, rows, x, y = data.name, data.samples, data.classes, data.rows, inputs.x, inputs.y
     groups, only = inputs.groups, None
-    if not data.test_databases and opts.folds:
+    if opts.folds and list(opts.folds) == ["none"]:
+        only = []
+    elif not data.test_databases and opts.folds:
         only = select_folds(groups, opts.folds)
     elif data.test_databases:  # cross-database: one fold, the test database held out whole
         only = ["test"]
@@ -486,93 +517,100 @@ def train_run(opts: RunOptions, console=None) -> Path:
     if opts.resume:
         run = Path(opts.resume)
         completed = load_completed_folds(run, groups, keys, classes)
+        if broadcast_from_chief(strategy, len(completed)) != len(completed):
+            raise ValueError(f"{run}: this worker sees {len(completed)} finished folds, the chief another number; "
+                             "multi-worker resume needs the run folder on a filesystem shared by all workers")
         console.print(f"{len(completed)} fold(s) already done: {', '.join(sorted(completed)) or '-'}", soft_wrap=True)
     else:
         # The run folder is made only once the inputs exist: bad data leaves no half-made run behind.
-        run = make_run_dir(opts.out, opts.model, dataset)
+        # Every worker of a multi-worker run uses the chief's folder name (its backups live there).
+        when = broadcast_from_chief(strategy, time.time())
+        run = make_run_dir(opts.out, opts.model, dataset, when=when, create=chief)
         completed = {}
-        atomic.write_json(run / "config.json", {**asdict(opts), "representation_config": asdict(rep),
-                                                "dataset": dataset, "classes": classes})
-    if data.skipped:
+        if chief:
+            atomic.write_json(run / "config.json", {**asdict(opts), "representation_config": asdict(rep),
+                                                    "dataset": dataset, "classes": classes,
+                                                    "loso_subjects": sorted(set(groups))})
+    if data.skipped and chief:
         import pandas as pd
 
         with atomic.atomic_path(run / "skipped.csv") as tmp:
             pd.DataFrame(data.skipped, columns=["where", "why"]).to_csv(tmp, index=False)
 
-    strategy = get_strategy(opts.strategy)
     cfg = TrainConfig(model=opts.model, epochs=opts.epochs, batch_size=opts.batch_size, lr=opts.lr, seed=opts.seed,
                       augment=opts.augment, class_weight=opts.class_weight, model_options=model_options,
                       flow_input=rep.representation == "flow", aux_weights=dict(opts.aux_weights or {}),
-                      init_from=opts.init_from, freeze_until=opts.freeze_until)
+                      init_from=opts.init_from, freeze_until=opts.freeze_until, deterministic=opts.deterministic,
+                      mixed_precision=opts.mixed_precision)
     aus = [s.aus for s in samples] + [() for _ in data.image_records] if spec.aux_losses else None
+    n_folds = len(only) if only is not None else len(set(groups))
     console.print(f"training {spec.name} on {rep.representation} {rep.input_shape}, LOSO over "
-                  f"{len(set(groups))} subjects, {opts.epochs} epochs, {strategy.num_replicas_in_sync} replica(s)")
-    with _progress(console) as prog:
-        n_folds = len(only) if only else len(set(groups))
-        fold_task = prog.add_task("LOSO folds", total=n_folds, info="")
-        epoch_task = prog.add_task("epochs", total=opts.epochs, info="")
+                  f"{len(set(groups))} subjects ({n_folds} fold(s) in this run), {opts.epochs} epochs, "
+                  f"{strategy.num_replicas_in_sync} replica(s)" + ("" if chief else ", as a non-chief worker"))
+    if n_folds:
+        with _progress(console) as prog:
+            fold_task = prog.add_task("LOSO folds", total=n_folds, info="")
+            epoch_task = prog.add_task("epochs", total=opts.epochs, info="")
 
-        def callbacks(fold):
-            prog.reset(epoch_task, total=opts.epochs)
-            prog.update(fold_task, info=f"test subject {fold.name}")
-            return [ProgressCallback(prog, epoch_task)]
+            def callbacks(fold):
+                prog.reset(epoch_task, total=opts.epochs)
+                prog.update(fold_task, info=f"test subject {fold.name}")
+                return [ProgressCallback(prog, epoch_task)]
 
-        def fold_end(fold, p, row):
-            atomic.write_json(fold_file(run, fold.name), {"subject": fold.name, "classes": classes,
-                                                          "test_keys": [keys[i] for i in fold.test],
-                                                          "probabilities": p.tolist(), "row": row})
-            prog.update(fold_task, advance=1)
+            def fold_end(fold, p, row):
+                if chief:
+                    atomic.write_json(fold_file(run, fold.name), {
+                        "subject": fold.name, "classes": classes, "test_keys": [keys[i] for i in fold.test],
+                        "labels": [classes[y[i]] for i in fold.test], "probabilities": p.tolist(), "row": row})
+                prog.update(fold_task, advance=1)
 
-        prog.update(fold_task, advance=len([f for f in completed if not only or f in only]))
-        loso = run_loso(x, y, groups, classes, cfg, strategy, only=only, fold_callbacks=callbacks, on_fold_end=fold_end,
-                        aus=aus, completed=completed)
+            prog.update(fold_task, advance=len([f for f in completed if only is None or f in only]))
+            loso = run_loso(x, y, groups, classes, cfg, strategy, only=only, fold_callbacks=callbacks,
+                            on_fold_end=fold_end, aus=aus, completed=completed, backup_root=run / "backup")
+        if chief:
+            write_results(run, {"model": opts.model, "dataset": dataset, "protocol": opts.protocol,
+                                "representation": rep.representation, "counts": data.counts,
+                                "skipped": len(data.skipped)},
+                          classes, rows, y, loso["probabilities"], loso["folds"], console)
 
-    probs = loso["probabilities"]
-    tested = ~np.isnan(probs).any(1)
-    pred = probs.argmax(1)
-    metrics = compute_metrics(y[tested], pred[tested], classes)
-    import pandas as pd
+    if wants_final(opts):
+        final = inputs.final
+        console.print("fitting the final model on all training subjects")
+        model = fit_model(x[final], y[final], len(classes), cfg, strategy,
+                          aus=[aus[i] for i in np.flatnonzero(final)] if aus is not None else None,
+                          backup_dir=run / "backup" / "final")
+        from mer_keras.train.trainer import weights_fingerprint
 
-    pred_rows = [{**r, "prediction": classes[pred[i]],
-                  **{f"p_{c}": float(probs[i, k]) for k, c in enumerate(classes)}}
-                 for i, r in enumerate(rows) if tested[i]]
-    with atomic.atomic_path(run / "predictions.csv") as tmp:
-        pd.DataFrame(pred_rows).to_csv(tmp, index=False)
-    databases = np.array([r["database"] for r in rows])
-    per_database = {}
-    if len(set(databases[tested])) > 1:  # e.g. the composite: metrics per source database too
-        for db in sorted(set(databases[tested])):
-            sel = tested & (databases == db)
-            m = compute_metrics(y[sel], pred[sel], classes)
-            per_database[db] = {k: m[k] for k in ("accuracy", "uf1", "uar")} | {"n": int(sel.sum())}
-    results = {"model": opts.model, "dataset": dataset, "protocol": opts.protocol, "classes": classes,
-               "representation": rep.representation, "n_samples": int(tested.sum()),
-               "overall": {k: metrics[k] for k in ("accuracy", "uf1", "uar")},
-               "per_class": metrics["per_class"], "confusion_matrix": metrics["confusion_matrix"],
-               "per_database": per_database, "counts": data.counts, "skipped": len(data.skipped),
-               "folds": loso["folds"]}
-    atomic.write_json(run / "results.json", results)
-    plot_confusion_matrix(metrics["confusion_matrix"], classes, run / "confusion_matrix.png",
-                          title=f"{opts.model} LOSO, UF1 {metrics['uf1']:.3f}")
-    console.print(f"LOSO pooled over {tested.sum()} clips: accuracy {metrics['accuracy']:.3f}  "
-                  f"UF1 {metrics['uf1']:.3f}  UAR {metrics['uar']:.3f}")
-    for db, m in per_database.items():
-        console.print(f"  {db:<10} n={m['n']:<4} accuracy {m['accuracy']:.3f}  UF1 {m['uf1']:.3f}  UAR {m['uar']:.3f}")
+        console.print(f"final model weights sha256 {weights_fingerprint(model)}")
+        if chief:
+            write_final_model(model, cfg, opts, rep, run, data, x[final], y[final], console)
+    elif chief:
+        console.print(f"no final model in this run (--folds): pool the folds with `mer-keras merge`; fit the final "
+                      f"model with --folds none", soft_wrap=True)
+    if chief:
+        import shutil
 
-    final = inputs.final
-    console.print("fitting the final model on all training subjects")
-    model = fit_model(x[final], y[final], len(classes), cfg, strategy,
-                      aus=[aus[i] for i in np.flatnonzero(final)] if aus is not None else None)
-    from mer_keras.registry import inference_model
+        shutil.rmtree(run / "backup", ignore_errors=True)
+    console.print(f"done in {time.perf_counter() - t_start:.0f} s")
+    return run
 
-    model = inference_model(model)  # training-only heads are not saved or exported
-    save_keras(model, run / "model.keras")
+
+def write_final_model(model, cfg, opts: RunOptions, rep: RepresentationConfig, run: Path, data: RunData,
+                      x: np.ndarray, y: np.ndarray, console) -> None:
+    """Save the final model (float32, inference outputs only), its TFLite exports and metadata.json.
+
+    metadata.json is written last: its presence marks a complete run.
+    """
     from mer_keras.export.metadata import build_metadata, sha256_file
+    from mer_keras.registry import inference_model
+    from mer_keras.train.trainer import local_float32_copy
 
+    model = inference_model(local_float32_copy(model, cfg))  # training-only heads are not saved or exported
+    save_keras(model, run / "model.keras")
     files = {"model.keras": {"format": "keras", "sha256": sha256_file(run / "model.keras"),
                              "bytes": (run / "model.keras").stat().st_size}}
     if opts.export:
-        exported = export_tflite(model, run, x[final], y[final], classes)
+        exported = export_tflite(model, run, x, y, data.classes)
         atomic.write_json(run / "export_report.json", exported)
         for name, info in exported.items():
             files[name] = {k: v for k, v in info.items() if k != "parity"}
@@ -581,8 +619,7 @@ def train_run(opts: RunOptions, console=None) -> Path:
                           f"{par['max_abs_diff']:.2e}, argmax agreement {par['argmax_agreement']:.3f}")
             if par.get("within_tolerance") is False:
                 console.print(f"[bold red]warning:[/] {name} differs from Keras by more than {FP32_TOLERANCE}")
-    atomic.write_json(run / "metadata.json", build_metadata(opts.model, classes, asdict(rep), rep.input_shape,
-                                                            dataset, opts.protocol, files,
-                                                            window=window_from_samples(samples), apex_policy=opts.apex))
-    console.print(f"done in {time.perf_counter() - t_start:.0f} s")
-    return run
+    atomic.write_json(run / "metadata.json", build_metadata(opts.model, data.classes, asdict(rep), rep.input_shape,
+                                                            data.name, opts.protocol, files,
+                                                            window=window_from_samples(data.samples),
+                                                            apex_policy=opts.apex))

@@ -1,0 +1,144 @@
+"""Fault tests of the main job: same seed -> same run, SIGKILL mid-fold -> resume to the same result,
+folds spread over runs -> merge to the same result, mixed precision."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from mer_keras.cli.main import app
+
+runner = CliRunner()
+#: A model with dropout (its masks must replay too), a few seconds per fold.
+BASE = ["train", "--model", "off_apexnet", "--subjects", "3", "--clips", "4", "--seed", "7", "--epochs", "30",
+        "--no-export"]
+
+
+def train(tmp: Path, cache_dir, *extra) -> Path:
+    res = runner.invoke(app, [*BASE, "--out", str(tmp), "--cache-dir", str(cache_dir), *extra])
+    assert res.exit_code == 0, res.output
+    return Path(res.output.strip().splitlines()[-1].strip())
+
+
+def outcome(run: Path) -> tuple[dict, list, pd.DataFrame]:
+    results = json.loads((run / "results.json").read_text())
+    preds = pd.read_csv(run / "predictions.csv").sort_values(["subject", "clip"]).reset_index(drop=True)
+    return results["overall"], [f["final_train_loss"] for f in sorted(results["folds"], key=lambda f: f["subject"])], preds
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory, cache_dir):
+    return train(tmp_path_factory.mktemp("reference"), cache_dir)
+
+
+def test_the_same_seed_gives_the_same_run(reference, tmp_path, cache_dir):
+    again = train(tmp_path, cache_dir)
+    (m1, l1, p1), (m2, l2, p2) = outcome(reference), outcome(again)
+    assert m1 == m2 and l1 == l2
+    pd.testing.assert_frame_equal(p1, p2, check_exact=True)
+    other = train(tmp_path / "other", cache_dir, "--seed", "8")  # another seed is another run (other data too)
+    assert outcome(other)[1] != l1
+
+
+def test_a_run_killed_mid_fold_resumes_to_the_uninterrupted_result(reference, tmp_path, cache_dir):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    proc = subprocess.Popen([sys.executable, "-m", "mer_keras.cli.main", *BASE, "--out", str(tmp_path),
+                             "--cache-dir", str(cache_dir)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env=env)
+    deadline = time.time() + 300
+    try:
+        while time.time() < deadline and proc.poll() is None:
+            marks = list(tmp_path.glob("*/backup/synthetic__sub02/chief/checkpoint"))
+            if marks and len(list(marks[0].parent.glob("ckpt-*.index"))):
+                break
+            time.sleep(0.02)
+        assert proc.poll() is None, "the run ended before it could be killed mid-fold"
+        time.sleep(0.2)  # a few more epochs
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait()
+    run = next(tmp_path.glob("*-off_apexnet-synthetic"))
+    assert sorted(p.name for p in (run / "folds").glob("*.json")) == ["synthetic__sub01.json"]
+    backups = list((run / "backup" / "synthetic__sub02" / "chief").glob("ckpt-*.index"))
+    assert backups, "no backup of the fold in progress"
+    epoch = int(backups[0].name.split("-")[1].split(".")[0])
+    assert 1 <= epoch < 30  # killed mid-fold: some epochs backed up, not all
+    res = runner.invoke(app, ["train", "--resume", str(run)])
+    assert res.exit_code == 0, res.output
+    assert "1 fold(s) already done" in res.output
+    (m1, l1, p1), (m2, l2, p2) = outcome(reference), outcome(run)
+    assert m1 == m2 and l1 == l2
+    pd.testing.assert_frame_equal(p1, p2, check_exact=True)
+    assert not (run / "backup").exists() and (run / "metadata.json").exists()
+
+
+def test_folds_spread_over_runs_merge_to_the_full_run(reference, tmp_path, cache_dir):
+    part1 = train(tmp_path, cache_dir, "--folds", "sub01")
+    part2 = train(tmp_path, cache_dir, "--folds", "synthetic/sub02,sub03")
+    final = train(tmp_path, cache_dir, "--folds", "none")
+    assert not (part1 / "model.keras").exists() and (final / "model.keras").exists()
+    assert not (final / "results.json").exists()
+    res = runner.invoke(app, ["merge", str(part1), str(part2), str(final), "--out", str(tmp_path / "merged")])
+    assert res.exit_code == 0, res.output
+    merged = Path(res.output.strip().splitlines()[-1].strip())
+    (m1, l1, p1), (m2, l2, p2) = outcome(reference), outcome(merged)
+    assert m1 == m2 and l1 == l2
+    pd.testing.assert_frame_equal(p1[p2.columns], p2, check_exact=True)
+    assert (merged / "model.keras").exists() and (merged / "metadata.json").exists()
+    # Refusals: missing folds, another experiment, a conflicting duplicate fold.
+    res = runner.invoke(app, ["merge", str(part1)])
+    assert res.exit_code == 2 and "folds missing: synthetic/sub02, synthetic/sub03" in res.output
+    res = runner.invoke(app, ["merge", str(part1), "--partial", "--out", str(tmp_path / "partial")])
+    assert res.exit_code == 0 and json.loads(
+        (Path(res.output.strip().splitlines()[-1].strip()) / "results.json").read_text())["n_samples"] == 4
+    other = train(tmp_path / "other", cache_dir, "--folds", "sub02", "--epochs", "2")
+    res = runner.invoke(app, ["merge", str(part1), str(other)])
+    assert res.exit_code == 2 and "epochs is 2 but" in res.output
+    clash = tmp_path / "clash"
+    clash.mkdir()
+    (clash / "config.json").write_text((part1 / "config.json").read_text())
+    fold = json.loads((part1 / "folds" / "synthetic__sub01.json").read_text())
+    fold["probabilities"] = np.roll(np.array(fold["probabilities"]), 1, axis=1).tolist()
+    (clash / "folds").mkdir()
+    (clash / "folds" / "synthetic__sub01.json").write_text(json.dumps(fold))
+    res = runner.invoke(app, ["merge", str(part1), str(clash)])
+    assert res.exit_code == 2 and "fold synthetic/sub01 is in" in res.output
+
+
+def test_a_finished_folds_run_is_complete(tmp_path, cache_dir):
+    run = train(tmp_path, cache_dir, "--folds", "sub01", "--epochs", "1")
+    res = runner.invoke(app, ["train", "--resume", str(run)])
+    assert res.exit_code == 2 and "nothing to resume" in res.output
+
+
+def test_mixed_precision_keeps_float32_outputs_and_exports(tmp_path, cache_dir):
+    from mer_keras.registry import create_model, get_spec, list_models
+    from mer_keras.train.trainer import precision_policy
+
+    with precision_policy(True):
+        for name in list_models():
+            if name in ("vgg16", "htnet"):  # the largest: same output head code, slow to build
+                continue
+            model = create_model(name, 3, input_shape=get_spec(name).input_shape)
+            assert {t.dtype.name for t in model.outputs} == {"float32"}, name
+            assert any(layer.dtype_policy.name == "mixed_float16" for layer in model.layers), name
+    res = runner.invoke(app, ["train", "--model", "ststnet", "--subjects", "3", "--clips", "4", "--seed", "7",
+                              "--epochs", "2", "--folds", "none", "--mixed-precision", "--out", str(tmp_path),
+                              "--cache-dir", str(cache_dir)])
+    assert res.exit_code == 0, res.output
+    run = Path(res.output.strip().splitlines()[-1].strip())
+    import zipfile
+
+    config = json.loads(zipfile.ZipFile(run / "model.keras").read("config.json"))
+    assert {layer["config"]["dtype"] for layer in config["config"]["layers"] if "dtype" in layer["config"]} == {"float32"}
+    report = json.loads((run / "export_report.json").read_text())
+    assert report["model_fp32.tflite"]["parity"]["within_tolerance"]
