@@ -34,3 +34,37 @@ def test_atomic_dir_replaces_a_folder_whole_or_not_at_all(tmp_path):
         (tmp / "new.pb").write_text("new")
     assert sorted(p.name for p in target.iterdir()) == ["new.pb"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["saved_model"]  # no temporary folder left behind
+
+
+#: File writes that do not go through mer_keras.atomic, each with why it is safe.
+NOT_THROUGH_ATOMIC = {
+    ("mer_keras/data/synthetic.py", "cv2.imwrite("): "frames rendered inside a temporary folder renamed whole",
+    ("edge/run.py", "cv2.VideoWriter("): "annotated video written to a .partial file renamed when complete",
+}
+
+
+def test_every_file_write_goes_through_atomic():
+    """Scan the package and the edge runner for write calls: each writes a ``tmp`` path handed out
+    by ``mer_keras.atomic`` (``with atomic_path(...) as tmp``), or is listed with its reason."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    writes = re.compile(r"(\.savefig\(|\.to_csv\(|np\.save\(|np\.savez\(|\.save\(|cv2\.imwrite\(|cv2\.VideoWriter\(|"
+                        r"\.write_text\(|\.write_bytes\(|open\([^)]*['\"][wa]b?['\"])")
+    offenders = []
+    for path in [*(root / "mer_keras").rglob("*.py"), *(root / "edge").rglob("*.py")]:
+        rel = path.relative_to(root).as_posix()
+        if rel == "mer_keras/atomic.py":
+            continue
+        for n, line in enumerate(path.read_text().splitlines(), 1):
+            m = writes.search(line)
+            if not m or line.lstrip().startswith("#"):
+                continue
+            call = line[m.start():]
+            if "atomic." in line or re.search(r"\((str\()?tmp\b", line):
+                continue  # atomic.write_*, or a path inside the temporary file/folder of an atomic block
+            if any(rel == f and key in line for f, key in NOT_THROUGH_ATOMIC):
+                continue
+            offenders.append(f"{rel}:{n}: {line.strip()}")
+    assert not offenders, "writes outside mer_keras.atomic:\n" + "\n".join(offenders)
