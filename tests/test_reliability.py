@@ -19,7 +19,7 @@ from mer_keras.cli.main import app
 runner = CliRunner()
 #: A model with dropout (its masks must replay too), a few seconds per fold.
 BASE = ["train", "--model", "off_apexnet", "--subjects", "3", "--clips", "4", "--seed", "7", "--epochs", "30",
-        "--no-export"]
+        "--no-export", "--backup-minutes", "0"]
 
 
 def train(tmp: Path, cache_dir, *extra) -> Path:

@@ -53,6 +53,9 @@ def train(
     folds: Annotated[Optional[str], typer.Option(help=(
         "Comma-separated LOSO test subjects to run (default: all); `none`: no fold, only the final model. "
         "Pool runs with `mer-keras merge`."))] = None,
+    backup_minutes: Annotated[float, typer.Option(min=0.0, help=(
+        "Back up the fold in progress (weights, optimizer, epoch) when this many minutes have passed since the "
+        "last backup, at the end of an epoch; 0: every epoch. --resume continues from it."))] = 1.0,
     final: Annotated[Optional[bool], typer.Option("--final/--no-final", help=(
         "Fit the final model on all subjects (default: only when every fold runs).")) ] = None,
     export: Annotated[bool, typer.Option("--export/--no-export", help="Write TFLite fp32 and int8 models.")] = True,
@@ -117,6 +120,7 @@ def train(
                       class_weight=class_weight, flow_method=str(getattr(flow_method, "value", flow_method)),
                       cache_dir=cache_dir, aux_weights=weights or None, init_from=init_from,
                       freeze_until=freeze_until, resume=resume, cpu_replicas=cpu_replicas,
-                      deterministic=deterministic, mixed_precision=mixed_precision, final=final)
+                      deterministic=deterministic, mixed_precision=mixed_precision, final=final,
+                      backup_minutes=backup_minutes)
     run = train_run(opts, console)
     console.print(str(run), highlight=False, soft_wrap=True)

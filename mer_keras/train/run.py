@@ -63,6 +63,7 @@ class RunOptions:
     deterministic: bool = True
     mixed_precision: bool = False
     final: bool | None = None  # None: fit the final model only when every fold runs (no --folds)
+    backup_minutes: float = 1.0
 
 
 def _progress(console):
@@ -541,7 +542,7 @@ def train_run(opts: RunOptions, console=None) -> Path:
                       augment=opts.augment, class_weight=opts.class_weight, model_options=model_options,
                       flow_input=rep.representation == "flow", aux_weights=dict(opts.aux_weights or {}),
                       init_from=opts.init_from, freeze_until=opts.freeze_until, deterministic=opts.deterministic,
-                      mixed_precision=opts.mixed_precision)
+                      mixed_precision=opts.mixed_precision, backup_minutes=opts.backup_minutes)
     aus = [s.aus for s in samples] + [() for _ in data.image_records] if spec.aux_losses else None
     n_folds = len(only) if only is not None else len(set(groups))
     console.print(f"training {spec.name} on {rep.representation} {rep.input_shape}, LOSO over "

@@ -39,6 +39,7 @@ class TrainConfig:
         deterministic: op determinism and seeded dropout (:func:`set_determinism`): the same seed
             gives the same weights and metrics on the same machine.
         mixed_precision: build under ``mixed_float16`` (GPU speed-up; outputs stay float32).
+        backup_minutes: least time between two backups of a fit given a ``backup_dir`` (0: every epoch).
     """
 
     model: str = "learnet"
@@ -55,6 +56,7 @@ class TrainConfig:
     freeze_until: str | None = None
     deterministic: bool = True
     mixed_precision: bool = False
+    backup_minutes: float = 1.0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -287,8 +289,9 @@ def fit_model(x: np.ndarray, y: np.ndarray, num_classes: int, cfg: TrainConfig,
 
     Each epoch's batches, flips and dropout masks depend only on (``cfg.seed``, epoch) (see
     :func:`training_dataset`, :class:`~mer_keras.train.callbacks.EpochSeeds`), so with
-    ``backup_dir`` a killed fit continues from its last finished epoch (Keras ``BackupAndRestore``:
-    weights, optimizer state, epoch) and ends with the weights of an uninterrupted fit.
+    ``backup_dir`` a killed fit continues from its last backed-up epoch (Keras ``BackupAndRestore``:
+    weights, optimizer state, epoch; every ``cfg.backup_minutes``) and ends with the weights of an
+    uninterrupted fit.
 
     Args:
         x: (N, ...) inputs; y: (N,) int labels; aus: per sample its AUs (for AU heads), or None.
@@ -300,7 +303,7 @@ def fit_model(x: np.ndarray, y: np.ndarray, num_classes: int, cfg: TrainConfig,
         ValueError: an unreadable backup in ``backup_dir``.
     """
     from mer_keras.registry import get_spec
-    from mer_keras.train.callbacks import EpochSeeds
+    from mer_keras.train.callbacks import EpochSeeds, PeriodicBackupAndRestore
     from mer_keras.train.targets import aux_losses_for, build_targets
 
     spec = get_spec(cfg.model)
@@ -322,7 +325,7 @@ def fit_model(x: np.ndarray, y: np.ndarray, num_classes: int, cfg: TrainConfig,
                           metrics=["accuracy"])
     fit_callbacks = [EpochSeeds(cfg.seed), *callbacks]
     if backup_dir:
-        fit_callbacks.insert(0, keras.callbacks.BackupAndRestore(str(backup_dir)))
+        fit_callbacks.insert(0, PeriodicBackupAndRestore(str(backup_dir), 60.0 * cfg.backup_minutes))
     if spec.aux_losses:
         targets, weights = build_targets(y, aus, num_classes, spec.aux_losses, cw)
         ds, steps = training_dataset(x, targets, cfg.batch_size, cfg.epochs, cfg.seed, cfg.augment, cfg.flow_input,
