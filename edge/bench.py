@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import sys
 import time
 from pathlib import Path
 
@@ -24,6 +25,7 @@ import cv2
 import numpy as np
 
 from edge.pipeline import STAGES, EdgeInputError, WindowRunner, load, open_capture, read_frames
+from edge.run import positive
 
 SAMPLE = Path(__file__).with_name("sample.mp4")
 
@@ -62,11 +64,11 @@ def main(argv=None) -> int:
     ap.add_argument("--model", required=True)
     ap.add_argument("--video", default=str(SAMPLE), help=f"video file (default: {SAMPLE.name})")
     ap.add_argument("--metadata", default=None)
-    ap.add_argument("--threads", type=int, nargs="+", default=[1, os.cpu_count() or 1])
-    ap.add_argument("--fps", type=float, nargs="+", default=None,
+    ap.add_argument("--threads", type=positive(int), nargs="+", default=[1, os.cpu_count() or 1])
+    ap.add_argument("--fps", type=positive(float), nargs="+", default=None,
                     help="stream frame rates to simulate (default: the video's)")
-    ap.add_argument("--loops", type=int, default=1, help="play the video this many times (a longer stream)")
-    ap.add_argument("--repeats", type=int, default=1, help="timed passes per setting; the best is kept")
+    ap.add_argument("--loops", type=positive(int), default=1, help="play the video this many times (a longer stream)")
+    ap.add_argument("--repeats", type=positive(int), default=1, help="timed passes per setting; the best is kept")
     args = ap.parse_args(argv)
     try:
         cap, fps, name = open_capture(args.video)
@@ -74,8 +76,9 @@ def main(argv=None) -> int:
         frames = list(read_frames(cap))
         decode = time.perf_counter() - t0
         cap.release()
-        if not frames:
-            raise EdgeInputError(f"{name}: no frame could be decoded")
+        if len(frames) < 2:
+            raise EdgeInputError(f"{name}: {len(frames)} frame(s) could be decoded; a clip needs at least 2")
+        load(args.model, args.metadata)  # a bad model or metadata fails here, before the table starts
         frames = frames * args.loops
         rates = args.fps or [fps or 100.0]
         print(f"{Path(args.model).name} on {name}: {len(frames)} frames {frames[0].shape[1]}x{frames[0].shape[0]}, "
@@ -92,7 +95,7 @@ def main(argv=None) -> int:
                       f"{ms['apex']} | {ms['representation']} | {ms['inference']} | {r['frames_per_second']} | "
                       f"{'yes' if r['frames_per_second'] >= rate else 'no'} |", flush=True)
     except EdgeInputError as exc:
-        print(f"error: {exc}")
+        print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0
 

@@ -42,6 +42,11 @@ class EdgeInputError(ValueError):
     """A model, metadata file, video or camera the runner cannot use (the message names it)."""
 
 
+#: Bounds of what ``metadata.json`` (or ``--window`` / ``--fps``) may say: a window of at most an
+#: hour, streams of at most 100 000 frames/s. Beyond them the window length in frames overflows.
+MAX_WINDOW_SECONDS, MAX_FPS = 3600.0, 1e5
+
+
 @dataclass(frozen=True)
 class ModelInfo:
     """What the runner needs from ``metadata.json``.
@@ -77,30 +82,38 @@ def read_metadata(path: str | Path, window_seconds: float | None = None) -> Mode
         window_seconds: override the window length (stride stays half a window unless the
             metadata says otherwise); needed for metadata written before windows were recorded.
     Raises:
-        EdgeInputError: missing or unreadable file, or a missing/invalid field (named).
+        EdgeInputError: missing or unreadable file, or a missing/invalid field (named): window
+            length, frame rate and stride must be numbers > 0 within :data:`MAX_WINDOW_SECONDS` and
+            :data:`MAX_FPS`.
     """
     path = Path(path)
     try:
         meta = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
+    except (OSError, ValueError) as exc:  # ValueError: JSONDecodeError, UnicodeDecodeError (a binary file)
         raise EdgeInputError(f"{path}: cannot read metadata ({exc})") from None
+
+    def check(name: str, value: float, high: float = float("inf")) -> float:
+        if not 0 < value <= high:  # also refuses NaN
+            raise ValueError(f"{name} {value} (expected a number in (0, {high:g}])")
+        return value
+
     try:
         rep = RepresentationConfig.from_dict(meta["preprocessing"])
         window = meta.get("window") or {}
-        stride = float(window["stride_frames"]) / float(window["frames"]) if window else 0.5
-        fps = float(window.get("fps") or 100.0)
+        stride = check("window.stride_frames / window.frames",
+                       float(window["stride_frames"]) / float(window["frames"]) if window else 0.5, 1e6)
+        fps = check("window.fps", float(window.get("fps") or 100.0), MAX_FPS)
         fixed = None
         if window_seconds is not None:
-            seconds = float(window_seconds)
-            if not seconds > 0:
-                raise ValueError(f"--window {seconds} s")
+            seconds = check("--window", float(window_seconds), MAX_WINDOW_SECONDS)
         elif window:
-            seconds = float(window["seconds"]) if window.get("seconds") is not None else None
-            fixed = int(window["frames"])
+            seconds = (check("window.seconds", float(window["seconds"]), MAX_WINDOW_SECONDS)
+                       if window.get("seconds") is not None else None)
+            fixed = int(check("window.frames", float(window["frames"]), MAX_WINDOW_SECONDS * MAX_FPS))
         else:
             raise KeyError("window (re-export with `mer-keras export RUN` to record it, or pass --window SECONDS)")
         return ModelInfo(list(meta["classes"]), rep, seconds, stride, fps, fixed)
-    except (KeyError, TypeError, ValueError, ZeroDivisionError) as exc:
+    except (KeyError, TypeError, ValueError, ZeroDivisionError, OverflowError) as exc:
         raise EdgeInputError(f"{path}: missing or invalid field {exc}") from None
 
 
@@ -159,9 +172,13 @@ class WindowRunner:
     Args:
         model: the TFLite classifier. info: its metadata. fps: the stream's frame rate.
         keep_inputs: keep each window's network input on the :class:`Window` (parity checks).
+    Raises:
+        EdgeInputError: a frame rate outside (0, :data:`MAX_FPS`].
     """
 
     def __init__(self, model: TFLiteModel, info: ModelInfo, fps: float, keep_inputs: bool = False):
+        if not 0 < float(fps) <= MAX_FPS:
+            raise EdgeInputError(f"frame rate {fps} frames/s is not in (0, {MAX_FPS:g}]")
         self.model, self.info, self.fps = model, info, float(fps)
         self.length, self.stride = info.window_frames(self.fps)
         self.keep_inputs = keep_inputs

@@ -7,9 +7,10 @@ Reads ``metadata.json`` beside the model (``--metadata`` to point elsewhere). On
 line on stdout per window: ``time`` and ``time_end`` (seconds from the first frame), ``frames``
 ([first, last] frame index), ``apex`` (frame index), ``label`` and ``probabilities``; a window
 whose onset frame shows no face gives ``{"event": "no_face", ...}`` instead and the run goes on.
-A summary line (``"event": "summary"``) ends the output. Bad input (missing model, metadata that
-does not match the model, a video that cannot be decoded, a camera that does not open) prints one
-line on stderr and exits with code 2.
+A summary line (``"event": "summary"``) ends the output (with a note when the stream is shorter
+than one window). Bad input (missing, truncated or foreign model, metadata that is unreadable or
+does not match the model, a video that cannot be decoded or holds fewer than 2 frames, a camera
+that does not open) prints one line on stderr and exits with code 2.
 """
 
 from __future__ import annotations
@@ -27,14 +28,15 @@ import numpy as np
 from edge.pipeline import EdgeInputError, WindowRunner, load, open_capture, read_frames
 
 
-def _positive(kind):
+def positive(kind):
+    """An argparse type: ``kind`` (int or float) of a finite number > 0, else a usage error."""
     def parse(text):
         try:
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+        if not (value > 0 and np.isfinite(value)):  # NaN and infinity are not > 0 and finite
+            raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
         return value
     return parse
 
@@ -47,11 +49,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     src.add_argument("--camera", type=int, help="camera index (OpenCV)")
     ap.add_argument("--metadata", help="metadata.json (default: beside the model)")
     ap.add_argument("--annotate", help="write the video with the label of the latest window drawn (.mp4)")
-    ap.add_argument("--threads", type=_positive(int), default=None, help="interpreter and OpenCV threads (default: all)")
+    ap.add_argument("--threads", type=positive(int), default=None, help="interpreter and OpenCV threads (default: all)")
     ap.add_argument("--delegate", default=None, help="external TFLite delegate library (e.g. the GPU delegate .so)")
-    ap.add_argument("--window", type=_positive(float), default=None, help="window length in seconds (default: metadata)")
-    ap.add_argument("--fps", type=_positive(float), default=None, help="frame rate when the source does not state one")
-    ap.add_argument("--max-frames", type=_positive(int), default=None, help="stop after this many frames")
+    ap.add_argument("--window", type=positive(float), default=None, help="window length in seconds (default: metadata)")
+    ap.add_argument("--fps", type=positive(float), default=None, help="frame rate when the source does not state one")
+    ap.add_argument("--max-frames", type=positive(int), default=None, help="stop after this many frames")
     return ap.parse_args(argv)
 
 
@@ -64,8 +66,9 @@ def draw(frame_rgb: np.ndarray, text: str, colour=(255, 255, 0)) -> np.ndarray:
     return bgr
 
 
-def run(args: argparse.Namespace, out=sys.stdout) -> dict:
-    """Process the stream; write JSON lines to ``out``; return the summary."""
+def run(args: argparse.Namespace, out=None) -> dict:
+    """Process the stream; write JSON lines to ``out`` (default: the current ``sys.stdout``); return the summary."""
+    out = out or sys.stdout
     if args.threads:
         cv2.setNumThreads(args.threads)
     model, info = load(args.model, args.metadata, num_threads=args.threads, window_seconds=args.window,
@@ -113,6 +116,9 @@ def run(args: argparse.Namespace, out=sys.stdout) -> dict:
                 os.replace(partial, args.annotate)
     if counts["frames"] == 0:
         raise EdgeInputError(f"{name}: no frame could be decoded")
+    if counts["frames"] == 1:  # no clip at all, let alone a window: bad input, not a short stream
+        raise EdgeInputError(f"{name}: only 1 frame could be decoded; a clip needs at least 2 "
+                             f"(a window here is {runner.length})")
     seconds = time.perf_counter() - t0
     summary = {"event": "summary", "source": name, "fps_source": fps, "window_frames": runner.length,
                "stride_frames": runner.stride, **counts, "seconds": round(seconds, 3),

@@ -136,6 +136,7 @@ def explain(run: str | Path, sample_id: str, layer: str | None = None, class_nam
     from mer_keras.data.pipeline import RepresentationConfig, build_inputs
     from mer_keras.data.synthetic import default_cache_dir
     from mer_keras.models.io import ModelFileError, load_model
+    from mer_keras.registry import get_spec
     from mer_keras.train.run import load_run_data, options_from_config
 
     console = console or Console()
@@ -144,16 +145,18 @@ def explain(run: str | Path, sample_id: str, layer: str | None = None, class_nam
         config = json.loads((run / "config.json").read_text())
     except (OSError, json.JSONDecodeError) as exc:
         raise ModelFileError(f"{run / 'config.json'}: cannot read the run's configuration ({exc})") from None
+    try:
+        classes = list(config["classes"])
+        opts = options_from_config(config)
+        rep = RepresentationConfig.from_dict(config["representation_config"])
+        explain_layer = get_spec(config["model"]).explain_layer
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelFileError(f"{run / 'config.json'}: missing or invalid field ({type(exc).__name__}: {exc})") from None
     model = load_model(run)
-    classes = list(config["classes"])
-    opts = options_from_config(config)
     data = load_run_data(opts, console)
     sample = find_sample(data.samples, sample_id)
-    rep = RepresentationConfig(**config["representation_config"])
     x = build_inputs([sample], rep, cache_dir=default_cache_dir(opts.cache_dir))[0]
-    from mer_keras.registry import get_spec
-
-    layer = layer or default_layer(model, get_spec(config["model"]).explain_layer)
+    layer = layer or default_layer(model, explain_layer)
     if class_name is not None and class_name not in classes:
         raise KeyError(f"unknown class {class_name!r}; the run's classes are {classes}")
     cam, probs = grad_cam(model, x, layer, classes.index(class_name) if class_name else None)

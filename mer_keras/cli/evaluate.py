@@ -25,3 +25,4 @@ def evaluate(
     folder = run_evaluate(EvalOptions(target=target, seed=seed, subjects=subjects, clips=clips, out=out,
                                       cache_dir=cache_dir), console)
     console.print(str(folder), highlight=False, soft_wrap=True)
+

@@ -27,7 +27,7 @@ from pathlib import Path
 import pandas as pd
 
 from mer_keras.data.database import LoadResult, collect, make_sample, resolve_root
-from mer_keras.data.sheets import find_sheet, parse_aus, parse_frame_number
+from mer_keras.data.sheets import find_sheet, parse_aus, parse_frame_number, short_reason
 
 NAME = "casme_sq"
 FPS = 30.0
@@ -60,17 +60,22 @@ def load(root=None, strict: bool = False, apex_policy: str = "midpoint", micro_o
     """Read CAS(ME)^2 micro-expression records (see the module docstring for the layout).
 
     Raises:
-        FileNotFoundError: no root, sheet or ``rawpic`` folder. ValueError: missing naming-rule
-        sheets; with ``strict``, the first bad row (names sheet and row).
+        FileNotFoundError: no root, sheet or ``rawpic`` folder. ValueError: an unreadable sheet,
+        missing naming-rule sheets; with ``strict``, the first bad row (names sheet and row).
     """
     root = resolve_root(root, "CASME_sq")
     sheet = find_sheet(root, "CAS(ME)^2code_final*.xls*")
     frame_root = root / "rawpic"
     if not frame_root.is_dir():
         raise FileNotFoundError(f"CAS(ME)^2 frame folder {frame_root} does not exist")
-    xl = pd.ExcelFile(sheet)
-    subjects, videos = _naming_rules(xl, sheet)
-    codes = xl.parse(xl.sheet_names[0], header=None, dtype=object)
+    try:
+        xl = pd.ExcelFile(sheet)
+        subjects, videos = _naming_rules(xl, sheet)
+        codes = xl.parse(xl.sheet_names[0], header=None, dtype=object)
+    except Exception as exc:  # pandas, openpyxl, xlrd and zipfile raise many types for a damaged file
+        if isinstance(exc, ValueError) and str(sheet) in str(exc):
+            raise  # already names the sheet (missing naming-rule sheets)
+        raise ValueError(f"{sheet}: not a readable coding sheet ({short_reason(exc)})") from None
     result = LoadResult()
     for i, row in enumerate(codes.itertuples(index=False), start=1):
         cells = list(row) + [None] * 9
@@ -82,7 +87,7 @@ def load(root=None, strict: bool = False, apex_policy: str = "midpoint", micro_o
         def build(cells=cells, where=where):
             try:
                 folder, prefix = subjects[int(float(cells[0]))]
-            except (KeyError, TypeError, ValueError):
+            except (KeyError, TypeError, ValueError, OverflowError):
                 raise ValueError(f"{where}: subject id {cells[0]!r} is not in 'naming rule1'") from None
             clip = str(cells[1]).strip()
             video = clip.split("_")[0].lower()

@@ -99,14 +99,32 @@ def make_sample(database: str, subject: str, clip_id: str, folder: Path, onset: 
                   database=database, fps=fps, source=where, frame_numbers=tuple(numbers))
 
 
-def collect(result: LoadResult, where: str, build, strict: bool) -> None:
-    """Run ``build()`` and append its sample, or record the clip as skipped (raise if ``strict``)."""
+def attempt(where: str, build, strict: bool, skipped: list[tuple[str, str]]):
+    """Run ``build()`` and return its value, or record ``(where, why)`` in ``skipped`` and return None.
+
+    Raises:
+        ValueError, FileNotFoundError, NotADirectoryError, PermissionError: with ``strict``, the
+            error of ``build``; its message always names ``where`` (prefixed when the error did
+            not, e.g. an unreadable folder). Other errors (a full disk...) are not the clip's
+            fault and always propagate.
+    """
     try:
-        result.samples.append(build())
-    except (ValueError, FileNotFoundError) as exc:
+        return build()
+    except (ValueError, FileNotFoundError, NotADirectoryError, PermissionError) as exc:
+        why = str(exc)
         if strict:
-            raise
-        result.skipped.append((where, str(exc)))
+            if where in why:
+                raise
+            raise (FileNotFoundError if isinstance(exc, FileNotFoundError) else ValueError)(f"{where}: {why}") from None
+        skipped.append((where, why))
+        return None
+
+
+def collect(result: LoadResult, where: str, build, strict: bool) -> None:
+    """:func:`attempt` for one clip: append its :class:`Sample` to ``result``, or record it as skipped."""
+    sample = attempt(where, build, strict, result.skipped)
+    if sample is not None:
+        result.samples.append(sample)
 
 
 @dataclass(frozen=True)
@@ -159,7 +177,7 @@ def load_sheet_database(spec: SheetSpec, root: Path, frame_root: Path, strict: b
         def build(r=r, where=where):
             cell = str(r[cols["subject"]]).strip()
             number = cell[:-2] if cell.endswith(".0") else cell
-            subject = spec.subject_format.format(int(number)) if number.isdigit() else cell
+            subject = spec.subject_format.format(int(number)) if number.isdecimal() else cell
             if not subject or subject == "nan":
                 raise ValueError(f"{where}: empty Subject")
             clip = str(r[cols["clip"]]).strip()

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mer_keras.data import casme, casme2, casme3, casme_sq, composite, fourdme, manifest, mmew, samm, smic
-from mer_keras.data.database import LoadResult
+from mer_keras.data.database import LoadResult, describe
 from mer_keras.data.records import Sample
 
 DATASETS = ("synthetic", "casme2", "samm", "smic", "casme", "casme_sq", "casme3", "mmew", "4dme", "composite",
@@ -109,5 +109,6 @@ def load_dataset(name: str, root=None, strict: bool = False, apex_policy: str = 
     else:
         raise ValueError(f"unknown dataset {name!r}; expected one of {DATASETS}")
     if not ds.samples and not ds.images:
-        raise ValueError(f"{name}: no usable sample under {root} ({len(ds.skipped)} skipped)")
+        first = f"; first: {describe(*ds.skipped[0])}" if ds.skipped else ""
+        raise ValueError(f"{name}: no usable sample under {root} ({len(ds.skipped)} skipped{first})")
     return ds

@@ -14,9 +14,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from mer_keras.data.database import LoadResult, collect, make_sample
-from mer_keras.data.sheets import parse_frame_number
+from mer_keras.data.database import LoadResult, attempt, collect, make_sample
+from mer_keras.data.sheets import parse_frame_number, short_reason
 from mer_keras.data.synthetic import default_cache_dir
+from mer_keras.preprocess.images import read_image
 from mer_keras.preprocess.video import extract_frames, is_video
 
 
@@ -38,13 +39,17 @@ def load(csv_path, strict: bool = False, fps: float = 0.0, apex_policy: str = "m
     Returns:
         (clip records from ``frames`` rows, image records from ``path`` rows).
     Raises:
-        FileNotFoundError: missing CSV. ValueError: missing columns, or a row with neither or both
-        of path/frames, an empty label or subject, a missing file (names csv:row; when ``strict``).
+        FileNotFoundError: missing CSV. ValueError: not a readable CSV, missing columns, or (when
+        ``strict``) a row with neither or both of path/frames, an empty label or subject, a missing,
+        unreadable or truncated image, a bad frame folder or video (names csv:row).
     """
     csv_path = Path(csv_path)
     if not csv_path.is_file():
         raise FileNotFoundError(f"manifest {csv_path} does not exist")
-    df = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
+    try:
+        df = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
+    except Exception as exc:  # EmptyDataError, ParserError, UnicodeDecodeError, ...: none names the file
+        raise ValueError(f"{csv_path}: not a readable manifest CSV ({short_reason(exc)})") from None
     cols = {c.strip().lower(): c for c in df.columns}
     missing = [c for c in ("subject", "label") if c not in cols]
     if missing or not ({"path", "frames"} & set(cols)):
@@ -64,16 +69,17 @@ def load(csv_path, strict: bool = False, fps: float = 0.0, apex_policy: str = "m
                 raise ValueError(f"{where}: give exactly one of path or frames")
 
         if path:
-            try:
+            def image(where=where, subject=subject, label=label, dataset=dataset, path=path):
                 check()
                 p = (base / path).resolve()
                 if not p.is_file():
                     raise ValueError(f"{where}: image {p} does not exist")
-                images.append(ImageRecord(subject, label, str(p), dataset, where))
-            except ValueError as exc:
-                if strict:
-                    raise
-                clips.skipped.append((where, str(exc)))
+                read_image(p)  # an unreadable or truncated image is found here, not in the middle of training
+                return ImageRecord(subject, label, str(p), dataset, where)
+
+            record = attempt(where, image, strict, clips.skipped)
+            if record is not None:
+                images.append(record)
             continue
 
         def build(where=where, subject=subject, label=label, dataset=dataset, frames=frames):

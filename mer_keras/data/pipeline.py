@@ -22,6 +22,7 @@ import numpy as np
 
 from mer_keras.atomic import atomic_path
 from mer_keras.data.records import Sample
+from mer_keras.preprocess.images import read_image
 from mer_keras.preprocess.representation import (  # noqa: F401  (re-exported: the pipeline's public names)
     MOUTH_CORNERS, REGION_LAYOUTS, REPRESENTATIONS, RepresentationConfig, region_centres,
     region_flow_representation, representation_from_frames, sequence_indices, _channels)
@@ -37,12 +38,10 @@ def read_frame(path: str) -> np.ndarray:
     """Read one frame as (H, W, 3) uint8 RGB (grayscale files are expanded).
 
     Raises:
-        ValueError: the file is missing or not a readable image (the message names it).
+        ValueError: the file is missing, not a readable image or a truncated JPEG (the message
+            names it; see :func:`mer_keras.preprocess.images.read_image`).
     """
-    img = cv2.imread(path, cv2.IMREAD_COLOR)
-    if img is None:
-        raise ValueError(f"cannot read frame {path} (missing, truncated or not an image)")
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    return cv2.cvtColor(read_image(path), cv2.COLOR_BGR2RGB)
 
 
 def sample_representation(sample: Sample, cfg: RepresentationConfig) -> np.ndarray:

@@ -8,6 +8,7 @@ real database is found at once.
 from __future__ import annotations
 
 import functools
+import math
 import os
 import re
 from pathlib import Path
@@ -52,12 +53,18 @@ def read_sheet(path: Path, required: Sequence[str]) -> tuple[pd.DataFrame, int]:
         (frame with the header applied and blank rows dropped, Excel row number of the header).
         Each data row keeps its Excel row number in the column ``_row``.
     Raises:
-        ValueError: no row holds all required columns (names the sheet and the missing ones).
+        ValueError: the file is not a readable sheet (empty, truncated, not a spreadsheet, not
+            text), or no row holds all required columns (names the sheet and the missing ones).
     """
-    if path.suffix.lower() == ".csv":
-        raw = pd.read_csv(path, header=None, dtype=object)
-    else:
-        raw = pd.read_excel(path, header=None, dtype=object)
+    try:
+        if path.suffix.lower() == ".csv":
+            raw = pd.read_csv(path, header=None, dtype=object)
+        else:
+            raw = pd.read_excel(path, header=None, dtype=object)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"coding sheet {path} does not exist") from None
+    except Exception as exc:  # pandas, openpyxl, xlrd and zipfile raise many types for a damaged file
+        raise ValueError(f"{path}: not a readable coding sheet ({short_reason(exc)})") from None
     want = {c.lower() for c in required}
     for i in range(min(40, len(raw))):
         cells = [str(v).strip() for v in raw.iloc[i].tolist()]
@@ -69,6 +76,12 @@ def read_sheet(path: Path, required: Sequence[str]) -> tuple[pd.DataFrame, int]:
             return df.reset_index(drop=True), i + 1
     first = [str(v) for v in raw.iloc[0].tolist()] if len(raw) else []
     raise ValueError(f"{path}: no header row with columns {list(required)} (first row: {first})")
+
+
+def short_reason(exc: BaseException) -> str:
+    """``Type: first line of the message`` of a reader's exception, for one-line errors."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0][:200]}" if text else type(exc).__name__
 
 
 def column(df: pd.DataFrame, name: str):
@@ -92,7 +105,7 @@ def parse_frame_number(value, where: str, missing=("/", "-1", "", "nan", "none")
         number = float(text)
     except ValueError:
         raise ValueError(f"{where}: frame number {value!r} is not a number") from None
-    if number != int(number) or number < 0:
+    if not math.isfinite(number) or number != int(number) or number < 0:
         raise ValueError(f"{where}: frame number {value!r} is not a whole, non-negative number")
     return int(number)
 

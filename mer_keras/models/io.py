@@ -25,36 +25,123 @@ def read_json(path: str | Path) -> dict:
         raise ModelFileError(f"{path}: not readable JSON ({exc})") from None
 
 
-def resolve_model_path(path: str | Path) -> Path:
-    """A ``.keras`` file, or a run folder holding ``model.keras``.
+#: Members a Keras v3 archive saved by mer-keras may hold. Anything else is refused before Keras
+#: opens the file: tf_keras reads ``model.weights.npz`` with ``np.load(allow_pickle=True)``, so an
+#: archive carrying one could run code at load time whatever ``safe_mode`` says.
+ARCHIVE_MEMBERS = ("config.json", "metadata.json", "model.weights.h5")
+
+#: Python packages a model's config.json may name as the ``module`` of an object. tf_keras imports
+#: any module a config names and takes any attribute of it, so a config naming another package
+#: would run that package's import-time code and hand its functions to the model.
+CONFIG_MODULES = ("keras", "tf_keras", "mer_keras")
+
+
+def _foreign_modules(node) -> set[str]:
+    """``module`` values of the objects in a model config outside :data:`CONFIG_MODULES`."""
+    found, stack = set(), [node]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            module = item.get("module")
+            if "class_name" in item and module and str(module).split(".")[0] not in CONFIG_MODULES:
+                found.add(str(module))
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return found
+
+
+def check_keras_archive(path: str | Path) -> None:
+    """Refuse a ``.keras`` file that is not a plain Keras v3 archive, without loading it.
+
+    A ``.keras`` file must be a readable zip holding ``config.json`` and ``model.weights.h5``
+    (and optionally ``metadata.json`` and ``assets/``) and nothing else. This is what makes loading
+    safe beyond ``safe_mode``: tf_keras loads a non-zip ``.keras`` file (e.g. a renamed HDF5
+    model) with its legacy loader, which rebuilds Lambda layers from marshalled Python bytecode
+    and runs it; and it unpickles ``model.weights.npz`` members.
 
     Raises:
-        ModelFileError: if nothing loadable is there.
+        ModelFileError: empty, truncated, not a zip, a zip that is not a Keras archive, an
+            archive with members outside :data:`ARCHIVE_MEMBERS`, or a config naming other modules
+            (the message names the file).
+    """
+    import json
+    import zipfile
+
+    p = Path(path)
+    size = p.stat().st_size
+    if size == 0:
+        raise ModelFileError(f"{p}: empty file (0 bytes), not a Keras model")
+    with open(p, "rb") as fh:
+        magic = fh.read(8)
+    if magic.startswith(b"\x89HDF"):
+        raise ModelFileError(f"{p}: an HDF5 (legacy .h5) model renamed .keras; legacy models are not loaded "
+                             f"(they can carry Python bytecode): re-save it as a Keras v3 .keras archive")
+    try:
+        with zipfile.ZipFile(p) as zf:
+            names = zf.namelist()
+            bad_member = zf.testzip()  # CRC of every member: a damaged archive fails here, not half-way in Keras
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError) as exc:
+        raise ModelFileError(f"{p}: not a Keras archive (truncated or not a zip file: {exc})") from None
+    if bad_member is not None:
+        raise ModelFileError(f"{p}: damaged Keras archive (member {bad_member} fails its CRC check)")
+    missing = [m for m in ("config.json", "model.weights.h5") if m not in names]
+    if missing:
+        raise ModelFileError(f"{p}: a zip file but not a Keras v3 archive (no {', '.join(missing)}; holds "
+                             f"{names[:5]}{' ...' if len(names) > 5 else ''})")
+    foreign = [n for n in names if n not in ARCHIVE_MEMBERS and not n.startswith("assets/")]
+    if foreign:
+        raise ModelFileError(f"{p}: Keras archive with unexpected members {foreign[:5]} (only "
+                             f"{', '.join(ARCHIVE_MEMBERS)} and assets/ are loaded; .npz weights would be unpickled)")
+    try:
+        with zipfile.ZipFile(p) as zf:
+            config = json.loads(zf.read("config.json"))
+    except (ValueError, UnicodeDecodeError) as exc:  # json.JSONDecodeError is a ValueError
+        raise ModelFileError(f"{p}: Keras archive whose config.json is not JSON ({exc})") from None
+    modules = _foreign_modules(config)
+    if modules:
+        raise ModelFileError(f"{p}: model config names objects of the Python modules {sorted(modules)[:5]}; only "
+                             f"{', '.join(CONFIG_MODULES)} objects are loaded (importing others could run their code)")
+
+
+def resolve_model_path(path: str | Path) -> Path:
+    """A ``.keras`` file, or a run folder holding ``model.keras``, checked without loading it.
+
+    Raises:
+        ModelFileError: nothing there, not a ``.keras`` file, or a file
+            :func:`check_keras_archive` refuses (the message names it).
     """
     p = Path(path)
     if p.is_dir():
         p = p / "model.keras"
     if not p.exists():
         raise ModelFileError(f"no model at {p}")
+    if p.suffix != ".keras":
+        raise ModelFileError(f"{p}: expected a .keras file (TFLite models are read by mer_keras.export.tflite; "
+                             f"legacy .h5 models are not loaded)")
+    if not p.is_file():
+        raise ModelFileError(f"{p}: a folder, not a .keras file")
+    check_keras_archive(p)
     return p
 
 
 def load_model(path: str | Path) -> keras.Model:
     """Load a Keras model saved by mer-keras (``.keras``) or a run folder's ``model.keras``.
 
-    Uses ``safe_mode=True``: arbitrary Python (Lambda layers, pickled objects) is refused.
+    Safe deserialization: the archive is checked first (:func:`check_keras_archive`: a zip with
+    only the config and HDF5 weights, so neither the legacy loader nor an unpickled ``.npz`` is ever
+    reached), then loaded with ``safe_mode=True``, which refuses Lambda layers' Python code.
 
     Returns:
         The ``keras.Model``, uncompiled.
     Raises:
-        ModelFileError: missing, truncated or foreign file (the message names it).
+        ModelFileError: missing, truncated, foreign or unsafe file (the message names it).
     """
     import mer_keras.models  # noqa: F401  (registers custom objects, if any)
 
     p = resolve_model_path(path)
-    if p.suffix != ".keras":
-        raise ModelFileError(f"{p}: expected a .keras file (TFLite models are read by mer_keras.export.tflite)")
     try:
         return keras.models.load_model(p, compile=False, safe_mode=True)
     except Exception as exc:  # keras raises many types for corrupt archives
-        raise ModelFileError(f"{p}: not a loadable Keras model ({type(exc).__name__}: {exc})") from exc
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise ModelFileError(f"{p}: not a loadable Keras model ({type(exc).__name__}: {first})") from exc

@@ -39,15 +39,23 @@ def dynamic_image(frames: np.ndarray) -> np.ndarray:
         (H, W, C) float32 dynamic image, not normalised (see :func:`scale_to_uint8_range`).
 
     Raises:
-        ValueError: if T < 2 or the array is not 4-D.
+        ValueError: if T < 2, the array is not 4-D, a side is 0, or the values are not real
+            finite numbers.
 
     Source: Bilen et al., CVPR 2016, Eq. (4).
     """
     frames = np.asarray(frames)
     if frames.ndim != 4:
         raise ValueError(f"expected a (T, H, W, C) clip, got shape {frames.shape}")
+    if 0 in frames.shape[1:]:
+        raise ValueError(f"expected a (T, H, W, C) clip with non-empty frames, got shape {frames.shape}")
+    if not (np.issubdtype(frames.dtype, np.number) or frames.dtype == np.bool_) or np.iscomplexobj(frames):
+        raise ValueError(f"expected a clip of real numbers, got dtype {frames.dtype}")
     alpha = rank_pooling_coefficients(frames.shape[0]).astype(np.float32)
-    return np.tensordot(alpha, frames.astype(np.float32), axes=(0, 0))
+    frames = frames.astype(np.float32)
+    if not np.isfinite(frames).all():
+        raise ValueError("the clip holds NaN or infinite values; a dynamic image needs finite frames")
+    return np.tensordot(alpha, frames, axes=(0, 0))
 
 
 def scale_to_uint8_range(image: np.ndarray) -> np.ndarray:
@@ -62,4 +70,6 @@ def scale_to_uint8_range(image: np.ndarray) -> np.ndarray:
     lo, hi = float(image.min()), float(image.max())
     if hi - lo < 1e-12:
         return np.zeros_like(image)
-    return (image - lo) * (255.0 / (hi - lo))
+    if hi - lo > np.finfo(np.float32).max:  # image - lo would overflow float32: scale in float64
+        return np.clip((image.astype(np.float64) - lo) * (255.0 / (hi - lo)), 0.0, 255.0).astype(np.float32)
+    return np.clip((image - lo) * (255.0 / (hi - lo)), 0.0, 255.0)  # clip: rounding can overshoot 255

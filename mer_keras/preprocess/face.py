@@ -126,12 +126,25 @@ def align_clip(frames, landmarks: np.ndarray | None = None, size: int = 128, ref
 
     Raises:
         FaceNotFoundError: no face in the reference frame (message names ``clip_id``).
-        ValueError: empty clip or reference index out of range.
+        ValueError: empty clip, reference index out of range, a frame that is not an (H, W) or
+            (H, W, 3) uint8 image, size < 1, or landmarks that are not (N, 2) finite points.
     """
     if len(frames) == 0:
         raise ValueError(f"clip {clip_id} has no frames")
     if not 0 <= reference_index < len(frames):
         raise ValueError(f"reference frame {reference_index} is outside clip {clip_id} of {len(frames)} frames")
+    if size < 1:
+        raise ValueError(f"clip {clip_id}: crop size must be at least 1 pixel, got {size}")
+    for i, frame in enumerate(frames):
+        frame = np.asarray(frame)
+        if frame.dtype != np.uint8 or not (frame.ndim == 2 or (frame.ndim == 3 and frame.shape[2] == 3)) \
+                or 0 in frame.shape:
+            raise ValueError(f"clip {clip_id}: frame {i} is {frame.shape} {frame.dtype}; expected an (H, W) or "
+                             f"(H, W, 3) uint8 image")
+    if landmarks is not None:
+        points = np.asarray(landmarks)
+        if points.ndim != 2 or points.shape[1] != 2 or not np.isfinite(points).all():
+            raise ValueError(f"clip {clip_id}: landmarks must be (N, 2) finite pixel coordinates, got {points.shape}")
     if landmarks is None:
         landmarks = (landmarker or get_landmarker())(np.asarray(frames[reference_index]))
         if landmarks is None:

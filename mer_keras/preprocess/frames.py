@@ -7,6 +7,8 @@ from typing import Sequence
 import cv2
 import numpy as np
 
+from mer_keras.preprocess.images import read_image
+
 
 def spot_apex_frames(frames: Sequence[np.ndarray], size: int = 64) -> int:
     """Index of the frame with the largest motion against the first (onset) frame.
@@ -17,17 +19,30 @@ def spot_apex_frames(frames: Sequence[np.ndarray], size: int = 64) -> int:
     1..T-1 (0 for a clip of one frame).
 
     Args:
-        frames: T (H, W) uint8 grayscale or (H, W, 3) uint8 RGB frames, onset first.
+        frames: T >= 1 (H, W) uint8 grayscale or (H, W, 3) uint8 RGB frames, onset first.
+        size: side of the motion grid, at least :data:`~mer_keras.preprocess.flow.MIN_FLOW_SIDE`.
     Returns:
         int index into ``frames``.
+    Raises:
+        ValueError: no frame, a frame of another dtype or layout, or ``size`` too small.
     """
+    from mer_keras.preprocess.flow import MIN_FLOW_SIDE
+
     def small(frame):
         frame = np.asarray(frame)
+        if frame.dtype != np.uint8 or not (frame.ndim == 2 or (frame.ndim == 3 and frame.shape[2] == 3)) \
+                or 0 in frame.shape:
+            raise ValueError(f"apex spotting needs (H, W) or (H, W, 3) uint8 frames, got {frame.shape} {frame.dtype}")
         if frame.ndim == 3:
             frame = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
         return cv2.resize(frame, (size, size), interpolation=cv2.INTER_AREA)
 
+    if len(frames) == 0:
+        raise ValueError("apex spotting needs at least one frame, got none")
+    if size < MIN_FLOW_SIDE:
+        raise ValueError(f"apex spotting grid of {size} pixels; at least {MIN_FLOW_SIDE} are needed")
     if len(frames) < 2:
+        small(frames[0])
         return 0
     dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST)
     onset = small(frames[0])
@@ -48,12 +63,10 @@ def spot_apex(paths: Sequence[str], size: int = 64) -> int:
     Returns:
         int index into ``paths``.
     Raises:
-        ValueError: an unreadable frame (named).
+        ValueError: an unreadable or truncated frame (named).
     """
     frames = []
     for p in paths[:1] if len(paths) < 2 else paths:
-        img = cv2.imread(str(p), cv2.IMREAD_GRAYSCALE)
-        if img is None:
-            raise ValueError(f"cannot read frame {p} (missing, truncated or not an image)")
+        img = read_image(p, grayscale=True)
         frames.append(cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA))  # small as read: long clips
     return spot_apex_frames(frames, size)

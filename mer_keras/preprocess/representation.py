@@ -27,7 +27,7 @@ import numpy as np
 
 from mer_keras.preprocess.dynamic_image import dynamic_image, scale_to_uint8_range
 from mer_keras.preprocess.face import FaceNotFoundError, align_clip, alignment_matrix, get_landmarker
-from mer_keras.preprocess.flow import FLOW_METHODS, flow_representation
+from mer_keras.preprocess.flow import FLOW_METHODS, MIN_FLOW_SIDE, flow_representation
 
 #: Representations a model can consume.
 REPRESENTATIONS = ("dynamic_image", "apex", "flow", "sequence")
@@ -60,6 +60,14 @@ class RepresentationConfig:
     regions: str | None = None
 
     def __post_init__(self) -> None:
+        for name in ("size", "crop", "frames", "channels"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+                raise ValueError(f"{name} must be a whole number, got {value!r}")
+        if self.size < 1 or self.crop < 1:
+            raise ValueError(f"size and crop must be at least 1 pixel, got size={self.size}, crop={self.crop}")
+        if self.representation == "flow" and self.crop < MIN_FLOW_SIDE:
+            raise ValueError(f"the flow representation needs a crop of at least {MIN_FLOW_SIDE} pixels, got {self.crop}")
         if self.representation not in REPRESENTATIONS:
             raise ValueError(f"unknown representation {self.representation!r}; expected one of {REPRESENTATIONS}")
         if self.flow_method not in FLOW_METHODS:
@@ -89,8 +97,18 @@ class RepresentationConfig:
         """
         for key in ("representation", "size", "crop", "flow_method"):
             recorded[key]  # noqa: B018  (present since the first version: required)
-        cast = {"size": int, "crop": int, "frames": int, "channels": int}
-        return cls(**{f.name: cast.get(f.name, lambda v: v)(recorded[f.name])
+
+        def whole(name, value):
+            try:
+                number = float(value)
+            except (TypeError, ValueError):
+                raise ValueError(f"{name} must be a whole number, got {value!r}") from None
+            if not number.is_integer():  # NaN, infinities and fractions: not a pixel count
+                raise ValueError(f"{name} must be a whole number, got {value!r}")
+            return int(number)
+
+        numeric = ("size", "crop", "frames", "channels")
+        return cls(**{f.name: whole(f.name, recorded[f.name]) if f.name in numeric else recorded[f.name]
                       for f in fields(cls) if f.name in recorded})
 
     @property
@@ -129,7 +147,12 @@ def representation_from_frames(frames: np.ndarray, onset: int, apex: int, offset
         ``cfg.input_shape`` float32 in [0, 255].
     Raises:
         FaceNotFoundError: no face on the onset frame.
+        ValueError: indices out of order or outside the clip, frames that are not uint8 RGB or
+            grayscale images, or frames too small for the representation (each names ``clip_id``).
     """
+    if not 0 <= onset <= apex <= offset < len(frames):
+        raise ValueError(f"clip {clip_id}: onset {onset}, apex {apex}, offset {offset} are not in order within "
+                         f"its {len(frames)} frame(s)")
     if cfg.representation == "sequence":
         picked = [frames[i] for i in sequence_indices(onset, offset, cfg.frames)]
         aligned = align_clip(picked, landmarks=landmarks, size=cfg.crop, clip_id=clip_id)

@@ -56,6 +56,38 @@ def find_models(target: Path) -> tuple[Path, dict[str, Path]]:
     return folder, files
 
 
+def check_model_files(target: str) -> None:
+    """Open every model file ``evaluate`` would score, before the evaluation set is built.
+
+    A truncated or foreign file, or a TFLite model whose input is not the one ``metadata.json``
+    describes, is then reported at once rather than after the (possibly long) generation and
+    preprocessing of the evaluation clips. Keras archives are checked without being loaded
+    (:func:`mer_keras.models.io.resolve_model_path`); TFLite files are opened.
+
+    Raises:
+        ModelFileError, ValueError: the first unusable file (named).
+    """
+    from mer_keras.export.tflite import TFLiteModel
+    from mer_keras.models.io import resolve_model_path
+    from mer_keras.preprocess.representation import RepresentationConfig
+
+    folder, files = find_models(Path(target))
+    try:
+        expected = RepresentationConfig.from_dict(read_json(folder / "metadata.json")["preprocessing"]).input_shape
+    except (KeyError, TypeError, ValueError) as exc:  # ModelFileError (unreadable JSON) is a ValueError
+        if isinstance(exc, ModelFileError):
+            raise
+        raise ModelFileError(f"{folder / 'metadata.json'}: missing or invalid field ({exc})") from None
+    for path in files.values():
+        if path.suffix == ".tflite":
+            shape = TFLiteModel(path).input_shape
+            if shape != tuple(expected):
+                raise ModelFileError(f"{path}: the model takes {shape} but {folder / 'metadata.json'} describes "
+                                     f"inputs of shape {tuple(expected)}")
+        else:
+            resolve_model_path(path)
+
+
 def predict_file(path: Path, x: np.ndarray) -> np.ndarray:
     """(N, K) probabilities of a ``.keras`` or ``.tflite`` model."""
     if path.suffix == ".tflite":
@@ -74,6 +106,7 @@ def evaluate(opts: EvalOptions, console) -> Path:
     Returns:
         The evaluation folder (``<run>/eval-<timestamp>`` unless ``opts.out``).
     """
+    check_model_files(opts.target)  # a bad file fails before the evaluation set is built
     folder, files = find_models(Path(opts.target))
     meta = read_json(folder / "metadata.json")
     try:

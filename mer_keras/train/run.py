@@ -266,22 +266,21 @@ def load_run_inputs(run: str | Path, console) -> tuple[RunOptions, Representatio
 PROTOCOLS = ("loso", "composite", "cross")
 
 
-def make_run_dir(out: str | Path, model: str, dataset: str, when: float | None = None, create: bool = True) -> Path:
-    """A new, unique run folder ``<out>/<YYYYmmdd-HHMMSS>-<model>-<dataset>`` (time ``when``, default now).
-
-    With ``create=False`` (a non-chief worker of a multi-worker run) the folder named by ``when``
-    is returned without the uniqueness suffix and created only if missing: the chief made it.
-    """
-    base = Path(out) / f"{time.strftime('%Y%m%d-%H%M%S', time.localtime(when))}-{model}-{dataset}"
-    if not create:
-        base.mkdir(parents=True, exist_ok=True)
-        return base
+def make_run_dir(out: str | Path, model: str, dataset: str, when: float | None = None) -> Path:
+    """A new, unique run folder ``<out>/<YYYYmmdd-HHMMSS>-<model>-<dataset>[-k]`` (time ``when``, default now)."""
+    base = run_dir_name(out, model, dataset, when)
     run, k = base, 1
     while run.exists():
         k += 1
-        run = base.with_name(f"{base.name}-{k}")
+        run = run_dir_name(out, model, dataset, when, k)
     run.mkdir(parents=True)
     return run
+
+
+def run_dir_name(out: str | Path, model: str, dataset: str, when: float | None = None, k: int = 1) -> Path:
+    """The path ``<out>/<YYYYmmdd-HHMMSS>-<model>-<dataset>`` (with ``-k`` for k > 1), not created."""
+    base = Path(out) / f"{time.strftime('%Y%m%d-%H%M%S', time.localtime(when))}-{model}-{dataset}"
+    return base if k == 1 else base.with_name(f"{base.name}-{k}")
 
 
 def save_keras(model, path: Path) -> None:
@@ -526,7 +525,14 @@ def train_run(opts: RunOptions, console=None) -> Path:
         # The run folder is made only once the inputs exist: bad data leaves no half-made run behind.
         # Every worker of a multi-worker run uses the chief's folder name (its backups live there).
         when = broadcast_from_chief(strategy, time.time())
-        run = make_run_dir(opts.out, opts.model, dataset, when=when, create=chief)
+        k = 0
+        if chief:
+            run = make_run_dir(opts.out, opts.model, dataset, when=when)
+            k = next(k for k in range(1, 10_000) if run_dir_name(opts.out, opts.model, dataset, when, k) == run)
+        k = int(broadcast_from_chief(strategy, k))  # after the chief made its folder
+        if not chief:  # the chief's name; created here only when the disk is not shared
+            run = run_dir_name(opts.out, opts.model, dataset, when, k)
+            run.mkdir(parents=True, exist_ok=True)
         completed = {}
         if chief:
             atomic.write_json(run / "config.json", {**asdict(opts), "representation_config": asdict(rep),
