@@ -1,8 +1,11 @@
-"""MirroredStrategy with 2 replicas on a CPU split into 2 logical devices (the GPU path on CPU)."""
+"""tf.distribute on CPU: MirroredStrategy over 2 logical devices, and MultiWorkerMirroredStrategy over two
+worker processes on 127.0.0.1 (training together, and killed and resumed: slow)."""
 
 import subprocess
 import sys
 import textwrap
+
+import pytest
 
 
 def test_mirrored_two_replicas_train_on_split_cpu():
@@ -42,19 +45,11 @@ def free_ports(n: int) -> list[int]:
 def test_two_local_workers_train_one_run_together(tmp_path, cache_dir):
     """`--strategy multiworker`: two worker processes on 127.0.0.1 run the same LOSO job; the chief
     writes the run, both end with the same final weights (printed fingerprint = the saved model's)."""
-    import json
-    import os
     from pathlib import Path
 
-    ports = free_ports(2)
-    cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
-    args = [sys.executable, "-m", "mer_keras.cli.main", "train", "--model", "off_apexnet", "--subjects", "3",
-            "--clips", "4", "--seed", "7", "--epochs", "3", "--no-export", "--strategy", "multiworker",
-            "--out", str(tmp_path), "--cache-dir", str(cache_dir)]
-    procs = [subprocess.Popen(args, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2",
-                                         "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker",
-                                                                                               "index": i}})},
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(2)]
+    args = ["train", "--model", "off_apexnet", "--subjects", "3", "--clips", "4", "--seed", "7", "--epochs", "3",
+            "--no-export", "--strategy", "multiworker", "--out", str(tmp_path), "--cache-dir", str(cache_dir)]
+    procs = launch_workers(args)
     outs = []
     try:
         for p in procs:
@@ -78,11 +73,55 @@ def test_two_local_workers_train_one_run_together(tmp_path, cache_dir):
 
 
 def test_multiworker_needs_a_valid_tf_config():
-    import pytest
-
     from mer_keras.train.strategy import parse_tf_config
 
     for bad, message in [(None, "needs the TF_CONFIG"), ("{", "not a cluster"), ('{"cluster": {}}', "not a cluster"),
                          ('{"cluster": {"worker": ["a:1"]}, "task": {"type": "worker", "index": 3}}', "not in its cluster")]:
         with pytest.raises(ValueError, match=message):
             parse_tf_config(bad)
+
+
+def launch_workers(args):
+    """Start two `mer-keras` worker processes on 127.0.0.1 with a TF_CONFIG on free ports."""
+    import json
+    import os
+
+    cluster = {"worker": [f"127.0.0.1:{p}" for p in free_ports(2)]}
+    return [subprocess.Popen([sys.executable, "-m", "mer_keras.cli.main", *args],
+                             env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2",
+                                  "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}})},
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(2)]
+
+
+@pytest.mark.slow
+def test_killed_workers_resume_to_the_uninterrupted_result(tmp_path, cache_dir):
+    """SIGKILL both workers mid-fold, relaunch both with --resume: same predictions and final weights."""
+    import json
+    import os
+    import signal
+    import time
+
+    base = ["train", "--model", "off_apexnet", "--subjects", "3", "--clips", "4", "--seed", "7", "--epochs", "30",
+            "--no-export", "--strategy", "multiworker", "--backup-minutes", "0", "--cache-dir", str(cache_dir)]
+
+    def finish(procs):
+        outs = [p.communicate(timeout=600)[0] for p in procs]
+        assert [p.returncode for p in procs] == [0, 0]
+        return [line for o in outs for line in o.splitlines() if "final model weights sha256" in line]
+
+    reference = finish(launch_workers(base + ["--out", str(tmp_path / "ref")]))
+    procs = launch_workers(base + ["--out", str(tmp_path / "kill")])
+    deadline = time.time() + 300
+    while time.time() < deadline and not list((tmp_path / "kill").glob("*/backup/synthetic__sub02/chief/ckpt-*.index")):
+        time.sleep(0.02)
+    for p in procs:
+        os.kill(p.pid, signal.SIGKILL)
+        p.wait()
+    run = next((tmp_path / "kill").glob("*"))
+    assert sorted(f.name for f in (run / "folds").glob("*.json")) == ["synthetic__sub01.json"]
+    resumed = finish(launch_workers(["train", "--resume", str(run)]))
+    ref_run = next((tmp_path / "ref").glob("*"))
+    assert (run / "predictions.csv").read_text() == (ref_run / "predictions.csv").read_text()
+    assert json.loads((run / "results.json").read_text())["overall"] == json.loads(
+        (ref_run / "results.json").read_text())["overall"]
+    assert set(resumed) == set(reference) and len(resumed) == 2
