@@ -81,13 +81,14 @@ def test_multiworker_needs_a_valid_tf_config():
             parse_tf_config(bad)
 
 
-def launch_workers(args):
-    """Start two `mer-keras` worker processes on 127.0.0.1 with a TF_CONFIG on free ports."""
+def launch_workers(args, per_worker=None):
+    """Start two `mer-keras` worker processes on 127.0.0.1 with a TF_CONFIG on free ports
+    (``per_worker``: a list of argv, one per worker, instead of ``args`` for both)."""
     import json
     import os
 
     cluster = {"worker": [f"127.0.0.1:{p}" for p in free_ports(2)]}
-    return [subprocess.Popen([sys.executable, "-m", "mer_keras.cli.main", *args],
+    return [subprocess.Popen([sys.executable, "-m", "mer_keras.cli.main", *(per_worker[i] if per_worker else args)],
                              env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2",
                                   "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}})},
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(2)]
@@ -119,6 +120,15 @@ def test_killed_workers_resume_to_the_uninterrupted_result(tmp_path, cache_dir):
         p.wait()
     run = next((tmp_path / "kill").glob("*"))
     assert sorted(f.name for f in (run / "folds").glob("*.json")) == ["synthetic__sub01.json"]
+    # Workers that do not see the same run (no shared disk): all stop with exit 2, none hangs.
+    import shutil
+
+    elsewhere = tmp_path / "elsewhere" / run.name
+    shutil.copytree(run, elsewhere)
+    (elsewhere / "folds" / "synthetic__sub01.json").unlink()
+    procs = launch_workers(None, per_worker=[["train", "--resume", str(run)], ["train", "--resume", str(elsewhere)]])
+    errors = [p.communicate(timeout=300)[1] for p in procs]
+    assert [p.returncode for p in procs] == [2, 2] and all("different numbers of finished folds" in e for e in errors)
     resumed = finish(launch_workers(["train", "--resume", str(run)]))
     ref_run = next((tmp_path / "ref").glob("*"))
     assert (run / "predictions.csv").read_text() == (ref_run / "predictions.csv").read_text()

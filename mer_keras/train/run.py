@@ -462,7 +462,7 @@ def train_run(opts: RunOptions, console=None) -> Path:
 
     from mer_keras.train.callbacks import ProgressCallback
     from mer_keras.train.results import write_results
-    from mer_keras.train.strategy import broadcast_from_chief, get_strategy, is_chief
+    from mer_keras.train.strategy import broadcast_from_chief, get_strategy, is_chief, workers_agree
     from mer_keras.train.trainer import TrainConfig, fit_model, run_loso
 
     console = console or Console()
@@ -517,8 +517,8 @@ def train_run(opts: RunOptions, console=None) -> Path:
     if opts.resume:
         run = Path(opts.resume)
         completed = load_completed_folds(run, groups, keys, classes)
-        if broadcast_from_chief(strategy, len(completed)) != len(completed):
-            raise ValueError(f"{run}: this worker sees {len(completed)} finished folds, the chief another number; "
+        if not workers_agree(strategy, len(completed)):  # every worker stops, none waits for the others
+            raise ValueError(f"{run}: the workers see different numbers of finished folds (this one {len(completed)}); "
                              "multi-worker resume needs the run folder on a filesystem shared by all workers")
         console.print(f"{len(completed)} fold(s) already done: {', '.join(sorted(completed)) or '-'}", soft_wrap=True)
     else:

@@ -107,6 +107,19 @@ def broadcast_from_chief(strategy: tf.distribute.Strategy, value: float) -> floa
     return float(rows[rows[:, 0] == 1.0][0, 1])
 
 
+def workers_agree(strategy: tf.distribute.Strategy, value: float) -> bool:
+    """True when every worker passed the same ``value`` (always True without multi-worker training).
+
+    A collective (``strategy.gather``): every worker must call it at the same point, and every
+    worker gets the same answer, so all of them can stop together on a disagreement.
+    """
+    if not is_multiworker(strategy):
+        return True
+    row = tf.constant([float(value)], tf.float64)
+    values = strategy.gather(strategy.run(lambda: tf.identity(row)), axis=0).numpy()
+    return bool((values == values[0]).all())
+
+
 def split_cpu(n: int) -> None:
     """Split the physical CPU into ``n`` logical devices (call before TensorFlow initialises).
 
