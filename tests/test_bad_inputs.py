@@ -52,9 +52,6 @@ class Case:
         expect: exit code, :data:`SKIPPED`, or the exception type a library call must raise.
         where: fragment naming the file or row (``{c}`` as above) that the message must contain.
         reason: fragment saying what is wrong, on the same line as ``where``.
-        known_defect: why the outcome is not yet the expected one, when the fix lies outside the
-            files this suite's author could change (the test is then a strict xfail: it fails
-            once the defect is fixed, so that the mark gets removed).
     """
 
     name: str
@@ -63,7 +60,6 @@ class Case:
     expect: int | str | type
     where: str
     reason: str
-    known_defect: str | None = None
 
     @property
     def entry_point(self) -> str:
@@ -473,8 +469,7 @@ def runner(tmp_path_factory) -> Runner:
     return Runner(build_corpus(tmp_path_factory.mktemp("corrupt")))
 
 
-@pytest.mark.parametrize("case", [pytest.param(c, id=f"{c.entry}-{slug(c.name)}", marks=[pytest.mark.xfail(
-    strict=True, reason=c.known_defect)] if c.known_defect else []) for c in CASES])
+@pytest.mark.parametrize("case", [pytest.param(c, id=f"{c.entry}-{slug(c.name)}") for c in CASES])
 def test_bad_input(case, runner):
     outcome = runner.run(case)
     assert not problems(case, outcome, runner.corpus.root), (problems(case, outcome, runner.corpus.root),

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import time
 from pathlib import Path
 from typing import Sequence
 
@@ -169,10 +168,11 @@ def merge_runs(runs: Sequence[str | Path], out: str | Path | None = None, partia
             probs.append(p)
         fold_rows.append(fold["row"])
     finals = [run for run in paths if (run / "metadata.json").is_file() and (run / "model.keras").is_file()]
-    dest = _merged_dir(Path(out) if out else paths[0].parent, config)
+    from mer_keras.train.run import fold_file, make_run_dir
+
+    dest = make_run_dir(Path(out) if out else paths[0].parent, config["model"], f"{config.get('dataset', 'data')}-merged")
     for name, fold in all_folds.items():
-        atomic.write_json(dest / "folds" / (name.replace("/", "__") + ".json"),
-                          {k: v for k, v in fold.items() if k != "_run"})
+        atomic.write_json(fold_file(dest, name), {k: v for k, v in fold.items() if k != "_run"})
     if len(finals) == 1:
         for name in FINAL_MODEL_FILES:
             if (finals[0] / name).is_file():
@@ -193,12 +193,3 @@ def merge_runs(runs: Sequence[str | Path], out: str | Path | None = None, partia
                          f"; {len(finals)} runs fitted a final model, none copied" if finals else ""), soft_wrap=True)
     return dest
 
-
-def _merged_dir(parent: Path, config: dict) -> Path:
-    base = parent / f"{time.strftime('%Y%m%d-%H%M%S')}-{config['model']}-{config.get('dataset', 'data')}-merged"
-    dest, k = base, 1
-    while dest.exists():
-        k += 1
-        dest = base.with_name(f"{base.name}-{k}")
-    dest.mkdir(parents=True)
-    return dest
