@@ -142,3 +142,30 @@ def test_mixed_precision_keeps_float32_outputs_and_exports(tmp_path, cache_dir):
     assert {layer["config"]["dtype"] for layer in config["config"]["layers"] if "dtype" in layer["config"]} == {"float32"}
     report = json.loads((run / "export_report.json").read_text())
     assert report["model_fp32.tflite"]["parity"]["within_tolerance"]
+
+
+def test_loso_frees_every_fold_model():
+    """A LOSO run must not keep finished folds' graphs, and with them their weights, alive.
+
+    clear_session() alone leaves one traced train_function per fold (TF issue #97697): HTNet was
+    killed for lack of memory after 12 folds. The registry entries made before the run stay.
+    """
+    import gc
+
+    from tensorflow.python.framework import func_graph
+
+    from mer_keras.train.trainer import TrainConfig, _gradient_registry, run_loso
+
+    def train_graphs() -> int:
+        gc.collect()
+        return sum(isinstance(o, func_graph.FuncGraph) and o.name == "train_function" for o in gc.get_objects())
+
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 255, (9, 28, 28, 3)).astype("float32")
+    y = np.array([0, 1, 2] * 3)
+    groups = [f"s{i // 3}" for i in range(9)]
+    before_graphs, before_keys = train_graphs(), set(_gradient_registry())
+    out = run_loso(x, y, groups, ["a", "b", "c"], TrainConfig(model="ststnet", epochs=1, batch_size=4))
+    assert len(out["folds"]) == 3 and np.isfinite(out["probabilities"]).all()
+    assert train_graphs() == before_graphs
+    assert set(_gradient_registry()) == before_keys
