@@ -22,7 +22,7 @@ os.environ["TF_USE_LEGACY_KERAS"] = "1"
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TF C++ start-up noise (CUDA probes); override to see it
 os.environ.setdefault("GLOG_minloglevel", "2")
 
-__all__ = ["tf", "keras"]
+__all__ = ["tf", "keras", "gradient_registry"]
 
 
 def _load() -> None:
@@ -36,6 +36,16 @@ def _load() -> None:
         )
     tf.get_logger().setLevel("ERROR")
     globals().update(tf=tf, keras=keras)
+
+
+def gradient_registry() -> dict | None:
+    """TensorFlow's global gradient-function table (op type name -> entry), or None if this
+    TensorFlow has none. A TensorFlow internal, read here so that it is reached in one place;
+    :func:`mer_keras.train.trainer.releasing_fit_memory` prunes it."""
+    _load()
+    from tensorflow.python.framework import ops
+
+    return getattr(getattr(ops, "_gradient_registry", None), "_registry", None)
 
 
 def __getattr__(name: str):

@@ -154,7 +154,8 @@ def test_loso_frees_every_fold_model():
 
     from tensorflow.python.framework import func_graph
 
-    from mer_keras.train.trainer import TrainConfig, _gradient_registry, run_loso
+    from mer_keras._keras import gradient_registry
+    from mer_keras.train.trainer import TrainConfig, run_loso
 
     def train_graphs() -> int:
         gc.collect()
@@ -164,8 +165,8 @@ def test_loso_frees_every_fold_model():
     x = rng.uniform(0, 255, (9, 28, 28, 3)).astype("float32")
     y = np.array([0, 1, 2] * 3)
     groups = [f"s{i // 3}" for i in range(9)]
-    before_graphs, before_keys = train_graphs(), set(_gradient_registry())
+    before_graphs, before_keys = train_graphs(), set(gradient_registry())
     out = run_loso(x, y, groups, ["a", "b", "c"], TrainConfig(model="ststnet", epochs=1, batch_size=4))
     assert len(out["folds"]) == 3 and np.isfinite(out["probabilities"]).all()
     assert train_graphs() == before_graphs
-    assert set(_gradient_registry()) == before_keys
+    assert set(gradient_registry()) == before_keys

@@ -15,7 +15,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from mer_keras._keras import keras, tf
+from mer_keras._keras import gradient_registry, keras, tf
 from mer_keras.data.protocols import LOSO, Fold
 from mer_keras.registry import create_model
 from mer_keras.train.metrics import compute_metrics
@@ -379,14 +379,6 @@ def predict_proba(model, x: np.ndarray, batch_size: int = 64) -> np.ndarray:
 
 
 
-def _gradient_registry() -> dict | None:
-    """TensorFlow's global gradient-function table (op type -> function), or None if absent."""
-    from tensorflow.python.framework import ops
-
-    registry = getattr(ops, "_gradient_registry", None)
-    return getattr(registry, "_registry", None)
-
-
 @contextmanager
 def releasing_fit_memory():
     """Free, on exit, the weights and graphs of every model fitted inside the block.
@@ -405,7 +397,7 @@ def releasing_fit_memory():
     the ``CustomGradient`` entries registered inside the block (entries of graphs made before it
     are kept) and runs the garbage collector.
     """
-    registry = _gradient_registry()
+    registry = gradient_registry()
     before = set(registry) if registry is not None else set()
     try:
         yield
