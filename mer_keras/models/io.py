@@ -132,8 +132,9 @@ def _load_archive(p: Path) -> keras.Model:
     ``keras.models.load_model`` reads the HDF5 weights through ``zipfile``, whose member file
     rewinds to the start of the member and reads forward again at every backward seek (CPython
     3.11), and HDF5 seeks back and forth: loading takes time quadratic in the file size (HTNet's
-    1.68 GB archive: 758 s through Keras on 2 shared cores, 6.5 s this way). One sequential copy, then HDF5 on a real file, gives
-    the same model. Archives with ``assets/`` (mer-keras writes none) go through Keras unchanged.
+    1.68 GB archive: 758 s through Keras on 2 shared cores, 6.5 s this way; docs/BENCHMARKS.md).
+    One sequential copy, then HDF5 on a real file, gives the same model. Archives with
+    ``assets/`` (mer-keras writes none) go through Keras unchanged.
     """
     import json
     import shutil

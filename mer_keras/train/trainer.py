@@ -378,7 +378,6 @@ def predict_proba(model, x: np.ndarray, batch_size: int = 64) -> np.ndarray:
     return np.asarray(out, np.float32)
 
 
-
 @contextmanager
 def releasing_fit_memory():
     """Free, on exit, the weights and graphs of every model fitted inside the block.
