@@ -1,15 +1,16 @@
 """``python -m edge.bench``: end-to-end frames per second and per-stage latency of the edge runner.
 
-    python -m edge.bench --model RUN/model_int8.tflite [--video edge/sample.mp4] [--threads 1 2] [--fps 200]
+    python -m edge.bench --model RUN/model_int8.tflite [--video edge/sample.mp4] [--threads 1 2] [--workers 1 2]
+        [--fps 200]
 
 The video is decoded once into memory (decoding is timed apart: a camera delivers decoded
-frames). Then, for each thread count (OpenCV and the TFLite interpreter), the runner goes over the
-frames as a stream: per window, the stages face (face mesh on the onset frame), apex (motion
+frames). Then, for each thread count (OpenCV and the TFLite interpreter) and each number of
+workers (windows analysed at once), the runner goes over the frames as a stream: per window, the stages face (face mesh on the onset frame), apex (motion
 search), representation (alignment + flow/strain, dynamic image, apex frame or sequence) and
 inference are timed. ``frames/s`` is frames processed / wall time of the whole pass: the rate of
 a live source the runner keeps up with. ``--fps`` sets the stream's frame rate (the window spans
 the same time, so more frames at a higher rate); the high-speed cameras of CASME II and SAMM
-record at 200 fps. Prints a Markdown table (one row per thread count and frame rate).
+record at 200 fps. Prints a Markdown table (one row per setting and frame rate).
 """
 
 from __future__ import annotations
@@ -31,17 +32,18 @@ SAMPLE = Path(__file__).with_name("sample.mp4")
 
 
 def bench(model_path: str, frames: list[np.ndarray], fps: float, threads: int, metadata: str | None = None,
-          repeats: int = 1) -> dict:
-    """One timed pass (the best of ``repeats``) over ``frames`` with ``threads`` threads.
+          repeats: int = 1, workers: int = 1) -> dict:
+    """One timed pass (the best of ``repeats``) over ``frames``: ``threads`` threads, ``workers`` windows at once.
 
     Returns:
-        {"threads", "fps_stream", "window_frames", "stride_frames", "windows", "frames_per_second",
+        {"threads", "workers", "fps_stream", "window_frames", "stride_frames", "windows", "frames_per_second",
         "ms": {stage: median ms per window}}.
     """
     cv2.setNumThreads(threads)
     model, info = load(model_path, metadata, num_threads=threads)
-    runner = WindowRunner(model, info, fps)
-    for _ in runner.windows(frames[:runner.length]):  # warm-up: face mesh graph, interpreter, flow
+    runner = WindowRunner(model, info, fps, workers=workers)
+    # warm-up, a window per worker: face mesh graphs, interpreter, flow
+    for _ in runner.windows(frames[:runner.length + (workers - 1) * runner.stride]):
         pass
     best = None
     for _ in range(repeats):
@@ -54,7 +56,7 @@ def bench(model_path: str, frames: list[np.ndarray], fps: float, threads: int, m
     analysed = [w for w in windows if not w.no_face]
     ms = {s: round(1e3 * float(np.median([w.seconds[s] for w in analysed])), 2) if analysed else None
           for s in STAGES}
-    return {"threads": threads, "fps_stream": fps, "window_frames": runner.length, "stride_frames": runner.stride,
+    return {"threads": threads, "workers": workers, "fps_stream": fps, "window_frames": runner.length, "stride_frames": runner.stride,
             "windows": len(windows), "no_face": len(windows) - len(analysed),
             "frames_per_second": round(len(frames) / wall, 1), "ms": ms}
 
@@ -65,6 +67,8 @@ def main(argv=None) -> int:
     ap.add_argument("--video", default=str(SAMPLE), help=f"video file (default: {SAMPLE.name})")
     ap.add_argument("--metadata", default=None)
     ap.add_argument("--threads", type=positive(int), nargs="+", default=[1, os.cpu_count() or 1])
+    ap.add_argument("--workers", type=positive(int), nargs="+", default=sorted({1, min(2, os.cpu_count() or 1)}),
+                    help="windows analysed at once (threads of the runner)")
     ap.add_argument("--fps", type=positive(float), nargs="+", default=None,
                     help="stream frame rates to simulate (default: the video's)")
     ap.add_argument("--loops", type=positive(int), default=1, help="play the video this many times (a longer stream)")
@@ -84,14 +88,14 @@ def main(argv=None) -> int:
         print(f"{Path(args.model).name} on {name}: {len(frames)} frames {frames[0].shape[1]}x{frames[0].shape[0]}, "
               f"decoded at {len(frames) / args.loops / decode:.0f} frames/s; {platform.machine()}, "
               f"{os.cpu_count()} CPUs")
-        print("| threads | stream fps | window / stride (frames) | face ms | apex ms | representation ms | "
+        print("| threads | workers | stream fps | window / stride (frames) | face ms | apex ms | representation ms | "
               "inference ms | frames/s | keeps up |")
-        print("|---|---|---|---|---|---|---|---|---|")
+        print("|---|---|---|---|---|---|---|---|---|---|")
         for rate in rates:
-            for threads in args.threads:
-                r = bench(args.model, frames, rate, threads, args.metadata, args.repeats)
+            for threads, workers in [(t, w) for w in args.workers for t in args.threads]:
+                r = bench(args.model, frames, rate, threads, args.metadata, args.repeats, workers)
                 ms = r["ms"]
-                print(f"| {threads} | {rate:g} | {r['window_frames']} / {r['stride_frames']} | {ms['face']} | "
+                print(f"| {threads} | {workers} | {rate:g} | {r['window_frames']} / {r['stride_frames']} | {ms['face']} | "
                       f"{ms['apex']} | {ms['representation']} | {ms['inference']} | {r['frames_per_second']} | "
                       f"{'yes' if r['frames_per_second'] >= rate else 'no'} |", flush=True)
     except EdgeInputError as exc:

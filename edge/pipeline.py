@@ -13,6 +13,11 @@ rescaled to the video's frame rate). In each window:
    pipeline calls, so the model sees what it was trained on.
 4. **inference**: :class:`edge.model.TFLiteModel` (ai-edge-litert).
 
+Windows are independent, so ``workers`` > 1 analyses that many at once in threads (OpenCV,
+mediapipe and the interpreter release the GIL); results still come out in stream order, and
+match one worker's exactly. On 2 cores TV-L1 flow gains more from two windows at once than from
+two threads inside one flow computation (docs/EDGE.md, Speed).
+
 Imports numpy, OpenCV, mediapipe, ai-edge-litert and ``mer_keras.preprocess`` (which imports no
 TensorFlow); never TensorFlow or mer_keras training code.
 """
@@ -20,8 +25,10 @@ TensorFlow); never TensorFlow or mer_keras training code.
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -172,34 +179,66 @@ class WindowRunner:
     Args:
         model: the TFLite classifier. info: its metadata. fps: the stream's frame rate.
         keep_inputs: keep each window's network input on the :class:`Window` (parity checks).
+        workers: windows analysed at once (threads; each has its own face mesh, the interpreter
+            is shared under a lock). At most ``workers`` windows are in flight, so a live source
+            is read at most that many windows ahead of the output.
     Raises:
-        EdgeInputError: a frame rate outside (0, :data:`MAX_FPS`].
+        EdgeInputError: a frame rate outside (0, :data:`MAX_FPS`] or ``workers`` < 1.
     """
 
-    def __init__(self, model: TFLiteModel, info: ModelInfo, fps: float, keep_inputs: bool = False):
+    def __init__(self, model: TFLiteModel, info: ModelInfo, fps: float, keep_inputs: bool = False,
+                 workers: int = 1):
         if not 0 < float(fps) <= MAX_FPS:
             raise EdgeInputError(f"frame rate {fps} frames/s is not in (0, {MAX_FPS:g}]")
+        if int(workers) < 1:
+            raise EdgeInputError(f"workers {workers}: at least 1 is needed")
         self.model, self.info, self.fps = model, info, float(fps)
         self.length, self.stride = info.window_frames(self.fps)
-        self.keep_inputs = keep_inputs
-        self.landmarker = get_landmarker()
+        self.keep_inputs, self.workers = keep_inputs, int(workers)
+        self._model_lock = threading.Lock()
+        self._pool: ThreadPoolExecutor | None = None
+        get_landmarker()  # load the face mesh now: a missing model fails here, not in the first window
 
     def windows(self, frames: Iterable[np.ndarray]) -> Iterator[Window]:
-        """Analyse every complete window of ``frames`` ((H, W, 3) uint8 RGB, in order)."""
+        """Analyse every complete window of ``frames`` ((H, W, 3) uint8 RGB, in order); yield them in stream order."""
         buffer: deque = deque(maxlen=self.length)
+        clips = ((list(buffer), start) for start in self._starts(frames, buffer))
+        if self.workers == 1:
+            for clip, start in clips:
+                yield self.analyse(clip, start)
+            return
+        if self._pool is None:  # kept for the runner's life: each thread loads its face mesh once
+            self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="window")
+        pending: deque = deque()
+        try:
+            for clip, start in clips:
+                pending.append(self._pool.submit(self.analyse, clip, start))
+                if len(pending) >= self.workers:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        finally:  # stopped early (Ctrl-C, an error, a consumer that breaks off): wait for what runs
+            for future in pending:
+                future.cancel()
+            for future in pending:
+                if not future.cancelled():
+                    future.exception()
+
+    def _starts(self, frames: Iterable[np.ndarray], buffer: deque) -> Iterator[int]:
+        """Fill ``buffer`` from ``frames``; yield the start index each time it holds a complete window."""
         next_start = 0
         for index, frame in enumerate(frames):
             buffer.append(frame)
             start = index - self.length + 1
             if start == next_start:
-                yield self.analyse(list(buffer), start)
+                yield start
                 next_start += self.stride
 
     def analyse(self, clip: list[np.ndarray], start: int) -> Window:
         """Classify one window of raw RGB frames starting at stream frame ``start``."""
         w = Window(start, start + len(clip) - 1, self.fps)
         t0 = time.perf_counter()
-        landmarks = self.landmarker(np.asarray(clip[0]))
+        landmarks = get_landmarker()(np.asarray(clip[0]))  # one face mesh per thread
         t1 = time.perf_counter()
         w.seconds["face"] = t1 - t0
         if landmarks is None:
@@ -213,11 +252,13 @@ class WindowRunner:
         x = representation_from_frames(clip, 0, apex, len(clip) - 1, self.info.representation,
                                        clip_id=f"window at frame {start}", landmarks=landmarks)
         t3 = time.perf_counter()
-        w.probabilities = self.model.predict(x[None])[0]
-        t4 = time.perf_counter()
+        with self._model_lock:
+            t4 = time.perf_counter()  # inference is timed from here, not from the wait for another window's
+            w.probabilities = self.model.predict(x[None])[0]
+            t5 = time.perf_counter()
         w.apex = start + apex
         w.input = x if self.keep_inputs else None
-        w.seconds.update(apex=t2 - t1, representation=t3 - t2, inference=t4 - t3)
+        w.seconds.update(apex=t2 - t1, representation=t3 - t2, inference=t5 - t4)
         return w
 
 

@@ -191,13 +191,44 @@ def test_bad_input_is_one_line_and_exit_2(tiny_flow_run, tiny_run_metadata, clip
 
 def test_bench_reports_every_stage(tiny_flow_run, clip_video):
     res = edge_cli("bench", "--model", tiny_flow_run / "model_int8.tflite", "--video", clip_video,
-                   "--threads", "1", "--fps", "100", "200")
+                   "--threads", "1", "--workers", "1", "2", "--fps", "100", "200")
     assert res.returncode == 0, res.stderr[-2000:]
-    rows = [line for line in res.stdout.splitlines() if line.startswith("| 1 |")]
-    assert len(rows) == 2
-    for row in rows:
-        cells = [c.strip() for c in row.strip("|").split("|")]
-        assert all(float(c) >= 0 for c in cells[3:8]) and cells[8] in ("yes", "no")
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in res.stdout.splitlines()
+            if line.startswith("| 1 |")]
+    assert [(r[1], r[2]) for r in rows] == [("1", "100"), ("2", "100"), ("1", "200"), ("2", "200")]
+    for cells in rows:
+        assert all(float(c) >= 0 for c in cells[4:9]) and cells[9] in ("yes", "no")
     # at 200 fps the same window spans twice the frames
-    w100, w200 = (int(r.split("|")[3].split("/")[0]) for r in rows)
+    w100, w200 = (int(r[3].split("/")[0]) for r in rows[::2])
     assert abs(w200 - 2 * w100) <= 1
+
+
+def test_parallel_windows_equal_one_worker(tiny_flow_run, clip_video):
+    """Windows analysed 2 or 3 at a time come out in stream order with the same apex, input and output."""
+    from edge.pipeline import EdgeInputError, WindowRunner, load, open_capture, read_frames
+
+    model, info = load(tiny_flow_run / "model_int8.tflite", num_threads=1)
+    cap, fps, _ = open_capture(str(clip_video))
+    frames = list(read_frames(cap))
+    cap.release()
+    # a faceless stretch in the middle: no_face windows must keep their place in the order too
+    blank = [np.full_like(frames[0], 128)] * 25
+    frames = frames[:40] + blank + frames[40:]
+    serial = list(WindowRunner(model, info, fps, keep_inputs=True).windows(frames))
+    assert any(w.no_face for w in serial) and sum(not w.no_face for w in serial) >= 3
+    for workers in (2, 3):
+        runner = WindowRunner(model, info, fps, keep_inputs=True, workers=workers)
+        parallel = list(runner.windows(frames))
+        assert [(w.start, w.end, w.apex, w.no_face) for w in parallel] == \
+            [(w.start, w.end, w.apex, w.no_face) for w in serial]
+        for a, b in zip(serial, parallel):
+            if not a.no_face:
+                np.testing.assert_array_equal(a.input, b.input)
+                np.testing.assert_array_equal(a.probabilities, b.probabilities)
+        # a consumer that stops early gets the first windows and leaves the runner usable
+        first = runner.windows(frames)
+        assert next(first).start == 0
+        first.close()
+        assert len(list(runner.windows(frames))) == len(serial)
+    with pytest.raises(EdgeInputError, match="workers 0"):
+        WindowRunner(model, info, fps, workers=0)
