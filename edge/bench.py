@@ -4,10 +4,11 @@
         [--fps 200]
 
 The video is decoded once into memory (decoding is timed apart: a camera delivers decoded
-frames). Then, for each thread count (OpenCV and the TFLite interpreter) and each number of
-workers (windows analysed at once), the runner goes over the frames as a stream: per window, the stages face (face mesh on the onset frame), apex (motion
-search), representation (alignment + flow/strain, dynamic image, apex frame or sequence) and
-inference are timed. ``frames/s`` is frames processed / wall time of the whole pass: the rate of
+frames). Then, for each thread count (OpenCV's process-wide pool and the TFLite interpreter) and
+each number of workers (windows prepared at once), the runner goes over the frames as a stream:
+per window, the stages face (face mesh on the onset frame), apex (motion search),
+representation (alignment + flow/strain, dynamic image, apex frame or sequence) and inference
+are timed. ``frames/s`` is frames processed / wall time of the whole pass: the rate of
 a live source the runner keeps up with. ``--fps`` sets the stream's frame rate (the window spans
 the same time, so more frames at a higher rate); the high-speed cameras of CASME II and SAMM
 record at 200 fps. Prints a Markdown table (one row per setting and frame rate).
@@ -26,7 +27,7 @@ import cv2
 import numpy as np
 
 from edge.pipeline import STAGES, EdgeInputError, WindowRunner, load, open_capture, read_frames
-from edge.run import positive
+from edge.run import cpu_count, positive
 
 SAMPLE = Path(__file__).with_name("sample.mp4")
 
@@ -41,23 +42,23 @@ def bench(model_path: str, frames: list[np.ndarray], fps: float, threads: int, m
     """
     cv2.setNumThreads(threads)
     model, info = load(model_path, metadata, num_threads=threads)
-    runner = WindowRunner(model, info, fps, workers=workers)
-    # warm-up, a window per worker: face mesh graphs, interpreter, flow
-    for _ in runner.windows(frames[:runner.length + (workers - 1) * runner.stride]):
-        pass
-    best = None
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        windows = list(runner.windows(frames))
-        wall = time.perf_counter() - t0
-        if best is None or wall < best[0]:
-            best = (wall, windows)
+    with WindowRunner(model, info, fps, workers=workers) as runner:
+        # warm-up, a window per worker: face mesh graphs, interpreter, flow
+        for _ in runner.windows(frames[:runner.length + (workers - 1) * runner.stride]):
+            pass
+        best = None
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            windows = list(runner.windows(frames))
+            wall = time.perf_counter() - t0
+            if best is None or wall < best[0]:
+                best = (wall, windows)
     wall, windows = best
     analysed = [w for w in windows if not w.no_face]
     ms = {s: round(1e3 * float(np.median([w.seconds[s] for w in analysed])), 2) if analysed else None
           for s in STAGES}
-    return {"threads": threads, "workers": workers, "fps_stream": fps, "window_frames": runner.length, "stride_frames": runner.stride,
-            "windows": len(windows), "no_face": len(windows) - len(analysed),
+    return {"threads": threads, "workers": workers, "fps_stream": fps, "window_frames": runner.length,
+            "stride_frames": runner.stride, "windows": len(windows), "no_face": len(windows) - len(analysed),
             "frames_per_second": round(len(frames) / wall, 1), "ms": ms}
 
 
@@ -66,9 +67,9 @@ def main(argv=None) -> int:
     ap.add_argument("--model", required=True)
     ap.add_argument("--video", default=str(SAMPLE), help=f"video file (default: {SAMPLE.name})")
     ap.add_argument("--metadata", default=None)
-    ap.add_argument("--threads", type=positive(int), nargs="+", default=[1, os.cpu_count() or 1])
-    ap.add_argument("--workers", type=positive(int), nargs="+", default=sorted({1, min(2, os.cpu_count() or 1)}),
-                    help="windows analysed at once (threads of the runner)")
+    ap.add_argument("--threads", type=positive(int), nargs="+", default=sorted({1, cpu_count()}))
+    ap.add_argument("--workers", type=positive(int), nargs="+", default=sorted({1, min(2, cpu_count())}),
+                    help="windows prepared at once (threads of the runner)")
     ap.add_argument("--fps", type=positive(float), nargs="+", default=None,
                     help="stream frame rates to simulate (default: the video's)")
     ap.add_argument("--loops", type=positive(int), default=1, help="play the video this many times (a longer stream)")
@@ -87,7 +88,7 @@ def main(argv=None) -> int:
         rates = args.fps or [fps or 100.0]
         print(f"{Path(args.model).name} on {name}: {len(frames)} frames {frames[0].shape[1]}x{frames[0].shape[0]}, "
               f"decoded at {len(frames) / args.loops / decode:.0f} frames/s; {platform.machine()}, "
-              f"{os.cpu_count()} CPUs")
+              f"{cpu_count()} CPUs")
         print("| threads | workers | stream fps | window / stride (frames) | face ms | apex ms | representation ms | "
               "inference ms | frames/s | keeps up |")
         print("|---|---|---|---|---|---|---|---|---|---|")
@@ -95,8 +96,8 @@ def main(argv=None) -> int:
             for threads, workers in [(t, w) for w in args.workers for t in args.threads]:
                 r = bench(args.model, frames, rate, threads, args.metadata, args.repeats, workers)
                 ms = r["ms"]
-                print(f"| {threads} | {workers} | {rate:g} | {r['window_frames']} / {r['stride_frames']} | {ms['face']} | "
-                      f"{ms['apex']} | {ms['representation']} | {ms['inference']} | {r['frames_per_second']} | "
+                print(f"| {threads} | {workers} | {rate:g} | {r['window_frames']} / {r['stride_frames']} | "
+                      f"{ms['face']} | {ms['apex']} | {ms['representation']} | {ms['inference']} | {r['frames_per_second']} | "
                       f"{'yes' if r['frames_per_second'] >= rate else 'no'} |", flush=True)
     except EdgeInputError as exc:
         print(f"error: {exc}", file=sys.stderr)

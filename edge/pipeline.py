@@ -13,9 +13,9 @@ rescaled to the video's frame rate). In each window:
    pipeline calls, so the model sees what it was trained on.
 4. **inference**: :class:`edge.model.TFLiteModel` (ai-edge-litert).
 
-Windows are independent, so ``workers`` > 1 analyses that many at once in threads (OpenCV,
-mediapipe and the interpreter release the GIL); results still come out in stream order, and
-match one worker's exactly. On 2 cores TV-L1 flow gains more from two windows at once than from
+Windows are independent, so ``workers`` > 1 prepares that many at once in threads (steps 1-3;
+OpenCV and mediapipe release the GIL); inference stays in the calling thread, results come out
+in stream order and match one worker's exactly. On 2 cores TV-L1 flow gains more from two windows at once than from
 two threads inside one flow computation (docs/EDGE.md, Speed).
 
 Imports numpy, OpenCV, mediapipe, ai-edge-litert and ``mer_keras.preprocess`` (which imports no
@@ -25,7 +25,6 @@ TensorFlow); never TensorFlow or mer_keras training code.
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -176,47 +175,62 @@ class Window:
 class WindowRunner:
     """Slide the model's window over frames and classify each window (see the module docstring).
 
+    Face, apex and representation run in ``workers`` threads; inference runs in the thread that
+    consumes :meth:`windows` (the interpreter, and a GPU delegate bound to the thread that made
+    it, stay on one thread). Use as a context manager, or call :meth:`close`, to stop the threads.
+
     Args:
         model: the TFLite classifier. info: its metadata. fps: the stream's frame rate.
         keep_inputs: keep each window's network input on the :class:`Window` (parity checks).
-        workers: windows analysed at once (threads; each has its own face mesh, the interpreter
-            is shared under a lock). At most ``workers`` windows are in flight, so a live source
-            is read at most that many windows ahead of the output.
+        workers: windows analysed at once (threads, each with its own face mesh). At most
+            ``workers`` windows are in flight: memory holds their frames, and a finished window is
+            output as soon as the windows before it are.
     Raises:
-        EdgeInputError: a frame rate outside (0, :data:`MAX_FPS`] or ``workers`` < 1.
+        EdgeInputError: a frame rate outside (0, :data:`MAX_FPS`] or ``workers`` not an integer >= 1.
     """
 
     def __init__(self, model: TFLiteModel, info: ModelInfo, fps: float, keep_inputs: bool = False,
                  workers: int = 1):
         if not 0 < float(fps) <= MAX_FPS:
             raise EdgeInputError(f"frame rate {fps} frames/s is not in (0, {MAX_FPS:g}]")
-        if int(workers) < 1:
-            raise EdgeInputError(f"workers {workers}: at least 1 is needed")
+        if isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers < 1:
+            raise EdgeInputError(f"workers {workers!r}: an integer >= 1 is needed")
         self.model, self.info, self.fps = model, info, float(fps)
         self.length, self.stride = info.window_frames(self.fps)
         self.keep_inputs, self.workers = keep_inputs, int(workers)
-        self._model_lock = threading.Lock()
-        self._pool: ThreadPoolExecutor | None = None
         get_landmarker()  # load the face mesh now: a missing model fails here, not in the first window
+        # each worker loads its own face mesh when it starts, outside the timed face stage
+        self._pool = (ThreadPoolExecutor(self.workers, thread_name_prefix="window", initializer=get_landmarker)
+                      if self.workers > 1 else None)
+
+    def __enter__(self) -> "WindowRunner":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop the worker threads (windows not yet started are dropped)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
 
     def windows(self, frames: Iterable[np.ndarray]) -> Iterator[Window]:
         """Analyse every complete window of ``frames`` ((H, W, 3) uint8 RGB, in order); yield them in stream order."""
-        buffer: deque = deque(maxlen=self.length)
-        clips = ((list(buffer), start) for start in self._starts(frames, buffer))
-        if self.workers == 1:
-            for clip, start in clips:
-                yield self.analyse(clip, start)
+        if self._pool is None:
+            for clip, start in self._clips(frames):
+                if clip is not None:
+                    yield self.infer(self.prepare(clip, start))
             return
-        if self._pool is None:  # kept for the runner's life: each thread loads its face mesh once
-            self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="window")
         pending: deque = deque()
         try:
-            for clip, start in clips:
-                pending.append(self._pool.submit(self.analyse, clip, start))
-                if len(pending) >= self.workers:
-                    yield pending.popleft().result()
+            for clip, start in self._clips(frames):
+                if clip is not None:
+                    pending.append(self._pool.submit(self.prepare, clip, start))
+                # a full pipeline waits for its oldest window; otherwise finished windows go out at once
+                while pending and (len(pending) >= self.workers or pending[0].done()):
+                    yield self.infer(pending.popleft().result())
             while pending:
-                yield pending.popleft().result()
+                yield self.infer(pending.popleft().result())
         finally:  # stopped early (Ctrl-C, an error, a consumer that breaks off): wait for what runs
             for future in pending:
                 future.cancel()
@@ -224,18 +238,25 @@ class WindowRunner:
                 if not future.cancelled():
                     future.exception()
 
-    def _starts(self, frames: Iterable[np.ndarray], buffer: deque) -> Iterator[int]:
-        """Fill ``buffer`` from ``frames``; yield the start index each time it holds a complete window."""
+    def _clips(self, frames: Iterable[np.ndarray]) -> Iterator[tuple[list[np.ndarray] | None, int]]:
+        """Per frame read: (the window's frames, its start) when a window is complete, else (None, -1)."""
+        buffer: deque = deque(maxlen=self.length)
         next_start = 0
         for index, frame in enumerate(frames):
             buffer.append(frame)
             start = index - self.length + 1
             if start == next_start:
-                yield start
                 next_start += self.stride
+                yield list(buffer), start
+            else:
+                yield None, -1
 
     def analyse(self, clip: list[np.ndarray], start: int) -> Window:
         """Classify one window of raw RGB frames starting at stream frame ``start``."""
+        return self.infer(self.prepare(clip, start))
+
+    def prepare(self, clip: list[np.ndarray], start: int) -> Window:
+        """Face, apex and the network input of one window (any thread); :meth:`infer` classifies it."""
         w = Window(start, start + len(clip) - 1, self.fps)
         t0 = time.perf_counter()
         landmarks = get_landmarker()(np.asarray(clip[0]))  # one face mesh per thread
@@ -249,16 +270,21 @@ class WindowRunner:
                  for f in clip]
         apex = spot_apex_frames(small)
         t2 = time.perf_counter()
-        x = representation_from_frames(clip, 0, apex, len(clip) - 1, self.info.representation,
-                                       clip_id=f"window at frame {start}", landmarks=landmarks)
-        t3 = time.perf_counter()
-        with self._model_lock:
-            t4 = time.perf_counter()  # inference is timed from here, not from the wait for another window's
-            w.probabilities = self.model.predict(x[None])[0]
-            t5 = time.perf_counter()
+        w.input = representation_from_frames(clip, 0, apex, len(clip) - 1, self.info.representation,
+                                             clip_id=f"window at frame {start}", landmarks=landmarks)
         w.apex = start + apex
-        w.input = x if self.keep_inputs else None
-        w.seconds.update(apex=t2 - t1, representation=t3 - t2, inference=t5 - t4)
+        w.seconds.update(apex=t2 - t1, representation=time.perf_counter() - t2)
+        return w
+
+    def infer(self, w: Window) -> Window:
+        """Run the model on a prepared window (the thread that owns the interpreter)."""
+        if w.no_face:
+            return w
+        t0 = time.perf_counter()
+        w.probabilities = self.model.predict(w.input[None])[0]
+        w.seconds["inference"] = time.perf_counter() - t0
+        if not self.keep_inputs:
+            w.input = None
         return w
 
 

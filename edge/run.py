@@ -28,6 +28,14 @@ import numpy as np
 from edge.pipeline import EdgeInputError, WindowRunner, load, open_capture, read_frames
 
 
+def cpu_count() -> int:
+    """CPUs this process may run on (its affinity mask, so a container's or taskset's limit), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # macOS and Windows have no sched_getaffinity
+        return os.cpu_count() or 1
+
+
 def positive(kind):
     """An argparse type: ``kind`` (int or float) of a finite number > 0, else a usage error."""
     def parse(text):
@@ -50,9 +58,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--metadata", help="metadata.json (default: beside the model)")
     ap.add_argument("--annotate", help="write the video with the label of the latest window drawn (.mp4)")
     ap.add_argument("--threads", type=positive(int), default=None,
-                    help="interpreter and OpenCV threads per worker (default: CPUs / workers, at least 1)")
-    ap.add_argument("--workers", type=positive(int), default=min(2, os.cpu_count() or 1),
-                    help="windows analysed at once (default: 2, or 1 on one CPU); each holds its frames in memory")
+                    help="threads of OpenCV's (process-wide) pool and of the interpreter "
+                         "(default: CPUs / workers, at least 1)")
+    ap.add_argument("--workers", type=positive(int), default=min(2, cpu_count()),
+                    help="windows prepared at once (default: 2, or 1 on one CPU); each holds its frames in memory")
     ap.add_argument("--delegate", default=None, help="external TFLite delegate library (e.g. the GPU delegate .so)")
     ap.add_argument("--window", type=positive(float), default=None, help="window length in seconds (default: metadata)")
     ap.add_argument("--fps", type=positive(float), default=None, help="frame rate when the source does not state one")
@@ -72,14 +81,18 @@ def draw(frame_rgb: np.ndarray, text: str, colour=(255, 255, 0)) -> np.ndarray:
 def run(args: argparse.Namespace, out=None) -> dict:
     """Process the stream; write JSON lines to ``out`` (default: the current ``sys.stdout``); return the summary."""
     out = out or sys.stdout
-    # a core per thread: with 2 workers on 2 cores, one thread each beats two (docs/EDGE.md, Speed)
-    threads = args.threads or max(1, (os.cpu_count() or 1) // args.workers)
+    # a core per thread: with 2 workers on 2 cores, one OpenCV thread beats two (docs/EDGE.md, Speed)
+    threads = args.threads or max(1, cpu_count() // args.workers)
     cv2.setNumThreads(threads)
     model, info = load(args.model, args.metadata, num_threads=threads, window_seconds=args.window,
                        delegate=args.delegate)
     cap, fps, name = open_capture(args.video, args.camera)
     fps = fps or args.fps or info.fps
-    runner = WindowRunner(model, info, fps, workers=args.workers)
+    try:
+        runner = WindowRunner(model, info, fps, workers=args.workers)
+    except EdgeInputError:
+        cap.release()
+        raise
     writer, label, interrupted = None, "", False
     counts = {"frames": 0, "windows": 0, "no_face": 0}
     # the annotated video is written beside its target and renamed when complete
@@ -113,6 +126,7 @@ def run(args: argparse.Namespace, out=None) -> dict:
     except KeyboardInterrupt:  # a live camera is stopped with Ctrl-C: still close the video and summarise
         interrupted = True
     finally:
+        runner.close()
         cap.release()
         if writer is not None:
             writer.release()
@@ -125,7 +139,8 @@ def run(args: argparse.Namespace, out=None) -> dict:
                              f"(a window here is {runner.length})")
     seconds = time.perf_counter() - t0
     summary = {"event": "summary", "source": name, "fps_source": fps, "window_frames": runner.length,
-               "stride_frames": runner.stride, "workers": runner.workers, "threads": threads, **counts, "seconds": round(seconds, 3),
+               "stride_frames": runner.stride, "workers": runner.workers, "threads": threads, **counts,
+               "seconds": round(seconds, 3),
                "frames_per_second": round(counts["frames"] / seconds, 1) if seconds > 0 else None}
     if interrupted:
         summary["interrupted"] = True

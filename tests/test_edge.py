@@ -203,9 +203,13 @@ def test_bench_reports_every_stage(tiny_flow_run, clip_video):
     assert abs(w200 - 2 * w100) <= 1
 
 
-def test_parallel_windows_equal_one_worker(tiny_flow_run, clip_video):
-    """Windows analysed 2 or 3 at a time come out in stream order with the same apex, input and output."""
+def test_parallel_windows_equal_one_worker(tiny_flow_run, clip_video, tmp_path, monkeypatch):
+    """Windows prepared 2 or 3 at a time, in worker threads, come out in stream order with the same
+    apex, input and output; `edge.run --workers 1` and `--workers 2` write the same JSON lines."""
+    import threading
+
     from edge.pipeline import EdgeInputError, WindowRunner, load, open_capture, read_frames
+    from edge.run import parse_args, run
 
     model, info = load(tiny_flow_run / "model_int8.tflite", num_threads=1)
     cap, fps, _ = open_capture(str(clip_video))
@@ -216,19 +220,55 @@ def test_parallel_windows_equal_one_worker(tiny_flow_run, clip_video):
     frames = frames[:40] + blank + frames[40:]
     serial = list(WindowRunner(model, info, fps, keep_inputs=True).windows(frames))
     assert any(w.no_face for w in serial) and sum(not w.no_face for w in serial) >= 3
+    threads_used = set()
+    prepare = WindowRunner.prepare
+
+    def recording_prepare(self, clip, start):
+        threads_used.add(threading.current_thread().name)
+        return prepare(self, clip, start)
+
+    monkeypatch.setattr(WindowRunner, "prepare", recording_prepare)
     for workers in (2, 3):
-        runner = WindowRunner(model, info, fps, keep_inputs=True, workers=workers)
-        parallel = list(runner.windows(frames))
-        assert [(w.start, w.end, w.apex, w.no_face) for w in parallel] == \
-            [(w.start, w.end, w.apex, w.no_face) for w in serial]
-        for a, b in zip(serial, parallel):
-            if not a.no_face:
-                np.testing.assert_array_equal(a.input, b.input)
-                np.testing.assert_array_equal(a.probabilities, b.probabilities)
-        # a consumer that stops early gets the first windows and leaves the runner usable
-        first = runner.windows(frames)
-        assert next(first).start == 0
-        first.close()
-        assert len(list(runner.windows(frames))) == len(serial)
+        threads_used.clear()
+        with WindowRunner(model, info, fps, keep_inputs=True, workers=workers) as runner:
+            parallel = list(runner.windows(frames))
+            assert [(w.start, w.end, w.apex, w.no_face) for w in parallel] == \
+                [(w.start, w.end, w.apex, w.no_face) for w in serial]
+            for a, b in zip(serial, parallel):
+                if not a.no_face:
+                    np.testing.assert_array_equal(a.input, b.input)
+                    np.testing.assert_array_equal(a.probabilities, b.probabilities)
+            assert len(threads_used) > 1 and all(name.startswith("window") for name in threads_used)
+            # a consumer that stops early gets the first windows and leaves the runner usable
+            first = runner.windows(frames)
+            assert next(first).start == 0
+            first.close()
+            assert len(list(runner.windows(frames))) == len(serial)
+    # a window that fails in a worker fails the stream at that window, in order
+    def failing_prepare(self, clip, start):
+        if start == serial[2].start:
+            raise ValueError(f"bad window {start}")
+        return prepare(self, clip, start)
+
+    monkeypatch.setattr(WindowRunner, "prepare", failing_prepare)
+    with WindowRunner(model, info, fps, workers=2) as runner:
+        seen = []
+        with pytest.raises(ValueError, match=f"bad window {serial[2].start}"):
+            for w in runner.windows(frames):
+                seen.append(w.start)
+        assert seen == [w.start for w in serial[:2]]
+    monkeypatch.setattr(WindowRunner, "prepare", prepare)
     with pytest.raises(EdgeInputError, match="workers 0"):
         WindowRunner(model, info, fps, workers=0)
+    with pytest.raises(EdgeInputError, match="workers 1.5"):
+        WindowRunner(model, info, fps, workers=1.5)
+    # the CLI: same JSON lines whatever the number of workers
+    outputs = {}
+    for workers in ("1", "2"):
+        out = tmp_path / f"out{workers}.jsonl"
+        with out.open("w") as f:
+            summary = run(parse_args(["--model", str(tiny_flow_run / "model_int8.tflite"), "--video", str(clip_video),
+                                      "--workers", workers]), f)
+        assert summary["workers"] == int(workers)
+        outputs[workers] = [json.loads(line) for line in out.read_text().splitlines()[:-1]]
+    assert len(outputs["1"]) >= 3 and outputs["1"] == outputs["2"]
