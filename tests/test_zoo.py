@@ -145,4 +145,5 @@ def test_learning_rates_follow_the_papers_where_they_differ():
     from mer_keras.registry import DEFAULT_LR, get_spec, list_models
 
     assert get_spec("htnet").learning_rate == 5e-5  # official training script (Adam, 5e-5)
-    assert all(get_spec(m).learning_rate == DEFAULT_LR for m in list_models() if m != "htnet")
+    assert get_spec("vgg16").learning_rate == 1e-4  # no batch normalisation: stays at chance at 1e-3
+    assert all(get_spec(m).learning_rate == DEFAULT_LR for m in list_models() if m not in ("htnet", "vgg16"))
