@@ -41,7 +41,7 @@ def _load() -> None:
 def gradient_registry() -> dict | None:
     """TensorFlow's global gradient-function table (op type name -> entry), or None if this
     TensorFlow has none. A TensorFlow internal, read here so that it is reached in one place;
-    :func:`mer_keras.train.trainer.releasing_fit_memory` prunes it."""
+    :func:`mer_keras.train.memory.releasing_fit_memory` prunes it."""
     _load()
     from tensorflow.python.framework import ops
 

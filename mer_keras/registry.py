@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from mer_keras._keras import keras
-from mer_keras.preprocess.representation import REPRESENTATIONS  # noqa: F401  (what the pipeline can build)
+from mer_keras.errors import OptionError, UnknownNameError
+from mer_keras.preprocess.representation import REPRESENTATIONS, RepresentationConfig
 
 #: Auxiliary training targets a model may ask for, by output name (see ``mer_keras.train.targets``):
 #: ``proposal`` (one-hot of the class, one sigmoid per class), ``au`` (multi-hot AUs of the coding
@@ -41,6 +42,8 @@ class ModelSpec:
             (:data:`DEFAULT_LR`); ``None`` means the default.
         explain_layer: layer ``mer-keras explain`` draws by default, where the last spatial layer
             would see only one stream or one branch (``None``: the last spatial layer).
+        variants: names the builder's ``variant`` option accepts (first: its default); empty when
+            the architecture has none.
     """
 
     name: str
@@ -53,11 +56,50 @@ class ModelSpec:
     representation_options: dict[str, Any] = field(default_factory=dict)
     explain_layer: str | None = None
     lr: float | None = None
+    variants: tuple[str, ...] = ()
 
     @property
     def learning_rate(self) -> float:
         """The Adam learning rate used when ``--lr`` is not given."""
         return self.lr if self.lr is not None else DEFAULT_LR
+
+    def data_config(self, representation: str | None = None, flow_method: str = "tvl1") -> RepresentationConfig:
+        """The input representation the model is trained on: its registered one unless overridden.
+
+        The size (and T, channels, region layout) come from the registered input shape and
+        representation options; options that do not apply to an overriding representation are
+        dropped. The face is aligned at no less than the input size (a 224 px apex input is a
+        224 px crop, not an upscaled 128 px one).
+
+        Raises:
+            OptionError: a single-image model given ``sequence`` or the other way round.
+        """
+        rep = representation or self.representation
+        shape = self.input_shape
+        if (rep == "sequence") != (self.representation == "sequence"):
+            raise OptionError(f"{self.name} takes {'a sequence of frames' if self.representation == 'sequence' else 'one image'}"
+                              f" ({self.representation}); --representation {rep} does not fit it")
+        options = dict(self.representation_options) if rep == self.representation else {}
+        if rep == "sequence":
+            options["frames"] = shape[0] if self.representation == "sequence" else 8
+        if rep in ("apex", "sequence") and shape[-1] == 1:
+            options["channels"] = 1
+        return RepresentationConfig(representation=rep, size=shape[-2], crop=max(128, shape[-2]),
+                                    flow_method=flow_method, **options)
+
+    def check_variant(self, variant: str | None) -> None:
+        """Refuse a ``variant`` the builder does not have, without building the model.
+
+        Raises:
+            OptionError: the model has no variants, or not this one (the message lists them).
+        """
+        if variant is None:
+            return
+        if not self.variants:
+            with_variants = [n for n, s in _REGISTRY.items() if s.variants]
+            raise OptionError(f"{self.name} has no variants; --variant applies to {' and '.join(sorted(with_variants))}")
+        if variant not in self.variants:
+            raise OptionError(f"--variant {variant!r}: {self.name} has variants {', '.join(self.variants)}")
 
 
 _REGISTRY: dict[str, ModelSpec] = {}
@@ -66,7 +108,7 @@ _REGISTRY: dict[str, ModelSpec] = {}
 def register_model(name: str, *, representation: str, input_shape: tuple[int, ...], citation: str = "",
                    aux_losses: dict[str, tuple[str, float]] | None = None,
                    representation_options: dict[str, Any] | None = None, explain_layer: str | None = None,
-                   lr: float | None = None, **defaults: Any) -> Callable:
+                   lr: float | None = None, variants: tuple[str, ...] = (), **defaults: Any) -> Callable:
     """Decorator registering ``build_<name>`` under ``name``.
 
     Raises:
@@ -82,7 +124,8 @@ def register_model(name: str, *, representation: str, input_shape: tuple[int, ..
         if name in _REGISTRY:
             raise ValueError(f"model {name!r} is already registered")
         _REGISTRY[name] = ModelSpec(name, builder, representation, tuple(input_shape), citation, defaults,
-                                    dict(aux_losses or {}), dict(representation_options or {}), explain_layer, lr)
+                                    dict(aux_losses or {}), dict(representation_options or {}), explain_layer, lr,
+                                    tuple(variants))
         return builder
 
     return wrap
@@ -109,7 +152,7 @@ def get_spec(name: str) -> ModelSpec:
     try:
         return _REGISTRY[name]
     except KeyError:
-        raise KeyError(f"unknown model {name!r}; registered models: {', '.join(sorted(_REGISTRY))}") from None
+        raise UnknownNameError(f"unknown model {name!r}; registered models: {', '.join(sorted(_REGISTRY))}") from None
 
 
 def create_model(name: str, num_classes: int, input_shape: tuple[int, ...] | None = None,
@@ -132,7 +175,7 @@ def create_model(name: str, num_classes: int, input_shape: tuple[int, ...] | Non
     """
     spec = get_spec(name)
     if num_classes < 2:
-        raise ValueError(f"num_classes must be >= 2, got {num_classes}")
+        raise OptionError(f"num_classes must be >= 2, got {num_classes}")
     options = {**spec.defaults, **cfg}
     return spec.builder(tuple(input_shape or spec.input_shape), num_classes, **options)
 

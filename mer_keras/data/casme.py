@@ -13,7 +13,9 @@ The usual 4-class protocol keeps disgust, repression, surprise and tense.
 
 from __future__ import annotations
 
-from mer_keras.data.database import LoadResult, SheetSpec, load_sheet_database, resolve_root
+from mer_keras.data.records import Dataset
+from mer_keras.data.database import SheetSpec, load_sheet_database, resolve_root
+from mer_keras.errors import MissingFileError
 
 EMOTIONS = ("tense", "repression", "disgust", "surprise", "happiness", "fear", "sadness", "contempt")
 CLASSES = ("disgust", "repression", "surprise", "tense")
@@ -24,14 +26,14 @@ SPEC = SheetSpec(
     frame_dir="{subject}/{clip}", subject_format="sub{:02d}", emotions=EMOTIONS)
 
 
-def load(root=None, strict: bool = False, apex_policy: str = "midpoint") -> LoadResult:
+def load(root=None, strict: bool = False, apex_policy: str = "midpoint") -> Dataset:
     """Read CASME I records; frames from ``CASME_raw_selected/`` if present, else ``Cropped/``.
 
     Raises:
-        FileNotFoundError: no root, sheet or frame folder. ValueError: header or (strict) clip errors.
+        MissingFileError: no root, sheet or frame folder. DataError: header or (strict) clip errors.
     """
     root = resolve_root(root, "CASME")
     frame_root = next((root / d for d in ("CASME_raw_selected", "Cropped") if (root / d).is_dir()), None)
     if frame_root is None:
-        raise FileNotFoundError(f"CASME frame folder CASME_raw_selected/ or Cropped/ not found under {root}")
+        raise MissingFileError(f"CASME frame folder CASME_raw_selected/ or Cropped/ not found under {root}")
     return load_sheet_database(SPEC, root, frame_root, strict, apex_policy)

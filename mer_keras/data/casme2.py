@@ -17,7 +17,9 @@ Quirks handled: Subject is an integer while folders are ``subNN``; some ApexFram
 
 from __future__ import annotations
 
-from mer_keras.data.database import LoadResult, SheetSpec, load_sheet_database, resolve_root
+from mer_keras.data.records import Dataset
+from mer_keras.data.database import SheetSpec, load_sheet_database, resolve_root
+from mer_keras.errors import MissingFileError, OptionError
 
 EMOTIONS = ("happiness", "surprise", "disgust", "repression", "others", "fear", "sadness")
 #: The standard 5-class protocol (fear and sadness are dropped: too few samples).
@@ -31,7 +33,7 @@ SPEC = SheetSpec(
 NAME, FPS = SPEC.name, SPEC.fps
 
 
-def load(root=None, frames: str = "auto", strict: bool = False, apex_policy: str = "midpoint") -> LoadResult:
+def load(root=None, frames: str = "auto", strict: bool = False, apex_policy: str = "midpoint") -> Dataset:
     """Read CASME II records.
 
     Args:
@@ -39,16 +41,17 @@ def load(root=None, frames: str = "auto", strict: bool = False, apex_policy: str
         frames: ``raw`` (CASME2_RAW_selected), ``cropped`` (Cropped) or ``auto`` (raw if present).
         strict: raise on the first bad clip instead of skipping it.
     Returns:
-        :class:`LoadResult`; ``Sample.emotion`` and ``label`` are the lower-cased Estimated Emotion.
+        :class:`~mer_keras.data.records.Dataset`; ``Sample.emotion`` and ``label`` are the lower-cased Estimated Emotion.
     Raises:
-        FileNotFoundError: no root, sheet or frame folder. ValueError: header or (strict) clip errors.
+        OptionError: unknown ``frames``. MissingFileError: no root, sheet or frame folder.
+        DataError: header or (strict) clip errors.
     """
     root = resolve_root(root, "CASME2")
     if frames == "auto":
         frames = "raw" if (root / FRAME_FOLDERS["raw"]).is_dir() else "cropped"
     if frames not in FRAME_FOLDERS:
-        raise ValueError(f"unknown CASME II frame set {frames!r}; expected raw, cropped or auto")
+        raise OptionError(f"unknown CASME II frame set {frames!r}; expected raw, cropped or auto")
     frame_root = root / FRAME_FOLDERS[frames]
     if not frame_root.is_dir():
-        raise FileNotFoundError(f"CASME II frame folder {frame_root} does not exist")
+        raise MissingFileError(f"CASME II frame folder {frame_root} does not exist")
     return load_sheet_database(SPEC, root, frame_root, strict, apex_policy)

@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import dataclasses
 
-from mer_keras.data.database import LoadResult, SheetSpec, load_sheet_database, resolve_root
+from mer_keras.data.records import Dataset
+from mer_keras.data.database import SheetSpec, load_sheet_database, resolve_root
 
 EMOTIONS = ("happy", "disgust", "fear", "anger", "sad", "surprise", "others")
 CLASSES = EMOTIONS
@@ -31,11 +32,11 @@ SPEC = SheetSpec(
 
 
 def load(root=None, frame_template: str = SPEC.frame_dir, strict: bool = False,
-         apex_policy: str = "midpoint") -> LoadResult:
+         apex_policy: str = "midpoint") -> Dataset:
     """Read CAS(ME)^3 Part A records; ``frame_template`` places a clip's frames under ``root``.
 
     Raises:
-        FileNotFoundError: no root or sheet. ValueError: header or (strict) clip errors.
+        MissingFileError: no root or sheet. DataError: header or (strict) clip errors.
     """
     root = resolve_root(root, "CASME3")
     return load_sheet_database(dataclasses.replace(SPEC, frame_dir=frame_template), root, root, strict, apex_policy)

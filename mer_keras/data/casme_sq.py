@@ -26,8 +26,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from mer_keras.data.database import LoadResult, collect, make_sample, resolve_root
+from mer_keras.data.records import Dataset
+from mer_keras.data.database import collect, make_sample, resolve_root
 from mer_keras.data.sheets import find_sheet, parse_aus, parse_frame_number, short_reason
+from mer_keras.errors import DataError, MissingFileError
 
 NAME = "casme_sq"
 FPS = 30.0
@@ -38,7 +40,7 @@ CLASSES = EMOTIONS
 def _naming_rules(xl: pd.ExcelFile, sheet: Path) -> tuple[dict[int, tuple[str, str]], dict[str, str]]:
     names = {n.strip().lower(): n for n in xl.sheet_names}
     if "naming rule1" not in names or "naming rule2" not in names:
-        raise ValueError(f"{sheet}: sheets 'naming rule1' and 'naming rule2' not found (has {xl.sheet_names})")
+        raise DataError(f"{sheet}: sheets 'naming rule1' and 'naming rule2' not found (has {xl.sheet_names})")
     subjects = {}
     for row in xl.parse(names["naming rule1"], header=None, dtype=str).itertuples(index=False):
         cells = [str(c).strip() for c in row if str(c).strip() not in ("", "nan")]
@@ -56,27 +58,27 @@ def _naming_rules(xl: pd.ExcelFile, sheet: Path) -> tuple[dict[int, tuple[str, s
     return subjects, videos
 
 
-def load(root=None, strict: bool = False, apex_policy: str = "midpoint", micro_only: bool = True) -> LoadResult:
+def load(root=None, strict: bool = False, apex_policy: str = "midpoint", micro_only: bool = True) -> Dataset:
     """Read CAS(ME)^2 micro-expression records (see the module docstring for the layout).
 
     Raises:
-        FileNotFoundError: no root, sheet or ``rawpic`` folder. ValueError: an unreadable sheet,
+        MissingFileError: no root, sheet or ``rawpic`` folder. DataError: an unreadable sheet,
         missing naming-rule sheets; with ``strict``, the first bad row (names sheet and row).
     """
     root = resolve_root(root, "CASME_sq")
     sheet = find_sheet(root, "CAS(ME)^2code_final*.xls*")
     frame_root = root / "rawpic"
     if not frame_root.is_dir():
-        raise FileNotFoundError(f"CAS(ME)^2 frame folder {frame_root} does not exist")
+        raise MissingFileError(f"CAS(ME)^2 frame folder {frame_root} does not exist")
     try:
         xl = pd.ExcelFile(sheet)
         subjects, videos = _naming_rules(xl, sheet)
         codes = xl.parse(xl.sheet_names[0], header=None, dtype=object)
     except Exception as exc:  # pandas, openpyxl, xlrd and zipfile raise many types for a damaged file
-        if isinstance(exc, ValueError) and str(sheet) in str(exc):
+        if isinstance(exc, DataError) and str(sheet) in str(exc):
             raise  # already names the sheet (missing naming-rule sheets)
-        raise ValueError(f"{sheet}: not a readable coding sheet ({short_reason(exc)})") from None
-    result = LoadResult()
+        raise DataError(f"{sheet}: not a readable coding sheet ({short_reason(exc)})") from None
+    result = Dataset(NAME)
     for i, row in enumerate(codes.itertuples(index=False), start=1):
         cells = list(row) + [None] * 9
         kind = str(cells[7]).lower()
@@ -88,21 +90,21 @@ def load(root=None, strict: bool = False, apex_policy: str = "midpoint", micro_o
             try:
                 folder, prefix = subjects[int(float(cells[0]))]
             except (KeyError, TypeError, ValueError, OverflowError):
-                raise ValueError(f"{where}: subject id {cells[0]!r} is not in 'naming rule1'") from None
+                raise DataError(f"{where}: subject id {cells[0]!r} is not in 'naming rule1'") from None
             clip = str(cells[1]).strip()
             video = clip.split("_")[0].lower()
             if video not in videos:
-                raise ValueError(f"{where}: video {video!r} of clip {clip!r} is not in 'naming rule2'")
+                raise DataError(f"{where}: video {video!r} of clip {clip!r} is not in 'naming rule2'")
             offset = parse_frame_number(cells[4], where, missing=("/", "-1", "", "nan", "none", "0"))
             if offset is None:
-                raise ValueError(f"{where}: offset of clip {clip} is not coded (0)")
+                raise DataError(f"{where}: offset of clip {clip} is not coded (0)")
             base = frame_root / folder
             matches = sorted(base.glob(f"{prefix}_{videos[video]}*")) if base.is_dir() else []
             if not matches:
-                raise FileNotFoundError(f"{where}: no folder {base}/{prefix}_{videos[video]}* for clip {clip}")
+                raise MissingFileError(f"{where}: no folder {base}/{prefix}_{videos[video]}* for clip {clip}")
             emotion = str(cells[6]).strip().lower()
             if emotion not in EMOTIONS:
-                raise ValueError(f"{where}: unknown emotion {cells[6]!r}; expected one of {EMOTIONS}")
+                raise DataError(f"{where}: unknown emotion {cells[6]!r}; expected one of {EMOTIONS}")
             return make_sample(NAME, folder, clip, matches[0], parse_frame_number(cells[2], where),
                                parse_frame_number(cells[3], where, missing=("/", "-1", "", "nan", "none", "0")),
                                offset, parse_aus(cells[5]), emotion, FPS, where, apex_policy)

@@ -13,6 +13,7 @@ import dataclasses
 from typing import Iterable
 
 from mer_keras.data.records import Sample
+from mer_keras.errors import DataError
 
 CLASSES = ("negative", "positive", "surprise")
 
@@ -58,7 +59,7 @@ def composite(samples: Iterable[Sample]) -> tuple[list[Sample], dict[str, dict[s
     Returns:
         (relabelled samples, {database: {"samples", "subjects", "negative", "positive", "surprise"}}).
     Raises:
-        ValueError: when a database is complete (as many subjects as the real one) but its sample
+        DataError: when a database is complete (as many subjects as the real one) but its sample
             count differs from MEGC2019's, which means a mapping or loading error.
     """
     out = relabel(samples, LABEL_MAP)
@@ -69,9 +70,9 @@ def composite(samples: Iterable[Sample]) -> tuple[list[Sample], dict[str, dict[s
                       **{c: sum(s.label == c for s in mine) for c in CLASSES}}
         n_expected, subjects_expected = EXPECTED[db]
         if counts[db]["subjects"] == subjects_expected and counts[db]["samples"] != n_expected:
-            raise ValueError(f"composite: {db} has all {subjects_expected} subjects but {counts[db]['samples']} "
-                             f"samples instead of {n_expected}; check the label map and the coding sheet")
+            raise DataError(f"composite: {db} has all {subjects_expected} subjects but {counts[db]['samples']} "
+                            f"samples instead of {n_expected}; check the label map and the coding sheet")
     total = sum(c["samples"] for c in counts.values())
     if all(counts[db]["subjects"] == EXPECTED[db][1] for db in EXPECTED) and total != 442:
-        raise ValueError(f"composite: {total} samples instead of 442")
+        raise DataError(f"composite: {total} samples instead of 442")
     return out, counts

@@ -6,23 +6,11 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mer_keras.data.records import Sample
+from mer_keras.data.records import Dataset, Sample
 from mer_keras.data.sheets import numbered_frames
+from mer_keras.errors import DataError, MerKerasError, MissingFileError, OptionError
 
 APEX_POLICIES = ("midpoint", "spot")
-
-
-@dataclass
-class LoadResult:
-    """Records of a database and the clips that were skipped.
-
-    Attributes:
-        samples: one :class:`Sample` per usable clip.
-        skipped: (where, why) for every clip left out: sheet:row or folder, and the reason.
-    """
-
-    samples: list[Sample] = field(default_factory=list)
-    skipped: list[tuple[str, str]] = field(default_factory=list)
 
 
 def describe(where: str, why: str) -> str:
@@ -34,17 +22,17 @@ def resolve_root(root: str | os.PathLike | None, default_dirname: str) -> Path:
     """The database folder: ``root``, or ``$MER_DATA_ROOT/<default_dirname>``.
 
     Raises:
-        FileNotFoundError: neither is given, or the folder does not exist.
+        MissingFileError: neither is given, or the folder does not exist.
     """
     if root is None:
         base = os.environ.get("MER_DATA_ROOT")
         if not base:
-            raise FileNotFoundError(f"no database root: pass --root or set MER_DATA_ROOT (expects "
-                                    f"$MER_DATA_ROOT/{default_dirname})")
+            raise MissingFileError(f"no database root: pass --root or set MER_DATA_ROOT (expects "
+                                   f"$MER_DATA_ROOT/{default_dirname})")
         root = Path(base) / default_dirname
     root = Path(root)
     if not root.is_dir():
-        raise FileNotFoundError(f"database root {root} does not exist or is not a folder")
+        raise MissingFileError(f"database root {root} does not exist or is not a folder")
     return root
 
 
@@ -60,17 +48,18 @@ def make_sample(database: str, subject: str, clip_id: str, folder: Path, onset: 
             motion against onset, :func:`mer_keras.preprocess.frames.spot_apex`).
         where: sheet:row (or folder) for error messages.
     Raises:
-        ValueError, FileNotFoundError: missing folder or frames, a frame number with no file,
-        onset > offset, apex outside onset..offset (each message names ``where``).
+        OptionError: unknown ``apex_policy``. MissingFileError: missing folder. DataError: too
+        few frames, a frame number with no file, onset > offset, apex outside onset..offset
+        (each message names ``where``).
     """
     if apex_policy not in APEX_POLICIES:
-        raise ValueError(f"unknown apex policy {apex_policy!r}; expected one of {APEX_POLICIES}")
+        raise OptionError(f"unknown apex policy {apex_policy!r}; expected one of {APEX_POLICIES}")
     try:
         frames = numbered_frames(folder)
     except FileNotFoundError:
-        raise FileNotFoundError(f"{where}: frame folder {folder} does not exist") from None
+        raise MissingFileError(f"{where}: frame folder {folder} does not exist") from None
     if len(frames) < 2:
-        raise ValueError(f"{where}: {folder} holds {len(frames)} frame(s); at least 2 are needed")
+        raise DataError(f"{where}: {folder} holds {len(frames)} frame(s); at least 2 are needed")
     numbers = [n for n, _ in frames]
     index = {n: i for i, n in enumerate(numbers)}
 
@@ -78,14 +67,14 @@ def make_sample(database: str, subject: str, clip_id: str, folder: Path, onset: 
         if number is None:
             return default
         if number not in index:
-            raise ValueError(f"{where}: {name} frame {number} has no file in {folder} "
-                             f"(frames {numbers[0]}..{numbers[-1]})")
+            raise DataError(f"{where}: {name} frame {number} has no file in {folder} "
+                            f"(frames {numbers[0]}..{numbers[-1]})")
         return index[number]
 
     i_on = locate(onset, "onset", 0)
     i_off = locate(offset, "offset", len(frames) - 1)
     if i_on > i_off:
-        raise ValueError(f"{where}: onset {onset} is after offset {offset}")
+        raise DataError(f"{where}: onset {onset} is after offset {offset}")
     if apex is None and apex_policy == "spot":
         from mer_keras.preprocess.frames import spot_apex
 
@@ -93,7 +82,7 @@ def make_sample(database: str, subject: str, clip_id: str, folder: Path, onset: 
     else:
         i_apex = locate(apex, "apex", (i_on + i_off) // 2)
     if not i_on <= i_apex <= i_off:
-        raise ValueError(f"{where}: apex {apex} is outside onset..offset {onset}..{offset}")
+        raise DataError(f"{where}: apex {apex} is outside onset..offset {onset}..{offset}")
     return Sample(subject=subject, clip_id=clip_id, frame_paths=tuple(str(p) for _, p in frames),
                   onset=i_on, apex=i_apex, offset=i_off, aus=aus, emotion=emotion, label=emotion,
                   database=database, fps=fps, source=where, frame_numbers=tuple(numbers))
@@ -103,24 +92,25 @@ def attempt(where: str, build, strict: bool, skipped: list[tuple[str, str]]):
     """Run ``build()`` and return its value, or record ``(where, why)`` in ``skipped`` and return None.
 
     Raises:
-        ValueError, FileNotFoundError, NotADirectoryError, PermissionError: with ``strict``, the
-            error of ``build``; its message always names ``where`` (prefixed when the error did
-            not, e.g. an unreadable folder). Other errors (a full disk...) are not the clip's
+        MerKerasError (DataError, MissingFileError...), NotADirectoryError, PermissionError: with
+            ``strict``, the error of ``build``; its message always names ``where`` (prefixed when
+            the error did not, e.g. an unreadable folder: then a MissingFileError or DataError).
+            Other errors (a full disk, a builtin ValueError from a bug...) are not the clip's
             fault and always propagate.
     """
     try:
         return build()
-    except (ValueError, FileNotFoundError, NotADirectoryError, PermissionError) as exc:
+    except (MerKerasError, FileNotFoundError, NotADirectoryError, PermissionError) as exc:
         why = str(exc)
         if strict:
             if where in why:
                 raise
-            raise (FileNotFoundError if isinstance(exc, FileNotFoundError) else ValueError)(f"{where}: {why}") from None
+            raise (MissingFileError if isinstance(exc, FileNotFoundError) else DataError)(f"{where}: {why}") from None
         skipped.append((where, why))
         return None
 
 
-def collect(result: LoadResult, where: str, build, strict: bool) -> None:
+def collect(result: Dataset, where: str, build, strict: bool) -> None:
     """:func:`attempt` for one clip: append its :class:`Sample` to ``result``, or record it as skipped."""
     sample = attempt(where, build, strict, result.skipped)
     if sample is not None:
@@ -155,14 +145,14 @@ class SheetSpec:
 
 
 def load_sheet_database(spec: SheetSpec, root: Path, frame_root: Path, strict: bool = False,
-                        apex_policy: str = "midpoint", sheet: Path | None = None) -> LoadResult:
+                        apex_policy: str = "midpoint", sheet: Path | None = None) -> Dataset:
     """Records of a database described by a :class:`SheetSpec`.
 
     Clips whose (subject, clip) repeats in the sheet (several expressions in one video) get the
     onset frame appended to their clip id so that every record is distinct.
 
     Raises:
-        FileNotFoundError: no sheet. ValueError: no header row with the spec's columns; with
+        MissingFileError: no sheet. DataError: no header row with the spec's columns; with
         ``strict``, the first bad row (names sheet and row).
     """
     from mer_keras.data.sheets import column, find_sheet, parse_aus, parse_frame_number, read_sheet
@@ -170,7 +160,7 @@ def load_sheet_database(spec: SheetSpec, root: Path, frame_root: Path, strict: b
     sheet = sheet or find_sheet(root, spec.sheet_pattern)
     df, _ = read_sheet(sheet, list(spec.columns.values()))
     cols = {role: column(df, name) for role, name in spec.columns.items()}
-    result, seen = LoadResult(), set()
+    result, seen = Dataset(spec.name), set()
     for r in df.to_dict("records"):
         where = f"{sheet}:{r['_row']}"
 
@@ -179,12 +169,12 @@ def load_sheet_database(spec: SheetSpec, root: Path, frame_root: Path, strict: b
             number = cell[:-2] if cell.endswith(".0") else cell
             subject = spec.subject_format.format(int(number)) if number.isdecimal() else cell
             if not subject or subject == "nan":
-                raise ValueError(f"{where}: empty Subject")
+                raise DataError(f"{where}: empty Subject")
             clip = str(r[cols["clip"]]).strip()
             written = str(r[cols["emotion"]]).strip()
             emotion = spec.aliases.get(written.lower(), written.lower())
             if spec.emotions is not None and emotion not in spec.emotions:
-                raise ValueError(f"{where}: unknown emotion {written!r}; expected one of {spec.emotions}")
+                raise DataError(f"{where}: unknown emotion {written!r}; expected one of {spec.emotions}")
             onset = parse_frame_number(r[cols["onset"]], where)
             folder = frame_root / spec.frame_dir.format(subject=subject, clip=clip, emotion=written)
             clip_id = clip if (subject, clip) not in seen else f"{clip}_{onset}"

@@ -12,16 +12,21 @@ Each entry loads records and applies the standard protocol's label set:
 * ``composite``: MEGC2019 SMIC-HS + CASME II + SAMM in 3 classes; ``root`` holds the three
   databases as ``CASME2/``, ``SAMM/`` and ``SMIC/``.
 * ``manifest``: a CSV (``root`` is its path); classes are the labels found, sorted.
+* ``synthetic``: the embedded default, rendered on first use and cached
+  (:mod:`mer_keras.data.synthetic`): negative, positive, surprise.
+
+Every loader gives the one record type :class:`~mer_keras.data.records.Dataset`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from mer_keras.data import casme, casme2, casme3, casme_sq, composite, fourdme, manifest, mmew, samm, smic
-from mer_keras.data.database import LoadResult, describe
-from mer_keras.data.records import Sample
+from mer_keras.data.database import describe
+from mer_keras.data.records import Dataset, Sample
+from mer_keras.errors import DataError, MissingFileError, OptionError
 
 DATASETS = ("synthetic", "casme2", "samm", "smic", "casme", "casme_sq", "casme3", "mmew", "4dme", "composite",
             "manifest")
@@ -31,44 +36,30 @@ SINGLE = {"casme2": casme2, "samm": samm, "smic": smic, "casme": casme, "casme_s
           "mmew": mmew, "4dme": fourdme}
 
 
-@dataclass
-class Dataset:
-    """Records ready for a protocol.
-
-    Attributes:
-        name: dataset name. samples: clip records, ``label`` set to a class of ``classes``.
-        classes: class names in index order. images: precomputed-input records (manifest ``path`` rows).
-        skipped: (where, why) of every record left out. counts: per-database counts (composite).
-    """
-
-    name: str
-    samples: list[Sample]
-    classes: list[str]
-    images: list = field(default_factory=list)
-    skipped: list[tuple[str, str]] = field(default_factory=list)
-    counts: dict = field(default_factory=dict)
-
-
-def _keep(result: LoadResult, classes) -> list[Sample]:
+def _keep(result: Dataset, classes) -> list[Sample]:
     return [s for s in result.samples if s.label in classes]
 
 
 def load_cross(train: str, train_root, test: str, test_root, strict: bool = False,
-               apex_policy: str = "midpoint") -> tuple[Dataset, Dataset]:
-    """Training and test databases of the cross-database protocol, both in the composite's classes.
+               apex_policy: str = "midpoint") -> Dataset:
+    """The records of the cross-database protocol: a training and a test database in the composite's classes.
 
     Records are relabelled with :data:`mer_keras.data.composite.CROSS_LABEL_MAP` (emotions outside
     it are dropped); a manifest's labels are kept as written and must be those classes.
 
+    Returns:
+        One :class:`Dataset` named ``<train>-to-<test>``: the training records first, then the
+        test database's, whose name is in ``test_databases``.
     Raises:
-        ValueError: the same database on both sides, or an unknown name.
+        OptionError: the same database on both sides, or an unknown name. DataError: a side
+            without a sample in the composite's classes.
     """
     if (train, str(train_root)) == (test, str(test_root)):
-        raise ValueError(f"cross-database protocol needs two different datasets, got {train} twice")
-    out = []
+        raise OptionError(f"cross-database protocol needs two different datasets, got {train} twice")
+    sides = []
     for name, root in ((train, train_root), (test, test_root)):
         if name not in SINGLE and name != "manifest":
-            raise ValueError(f"cross-database protocol takes single databases or a manifest, not {name!r}")
+            raise OptionError(f"cross-database protocol takes single databases or a manifest, not {name!r}")
         if name == "manifest":
             clips, _ = manifest.load(root, strict=strict, apex_policy=apex_policy)
             samples, skipped = [s for s in clips.samples if s.label in composite.CLASSES], clips.skipped
@@ -76,39 +67,66 @@ def load_cross(train: str, train_root, test: str, test_root, strict: bool = Fals
             r = SINGLE[name].load(root, strict=strict, apex_policy=apex_policy)
             samples, skipped = composite.relabel(r.samples, composite.CROSS_LABEL_MAP), r.skipped
         if not samples:
-            raise ValueError(f"{name}: no sample in the classes {composite.CLASSES} under {root}")
-        out.append(Dataset(name, samples, list(composite.CLASSES), skipped=skipped))
-    return out[0], out[1]
+            raise DataError(f"{name}: no sample in the classes {composite.CLASSES} under {root}")
+        sides.append((name, samples, skipped))
+    (_, train_samples, train_skipped), (_, test_samples, test_skipped) = sides
+    return Dataset(f"{train}-to-{test}", list(composite.CLASSES), train_samples + test_samples,
+                   skipped=train_skipped + test_skipped, test_databases=(test,))
 
 
-def load_dataset(name: str, root=None, strict: bool = False, apex_policy: str = "midpoint",
-                 cache_dir=None) -> Dataset:
-    """Load a dataset of :data:`DATASETS` (except ``synthetic``, which the run builds itself).
+def load_synthetic(config=None, faces=None, cache_dir=None,
+                   progress: Callable[[int, int], None] | None = None) -> Dataset:
+    """The embedded synthetic set (rendered on first use, then read from the cache).
 
-    Raises:
-        ValueError: unknown name, or no usable sample. FileNotFoundError: missing root or files.
+    Args:
+        config: a :class:`mer_keras.data.synthetic.SyntheticConfig` (default: its defaults).
+        faces: folder of extra face photos. cache_dir: cache root (default
+            :func:`mer_keras.preprocess.cache.default_cache_dir`). progress: (done, total) callback.
     """
+    from mer_keras.data.synthetic import CLASSES, SyntheticConfig, synthetic_dataset
+    from mer_keras.preprocess.cache import default_cache_dir
+
+    root, samples = synthetic_dataset(config or SyntheticConfig(), faces_dir=faces,
+                                      cache_dir=default_cache_dir(cache_dir), progress=progress)
+    return Dataset("synthetic", list(CLASSES), samples, root=str(root))
+
+
+def load_dataset(name: str, root=None, strict: bool = False, apex_policy: str = "midpoint", cache_dir=None,
+                 synthetic=None, faces=None, progress: Callable[[int, int], None] | None = None) -> Dataset:
+    """Load a dataset of :data:`DATASETS` with its standard class set.
+
+    Args:
+        name: one of :data:`DATASETS`. root: its folder (a manifest: the CSV); default
+            ``$MER_DATA_ROOT/<DB>``. strict: stop at the first bad record instead of skipping it.
+        apex_policy: where a sheet gives no apex (``midpoint`` | ``spot``).
+        synthetic, faces, progress: the synthetic set's config, extra face photos and progress
+            callback (``synthetic`` only).
+    Raises:
+        OptionError: unknown name. DataError: no usable sample. MissingFileError: missing root or files.
+    """
+    if name == "synthetic":
+        return load_synthetic(synthetic, faces, cache_dir, progress)
     if name in SINGLE:
         module = SINGLE[name]
         r = module.load(root, strict=strict, apex_policy=apex_policy)
-        ds = Dataset(name, _keep(r, module.CLASSES), list(module.CLASSES), skipped=r.skipped)
+        ds = Dataset(name, list(module.CLASSES), _keep(r, module.CLASSES), skipped=r.skipped)
     elif name == "composite":
         base = Path(root) if root is not None else None
         parts = [casme2.load(base / "CASME2" if base else None, strict=strict, apex_policy=apex_policy),
                  samm.load(base / "SAMM" if base else None, strict=strict, apex_policy=apex_policy),
                  smic.load(base / "SMIC" if base else None, strict=strict, apex_policy=apex_policy)]
         samples, counts = composite.composite([s for p in parts for s in p.samples])
-        ds = Dataset(name, samples, list(composite.CLASSES), skipped=[x for p in parts for x in p.skipped],
+        ds = Dataset(name, list(composite.CLASSES), samples, skipped=[x for p in parts for x in p.skipped],
                      counts=counts)
     elif name == "manifest":
         if root is None:
-            raise FileNotFoundError("--data manifest needs --root pointing at the manifest CSV")
+            raise OptionError("--data manifest needs --root pointing at the manifest CSV")
         clips, images = manifest.load(root, strict=strict, apex_policy=apex_policy, cache_dir=cache_dir)
         classes = sorted({s.label for s in clips.samples} | {i.label for i in images})
-        ds = Dataset(name, clips.samples, classes, images=images, skipped=clips.skipped)
+        ds = Dataset(name, classes, clips.samples, images=images, skipped=clips.skipped)
     else:
-        raise ValueError(f"unknown dataset {name!r}; expected one of {DATASETS}")
+        raise OptionError(f"unknown dataset {name!r}; expected one of {DATASETS}")
     if not ds.samples and not ds.images:
         first = f"; first: {describe(*ds.skipped[0])}" if ds.skipped else ""
-        raise ValueError(f"{name}: no usable sample under {root} ({len(ds.skipped)} skipped{first})")
+        raise DataError(f"{name}: no usable sample under {root} ({len(ds.skipped)} skipped{first})")
     return ds

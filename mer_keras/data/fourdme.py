@@ -15,7 +15,8 @@ emotions are skipped with their row. AUs marked "(k)" (key AU) are kept.
 
 from __future__ import annotations
 
-from mer_keras.data.database import LoadResult, SheetSpec, load_sheet_database, resolve_root
+from mer_keras.data.records import Dataset
+from mer_keras.data.database import SheetSpec, load_sheet_database, resolve_root
 
 EMOTIONS = ("positive", "negative", "surprise", "repression", "others")
 CLASSES = EMOTIONS
@@ -26,11 +27,11 @@ SPEC = SheetSpec(
     frame_dir="{subject}/{clip}", emotions=EMOTIONS)
 
 
-def load(root=None, strict: bool = False, apex_policy: str = "midpoint") -> LoadResult:
+def load(root=None, strict: bool = False, apex_policy: str = "midpoint") -> Dataset:
     """Read 4DME micro-expression records.
 
     Raises:
-        FileNotFoundError: no root or sheet. ValueError: header or (strict) clip errors.
+        MissingFileError: no root or sheet. DataError: header or (strict) clip errors.
     """
     root = resolve_root(root, "4DME")
     return load_sheet_database(SPEC, root, root, strict, apex_policy)

@@ -14,9 +14,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from mer_keras.data.database import LoadResult, attempt, collect, make_sample
+from mer_keras.data.database import attempt, collect, make_sample
+from mer_keras.data.records import Dataset
 from mer_keras.data.sheets import parse_frame_number, short_reason
-from mer_keras.data.synthetic import default_cache_dir
+from mer_keras.errors import DataError, MissingFileError
+from mer_keras.preprocess.cache import default_cache_dir
 from mer_keras.preprocess.images import read_image
 from mer_keras.preprocess.video import extract_frames, is_video
 
@@ -33,29 +35,29 @@ class ImageRecord:
 
 
 def load(csv_path, strict: bool = False, fps: float = 0.0, apex_policy: str = "midpoint",
-         cache_dir=None) -> tuple[LoadResult, list[ImageRecord]]:
+         cache_dir=None) -> tuple[Dataset, list[ImageRecord]]:
     """Read a manifest.
 
     Returns:
         (clip records from ``frames`` rows, image records from ``path`` rows).
     Raises:
-        FileNotFoundError: missing CSV. ValueError: not a readable CSV, missing columns, or (when
+        MissingFileError: missing CSV. DataError: not a readable CSV, missing columns, or (when
         ``strict``) a row with neither or both of path/frames, an empty label or subject, a missing,
         unreadable or truncated image, a bad frame folder or video (names csv:row).
     """
     csv_path = Path(csv_path)
     if not csv_path.is_file():
-        raise FileNotFoundError(f"manifest {csv_path} does not exist")
+        raise MissingFileError(f"manifest {csv_path} does not exist")
     try:
         df = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
     except Exception as exc:  # EmptyDataError, ParserError, UnicodeDecodeError, ...: none names the file
-        raise ValueError(f"{csv_path}: not a readable manifest CSV ({short_reason(exc)})") from None
+        raise DataError(f"{csv_path}: not a readable manifest CSV ({short_reason(exc)})") from None
     cols = {c.strip().lower(): c for c in df.columns}
     missing = [c for c in ("subject", "label") if c not in cols]
     if missing or not ({"path", "frames"} & set(cols)):
-        raise ValueError(f"{csv_path}: needs columns subject, label and path or frames; has {list(df.columns)}")
+        raise DataError(f"{csv_path}: needs columns subject, label and path or frames; has {list(df.columns)}")
     base = csv_path.parent
-    clips, images = LoadResult(), []
+    clips, images = Dataset("manifest", root=str(csv_path)), []
     for row_no, r in enumerate(df.to_dict("records"), start=2):
         get = lambda k: str(r.get(cols.get(k, ""), "")).strip()  # noqa: E731
         where = f"{csv_path}:{row_no}"
@@ -64,16 +66,16 @@ def load(csv_path, strict: bool = False, fps: float = 0.0, apex_policy: str = "m
 
         def check():
             if not subject or not label:
-                raise ValueError(f"{where}: empty subject or label")
+                raise DataError(f"{where}: empty subject or label")
             if bool(path) == bool(frames):
-                raise ValueError(f"{where}: give exactly one of path or frames")
+                raise DataError(f"{where}: give exactly one of path or frames")
 
         if path:
             def image(where=where, subject=subject, label=label, dataset=dataset, path=path):
                 check()
                 p = (base / path).resolve()
                 if not p.is_file():
-                    raise ValueError(f"{where}: image {p} does not exist")
+                    raise DataError(f"{where}: image {p} does not exist")
                 read_image(p)  # an unreadable or truncated image is found here, not in the middle of training
                 return ImageRecord(subject, label, str(p), dataset, where)
 
@@ -88,8 +90,8 @@ def load(csv_path, strict: bool = False, fps: float = 0.0, apex_policy: str = "m
             if is_video(folder):
                 try:
                     folder = extract_frames(folder, default_cache_dir(cache_dir))
-                except ValueError as exc:
-                    raise ValueError(f"{where}: {exc}") from None
+                except DataError as exc:
+                    raise DataError(f"{where}: {exc}") from None
             s = make_sample(dataset, subject, Path(frames).stem, folder,
                             parse_frame_number(get("onset"), where), parse_frame_number(get("apex"), where),
                             parse_frame_number(get("offset"), where), (), label, fps, where, apex_policy)

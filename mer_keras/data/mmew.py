@@ -15,7 +15,9 @@ The 6-class set used here drops anger (8 samples): happiness, surprise, disgust,
 
 from __future__ import annotations
 
-from mer_keras.data.database import LoadResult, SheetSpec, load_sheet_database, resolve_root
+from mer_keras.data.records import Dataset
+from mer_keras.data.database import SheetSpec, load_sheet_database, resolve_root
+from mer_keras.errors import MissingFileError
 
 EMOTIONS = ("happiness", "surprise", "disgust", "fear", "sadness", "anger", "others")
 CLASSES = ("happiness", "surprise", "disgust", "fear", "sadness", "others")
@@ -26,14 +28,14 @@ SPEC = SheetSpec(
     frame_dir="{emotion}/{clip}", emotions=EMOTIONS)
 
 
-def load(root=None, strict: bool = False, apex_policy: str = "midpoint") -> LoadResult:
+def load(root=None, strict: bool = False, apex_policy: str = "midpoint") -> Dataset:
     """Read MMEW micro-expression records (frames under ``Micro_Expression/``).
 
     Raises:
-        FileNotFoundError: no root, sheet or frame folder. ValueError: header or (strict) clip errors.
+        MissingFileError: no root, sheet or frame folder. DataError: header or (strict) clip errors.
     """
     root = resolve_root(root, "MMEW")
     frame_root = root / "Micro_Expression"
     if not frame_root.is_dir():
-        raise FileNotFoundError(f"MMEW frame folder {frame_root} does not exist")
+        raise MissingFileError(f"MMEW frame folder {frame_root} does not exist")
     return load_sheet_database(SPEC, root, frame_root, strict, apex_policy)

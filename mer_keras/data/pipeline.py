@@ -22,6 +22,7 @@ import numpy as np
 
 from mer_keras.atomic import atomic_path
 from mer_keras.data.records import Sample
+from mer_keras.errors import DataError, MerKerasError
 from mer_keras.preprocess.images import read_image
 from mer_keras.preprocess.representation import (  # noqa: F401  (re-exported: the pipeline's public names)
     MOUTH_CORNERS, REGION_LAYOUTS, REPRESENTATIONS, RepresentationConfig, region_centres,
@@ -38,7 +39,7 @@ def read_frame(path: str) -> np.ndarray:
     """Read one frame as (H, W, 3) uint8 RGB (grayscale files are expanded).
 
     Raises:
-        ValueError: the file is missing, not a readable image or a truncated JPEG (the message
+        DataError: the file is missing, not a readable image or a truncated JPEG (the message
             names it; see :func:`mer_keras.preprocess.images.read_image`).
     """
     return cv2.cvtColor(read_image(path), cv2.COLOR_BGR2RGB)
@@ -69,7 +70,7 @@ def image_inputs(paths: Sequence[str], size: int, channels: int = 3) -> np.ndarr
         (N, size, size, channels) float32 in [0, 255]: the image as stored, no alignment
         (channels 1: BT.601 luma).
     Raises:
-        ValueError: an unreadable image (named).
+        DataError: an unreadable image (named).
     """
     out = np.empty((len(paths), size, size, channels), np.float32)
     for i, p in enumerate(paths):
@@ -106,7 +107,7 @@ def _prepare_one(job) -> tuple[int, str | None]:
     index, sample, cfg, path = job
     try:
         x = sample_representation(sample, cfg)
-    except (ValueError, FileNotFoundError) as exc:  # FaceNotFoundError is a ValueError
+    except (MerKerasError, FileNotFoundError) as exc:  # a bad clip (FaceNotFoundError is a DataError)
         return index, str(exc)
     with atomic_path(path) as tmp:
         np.save(tmp, x.astype(np.float32), allow_pickle=False)
@@ -175,7 +176,8 @@ def build_inputs(samples: Sequence[Sample], cfg: RepresentationConfig, cache_dir
     Returns:
         (N, *cfg.input_shape) float32 array in [0, 255].
     Raises:
-        ValueError, FileNotFoundError: a clip cannot be built (the first failure, naming the clip).
+        DataError (FaceNotFoundError...), MissingFileError: a clip cannot be built (the first failure,
+            naming the clip).
     """
     if cache_dir is None:
         out = np.empty((len(samples), *cfg.input_shape), np.float32)
@@ -187,8 +189,8 @@ def build_inputs(samples: Sequence[Sample], cfg: RepresentationConfig, cache_dir
     errors = prepare(samples, cfg, Path(cache_dir), workers=workers, progress=progress)
     if errors:
         i = min(errors)
-        raise ValueError(f"{samples[i].source or samples[i].key}: {errors[i]}"
-                         + (f" (and {len(errors) - 1} more bad clips)" if len(errors) > 1 else ""))
+        raise DataError(f"{samples[i].source or samples[i].key}: {errors[i]}"
+                        + (f" (and {len(errors) - 1} more bad clips)" if len(errors) > 1 else ""))
     out = np.empty((len(samples), *cfg.input_shape), np.float32)
     for i, s in enumerate(samples):
         out[i] = np.load(cache_path(Path(cache_dir), s, cfg), allow_pickle=False)

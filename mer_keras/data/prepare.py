@@ -9,6 +9,7 @@ from typing import Callable, Sequence
 
 from mer_keras.data.datasets import load_dataset
 from mer_keras.data.pipeline import RepresentationConfig, config_key, prepare
+from mer_keras.errors import DataError
 
 #: What ``data prepare`` builds by default: the inputs of the registered models.
 DEFAULT_REPRESENTATIONS = (RepresentationConfig("dynamic_image", 112), RepresentationConfig("apex", 112),
@@ -37,7 +38,7 @@ def prepare_dataset(name: str, root, cache_dir: Path, representations: Sequence[
     """Load a dataset and build every representation of every clip into the cache.
 
     Raises:
-        ValueError, FileNotFoundError: bad root or sheet; with ``strict``, the first bad clip.
+        MissingFileError, DataError: bad root or sheet; with ``strict``, the first bad clip (DataError).
     """
     ds = load_dataset(name, root, strict=strict, cache_dir=cache_dir)
     report = PrepareReport(ds.name, skipped=list(ds.skipped))
@@ -45,7 +46,7 @@ def prepare_dataset(name: str, root, cache_dir: Path, representations: Sequence[
                      progress=(lambda d, t: progress("all representations", d, t)) if progress else None)
     if errors and strict:
         i = min(errors)
-        raise ValueError(f"{ds.samples[i].source or ds.samples[i].key}: {errors[i]}")
+        raise DataError(f"{ds.samples[i].source or ds.samples[i].key}: {errors[i]}")
     for rep in representations:
         report.folders[config_key(rep)] = Path(cache_dir) / "clips" / config_key(rep)
     report.skipped += [(ds.samples[i].source or ds.samples[i].key, errors[i]) for i in sorted(errors)]

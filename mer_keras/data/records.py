@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from mer_keras.errors import DataError
+
 
 @dataclass(frozen=True)
 class Sample:
@@ -42,15 +44,64 @@ class Sample:
         where = f" ({self.source})" if self.source else ""
         n = len(self.frame_paths)
         if n < 2:
-            raise ValueError(f"clip {self.subject}/{self.clip_id} has {n} frame(s); at least 2 are needed{where}")
+            raise DataError(f"clip {self.subject}/{self.clip_id} has {n} frame(s); at least 2 are needed{where}")
         if not 0 <= self.onset <= self.offset < n:
-            raise ValueError(f"onset {self.onset} / offset {self.offset} outside the {n} frames of clip "
-                             f"{self.subject}/{self.clip_id} or onset > offset{where}")
+            raise DataError(f"onset {self.onset} / offset {self.offset} outside the {n} frames of clip "
+                            f"{self.subject}/{self.clip_id} or onset > offset{where}")
         if not self.onset <= self.apex <= self.offset:
-            raise ValueError(f"apex {self.apex} is outside onset..offset {self.onset}..{self.offset} in clip "
-                             f"{self.subject}/{self.clip_id}{where}")
+            raise DataError(f"apex {self.apex} is outside onset..offset {self.onset}..{self.offset} in clip "
+                            f"{self.subject}/{self.clip_id}{where}")
 
     @property
     def key(self) -> str:
         """``database/subject/clip_id``, unique across databases."""
         return f"{self.database}/{self.subject}/{self.clip_id}"
+
+
+@dataclass
+class Dataset:
+    """The one loaded-dataset type: records ready for a protocol, whichever loader made them.
+
+    A database loader fills ``samples`` and ``skipped``; :func:`mer_keras.data.datasets.load_dataset`
+    adds the protocol's ``classes`` (and per-database ``counts`` for the composite).
+
+    Attributes:
+        name: dataset name (``"synthetic"``, ``"casme2"``, ``"composite"``, ``"manifest"``, ...).
+        classes: class names in index order (empty until a label set is applied).
+        samples: clip records (frames, onset/apex/offset), ``label`` one of ``classes``.
+        images: precomputed-input records (:class:`mer_keras.data.manifest.ImageRecord`, manifest
+            ``path`` rows), after the clips in every per-record list.
+        skipped: (where, why) of every record left out, e.g. ``("CASME2-coding.xlsx:12", "no frames")``.
+        counts: per-database counts ({db: {"samples", "subjects", <class>: n}}) of a composite.
+        test_databases: databases whose records are the test set (cross-database protocol).
+        root: where the records were read from (a folder or manifest), when one place.
+    """
+
+    name: str = ""
+    classes: list[str] = field(default_factory=list)
+    samples: list[Sample] = field(default_factory=list)
+    images: list = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    counts: dict = field(default_factory=dict)
+    test_databases: tuple[str, ...] = ()
+    root: str | None = None
+
+    @property
+    def rows(self) -> list[dict]:
+        """subject, clip, database, label of every record, clips first, in input order."""
+        from pathlib import Path
+
+        return ([{"subject": s.subject, "clip": s.clip_id, "database": s.database, "label": s.label}
+                 for s in self.samples]
+                + [{"subject": r.subject, "clip": Path(r.path).name, "database": r.dataset, "label": r.label}
+                   for r in self.images])
+
+    @property
+    def keys(self) -> list[str]:
+        """``database/subject/clip`` of every record (the fold files' ``test_keys``)."""
+        return [f"{r['database']}/{r['subject']}/{r['clip']}" for r in self.rows]
+
+    @property
+    def subjects(self) -> set[str]:
+        """Distinct subjects of clips and images."""
+        return {s.subject for s in self.samples} | {i.subject for i in self.images}

@@ -19,7 +19,8 @@ may read "R12 + R15" or contain "or" (both AUs kept); "Others" is normalised to 
 
 from __future__ import annotations
 
-from mer_keras.data.database import LoadResult, SheetSpec, load_sheet_database, resolve_root
+from mer_keras.data.records import Dataset
+from mer_keras.data.database import SheetSpec, load_sheet_database, resolve_root
 
 EMOTIONS = ("anger", "contempt", "disgust", "fear", "happiness", "other", "sadness", "surprise")
 #: The standard 5-class protocol.
@@ -32,13 +33,13 @@ SPEC = SheetSpec(
 NAME, FPS = SPEC.name, SPEC.fps
 
 
-def load(root=None, strict: bool = False, apex_policy: str = "midpoint") -> LoadResult:
+def load(root=None, strict: bool = False, apex_policy: str = "midpoint") -> Dataset:
     """Read SAMM records (see module docstring for the layout).
 
     Returns:
-        :class:`LoadResult`; ``emotion``/``label`` are lower-cased ("Others" -> "other").
+        :class:`~mer_keras.data.records.Dataset`; ``emotion``/``label`` are lower-cased ("Others" -> "other").
     Raises:
-        FileNotFoundError: no root or sheet. ValueError: header or (strict) clip errors.
+        MissingFileError: no root or sheet. DataError: header or (strict) clip errors.
     """
     root = resolve_root(root, "SAMM")
     frame_root = root / "SAMM" if (root / "SAMM").is_dir() else root

@@ -1,8 +1,9 @@
 """Coding-sheet parsing shared by the database loaders.
 
-Each helper raises ``ValueError`` whose message names the sheet and the row (Excel numbering:
-the header row is the row the header was found on, data rows follow it), so a bad cell in a
-real database is found at once.
+Each helper raises :class:`~mer_keras.errors.DataError` (a missing file or folder:
+:class:`~mer_keras.errors.MissingFileError`) whose message names the sheet and the row (Excel
+numbering: the header row is the row the header was found on, data rows follow it), so a bad
+cell in a real database is found at once.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from typing import Iterable, Sequence
 
 import pandas as pd
 
+from mer_keras.errors import DataError, MissingFileError
+
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
 
 _NUMBER = re.compile(r"(\d+)(?!.*\d)")  # the last run of digits in a file name
@@ -25,11 +28,11 @@ def find_sheet(root: Path, pattern: str) -> Path:
     """The one file under ``root`` (searched recursively) matching the glob ``pattern``.
 
     Raises:
-        FileNotFoundError: none found (names the root and the pattern).
-        ValueError: several found (lists them).
+        MissingFileError: no root, or none found (names the root and the pattern).
+        DataError: several found (lists them).
     """
     if not root.is_dir():
-        raise FileNotFoundError(f"database root {root} does not exist or is not a folder")
+        raise MissingFileError(f"database root {root} does not exist or is not a folder")
     hits = []
     # The sheet sits at the root (or one level down) in every release: look there before walking
     # the whole tree, which can hold millions of frame files.
@@ -38,9 +41,9 @@ def find_sheet(root: Path, pattern: str) -> Path:
         if hits:
             break
     if not hits:
-        raise FileNotFoundError(f"no coding sheet matching {pattern!r} under {root}")
+        raise MissingFileError(f"no coding sheet matching {pattern!r} under {root}")
     if len(hits) > 1:
-        raise ValueError(f"several coding sheets match {pattern!r} under {root}: {[str(h) for h in hits]}")
+        raise DataError(f"several coding sheets match {pattern!r} under {root}: {[str(h) for h in hits]}")
     return hits[0]
 
 
@@ -53,7 +56,8 @@ def read_sheet(path: Path, required: Sequence[str]) -> tuple[pd.DataFrame, int]:
         (frame with the header applied and blank rows dropped, Excel row number of the header).
         Each data row keeps its Excel row number in the column ``_row``.
     Raises:
-        ValueError: the file is not a readable sheet (empty, truncated, not a spreadsheet, not
+        MissingFileError: the file does not exist.
+        DataError: the file is not a readable sheet (empty, truncated, not a spreadsheet, not
             text), or no row holds all required columns (names the sheet and the missing ones).
     """
     try:
@@ -62,9 +66,9 @@ def read_sheet(path: Path, required: Sequence[str]) -> tuple[pd.DataFrame, int]:
         else:
             raw = pd.read_excel(path, header=None, dtype=object)
     except FileNotFoundError:
-        raise FileNotFoundError(f"coding sheet {path} does not exist") from None
+        raise MissingFileError(f"coding sheet {path} does not exist") from None
     except Exception as exc:  # pandas, openpyxl, xlrd and zipfile raise many types for a damaged file
-        raise ValueError(f"{path}: not a readable coding sheet ({short_reason(exc)})") from None
+        raise DataError(f"{path}: not a readable coding sheet ({short_reason(exc)})") from None
     want = {c.lower() for c in required}
     for i in range(min(40, len(raw))):
         cells = [str(v).strip() for v in raw.iloc[i].tolist()]
@@ -75,7 +79,7 @@ def read_sheet(path: Path, required: Sequence[str]) -> tuple[pd.DataFrame, int]:
             df = df.dropna(how="all", subset=[c for c in df.columns if c != "_row"])
             return df.reset_index(drop=True), i + 1
     first = [str(v) for v in raw.iloc[0].tolist()] if len(raw) else []
-    raise ValueError(f"{path}: no header row with columns {list(required)} (first row: {first})")
+    raise DataError(f"{path}: no header row with columns {list(required)} (first row: {first})")
 
 
 def short_reason(exc: BaseException) -> str:
@@ -96,7 +100,7 @@ def parse_frame_number(value, where: str, missing=("/", "-1", "", "nan", "none")
     """A frame number cell: an int, or ``None`` for the databases' "missing" codes ('/', -1).
 
     Raises:
-        ValueError: anything else that is not a whole number (names ``where``).
+        DataError: anything else that is not a whole number (names ``where``).
     """
     text = str(value).strip().lower()
     if text in missing:
@@ -104,9 +108,9 @@ def parse_frame_number(value, where: str, missing=("/", "-1", "", "nan", "none")
     try:
         number = float(text)
     except ValueError:
-        raise ValueError(f"{where}: frame number {value!r} is not a number") from None
+        raise DataError(f"{where}: frame number {value!r} is not a number") from None
     if not math.isfinite(number) or number != int(number) or number < 0:
-        raise ValueError(f"{where}: frame number {value!r} is not a whole, non-negative number")
+        raise DataError(f"{where}: frame number {value!r} is not a whole, non-negative number")
     return int(number)
 
 
@@ -137,10 +141,10 @@ def numbered_frames(folder: Path, suffixes: Iterable[str] = IMAGE_SUFFIXES) -> l
     ``006_05562.jpg`` -> 5562, ``reg_img46.jpg`` -> 46).
 
     Raises:
-        FileNotFoundError: the folder is missing. ValueError: a file name has no number.
+        MissingFileError: the folder is missing. DataError: a file name has no number.
     """
     if not folder.is_dir():
-        raise FileNotFoundError(f"frame folder {folder} does not exist")
+        raise MissingFileError(f"frame folder {folder} does not exist")
     suffixes = tuple(suffixes)
     # Cached by the folder's modification time: several expressions coded in one long video
     # (CAS(ME)^2, CAS(ME)^3) share a folder that is then listed once.
@@ -156,7 +160,7 @@ def _scan(folder_name: str, mtime_ns: int, suffixes: tuple[str, ...]) -> tuple[t
         if entry.is_file() and os.path.splitext(name)[1].lower() in suffixes:
             m = _NUMBER.search(os.path.splitext(name)[0])
             if not m:
-                raise ValueError(f"frame file {folder / name} has no frame number in its name")
+                raise DataError(f"frame file {folder / name} has no frame number in its name")
             files.append((int(m.group(1)), folder / name))
     files.sort()
     return tuple(files)

@@ -17,27 +17,30 @@ from __future__ import annotations
 
 import re
 
-from mer_keras.data.database import LoadResult, collect, make_sample, resolve_root
+from mer_keras.data.records import Dataset
+from mer_keras.data.database import collect, make_sample, resolve_root
+from mer_keras.errors import DataError, MissingFileError, OptionError
 
 NAME = "smic"
 FPS = {"HS": 100.0, "VIS": 25.0, "NIR": 25.0}
 CLASSES = ("negative", "positive", "surprise")
 
 
-def load(root=None, camera: str = "HS", strict: bool = False, apex_policy: str = "midpoint") -> LoadResult:
+def load(root=None, camera: str = "HS", strict: bool = False, apex_policy: str = "midpoint") -> Dataset:
     """Read SMIC records of one camera from the folder tree.
 
     Raises:
-        ValueError: unknown camera. FileNotFoundError: no root or no ``<camera>`` folder.
+        OptionError: unknown camera. MissingFileError: no root or no ``<camera>`` folder.
+        DataError: with ``strict``, the first bad clip.
     """
     if camera not in FPS:
-        raise ValueError(f"unknown SMIC camera {camera!r}; expected one of {tuple(FPS)}")
+        raise OptionError(f"unknown SMIC camera {camera!r}; expected one of {tuple(FPS)}")
     root = resolve_root(root, "SMIC")
     base = root / "SMIC" if (root / "SMIC").is_dir() else root
     cam = base / camera
     if not cam.is_dir():
-        raise FileNotFoundError(f"SMIC camera folder {cam} does not exist")
-    result = LoadResult()
+        raise MissingFileError(f"SMIC camera folder {cam} does not exist")
+    result = Dataset(NAME)
     for subject_dir in sorted((p for p in cam.iterdir() if p.is_dir()), key=lambda p: _num(p.name)):
         micro = subject_dir / "micro"
         if not micro.is_dir():
@@ -50,7 +53,7 @@ def load(root=None, camera: str = "HS", strict: bool = False, apex_policy: str =
 
                 def build(clip_dir=clip_dir, emotion=emotion, where=where, subject=subject_dir.name):
                     if emotion not in CLASSES:
-                        raise ValueError(f"{where}: unknown class folder {emotion!r}; expected one of {CLASSES}")
+                        raise DataError(f"{where}: unknown class folder {emotion!r}; expected one of {CLASSES}")
                     return make_sample(NAME, subject, clip_dir.name, clip_dir, None, None, None, (), emotion,
                                        FPS[camera], where, apex_policy)
 

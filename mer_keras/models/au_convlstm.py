@@ -15,7 +15,7 @@ frames sampled evenly from onset to offset, 64 x 64 RGB each.
    fast normalised fusion).
 3. Facial-action learning module (local features): a 3x3 convolution on the last stage gives
    ``dim`` local channels per frame; their spatio-temporal average feeds
-   * ``au``: A sigmoid outputs, the AUs of :data:`mer_keras.train.targets.AU_VOCABULARY`, trained
+   * ``au``: A sigmoid outputs, the AUs of :data:`mer_keras.facs.AU_VOCABULARY`, trained
      with binary cross-entropy against the coding sheet's AUs (clips without AUs are masked), and
    * ``au_cluster``: an ``embedding_dim`` embedding, L2-normalised (so the loss cannot be met by
      shrinking it), trained by the clustering constraint
@@ -38,10 +38,10 @@ sigmoid gates.
 from __future__ import annotations
 
 from mer_keras._keras import keras
+from mer_keras.facs import AU_VOCABULARY
 from mer_keras.layers import apply_input_scaling
 from mer_keras.layers.custom import ChannelSlice, NormalizedWeightedSum, TimeStep
 from mer_keras.registry import register_model
-from mer_keras.train.targets import AU_VOCABULARY
 
 layers = keras.layers
 

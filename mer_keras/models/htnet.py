@@ -48,6 +48,7 @@ Departures, and why:
 from __future__ import annotations
 
 from mer_keras._keras import keras
+from mer_keras.errors import OptionError
 from mer_keras.layers import apply_input_scaling
 from mer_keras.layers.custom import TokenPositionBias
 from mer_keras.registry import register_model
@@ -97,7 +98,7 @@ def unblockify(x, blocks: int, h: int, w: int, name: str):
 
 @register_model("htnet", representation="flow", input_shape=(28, 28, 3), citation="Wang et al., Neurocomputing 2024",
                 representation_options={"regions": "htnet"}, explain_layer="level2_unblockify",
-                lr=5e-5)  # the official training script: Adam, lr 5e-5 (at 1e-3 it stays at chance; MODELS.md)
+                lr=5e-5, variants=tuple(VARIANTS))  # the official training script: Adam, lr 5e-5 (at 1e-3 it stays at chance; MODELS.md)
 def build_htnet(input_shape=(28, 28, 3), num_classes: int = 3, variant: str = "paper", patch_size: int = 7,
                 dim: int | None = None, heads: int | None = None, depths=None, mlp_mult: int | None = None,
                 dropout: float = 0.0, name: str = "htnet"):
@@ -111,18 +112,18 @@ def build_htnet(input_shape=(28, 28, 3), num_classes: int = 3, variant: str = "p
     Returns:
         Functional ``keras.Model``: (B, H, W, C) float32 -> (B, K) float32 probabilities.
     Raises:
-        ValueError: unknown variant or sizes that do not tile.
+        OptionError: unknown variant or sizes that do not tile.
     """
     if variant not in VARIANTS:
-        raise ValueError(f"unknown HTNet variant {variant!r}; expected one of {sorted(VARIANTS)}")
+        raise OptionError(f"unknown HTNet variant {variant!r}; expected one of {sorted(VARIANTS)}")
     cfg = {**VARIANTS[variant], **{k: v for k, v in dict(dim=dim, heads=heads, depths=depths, mlp_mult=mlp_mult).items()
                                    if v is not None}}
     levels = len(cfg["depths"])
     h, w, c = input_shape
     side = h // patch_size
     if h != w or h % patch_size or side % 2 ** (levels - 1):
-        raise ValueError(f"HTNet needs a square input divisible by patch_size {patch_size} whose patch map side "
-                         f"({side}) is divisible by {2 ** (levels - 1)}; got {input_shape}")
+        raise OptionError(f"HTNet needs a square input divisible by patch_size {patch_size} whose patch map side "
+                          f"({side}) is divisible by {2 ** (levels - 1)}; got {input_shape}")
     inputs = keras.Input(shape=input_shape, name="input")
     x = apply_input_scaling(inputs)
     # Patch embedding: 7x7 non-overlapping patches -> linear map (a strided convolution is the same).

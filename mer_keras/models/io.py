@@ -5,10 +5,24 @@ from __future__ import annotations
 from pathlib import Path
 
 from mer_keras._keras import keras
+from mer_keras.errors import ModelFileError
 
 
-class ModelFileError(ValueError):
-    """A model file is missing, truncated or not a Keras model."""
+def save_keras(model, path: str | Path) -> None:
+    """Save a Keras model as a Keras v3 ``.keras`` archive, atomically.
+
+    The archive is written to a temporary file beside ``path`` and renamed onto it, so ``path``
+    is either absent, the old file or the complete new one.
+
+    Args:
+        model: a ``keras.Model``. path: the ``.keras`` file to write (its folder is created).
+    Raises:
+        OSError: the folder is not writable (nothing is left at ``path``).
+    """
+    from mer_keras import atomic
+
+    with atomic.atomic_path(path) as tmp:
+        model.save(tmp)
 
 
 def read_json(path: str | Path) -> dict:

@@ -47,6 +47,7 @@ Exact totals from ``model.count_params()`` (K classes):
 from __future__ import annotations
 
 from mer_keras._keras import keras
+from mer_keras.errors import OptionError
 from mer_keras.layers import apply_conv, apply_input_scaling
 from mer_keras.registry import register_model
 
@@ -90,7 +91,7 @@ def apply_branch_pair(stem, index: int, name: str):
 
 
 @register_model("learnet", representation="dynamic_image", input_shape=(112, 112, 3),
-                 citation="Verma et al., IEEE TIP 2019")
+                 citation="Verma et al., IEEE TIP 2019", variants=VARIANTS)
 def build_learnet(input_shape=(112, 112, 3), num_classes: int = 3, variant: str = "paper",
                   dropout: float = 0.5, name: str = "learnet"):
     """Build LEARNet.
@@ -106,12 +107,12 @@ def build_learnet(input_shape=(112, 112, 3), num_classes: int = 3, variant: str 
         Functional ``keras.Model``: (B, H, W, C) float32 -> (B, K) float32 probabilities.
 
     Raises:
-        ValueError: unknown variant or too small an input.
+        OptionError: unknown variant or too small an input.
     """
     if variant not in VARIANTS:
-        raise ValueError(f"unknown LEARNet variant {variant!r}; expected one of {VARIANTS}")
+        raise OptionError(f"unknown LEARNet variant {variant!r}; expected one of {VARIANTS}")
     if min(input_shape[:2]) < 64:
-        raise ValueError(f"LEARNet needs inputs of at least 64 x 64, got {input_shape}")
+        raise OptionError(f"LEARNet needs inputs of at least 64 x 64, got {input_shape}")
     inputs = keras.Input(shape=input_shape, name="input")
     x = apply_input_scaling(inputs)
     stem = apply_conv(x, 16, 3, strides=2, name="conv1")

@@ -19,7 +19,7 @@ than the paper's "without adding noticeable parameters" suggests for this layout
 Transfer learning (the paper pre-trains on larger expression data, then fine-tunes on the
 micro-expression database): ``mer-keras train --init-from RUN_OR_MODEL [--freeze-until LAYER]``
 copies every layer whose name and weight shapes match (see
-:func:`mer_keras.train.trainer.initialise_from`).
+:func:`mer_keras.train.transfer.initialise_from`).
 
 Departures from the paper, and why:
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from mer_keras.errors import DataError
+
 
 def rank_pooling_coefficients(num_frames: int) -> np.ndarray:
     """Approximate rank-pooling weights alpha_1..alpha_T (Bilen et al. 2016, Eq. 4).
@@ -19,10 +21,10 @@ def rank_pooling_coefficients(num_frames: int) -> np.ndarray:
     Returns:
         (T,) float64 coefficients; they sum to 0, so a static clip gives an all-zero image.
     Raises:
-        ValueError: if T < 2.
+        DataError: if T < 2.
     """
     if num_frames < 2:
-        raise ValueError(f"a dynamic image needs at least 2 frames, got {num_frames}")
+        raise DataError(f"a dynamic image needs at least 2 frames, got {num_frames}")
     T = num_frames
     harmonic = np.concatenate([[0.0], np.cumsum(1.0 / np.arange(1, T + 1))])  # H_0..H_T
     t = np.arange(1, T + 1)
@@ -39,22 +41,22 @@ def dynamic_image(frames: np.ndarray) -> np.ndarray:
         (H, W, C) float32 dynamic image, not normalised (see :func:`scale_to_uint8_range`).
 
     Raises:
-        ValueError: if T < 2, the array is not 4-D, a side is 0, or the values are not real
+        DataError: if T < 2, the array is not 4-D, a side is 0, or the values are not real
             finite numbers.
 
     Source: Bilen et al., CVPR 2016, Eq. (4).
     """
     frames = np.asarray(frames)
     if frames.ndim != 4:
-        raise ValueError(f"expected a (T, H, W, C) clip, got shape {frames.shape}")
+        raise DataError(f"expected a (T, H, W, C) clip, got shape {frames.shape}")
     if 0 in frames.shape[1:]:
-        raise ValueError(f"expected a (T, H, W, C) clip with non-empty frames, got shape {frames.shape}")
+        raise DataError(f"expected a (T, H, W, C) clip with non-empty frames, got shape {frames.shape}")
     if not (np.issubdtype(frames.dtype, np.number) or frames.dtype == np.bool_) or np.iscomplexobj(frames):
-        raise ValueError(f"expected a clip of real numbers, got dtype {frames.dtype}")
+        raise DataError(f"expected a clip of real numbers, got dtype {frames.dtype}")
     alpha = rank_pooling_coefficients(frames.shape[0]).astype(np.float32)
     frames = frames.astype(np.float32)
     if not np.isfinite(frames).all():
-        raise ValueError("the clip holds NaN or infinite values; a dynamic image needs finite frames")
+        raise DataError("the clip holds NaN or infinite values; a dynamic image needs finite frames")
     return np.tensordot(alpha, frames, axes=(0, 0))
 
 

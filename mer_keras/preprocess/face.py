@@ -17,6 +17,8 @@ import threading
 import cv2
 import numpy as np
 
+from mer_keras.errors import DataError, OptionError
+
 #: Eye contour landmarks of the mediapipe 468-point mesh (subject's right and left eye).
 RIGHT_EYE = (33, 7, 163, 144, 145, 153, 154, 155, 133, 173, 157, 158, 159, 160, 161, 246)
 LEFT_EYE = (362, 382, 381, 380, 374, 373, 390, 249, 263, 466, 388, 387, 386, 385, 384, 398)
@@ -26,7 +28,7 @@ EYE_DISTANCE = 0.36   # inter-ocular distance (eye centre to eye centre)
 EYE_HEIGHT = 0.36     # vertical position of the eye centres
 
 
-class FaceNotFoundError(ValueError):
+class FaceNotFoundError(DataError):
     """No face was found where one is required (message names the clip or file)."""
 
 
@@ -48,7 +50,7 @@ class FaceMeshLandmarker:
     def __call__(self, image: np.ndarray) -> np.ndarray | None:
         image = np.asarray(image)
         if image.dtype != np.uint8:
-            raise ValueError(f"face mesh needs uint8 images, got {image.dtype}")
+            raise DataError(f"face mesh needs uint8 images, got {image.dtype}")
         if image.ndim == 2:
             image = cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
         result = self._mesh.process(np.ascontiguousarray(image))
@@ -99,7 +101,7 @@ def alignment_matrix(landmarks: np.ndarray, size: int = 128, eye_distance: float
     d = right - left
     dist = float(np.hypot(*d))
     if dist < 1e-6:
-        raise ValueError("degenerate landmarks: both eye centres coincide")
+        raise DataError("degenerate landmarks: both eye centres coincide")
     scale = eye_distance * size / dist
     angle = np.arctan2(d[1], d[0])
     c, s = scale * np.cos(-angle), scale * np.sin(-angle)
@@ -126,25 +128,26 @@ def align_clip(frames, landmarks: np.ndarray | None = None, size: int = 128, ref
 
     Raises:
         FaceNotFoundError: no face in the reference frame (message names ``clip_id``).
-        ValueError: empty clip, reference index out of range, a frame that is not an (H, W) or
-            (H, W, 3) uint8 image, size < 1, or landmarks that are not (N, 2) finite points.
+        DataError: empty clip, a frame that is not an (H, W) or (H, W, 3) uint8 image, or
+            landmarks that are not (N, 2) finite points.
+        OptionError: reference index out of range, or size < 1.
     """
     if len(frames) == 0:
-        raise ValueError(f"clip {clip_id} has no frames")
+        raise DataError(f"clip {clip_id} has no frames")
     if not 0 <= reference_index < len(frames):
-        raise ValueError(f"reference frame {reference_index} is outside clip {clip_id} of {len(frames)} frames")
+        raise OptionError(f"reference frame {reference_index} is outside clip {clip_id} of {len(frames)} frames")
     if size < 1:
-        raise ValueError(f"clip {clip_id}: crop size must be at least 1 pixel, got {size}")
+        raise OptionError(f"clip {clip_id}: crop size must be at least 1 pixel, got {size}")
     for i, frame in enumerate(frames):
         frame = np.asarray(frame)
         if frame.dtype != np.uint8 or not (frame.ndim == 2 or (frame.ndim == 3 and frame.shape[2] == 3)) \
                 or 0 in frame.shape:
-            raise ValueError(f"clip {clip_id}: frame {i} is {frame.shape} {frame.dtype}; expected an (H, W) or "
-                             f"(H, W, 3) uint8 image")
+            raise DataError(f"clip {clip_id}: frame {i} is {frame.shape} {frame.dtype}; expected an (H, W) or "
+                            f"(H, W, 3) uint8 image")
     if landmarks is not None:
         points = np.asarray(landmarks)
         if points.ndim != 2 or points.shape[1] != 2 or not np.isfinite(points).all():
-            raise ValueError(f"clip {clip_id}: landmarks must be (N, 2) finite pixel coordinates, got {points.shape}")
+            raise DataError(f"clip {clip_id}: landmarks must be (N, 2) finite pixel coordinates, got {points.shape}")
     if landmarks is None:
         landmarks = (landmarker or get_landmarker())(np.asarray(frames[reference_index]))
         if landmarks is None:

@@ -15,6 +15,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from mer_keras.errors import DataError, OptionError
+
 FLOW_METHODS = ("tvl1", "farneback", "dis")
 
 #: Smallest frame side the flow methods accept (OpenCV's DIS refuses images under 12 pixels).
@@ -28,10 +30,10 @@ def _gray(image: np.ndarray) -> np.ndarray:
     elif image.ndim == 3 and image.shape[2] == 1:
         image = image[..., 0]
     if image.ndim != 2:
-        raise ValueError(f"expected an (H, W) or (H, W, 1|3) image, got shape {image.shape}")
+        raise DataError(f"expected an (H, W) or (H, W, 1|3) image, got shape {image.shape}")
     if min(image.shape) < MIN_FLOW_SIDE:
-        raise ValueError(f"a {image.shape[1]} x {image.shape[0]} frame is too small for optical flow "
-                         f"(at least {MIN_FLOW_SIDE} x {MIN_FLOW_SIDE} pixels)")
+        raise DataError(f"a {image.shape[1]} x {image.shape[0]} frame is too small for optical flow "
+                        f"(at least {MIN_FLOW_SIDE} x {MIN_FLOW_SIDE} pixels)")
     return image.astype(np.uint8) if image.dtype != np.uint8 else image
 
 
@@ -46,12 +48,12 @@ def optical_flow(onset: np.ndarray, apex: np.ndarray, method: str = "tvl1") -> n
         (H, W, 2) float32 flow (u, v) in pixels: apex(x + u, y + v) ~ onset(x, y).
 
     Raises:
-        ValueError: unknown method, frames of different shapes, of another layout, or smaller
-            than :data:`MIN_FLOW_SIDE` pixels.
+        OptionError: unknown method. DataError: frames of different shapes, of another layout,
+            or smaller than :data:`MIN_FLOW_SIDE` pixels.
     """
     a, b = _gray(onset), _gray(apex)
     if a.shape != b.shape:
-        raise ValueError(f"onset {a.shape} and apex {b.shape} frames differ in size")
+        raise DataError(f"onset {a.shape} and apex {b.shape} frames differ in size")
     if method == "tvl1":
         flow = cv2.optflow.DualTVL1OpticalFlow_create().calc(a, b, None)
     elif method == "farneback":
@@ -61,7 +63,7 @@ def optical_flow(onset: np.ndarray, apex: np.ndarray, method: str = "tvl1") -> n
         dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
         flow = dis.calc(a, b, None)
     else:
-        raise ValueError(f"unknown flow method {method!r}; expected one of {FLOW_METHODS}")
+        raise OptionError(f"unknown flow method {method!r}; expected one of {FLOW_METHODS}")
     return np.asarray(flow, dtype=np.float32)
 
 
@@ -73,11 +75,11 @@ def optical_strain(flow: np.ndarray) -> np.ndarray:
     Returns:
         (H, W) float32 strain magnitude sqrt(e_xx^2 + e_yy^2 + 2 e_xy^2), dimensionless.
     Raises:
-        ValueError: not an (H, W, 2) field with H, W >= 2 (the gradients need two samples).
+        DataError: not an (H, W, 2) field with H, W >= 2 (the gradients need two samples).
     """
     flow = np.asarray(flow, dtype=np.float32)
     if flow.ndim != 3 or flow.shape[2] != 2 or min(flow.shape[:2]) < 2:
-        raise ValueError(f"expected an (H, W, 2) flow field with H, W >= 2, got shape {flow.shape}")
+        raise DataError(f"expected an (H, W, 2) flow field with H, W >= 2, got shape {flow.shape}")
     u, v = flow[..., 0], flow[..., 1]
     du_dy, du_dx = np.gradient(u)
     dv_dy, dv_dx = np.gradient(v)
@@ -96,7 +98,7 @@ def flow_representation(onset: np.ndarray, apex: np.ndarray, size: int = 28, met
         (size, size, 3) float32 in [0, 255]: 127.5 + 127.5 * clip(u / flow_scale, -1, 1) and
         likewise for v (flow_scale in output pixels), and 255 * clip(strain / strain_scale, 0, 1).
     Raises:
-        ValueError: see :func:`optical_flow` and :func:`encode_flow`.
+        OptionError, DataError: see :func:`optical_flow` and :func:`encode_flow`.
     """
     _check_encoding(size, flow_scale, strain_scale)
     flow = optical_flow(onset, apex, method)
@@ -113,14 +115,14 @@ def encode_flow(flow: np.ndarray, strain: np.ndarray, size: int, flow_scale: flo
         (size, size, 3) float32 in [0, 255]: u and v rescaled to output pixels, then
         127.5 + 127.5 * clip(u / flow_scale, -1, 1); strain as 255 * clip(strain / strain_scale, 0, 1).
     Raises:
-        ValueError: size < 1, scales not > 0, shapes that do not match, or non-finite values.
+        OptionError: size < 1, scales not > 0. DataError: shapes that do not match, or non-finite values.
     """
     _check_encoding(size, flow_scale, strain_scale)
     flow, strain = np.asarray(flow, np.float32), np.asarray(strain, np.float32)
     if flow.ndim != 3 or flow.shape[2] != 2 or 0 in flow.shape or strain.shape != flow.shape[:2]:
-        raise ValueError(f"expected an (H, W, 2) flow field and its (H, W) strain, got {flow.shape} and {strain.shape}")
+        raise DataError(f"expected an (H, W, 2) flow field and its (H, W) strain, got {flow.shape} and {strain.shape}")
     if not (np.isfinite(flow).all() and np.isfinite(strain).all()):
-        raise ValueError("the flow field or its strain holds NaN or infinite values")
+        raise DataError("the flow field or its strain holds NaN or infinite values")
     h, w = flow.shape[:2]
     small = cv2.resize(flow, (size, size), interpolation=cv2.INTER_AREA) * np.array([size / w, size / h], np.float32)
     strain_small = cv2.resize(strain, (size, size), interpolation=cv2.INTER_AREA)
@@ -131,8 +133,8 @@ def encode_flow(flow: np.ndarray, strain: np.ndarray, size: int, flow_scale: flo
 
 
 def _check_encoding(size: int, flow_scale: float, strain_scale: float) -> None:
-    """ValueError for an output size < 1 or scales that are not positive."""
+    """OptionError for an output size < 1 or scales that are not positive."""
     if int(size) < 1:
-        raise ValueError(f"the flow image size must be at least 1 pixel, got {size}")
+        raise OptionError(f"the flow image size must be at least 1 pixel, got {size}")
     if not (flow_scale > 0 and strain_scale > 0):
-        raise ValueError(f"flow_scale and strain_scale must be > 0, got {flow_scale} and {strain_scale}")
+        raise OptionError(f"flow_scale and strain_scale must be > 0, got {flow_scale} and {strain_scale}")

@@ -7,6 +7,7 @@ from typing import Sequence
 import cv2
 import numpy as np
 
+from mer_keras.errors import DataError, OptionError
 from mer_keras.preprocess.images import read_image
 
 
@@ -24,7 +25,7 @@ def spot_apex_frames(frames: Sequence[np.ndarray], size: int = 64) -> int:
     Returns:
         int index into ``frames``.
     Raises:
-        ValueError: no frame, a frame of another dtype or layout, or ``size`` too small.
+        DataError: no frame, a frame of another dtype or layout. OptionError: ``size`` too small.
     """
     from mer_keras.preprocess.flow import MIN_FLOW_SIDE
 
@@ -32,15 +33,15 @@ def spot_apex_frames(frames: Sequence[np.ndarray], size: int = 64) -> int:
         frame = np.asarray(frame)
         if frame.dtype != np.uint8 or not (frame.ndim == 2 or (frame.ndim == 3 and frame.shape[2] == 3)) \
                 or 0 in frame.shape:
-            raise ValueError(f"apex spotting needs (H, W) or (H, W, 3) uint8 frames, got {frame.shape} {frame.dtype}")
+            raise DataError(f"apex spotting needs (H, W) or (H, W, 3) uint8 frames, got {frame.shape} {frame.dtype}")
         if frame.ndim == 3:
             frame = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
         return cv2.resize(frame, (size, size), interpolation=cv2.INTER_AREA)
 
     if len(frames) == 0:
-        raise ValueError("apex spotting needs at least one frame, got none")
+        raise DataError("apex spotting needs at least one frame, got none")
     if size < MIN_FLOW_SIDE:
-        raise ValueError(f"apex spotting grid of {size} pixels; at least {MIN_FLOW_SIDE} are needed")
+        raise OptionError(f"apex spotting grid of {size} pixels; at least {MIN_FLOW_SIDE} are needed")
     if len(frames) < 2:
         small(frames[0])
         return 0
@@ -63,7 +64,7 @@ def spot_apex(paths: Sequence[str], size: int = 64) -> int:
     Returns:
         int index into ``paths``.
     Raises:
-        ValueError: an unreadable or truncated frame (named).
+        DataError: an unreadable or truncated frame (named).
     """
     frames = []
     for p in paths[:1] if len(paths) < 2 else paths:

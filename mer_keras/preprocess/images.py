@@ -16,6 +16,8 @@ import os
 import cv2
 import numpy as np
 
+from mer_keras.errors import DataError
+
 _JPEG_SOI, _JPEG_SOS, _JPEG_EOI = b"\xff\xd8", b"\xff\xda", b"\xff\xd9"
 
 
@@ -39,14 +41,14 @@ def read_image(path: str | os.PathLike, grayscale: bool = False) -> np.ndarray:
     Returns:
         (H, W, 3) uint8 BGR, or (H, W) uint8 with ``grayscale``.
     Raises:
-        ValueError: the file is missing, empty, not an image, or a truncated JPEG (the message
+        DataError: the file is missing, empty, not an image, or a truncated JPEG (the message
             names the file and starts with "cannot read frame").
     """
     img = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE if grayscale else cv2.IMREAD_COLOR)
     if img is None:
-        raise ValueError(f"cannot read frame {path} (missing, truncated or not an image)")
+        raise DataError(f"cannot read frame {path} (missing, truncated or not an image)")
     with open(path, "rb") as fh:
         head = fh.read(2)
         if head == _JPEG_SOI and jpeg_is_truncated(head + fh.read()):
-            raise ValueError(f"cannot read frame {path} (truncated JPEG: no end-of-image marker after its last scan)")
+            raise DataError(f"cannot read frame {path} (truncated JPEG: no end-of-image marker after its last scan)")
     return img

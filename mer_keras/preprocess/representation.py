@@ -25,6 +25,7 @@ from dataclasses import dataclass, fields
 import cv2
 import numpy as np
 
+from mer_keras.errors import DataError, OptionError
 from mer_keras.preprocess.dynamic_image import dynamic_image, scale_to_uint8_range
 from mer_keras.preprocess.face import FaceNotFoundError, align_clip, alignment_matrix, get_landmarker
 from mer_keras.preprocess.flow import FLOW_METHODS, MIN_FLOW_SIDE, flow_representation
@@ -63,27 +64,27 @@ class RepresentationConfig:
         for name in ("size", "crop", "frames", "channels"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-                raise ValueError(f"{name} must be a whole number, got {value!r}")
+                raise OptionError(f"{name} must be a whole number, got {value!r}")
         if self.size < 1 or self.crop < 1:
-            raise ValueError(f"size and crop must be at least 1 pixel, got size={self.size}, crop={self.crop}")
+            raise OptionError(f"size and crop must be at least 1 pixel, got size={self.size}, crop={self.crop}")
         if self.representation == "flow" and self.crop < MIN_FLOW_SIDE:
-            raise ValueError(f"the flow representation needs a crop of at least {MIN_FLOW_SIDE} pixels, got {self.crop}")
+            raise OptionError(f"the flow representation needs a crop of at least {MIN_FLOW_SIDE} pixels, got {self.crop}")
         if self.representation not in REPRESENTATIONS:
-            raise ValueError(f"unknown representation {self.representation!r}; expected one of {REPRESENTATIONS}")
+            raise OptionError(f"unknown representation {self.representation!r}; expected one of {REPRESENTATIONS}")
         if self.flow_method not in FLOW_METHODS:
-            raise ValueError(f"unknown flow method {self.flow_method!r}; expected one of {FLOW_METHODS}")
+            raise OptionError(f"unknown flow method {self.flow_method!r}; expected one of {FLOW_METHODS}")
         if self.frames < 2:
-            raise ValueError(f"a sequence needs at least 2 frames, got frames={self.frames}")
+            raise OptionError(f"a sequence needs at least 2 frames, got frames={self.frames}")
         if self.channels not in (1, 3):
-            raise ValueError(f"channels must be 1 (grayscale) or 3 (RGB), got {self.channels}")
+            raise OptionError(f"channels must be 1 (grayscale) or 3 (RGB), got {self.channels}")
         if self.channels == 1 and self.representation not in ("apex", "sequence"):
-            raise ValueError(f"grayscale input exists for apex and sequence, not {self.representation}")
+            raise OptionError(f"grayscale input exists for apex and sequence, not {self.representation}")
         if self.regions not in REGION_LAYOUTS:
-            raise ValueError(f"unknown region layout {self.regions!r}; expected one of {REGION_LAYOUTS}")
+            raise OptionError(f"unknown region layout {self.regions!r}; expected one of {REGION_LAYOUTS}")
         if self.regions and self.representation != "flow":
-            raise ValueError(f"regions apply to the flow representation, not {self.representation}")
+            raise OptionError(f"regions apply to the flow representation, not {self.representation}")
         if self.regions and self.size % 2:
-            raise ValueError(f"a 2 x 2 region layout needs an even size, got {self.size}")
+            raise OptionError(f"a 2 x 2 region layout needs an even size, got {self.size}")
 
     @classmethod
     def from_dict(cls, recorded: dict) -> "RepresentationConfig":
@@ -93,7 +94,7 @@ class RepresentationConfig:
         defaults, which is what that run used.
 
         Raises:
-            KeyError: representation, size, crop or flow_method missing. TypeError, ValueError: a bad value.
+            KeyError: representation, size, crop or flow_method missing. OptionError: a bad value.
         """
         for key in ("representation", "size", "crop", "flow_method"):
             recorded[key]  # noqa: B018  (present since the first version: required)
@@ -102,9 +103,9 @@ class RepresentationConfig:
             try:
                 number = float(value)
             except (TypeError, ValueError):
-                raise ValueError(f"{name} must be a whole number, got {value!r}") from None
+                raise OptionError(f"{name} must be a whole number, got {value!r}") from None
             if not number.is_integer():  # NaN, infinities and fractions: not a pixel count
-                raise ValueError(f"{name} must be a whole number, got {value!r}")
+                raise OptionError(f"{name} must be a whole number, got {value!r}")
             return int(number)
 
         numeric = ("size", "crop", "frames", "channels")
@@ -147,12 +148,12 @@ def representation_from_frames(frames: np.ndarray, onset: int, apex: int, offset
         ``cfg.input_shape`` float32 in [0, 255].
     Raises:
         FaceNotFoundError: no face on the onset frame.
-        ValueError: indices out of order or outside the clip, frames that are not uint8 RGB or
+        DataError: indices out of order or outside the clip, frames that are not uint8 RGB or
             grayscale images, or frames too small for the representation (each names ``clip_id``).
     """
     if not 0 <= onset <= apex <= offset < len(frames):
-        raise ValueError(f"clip {clip_id}: onset {onset}, apex {apex}, offset {offset} are not in order within "
-                         f"its {len(frames)} frame(s)")
+        raise DataError(f"clip {clip_id}: onset {onset}, apex {apex}, offset {offset} are not in order within "
+                        f"its {len(frames)} frame(s)")
     if cfg.representation == "sequence":
         picked = [frames[i] for i in sequence_indices(onset, offset, cfg.frames)]
         aligned = align_clip(picked, landmarks=landmarks, size=cfg.crop, clip_id=clip_id)

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import cv2
 
+from mer_keras.errors import DataError
+
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".m4v", ".mpg", ".mpeg", ".wmv")
 
 
@@ -27,7 +29,7 @@ def extract_frames(video: str | os.PathLike, cache_dir: str | os.PathLike) -> Pa
     Returns:
         The frame folder.
     Raises:
-        ValueError: the file cannot be opened or holds fewer than 2 decodable frames (named).
+        DataError: the file cannot be opened or holds fewer than 2 decodable frames (named).
     """
     video = Path(video).resolve()
     st = video.stat()
@@ -41,7 +43,7 @@ def extract_frames(video: str | os.PathLike, cache_dir: str | os.PathLike) -> Pa
     cap = cv2.VideoCapture(str(video))
     try:
         if not cap.isOpened():
-            raise ValueError(f"cannot open video {video} (corrupt, truncated or an unsupported codec)")
+            raise DataError(f"cannot open video {video} (corrupt, truncated or an unsupported codec)")
         n = 0
         while True:
             ok, frame = cap.read()
@@ -50,7 +52,7 @@ def extract_frames(video: str | os.PathLike, cache_dir: str | os.PathLike) -> Pa
             n += 1
             cv2.imwrite(str(tmp / f"frame_{n:05d}.png"), frame)
         if n < 2:
-            raise ValueError(f"video {video} has {n} decodable frame(s); at least 2 are needed")
+            raise DataError(f"video {video} has {n} decodable frame(s); at least 2 are needed")
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
