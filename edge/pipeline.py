@@ -11,20 +11,20 @@ rescaled to the video's frame rate). In each window:
 3. **representation**: :func:`mer_keras.preprocess.representation.representation_from_frames`
    with onset = window start, apex as found, offset = window end: the very function the training
    pipeline calls, so the model sees what it was trained on.
-4. **inference**: :class:`edge.model.TFLiteModel` (ai-edge-litert).
+4. **inference**: :class:`mer_keras.runtime.tflite.TFLiteModel` (ai-edge-litert).
 
 Windows are independent, so ``workers`` > 1 prepares that many at once in threads (steps 1-3;
 OpenCV and mediapipe release the GIL); inference stays in the calling thread, results come out
 in stream order and match one worker's exactly. On 2 cores TV-L1 flow gains more from two windows at once than from
 two threads inside one flow computation (docs/EDGE.md, Speed).
 
-Imports numpy, OpenCV, mediapipe, ai-edge-litert and ``mer_keras.preprocess`` (which imports no
-TensorFlow); never TensorFlow or mer_keras training code.
+Imports numpy, OpenCV, mediapipe, ai-edge-litert, ``mer_keras.preprocess`` and ``mer_keras.runtime``
+(the TFLite wrapper and the metadata.json schema; neither imports TensorFlow); never TensorFlow or
+mer_keras training code.
 """
 
 from __future__ import annotations
 
-import json
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -35,10 +35,11 @@ from typing import Iterable, Iterator
 import cv2
 import numpy as np
 
-from edge.model import TFLiteModel
 from mer_keras.preprocess.face import alignment_matrix, get_landmarker
 from mer_keras.preprocess.frames import spot_apex_frames
-from mer_keras.preprocess.representation import RepresentationConfig, representation_from_frames
+from mer_keras.preprocess.representation import representation_from_frames
+from mer_keras.runtime.metadata import MAX_FPS, MetadataError, ModelInfo, ModelMetadata
+from mer_keras.runtime.tflite import TFLiteModel
 
 #: Stages timed by :class:`WindowRunner` (seconds per window).
 STAGES = ("face", "apex", "representation", "inference")
@@ -48,79 +49,23 @@ class EdgeInputError(ValueError):
     """A model, metadata file, video or camera the runner cannot use (the message names it)."""
 
 
-#: Bounds of what ``metadata.json`` (or ``--window`` / ``--fps``) may say: a window of at most an
-#: hour, streams of at most 100 000 frames/s. Beyond them the window length in frames overflows.
-MAX_WINDOW_SECONDS, MAX_FPS = 3600.0, 1e5
-
-
-@dataclass(frozen=True)
-class ModelInfo:
-    """What the runner needs from ``metadata.json``.
-
-    Attributes:
-        classes: class names in output order. representation: how a window becomes an input.
-        window_seconds: window length in seconds, or None when the training data had no frame
-            rate (then ``window_frames_fixed`` frames whatever the video's rate).
-        stride_fraction: stride / window length.
-        fps: the training clips' frame rate (used when a video does not state its own).
-    """
-
-    classes: list[str]
-    representation: RepresentationConfig
-    window_seconds: float | None
-    stride_fraction: float
-    fps: float
-    window_frames_fixed: int | None = None
-
-    def window_frames(self, fps: float) -> tuple[int, int]:
-        """(window length, stride) in frames at ``fps``; at least 2 and 1."""
-        if self.window_seconds is None:
-            length = max(2, int(self.window_frames_fixed or 2))
-        else:
-            length = max(2, int(round(self.window_seconds * fps)))
-        return length, max(1, int(round(length * self.stride_fraction)))
-
-
 def read_metadata(path: str | Path, window_seconds: float | None = None) -> ModelInfo:
     """Parse a run's ``metadata.json`` (written by ``mer-keras train`` / ``mer-keras export``).
+
+    The schema and its checks are :class:`mer_keras.runtime.metadata.ModelMetadata`.
 
     Args:
         window_seconds: override the window length (stride stays half a window unless the
             metadata says otherwise); needed for metadata written before windows were recorded.
     Raises:
         EdgeInputError: missing or unreadable file, or a missing/invalid field (named): window
-            length, frame rate and stride must be numbers > 0 within :data:`MAX_WINDOW_SECONDS` and
-            :data:`MAX_FPS`.
+            length, frame rate and stride must be numbers > 0 within
+            :data:`~mer_keras.runtime.metadata.MAX_WINDOW_SECONDS` and :data:`MAX_FPS`.
     """
-    path = Path(path)
     try:
-        meta = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:  # ValueError: JSONDecodeError, UnicodeDecodeError (a binary file)
-        raise EdgeInputError(f"{path}: cannot read metadata ({exc})") from None
-
-    def check(name: str, value: float, high: float = float("inf")) -> float:
-        if not 0 < value <= high:  # also refuses NaN
-            raise ValueError(f"{name} {value} (expected a number in (0, {high:g}])")
-        return value
-
-    try:
-        rep = RepresentationConfig.from_dict(meta["preprocessing"])
-        window = meta.get("window") or {}
-        stride = check("window.stride_frames / window.frames",
-                       float(window["stride_frames"]) / float(window["frames"]) if window else 0.5, 1e6)
-        fps = check("window.fps", float(window.get("fps") or 100.0), MAX_FPS)
-        fixed = None
-        if window_seconds is not None:
-            seconds = check("--window", float(window_seconds), MAX_WINDOW_SECONDS)
-        elif window:
-            seconds = (check("window.seconds", float(window["seconds"]), MAX_WINDOW_SECONDS)
-                       if window.get("seconds") is not None else None)
-            fixed = int(check("window.frames", float(window["frames"]), MAX_WINDOW_SECONDS * MAX_FPS))
-        else:
-            raise KeyError("window (re-export with `mer-keras export RUN` to record it, or pass --window SECONDS)")
-        return ModelInfo(list(meta["classes"]), rep, seconds, stride, fps, fixed)
-    except (KeyError, TypeError, ValueError, ZeroDivisionError, OverflowError) as exc:
-        raise EdgeInputError(f"{path}: missing or invalid field {exc}") from None
+        return ModelMetadata.from_file(path).model_info(window_seconds)
+    except MetadataError as exc:
+        raise EdgeInputError(str(exc)) from None
 
 
 def load(model_path: str | Path, metadata: str | Path | None = None, num_threads: int | None = None,

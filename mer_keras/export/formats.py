@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from mer_keras.errors import OptionError
+
 
 @dataclass(frozen=True)
 class ExportFormat:
@@ -56,7 +58,7 @@ def find_format(fmt: str, quant: str | None = None) -> ExportFormat:
     ``quant`` defaults to ``none`` for TFLite and must be omitted (or ``none``) for the others.
 
     Raises:
-        ValueError: no such combination (the message lists the valid ones).
+        OptionError: (a ValueError) no such combination (the message lists the valid ones).
     """
     if fmt == "tflite":
         quant = quant or "none"
@@ -66,4 +68,4 @@ def find_format(fmt: str, quant: str | None = None) -> ExportFormat:
         if f.format == fmt and f.quant == quant:
             return f
     valid = ", ".join(f"--format {f.format}" + (f" --quant {f.quant}" if f.quant else "") for f in FORMATS.values())
-    raise ValueError(f"no export format --format {fmt}" + (f" --quant {quant}" if quant else "") + f"; valid: {valid}")
+    raise OptionError(f"no export format --format {fmt}" + (f" --quant {quant}" if quant else "") + f"; valid: {valid}")

@@ -1,4 +1,7 @@
-"""Quantization: post-training (TFLite converter) and quantization-aware training (tfmot).
+"""Quantization-aware training (tfmot): which layers get fake-quant, the QAT model, its fine-tune.
+
+The conversion that follows (TFLite converter, post-training quantization) is
+:mod:`mer_keras.export.tflite`.
 
 QAT follows the tensorflow-model-optimization 0.8.1 guide ("Quantization aware training
 comprehensive guide"): annotate the layers, ``quantize_apply`` with the default 8-bit scheme
@@ -23,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
@@ -221,22 +225,35 @@ def calibrate_ranges(qat: keras.Model, x: np.ndarray, samples: int = 64, seed: i
     return int(sum(is_range))
 
 
-def qat_fine_tune(model: keras.Model, x: np.ndarray, y: np.ndarray, epochs: int = 3, lr: float = 1e-4,
-                  batch_size: int = 32, flow_input: bool = False, augment: bool = True, class_weight: bool = True,
-                  seed: int = 0) -> tuple[keras.Model, QATPlan, dict]:
+def qat_fine_tune(model: keras.Model, x: np.ndarray, y: np.ndarray,
+                  batches: Callable[[np.ndarray, np.ndarray], tf.data.Dataset], epochs: int = 3,
+                  lr: float = 1e-4, class_weight: bool = True, seed: int = 0) -> tuple[keras.Model, QATPlan, dict]:
     """Quantization-aware fine-tuning of a trained classifier.
+
+    In order: the global seed is set (``keras.utils.set_random_seed(seed)``), the QAT model is
+    made (:func:`quantize_aware`), its ranges calibrated (:func:`calibrate_ranges`), it is
+    compiled (Adam ``lr``, sparse categorical cross-entropy), then ``batches(x, y)`` is called and
+    fitted for ``epochs``. The dataset is made after the seed is set, so its seeded shuffle and
+    flips are the same for the same seed.
 
     Args:
         model: trained float single-output classifier, input float32 in [0, 255].
-        x: (N, ...) float32 training inputs; y: (N,) int labels. augment, class_weight: as the run
-            was trained (:func:`mer_keras.train.trainer.make_dataset`).
+        x: (N, ...) float32 training inputs; y: (N,) int labels in [0, K).
+        batches: ``(x, y) -> tf.data.Dataset``, the fine-tuning batches as the run was trained
+            (shuffle, flips, batch size), e.g. training's ``make_dataset`` bound with
+            ``functools.partial(make_dataset, batch_size=32, shuffle=True, augment=True,
+            flow_input=False, seed=seed)``; the export library builds no training pipeline.
         epochs, lr: fine-tuning budget; 3 epochs at 1e-4 by default (a tenth of the project's
             default training rate): the tfmot guide fine-tunes the trained float model briefly
             rather than training from scratch.
+        class_weight: weight the loss with balanced class weights of ``y``
+            (:func:`mer_keras.data.weights.balanced_class_weight`).
     Returns:
-        (qat_model, plan, history) with history {"loss": [...], "accuracy": [...]}.
+        (qat_model, plan, history) with history {"loss": [...], "accuracy": [...]} (floats per epoch).
+    Raises:
+        ValueError: a layer with no QAT decision (see :func:`qat_plan`).
     """
-    from mer_keras.train.trainer import balanced_class_weight, make_dataset
+    from mer_keras.data.weights import balanced_class_weight
 
     keras.utils.set_random_seed(seed)
     qat, plan = quantize_aware(model)
@@ -244,75 +261,6 @@ def qat_fine_tune(model: keras.Model, x: np.ndarray, y: np.ndarray, epochs: int 
     qat.compile(optimizer=keras.optimizers.Adam(lr), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     num_classes = int(model.output_shape[-1])
     cw = balanced_class_weight(y, num_classes) if class_weight else None
-    ds = make_dataset(x, y, batch_size, shuffle=True, augment=augment, flow_input=flow_input, seed=seed)
+    ds = batches(x, y)
     hist = qat.fit(ds, epochs=epochs, verbose=0, class_weight=cw)
     return qat, plan, {k: [float(v) for v in vals] for k, vals in hist.history.items()}
-
-
-def float_ops(tflite_bytes: bytes) -> list[str]:
-    """Ops of a TFLite model that compute in float32 (besides the QUANTIZE/DEQUANTIZE at its edges).
-
-    Returns:
-        Sorted op names (with counts, e.g. ``"FULLY_CONNECTED x2"``); empty for a full-integer model.
-    """
-    from ai_edge_litert.interpreter import Interpreter
-
-    interp = Interpreter(model_content=bytes(tflite_bytes))
-    tensors = {t["index"]: t for t in interp.get_tensor_details()}
-    counts: dict[str, int] = {}
-    for op in interp._get_ops_details():
-        if op["op_name"] in ("QUANTIZE", "DEQUANTIZE"):
-            continue
-        outs = [tensors[i] for i in op["outputs"] if i in tensors]
-        if any(t["dtype"] == np.float32 for t in outs):
-            counts[op["op_name"]] = counts.get(op["op_name"], 0) + 1
-    return sorted(f"{k} x{v}" if v > 1 else k for k, v in counts.items())
-
-
-def representative_gen(x: np.ndarray, samples: int = 200, seed: int = 0):
-    """Generator factory over up to ``samples`` random rows of ``x`` (batch 1), for calibration."""
-    pick = np.random.default_rng(seed).permutation(len(x))[:samples]
-
-    def gen():
-        for i in pick:
-            yield [np.asarray(x[i:i + 1], np.float32)]
-
-    return gen
-
-
-def converter_for(model: keras.Model, batch: int | None = None):
-    """A ``tf.lite.TFLiteConverter`` for a model, with a static batch when ``batch`` is given."""
-    if batch is not None:
-        fn = tf.function(lambda inp: model(inp, training=False))
-        concrete = fn.get_concrete_function(tf.TensorSpec((batch, *model.input_shape[1:]), tf.float32))
-        return tf.lite.TFLiteConverter.from_concrete_functions([concrete], model)
-    return tf.lite.TFLiteConverter.from_keras_model(model)
-
-
-def configure(converter, quant: str, representative: np.ndarray | None = None,
-              calibration_samples: int = 200, allow_float: bool = False) -> None:
-    """Set a converter up for one of :data:`mer_keras.export.tflite.QUANTIZATIONS`.
-
-    ``none``: float32. ``fp16``: float16 weights (float32 compute on CPU, fp16 on GPU delegates).
-    ``dynamic``: int8 weights, activations quantized on the fly. ``int8`` and ``qat``: full integer
-    with int8 input and output, calibrated on ``representative`` (for ``qat`` only the layers the
-    fake-quant did not cover need it); ``allow_float`` lets ops with no int8 kernel stay float.
-
-    Raises:
-        ValueError: int8/qat without representative inputs.
-    """
-    if quant == "none":
-        return
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    if quant == "fp16":
-        converter.target_spec.supported_types = [tf.float16]
-    elif quant in ("int8", "qat"):
-        if representative is None or len(representative) == 0:
-            raise ValueError(f"{quant} quantization needs representative training inputs")
-        converter.representative_dataset = representative_gen(representative, calibration_samples)
-        ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        if allow_float:
-            ops.append(tf.lite.OpsSet.TFLITE_BUILTINS)
-        converter.target_spec.supported_ops = ops
-        converter.inference_input_type = tf.int8
-        converter.inference_output_type = tf.int8

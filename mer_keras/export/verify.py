@@ -1,4 +1,4 @@
-"""Parity of an exported model with its Keras source."""
+"""Parity of an exported model with its Keras source: probability differences, argmax agreement, UF1."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import Sequence
 
 import numpy as np
 
-from mer_keras.train.metrics import compute_metrics
+from mer_keras.metrics import compute_metrics
 
 
 def compare_outputs(reference: np.ndarray, candidate: np.ndarray, y_true: np.ndarray | None = None,
@@ -14,10 +14,14 @@ def compare_outputs(reference: np.ndarray, candidate: np.ndarray, y_true: np.nda
     """How closely ``candidate`` probabilities follow ``reference``.
 
     Args:
-        reference, candidate: (N, K) float32 probabilities of the same inputs.
-        y_true, classes: when given, UF1 of both is reported too.
+        reference, candidate: (N, K) float32 probabilities of the same inputs, N >= 1.
+        y_true, classes: (N,) int labels in [0, K) and the K class names; when given, UF1 of both
+            is reported too (:func:`mer_keras.metrics.compute_metrics`).
     Returns:
-        {"n", "max_abs_diff", "mean_abs_diff", "argmax_agreement"[, "uf1_reference", "uf1_candidate"]}.
+        {"n", "max_abs_diff", "mean_abs_diff", "argmax_agreement" (in [0, 1])[, "uf1_reference",
+        "uf1_candidate" (in [0, 1])]}.
+    Raises:
+        ValueError: empty inputs, or labels that do not match the predictions in length.
     """
     reference, candidate = np.asarray(reference), np.asarray(candidate)
     diff = np.abs(reference - candidate)

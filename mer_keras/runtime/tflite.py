@@ -1,8 +1,9 @@
 """A TFLite micro-expression classifier on the ai-edge-litert interpreter.
 
 Depends on numpy and ai-edge-litert only: this is what runs on a Jetson, a Raspberry Pi or in a
-phone-side prototype, with no TensorFlow and no mer_keras training code. ``mer_keras`` reuses this
-class for its own TFLite evaluation, so the device and the package score a model identically.
+phone-side prototype, with no TensorFlow and none of the package's training code. The ``edge/``
+runner and the package (export verification, ``mer-keras evaluate``) both use this class, so the
+device and the package score a model identically.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+
+from mer_keras.errors import DataError, ModelFileError, OptionError
 
 
 class TFLiteModel:
@@ -23,7 +26,8 @@ class TFLiteModel:
             ``libtensorflowlite_gpu_delegate.so`` built for a Jetson); ``None`` runs on the CPU with
             XNNPACK, which ai-edge-litert applies by default.
     Raises:
-        ValueError: the file is not a valid TFLite model, or the delegate does not load (named).
+        ModelFileError: the file is not a valid TFLite model. OptionError: the delegate does not load
+            (named). Both are ValueErrors.
     """
 
     def __init__(self, path_or_bytes, num_threads: int | None = None, delegate: str | None = None):
@@ -33,11 +37,11 @@ class TFLiteModel:
         delegates = None
         if delegate:
             if not Path(delegate).is_file():  # checked first: litert's failed Delegate prints a traceback when collected
-                raise ValueError(f"{delegate}: cannot load the TFLite delegate (no such file)")
+                raise OptionError(f"{delegate}: cannot load the TFLite delegate (no such file)")
             try:
                 delegates = [load_delegate(delegate)]
             except (ValueError, OSError, RuntimeError) as exc:
-                raise ValueError(f"{delegate}: cannot load the TFLite delegate ({exc})") from None
+                raise OptionError(f"{delegate}: cannot load the TFLite delegate ({exc})") from None
         try:
             if isinstance(path_or_bytes, (bytes, bytearray)):
                 self.interpreter = Interpreter(model_content=bytes(path_or_bytes), num_threads=num_threads,
@@ -50,7 +54,7 @@ class TFLiteModel:
                                                experimental_delegates=delegates)
             self.interpreter.allocate_tensors()
         except Exception as exc:
-            raise ValueError(f"{name}: not a loadable TFLite model ({type(exc).__name__}: {exc})") from exc
+            raise ModelFileError(f"{name}: not a loadable TFLite model ({type(exc).__name__}: {exc})") from exc
         self.name = name
         self.input = self.interpreter.get_input_details()[0]
         self.output = self.interpreter.get_output_details()[0]
@@ -65,6 +69,7 @@ class TFLiteModel:
 
     @property
     def input_dtype(self):
+        """numpy dtype of the input tensor: ``np.float32``, or ``np.int8`` for full-integer models."""
         return self.input["dtype"]
 
     def _resize(self, batch: int) -> None:
@@ -83,11 +88,11 @@ class TFLiteModel:
         Returns:
             (N, K) float32 probabilities (dequantized for int8 models).
         Raises:
-            ValueError: ``x`` does not match the model's input shape.
+            DataError: ``x`` does not match the model's input shape.
         """
         x = np.asarray(x, np.float32)
         if x.shape[1:] != self.input_shape:
-            raise ValueError(f"{self.name}: input shape {x.shape[1:]} does not match the model's {self.input_shape}")
+            raise DataError(f"{self.name}: input shape {x.shape[1:]} does not match the model's {self.input_shape}")
         outs = []
         batch_size = self.fixed_batch or batch_size
         for start in range(0, len(x), batch_size):
