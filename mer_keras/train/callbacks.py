@@ -32,7 +32,7 @@ class EpochSeeds(keras.callbacks.Callback):
     ``(seed, e, j)``, so the masks of an epoch do not depend on how many epochs this process has
     run: a fit resumed by ``BackupAndRestore`` at epoch k draws what an uninterrupted fit draws.
     Needs tf_keras' generator-based random layers (``enable_tf_random_generator()``, done by
-    :func:`mer_keras.train.trainer.set_determinism`); layers on the legacy stateful ops are left as they are.
+    :func:`mer_keras.train.determinism.set_determinism`); layers on the legacy stateful ops are left as they are.
 
     Args:
         seed: the run's seed (int).

@@ -19,6 +19,7 @@ import json
 import os
 
 from mer_keras._keras import tf
+from mer_keras.errors import OptionError
 
 STRATEGIES = ("auto", "default", "mirrored", "multiworker")
 
@@ -32,21 +33,21 @@ def parse_tf_config(text: str | None) -> dict:
     Returns:
         The parsed dict.
     Raises:
-        ValueError: unset, not JSON, no ``cluster.worker`` list, or a task that is not in the cluster.
+        OptionError: unset, not JSON, no ``cluster.worker`` list, or a task that is not in the cluster.
     """
     if not text:
-        raise ValueError("--strategy multiworker needs the TF_CONFIG environment variable (cluster and task of "
-                         "this worker); see docs/RELIABILITY.md")
+        raise OptionError("--strategy multiworker needs the TF_CONFIG environment variable (cluster and task of "
+                          "this worker); see docs/RELIABILITY.md")
     try:
         config = json.loads(text)
         cluster, task = config["cluster"], config["task"]
         kind, index = task["type"], int(task["index"])
         members = cluster[kind]
     except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-        raise ValueError(f"TF_CONFIG is not a cluster and task description ({type(exc).__name__}: {exc}); "
-                         "see docs/RELIABILITY.md") from None
+        raise OptionError(f"TF_CONFIG is not a cluster and task description ({type(exc).__name__}: {exc}); "
+                          "see docs/RELIABILITY.md") from None
     if not isinstance(cluster.get("worker", []), list) or not 0 <= index < len(members):
-        raise ValueError(f"TF_CONFIG: task {kind} {index} is not in its cluster {cluster}")
+        raise OptionError(f"TF_CONFIG: task {kind} {index} is not in its cluster {cluster}")
     return config
 
 
@@ -57,10 +58,10 @@ def get_strategy(name: str = "auto") -> tf.distribute.Strategy:
     are configured at start-up), which ``mer-keras train`` does first thing.
 
     Raises:
-        ValueError: unknown name, or ``multiworker`` without a valid ``TF_CONFIG``.
+        OptionError: unknown name, or ``multiworker`` without a valid ``TF_CONFIG``.
     """
     if name not in STRATEGIES:
-        raise ValueError(f"unknown strategy {name!r}; expected one of {STRATEGIES}")
+        raise OptionError(f"unknown strategy {name!r}; expected one of {STRATEGIES}")
     if name == "multiworker":
         parse_tf_config(os.environ.get("TF_CONFIG"))
         return tf.distribute.MultiWorkerMirroredStrategy()

@@ -6,12 +6,12 @@ target kind (:data:`mer_keras.registry.AUX_TARGETS`) and a default loss weight:
 
 * ``proposal``: (B, K) sigmoid scores, one per class; target the one-hot class, binary
   cross-entropy (each branch separates its own expression from the rest; Zhou et al., PR 2022).
-* ``au``: (B, A) sigmoid AU scores over :data:`AU_VOCABULARY`; target the coding sheet's AUs as a
-  multi-hot vector, binary cross-entropy, weight 0 for clips coded with no AU of the vocabulary
-  (masked out of the loss).
+* ``au``: (B, A) sigmoid AU scores over :data:`mer_keras.facs.AU_VOCABULARY`; target the coding
+  sheet's AUs as a multi-hot vector, binary cross-entropy, weight 0 for clips coded with no AU of
+  the vocabulary (masked out of the loss).
 * ``au_cluster``: (B, D) embedding; target the same multi-hot AUs; :func:`au_centre_loss`.
 
-The trainer (:mod:`mer_keras.train.trainer`) turns labels and samples into these targets, so every
+The trainer (:mod:`mer_keras.train.fit`) turns labels and samples into these targets, so every
 model trains through the same ``fit``; nothing here looks at test subjects.
 """
 
@@ -22,11 +22,8 @@ from typing import Sequence
 import numpy as np
 
 from mer_keras._keras import keras, tf
-
-#: The AUs predicted by AU heads (FACS numbering): the upper- and lower-face AUs that CASME II, SAMM
-#: and CAS(ME)^3 code on more than a handful of clips. SMIC has no AU coding (its clips are masked).
-AU_VOCABULARY = ("AU1", "AU2", "AU4", "AU5", "AU6", "AU7", "AU9", "AU10", "AU12", "AU14", "AU15", "AU17",
-                 "AU20", "AU23", "AU24", "AU25", "AU26")
+from mer_keras.errors import OptionError
+from mer_keras.facs import AU_VOCABULARY
 
 
 def au_targets(aus: Sequence[Sequence[str]], vocabulary: Sequence[str] = AU_VOCABULARY) -> tuple[np.ndarray, np.ndarray]:
@@ -81,12 +78,12 @@ def aux_losses_for(spec_aux: dict[str, tuple[str, float]],
         spec_aux: the registry's {output: (kind, default weight)}.
         weights: overrides of the auxiliary weights by output name (e.g. ``{"proposal": 0.5}``).
     Raises:
-        ValueError: a weight names an output the model does not have.
+        OptionError: a weight names an output the model does not have.
     """
     weights = dict(weights or {})
     unknown = set(weights) - set(spec_aux)
     if unknown:
-        raise ValueError(f"loss weights for unknown outputs {sorted(unknown)}; this model has {sorted(spec_aux)}")
+        raise OptionError(f"loss weights for unknown outputs {sorted(unknown)}; this model has {sorted(spec_aux)}")
     loss = {"predictions": "sparse_categorical_crossentropy"}
     loss_weights = {"predictions": 1.0}
     for out, (kind, default) in spec_aux.items():

@@ -1,0 +1,53 @@
+"""The training library's configuration: one dataclass, TF-free (importing it loads no TensorFlow).
+
+Its defaults are the project's training defaults; ``mer-keras train``'s options
+(:class:`mer_keras.jobs.train.TrainOptions`) take theirs from here, so each is written once.
+The learning rate's default is the model's (the registry's).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass
+class TrainConfig:
+    """Training hyper-parameters (one config for every fold and the final model).
+
+    Attributes:
+        model: registry name. epochs: fixed epoch count (no early stopping on test data).
+        batch_size: global batch size (split over replicas). lr: Adam learning rate; ``None``: the
+        model's registered rate (:attr:`mer_keras.registry.ModelSpec.learning_rate`).
+        seed: random seed (weights, shuffling, augmentation). augment: random horizontal flips
+        (the u channel of a flow input is negated with the flip). class_weight: balanced class
+        weights from the training labels. model_options: keyword options of the builder.
+        flow_input: True when the input is a (u, v, strain) flow image.
+        aux_weights: loss weights of auxiliary outputs, overriding the registry's defaults
+            (e.g. ``{"proposal": 0.1}``); see :mod:`mer_keras.train.targets`.
+        init_from: a ``.keras`` file or run folder whose weights initialise the model, layer by
+            layer where names and shapes match (transfer learning).
+        freeze_until: with ``init_from``, freeze every layer up to and including this one.
+        deterministic: op determinism and seeded dropout (:func:`~mer_keras.train.determinism.set_determinism`): the same seed
+            gives the same weights and metrics on the same machine.
+        mixed_precision: build under ``mixed_float16`` (GPU speed-up; outputs stay float32).
+        backup_minutes: least time between two backups of a fit given a ``backup_dir`` (0: every epoch).
+    """
+
+    model: str = "learnet"
+    epochs: int = 80
+    batch_size: int = 32
+    lr: float | None = None
+    seed: int = 0
+    augment: bool = True
+    class_weight: bool = True
+    model_options: dict = field(default_factory=dict)
+    flow_input: bool = False
+    aux_weights: dict = field(default_factory=dict)
+    init_from: str | None = None
+    freeze_until: str | None = None
+    deterministic: bool = True
+    mixed_precision: bool = False
+    backup_minutes: float = 1.0
+
+    def to_dict(self) -> dict:
+        return asdict(self)

@@ -1,0 +1,157 @@
+"""Fitting one model: the training config, build-compile-fit, training backups, and what a fit leaves.
+
+Honest protocol: every fit trains for a fixed number of epochs on the training data only;
+nothing (epoch, threshold, checkpoint) is chosen by looking at test data. Class weights,
+when on, come from the training labels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from mer_keras._keras import keras, tf
+from mer_keras.data.weights import balanced_class_weight
+from mer_keras.errors import RunFolderError
+from mer_keras.registry import create_model
+from mer_keras.train.config import TrainConfig
+from mer_keras.train.determinism import precision_policy, set_determinism
+from mer_keras.train.tfdata import training_dataset
+from mer_keras.train.transfer import initialise_from
+
+
+def backup_epoch(backup_dir: str | Path) -> int:
+    """The epoch a fit backed up by Keras ``BackupAndRestore`` in ``backup_dir`` continues at.
+
+    Reads the ``ckpt_saved_epoch`` counter of the chief's checkpoint (``backup_dir/chief``), the
+    value ``BackupAndRestore`` itself restores from.
+
+    Returns:
+        0 when there is no backup, else the last backed-up epoch + 1.
+    Raises:
+        RunFolderError: the backup exists but is unreadable (the message names it; delete it to
+            restart the fold from epoch 0).
+    """
+    folder = Path(backup_dir) / "chief"
+    latest = tf.train.latest_checkpoint(str(folder)) if folder.is_dir() else None
+    if latest is None:
+        return 0
+    try:
+        reader = tf.train.load_checkpoint(latest)
+        return int(reader.get_tensor("ckpt_saved_epoch/.ATTRIBUTES/VARIABLE_VALUE")) + 1
+    except (tf.errors.OpError, ValueError) as exc:
+        raise RunFolderError(f"{latest}: unreadable training backup ({type(exc).__name__}); delete {backup_dir} to "
+                             "restart this fold from epoch 0") from None
+
+
+def local_float32_copy(model: keras.Model, cfg: "TrainConfig") -> keras.Model:
+    """The model for saving and export: float32 and outside any distribution strategy (same weights).
+
+    A model trained under mixed precision or a multi-worker strategy is rebuilt (under the default
+    strategy and the float32 policy) and given its weights; any other model is returned as it is.
+    """
+    from mer_keras.train.strategy import is_multiworker
+
+    mixed = any(layer.dtype_policy.name != "float32" for layer in model.layers)
+    if not mixed and not is_multiworker(model.distribute_strategy):
+        return model
+    num_classes = model.get_layer("predictions").units
+    clone = create_model(cfg.model, num_classes, input_shape=model.input_shape[1:], **cfg.model_options)
+    clone.set_weights(model.get_weights())
+    return clone
+
+
+def fit_model(x: np.ndarray, y: np.ndarray, num_classes: int, cfg: TrainConfig,
+              strategy: tf.distribute.Strategy | None = None, callbacks: Sequence = (),
+              aus: Sequence[Sequence[str]] | None = None, backup_dir: str | Path | None = None) -> keras.Model:
+    """Build, compile and fit one model on (x, y) for ``cfg.epochs`` epochs.
+
+    Single-output models train with sparse cross-entropy (and Keras class weights). Models with
+    auxiliary heads (registry ``aux_losses``) train all outputs in the same ``fit``: targets,
+    weights and masks come from :func:`mer_keras.train.targets.build_targets`.
+
+    Each epoch's batches, flips and dropout masks depend only on (``cfg.seed``, epoch) (see
+    :func:`~mer_keras.train.tfdata.training_dataset`, :class:`~mer_keras.train.callbacks.EpochSeeds`), so with
+    ``backup_dir`` a killed fit continues from its last backed-up epoch (Keras ``BackupAndRestore``:
+    weights, optimizer state, epoch; every ``cfg.backup_minutes``) and ends with the weights of an
+    uninterrupted fit.
+
+    Args:
+        x: (N, ...) inputs; y: (N,) int labels; aus: per sample its AUs (for AU heads), or None.
+        backup_dir: folder for the per-epoch backup (removed when the fit ends), or None.
+    Returns:
+        The fitted ``keras.Model`` (its ``predictions`` output gives the softmax; float32 outputs
+        also under ``cfg.mixed_precision``).
+    Raises:
+        RunFolderError: an unreadable backup in ``backup_dir``.
+    """
+    from mer_keras.registry import get_spec
+    from mer_keras.train.callbacks import EpochSeeds, PeriodicBackupAndRestore
+    from mer_keras.train.targets import aux_losses_for, build_targets
+
+    spec = get_spec(cfg.model)
+    learning_rate = cfg.lr if cfg.lr is not None else spec.learning_rate
+    strategy = strategy or tf.distribute.get_strategy()
+    set_determinism(cfg.deterministic)
+    keras.utils.set_random_seed(cfg.seed)
+    cw = balanced_class_weight(y, num_classes) if cfg.class_weight else None
+    start = backup_epoch(backup_dir) if backup_dir else 0
+    with strategy.scope(), precision_policy(cfg.mixed_precision):
+        model = create_model(cfg.model, num_classes, input_shape=x.shape[1:], **cfg.model_options)
+        if cfg.init_from:
+            initialise_from(model, cfg.init_from, cfg.freeze_until)
+        if spec.aux_losses:
+            loss, loss_weights = aux_losses_for(spec.aux_losses, cfg.aux_weights)
+            model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=loss, loss_weights=loss_weights,
+                          metrics={"predictions": ["accuracy"]})
+        else:
+            model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="sparse_categorical_crossentropy",
+                          metrics=["accuracy"])
+    fit_callbacks = [EpochSeeds(cfg.seed), *callbacks]
+    if backup_dir:
+        fit_callbacks.insert(0, PeriodicBackupAndRestore(str(backup_dir), 60.0 * cfg.backup_minutes))
+    if spec.aux_losses:
+        targets, weights = build_targets(y, aus, num_classes, spec.aux_losses, cw)
+        ds, steps = training_dataset(x, targets, cfg.batch_size, cfg.epochs, cfg.seed, cfg.augment, cfg.flow_input,
+                                     sample_weight=weights, start_epoch=start)
+        model.fit(ds, epochs=cfg.epochs, steps_per_epoch=steps, verbose=0, callbacks=fit_callbacks)
+    else:
+        ds, steps = training_dataset(x, y, cfg.batch_size, cfg.epochs, cfg.seed, cfg.augment, cfg.flow_input,
+                                     start_epoch=start)
+        model.fit(ds, epochs=cfg.epochs, steps_per_epoch=steps, verbose=0, class_weight=cw, callbacks=fit_callbacks)
+    from mer_keras.train.strategy import is_chief
+
+    if backup_dir and is_chief(strategy):  # Keras removed its checkpoint; other workers may still write theirs
+        import shutil
+
+        shutil.rmtree(Path(backup_dir) / "chief", ignore_errors=True)
+    return model
+
+
+def weights_fingerprint(model: keras.Model) -> str:
+    """First 16 hex digits of the SHA-256 of all weights (float32 bytes, in ``model.weights`` order).
+
+    Workers of a multi-worker run print it after the final fit: equal fingerprints show they hold
+    the same model.
+    """
+    import hashlib
+
+    digest = hashlib.sha256()
+    for w in model.get_weights():
+        digest.update(np.ascontiguousarray(w, np.float32).tobytes())
+    return digest.hexdigest()[:16]
+
+
+def final_train_metrics(history: dict) -> tuple[float, float]:
+    """(loss, accuracy) of the last epoch from a Keras history (single or multi-output).
+
+    (None, None) when the fit ran no epoch in this process (resumed from a backup of its last epoch).
+    """
+    acc = history.get("accuracy", history.get("predictions_accuracy"))
+    if not history.get("loss"):
+        return None, None
+    return float(history["loss"][-1]), float(acc[-1])
+

@@ -1,0 +1,83 @@
+"""tf.data pipelines over in-memory inputs: training batches that are a function of (seed, epoch),
+and plain batching for prediction and the short QAT fine-tune."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from mer_keras._keras import tf
+
+
+def _flip(img, flow_input: bool):
+    """Mirror every frame horizontally; negate u of a flow image (stored as 127.5 + 127.5 u / scale)."""
+    flipped = tf.image.flip_left_right(img)
+    if flow_input:
+        flipped = tf.concat([255.0 - flipped[..., :1], flipped[..., 1:]], axis=-1)
+    return flipped
+
+
+def make_dataset(x: np.ndarray, y=None, batch_size: int = 32, shuffle: bool = False,
+                 augment: bool = False, flow_input: bool = False, seed: int = 0,
+                 sample_weight=None) -> tf.data.Dataset:
+    """tf.data pipeline over in-memory inputs (prediction, and the short QAT fine-tune).
+
+    Training uses :func:`training_dataset`, whose order and flips are a function of the epoch.
+
+    Args:
+        x: (N, H, W, C) or (N, T, H, W, C) float32 in [0, 255].
+        y: (N,) int labels, a dict of per-output targets, or None.
+        sample_weight: (N,) float32 or a dict of them per output, or None.
+    Returns:
+        Batched dataset of x, (x, y) or (x, y, w). Flips mirror every frame horizontally and
+        negate u (channel 0, stored as 127.5 + 127.5 u / scale, hence 255 - value) when ``flow_input``.
+    """
+    parts = (x,) + ((y,) if y is not None else ()) + ((sample_weight,) if sample_weight is not None else ())
+    ds = tf.data.Dataset.from_tensor_slices(parts if len(parts) > 1 else x)
+    if shuffle:
+        ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+    if augment:
+        def flip(img, *rest):
+            coin = tf.random.uniform((), seed=seed) < 0.5
+            img = tf.where(coin, _flip(img, flow_input), img)
+            return (img, *rest) if rest else img
+
+        ds = ds.map(flip, num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def training_dataset(x: np.ndarray, y, batch_size: int, epochs: int, seed: int = 0, augment: bool = False,
+                     flow_input: bool = False, sample_weight=None, start_epoch: int = 0) -> tuple[tf.data.Dataset, int]:
+    """The training batches of epochs ``start_epoch..epochs-1``, each epoch a pure function of (seed, epoch).
+
+    Epoch ``e`` visits the N samples in the order ``stateless_shuffle(range(N), seed=(seed, e))`` and
+    flips sample ``i`` when ``stateless_uniform(seed=(seed, e * N + i + 1)) < 0.5``. Nothing depends
+    on how many epochs this process has already run, so a fold resumed at epoch k (Keras
+    ``BackupAndRestore``) sees exactly the batches an uninterrupted run sees from epoch k on.
+
+    Args:
+        x: (N, ...) float32 in [0, 255]. y: (N,) int labels or a dict of per-output targets.
+        batch_size: global batch. sample_weight: (N,) float32, a dict of them per output, or None.
+    Returns:
+        (dataset of (x, y[, w]) batches, steps per epoch = ceil(N / batch_size)); pass both to
+        ``fit(..., steps_per_epoch=steps)``: the dataset runs through every remaining epoch once.
+    """
+    n = len(x)
+    steps = -(-n // batch_size)
+    parts = tf.nest.map_structure(tf.convert_to_tensor, (x, y) + ((sample_weight,) if sample_weight is not None else ()))
+    seed64 = tf.constant(seed, tf.int64)
+
+    def one_epoch(epoch):
+        order = tf.random.experimental.stateless_shuffle(tf.range(n, dtype=tf.int64), seed=tf.stack([seed64, epoch]))
+        ds = tf.data.Dataset.from_tensor_slices(order)
+
+        def fetch(i):
+            img, *rest = tf.nest.map_structure(lambda t: tf.gather(t, i), parts)
+            if augment:
+                coin = tf.random.stateless_uniform((), seed=tf.stack([seed64, epoch * n + i + 1])) < 0.5
+                img = tf.where(coin, _flip(img, flow_input), img)
+            return (img, *rest)
+
+        return ds.map(fetch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).batch(batch_size)
+
+    ds = tf.data.Dataset.range(start_epoch, epochs).flat_map(one_epoch)
+    return ds.prefetch(tf.data.AUTOTUNE), steps
