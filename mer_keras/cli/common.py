@@ -1,17 +1,28 @@
-"""What every command shares: the console and the one-red-line error policy."""
+"""What every command shares: the console, the one-red-line error policy, and commands built
+from a job's options schema (:mod:`mer_keras.jobs.schema`)."""
 
 from __future__ import annotations
 
 import functools
+import inspect
+import types
+import typing
+from dataclasses import MISSING, fields
+from enum import Enum
+from typing import Annotated, Any, Callable, Optional
 
 import typer
 from rich.console import Console
 
+from mer_keras.errors import MerKerasError
+
 console = Console()
 err_console = Console(stderr=True)
 
-#: Library errors shown as one red line with exit code 2 (no traceback).
-USER_ERRORS = (ValueError, KeyError, FileNotFoundError, NotADirectoryError, PermissionError)
+#: Errors shown as one red line with exit code 2 (no traceback): the package's own, and the
+#: operating system's refusals (a read-only folder, a full disk), which name their path. Anything
+#: else is a bug and shows its traceback.
+USER_ERRORS = (MerKerasError, OSError)
 
 
 def user_errors(fn):
@@ -22,8 +33,74 @@ def user_errors(fn):
         try:
             return fn(*args, **kwargs)
         except USER_ERRORS as exc:
-            msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
+            msg = str(exc)
+            if isinstance(exc, OSError) and not isinstance(exc, MerKerasError) and exc.filename is not None:
+                msg = f"{exc.filename}: {exc.strerror or exc}"
             err_console.print(f"[bold red]error:[/] {msg}", markup=True, highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
 
     return wrapper
+
+
+def _optional(tp) -> tuple[Any, bool]:
+    """(inner type, True) for ``X | None`` / ``Optional[X]``, else (tp, False)."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(args) == 1 and len(typing.get_args(tp)) == 2:
+            return args[0], True
+    return tp, False
+
+
+def _parameter(f, hint) -> inspect.Parameter:
+    """The typer parameter of one schema field."""
+    meta = f.metadata
+    default = f.default if f.default is not MISSING else (f.default_factory() if f.default_factory is not MISSING
+                                                          else inspect.Parameter.empty)
+    tp, optional = _optional(meta.get("cli_type") or hint)
+    if meta.get("cli_type") is not None:
+        optional = optional or default is None
+    if meta.get("choices") is not None:
+        tp = Enum(f.name.title().replace("_", ""), {n: n for n in meta["choices"]()}, type=str)
+    if tp is bool and optional:  # a tri-state flag: --final / --no-final / not given
+        tp = Optional[bool]
+    elif optional:
+        tp = Optional[tp]
+    if meta.get("argument"):
+        info = typer.Argument(help=meta["help"])
+    else:
+        names = [meta.get("flag") or "--" + f.name.replace("_", "-")]
+        if meta.get("secondary"):
+            names = [f"{names[0]}/{meta['secondary']}"]
+        info = typer.Option(*names, help=meta["help"])
+    return inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=Annotated[tp, info])
+
+
+def command(schema: type, job: Callable[[Any], Any], doc: str | None = None) -> Callable:
+    """A typer command whose options are the fields of the dataclass ``schema``.
+
+    The command turns what typer parsed into ``schema(...)`` (enum values to their names, each
+    field's ``parse`` applied) and calls ``job(options)``. Library errors become one red line and
+    exit code 2 (:func:`user_errors`).
+    """
+    hints = typing.get_type_hints(schema)
+    shown = [f for f in fields(schema) if f.metadata.get("cli", True)]
+    params = [_parameter(f, hints[f.name]) for f in shown]
+    params.sort(key=lambda p: p.default is not inspect.Parameter.empty)  # arguments first
+
+    def cmd(**given):
+        values = {}
+        for f in shown:
+            if f.name not in given:
+                continue
+            value = given[f.name]
+            value = value.value if isinstance(value, Enum) else value
+            parse = f.metadata.get("parse")
+            values[f.name] = parse(value) if parse else value
+        return job(schema(**values))
+
+    cmd.__signature__ = inspect.Signature(params)
+    cmd.__annotations__ = {p.name: p.annotation for p in params}
+    cmd.__doc__ = doc or job.__doc__
+    cmd.__name__ = getattr(job, "__name__", "command").lstrip("_")
+    return user_errors(cmd)

@@ -37,7 +37,7 @@ def prepare(
 
     from mer_keras.data.database import describe
     from mer_keras.data.prepare import prepare_dataset
-    from mer_keras.data.synthetic import default_cache_dir
+    from mer_keras.preprocess.cache import default_cache_dir
 
     cache = default_cache_dir(cache_dir)
     with Progress(TextColumn("{task.description:<20}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -51,9 +51,9 @@ def prepare(
 
         extra = {}
         if model:
-            from mer_keras.train.run import representation_config
+            from mer_keras.registry import get_spec
 
-            extra["representations"] = list(dict.fromkeys(representation_config(m, None) for m in model))
+            extra["representations"] = list(dict.fromkeys(get_spec(m).data_config() for m in model))
         report = prepare_dataset(str(getattr(db, "value", db)), root, cache, workers=workers, strict=strict,
                                  progress=progress, **extra)
     classes = sorted({c for _, c in report.counts})

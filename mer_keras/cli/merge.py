@@ -2,25 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
-
-import typer
-
-from mer_keras.cli.common import console, user_errors
+from mer_keras.cli.common import command, console
+from mer_keras.jobs.merge import MergeOptions
 
 
-@user_errors
-def merge(
-    runs: Annotated[list[str], typer.Argument(help="Run folders of the same experiment (e.g. one per --folds job).")],
-    out: Annotated[Optional[str], typer.Option(help="Parent folder of the merged run (default: the first run's).")] = None,
-    partial: Annotated[bool, typer.Option("--partial", help="Pool even when some subjects have no fold yet.")] = False,
-) -> None:
-    """Pool fold predictions of several runs into one results.json (accuracy, UF1, UAR over all folds).
+def _merge(opts: MergeOptions) -> None:
+    from mer_keras.jobs.merge import merge
+
+    console.print(str(merge(opts, console)), highlight=False, soft_wrap=True)
+
+
+merge = command(MergeOptions, _merge, doc="""Pool fold predictions of several runs into one results.json (accuracy, UF1, UAR over all folds).
 
     The runs must share every option that changes results (model, data, seed, epochs, ...); a
     fold found twice must agree. The merged run folder is printed as the last line.
-    """
-    from mer_keras.train.results import merge_runs
-
-    dest = merge_runs(runs, out=out, partial=partial, console=console)
-    console.print(str(dest), highlight=False, soft_wrap=True)
+    """)

@@ -1,0 +1,159 @@
+"""``mer-keras evaluate``: re-score a saved model (Keras and every TFLite export) on new clips.
+
+Steps: check the model files -> build the evaluation set -> score each model -> compare the
+exports with float32 -> write ``results.json``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from mer_keras import atomic
+from mer_keras.data.pipeline import RepresentationConfig, build_inputs
+from mer_keras.errors import ModelFileError, MissingFileError
+from mer_keras.jobs.schema import option
+from mer_keras.metrics import compute_metrics
+from mer_keras.models.io import read_json
+from mer_keras.preprocess.cache import default_cache_dir
+
+
+@dataclass
+class EvalOptions:
+    """Options of ``mer-keras evaluate``.
+
+    The synthetic evaluation set's seed defaults to the run's seed + 1: new pseudo-subjects and
+    clips never seen in training.
+    """
+
+    target: str = option(help="Run folder, or a .keras/.tflite file with metadata.json beside it.", argument=True)
+    seed: int | None = option(None, "Seed of the synthetic evaluation set (default: run seed + 1).")
+    subjects: int = option(6, "Pseudo-subjects in the evaluation set.", min=2)
+    clips: int = option(10, "Clips per subject.", min=1)
+    out: str | None = option(None, "Output folder (default RUN/eval-<time>).")
+    cache_dir: str | None = option(None, "Cache folder.")
+
+
+def find_models(target: Path) -> tuple[Path, dict[str, Path]]:
+    """The run folder and the model files to score in it.
+
+    Raises:
+        ModelFileError: nothing to score, or no metadata.json next to the model.
+    """
+    if target.is_dir():
+        from mer_keras.export.formats import FORMATS
+
+        folder = target
+        files = {f.filename: target / f.filename for f in FORMATS.values()
+                 if f.format in ("keras", "tflite") and (target / f.filename).is_file()}
+    elif target.is_file():
+        folder, files = target.parent, {target.name: target}
+    else:
+        raise MissingFileError(f"{target}: no such run folder or model file")
+    if not files:
+        raise ModelFileError(f"{target}: no model.keras or .tflite file to evaluate")
+    if not (folder / "metadata.json").exists():
+        raise ModelFileError(f"{folder / 'metadata.json'} is missing: it tells the classes and the input representation")
+    return folder, files
+
+
+def check_model_files(target: str) -> None:
+    """Open every model file ``evaluate`` would score, before the evaluation set is built.
+
+    A truncated or foreign file, or a TFLite model whose input is not the one ``metadata.json``
+    describes, is then reported at once rather than after the (possibly long) generation and
+    preprocessing of the evaluation clips. Keras archives are checked without being loaded
+    (:func:`mer_keras.models.io.resolve_model_path`); TFLite files are opened.
+
+    Raises:
+        ModelFileError, ValueError: the first unusable file (named).
+    """
+    from mer_keras.runtime.tflite import TFLiteModel
+    from mer_keras.models.io import resolve_model_path
+    from mer_keras.preprocess.representation import RepresentationConfig
+
+    folder, files = find_models(Path(target))
+    try:
+        expected = RepresentationConfig.from_dict(read_json(folder / "metadata.json")["preprocessing"]).input_shape
+    except (KeyError, TypeError, ValueError) as exc:  # ModelFileError (unreadable JSON) is a ValueError
+        if isinstance(exc, ModelFileError):
+            raise
+        raise ModelFileError(f"{folder / 'metadata.json'}: missing or invalid field ({exc})") from None
+    for path in files.values():
+        if path.suffix == ".tflite":
+            shape = TFLiteModel(path).input_shape
+            if shape != tuple(expected):
+                raise ModelFileError(f"{path}: the model takes {shape} but {folder / 'metadata.json'} describes "
+                                     f"inputs of shape {tuple(expected)}")
+        else:
+            resolve_model_path(path)
+
+
+def predict_file(path: Path, x: np.ndarray) -> np.ndarray:
+    """(N, K) probabilities of a ``.keras`` or ``.tflite`` model."""
+    if path.suffix == ".tflite":
+        from mer_keras.runtime.tflite import TFLiteModel
+
+        return TFLiteModel(path).predict(x)
+    from mer_keras.models.inference import predict_proba
+    from mer_keras.models.io import load_model
+
+    return predict_proba(load_model(path), x)
+
+
+def evaluate(opts: EvalOptions, console) -> Path:
+    """Score every model of the target on a synthetic evaluation set; write results.json.
+
+    Returns:
+        The evaluation folder (``<run>/eval-<timestamp>`` unless ``opts.out``).
+    Raises:
+        ModelFileError, MissingFileError: an unusable model file or metadata.json (named).
+    """
+    from mer_keras.data.datasets import load_synthetic
+    from mer_keras.data.synthetic import SyntheticConfig
+
+    check_model_files(opts.target)  # a bad file fails before the evaluation set is built
+    folder, files = find_models(Path(opts.target))
+    meta = read_json(folder / "metadata.json")
+    try:
+        classes = list(meta["classes"])
+        rep = RepresentationConfig.from_dict(meta["preprocessing"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelFileError(f"{folder / 'metadata.json'}: missing or invalid field ({exc})") from None
+    config = read_json(folder / "config.json") if (folder / "config.json").exists() else {}
+    seed = opts.seed if opts.seed is not None else int(config.get("seed", 0)) + 1
+    cache = default_cache_dir(opts.cache_dir)
+    ds = load_synthetic(SyntheticConfig(subjects=opts.subjects, clips_per_subject=opts.clips, seed=seed),
+                        faces=config.get("faces"), cache_dir=cache)
+    samples = ds.samples
+    console.print(f"evaluation set: {len(samples)} synthetic clips (seed {seed}) at {ds.root}", soft_wrap=True)
+    x = build_inputs(samples, rep, cache_dir=cache)
+    y = np.array([classes.index(s.label) for s in samples])
+    scores, probs = {}, {}
+    for name, path in files.items():
+        t0 = time.perf_counter()
+        probs[name] = predict_file(path, x)
+        m = compute_metrics(y, probs[name].argmax(1), classes)
+        scores[name] = {k: m[k] for k in ("accuracy", "uf1", "uar")} | {"seconds": round(time.perf_counter() - t0, 2)}
+        console.print(f"{name:<22} accuracy {m['accuracy']:.3f}  UF1 {m['uf1']:.3f}  UAR {m['uar']:.3f}")
+    from mer_keras.export.verify import compare_outputs
+
+    parity = {}
+    if "model.keras" in probs and "model_fp32.tflite" in probs:
+        parity["fp32_vs_keras"] = compare_outputs(probs["model.keras"], probs["model_fp32.tflite"])
+        console.print(f"TFLite fp32 vs Keras: max |diff| {parity['fp32_vs_keras']['max_abs_diff']:.2e}")
+    for name in probs:
+        if name.endswith(".tflite") and name != "model_fp32.tflite" and "model_fp32.tflite" in probs:
+            key = name.removeprefix("model_").removesuffix(".tflite") + "_vs_fp32"  # int8_vs_fp32, fp16_vs_fp32, ...
+            parity[key] = p = compare_outputs(probs["model_fp32.tflite"], probs[name], y, classes)
+            console.print(f"TFLite {key.removesuffix('_vs_fp32')} vs fp32: argmax agreement {p['argmax_agreement']:.3f}, "
+                          f"UF1 {p['uf1_candidate']:.3f} vs {p['uf1_reference']:.3f}")
+    out = Path(opts.out) if opts.out else folder / f"eval-{time.strftime('%Y%m%d-%H%M%S')}"
+    out.mkdir(parents=True, exist_ok=True)
+    atomic.write_json(out / "results.json", {"target": str(opts.target), "dataset": "synthetic", "seed": seed,
+                                             "n_samples": len(samples), "classes": classes, "models": scores,
+                                             "parity": parity})
+    return out

@@ -1,0 +1,118 @@
+"""``mer-keras explain``: the Grad-CAM response map of one sample of a run's data, as a PNG.
+
+The Grad-CAM computation itself is the library's (:mod:`mer_keras.explain`).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from mer_keras import atomic
+from mer_keras.errors import ModelFileError, UnknownNameError
+from mer_keras.jobs.schema import option
+
+
+def find_sample(samples, sample_id: str):
+    """The sample whose key, ``subject/clip`` or clip id is ``sample_id``.
+
+    Raises:
+        KeyError: no sample matches, or a bare clip id matches several (the message gives examples).
+    """
+    hits = [s for s in samples if sample_id in (s.key, f"{s.subject}/{s.clip_id}")]
+    if not hits:
+        hits = [s for s in samples if s.clip_id == sample_id]
+    if len(hits) == 1:
+        return hits[0]
+    if len(hits) > 1:
+        raise UnknownNameError(f"sample {sample_id!r} is ambiguous: {', '.join(s.key for s in hits[:5])}; give subject/clip")
+    examples = ", ".join(f"{s.subject}/{s.clip_id}" for s in samples[:3])
+    raise UnknownNameError(f"no sample {sample_id!r} in this run's data ({len(samples)} clips, e.g. {examples})")
+
+
+@dataclass
+class ExplainOptions:
+    """Options of ``mer-keras explain``."""
+
+    run: str = option(help="Run folder written by mer-keras train.", argument=True)
+    sample: str = option(help="Sample to explain: subject/clip (e.g. sub01/clip03) or its clip id.")
+    layer: str | None = option(None, "Layer to explain (default: the last spatial layer).")
+    class_name: str | None = option(None, "Class to explain (default: the prediction).", flag="--class")
+    out: str | None = option(None, "PNG path (default RUN/explain/<subject>_<clip>.png).")
+
+
+def explain(opts: ExplainOptions, console=None) -> Path:
+    """Write the Grad-CAM PNG of one sample of a run's data.
+
+    Args:
+        opts: the run folder (config.json, metadata.json, model.keras); the sample (see
+            :func:`find_sample`); the layer to explain (default
+            :func:`mer_keras.explain.default_layer`); the class to explain (default: the predicted
+            one); the PNG path (default ``RUN/explain/<subject>_<clip>.png``).
+    Returns:
+        The PNG path. The figure shows the input, the map over it, and the class probabilities.
+    Raises:
+        ModelFileError, MissingFileError: missing run files. UnknownNameError: unknown sample,
+        class or layer.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import cv2
+    import matplotlib.pyplot as plt
+    from rich.console import Console
+
+    from mer_keras.data.pipeline import RepresentationConfig, build_inputs
+    from mer_keras.explain import default_layer, display_image, grad_cam
+    from mer_keras.jobs.inputs import DataRequest, load_data
+    from mer_keras.jobs.train import options_from_config
+    from mer_keras.models.io import load_model
+    from mer_keras.preprocess.cache import default_cache_dir
+    from mer_keras.registry import get_spec
+
+    console = console or Console()
+    run, sample_id, layer, class_name, out = Path(opts.run), opts.sample, opts.layer, opts.class_name, opts.out
+    try:
+        config = json.loads((run / "config.json").read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ModelFileError(f"{run / 'config.json'}: cannot read the run's configuration ({exc})") from None
+    try:
+        classes = list(config["classes"])
+        train_opts = options_from_config(config)
+        rep = RepresentationConfig.from_dict(config["representation_config"])
+        explain_layer = get_spec(config["model"]).explain_layer
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelFileError(f"{run / 'config.json'}: missing or invalid field ({type(exc).__name__}: {exc})") from None
+    model = load_model(run)
+    data = load_data(DataRequest.of(train_opts), console)
+    sample = find_sample(data.samples, sample_id)
+    x = build_inputs([sample], rep, cache_dir=default_cache_dir(train_opts.cache_dir))[0]
+    layer = layer or default_layer(model, explain_layer)
+    if class_name is not None and class_name not in classes:
+        raise UnknownNameError(f"unknown class {class_name!r}; the run's classes are {classes}")
+    cam, probs = grad_cam(model, x, layer, classes.index(class_name) if class_name else None)
+    shown = classes.index(class_name) if class_name else int(probs.argmax())
+    image = display_image(x, rep.representation)
+    heat = cv2.resize(cam, image.shape[1::-1], interpolation=cv2.INTER_LINEAR)
+
+    fig, axes = plt.subplots(1, 3, figsize=(10, 3.4), gridspec_kw={"width_ratios": [1, 1, 0.9]})
+    axes[0].imshow(image)
+    axes[0].set_title(f"{rep.representation}\n{sample.subject}/{sample.clip_id} ({sample.label})", fontsize=9)
+    axes[1].imshow(image.mean(-1), cmap="gray")
+    axes[1].imshow(heat, cmap="jet", alpha=0.45, vmin=0, vmax=1)
+    axes[1].set_title(f"Grad-CAM of '{classes[shown]}'\nlayer {layer} {cam.shape}", fontsize=9)
+    for ax in axes[:2]:
+        ax.axis("off")
+    axes[2].barh(classes, probs, color=["tab:red" if k == shown else "tab:gray" for k in range(len(classes))])
+    axes[2].set_xlim(0, 1)
+    axes[2].set_title("probabilities", fontsize=9)
+    fig.tight_layout()
+    path = Path(out) if out else run / "explain" / f"{sample.subject}_{sample.clip_id}.png".replace("/", "_")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic.atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    console.print(f"{sample.key}: predicted {classes[int(probs.argmax())]} "
+                  f"({probs.max():.2f}), label {sample.label}; Grad-CAM of layer {layer}", soft_wrap=True)
+    return path

@@ -1,0 +1,195 @@
+"""``mer-keras export RUN``: write a finished run's final model in the export formats, verify and record them.
+
+Every export is written next to the run's ``metadata.json`` and verified against the Keras model
+on held-out inputs (``export_report.json``); the library part (one format, one verification) is
+:mod:`mer_keras.export.exporter`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from functools import partial
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from mer_keras import atomic
+from mer_keras.errors import DataError, ModelFileError, OptionError
+from mer_keras.export.exporter import INT8_UF1_BUDGET_POINTS, QATOptions, verify_export, write_export
+from mer_keras.export.formats import FORMAT_NAMES, FORMATS, TFLITE_QUANTS, find_format
+from mer_keras.jobs.schema import option, validate
+
+#: The export library's QAT defaults (fine-tuning epochs and rate): the options below take them from there.
+_QAT = QATOptions()
+
+
+@dataclass
+class ExportOptions:
+    """Options of ``mer-keras export``."""
+
+    run: str = option(help="Run folder written by mer-keras train.", argument=True)
+    format: str = option("tflite", "Export format; 'all' writes every row of the table.",
+                         choices=lambda: (*FORMAT_NAMES, "all"))
+    quant: str | None = option(None, "TFLite quantization (default none = float32).", choices=lambda: TFLITE_QUANTS)
+    qat_epochs: int = option(_QAT.epochs, "Quantization-aware fine-tuning epochs (--quant qat).", min=1)
+    qat_lr: float = option(_QAT.lr, "Learning rate of the QAT fine-tuning.", above=0.0)
+    verify_data: str | None = option(None, "Held-out database or manifest to verify on (runs on real data).")
+    verify_root: str | None = option(None, "Root of --verify-data.")
+
+    def format_names(self) -> list[str]:
+        """The rows of the formats table to write.
+
+        Raises:
+            OptionError: ``--format all`` with ``--quant``, or a format/quantization pair the table lacks.
+        """
+        if self.format == "all":
+            if self.quant is not None:
+                raise OptionError("--format all writes every quantization; leave --quant out")
+            return list(FORMATS)
+        return [find_format(self.format, self.quant).name]
+
+
+def export(opts: ExportOptions, console) -> dict:
+    """Steps: resolve the formats -> :func:`export_run` (rebuild inputs where needed, write, verify, record)."""
+    validate(opts)
+    names = opts.format_names()
+    return export_run(opts.run, names, console, qat=QATOptions(epochs=opts.qat_epochs, lr=opts.qat_lr),
+                      verify_data=opts.verify_data, verify_root=opts.verify_root)
+
+
+def heldout_inputs(opts, rep, classes: Sequence[str], console, verify_data: str | None = None,
+                   verify_root: str | None = None) -> tuple[np.ndarray | None, np.ndarray | None, str]:
+    """Inputs the exported model never saw, for verification.
+
+    Synthetic runs: a new synthetic set (seed + 1: new pseudo-subjects and clips, the run's size).
+    Database runs: ``verify_data`` (a database name or manifest) when given; its clips whose label
+    is not one of the run's classes are left out, and so are clips that fail preprocessing (no
+    face, unreadable frames), as in training.
+
+    Returns:
+        (x, y, description); x is None when no held-out data is available (the caller falls back).
+    Raises:
+        DataError: ``verify_data`` has no usable clip in the run's classes (names both).
+    """
+    from mer_keras.data.datasets import load_synthetic
+    from mer_keras.data.pipeline import build_inputs, prepare
+    from mer_keras.data.synthetic import SyntheticConfig
+    from mer_keras.preprocess.cache import default_cache_dir
+
+    cache = default_cache_dir(opts.cache_dir)
+    if verify_data:
+        from mer_keras.data.datasets import load_dataset
+
+        ds = load_dataset(verify_data, verify_root, strict=False, apex_policy=opts.apex, cache_dir=opts.cache_dir)
+        samples = [s for s in ds.samples if s.label in classes]
+        with console.status(f"held-out inputs: {ds.name}"):
+            failed = prepare(samples, rep, cache, workers=opts.workers)
+        samples = [s for i, s in enumerate(samples) if i not in failed]
+        if not samples:
+            raise DataError(f"--verify-data {verify_data}: no clip left in the run's classes {list(classes)} "
+                             f"({len(ds.samples)} clips, labels {sorted({s.label for s in ds.samples})}, "
+                             f"{len(failed)} failed preprocessing)")
+        desc = f"{ds.name}: {len(samples)} clips" + (f" ({len(failed)} skipped in preprocessing)" if failed else "")
+    elif not opts.data or opts.data == "synthetic":
+        seed = opts.seed + 1
+        samples = load_synthetic(SyntheticConfig(subjects=opts.subjects, clips_per_subject=opts.clips, seed=seed),
+                                 faces=opts.faces, cache_dir=cache).samples
+        desc = f"new synthetic clips (seed {seed}, {opts.subjects} pseudo-subjects x {opts.clips})"
+    else:
+        return None, None, "no held-out data (give --verify-data)"
+    with console.status(f"held-out inputs: {desc}"):
+        x = build_inputs(samples, rep, cache_dir=cache)
+    return x, np.array([list(classes).index(s.label) for s in samples]), desc
+
+
+def export_run(run: str | Path, formats: Sequence[str], console, qat: QATOptions | None = None,
+               verify_data: str | None = None, verify_root: str | None = None) -> dict:
+    """``mer-keras export``: write ``formats`` of a finished run's final model, verify and record them.
+
+    The run's training data is rebuilt (from the cache) only when needed: for int8 calibration,
+    QAT fine-tuning, metadata written before windows were recorded, or verification when no
+    held-out data exists. ``metadata.json`` and ``export_report.json`` are rewritten (atomically)
+    after each format, so they always describe the files on disk.
+
+    Args:
+        run: a run folder with ``model.keras``, ``metadata.json`` and ``config.json``.
+        formats: names in :data:`~mer_keras.export.formats.FORMATS`.
+        qat: fine-tuning budget for ``tflite_qat`` (augmentation, class weights, batch and seed
+            are the run's).
+        verify_data, verify_root: held-out database or manifest for runs on real data. Runs with
+            the cross-database protocol are verified on their test database.
+    Returns:
+        {format name: info with "path" and "verification"}.
+    Raises:
+        ModelFileError: not a finished run folder, bad config. OptionError: unknown format.
+    """
+    from mer_keras.data.pipeline import RepresentationConfig
+    from mer_keras.jobs.train import load_run_inputs, options_from_config, window_from_samples
+    from mer_keras.models.inference import predict_proba
+    from mer_keras.models.io import load_model, read_json
+    from mer_keras.registry import inference_model
+    from mer_keras.train.tfdata import make_dataset
+
+    run = Path(run)
+    if not (run / "metadata.json").is_file() or not (run / "model.keras").is_file():
+        raise ModelFileError(f"{run}: not a finished run folder (model.keras and metadata.json are written last)")
+    if not (run / "config.json").is_file():
+        raise ModelFileError(f"{run}: no config.json (it records the data and options the model was trained with)")
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown:
+        raise OptionError(f"unknown export format(s) {unknown}; expected {list(FORMATS)}")
+    meta = read_json(run / "metadata.json")
+    config = read_json(run / "config.json")
+    try:
+        opts = options_from_config(config)
+        rep = RepresentationConfig(**config["representation_config"])
+        classes = list(meta["classes"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelFileError(f"{run}: config.json or metadata.json lacks a field ({type(exc).__name__}: {exc})") from None
+    model = inference_model(load_model(run / "model.keras"))
+    x_ver, y_ver, desc = heldout_inputs(opts, rep, classes, console, verify_data, verify_root)
+    needs_training = (any(FORMATS[f].needs_data for f in formats) or "window" not in meta or x_ver is None)
+    x_train = y_train = None
+    if needs_training:
+        _, _, data, inputs, final = load_run_inputs(run, console)
+        x_train, y_train = inputs.x[final], inputs.y[final]
+        meta.setdefault("window", window_from_samples(data.samples))
+        if x_ver is None and (~final).any():  # cross-database protocol: the test database is held out
+            x_ver, y_ver, desc = inputs.x[~final], inputs.y[~final], "the run's test database"
+    held_out = x_ver is not None
+    if not held_out:
+        console.print(f"[yellow]note:[/] {desc}; verifying on the training inputs instead", soft_wrap=True)
+        x_ver, y_ver, desc = x_train, y_train, "training inputs (not held out)"
+    reference = predict_proba(model, x_ver)
+    q = replace(qat or QATOptions(), class_weight=opts.class_weight, seed=opts.seed,
+                batches=partial(make_dataset, batch_size=opts.batch_size, shuffle=True, augment=opts.augment,
+                                flow_input=rep.representation == "flow", seed=opts.seed))
+    report_path = run / "export_report.json"
+    report = read_json(report_path) if report_path.exists() else {}
+    results = {}
+    for name in formats:
+        fmt = FORMATS[name]
+        with console.status(f"exporting {name}"):
+            path, info = write_export(model, fmt, run, x_train, y_train, q)
+            info["verification"] = {"inputs": desc, "held_out": held_out,
+                                    **verify_export(path, fmt, reference, x_ver, y_ver, classes)}
+        v = info["verification"]
+        size = f"{info['bytes'] / 1e6:.2f} MB" if info["bytes"] >= 1e5 else f"{info['bytes'] / 1e3:.1f} kB"
+        console.print(f"{path.name:<22} {size:>10} in {info['seconds']:6.1f} s   max |p - p_keras| "
+                      f"{v['max_abs_diff']:.2e}  agreement {v['argmax_agreement']:.3f}  UF1 {v['uf1_candidate']:.3f} "
+                      f"(Keras {v['uf1_reference']:.3f})", highlight=False, soft_wrap=True)
+        if info.get("float_fallback"):
+            console.print(f"  [yellow]integer-only conversion refused ({info['float_fallback']}); float ops allowed[/]",
+                          soft_wrap=True)
+        if info.get("float_ops"):
+            console.print(f"  [yellow]ops left in float:[/] {', '.join(info['float_ops'])}", soft_wrap=True)
+        if fmt.quant in ("int8", "qat") and v["uf1_drop_points"] > INT8_UF1_BUDGET_POINTS:
+            console.print(f"  [yellow]UF1 {v['uf1_drop_points']:.1f} points below Keras (budget "
+                          f"{INT8_UF1_BUDGET_POINTS:.0f})[/]")
+        results[name] = {"path": str(path), **info}
+        report[path.name] = info
+        meta.setdefault("files", {})[path.name] = {k: v for k, v in info.items() if k != "verification"}
+        atomic.write_json(report_path, report)
+        atomic.write_json(run / "metadata.json", meta)  # after every file: metadata always matches the disk
+    return results

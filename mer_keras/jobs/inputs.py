@@ -1,0 +1,141 @@
+"""The data-to-inputs steps every job shares: load a dataset, preprocess it through the cache,
+stack the network inputs.
+
+Console output (progress bars, what was loaded and skipped) happens here, not in the library.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+import numpy as np
+
+from mer_keras.data.pipeline import RepresentationConfig, build_inputs, image_inputs, prepare
+from mer_keras.data.records import Dataset
+from mer_keras.errors import DataError, OptionError
+from mer_keras.preprocess.cache import default_cache_dir
+
+
+def progress_bar(console):
+    """A rich progress display with a description, bar, m/n count, info field and elapsed time."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(TextColumn("{task.description:<22}"), BarColumn(), MofNCompleteColumn(),
+                    TextColumn("{task.fields[info]}"), TimeElapsedColumn(), console=console, transient=False)
+
+
+@dataclass(frozen=True)
+class DataRequest:
+    """Which dataset a job reads (the data fields of a job's options).
+
+    Attributes:
+        data: a name of :data:`mer_keras.data.datasets.DATASETS`. root: its folder or manifest CSV.
+        protocol: ``loso``, ``composite`` or ``cross``; test_data / test_root: the cross protocol's
+            test database. strict: stop at the first bad record. apex: apex policy for sheets
+            without one. subjects, clips, seed, faces: the synthetic set. cache_dir: cache root.
+    """
+
+    data: str = "synthetic"
+    root: str | None = None
+    protocol: str = "loso"
+    test_data: str | None = None
+    test_root: str | None = None
+    strict: bool = False
+    apex: str = "midpoint"
+    subjects: int = 12
+    clips: int = 20
+    seed: int = 0
+    faces: str | None = None
+    cache_dir: str | None = None
+
+    @classmethod
+    def of(cls, opts) -> "DataRequest":
+        """The data fields of any job's options object (fields it lacks keep their defaults)."""
+        from dataclasses import fields
+
+        return cls(**{f.name: getattr(opts, f.name) for f in fields(cls) if hasattr(opts, f.name)})
+
+
+def load_data(req: DataRequest, console) -> Dataset:
+    """Step *load data*: the synthetic default, a database, the composite, a manifest, or the
+    cross-database pair (``protocol == "cross"``).
+
+    Raises:
+        OptionError: options that do not fit the protocol. DataError, MissingFileError: bad data.
+    """
+    from mer_keras.data.database import describe
+    from mer_keras.data.datasets import load_cross, load_dataset
+
+    if req.protocol == "cross":
+        if not req.data or req.data == "synthetic" or not req.test_data:
+            raise OptionError("--protocol cross needs --data TRAIN_DB and --test-data TEST_DB")
+        ds = load_cross(req.data, req.root, req.test_data, req.test_root, req.strict, req.apex)
+        n_test = sum(s.database in ds.test_databases for s in ds.samples)
+        console.print(f"cross-database: train {req.data} ({len(ds.samples) - n_test} clips) -> test {req.test_data} "
+                      f"({n_test} clips) in classes {', '.join(ds.classes)}", soft_wrap=True)
+        return ds
+    if req.protocol == "composite" and req.data != "composite":
+        raise OptionError("--protocol composite runs on --data composite")
+    if req.data == "synthetic":
+        from mer_keras.data.synthetic import SyntheticConfig
+
+        cfg = SyntheticConfig(subjects=req.subjects, clips_per_subject=req.clips, seed=req.seed)
+        with progress_bar(console) as prog:
+            task = prog.add_task("synthetic clips", total=cfg.subjects * cfg.clips_per_subject, info="")
+            ds = load_dataset("synthetic", cache_dir=req.cache_dir, synthetic=cfg, faces=req.faces,
+                              progress=lambda d, t: prog.update(task, completed=d))
+            prog.update(task, completed=len(ds.samples))
+        console.print(f"synthetic data: {len(ds.samples)} clips of {cfg.subjects} subjects, cached at {ds.root}",
+                      soft_wrap=True)
+        return ds
+    ds = load_dataset(req.data, req.root, strict=req.strict, apex_policy=req.apex, cache_dir=req.cache_dir)
+    console.print(f"{ds.name}: {len(ds.samples) + len(ds.images)} samples of {len(ds.subjects)} subjects in classes "
+                  f"{', '.join(ds.classes)}; {len(ds.skipped)} skipped", soft_wrap=True)
+    for where, why in ds.skipped[:5]:
+        console.print(f"  skipped {describe(where, why)}", soft_wrap=True, highlight=False)
+    for db, c in ds.counts.items():
+        console.print(f"  {db}: {c}", highlight=False)
+    return ds
+
+
+@dataclass
+class Inputs:
+    """The network inputs of a dataset's records, in ``Dataset.rows`` order.
+
+    Attributes:
+        x: (N, *input_shape) float32 in [0, 255]. y: (N,) int class indices into ``classes``.
+    """
+
+    x: np.ndarray
+    y: np.ndarray
+
+
+def build_dataset_inputs(ds: Dataset, rep: RepresentationConfig, console, cache_dir=None, workers: int = 1,
+                         strict: bool = False) -> Inputs:
+    """Step *build inputs*: preprocess every clip (through the cache) and stack the inputs of ``ds``.
+
+    Clips that fail preprocessing (no face, unreadable frames) are dropped from ``ds.samples``
+    and added to ``ds.skipped`` (fatal with ``strict``).
+
+    Raises:
+        DataError: a bad clip with ``strict``, or image rows for a sequence model.
+    """
+    cache = default_cache_dir(cache_dir)
+    with progress_bar(console) as prog:
+        task = prog.add_task(f"{rep.representation}", total=len(ds.samples), info="")
+        errors = prepare(ds.samples, rep, cache, workers=workers, progress=lambda d, t: prog.update(task, completed=d))
+    if errors:
+        first = min(errors)
+        if strict:
+            raise DataError(f"{ds.samples[first].source or ds.samples[first].key}: {errors[first]}")
+        ds.skipped += [(ds.samples[i].source or ds.samples[i].key, errors[i]) for i in sorted(errors)]
+        ds.samples = [s for i, s in enumerate(ds.samples) if i not in errors]
+        console.print(f"{len(errors)} clip(s) skipped in preprocessing, e.g. {errors[first]}", soft_wrap=True)
+    rows = ds.rows
+    x = build_inputs(ds.samples, rep, cache_dir=cache)
+    if ds.images:
+        if rep.representation == "sequence":
+            raise DataError(f"{ds.name}: precomputed image rows cannot feed the sequence representation; give "
+                            "frame folders or videos")
+        x = np.concatenate([x, image_inputs([r.path for r in ds.images], rep.size, rep.channels)])
+    y = np.array([ds.classes.index(r["label"]) for r in rows])
+    return Inputs(x, y)

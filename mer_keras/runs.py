@@ -1,0 +1,199 @@
+"""The run folder: its layout, and the one place that reads and writes it.
+
+A run folder ``<out>/<YYYYmmdd-HHMMSS>-<model>-<dataset>[-k]`` holds:
+
+* ``config.json``: every option of the job, the representation, dataset, classes and subjects
+  (written first);
+* ``folds/<subject>.json``: one per finished fold (written atomically as the fold ends), so a
+  killed run resumes where it stopped;
+* ``backup/<fold>/``: the fold in progress (Keras ``BackupAndRestore``), removed at the end;
+* ``skipped.csv``: records left out, and why;
+* ``results.json``, ``predictions.csv``, ``confusion_matrix.png``: the protocol's pooled report;
+* ``model.keras``, ``model_fp32.tflite``, ``model_int8.tflite``, ``export_report.json``: the final
+  model and its exports; ``metadata.json`` last: its presence marks a complete run.
+
+Every file is written atomically (:mod:`mer_keras.atomic`).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from mer_keras import atomic
+from mer_keras.errors import MissingFileError, RunFolderError
+
+#: Files of a run's final model, copied into a merged run from the run that fitted it.
+FINAL_MODEL_FILES = ("model.keras", "metadata.json", "model_fp32.tflite", "model_int8.tflite", "export_report.json")
+
+
+def run_dir_name(out: str | Path, model: str, dataset: str, when: float | None = None, k: int = 1) -> Path:
+    """The path ``<out>/<YYYYmmdd-HHMMSS>-<model>-<dataset>`` (with ``-k`` for k > 1), not created."""
+    base = Path(out) / f"{time.strftime('%Y%m%d-%H%M%S', time.localtime(when))}-{model}-{dataset}"
+    return base if k == 1 else base.with_name(f"{base.name}-{k}")
+
+
+def make_run_dir(out: str | Path, model: str, dataset: str, when: float | None = None) -> Path:
+    """A new, unique run folder ``<out>/<YYYYmmdd-HHMMSS>-<model>-<dataset>[-k]`` (time ``when``, default now)."""
+    return new_run(out, model, dataset, when)[0].path
+
+
+def new_run(out: str | Path, model: str, dataset: str, when: float | None = None) -> tuple["RunFolder", int]:
+    """Create a new, unique run folder; returns it and its ``k`` (1 for the plain name)."""
+    k = 1
+    while run_dir_name(out, model, dataset, when, k).exists():
+        k += 1
+    path = run_dir_name(out, model, dataset, when, k)
+    path.mkdir(parents=True)
+    return RunFolder(path), k
+
+
+@dataclass(frozen=True)
+class RunFolder:
+    """One run folder (see the module docstring for its layout).
+
+    Attributes:
+        path: the folder.
+    """
+
+    path: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "path", Path(self.path))
+
+    # -- config ------------------------------------------------------------------------------
+    def read_config(self, context: str = "") -> dict:
+        """``config.json`` as a dict.
+
+        Raises:
+            MissingFileError: no config.json (``context`` prefixes the message). RunFolderError: not JSON.
+        """
+        path = self.path / "config.json"
+        if not path.is_file():
+            raise MissingFileError(f"{context}{self.path}: no config.json (not a run folder)")
+        try:
+            return json.loads(path.read_text())
+        except json.JSONDecodeError as exc:
+            raise RunFolderError(f"{path}: not readable JSON ({exc})") from None
+
+    def write_config(self, config: dict) -> None:
+        atomic.write_json(self.path / "config.json", config)
+
+    @property
+    def complete(self) -> bool:
+        """Whether the final model's ``metadata.json`` (written last) exists."""
+        return (self.path / "metadata.json").exists()
+
+    # -- folds -------------------------------------------------------------------------------
+    def fold_file(self, fold_name: str) -> Path:
+        """``RUN/folds/<subject>.json`` (a ``/`` in the fold name becomes ``__``)."""
+        return self.path / "folds" / (fold_name.replace("/", "__") + ".json")
+
+    def write_fold(self, fold_name: str, classes: Sequence[str], test_keys: Sequence[str], labels: Sequence[str],
+                   probabilities: np.ndarray, row: dict) -> None:
+        """Record one finished fold: its test clips, their labels and probabilities, and its metrics row."""
+        atomic.write_json(self.fold_file(fold_name), {
+            "subject": fold_name, "classes": list(classes), "test_keys": list(test_keys), "labels": list(labels),
+            "probabilities": np.asarray(probabilities).tolist(), "row": row})
+
+    def read_folds(self, context: str = "not a fold file") -> dict[str, dict]:
+        """Every finished fold: ``{fold name: fold dict}`` (keys subject, classes, test_keys, labels,
+        probabilities, row), checked for shape.
+
+        Raises:
+            RunFolderError: a fold file that is unreadable, lacks a key, whose lengths disagree, or
+                whose name differs from the fold it holds (the message names the file).
+        """
+        folds = {}
+        for path in sorted((self.path / "folds").glob("*.json")):
+            try:
+                fold = json.loads(path.read_text())
+                name = fold["subject"]
+                n = len(fold["test_keys"])
+                fold["row"]  # noqa: B018  (required)
+                if len(fold["probabilities"]) != n or len(fold.get("labels", [None] * n)) != n:
+                    raise RunFolderError(f"{path}: its test keys, labels and probabilities differ in length")
+            except (json.JSONDecodeError, KeyError, TypeError) as exc:
+                raise RunFolderError(f"{path}: {context} ({type(exc).__name__}: {exc})") from None
+            if self.fold_file(name) != path:
+                raise RunFolderError(f"{path}: holds fold {name!r}, not the fold its name says")
+            folds[name] = fold
+        return folds
+
+    def completed_folds(self, test_keys: dict[str, list[str]], classes: Sequence[str] = ()) -> dict[str, dict]:
+        """Finished folds of an interrupted run, checked against the data as it is now (resume).
+
+        Args:
+            test_keys: {fold name: the test clips' keys} of the folds the data gives now.
+            classes: the data's classes.
+        Returns:
+            {fold name: {"probabilities": (n_test, K) float32, "row": dict}}.
+        Raises:
+            RunFolderError: a fold file unreadable, of an unknown fold, or whose test clips or
+                classes differ from the data now.
+        """
+        completed = {}
+        for name, saved in self.read_folds("not a fold file of this run").items():
+            path = self.fold_file(name)
+            if name not in test_keys:
+                raise RunFolderError(f"{path}: not a fold file of this run (KeyError: {name!r})")
+            if saved["test_keys"] != list(test_keys[name]):
+                raise RunFolderError(f"{path}: its test clips differ from the data now (the data changed since the "
+                                     "run started)")
+            if classes and saved.get("classes", list(classes)) != list(classes):
+                raise RunFolderError(f"{path}: its classes {saved['classes']} differ from the data's {list(classes)}")
+            completed[name] = {"probabilities": np.asarray(saved["probabilities"], np.float32), "row": saved["row"]}
+        return completed
+
+    # -- backups -----------------------------------------------------------------------------
+    @property
+    def backup_root(self) -> Path:
+        """``RUN/backup``: per-fold training backups (``<fold>``, ``final``)."""
+        return self.path / "backup"
+
+    def remove_backups(self) -> None:
+        shutil.rmtree(self.backup_root, ignore_errors=True)
+
+    # -- reports -----------------------------------------------------------------------------
+    def write_skipped(self, skipped: Sequence[tuple[str, str]]) -> None:
+        """``skipped.csv``: (where, why) of every record left out."""
+        import pandas as pd
+
+        with atomic.atomic_path(self.path / "skipped.csv") as tmp:
+            pd.DataFrame(list(skipped), columns=["where", "why"]).to_csv(tmp, index=False)
+
+    def write_results(self, info: dict, report: dict, rows: Sequence[dict], probs: np.ndarray,
+                      fold_rows: Sequence[dict], title: str) -> dict:
+        """Write a protocol's pooled report: ``results.json``, ``predictions.csv``, ``confusion_matrix.png``.
+
+        Args:
+            info: run description copied into results.json (model, dataset, protocol, ...).
+            report: the protocol's report (:meth:`mer_keras.data.protocols.Protocol.report`).
+            rows: per record {"subject", "clip", "database", "label"}; probs: (N, K) float32, NaN
+                rows for records in no finished fold.
+            fold_rows: one dict per finished fold. title: the confusion matrix's title.
+        Returns:
+            The results dict as written.
+        """
+        import pandas as pd
+
+        from mer_keras.metrics import plot_confusion_matrix
+
+        classes = report["classes"]
+        tested = ~np.isnan(probs).any(1)
+        pred = np.where(tested, np.nan_to_num(probs).argmax(1), -1)
+        pred_rows = [{**r, "prediction": classes[pred[i]],
+                      **{f"p_{c}": float(probs[i, k]) for k, c in enumerate(classes)}}
+                     for i, r in enumerate(rows) if tested[i]]
+        with atomic.atomic_path(self.path / "predictions.csv") as tmp:
+            pd.DataFrame(pred_rows).to_csv(tmp, index=False)
+        results = {**info, **report, "folds": list(fold_rows)}
+        atomic.write_json(self.path / "results.json", results)
+        plot_confusion_matrix(report["confusion_matrix"], classes, self.path / "confusion_matrix.png", title=title)
+        return results
