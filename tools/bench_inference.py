@@ -12,7 +12,8 @@ import time
 import numpy as np
 
 import mer_keras  # noqa: F401
-from mer_keras.export.tflite import TFLiteModel, convert
+from mer_keras.export.tflite import convert
+from mer_keras.runtime.tflite import TFLiteModel
 from mer_keras.registry import create_model, get_spec
 
 

@@ -1,6 +1,6 @@
 """Training throughput (samples per second) of registered models on random inputs.
 
-Runs the project's own trainer (:func:`mer_keras.train.trainer.fit_model`, so multi-output
+Runs the project's own trainer (:func:`mer_keras.train.fit.fit_model`, so multi-output
 models train with their auxiliary losses) for two epochs and times the second.
 
 Usage: python tools/bench_train.py [--model learnet [--model vgg16 ...]] [--batch-size 32] [--steps 20]
@@ -16,7 +16,8 @@ import numpy as np
 import mer_keras  # noqa: F401
 from mer_keras._keras import keras
 from mer_keras.registry import get_spec, list_models
-from mer_keras.train.trainer import TrainConfig, fit_model, releasing_fit_memory
+from mer_keras.train.fit import TrainConfig, fit_model
+from mer_keras.train.memory import releasing_fit_memory
 
 
 class EpochTimer(keras.callbacks.Callback):

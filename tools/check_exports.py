@@ -22,12 +22,12 @@ from mer_keras.export.formats import FORMATS
 from mer_keras.export.quantize import calibrate_ranges, quantize_aware
 from mer_keras.export.tflite import convert_checked
 from mer_keras.registry import create_model, inference_model, list_models
-from mer_keras.train.run import representation_config
+from mer_keras.registry import get_spec
 
 
 def check(name: str) -> list[dict]:
     """One row per format for model ``name``: {"format", "bytes", "float_ops", "seconds", ...}."""
-    rep = representation_config(name, None)
+    rep = get_spec(name).data_config()
     model = inference_model(create_model(name, 3, input_shape=rep.input_shape))
     x = np.random.default_rng(0).uniform(0, 255, (8, *rep.input_shape)).astype(np.float32)
     rows = []

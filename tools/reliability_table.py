@@ -1,9 +1,9 @@
-"""Run every bad input of ``tests/test_bad_inputs.py`` and print the outcomes as a Markdown table.
+"""Run every bad input of ``tests/robustness/test_bad_inputs.py`` and print the outcomes as a Markdown table.
 
     python tools/reliability_table.py > reliability_bad_inputs.md
     python tools/reliability_table.py --keep /tmp/corpus      # keep the generated corpus there
 
-The corrupted-file corpus is generated into a temporary folder (``tests/corrupt.py``), each case
+The corrupted-file corpus is generated into a temporary folder (``tests/helpers/corrupt.py``), each case
 of :data:`test_bad_inputs.CASES` is run against its entry point exactly as the test does, and one
 row is printed per case: the bad input, the entry point, the outcome (exit code, "skipped" for a
 bad clip left out without ``--strict``, or the exception a library call raised) and the first
@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT))  # the tests package: the corpus and its cases
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("GLOG_minloglevel", "2")
 
@@ -54,8 +54,8 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     import mer_keras  # noqa: F401  (selects tf_keras before TensorFlow loads)
-    from corrupt import build_corpus
-    from test_bad_inputs import CASES, Runner, message_line, problems
+    from tests.helpers.corrupt import build_corpus
+    from tests.robustness.test_bad_inputs import CASES, Runner, message_line, problems
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(args.keep) if args.keep else Path(tmp) / "corpus"

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from mer_keras import create_model, list_models, load_model
-from mer_keras.export.tflite import TFLiteModel, convert
+from mer_keras.export.tflite import convert
+from mer_keras.runtime.tflite import TFLiteModel
 from mer_keras.registry import get_spec, inference_model
 
 
@@ -43,7 +44,7 @@ def test_registry_errors():
 
 
 def test_load_model_rejects_truncated_and_foreign_files(tmp_path):
-    from mer_keras.models.io import ModelFileError
+    from mer_keras.errors import ModelFileError
 
     model = create_model("learnet", 3)
     good = tmp_path / "m.keras"
@@ -58,10 +59,21 @@ def test_load_model_rejects_truncated_and_foreign_files(tmp_path):
         TFLiteModel(bad)
 
 
-def test_edge_model_does_not_import_tensorflow():
+def test_edge_and_runtime_do_not_import_tensorflow():
+    """``import edge.pipeline, edge.run`` loads no TensorFlow and no package code that needs it, and
+    ``mer_keras.runtime`` (the TFLite wrapper and metadata schema edge shares) loads no TensorFlow."""
     import subprocess
     import sys
 
-    code = "import sys, edge.model; assert 'tensorflow' not in sys.modules and 'mer_keras' not in sys.modules; print('ok')"
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert res.returncode == 0 and "ok" in res.stdout, res.stderr
+    checks = {"edge.pipeline, edge.run": ("tensorflow", "tf_keras", "mer_keras.train", "mer_keras.models",
+                                          "mer_keras.registry"),
+              "mer_keras.runtime.tflite, mer_keras.runtime.metadata": ("tensorflow", "tf_keras")}
+    code = ("import sys\n"
+            "import {modules}\n"
+            "loaded = sorted(m for m in sys.modules if any(m == f or m.startswith(f + '.') for f in {banned!r}))\n"
+            "assert not loaded, loaded\n"
+            "print('ok')\n")
+    for modules, banned in checks.items():
+        res = subprocess.run([sys.executable, "-c", code.format(modules=modules, banned=banned)],
+                             capture_output=True, text=True, timeout=120)
+        assert res.returncode == 0 and "ok" in res.stdout, (modules, res.stderr[-2000:])

@@ -4,16 +4,19 @@ LEARNet on dynamic images is well above chance and clearly beats the same networ
 import numpy as np
 
 from mer_keras.data.pipeline import RepresentationConfig, build_inputs
+from mer_keras.data.protocols import LOSO
 from mer_keras.data.synthetic import CLASSES, SyntheticConfig, synthetic_dataset
-from mer_keras.train.metrics import compute_metrics
-from mer_keras.train.trainer import TrainConfig, run_loso
+from mer_keras.train.fit import TrainConfig
+from mer_keras.train.folds import run_folds
+from mer_keras.metrics import compute_metrics
 
 
 def _loso_uf1(samples, representation, cache_dir):
     x = build_inputs(samples, RepresentationConfig(representation=representation), cache_dir=cache_dir)
     y = np.array([CLASSES.index(s.label) for s in samples])
     groups = [s.subject for s in samples]
-    out = run_loso(x, y, groups, CLASSES, TrainConfig(epochs=80, batch_size=16, seed=0), only=["sub01", "sub02"])
+    folds = LOSO().folds(groups, only=["sub01", "sub02"])
+    out = run_folds(x, y, folds, CLASSES, TrainConfig(epochs=80, batch_size=16, seed=0))
     tested = ~np.isnan(out["probabilities"]).any(1)
     return compute_metrics(y[tested], out["probabilities"][tested].argmax(1), CLASSES)
 

@@ -5,8 +5,10 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from mer_keras.data.synthetic import (AU_COMBINATIONS, CLASSES, SyntheticConfig, bundled_face_photos,
-                                      load_samples, make_subjects, render_clip, synthetic_dataset)
+from mer_keras.data.synthetic import (AU_MOTION, CLASSES, SyntheticConfig, bundled_face_photos, load_samples,
+                                      make_subjects, render_clip, synthetic_dataset)
+from mer_keras.facs import AU_COMBINATIONS, AU_VOCABULARY
+from mer_keras.preprocess.cache import default_cache_dir
 from mer_keras.preprocess.face import FaceMeshLandmarker
 
 
@@ -75,6 +77,22 @@ def test_motion_is_small_and_where_the_au_is():
         if found == {"surprise", "positive"}:
             break
     assert found == {"surprise", "positive"}
+
+
+def test_every_class_prototype_is_rendered_and_predicted():
+    """The emotion <-> AU table covers the generator's classes, and each of its AUs has a motion to
+    render and an output of the AU heads to learn it."""
+    assert tuple(AU_COMBINATIONS) == CLASSES
+    aus = {au for combos in AU_COMBINATIONS.values() for combo in combos for au in combo}
+    assert aus <= set(AU_MOTION) and aus <= set(AU_VOCABULARY)
+
+
+def test_cache_dir_is_argument_then_environment_then_home(monkeypatch, tmp_path):
+    monkeypatch.setenv("MER_CACHE_DIR", str(tmp_path / "env"))
+    assert default_cache_dir(tmp_path / "arg") == tmp_path / "arg"
+    assert default_cache_dir() == tmp_path / "env"
+    monkeypatch.delenv("MER_CACHE_DIR")
+    assert default_cache_dir() == Path.home() / ".cache" / "mer_keras"
 
 
 def test_default_has_ten_or_more_subjects():

@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from db_fixtures import CASME2_GOOD, make_casme2, make_samm, make_smic
+from tests.helpers.db_fixtures import CASME2_GOOD, make_casme2, make_samm, make_smic
 from mer_keras.data import casme2, composite, manifest, samm, smic
 from mer_keras.data.pipeline import RepresentationConfig, build_inputs
 from mer_keras.data.sheets import parse_aus, parse_frame_number
@@ -189,7 +189,7 @@ def test_missing_root_is_one_clear_error(tmp_path, monkeypatch):
 
 
 def test_other_sheet_databases(tmp_path, tiny_synthetic):
-    from db_fixtures import make_4dme, make_casme, make_casme3, make_mmew
+    from tests.helpers.db_fixtures import make_4dme, make_casme, make_casme3, make_mmew
     from mer_keras.data import casme, casme3, fourdme, mmew
 
     _, samples = tiny_synthetic
@@ -257,7 +257,7 @@ def test_protocol_checks(trees, tmp_path):
 def test_prepare_and_train_on_every_fixture_tree(db, tmp_path, tiny_synthetic, cache_dir):
     from typer.testing import CliRunner
 
-    import db_fixtures as fx
+    import tests.helpers.db_fixtures as fx
     from mer_keras.cli.main import app
 
     _, samples = tiny_synthetic
@@ -300,7 +300,7 @@ def test_manifest_video_rows(tmp_path, tiny_synthetic):
 
 
 def test_casme_sq_records(tmp_path, tiny_synthetic):
-    from db_fixtures import make_casme_sq
+    from tests.helpers.db_fixtures import make_casme_sq
     from mer_keras.data import casme_sq
 
     _, samples = tiny_synthetic

@@ -30,10 +30,9 @@ from typing import Callable
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from corrupt import MANIFEST_ROWS, Corpus, bad_rows, build_corpus  # noqa: E402
+from tests.helpers.corrupt import MANIFEST_ROWS, Corpus, bad_rows, build_corpus
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 #: Expected outcome of a bad clip without ``--strict``: listed as skipped, the command goes on.
 SKIPPED = "skipped"
@@ -109,7 +108,7 @@ def _load_model(rel: str) -> Callable:
 
 
 def _cases() -> list[Case]:
-    from mer_keras.models.io import ModelFileError
+    from mer_keras.errors import ModelFileError
     from mer_keras.preprocess.face import FaceNotFoundError
 
     prepare = ["data", "prepare", "casme2", "--cache-dir", "{c}/cache", "--root"]
@@ -207,7 +206,7 @@ def _cases() -> list[Case]:
         Case("folder without model.keras", "call", _load_model("runs/not_a_run"), ModelFileError,
              "{c}/runs/not_a_run/model.keras", "no model at"),
         Case("truncated .tflite", "call",
-             _call("mer_keras.export.tflite.TFLiteModel", lambda f, c: f(c / "models/tflite/truncated.tflite")),
+             _call("mer_keras.runtime.tflite.TFLiteModel", lambda f, c: f(c / "models/tflite/truncated.tflite")),
              ValueError, "{c}/models/tflite/truncated.tflite", "not a loadable TFLite model"),
         # model files, CLI
         Case("run whose model.keras is truncated", "cli", ["export", "{c}/runs/truncated_model"], 2,

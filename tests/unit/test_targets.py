@@ -5,8 +5,11 @@ import pytest
 
 from mer_keras import create_model
 from mer_keras._keras import keras, tf
-from mer_keras.train.targets import AU_VOCABULARY, au_centre_loss, au_targets, aux_losses_for, build_targets
-from mer_keras.train.trainer import TrainConfig, fit_model, initialise_from, predict_proba
+from mer_keras.facs import AU_VOCABULARY
+from mer_keras.models.inference import predict_proba
+from mer_keras.train.fit import TrainConfig, fit_model
+from mer_keras.train.targets import au_centre_loss, au_targets, aux_losses_for, build_targets
+from mer_keras.train.transfer import initialise_from
 
 
 def test_au_targets_are_multi_hot_with_a_mask():

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from mer_keras.train.metrics import compute_metrics, plot_confusion_matrix
+from mer_keras.metrics import compute_metrics, plot_confusion_matrix
 
 
 def test_uf1_uar_by_hand():
@@ -36,7 +36,7 @@ def test_errors():
 
 
 def test_class_weights_cover_every_class_even_if_absent_from_the_fold():
-    from mer_keras.train.trainer import balanced_class_weight
+    from mer_keras.data.weights import balanced_class_weight
 
     w = balanced_class_weight(np.array([0, 0, 0, 2]), 3)
     assert set(w) == {0, 1, 2} and w[1] == 1.0

@@ -122,7 +122,7 @@ def test_a_finished_folds_run_is_complete(tmp_path, cache_dir):
 
 def test_mixed_precision_keeps_float32_outputs_and_exports(tmp_path, cache_dir):
     from mer_keras.registry import create_model, get_spec, list_models
-    from mer_keras.train.trainer import precision_policy
+    from mer_keras.train.determinism import precision_policy
 
     with precision_policy(True):
         for name in list_models():
@@ -155,7 +155,9 @@ def test_loso_frees_every_fold_model():
     from tensorflow.python.framework import func_graph
 
     from mer_keras._keras import gradient_registry
-    from mer_keras.train.trainer import TrainConfig, run_loso
+    from mer_keras.data.protocols import LOSO
+    from mer_keras.train.fit import TrainConfig
+    from mer_keras.train.folds import run_folds
 
     def train_graphs() -> int:
         gc.collect()
@@ -166,7 +168,7 @@ def test_loso_frees_every_fold_model():
     y = np.array([0, 1, 2] * 3)
     groups = [f"s{i // 3}" for i in range(9)]
     before_graphs, before_keys = train_graphs(), set(gradient_registry())
-    out = run_loso(x, y, groups, ["a", "b", "c"], TrainConfig(model="ststnet", epochs=1, batch_size=4))
+    out = run_folds(x, y, LOSO().folds(groups), ["a", "b", "c"], TrainConfig(model="ststnet", epochs=1, batch_size=4))
     assert len(out["folds"]) == 3 and np.isfinite(out["probabilities"]).all()
     assert train_graphs() == before_graphs
     assert set(gradient_registry()) == before_keys

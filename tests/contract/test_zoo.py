@@ -130,7 +130,8 @@ def test_custom_layers_serialize(tmp_path):
 
 
 def test_recurrent_models_convert_with_a_static_batch():
-    from mer_keras.export.tflite import TFLiteModel, convert
+    from mer_keras.export.tflite import convert
+    from mer_keras.runtime.tflite import TFLiteModel
 
     inputs = keras.Input((3, 8, 8, 2))
     x = keras.layers.ConvLSTM2D(4, 3, padding="same")(inputs)

@@ -8,8 +8,8 @@ from typer.testing import CliRunner
 
 from mer_keras.cli.main import app
 from mer_keras.export.formats import FORMAT_NAMES, FORMATS, TFLITE_QUANTS, find_format
-from mer_keras.export.metadata import sha256_file
 from mer_keras.registry import create_model, inference_model, list_models
+from mer_keras.runtime.metadata import sha256_file
 
 runner = CliRunner()
 
@@ -30,10 +30,10 @@ def test_formats_table_drives_the_choices():
 @pytest.mark.parametrize("name", list_models())
 def test_every_zoo_layer_has_a_qat_decision(name):
     from mer_keras.export.quantize import LAYER_POLICY, qat_plan
-    from mer_keras.train.run import representation_config
+    from mer_keras.registry import get_spec
 
     options = {"variant": "small"} if name == "htnet" else {}  # same layer types, a fraction of the weights
-    model = inference_model(create_model(name, 3, input_shape=representation_config(name, None).input_shape,
+    model = inference_model(create_model(name, 3, input_shape=get_spec(name).data_config().input_shape,
                                          **options))
     plan = qat_plan(model)
     covered = set(plan.default) | set(plan.output) | set(plan.passthrough) | set(plan.float_in_qat)
@@ -54,8 +54,9 @@ def test_a_layer_without_a_decision_is_refused():
 
 
 def test_qat_model_keeps_the_float_weights_and_converts_to_full_integer():
-    from mer_keras.export.quantize import float_ops, quantize_aware
-    from mer_keras.export.tflite import TFLiteModel, convert
+    from mer_keras.export.quantize import quantize_aware
+    from mer_keras.export.tflite import convert, float_ops
+    from mer_keras.runtime.tflite import TFLiteModel
 
     model = inference_model(create_model("au_convlstm", 3))  # custom layers, TimeDistributed, weighted sums
     qat, plan = quantize_aware(model)
@@ -116,6 +117,18 @@ def test_export_all_formats_writes_verifies_and_records(tiny_flow_run):
     assert window["fps"] == 100.0 and 2 <= window["frames"] <= 60 and window["stride_frames"] >= 1
 
 
+def test_qat_export_needs_the_callers_training_batches(tmp_path):
+    """The export library builds no training pipeline: QAT without QATOptions.batches is refused, before any work."""
+    from mer_keras.export.exporter import QATOptions, write_export
+
+    model = inference_model(create_model("ststnet", 3))
+    x, y = np.zeros((4, 28, 28, 3), np.float32), np.array([0, 1, 2, 0])
+    for qat in (None, QATOptions(epochs=1)):
+        with pytest.raises(ValueError, match="tflite_qat needs QATOptions.batches"):
+            write_export(model, FORMATS["tflite_qat"], tmp_path, x, y, qat)
+    assert not list(tmp_path.iterdir())
+
+
 def test_export_refuses_an_unfinished_run_and_a_bad_combination(tiny_flow_run, tmp_path):
     res = runner.invoke(app, ["export", str(tmp_path)])
     assert res.exit_code == 2 and "not a finished run folder" in res.output
@@ -130,7 +143,7 @@ def test_every_zoo_model_converts_in_every_format(name):
     import sys
     from pathlib import Path
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools"))
     from check_exports import check
 
     rows = {r["format"]: r for r in check(name)}
@@ -146,7 +159,7 @@ def test_edge_docs_list_every_format_and_layer_decision():
 
     from mer_keras.export.quantize import LAYER_POLICY
 
-    doc = (Path(__file__).resolve().parents[1] / "docs" / "EDGE.md").read_text()
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "EDGE.md").read_text()
     for f in FORMATS.values():
         assert f"`{f.filename}" in doc and (f.quant is None or f"`{f.quant}`" in doc), f.name
     for layer in LAYER_POLICY:

@@ -13,7 +13,8 @@ def test_mirrored_two_replicas_train_on_split_cpu():
         import numpy as np
         import mer_keras
         from mer_keras.train.strategy import get_strategy, split_cpu
-        from mer_keras.train.trainer import TrainConfig, fit_model, predict_proba
+        from mer_keras.models.inference import predict_proba
+        from mer_keras.train.fit import TrainConfig, fit_model
         split_cpu(2)
         s = get_strategy("mirrored")
         assert s.num_replicas_in_sync == 2, s.num_replicas_in_sync
@@ -67,7 +68,7 @@ def test_two_local_workers_train_one_run_together(tmp_path, cache_dir):
     run = Path(runs[0])
     assert (run / "results.json").exists() and len(list((run / "folds").glob("*.json"))) == 3
     from mer_keras.models.io import load_model
-    from mer_keras.train.trainer import weights_fingerprint
+    from mer_keras.train.fit import weights_fingerprint
 
     assert prints[0][0].split()[-1] == weights_fingerprint(load_model(run / "model.keras"))
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 from typer.testing import CliRunner
 
-from db_fixtures import make_casme2
+from tests.helpers.db_fixtures import make_casme2
 from mer_keras.cli.main import app
 
 runner = CliRunner()

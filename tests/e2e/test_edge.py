@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 #: Run the edge runner in a fresh interpreter where TensorFlow and the training code cannot load.
 NO_TF = ("import runpy, sys\n"
@@ -47,9 +47,9 @@ def test_runner_matches_the_package_on_the_same_frames(tiny_flow_run, clip_video
     from edge.pipeline import WindowRunner, load, open_capture, read_frames
     from mer_keras.data.pipeline import sample_representation
     from mer_keras.data.records import Sample
+    from mer_keras.models.inference import predict_proba
     from mer_keras.models.io import load_model
     from mer_keras.preprocess.video import extract_frames
-    from mer_keras.train.trainer import predict_proba
 
     model, info = load(tiny_flow_run / "model_fp32.tflite")
     cap, fps, _ = open_capture(str(clip_video))
@@ -107,9 +107,9 @@ def test_every_representation_matches_the_package(rep, clip_video, tmp_path):
     from edge.pipeline import WindowRunner, load, open_capture, read_frames
     from mer_keras.data.pipeline import RepresentationConfig, sample_representation
     from mer_keras.data.records import Sample
+    from mer_keras.models.inference import predict_proba
     from mer_keras.models.io import load_model
     from mer_keras.preprocess.video import extract_frames
-    from mer_keras.train.trainer import predict_proba
 
     cfg = RepresentationConfig(**rep)
     folder = _tiny_model_folder(tmp_path / "model", cfg)
@@ -272,3 +272,16 @@ def test_parallel_windows_equal_one_worker(tiny_flow_run, clip_video, tmp_path, 
         assert summary["workers"] == int(workers)
         outputs[workers] = [json.loads(line) for line in out.read_text().splitlines()[:-1]]
     assert len(outputs["1"]) >= 3 and outputs["1"] == outputs["2"]
+
+
+def test_edge_requirements_match_the_edge_extra():
+    """edge/requirements.txt and pyproject.toml's [edge] extra pin the same packages with the same markers."""
+    import tomllib
+
+    from packaging.requirements import Requirement
+
+    lines = [line.split("#")[0].strip() for line in (ROOT / "edge" / "requirements.txt").read_text().splitlines()]
+    from_file = sorted(str(Requirement(line)) for line in lines if line)
+    extra = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]["edge"]
+    assert from_file == sorted(str(Requirement(r)) for r in extra)
+    assert any("aarch64" in r for r in from_file)

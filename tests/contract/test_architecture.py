@@ -1,0 +1,136 @@
+"""The house rules of the package's structure, read from the code's own imports (no import is run).
+
+* No import cycle, apart from the registry's plugin pattern (``registry`` loads ``models``,
+  whose modules register themselves with ``registry``).
+* Floors: ``cli -> jobs -> export / train -> models / runs -> data -> preprocess / runtime``; a
+  module imports only its own floor or the floors below it.
+* ``runtime`` and ``preprocess`` never import TensorFlow; the library never imports the ``edge``
+  application; ``export`` never imports ``train``.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+PACKAGE = ROOT / "mer_keras"
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imports_of(path: Path, modules: set[str] = frozenset()) -> set[str]:
+    """Every module imported anywhere in the file (top level and inside functions).
+
+    ``from package import submodule`` counts as an import of the submodule (when it is one of
+    ``modules``), not of the package's ``__init__``.
+    """
+    tree = ast.parse(path.read_text())
+    out = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            subs = {f"{node.module}.{a.name}" for a in node.names} & set(modules)
+            out.update(subs)
+            if len(subs) < len(node.names):
+                out.add(node.module)
+    return out
+
+
+def graph() -> dict[str, set[str]]:
+    modules = {module_name(p): p for p in PACKAGE.rglob("*.py")}
+    edges = {}
+    for name, path in modules.items():
+        edges[name] = {m for m in imports_of(path, set(modules)) if m in modules and m != name}
+    return edges
+
+
+def cycles(edges: dict[str, set[str]]) -> list[set[str]]:
+    """Strongly connected components with more than one module (Tarjan)."""
+    index, low, stack, on, out = {}, {}, [], set(), []
+
+    def visit(v):
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on.add(v)
+        for w in edges.get(v, ()):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = set()
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                comp.add(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                out.append(comp)
+
+    for v in edges:
+        if v not in index:
+            visit(v)
+    return out
+
+
+def is_plugin_cycle(comp: set[str]) -> bool:
+    """The registry's plugin loop: the registry, the models package and its model modules."""
+    return all(m == "mer_keras.registry" or m.startswith("mer_keras.models") for m in comp)
+
+
+def test_no_import_cycle_apart_from_the_registry_plugins():
+    bad = [sorted(c) for c in cycles(graph()) if not is_plugin_cycle(c)]
+    assert not bad, f"import cycles: {bad}"
+
+
+def test_the_cycle_finder_finds_a_cycle():
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [{"a", "b", "c"}]
+
+
+#: Floor of each part of the package (a module imports its floor or lower ones).
+FLOORS = {"cli": 7, "jobs": 6, "export": 5, "train": 5, "explain": 5, "models": 4, "layers": 4, "registry": 4,
+          "runs": 4, "data": 3, "facs": 2, "preprocess": 1, "runtime": 1, "metrics": 1, "atomic": 0, "errors": 0,
+          "_keras": 0, "": 8}
+
+
+def floor(module: str) -> int:
+    part = module.split(".")[1] if module.count(".") else ""
+    return FLOORS[part]
+
+
+def test_every_module_has_a_floor():
+    unknown = sorted({m.split(".")[1] for m in graph() if m.count(".") and m.split(".")[1] not in FLOORS})
+    assert not unknown, f"parts without a floor in FLOORS: {unknown}"
+
+
+def test_no_import_runs_up_a_floor():
+    # ``mer_keras`` itself (``__version__``, the tf_keras choice) runs before any submodule anyway.
+    up = sorted(f"{a} -> {b}" for a, targets in graph().items() for b in targets
+                if b != "mer_keras" and floor(b) > floor(a)
+                and not (a == "mer_keras.registry" and b.startswith("mer_keras.models")))
+    assert not up, "imports that run up a floor:\n" + "\n".join(up)
+
+
+@pytest.mark.parametrize("part", ["runtime", "preprocess"])
+def test_tf_free_parts_never_import_tensorflow(part):
+    for path in (PACKAGE / part).rglob("*.py"):
+        heavy = {m for m in imports_of(path) if m.split(".")[0] in ("tensorflow", "tf_keras", "keras")
+                 or m.startswith("mer_keras._keras") or m.startswith("mer_keras.train")}
+        assert not heavy, f"{path.relative_to(ROOT)} imports {sorted(heavy)}"
+
+
+def test_the_library_never_imports_the_edge_app_and_export_never_imports_train():
+    for path in PACKAGE.rglob("*.py"):
+        mods = imports_of(path)
+        assert not {m for m in mods if m == "edge" or m.startswith("edge.")}, path
+        if "export" in path.relative_to(PACKAGE).parts:
+            assert not {m for m in mods if m.startswith("mer_keras.train")}, path

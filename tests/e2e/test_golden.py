@@ -1,0 +1,39 @@
+"""The job-layer redesign changed no result: the same run folders, results.json, predictions and
+fold files as the code before it (commit 068fbd1) for the same seed.
+
+``tests/golden/*.json`` were captured from that code with ``python -m tests.helpers.golden
+capture`` (see :mod:`tests.helpers.golden`); here the same two runs go through today's code.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import golden
+
+GOLDEN = Path(__file__).resolve().parents[1] / "golden"
+
+
+@pytest.fixture(scope="module")
+def runs_now(tmp_path_factory):
+    work = tmp_path_factory.mktemp("golden")
+    cache = work / "cache"
+    manifest = golden.make_manifest(work / "manifest", cache)
+    return {"synthetic_default": golden.train(golden.SYNTHETIC_ARGS, work / "runs", cache),
+            "manifest": golden.train(golden.MANIFEST_ARGS + ["--root", str(manifest)], work / "runs", cache)}
+
+
+@pytest.mark.parametrize("name", ["synthetic_default", "manifest"])
+def test_run_folder_matches_the_code_before_the_redesign(runs_now, name):
+    expected = json.loads((GOLDEN / f"{name}.json").read_text())
+    diffs = golden.compare(expected, golden.summarise(runs_now[name]))
+    assert not diffs, f"{len(diffs)} difference(s):\n" + "\n".join(diffs[:30])
+
+
+def test_compare_sees_a_changed_probability():
+    a = {"folds": {"x.json": {"probabilities": [[0.5, 0.5]]}}}
+    b = {"folds": {"x.json": {"probabilities": [[0.5, 0.51]]}}}
+    assert golden.compare(a, a) == [] and golden.compare(a, b) == ["/folds/x.json/probabilities[0][1]: 0.5 != 0.51"]
