@@ -27,6 +27,22 @@ def tiny_synthetic(cache_dir):
 
 
 @pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory, cache_dir):
+    """The default job (LEARNet, synthetic set of 3 pseudo-subjects x 4 clips, seed 7, 2 epochs)
+    through the CLI in this process: (run folder, console output). It is also the synthetic run of
+    the before/after test (``tests/e2e/test_golden.py``)."""
+    from typer.testing import CliRunner
+
+    from mer_keras.cli.main import app
+    from tests.helpers.golden import SYNTHETIC_ARGS
+
+    out = tmp_path_factory.mktemp("runs")
+    res = CliRunner().invoke(app, ["train", *SYNTHETIC_ARGS, "--out", str(out), "--cache-dir", str(cache_dir)])
+    assert res.exit_code == 0, res.output
+    return res.output.strip().splitlines()[-1].strip(), res.output
+
+
+@pytest.fixture(scope="session")
 def tiny_flow_run(tmp_path_factory, cache_dir):
     """A finished ststnet run (flow input) on 3 pseudo-subjects x 4 clips, 2 epochs: its folder."""
     from pathlib import Path

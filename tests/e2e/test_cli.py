@@ -12,16 +12,6 @@ from mer_keras.cli.main import app
 runner = CliRunner()
 
 
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory, cache_dir):
-    out = tmp_path_factory.mktemp("runs")
-    res = runner.invoke(app, ["train", "--subjects", "3", "--clips", "4", "--seed", "7", "--epochs", "2",
-                              "--out", str(out), "--cache-dir", str(cache_dir)])
-    assert res.exit_code == 0, res.output
-    run = res.output.strip().splitlines()[-1].strip()
-    return run, res.output
-
-
 def test_train_writes_the_run_folder(tiny_run):
     from pathlib import Path
 

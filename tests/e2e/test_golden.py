@@ -2,7 +2,9 @@
 fold files as the code before it (commit 068fbd1) for the same seed.
 
 ``tests/golden/*.json`` were captured from that code with ``python -m tests.helpers.golden
-capture`` (see :mod:`tests.helpers.golden`); here the same two runs go through today's code.
+capture`` (see :mod:`tests.helpers.golden`), each run in a fresh process; here the same two runs
+go through today's code (the synthetic one is the shared ``tiny_run`` of this test session, run
+in-process).
 """
 
 from __future__ import annotations
@@ -18,11 +20,11 @@ GOLDEN = Path(__file__).resolve().parents[1] / "golden"
 
 
 @pytest.fixture(scope="module")
-def runs_now(tmp_path_factory):
+def runs_now(tmp_path_factory, tiny_run):
     work = tmp_path_factory.mktemp("golden")
     cache = work / "cache"
     manifest = golden.make_manifest(work / "manifest", cache)
-    return {"synthetic_default": golden.train(golden.SYNTHETIC_ARGS, work / "runs", cache),
+    return {"synthetic_default": Path(tiny_run[0]),
             "manifest": golden.train(golden.MANIFEST_ARGS + ["--root", str(manifest)], work / "runs", cache)}
 
 
