@@ -1,0 +1,209 @@
+"""The job steps one by one, without a training run: options schema, resolution, the command
+built from it, the run folder, data loading checks."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, fields
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from mer_keras.errors import MissingFileError, ModelFileError, OptionError, RunFolderError, UnknownNameError
+from mer_keras.jobs.schema import flag_name, from_config, option, validate
+from mer_keras.jobs.train import (TrainOptions, options_from_config, parse_aux_weights, parse_folds, resolve_options,
+                                  resume_options, train_config)
+from mer_keras.runs import RunFolder, new_run
+from mer_keras.train.config import TrainConfig
+
+
+@pytest.mark.parametrize("change, flag", [
+    ({"batch_size": 0}, "--batch-size 0"), ({"epochs": 0}, "--epochs 0"), ({"lr": 0.0}, "--lr 0.0"),
+    ({"lr": float("inf")}, "--lr inf"), ({"lr": float("nan")}, "--lr nan"), ({"workers": 0}, "--workers 0"),
+    ({"subjects": 1}, "--subjects 1"), ({"backup_minutes": -1.0}, "--backup-minutes -1.0"),
+    ({"epochs": "ten"}, "--epochs 'ten'"), ({"epochs": True}, "--epochs True"),
+    ({"model": "nope"}, "--model 'nope'"), ({"protocol": "kfold"}, "--protocol 'kfold'"),
+])
+def test_bad_option_values_are_refused_by_name(change, flag):
+    opts = TrainOptions(**change)
+    with pytest.raises(OptionError) as err:
+        validate(opts)
+    assert str(err.value).startswith(flag)
+
+
+def test_good_defaults_validate_and_training_defaults_are_written_once():
+    validate(TrainOptions())
+    lib = TrainConfig()
+    for name in ("model", "epochs", "batch_size", "seed", "augment", "class_weight", "deterministic",
+                 "mixed_precision", "backup_minutes"):
+        assert getattr(TrainOptions(), name) == getattr(lib, name), name
+
+
+def test_resolve_fills_the_model_defaults_without_building_a_model(monkeypatch):
+    import mer_keras.registry as registry
+
+    monkeypatch.setattr(registry.ModelSpec, "builder", property(lambda self: pytest.fail("a model was built")),
+                        raising=False)
+    opts, rep = resolve_options(TrainOptions(model="htnet"))
+    assert opts.lr == 5e-5 and rep.representation == "flow" and rep.size == 28 and rep.regions == "htnet"
+    opts, rep = resolve_options(TrainOptions(model="learnet", representation="apex", lr=1e-2))
+    assert opts.lr == 1e-2 and rep.representation == "apex" and rep.size == 112
+
+
+@pytest.mark.parametrize("opts, error, text", [
+    (TrainOptions(variant="v3"), OptionError, "--variant 'v3': learnet has variants paper, released"),
+    (TrainOptions(model="ststnet", variant="paper"), OptionError, "ststnet has no variants"),
+    (TrainOptions(freeze_until="conv1"), OptionError, "--freeze-until needs --init-from"),
+    (TrainOptions(init_from="/no/such/model.keras"), ModelFileError, "no model at /no/such/model.keras"),
+    (TrainOptions(model="au_convlstm", representation="flow"), OptionError, "does not fit it"),
+    (TrainOptions(model="feature_refinement", aux_weights={"nope": 1.0}), OptionError, "nope"),
+])
+def test_resolve_refuses_options_that_do_not_fit(opts, error, text):
+    with pytest.raises(error, match=None) as err:
+        resolve_options(opts)
+    assert text in str(err.value)
+
+
+def test_unknown_model_names_the_known_ones():
+    from mer_keras.registry import get_spec
+
+    with pytest.raises(UnknownNameError, match="registered models: .*learnet"):
+        get_spec("nope")
+
+
+def test_train_config_is_a_view_of_the_options():
+    opts, rep = resolve_options(TrainOptions(model="ststnet", epochs=3, batch_size=4, variant=None, augment=False))
+    cfg = train_config(opts, rep)
+    assert (cfg.model, cfg.epochs, cfg.batch_size, cfg.lr, cfg.augment, cfg.flow_input) == ("ststnet", 3, 4, 1e-3,
+                                                                                              False, True)
+
+
+def test_option_parsers():
+    assert parse_folds("sub01, sub02") == ["sub01", "sub02"] and parse_folds(None) is None
+    assert parse_aux_weights(["proposal=0.5", "au = 1"]) == {"proposal": 0.5, "au": 1.0}
+    assert parse_aux_weights([]) is None
+    for bad in ("proposal", "=1", "proposal=x"):
+        with pytest.raises(OptionError, match="OUTPUT=WEIGHT"):
+            parse_aux_weights([bad])
+
+
+def test_options_from_config_ignore_other_keys_and_read_old_synthetic_runs():
+    opts = options_from_config({"model": "ststnet", "data": None, "epochs": 5, "classes": ["a"], "loso_subjects": []})
+    assert (opts.model, opts.data, opts.epochs) == ("ststnet", "synthetic", 5)
+    assert from_config(TrainOptions, {"seed": 3}, out="x").out == "x"
+
+
+@dataclass
+class _Demo:
+    """A schema exercising every kind of field the command builder supports."""
+
+    target: str = option(help="A positional argument.", argument=True)
+    count: int = option(2, "A bounded number.", min=1)
+    mode: str = option("b", "A choice.", choices=lambda: ("a", "b"))
+    flag: bool = option(False, "A switch.")
+    export: bool = option(True, "A negatable flag.", secondary="--no-export")
+    final: bool | None = option(None, "A tri-state flag.", secondary="--no-final")
+    items: list[str] | None = option(None, "Comma-separated.", cli_type=str, parse=parse_folds)
+    weights: dict | None = option(None, "Repeatable.", flag="--weight", cli_type=list[str], parse=parse_aux_weights)
+    hidden: int = option(7, "Not on the command line.", cli=False)
+
+
+def test_the_command_is_built_from_the_schema():
+    import typer
+
+    from mer_keras.cli.common import command
+
+    seen = []
+    app = typer.Typer()
+    app.command("demo")(command(_Demo, lambda opts: seen.append(opts) or validate(opts), doc="Demo."))
+    app.command("other")(lambda: None)  # two commands: typer keeps the command's name
+    runner = CliRunner()
+    res = runner.invoke(app, ["demo", "T", "--count", "3", "--mode", "a", "--flag", "--no-export", "--no-final",
+                              "--items", "x,y", "--weight", "p=0.5", "--weight", "q=2"])
+    assert res.exit_code == 0, res.output
+    assert seen[-1] == _Demo("T", 3, "a", True, False, False, ["x", "y"], {"p": 0.5, "q": 2.0}, 7)
+    res = runner.invoke(app, ["demo", "T"])
+    assert res.exit_code == 0 and seen[-1] == _Demo("T")
+    help_text = runner.invoke(app, ["demo", "--help"], terminal_width=200).output
+    for f in fields(_Demo):
+        if f.metadata["cli"] and not f.metadata["argument"]:
+            assert flag_name(f) in help_text
+    assert "--hidden" not in help_text and "--no-export" in help_text
+    res = runner.invoke(app, ["demo", "T", "--count", "0"])  # the schema's bound, one red line, exit 2
+    assert res.exit_code == 2 and "--count 0: expected at least 1" in res.output and "Traceback" not in res.output
+    res = runner.invoke(app, ["demo", "T", "--mode", "z"])  # typer's own choice check
+    assert res.exit_code == 2
+
+
+def test_train_help_shows_every_option_with_its_default():
+    from mer_keras.cli.main import app
+
+    res = CliRunner().invoke(app, ["train", "--help"], terminal_width=250)
+    assert res.exit_code == 0
+    for f in fields(TrainOptions):
+        assert flag_name(f) in res.output, f.name
+    assert "[default: 80]" in res.output and "[default: 32]" in res.output
+
+
+def test_run_folder_round_trips_folds_and_refuses_bad_ones(tmp_path):
+    run, k = new_run(tmp_path, "ststnet", "synthetic", when=0.0)
+    again, k2 = new_run(tmp_path, "ststnet", "synthetic", when=0.0)
+    assert (k, k2) == (1, 2) and again.path.name == run.path.name + "-2"
+    run.write_fold("synthetic/sub01", ["a", "b"], ["synthetic/sub01/c1", "synthetic/sub01/c2"], ["a", "b"],
+                   np.array([[0.9, 0.1], [0.2, 0.8]], np.float32), {"subject": "synthetic/sub01"})
+    assert run.fold_file("synthetic/sub01").name == "synthetic__sub01.json"
+    folds = run.read_folds()
+    assert list(folds) == ["synthetic/sub01"] and folds["synthetic/sub01"]["labels"] == ["a", "b"]
+    done = run.completed_folds({"synthetic/sub01": ["synthetic/sub01/c1", "synthetic/sub01/c2"]}, ["a", "b"])
+    assert done["synthetic/sub01"]["probabilities"].dtype == np.float32
+    with pytest.raises(RunFolderError, match="its test clips differ"):
+        run.completed_folds({"synthetic/sub01": ["synthetic/sub01/c1", "synthetic/sub01/other"]}, ["a", "b"])
+    with pytest.raises(RunFolderError, match="its classes"):
+        run.completed_folds({"synthetic/sub01": ["synthetic/sub01/c1", "synthetic/sub01/c2"]}, ["a", "c"])
+    path = run.fold_file("synthetic/sub01")
+    path.rename(run.fold_file("synthetic/sub02"))
+    with pytest.raises(RunFolderError, match="not the fold its name says"):
+        run.read_folds()
+    run.fold_file("synthetic/sub02").write_text("{")
+    with pytest.raises(RunFolderError, match="synthetic__sub02.json: not a fold file"):
+        run.read_folds()
+
+
+def test_resume_refuses_a_complete_run_and_a_folder_without_config(tmp_path):
+    run, _ = new_run(tmp_path, "ststnet", "synthetic")
+    with pytest.raises(MissingFileError, match="no config.json"):
+        resume_options(run.path)
+    run.write_config({"model": "ststnet", "epochs": 2})
+    assert resume_options(run.path).resume == str(run.path)
+    (run.path / "metadata.json").write_text(json.dumps({}))
+    with pytest.raises(RunFolderError, match="nothing to resume"):
+        resume_options(run.path)
+    run.path.joinpath("config.json").write_text("{")
+    with pytest.raises(RunFolderError, match="not readable JSON"):
+        RunFolder(run.path).read_config()
+
+
+@pytest.mark.parametrize("request_, text", [
+    ({"protocol": "composite", "data": "casme2"}, "--protocol composite runs on --data composite"),
+    ({"protocol": "cross", "data": "casme2"}, "--protocol cross needs --data TRAIN_DB and --test-data TEST_DB"),
+    ({"data": "manifest"}, "--data manifest needs --root"),
+])
+def test_load_data_checks_the_protocol_before_reading(request_, text):
+    from rich.console import Console
+
+    from mer_keras.jobs.inputs import DataRequest, load_data
+
+    with pytest.raises(OptionError, match=text.replace("-", r"\-")):
+        load_data(DataRequest(**request_), Console(quiet=True))
+
+
+def test_load_data_reads_the_synthetic_default_as_a_dataset(cache_dir):
+    from rich.console import Console
+
+    from mer_keras.jobs.inputs import DataRequest, load_data
+
+    ds = load_data(DataRequest(subjects=3, clips=4, seed=7, cache_dir=str(cache_dir)), Console(quiet=True))
+    assert ds.name == "synthetic" and ds.classes == ["negative", "positive", "surprise"]
+    assert len(ds.samples) == 12 and len(ds.subjects) == 3 and ds.root
+    assert ds.keys[0].startswith("synthetic/sub01/") and len(ds.rows) == 12
