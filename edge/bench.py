@@ -17,7 +17,6 @@ record at 200 fps. Prints a Markdown table (one row per setting and frame rate).
 from __future__ import annotations
 
 import argparse
-import os
 import platform
 import sys
 import time

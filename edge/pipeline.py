@@ -27,10 +27,10 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator
 
 import cv2
 import numpy as np
@@ -148,7 +148,7 @@ class WindowRunner:
         self._pool = (ThreadPoolExecutor(self.workers, thread_name_prefix="window", initializer=get_landmarker)
                       if self.workers > 1 else None)
 
-    def __enter__(self) -> "WindowRunner":
+    def __enter__(self) -> WindowRunner:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -22,7 +22,7 @@ os.environ["TF_USE_LEGACY_KERAS"] = "1"
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TF C++ start-up noise (CUDA probes); override to see it
 os.environ.setdefault("GLOG_minloglevel", "2")
 
-__all__ = ["tf", "keras", "gradient_registry"]
+__all__ = ["tf", "keras", "gradient_registry"]  # noqa: F822  (tf and keras are loaded on first use: __getattr__)
 
 
 def _load() -> None:

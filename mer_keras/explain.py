@@ -13,12 +13,8 @@ model responds to, not a held-out prediction (the LOSO predictions are in predic
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import numpy as np
 
-from mer_keras import atomic
 from mer_keras.errors import ModelFileError, UnknownNameError
 
 

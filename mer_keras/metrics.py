@@ -12,7 +12,7 @@ are reported for every listed class, 0 where undefined. sklearn computes every f
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, recall_score

@@ -4,8 +4,9 @@ consumes, so the CLI, the data pipeline and the tests enumerate what exists from
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from mer_keras._keras import keras
 from mer_keras.errors import OptionError, UnknownNameError

@@ -20,9 +20,9 @@ from __future__ import annotations
 import json
 import shutil
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -44,7 +44,7 @@ def make_run_dir(out: str | Path, model: str, dataset: str, when: float | None =
     return new_run(out, model, dataset, when)[0].path
 
 
-def new_run(out: str | Path, model: str, dataset: str, when: float | None = None) -> tuple["RunFolder", int]:
+def new_run(out: str | Path, model: str, dataset: str, when: float | None = None) -> tuple[RunFolder, int]:
     """Create a new, unique run folder; returns it and its ``k`` (1 for the plain name)."""
     k = 1
     while run_dir_name(out, model, dataset, when, k).exists():

@@ -13,8 +13,8 @@ import numpy as np
 
 import mer_keras  # noqa: F401
 from mer_keras.export.tflite import convert
-from mer_keras.runtime.tflite import TFLiteModel
 from mer_keras.registry import create_model, get_spec
+from mer_keras.runtime.tflite import TFLiteModel
 
 
 def median_ms(fn, repeats):

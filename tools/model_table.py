@@ -20,8 +20,8 @@ import numpy as np
 
 import mer_keras  # noqa: F401
 from mer_keras._keras import tf
-from mer_keras.runtime.tflite import TFLiteModel
 from mer_keras.registry import create_model, get_spec, inference_model, list_models
+from mer_keras.runtime.tflite import TFLiteModel
 
 
 def attention_flops(model) -> int:

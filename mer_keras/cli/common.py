@@ -7,9 +7,10 @@ import functools
 import inspect
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import MISSING, fields
 from enum import Enum
-from typing import Annotated, Any, Callable, Optional
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -63,9 +64,9 @@ def _parameter(f, hint) -> inspect.Parameter:
     if meta.get("choices") is not None:
         tp = Enum(f.name.title().replace("_", ""), {n: n for n in meta["choices"]()}, type=str)
     if tp is bool and optional:  # a tri-state flag: --final / --no-final / not given
-        tp = Optional[bool]
+        tp = bool | None
     elif optional:
-        tp = Optional[tp]
+        tp = tp | None
     if meta.get("argument"):
         info = typer.Argument(help=meta["help"])
     else:

@@ -13,8 +13,8 @@ The usual 4-class protocol keeps disgust, repression, surprise and tense.
 
 from __future__ import annotations
 
-from mer_keras.data.records import Dataset
 from mer_keras.data.database import SheetSpec, load_sheet_database, resolve_root
+from mer_keras.data.records import Dataset
 from mer_keras.errors import MissingFileError
 
 EMOTIONS = ("tense", "repression", "disgust", "surprise", "happiness", "fear", "sadness", "contempt")

@@ -17,8 +17,8 @@ Quirks handled: Subject is an integer while folders are ``subNN``; some ApexFram
 
 from __future__ import annotations
 
-from mer_keras.data.records import Dataset
 from mer_keras.data.database import SheetSpec, load_sheet_database, resolve_root
+from mer_keras.data.records import Dataset
 from mer_keras.errors import MissingFileError, OptionError
 
 EMOTIONS = ("happiness", "surprise", "disgust", "repression", "others", "fear", "sadness")

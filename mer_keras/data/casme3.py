@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import dataclasses
 
-from mer_keras.data.records import Dataset
 from mer_keras.data.database import SheetSpec, load_sheet_database, resolve_root
+from mer_keras.data.records import Dataset
 
 EMOTIONS = ("happy", "disgust", "fear", "anger", "sad", "surprise", "others")
 CLASSES = EMOTIONS

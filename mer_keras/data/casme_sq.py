@@ -26,8 +26,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from mer_keras.data.records import Dataset
 from mer_keras.data.database import collect, make_sample, resolve_root
+from mer_keras.data.records import Dataset
 from mer_keras.data.sheets import find_sheet, parse_aus, parse_frame_number, short_reason
 from mer_keras.errors import DataError, MissingFileError
 

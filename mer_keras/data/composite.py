@@ -10,7 +10,7 @@ subjects.
 from __future__ import annotations
 
 import dataclasses
-from typing import Iterable
+from collections.abc import Iterable
 
 from mer_keras.data.records import Sample
 from mer_keras.errors import DataError

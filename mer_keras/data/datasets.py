@@ -20,13 +20,13 @@ Every loader gives the one record type :class:`~mer_keras.data.records.Dataset`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from mer_keras.data import casme, casme2, casme3, casme_sq, composite, fourdme, manifest, mmew, samm, smic
 from mer_keras.data.database import describe
 from mer_keras.data.records import Dataset, Sample
-from mer_keras.errors import DataError, MissingFileError, OptionError
+from mer_keras.errors import DataError, OptionError
 
 DATASETS = ("synthetic", "casme2", "samm", "smic", "casme", "casme_sq", "casme3", "mmew", "4dme", "composite",
             "manifest")

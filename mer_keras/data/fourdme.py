@@ -15,8 +15,8 @@ emotions are skipped with their row. AUs marked "(k)" (key AU) are kept.
 
 from __future__ import annotations
 
-from mer_keras.data.records import Dataset
 from mer_keras.data.database import SheetSpec, load_sheet_database, resolve_root
+from mer_keras.data.records import Dataset
 
 EMOTIONS = ("positive", "negative", "surprise", "repression", "others")
 CLASSES = EMOTIONS

@@ -15,8 +15,8 @@ The 6-class set used here drops anger (8 samples): happiness, surprise, disgust,
 
 from __future__ import annotations
 
-from mer_keras.data.records import Dataset
 from mer_keras.data.database import SheetSpec, load_sheet_database, resolve_root
+from mer_keras.data.records import Dataset
 from mer_keras.errors import MissingFileError
 
 EMOTIONS = ("happiness", "surprise", "disgust", "fear", "sadness", "anger", "others")

@@ -13,9 +13,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import Callable, Sequence
 
 import cv2
 import numpy as np
@@ -25,8 +25,16 @@ from mer_keras.data.records import Sample
 from mer_keras.errors import DataError, MerKerasError
 from mer_keras.preprocess.images import read_image
 from mer_keras.preprocess.representation import (  # noqa: F401  (re-exported: the pipeline's public names)
-    MOUTH_CORNERS, REGION_LAYOUTS, REPRESENTATIONS, RepresentationConfig, region_centres,
-    region_flow_representation, representation_from_frames, sequence_indices, _channels)
+    MOUTH_CORNERS,
+    REGION_LAYOUTS,
+    REPRESENTATIONS,
+    RepresentationConfig,
+    _channels,
+    region_centres,
+    region_flow_representation,
+    representation_from_frames,
+    sequence_indices,
+)
 
 PIPELINE_VERSION = 1
 

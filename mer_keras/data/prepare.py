@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
 
 from mer_keras.data.datasets import load_dataset
 from mer_keras.data.pipeline import RepresentationConfig, config_key, prepare

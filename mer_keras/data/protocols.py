@@ -13,8 +13,8 @@ A subject is named ``<database>/<subject>`` so a composite of databases never me
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 

@@ -19,8 +19,8 @@ may read "R12 + R15" or contain "or" (both AUs kept); "Others" is normalised to 
 
 from __future__ import annotations
 
-from mer_keras.data.records import Dataset
 from mer_keras.data.database import SheetSpec, load_sheet_database, resolve_root
+from mer_keras.data.records import Dataset
 
 EMOTIONS = ("anger", "contempt", "disgust", "fear", "happiness", "other", "sadness", "surprise")
 #: The standard 5-class protocol.

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import re
 
-from mer_keras.data.records import Dataset
 from mer_keras.data.database import collect, make_sample, resolve_root
+from mer_keras.data.records import Dataset
 from mer_keras.errors import DataError, MissingFileError, OptionError
 
 NAME = "smic"

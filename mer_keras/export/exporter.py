@@ -11,9 +11,9 @@ from __future__ import annotations
 import contextlib
 import io
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 

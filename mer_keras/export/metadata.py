@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from mer_keras.runtime.metadata import FRAMES_USED, ModelMetadata, sha256_file
 

@@ -25,14 +25,13 @@ that has none, so no model is quantized silently in part:
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
+import tensorflow_model_optimization as tfmot  # noqa: E402  (after mer_keras._keras: tfmot needs tf_keras)
 
 from mer_keras._keras import keras, tf
-
-import tensorflow_model_optimization as tfmot  # noqa: E402  (after mer_keras._keras: tfmot needs tf_keras)
 
 #: Decision and reason for layer types outside tfmot's default 8-bit registry.
 LAYER_POLICY: dict[str, tuple[str, str]] = {

@@ -14,7 +14,7 @@ import numpy as np
 
 from mer_keras import atomic
 from mer_keras.data.pipeline import RepresentationConfig, build_inputs
-from mer_keras.errors import ModelFileError, MissingFileError
+from mer_keras.errors import MissingFileError, ModelFileError
 from mer_keras.jobs.schema import option
 from mer_keras.metrics import compute_metrics
 from mer_keras.models.io import read_json
@@ -71,9 +71,9 @@ def check_model_files(target: str) -> None:
     Raises:
         ModelFileError, ValueError: the first unusable file (named).
     """
-    from mer_keras.runtime.tflite import TFLiteModel
     from mer_keras.models.io import resolve_model_path
     from mer_keras.preprocess.representation import RepresentationConfig
+    from mer_keras.runtime.tflite import TFLiteModel
 
     folder, files = find_models(Path(target))
     try:

@@ -7,10 +7,10 @@ on held-out inputs (``export_report.json``); the library part (one format, one v
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 

@@ -7,6 +7,7 @@ Console output (progress bars, what was loaded and skipped) happens here, not in
 from __future__ import annotations
 
 from dataclasses import dataclass
+
 import numpy as np
 
 from mer_keras.data.pipeline import RepresentationConfig, build_inputs, image_inputs, prepare
@@ -48,7 +49,7 @@ class DataRequest:
     cache_dir: str | None = None
 
     @classmethod
-    def of(cls, opts) -> "DataRequest":
+    def of(cls, opts) -> DataRequest:
         """The data fields of any job's options object (fields it lacks keep their defaults)."""
         from dataclasses import fields
 

@@ -16,8 +16,9 @@ help.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import MISSING, Field, field, fields
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from mer_keras.errors import OptionError
 

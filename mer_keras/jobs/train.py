@@ -8,9 +8,9 @@ command line is built from it (:mod:`mer_keras.cli.train`), and so is ``config.j
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 

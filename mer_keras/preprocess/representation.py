@@ -87,7 +87,7 @@ class RepresentationConfig:
             raise OptionError(f"a 2 x 2 region layout needs an even size, got {self.size}")
 
     @classmethod
-    def from_dict(cls, recorded: dict) -> "RepresentationConfig":
+    def from_dict(cls, recorded: dict) -> RepresentationConfig:
         """The config recorded in a run's ``metadata.json`` (``preprocessing``) or ``config.json``.
 
         Keys that are not fields are ignored; fields added after a run was made take their

@@ -7,9 +7,8 @@ when on, come from the training labels.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -47,7 +46,7 @@ def backup_epoch(backup_dir: str | Path) -> int:
                              "restart this fold from epoch 0") from None
 
 
-def local_float32_copy(model: keras.Model, cfg: "TrainConfig") -> keras.Model:
+def local_float32_copy(model: keras.Model, cfg: TrainConfig) -> keras.Model:
     """The model for saving and export: float32 and outside any distribution strategy (same weights).
 
     A model trained under mixed precision or a multi-worker strategy is rebuilt (under the default

@@ -7,17 +7,17 @@ when on, come from the training labels of the fold.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 
 from mer_keras._keras import tf
 from mer_keras.data.protocols import Fold
+from mer_keras.metrics import compute_metrics
 from mer_keras.models.inference import predict_proba
 from mer_keras.train.fit import TrainConfig, final_train_metrics, fit_model
 from mer_keras.train.memory import releasing_fit_memory
-from mer_keras.metrics import compute_metrics
 
 
 def run_folds(x: np.ndarray, y: np.ndarray, folds: Sequence[Fold], classes: Sequence[str], cfg: TrainConfig,

@@ -17,7 +17,7 @@ model trains through the same ``fit``; nothing here looks at test subjects.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

@@ -15,8 +15,18 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from mer_keras.data.synthetic.mesh import (CHIN, INNER_BROW, JAW, LIP_CORNER, LOWER_LIP, MID_BROW, NOSE_TIP, NOSE_WING,
-                                           OUTER_BROW, face_axes)
+from mer_keras.data.synthetic.mesh import (
+    CHIN,
+    INNER_BROW,
+    JAW,
+    LIP_CORNER,
+    LOWER_LIP,
+    MID_BROW,
+    NOSE_TIP,
+    NOSE_WING,
+    OUTER_BROW,
+    face_axes,
+)
 from mer_keras.data.synthetic.warping import dense_field, warp
 from mer_keras.errors import DataError, MissingFileError
 from mer_keras.preprocess.face import LEFT_EYE, RIGHT_EYE, FaceMeshLandmarker
@@ -28,9 +38,9 @@ def bundled_face_photos() -> list[tuple[str, np.ndarray]]:
     Returns:
         [(name, (H, W, 3) uint8 RGB image)]: matplotlib's grace_hopper.jpg, scikit-image's astronaut.
     """
+    import skimage.data
     from matplotlib import cbook
     from PIL import Image
-    import skimage.data
 
     with cbook.get_sample_data("grace_hopper.jpg") as fh:
         hopper = np.asarray(Image.open(fh).convert("RGB"))

@@ -14,9 +14,22 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from mer_keras.data.synthetic.mesh import (CHEEK, CHIN, INNER_BROW, LIP_CORNER, LOWER_LID, LOWER_LIP, MID_BROW,
-                                           NASOLABIAL, NEAR_CORNER, NOSE_WING, OUTER_BROW, UPPER_LID, UPPER_LIP,
-                                           face_axes)
+from mer_keras.data.synthetic.mesh import (
+    CHEEK,
+    CHIN,
+    INNER_BROW,
+    LIP_CORNER,
+    LOWER_LID,
+    LOWER_LIP,
+    MID_BROW,
+    NASOLABIAL,
+    NEAR_CORNER,
+    NOSE_WING,
+    OUTER_BROW,
+    UPPER_LID,
+    UPPER_LIP,
+    face_axes,
+)
 
 #: AU -> list of (landmarks, (outward, downward)) in inter-ocular distances at full intensity;
 #: "outward" is away from the facial midline, "downward" towards the chin.

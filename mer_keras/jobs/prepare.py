@@ -1,0 +1,62 @@
+"""``mer-keras data prepare``: preprocess every clip of a dataset once into the per-clip cache,
+so that later trainings only read it.
+
+Steps: load the dataset -> build each representation of each clip (resumable; skipped clips are
+listed) -> a per-subject count table.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mer_keras.data.prepare import PrepareReport
+from mer_keras.jobs.schema import option, validate
+
+
+def _databases():
+    from mer_keras.data.datasets import DATASETS
+
+    return tuple(n for n in DATASETS if n != "synthetic")
+
+
+@dataclass
+class PrepareOptions:
+    """Options of ``mer-keras data prepare``."""
+
+    db: str = option(help="Database, composite, or manifest.", argument=True, choices=_databases)
+    root: str | None = option(None, "Database folder (or manifest CSV); default $MER_DATA_ROOT/<DB>.")
+    workers: int = option(1, "Processes (each loads its own face mesh).", min=1)
+    strict: bool = option(False, "Stop at the first bad clip.")
+    cache_dir: str | None = option(None, "Cache folder (default $MER_CACHE_DIR or ~/.cache/mer_keras).")
+    model: list[str] | None = option(None, "Build the inputs of these models (repeatable), e.g. --model htnet "
+                                     "--model au_convlstm; default: dynamic image 112, apex 112 and flow 28.")
+
+
+def prepare(opts: PrepareOptions, console) -> PrepareReport:
+    """Build the inputs of every clip of ``opts.db`` into the cache, with a progress bar per representation.
+
+    Raises:
+        OptionError, UnknownNameError: bad options or model names. DataError, MissingFileError:
+            bad root or sheet; with ``strict``, the first bad clip.
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from mer_keras.data.prepare import prepare_dataset
+    from mer_keras.preprocess.cache import default_cache_dir
+    from mer_keras.registry import get_spec
+
+    validate(opts)
+    extra = {}
+    if opts.model:
+        extra["representations"] = list(dict.fromkeys(get_spec(m).data_config() for m in opts.model))
+    with Progress(TextColumn("{task.description:<20}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console) as prog:
+        tasks = {}
+
+        def progress(rep, done, total):
+            if rep not in tasks:
+                tasks[rep] = prog.add_task(rep, total=total)
+            prog.update(tasks[rep], completed=done)
+
+        return prepare_dataset(opts.db, opts.root, default_cache_dir(opts.cache_dir), workers=opts.workers,
+                               strict=opts.strict, progress=progress, **extra)
