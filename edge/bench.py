@@ -96,7 +96,8 @@ def main(argv=None) -> int:
                 r = bench(args.model, frames, rate, threads, args.metadata, args.repeats, workers)
                 ms = r["ms"]
                 print(f"| {threads} | {workers} | {rate:g} | {r['window_frames']} / {r['stride_frames']} | "
-                      f"{ms['face']} | {ms['apex']} | {ms['representation']} | {ms['inference']} | {r['frames_per_second']} | "
+                      f"{ms['face']} | {ms['apex']} | {ms['representation']} | {ms['inference']} | "
+                      f"{r['frames_per_second']} | "
                       f"{'yes' if r['frames_per_second'] >= rate else 'no'} |", flush=True)
     except EdgeInputError as exc:
         print(f"error: {exc}", file=sys.stderr)

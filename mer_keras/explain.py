@@ -60,7 +60,8 @@ def grad_cam(model, x: np.ndarray, layer: str, class_index: int | None = None) -
 
     names = [lay.name for lay in model.layers]
     if layer not in names:
-        raise UnknownNameError(f"no layer {layer!r} in {model.name}; spatial layers: {', '.join(spatial_layers(model)[-8:])}")
+        raise UnknownNameError(f"no layer {layer!r} in {model.name}; "
+                               f"spatial layers: {', '.join(spatial_layers(model)[-8:])}")
     head = model.get_layer("predictions")
     probe = keras.Model(model.inputs, [model.get_layer(layer).output, head.input, model.output])
     kernel, bias = head.get_weights()

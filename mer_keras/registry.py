@@ -78,7 +78,8 @@ class ModelSpec:
         rep = representation or self.representation
         shape = self.input_shape
         if (rep == "sequence") != (self.representation == "sequence"):
-            raise OptionError(f"{self.name} takes {'a sequence of frames' if self.representation == 'sequence' else 'one image'}"
+            raise OptionError(f"{self.name} takes "
+                              f"{'a sequence of frames' if self.representation == 'sequence' else 'one image'}"
                               f" ({self.representation}); --representation {rep} does not fit it")
         options = dict(self.representation_options) if rep == self.representation else {}
         if rep == "sequence":
@@ -98,7 +99,8 @@ class ModelSpec:
             return
         if not self.variants:
             with_variants = [n for n, s in _REGISTRY.items() if s.variants]
-            raise OptionError(f"{self.name} has no variants; --variant applies to {' and '.join(sorted(with_variants))}")
+            raise OptionError(f"{self.name} has no variants; "
+                              f"--variant applies to {' and '.join(sorted(with_variants))}")
         if variant not in self.variants:
             raise OptionError(f"--variant {variant!r}: {self.name} has variants {', '.join(self.variants)}")
 
@@ -119,7 +121,8 @@ def register_model(name: str, *, representation: str, input_shape: tuple[int, ..
         raise ValueError(f"unknown representation {representation!r}; expected one of {REPRESENTATIONS}")
     for out, (kind, _) in (aux_losses or {}).items():
         if kind not in AUX_TARGETS:
-            raise ValueError(f"model {name!r}: output {out!r} has unknown target {kind!r}; expected one of {AUX_TARGETS}")
+            raise ValueError(f"model {name!r}: output {out!r} has unknown target {kind!r}; "
+                             f"expected one of {AUX_TARGETS}")
 
     def wrap(builder: Callable[..., keras.Model]) -> Callable[..., keras.Model]:
         if name in _REGISTRY:

@@ -40,13 +40,15 @@ def main() -> None:
     model = create_model(args.model, 3)
     print("| runtime | threads | median latency, batch 1 (ms) | model size (MB) |")
     print("|---|---|---|---|")
-    print(f"| Keras (model(x), eager call) | TF default | {median_ms(lambda: model(x, training=False), args.repeats):.2f} | "
+    print(f"| Keras (model(x), eager call) | TF default | "
+          f"{median_ms(lambda: model(x, training=False), args.repeats):.2f} | "
           f"{model.count_params() * 4 / 1e6:.2f} (float32 weights) |")
     for quant, label in (("none", "TFLite fp32"), ("int8", "TFLite int8")):
         blob = convert(model, quant, representative=calib)
         for threads in (1, 2):
             tfl = TFLiteModel(blob, num_threads=threads)
-            print(f"| {label} | {threads} | {median_ms(lambda: tfl.predict(x), args.repeats):.2f} | {len(blob) / 1e6:.2f} |")
+            print(f"| {label} | {threads} | {median_ms(lambda: tfl.predict(x), args.repeats):.2f} | "
+                  f"{len(blob) / 1e6:.2f} |")
 
 
 if __name__ == "__main__":

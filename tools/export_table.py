@@ -62,7 +62,8 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|---|---|")
     print("\n".join(r for r in rows if r))
     print()
-    print("| model | int8 UF1 drop (points) | QAT-int8 UF1 drop (points) | within 2 points | layers calibrated after QAT |")
+    print("| model | int8 UF1 drop (points) | QAT-int8 UF1 drop (points) | within 2 points | "
+          "layers calibrated after QAT |")
     print("|---|---|---|---|---|")
     print("\n".join(budget))
 

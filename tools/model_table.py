@@ -98,7 +98,8 @@ def main() -> None:
     for name in args.model or list_models():
         spec = get_spec(name)
         model = inference_model(create_model(name, 3))
-        row = [f"`{name}`", "x".join(map(str, spec.input_shape)), f"{model.count_params():,}", human(count_flops(model))]
+        row = [f"`{name}`", "x".join(map(str, spec.input_shape)), f"{model.count_params():,}",
+               human(count_flops(model))]
         runs = [r for r in sorted(args.runs.glob(f"*-{name}-synthetic")) if (r / "metadata.json").exists()]  # finished
         if runs:
             run = runs[-1]

@@ -33,7 +33,8 @@ def _prepare(opts: PrepareOptions) -> None:
         console.print(f"{rep}: {folder}", soft_wrap=True, highlight=False)
 
 
-app.command("prepare")(command(PrepareOptions, _prepare, doc="""Align faces and build the model inputs of every clip (default: the dynamic image, onset->apex
+app.command("prepare")(command(PrepareOptions, _prepare, doc="""Align faces and build the model inputs of every clip """
+                               """(default: the dynamic image, onset->apex
     flow + strain and apex crop; with --model, what those models consume).
 
     Re-running with the same parameters does no work; a killed run resumes. Bad clips are skipped

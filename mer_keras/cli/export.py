@@ -16,4 +16,5 @@ def _export(opts: ExportOptions) -> None:
 
 export = command(ExportOptions, _export, doc="Export the run's final model next to metadata.json, and verify it "
                  "against the Keras model.\n\n" + "\n\n".join(
-                     f"{f.format}{' --quant ' + f.quant if f.quant else ''}: {f.description}" for f in FORMATS.values()))
+                     f"{f.format}{' --quant ' + f.quant if f.quant else ''}: {f.description}"
+                     for f in FORMATS.values()))

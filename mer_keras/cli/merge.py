@@ -12,7 +12,8 @@ def _merge(opts: MergeOptions) -> None:
     console.print(str(merge(opts, console)), highlight=False, soft_wrap=True)
 
 
-merge = command(MergeOptions, _merge, doc="""Pool fold predictions of several runs into one results.json (accuracy, UF1, UAR over all folds).
+merge = command(MergeOptions, _merge, doc="""Pool fold predictions of several runs into one results.json """
+                """(accuracy, UF1, UAR over all folds).
 
     The runs must share every option that changes results (model, data, seed, epochs, ...); a
     fold found twice must agree. The merged run folder is printed as the last line.

@@ -24,7 +24,8 @@ def _train(opts: TrainOptions) -> None:
     console.print(str(run), highlight=False, soft_wrap=True)
 
 
-train = command(TrainOptions, _train, doc="""Train and evaluate a model under leave-one-subject-out, then fit on all subjects and export.
+train = command(TrainOptions, _train, doc="""Train and evaluate a model under leave-one-subject-out, """
+                """then fit on all subjects and export.
 
     With no dataset argument it runs on the embedded synthetic micro-expressions (real face
     photos, synthetic facial actions). The run folder is printed as the last line.

@@ -41,7 +41,8 @@ def load(root=None, frames: str = "auto", strict: bool = False, apex_policy: str
         frames: ``raw`` (CASME2_RAW_selected), ``cropped`` (Cropped) or ``auto`` (raw if present).
         strict: raise on the first bad clip instead of skipping it.
     Returns:
-        :class:`~mer_keras.data.records.Dataset`; ``Sample.emotion`` and ``label`` are the lower-cased Estimated Emotion.
+        :class:`~mer_keras.data.records.Dataset`; ``Sample.emotion`` and ``label`` are the lower-cased
+        Estimated Emotion.
     Raises:
         OptionError: unknown ``frames``. MissingFileError: no root, sheet or frame folder.
         DataError: header or (strict) clip errors.

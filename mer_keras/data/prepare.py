@@ -32,7 +32,8 @@ class PrepareReport:
     skipped: list[tuple[str, str]] = field(default_factory=list)
 
 
-def prepare_dataset(name: str, root, cache_dir: Path, representations: Sequence[RepresentationConfig] = DEFAULT_REPRESENTATIONS,
+def prepare_dataset(name: str, root, cache_dir: Path,
+                    representations: Sequence[RepresentationConfig] = DEFAULT_REPRESENTATIONS,
                     workers: int = 1, strict: bool = False,
                     progress: Callable[[str, int, int], None] | None = None) -> PrepareReport:
     """Load a dataset and build every representation of every clip into the cache.

@@ -66,7 +66,8 @@ def write_export(model, fmt: ExportFormat, folder: Path, x_train: np.ndarray | N
     if fmt.needs_data and (x_train is None or len(x_train) == 0):
         raise ValueError(f"{fmt.name} needs the run's training inputs (calibration or fine-tuning)")
     if fmt.quant == "qat" and (qat is None or qat.batches is None):
-        raise ValueError(f"{fmt.name} needs QATOptions.batches: the run's fine-tuning batches, (x, y) -> tf.data.Dataset")
+        raise ValueError(f"{fmt.name} needs QATOptions.batches: the run's fine-tuning batches, "
+                         "(x, y) -> tf.data.Dataset")
     t0 = time.perf_counter()
     path = Path(folder) / fmt.filename
     info: dict = {"format": fmt.name}

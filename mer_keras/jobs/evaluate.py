@@ -56,7 +56,8 @@ def find_models(target: Path) -> tuple[Path, dict[str, Path]]:
     if not files:
         raise ModelFileError(f"{target}: no model.keras or .tflite file to evaluate")
     if not (folder / "metadata.json").exists():
-        raise ModelFileError(f"{folder / 'metadata.json'} is missing: it tells the classes and the input representation")
+        raise ModelFileError(f"{folder / 'metadata.json'} is missing: "
+                             "it tells the classes and the input representation")
     return folder, files
 
 
@@ -149,7 +150,8 @@ def evaluate(opts: EvalOptions, console) -> Path:
         if name.endswith(".tflite") and name != "model_fp32.tflite" and "model_fp32.tflite" in probs:
             key = name.removeprefix("model_").removesuffix(".tflite") + "_vs_fp32"  # int8_vs_fp32, fp16_vs_fp32, ...
             parity[key] = p = compare_outputs(probs["model_fp32.tflite"], probs[name], y, classes)
-            console.print(f"TFLite {key.removesuffix('_vs_fp32')} vs fp32: argmax agreement {p['argmax_agreement']:.3f}, "
+            console.print(f"TFLite {key.removesuffix('_vs_fp32')} vs fp32: "
+                          f"argmax agreement {p['argmax_agreement']:.3f}, "
                           f"UF1 {p['uf1_candidate']:.3f} vs {p['uf1_reference']:.3f}")
     out = Path(opts.out) if opts.out else folder / f"eval-{time.strftime('%Y%m%d-%H%M%S')}"
     out.mkdir(parents=True, exist_ok=True)

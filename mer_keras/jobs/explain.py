@@ -26,7 +26,8 @@ def find_sample(samples, sample_id: str):
     if len(hits) == 1:
         return hits[0]
     if len(hits) > 1:
-        raise UnknownNameError(f"sample {sample_id!r} is ambiguous: {', '.join(s.key for s in hits[:5])}; give subject/clip")
+        raise UnknownNameError(f"sample {sample_id!r} is ambiguous: {', '.join(s.key for s in hits[:5])}; "
+                               "give subject/clip")
     examples = ", ".join(f"{s.subject}/{s.clip_id}" for s in samples[:3])
     raise UnknownNameError(f"no sample {sample_id!r} in this run's data ({len(samples)} clips, e.g. {examples})")
 

@@ -146,7 +146,8 @@ def export_run(run: str | Path, formats: Sequence[str], console, qat: QATOptions
         rep = RepresentationConfig(**config["representation_config"])
         classes = list(meta["classes"])
     except (KeyError, TypeError, ValueError) as exc:
-        raise ModelFileError(f"{run}: config.json or metadata.json lacks a field ({type(exc).__name__}: {exc})") from None
+        raise ModelFileError(f"{run}: config.json or metadata.json lacks a field "
+                             f"({type(exc).__name__}: {exc})") from None
     model = inference_model(load_model(run / "model.keras"))
     x_ver, y_ver, desc = heldout_inputs(opts, rep, classes, console, verify_data, verify_root)
     needs_training = (any(FORMATS[f].needs_data for f in formats) or "window" not in meta or x_ver is None)

@@ -26,7 +26,8 @@ def progress_bar(console):
 
 @dataclass(frozen=True)
 class DataRequest:
-    """Which dataset a job reads (the data fields of a job's options).
+    """Which dataset a job reads: the data fields of a job's options (no defaults of its own:
+    they are the job's, see :class:`mer_keras.jobs.train.TrainOptions`).
 
     Attributes:
         data: a name of :data:`mer_keras.data.datasets.DATASETS`. root: its folder or manifest CSV.
@@ -35,25 +36,25 @@ class DataRequest:
             without one. subjects, clips, seed, faces: the synthetic set. cache_dir: cache root.
     """
 
-    data: str = "synthetic"
-    root: str | None = None
-    protocol: str = "loso"
-    test_data: str | None = None
-    test_root: str | None = None
-    strict: bool = False
-    apex: str = "midpoint"
-    subjects: int = 12
-    clips: int = 20
-    seed: int = 0
-    faces: str | None = None
-    cache_dir: str | None = None
+    data: str
+    root: str | None
+    protocol: str
+    test_data: str | None
+    test_root: str | None
+    strict: bool
+    apex: str
+    subjects: int
+    clips: int
+    seed: int
+    faces: str | None
+    cache_dir: str | None
 
     @classmethod
     def of(cls, opts) -> DataRequest:
-        """The data fields of any job's options object (fields it lacks keep their defaults)."""
+        """The data fields of a job's options object (e.g. :class:`~mer_keras.jobs.train.TrainOptions`)."""
         from dataclasses import fields
 
-        return cls(**{f.name: getattr(opts, f.name) for f in fields(cls) if hasattr(opts, f.name)})
+        return cls(**{f.name: getattr(opts, f.name) for f in fields(cls)})
 
 
 def load_data(req: DataRequest, console) -> Dataset:

@@ -16,14 +16,17 @@ import numpy as np
 
 from mer_keras.data.pipeline import RepresentationConfig
 from mer_keras.data.records import Dataset, Sample
+from mer_keras.data.synthetic.config import SyntheticConfig
 from mer_keras.errors import OptionError, RunFolderError
 from mer_keras.jobs.inputs import DataRequest, Inputs, build_dataset_inputs, load_data, progress_bar
 from mer_keras.jobs.schema import from_config, option, validate
 from mer_keras.runs import RunFolder, new_run, run_dir_name
 from mer_keras.train.config import TrainConfig
 
-#: The training library's defaults (epochs, batch, seed, ...): the options below take them from there.
+#: The training library's defaults (epochs, batch, seed, ...) and the synthetic set's (subjects,
+#: clips): the options below take them from there.
 _TRAINING = TrainConfig()
+_SYNTHETIC = SyntheticConfig()
 
 
 def _models():
@@ -119,8 +122,8 @@ class TrainOptions:
     lr: float | None = option(None, "Adam learning rate (default: the model's, see `mer-keras models`).", above=0.0)
     seed: int = option(_TRAINING.seed, "Seed of the synthetic data and of training.")
     out: str = option("runs", "Parent folder of the run folder.")
-    subjects: int = option(12, "Synthetic pseudo-subjects.", min=2)
-    clips: int = option(20, "Synthetic clips per subject.", min=1)
+    subjects: int = option(_SYNTHETIC.subjects, "Synthetic pseudo-subjects.", min=2)
+    clips: int = option(_SYNTHETIC.clips_per_subject, "Synthetic clips per subject.", min=1)
     faces: str | None = option(None, "Folder of extra face photos for the synthetic set.")
     folds: list[str] | None = option(None, "Comma-separated LOSO test subjects to run (default: all); `none`: no "
                                      "fold, only the final model. Pool runs with `mer-keras merge`.",
@@ -128,7 +131,8 @@ class TrainOptions:
     export: bool = option(True, "Write TFLite fp32 and int8 models.", secondary="--no-export")
     strategy: str = option("auto", "tf.distribute strategy.", choices=_strategies)
     augment: bool = option(_TRAINING.augment, "Random horizontal flips.", secondary="--no-augment")
-    class_weight: bool = option(_TRAINING.class_weight, "Balanced class weights from the training folds.", secondary="--no-class-weight")
+    class_weight: bool = option(_TRAINING.class_weight, "Balanced class weights from the training folds.",
+                                secondary="--no-class-weight")
     flow_method: str = option("tvl1", "Optical flow method (flow representation).", choices=_flow_methods)
     cache_dir: str | None = option(None, "Cache folder (default $MER_CACHE_DIR or ~/.cache/mer_keras).")
     aux_weights: dict | None = option(None, "Loss weight of an auxiliary output, OUTPUT=WEIGHT (repeatable), e.g. "
@@ -141,14 +145,17 @@ class TrainOptions:
                                 "kept, the fold in progress continued from its last finished epoch.")
     cpu_replicas: int = option(1, "Split the CPU into N logical devices (with --strategy mirrored: N replicas "
                                "without a GPU).", min=1)
-    deterministic: bool = option(_TRAINING.deterministic, "TensorFlow op determinism and seeded dropout: the same --seed gives the "
+    deterministic: bool = option(_TRAINING.deterministic, "TensorFlow op determinism and seeded dropout: "
+                                 "the same --seed gives the "
                                  "same metrics (on GPU some ops are slower or have no deterministic kernel).",
                                  secondary="--no-deterministic")
-    mixed_precision: bool = option(_TRAINING.mixed_precision, "Train under mixed_float16 (a GPU speed-up; outputs stay float32, saved "
+    mixed_precision: bool = option(_TRAINING.mixed_precision, "Train under mixed_float16 "
+                                   "(a GPU speed-up; outputs stay float32, saved "
                                    "and exported models are float32).")
     final: bool | None = option(None, "Fit the final model on all subjects (default: only when every fold runs).",
                                 secondary="--no-final")
-    backup_minutes: float = option(_TRAINING.backup_minutes, "Back up the fold in progress (weights, optimizer, epoch) when this many "
+    backup_minutes: float = option(_TRAINING.backup_minutes, "Back up the fold in progress "
+                                   "(weights, optimizer, epoch) when this many "
                                    "minutes have passed since the last backup, at the end of an epoch; 0: every "
                                    "epoch. --resume continues from it.", min=0.0)
 
@@ -561,10 +568,13 @@ def load_run_inputs(run: str | Path, console) -> tuple[TrainOptions, Representat
         opts = options_from_config(config)
         rep = RepresentationConfig(**config["representation_config"])
     except (KeyError, TypeError) as exc:
-        raise RunFolderError(f"{folder.path / 'config.json'}: not a run configuration ({type(exc).__name__}: {exc})") from None
+        raise RunFolderError(f"{folder.path / 'config.json'}: not a run configuration "
+                             f"({type(exc).__name__}: {exc})") from None
     data = load_data(DataRequest.of(opts), console)
-    inputs = build_dataset_inputs(data, rep, console, cache_dir=opts.cache_dir, workers=opts.workers, strict=opts.strict)
+    inputs = build_dataset_inputs(data, rep, console, cache_dir=opts.cache_dir, workers=opts.workers,
+                                  strict=opts.strict)
     if config.get("classes") and list(config["classes"]) != list(data.classes):
-        raise RunFolderError(f"{folder.path}: the data's classes {data.classes} differ from the run's {config['classes']}")
+        raise RunFolderError(f"{folder.path}: the data's classes {data.classes} "
+                             f"differ from the run's {config['classes']}")
     groups = PROTOCOLS[opts.protocol].groups(data.rows, data.test_databases)
     return opts, rep, data, inputs, np.array([g != "test" for g in groups])

@@ -57,7 +57,8 @@ def apply_expression_branch(shared, k: int, feature_dim: int, attention_filters:
     a = apply_conv(shared, attention_filters, 3, name=f"{name}_attention_conv")
     a = layers.Conv2D(1, 1, activation="sigmoid", name=f"{name}_attention")(a)
     refined = layers.Multiply(name=f"{name}_refine")([shared, a])
-    e = layers.Dense(feature_dim, activation="relu", name=f"{name}_feature")(layers.Flatten(name=f"{name}_flatten")(refined))
+    e = layers.Dense(feature_dim, activation="relu", name=f"{name}_feature")(
+        layers.Flatten(name=f"{name}_flatten")(refined))
     score = layers.Dense(1, activation="sigmoid", name=f"{name}_proposal")(e)
     return e, score
 

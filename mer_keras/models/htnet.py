@@ -96,9 +96,10 @@ def unblockify(x, blocks: int, h: int, w: int, name: str):
     return layers.Reshape((h, w, c), name=f"{name}_unblockify")(x)
 
 
+# the official training script: Adam, lr 5e-5 (at 1e-3 it stays at chance; MODELS.md)
 @register_model("htnet", representation="flow", input_shape=(28, 28, 3), citation="Wang et al., Neurocomputing 2024",
                 representation_options={"regions": "htnet"}, explain_layer="level2_unblockify",
-                lr=5e-5, variants=tuple(VARIANTS))  # the official training script: Adam, lr 5e-5 (at 1e-3 it stays at chance; MODELS.md)
+                lr=5e-5, variants=tuple(VARIANTS))
 def build_htnet(input_shape=(28, 28, 3), num_classes: int = 3, variant: str = "paper", patch_size: int = 7,
                 dim: int | None = None, heads: int | None = None, depths=None, mlp_mult: int | None = None,
                 dropout: float = 0.0, name: str = "htnet"):

@@ -73,7 +73,8 @@ def apply_preact_block(x, filters: int, strides: int, name: str, attention: bool
     else:
         shortcut = x
     c1 = layers.Conv2D(filters, 3, strides=strides, padding="same", use_bias=False, name=f"{name}_conv1")(pre)
-    c2 = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_conv2")(apply_bn_relu(c1, f"{name}_mid"))
+    c2 = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_conv2")(
+        apply_bn_relu(c1, f"{name}_mid"))
     y = layers.Add(name=f"{name}_add")([shortcut, c2])
     return apply_micro_attention(y, [shortcut, c1, c2], f"{name}_attention") if attention else y
 

@@ -68,7 +68,8 @@ class RepresentationConfig:
         if self.size < 1 or self.crop < 1:
             raise OptionError(f"size and crop must be at least 1 pixel, got size={self.size}, crop={self.crop}")
         if self.representation == "flow" and self.crop < MIN_FLOW_SIDE:
-            raise OptionError(f"the flow representation needs a crop of at least {MIN_FLOW_SIDE} pixels, got {self.crop}")
+            raise OptionError(f"the flow representation needs a crop of at least {MIN_FLOW_SIDE} pixels, "
+                              f"got {self.crop}")
         if self.representation not in REPRESENTATIONS:
             raise OptionError(f"unknown representation {self.representation!r}; expected one of {REPRESENTATIONS}")
         if self.flow_method not in FLOW_METHODS:

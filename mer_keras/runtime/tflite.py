@@ -36,7 +36,8 @@ class TFLiteModel:
         name = "<bytes>"
         delegates = None
         if delegate:
-            if not Path(delegate).is_file():  # checked first: litert's failed Delegate prints a traceback when collected
+            # checked first: litert's failed Delegate prints a traceback when collected
+            if not Path(delegate).is_file():
                 raise OptionError(f"{delegate}: cannot load the TFLite delegate (no such file)")
             try:
                 delegates = [load_delegate(delegate)]
@@ -99,7 +100,8 @@ class TFLiteModel:
             chunk = x[start:start + batch_size]
             if self.fixed_batch:
                 n = len(chunk)
-                chunk = np.concatenate([chunk, np.repeat(chunk[-1:], self.fixed_batch - n, axis=0)]) if n < self.fixed_batch else chunk
+                chunk = (np.concatenate([chunk, np.repeat(chunk[-1:], self.fixed_batch - n, axis=0)])
+                         if n < self.fixed_batch else chunk)
             else:
                 self._resize(len(chunk))
             scale, zero = self.input["quantization"]

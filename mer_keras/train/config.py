@@ -27,8 +27,9 @@ class TrainConfig:
         init_from: a ``.keras`` file or run folder whose weights initialise the model, layer by
             layer where names and shapes match (transfer learning).
         freeze_until: with ``init_from``, freeze every layer up to and including this one.
-        deterministic: op determinism and seeded dropout (:func:`~mer_keras.train.determinism.set_determinism`): the same seed
-            gives the same weights and metrics on the same machine.
+        deterministic: op determinism and seeded dropout
+            (:func:`~mer_keras.train.determinism.set_determinism`): the same seed gives the same
+            weights and metrics on the same machine.
         mixed_precision: build under ``mixed_float16`` (GPU speed-up; outputs stay float32).
         backup_minutes: least time between two backups of a fit given a ``backup_dir`` (0: every epoch).
     """

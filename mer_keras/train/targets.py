@@ -26,7 +26,8 @@ from mer_keras.errors import OptionError
 from mer_keras.facs import AU_VOCABULARY
 
 
-def au_targets(aus: Sequence[Sequence[str]], vocabulary: Sequence[str] = AU_VOCABULARY) -> tuple[np.ndarray, np.ndarray]:
+def au_targets(aus: Sequence[Sequence[str]],
+               vocabulary: Sequence[str] = AU_VOCABULARY) -> tuple[np.ndarray, np.ndarray]:
     """Multi-hot AU targets of N clips.
 
     Args:

@@ -63,7 +63,8 @@ def training_dataset(x: np.ndarray, y, batch_size: int, epochs: int, seed: int =
     """
     n = len(x)
     steps = -(-n // batch_size)
-    parts = tf.nest.map_structure(tf.convert_to_tensor, (x, y) + ((sample_weight,) if sample_weight is not None else ()))
+    parts = tf.nest.map_structure(tf.convert_to_tensor,
+                                  (x, y) + ((sample_weight,) if sample_weight is not None else ()))
     seed64 = tf.constant(seed, tf.int64)
 
     def one_epoch(epoch):

@@ -195,7 +195,7 @@ def test_load_data_checks_the_protocol_before_reading(request_, text):
     from mer_keras.jobs.inputs import DataRequest, load_data
 
     with pytest.raises(OptionError, match=text.replace("-", r"\-")):
-        load_data(DataRequest(**request_), Console(quiet=True))
+        load_data(DataRequest.of(TrainOptions(**request_)), Console(quiet=True))
 
 
 def test_load_data_reads_the_synthetic_default_as_a_dataset(cache_dir):
@@ -203,7 +203,8 @@ def test_load_data_reads_the_synthetic_default_as_a_dataset(cache_dir):
 
     from mer_keras.jobs.inputs import DataRequest, load_data
 
-    ds = load_data(DataRequest(subjects=3, clips=4, seed=7, cache_dir=str(cache_dir)), Console(quiet=True))
+    ds = load_data(DataRequest.of(TrainOptions(subjects=3, clips=4, seed=7, cache_dir=str(cache_dir))),
+                   Console(quiet=True))
     assert ds.name == "synthetic" and ds.classes == ["negative", "positive", "surprise"]
     assert len(ds.samples) == 12 and len(ds.subjects) == 3 and ds.root
     assert ds.keys[0].startswith("synthetic/sub01/") and len(ds.rows) == 12

@@ -28,7 +28,8 @@ def dataset_dir(cfg: SyntheticConfig, photos: list[tuple[str, np.ndarray]], cach
     for name, img in photos:
         h.update(name.encode())
         h.update(hashlib.sha256(np.ascontiguousarray(img)).digest())
-    return default_cache_dir(cache_dir) / "synthetic" / f"s{cfg.seed}-{cfg.subjects}x{cfg.clips_per_subject}-{h.hexdigest()[:12]}"
+    return default_cache_dir(cache_dir) / "synthetic" / (f"s{cfg.seed}-{cfg.subjects}x{cfg.clips_per_subject}-"
+                                                         f"{h.hexdigest()[:12]}")
 
 
 def generate(cfg: SyntheticConfig, out: Path, photos: list[tuple[str, np.ndarray]], progress=None) -> Path:
@@ -97,7 +98,8 @@ def _render_all(cfg: SyntheticConfig, tmp: Path, photos, progress) -> None:
                 progress(len(rows), total)
     pd.DataFrame(rows).to_csv(tmp / "coding.csv", index=False)
     (tmp / "subjects.json").write_text(json.dumps(
-        {"config": asdict(cfg), "subjects": [{"name": s.name, "photo": s.photo, **s.params} for s in subjects]}, indent=1))
+        {"config": asdict(cfg), "subjects": [{"name": s.name, "photo": s.photo, **s.params} for s in subjects]},
+        indent=1))
 
 
 def load_samples(root: Path) -> list[Sample]:
@@ -143,7 +145,8 @@ def load_samples(root: Path) -> list[Sample]:
             raise DataError(f"{sheet}:{row_no}: frame file {missing[0]} is missing")
         aus = tuple(f"AU{a}" for a in str(r["Action Units"]).split("+") if a and a != "nan")
         samples.append(Sample(subject=r["Subject"], clip_id=r["Filename"], frame_paths=paths,
-                              onset=onset - 1, apex=apex - 1, offset=offset - 1, aus=aus, emotion=r["Estimated Emotion"],
+                              onset=onset - 1, apex=apex - 1, offset=offset - 1, aus=aus,
+                              emotion=r["Estimated Emotion"],
                               label=r["Estimated Emotion"], database="synthetic", fps=float(fps),
                               source=f"{sheet}:{row_no}"))
     return samples

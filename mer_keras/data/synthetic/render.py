@@ -17,7 +17,8 @@ def _smoothstep(x: np.ndarray) -> np.ndarray:
     return x * x * (3 - 2 * x)
 
 
-def render_clip(subject: PseudoSubject, cfg: SyntheticConfig, rng: np.random.Generator) -> tuple[list[np.ndarray], dict]:
+def render_clip(subject: PseudoSubject, cfg: SyntheticConfig,
+                rng: np.random.Generator) -> tuple[list[np.ndarray], dict]:
     """Render one clip of ``subject``.
 
     Every frame carries the clip's *resting face*: a static deformation made of all AUs (except
