@@ -7,7 +7,7 @@ The options are :class:`mer_keras.jobs.train.TrainOptions`' fields; the job is
 from __future__ import annotations
 
 from mer_keras.cli.common import command, console
-from mer_keras.jobs.train import TrainOptions
+from mer_keras.jobs.train_options import TrainOptions
 
 
 def _train(opts: TrainOptions) -> None:

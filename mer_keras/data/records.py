@@ -97,6 +97,11 @@ class Dataset:
                    for r in self.images])
 
     @property
+    def aus(self) -> list[tuple[str, ...]]:
+        """Per record its AUs: the coding sheet's for clips, none for precomputed images."""
+        return [s.aus for s in self.samples] + [() for _ in self.images]
+
+    @property
     def keys(self) -> list[str]:
         """``database/subject/clip`` of every record (the fold files' ``test_keys``)."""
         return [f"{r['database']}/{r['subject']}/{r['clip']}" for r in self.rows]

@@ -67,7 +67,7 @@ def explain(opts: ExplainOptions, console=None) -> Path:
     from mer_keras.data.pipeline import RepresentationConfig, build_inputs
     from mer_keras.explain import default_layer, display_image, grad_cam
     from mer_keras.jobs.inputs import DataRequest, load_data
-    from mer_keras.jobs.train import options_from_config
+    from mer_keras.jobs.train_options import options_from_config
     from mer_keras.models.io import load_model
     from mer_keras.preprocess.cache import default_cache_dir
     from mer_keras.registry import get_spec

@@ -125,7 +125,9 @@ def export_run(run: str | Path, formats: Sequence[str], console, qat: QATOptions
         ModelFileError: not a finished run folder, bad config. OptionError: unknown format.
     """
     from mer_keras.data.pipeline import RepresentationConfig
-    from mer_keras.jobs.train import load_run_inputs, options_from_config, window_from_samples
+    from mer_keras.jobs.final_model import window_from_samples
+    from mer_keras.jobs.train import load_run_inputs
+    from mer_keras.jobs.train_options import options_from_config
     from mer_keras.models.inference import predict_proba
     from mer_keras.models.io import load_model, read_json
     from mer_keras.registry import inference_model

@@ -1,180 +1,28 @@
 """``mer-keras train``, the main job: resolve options -> load data -> build inputs -> protocol folds
 -> pooled report -> final fit -> export, into one run folder (:mod:`mer_keras.runs`).
 
-:class:`TrainOptions` is the job's schema: every option, its default and its help, once. The
-command line is built from it (:mod:`mer_keras.cli.train`), and so is ``config.json``.
+Its options are :class:`mer_keras.jobs.train_options.TrainOptions` (the job's schema); the final
+model step is :mod:`mer_keras.jobs.final_model`.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
 
 from mer_keras.data.pipeline import RepresentationConfig
-from mer_keras.data.records import Dataset, Sample
-from mer_keras.data.synthetic.config import SyntheticConfig
+from mer_keras.data.records import Dataset
 from mer_keras.errors import OptionError, RunFolderError
+from mer_keras.jobs.final_model import fit_final
 from mer_keras.jobs.inputs import DataRequest, Inputs, build_dataset_inputs, load_data, progress_bar
-from mer_keras.jobs.schema import from_config, option, validate
+from mer_keras.jobs.schema import validate
+from mer_keras.jobs.train_options import TrainOptions, options_from_config
 from mer_keras.runs import RunFolder, new_run, run_dir_name
 from mer_keras.train.config import TrainConfig
-
-#: The training library's defaults (epochs, batch, seed, ...) and the synthetic set's (subjects,
-#: clips): the options below take them from there.
-_TRAINING = TrainConfig()
-_SYNTHETIC = SyntheticConfig()
-
-
-def _models():
-    from mer_keras.registry import list_models
-
-    return list_models()
-
-
-def _datasets():
-    from mer_keras.data.datasets import DATASETS
-
-    return DATASETS
-
-
-def _protocols():
-    from mer_keras.data.protocols import PROTOCOLS
-
-    return tuple(PROTOCOLS)
-
-
-def _apex_policies():
-    from mer_keras.data.database import APEX_POLICIES
-
-    return APEX_POLICIES
-
-
-def _representations():
-    from mer_keras.preprocess.representation import REPRESENTATIONS
-
-    return REPRESENTATIONS
-
-
-def _strategies():
-    from mer_keras.train.strategy import STRATEGIES
-
-    return STRATEGIES
-
-
-def _flow_methods():
-    from mer_keras.preprocess.flow import FLOW_METHODS
-
-    return FLOW_METHODS
-
-
-def parse_folds(value: str | None) -> list[str] | None:
-    """``--folds sub01,sub02`` -> ["sub01", "sub02"] (None: every fold)."""
-    return [f.strip() for f in value.split(",")] if value else None
-
-
-def parse_aux_weights(items: Sequence[str] | None) -> dict | None:
-    """``--aux-weight proposal=0.5`` (repeatable) -> {"proposal": 0.5}.
-
-    Raises:
-        OptionError: an item that is not OUTPUT=WEIGHT with a number.
-    """
-    weights = {}
-    for item in items or []:
-        key, sep, value = item.partition("=")
-        try:
-            weights[key.strip()] = float(value)
-        except ValueError:
-            sep = ""
-        if not sep or not key.strip():
-            raise OptionError(f"--aux-weight {item!r}: expected OUTPUT=WEIGHT, e.g. proposal=0.5")
-    return weights or None
-
-
-@dataclass
-class TrainOptions:
-    """Every option of ``mer-keras train`` (recorded as ``config.json``).
-
-    Defaults live here, except the per-model ones (learning rate, representation), which the
-    model registry holds (``None`` here means "the model's").
-    """
-
-    model: str = option(_TRAINING.model, "Architecture from the registry.", choices=_models)
-    data: str = option("synthetic", "Dataset: the embedded synthetic set, a database, the MEGC2019 composite (root "
-                       "holds CASME2/, SAMM/, SMIC/) or a manifest CSV.", choices=_datasets)
-    root: str | None = option(None, "Database folder (or manifest CSV); default $MER_DATA_ROOT/<DB>.")
-    strict: bool = option(False, "Stop at the first bad clip instead of skipping it.")
-    protocol: str = option("loso", "loso; composite (LOSO on --data composite, per-database metrics too); cross "
-                           "(train on --data, test on --test-data).", choices=_protocols)
-    test_data: str | None = option(None, "Test database of --protocol cross.")
-    test_root: str | None = option(None, "Root of the test database.")
-    apex: str = option("midpoint", "Where the sheet gives no apex: midpoint of onset..offset, or spot (frame of "
-                       "largest motion against onset).", choices=_apex_policies)
-    workers: int = option(1, "Processes for preprocessing clips not yet cached.", min=1)
-    representation: str | None = option(None, "Input representation; default: the model's own (LEARNet: "
-                                        "dynamic_image).", choices=_representations)
-    variant: str | None = option(None, "Architecture variant: learnet paper|released, htnet paper|small.")
-    epochs: int = option(_TRAINING.epochs, "Fixed epochs per fold (no early stopping on test data).", min=1)
-    batch_size: int = option(_TRAINING.batch_size, "Global batch size.", min=1)
-    lr: float | None = option(None, "Adam learning rate (default: the model's, see `mer-keras models`).", above=0.0)
-    seed: int = option(_TRAINING.seed, "Seed of the synthetic data and of training.")
-    out: str = option("runs", "Parent folder of the run folder.")
-    subjects: int = option(_SYNTHETIC.subjects, "Synthetic pseudo-subjects.", min=2)
-    clips: int = option(_SYNTHETIC.clips_per_subject, "Synthetic clips per subject.", min=1)
-    faces: str | None = option(None, "Folder of extra face photos for the synthetic set.")
-    folds: list[str] | None = option(None, "Comma-separated LOSO test subjects to run (default: all); `none`: no "
-                                     "fold, only the final model. Pool runs with `mer-keras merge`.",
-                                     cli_type=str, parse=parse_folds)
-    export: bool = option(True, "Write TFLite fp32 and int8 models.", secondary="--no-export")
-    strategy: str = option("auto", "tf.distribute strategy.", choices=_strategies)
-    augment: bool = option(_TRAINING.augment, "Random horizontal flips.", secondary="--no-augment")
-    class_weight: bool = option(_TRAINING.class_weight, "Balanced class weights from the training folds.",
-                                secondary="--no-class-weight")
-    flow_method: str = option("tvl1", "Optical flow method (flow representation).", choices=_flow_methods)
-    cache_dir: str | None = option(None, "Cache folder (default $MER_CACHE_DIR or ~/.cache/mer_keras).")
-    aux_weights: dict | None = option(None, "Loss weight of an auxiliary output, OUTPUT=WEIGHT (repeatable), e.g. "
-                                      "proposal=0.5, au=1, au_cluster=0.05.", flag="--aux-weight",
-                                      cli_type=list[str], parse=parse_aux_weights)
-    init_from: str | None = option(None, "Run folder or .keras file whose weights start training (layers matched "
-                                   "by name and shape).")
-    freeze_until: str | None = option(None, "With --init-from: freeze this layer and every layer before it.")
-    resume: str | None = option(None, "Continue an interrupted run folder: its recorded options, finished folds "
-                                "kept, the fold in progress continued from its last finished epoch.")
-    cpu_replicas: int = option(1, "Split the CPU into N logical devices (with --strategy mirrored: N replicas "
-                               "without a GPU).", min=1)
-    deterministic: bool = option(_TRAINING.deterministic, "TensorFlow op determinism and seeded dropout: "
-                                 "the same --seed gives the "
-                                 "same metrics (on GPU some ops are slower or have no deterministic kernel).",
-                                 secondary="--no-deterministic")
-    mixed_precision: bool = option(_TRAINING.mixed_precision, "Train under mixed_float16 "
-                                   "(a GPU speed-up; outputs stay float32, saved "
-                                   "and exported models are float32).")
-    final: bool | None = option(None, "Fit the final model on all subjects (default: only when every fold runs).",
-                                secondary="--no-final")
-    backup_minutes: float = option(_TRAINING.backup_minutes, "Back up the fold in progress "
-                                   "(weights, optimizer, epoch) when this many "
-                                   "minutes have passed since the last backup, at the end of an epoch; 0: every "
-                                   "epoch. --resume continues from it.", min=0.0)
-
-    @property
-    def wants_final(self) -> bool:
-        """Whether the run fits the final model: ``final``; by default when it runs every fold, or no
-        fold (``--folds none``), not when it runs some of them."""
-        if self.final is not None:
-            return self.final
-        return not self.folds or list(self.folds) == ["none"]
-
-
-def options_from_config(config: dict, **overrides) -> TrainOptions:
-    """:class:`TrainOptions` from a run's config.json (keys that are not options are ignored).
-
-    A run recorded before the synthetic set was a named dataset has ``data: null``: it is ``synthetic``.
-    """
-    opts = from_config(TrainOptions, config, **overrides)
-    return replace(opts, data=opts.data or "synthetic")
 
 
 def resume_options(run: str | Path) -> TrainOptions:
@@ -278,28 +126,6 @@ def check_transfer(opts: TrainOptions, rep: RepresentationConfig, data: Dataset,
                   f"{report['frozen']} frozen", soft_wrap=True)
 
 
-def window_from_samples(samples: Sequence[Sample]) -> dict | None:
-    """The sliding window a deployed model should use, from the clips it was trained on.
-
-    Returns:
-        {"seconds", "frames", "fps", "stride_frames"}: the median onset..offset length of the
-        training clips in frames, in seconds at their frame rate (``None`` when the data gives no
-        frame rate, e.g. a manifest of frame folders), that rate, and a stride of half a window;
-        ``None`` when no clip has frames (precomputed images only). The runner (``edge.run``)
-        rescales ``seconds`` to its video's frame rate, or uses ``frames`` when seconds is None.
-    """
-    if not samples:
-        return None
-    frames = max(2, int(round(float(np.median([s.offset - s.onset + 1 for s in samples])))))
-    rates = [s.fps for s in samples if s.fps and s.fps > 0]
-    if not rates:
-        return {"seconds": None, "frames": frames, "fps": None, "stride_frames": max(1, frames // 2)}
-    seconds = float(np.median([(s.offset - s.onset + 1) / s.fps for s in samples if s.fps and s.fps > 0]))
-    fps = float(np.median(rates))
-    frames = max(2, int(round(seconds * fps)))
-    return {"seconds": round(seconds, 4), "frames": frames, "fps": fps, "stride_frames": max(1, frames // 2)}
-
-
 def open_run_folder(opts: TrainOptions, rep: RepresentationConfig, data: Dataset, groups: Sequence[str],
                     strategy, console) -> tuple[RunFolder, dict]:
     """Step *run folder*: a new folder with config.json, or the resumed one with its finished folds.
@@ -356,7 +182,7 @@ def run_protocol(opts: TrainOptions, rep: RepresentationConfig, cfg, data: Datas
     chief = is_chief(strategy)
     classes, keys, rows, y = data.classes, data.keys, data.rows, inputs.y
     folds = protocol.folds(groups, only=only)
-    aus = aux_aus(data) if get_spec(opts.model).aux_losses else None
+    aus = data.aus if get_spec(opts.model).aux_losses else None
     with progress_bar(console) as prog:
         fold_task = prog.add_task("LOSO folds", total=len(folds), info="")
         epoch_task = prog.add_task("epochs", total=opts.epochs, info="")
@@ -391,100 +217,6 @@ def print_report(report: dict, console) -> None:
                   f"UF1 {m['uf1']:.3f}  UAR {m['uar']:.3f}")
     for db, m in report["per_database"].items():
         console.print(f"  {db:<10} n={m['n']:<4} accuracy {m['accuracy']:.3f}  UF1 {m['uf1']:.3f}  UAR {m['uar']:.3f}")
-
-
-def aux_aus(data: Dataset) -> list:
-    """Per record its AUs (AU heads): the coding sheet's for clips, none for precomputed images."""
-    return [s.aus for s in data.samples] + [() for _ in data.images]
-
-
-#: Largest accepted |p_tflite - p_keras| for the float32 export (issue #2 acceptance).
-FP32_TOLERANCE = 1e-4
-
-
-def export_tflite(model, run: Path, x_train: np.ndarray, y: np.ndarray, classes: Sequence[str]) -> dict:
-    """Write model_fp32.tflite and model_int8.tflite and check them against Keras on ``x_train``.
-
-    (``mer-keras export`` writes the other formats and verifies on held-out inputs.)
-
-    Returns:
-        {filename: {"format", "sha256", "bytes", "seconds", "quantization", "float_ops", "parity"}};
-        the fp32 parity carries ``"within_tolerance"`` (max |dp| <= :data:`FP32_TOLERANCE`).
-    """
-    from mer_keras.export.exporter import verify_export, write_export
-    from mer_keras.export.formats import FORMATS
-    from mer_keras.models.inference import predict_proba
-    from mer_keras.registry import inference_model
-
-    model = inference_model(model)
-    reference = predict_proba(model, x_train)
-    files = {}
-    for fmt in (FORMATS["tflite_fp32"], FORMATS["tflite_int8"]):
-        path, info = write_export(model, fmt, run, x_train, y)
-        info["parity"] = verify_export(path, fmt, reference, x_train, y, classes)
-        files[path.name] = info
-        if fmt.quant == "none":
-            parity = info["parity"]
-            parity["tolerance"] = FP32_TOLERANCE
-            parity["within_tolerance"] = parity["max_abs_diff"] <= FP32_TOLERANCE
-    return files
-
-
-def fit_final(opts: TrainOptions, rep: RepresentationConfig, cfg, data: Dataset, inputs: Inputs,
-              groups: Sequence[str], run: RunFolder, strategy, console) -> None:
-    """Step *final fit*: the model fitted on every training subject (all but a cross-protocol test
-    set), saved with its exports and metadata.json (by the chief)."""
-    from mer_keras.registry import get_spec
-    from mer_keras.train.fit import fit_model, weights_fingerprint
-    from mer_keras.train.strategy import is_chief
-
-    final = np.array([g != "test" for g in groups]) if opts.protocol == "cross" else np.ones(len(groups), bool)
-    aus = aux_aus(data) if get_spec(opts.model).aux_losses else None
-    console.print("fitting the final model on all training subjects")
-    model = fit_model(inputs.x[final], inputs.y[final], len(data.classes), cfg, strategy,
-                      aus=[aus[i] for i in np.flatnonzero(final)] if aus is not None else None,
-                      backup_dir=run.backup_root / "final")
-    console.print(f"final model weights sha256 {weights_fingerprint(model)}")
-    if is_chief(strategy):
-        write_final_model(model, cfg, opts, rep, run, data, inputs.x[final], inputs.y[final], console)
-
-
-def write_final_model(model, cfg, opts: TrainOptions, rep: RepresentationConfig, run: RunFolder, data: Dataset,
-                      x: np.ndarray, y: np.ndarray, console) -> None:
-    """Save the final model (float32, inference outputs only, weights without optimizer state), its
-    TFLite exports and metadata.json.
-
-    The Adam moments would triple ``model.keras`` (HTNet: 1.68 GB instead of 0.56 GB) and nothing
-    reads them: a killed fit resumes from its backup, ``--init-from`` takes weights only.
-    metadata.json is written last: its presence marks a complete run.
-    """
-    from mer_keras import atomic
-    from mer_keras._keras import keras
-    from mer_keras.export.metadata import build_metadata, sha256_file
-    from mer_keras.models.io import save_keras
-    from mer_keras.registry import inference_model
-    from mer_keras.train.fit import local_float32_copy
-
-    model = inference_model(local_float32_copy(model, cfg))  # training-only heads are not saved or exported
-    if model.optimizer is not None:  # an uncompiled view of the same layers: saved without optimizer state
-        model = keras.Model(model.inputs, model.outputs, name=model.name)
-    path = run.path / "model.keras"
-    save_keras(model, path)
-    files = {"model.keras": {"format": "keras", "sha256": sha256_file(path), "bytes": path.stat().st_size}}
-    if opts.export:
-        exported = export_tflite(model, run.path, x, y, data.classes)
-        atomic.write_json(run.path / "export_report.json", exported)
-        for name, info in exported.items():
-            files[name] = {k: v for k, v in info.items() if k != "parity"}
-            par = info["parity"]
-            console.print(f"{name}: {info['bytes'] / 1e6:.2f} MB in {info['seconds']:.1f} s, max |p - p_keras| "
-                          f"{par['max_abs_diff']:.2e}, argmax agreement {par['argmax_agreement']:.3f}")
-            if par.get("within_tolerance") is False:
-                console.print(f"[bold red]warning:[/] {name} differs from Keras by more than {FP32_TOLERANCE}")
-    atomic.write_json(run.path / "metadata.json", build_metadata(opts.model, data.classes, asdict(rep),
-                                                                 rep.input_shape, data.name, opts.protocol, files,
-                                                                 window=window_from_samples(data.samples),
-                                                                 apex_policy=opts.apex))
 
 
 def train(opts: TrainOptions, console=None) -> Path:

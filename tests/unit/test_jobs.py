@@ -12,8 +12,8 @@ from typer.testing import CliRunner
 
 from mer_keras.errors import MissingFileError, ModelFileError, OptionError, RunFolderError, UnknownNameError
 from mer_keras.jobs.schema import flag_name, from_config, option, validate
-from mer_keras.jobs.train import (TrainOptions, options_from_config, parse_aux_weights, parse_folds, resolve_options,
-                                  resume_options, train_config)
+from mer_keras.jobs.train import resolve_options, resume_options, train_config
+from mer_keras.jobs.train_options import TrainOptions, options_from_config, parse_aux_weights, parse_folds
 from mer_keras.runs import RunFolder, new_run
 from mer_keras.train.config import TrainConfig
 

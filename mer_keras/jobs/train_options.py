@@ -1,0 +1,171 @@
+"""The options of ``mer-keras train``: one dataclass, the job's schema.
+
+Every option, its default and its help are written here once (:func:`mer_keras.jobs.schema.option`);
+the command line (:mod:`mer_keras.cli.train`), ``config.json`` and the Python API all read them.
+Defaults that belong to a library are taken from it: training (:class:`mer_keras.train.config.TrainConfig`),
+the synthetic set (:class:`mer_keras.data.synthetic.config.SyntheticConfig`), and per model the
+registry (learning rate, representation: ``None`` here).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+from mer_keras.data.synthetic.config import SyntheticConfig
+from mer_keras.errors import OptionError
+from mer_keras.jobs.schema import from_config, option
+from mer_keras.train.config import TrainConfig
+
+#: The training library's defaults (epochs, batch, seed, ...) and the synthetic set's (subjects,
+#: clips): the options below take them from there.
+_TRAINING = TrainConfig()
+_SYNTHETIC = SyntheticConfig()
+
+
+def _models():
+    from mer_keras.registry import list_models
+
+    return list_models()
+
+
+def _datasets():
+    from mer_keras.data.datasets import DATASETS
+
+    return DATASETS
+
+
+def _protocols():
+    from mer_keras.data.protocols import PROTOCOLS
+
+    return tuple(PROTOCOLS)
+
+
+def _apex_policies():
+    from mer_keras.data.database import APEX_POLICIES
+
+    return APEX_POLICIES
+
+
+def _representations():
+    from mer_keras.preprocess.representation import REPRESENTATIONS
+
+    return REPRESENTATIONS
+
+
+def _strategies():
+    from mer_keras.train.strategy import STRATEGIES
+
+    return STRATEGIES
+
+
+def _flow_methods():
+    from mer_keras.preprocess.flow import FLOW_METHODS
+
+    return FLOW_METHODS
+
+
+def parse_folds(value: str | None) -> list[str] | None:
+    """``--folds sub01,sub02`` -> ["sub01", "sub02"] (None: every fold)."""
+    return [f.strip() for f in value.split(",")] if value else None
+
+
+def parse_aux_weights(items: Sequence[str] | None) -> dict | None:
+    """``--aux-weight proposal=0.5`` (repeatable) -> {"proposal": 0.5}.
+
+    Raises:
+        OptionError: an item that is not OUTPUT=WEIGHT with a number.
+    """
+    weights = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        try:
+            weights[key.strip()] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep or not key.strip():
+            raise OptionError(f"--aux-weight {item!r}: expected OUTPUT=WEIGHT, e.g. proposal=0.5")
+    return weights or None
+
+
+@dataclass
+class TrainOptions:
+    """Every option of ``mer-keras train`` (recorded as ``config.json``).
+
+    Defaults live here, except the per-model ones (learning rate, representation), which the
+    model registry holds (``None`` here means "the model's").
+    """
+
+    model: str = option(_TRAINING.model, "Architecture from the registry.", choices=_models)
+    data: str = option("synthetic", "Dataset: the embedded synthetic set, a database, the MEGC2019 composite (root "
+                       "holds CASME2/, SAMM/, SMIC/) or a manifest CSV.", choices=_datasets)
+    root: str | None = option(None, "Database folder (or manifest CSV); default $MER_DATA_ROOT/<DB>.")
+    strict: bool = option(False, "Stop at the first bad clip instead of skipping it.")
+    protocol: str = option("loso", "loso; composite (LOSO on --data composite, per-database metrics too); cross "
+                           "(train on --data, test on --test-data).", choices=_protocols)
+    test_data: str | None = option(None, "Test database of --protocol cross.")
+    test_root: str | None = option(None, "Root of the test database.")
+    apex: str = option("midpoint", "Where the sheet gives no apex: midpoint of onset..offset, or spot (frame of "
+                       "largest motion against onset).", choices=_apex_policies)
+    workers: int = option(1, "Processes for preprocessing clips not yet cached.", min=1)
+    representation: str | None = option(None, "Input representation; default: the model's own (LEARNet: "
+                                        "dynamic_image).", choices=_representations)
+    variant: str | None = option(None, "Architecture variant: learnet paper|released, htnet paper|small.")
+    epochs: int = option(_TRAINING.epochs, "Fixed epochs per fold (no early stopping on test data).", min=1)
+    batch_size: int = option(_TRAINING.batch_size, "Global batch size.", min=1)
+    lr: float | None = option(None, "Adam learning rate (default: the model's, see `mer-keras models`).", above=0.0)
+    seed: int = option(_TRAINING.seed, "Seed of the synthetic data and of training.")
+    out: str = option("runs", "Parent folder of the run folder.")
+    subjects: int = option(_SYNTHETIC.subjects, "Synthetic pseudo-subjects.", min=2)
+    clips: int = option(_SYNTHETIC.clips_per_subject, "Synthetic clips per subject.", min=1)
+    faces: str | None = option(None, "Folder of extra face photos for the synthetic set.")
+    folds: list[str] | None = option(None, "Comma-separated LOSO test subjects to run (default: all); `none`: no "
+                                     "fold, only the final model. Pool runs with `mer-keras merge`.",
+                                     cli_type=str, parse=parse_folds)
+    export: bool = option(True, "Write TFLite fp32 and int8 models.", secondary="--no-export")
+    strategy: str = option("auto", "tf.distribute strategy.", choices=_strategies)
+    augment: bool = option(_TRAINING.augment, "Random horizontal flips.", secondary="--no-augment")
+    class_weight: bool = option(_TRAINING.class_weight, "Balanced class weights from the training folds.",
+                                secondary="--no-class-weight")
+    flow_method: str = option("tvl1", "Optical flow method (flow representation).", choices=_flow_methods)
+    cache_dir: str | None = option(None, "Cache folder (default $MER_CACHE_DIR or ~/.cache/mer_keras).")
+    aux_weights: dict | None = option(None, "Loss weight of an auxiliary output, OUTPUT=WEIGHT (repeatable), e.g. "
+                                      "proposal=0.5, au=1, au_cluster=0.05.", flag="--aux-weight",
+                                      cli_type=list[str], parse=parse_aux_weights)
+    init_from: str | None = option(None, "Run folder or .keras file whose weights start training (layers matched "
+                                   "by name and shape).")
+    freeze_until: str | None = option(None, "With --init-from: freeze this layer and every layer before it.")
+    resume: str | None = option(None, "Continue an interrupted run folder: its recorded options, finished folds "
+                                "kept, the fold in progress continued from its last finished epoch.")
+    cpu_replicas: int = option(1, "Split the CPU into N logical devices (with --strategy mirrored: N replicas "
+                               "without a GPU).", min=1)
+    deterministic: bool = option(_TRAINING.deterministic, "TensorFlow op determinism and seeded dropout: "
+                                 "the same --seed gives the "
+                                 "same metrics (on GPU some ops are slower or have no deterministic kernel).",
+                                 secondary="--no-deterministic")
+    mixed_precision: bool = option(_TRAINING.mixed_precision, "Train under mixed_float16 "
+                                   "(a GPU speed-up; outputs stay float32, saved "
+                                   "and exported models are float32).")
+    final: bool | None = option(None, "Fit the final model on all subjects (default: only when every fold runs).",
+                                secondary="--no-final")
+    backup_minutes: float = option(_TRAINING.backup_minutes, "Back up the fold in progress "
+                                   "(weights, optimizer, epoch) when this many "
+                                   "minutes have passed since the last backup, at the end of an epoch; 0: every "
+                                   "epoch. --resume continues from it.", min=0.0)
+
+    @property
+    def wants_final(self) -> bool:
+        """Whether the run fits the final model: ``final``; by default when it runs every fold, or no
+        fold (``--folds none``), not when it runs some of them."""
+        if self.final is not None:
+            return self.final
+        return not self.folds or list(self.folds) == ["none"]
+
+
+def options_from_config(config: dict, **overrides) -> TrainOptions:
+    """:class:`TrainOptions` from a run's config.json (keys that are not options are ignored).
+
+    A run recorded before the synthetic set was a named dataset has ``data: null``: it is ``synthetic``.
+    """
+    opts = from_config(TrainOptions, config, **overrides)
+    return replace(opts, data=opts.data or "synthetic")
