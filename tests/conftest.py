@@ -43,8 +43,11 @@ def tiny_run(tmp_path_factory, cache_dir):
 
 
 @pytest.fixture(scope="session")
-def tiny_flow_run(tmp_path_factory, cache_dir):
-    """A finished ststnet run (flow input) on 3 pseudo-subjects x 4 clips, 2 epochs: its folder."""
+def tiny_flow_export(tmp_path_factory, cache_dir):
+    """A finished ststnet run (flow input, DIS flow: 50 times faster than TV-L1, here and in the edge
+    runner's windows) on 3 pseudo-subjects x 4 clips, 2 epochs, trained without its own export and
+    then exported in every format (``mer-keras export --format all``, one QAT epoch; checked in
+    tests/contract/test_export.py): (its folder, the export's console output)."""
     from pathlib import Path
 
     from typer.testing import CliRunner
@@ -53,9 +56,20 @@ def tiny_flow_run(tmp_path_factory, cache_dir):
 
     out = tmp_path_factory.mktemp("flow_runs")
     res = CliRunner().invoke(app, ["train", "--model", "ststnet", "--subjects", "3", "--clips", "4", "--seed", "7",
-                                   "--epochs", "2", "--out", str(out), "--cache-dir", str(cache_dir)])
+                                   "--epochs", "2", "--flow-method", "dis", "--no-export", "--out", str(out),
+                                   "--cache-dir", str(cache_dir)])
     assert res.exit_code == 0, res.output
-    return Path(res.output.strip().splitlines()[-1].strip())
+    run = Path(res.output.strip().splitlines()[-1].strip())
+    res = CliRunner().invoke(app, ["export", str(run), "--format", "all", "--qat-epochs", "1"])
+    assert res.exit_code == 0, res.output
+    return run, res.output
+
+
+@pytest.fixture(scope="session")
+def tiny_flow_run(tiny_flow_export):
+    """The folder of ``tiny_flow_export``: a finished ststnet run with model.keras, metadata.json and
+    every export format (model_fp32.tflite, model_int8.tflite, ...)."""
+    return tiny_flow_export[0]
 
 
 @pytest.fixture(scope="session")

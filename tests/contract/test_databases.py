@@ -5,10 +5,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.helpers.db_fixtures import CASME2_GOOD, make_casme2, make_samm, make_smic
 from mer_keras.data import casme2, composite, manifest, samm, smic
 from mer_keras.data.pipeline import RepresentationConfig, build_inputs
 from mer_keras.data.sheets import parse_aus, parse_frame_number
+from tests.helpers.db_fixtures import CASME2_GOOD, make_casme2, make_samm, make_smic
 
 
 @pytest.fixture(scope="module")
@@ -132,6 +132,12 @@ def composite_root(tmp_path_factory, tiny_synthetic):
     return base
 
 
+#: The smallest model (STSTNet, 28 x 28 flow, about 2 s per fold; DIS flow, faster than TV-L1) for
+#: tests of data plumbing, where the model does not matter; no final model where the test does not
+#: look at it.
+QUICK = ["--model", "ststnet", "--flow-method", "dis", "--no-final"]
+
+
 def _train(args, tmp_path, cache_dir):
     import json
 
@@ -147,14 +153,19 @@ def _train(args, tmp_path, cache_dir):
 
 
 def test_train_on_a_database_tree(trees, tmp_path, cache_dir):
-    run, results, output = _train(["--data", "casme2", "--root", str(trees["casme2"])], tmp_path, cache_dir)
+    run, results, output = _train(["--data", "casme2", "--root", str(trees["casme2"]), *QUICK], tmp_path, cache_dir)
     assert results["dataset"] == "casme2" and results["classes"] == list(casme2.CLASSES)
     assert results["n_samples"] == 5  # 6 good rows, fear is outside the 5-class set
     assert results["skipped"] == 3 and (run / "skipped.csv").read_text().count("\n") == 4
     assert "3 skipped" in output
 
 
+@pytest.mark.slow
 def test_train_composite_reports_per_database(composite_root, tmp_path, cache_dir):
+    """Six LOSO folds through the CLI (about 40 s). The default run checks the parts: the composite
+    mapping and counts (test_composite_mapping_and_counts), no subject on both sides of a composite
+    fold (tests/unit/test_protocol_isolation.py) and the per-database report
+    (test_protocol_isolation.py::test_report_pools_and_splits_per_database)."""
     run, results, output = _train(["--data", "composite", "--root", str(composite_root)], tmp_path, cache_dir)
     assert results["classes"] == ["negative", "positive", "surprise"]
     assert set(results["per_database"]) == {"casme2", "samm", "smic"}
@@ -164,7 +175,11 @@ def test_train_composite_reports_per_database(composite_root, tmp_path, cache_di
     assert {f["subject"].split("/")[0] for f in results["folds"]} == {"casme2", "samm", "smic"}
 
 
+@pytest.mark.slow
 def test_train_on_a_manifest(trees, tmp_path, cache_dir):
+    """Clip rows and precomputed-image rows in one manifest, trained (about 25 s). The default run
+    trains on such a manifest in tests/e2e/test_golden.py (manifest case) and reads one here
+    (test_manifest)."""
     res = smic.load(trees["smic"])
     csv = tmp_path / "m.csv"
     lines = ["subject,label,frames,path"]
@@ -189,8 +204,8 @@ def test_missing_root_is_one_clear_error(tmp_path, monkeypatch):
 
 
 def test_other_sheet_databases(tmp_path, tiny_synthetic):
-    from tests.helpers.db_fixtures import make_4dme, make_casme, make_casme3, make_mmew
     from mer_keras.data import casme, casme3, fourdme, mmew
+    from tests.helpers.db_fixtures import make_4dme, make_casme, make_casme3, make_mmew
 
     _, samples = tiny_synthetic
     c1 = casme.load(make_casme(tmp_path / "CASME", samples))
@@ -230,7 +245,8 @@ def test_spot_apex_finds_the_peak_of_motion(tmp_path, tiny_synthetic):
 
 def test_cross_database_protocol(trees, tmp_path, cache_dir):
     run, results, output = _train(["--data", "casme2", "--root", str(trees["casme2"]), "--protocol", "cross",
-                                   "--test-data", "samm", "--test-root", str(trees["samm"])], tmp_path, cache_dir)
+                                   "--test-data", "samm", "--test-root", str(trees["samm"]), *QUICK], tmp_path,
+                                  cache_dir)
     assert results["protocol"] == "cross" and results["dataset"] == "casme2-to-samm"
     assert results["classes"] == ["negative", "positive", "surprise"]
     assert [f["subject"] for f in results["folds"]] == ["test"]
@@ -253,14 +269,16 @@ def test_protocol_checks(trees, tmp_path):
     assert res.exit_code == 2 and "--data composite" in res.output
 
 
-@pytest.mark.parametrize("db", ["casme2", "samm", "smic", "casme", "casme_sq", "casme3", "mmew", "4dme", "manifest"])
-def test_prepare_and_train_on_every_fixture_tree(db, tmp_path, tiny_synthetic, cache_dir):
+FIXTURE_TREES = ["casme2", "samm", "smic", "casme", "casme_sq", "casme3", "mmew", "4dme", "manifest"]
+
+
+def _prepare_fixture_tree(db, tmp_path, samples, cache_dir) -> Path:
+    """Write the fixture tree of ``db``, run ``mer-keras data prepare`` on it; return its root."""
     from typer.testing import CliRunner
 
     import tests.helpers.db_fixtures as fx
     from mer_keras.cli.main import app
 
-    _, samples = tiny_synthetic
     make = {"casme2": fx.make_casme2, "samm": fx.make_samm, "smic": fx.make_smic, "casme": fx.make_casme,
             "casme3": fx.make_casme3, "mmew": fx.make_mmew, "4dme": fx.make_4dme, "casme_sq": fx.make_casme_sq,
             "manifest": fx.make_smic}[db]
@@ -273,6 +291,25 @@ def test_prepare_and_train_on_every_fixture_tree(db, tmp_path, tiny_synthetic, c
     res = CliRunner().invoke(app, ["data", "prepare", db, "--root", str(root), "--cache-dir", str(cache_dir)])
     assert res.exit_code == 0, res.output
     assert "clips prepared" in res.output
+    return root
+
+
+@pytest.mark.parametrize("db", FIXTURE_TREES)
+def test_prepare_on_every_fixture_tree(db, tmp_path, tiny_synthetic, cache_dir):
+    """Every database's loader and the preprocessing of its clips, through ``mer-keras data prepare``
+    (training on each tree: the slow test below; in the default run, training on a tree:
+    test_train_on_a_database_tree, test_cross_database_protocol)."""
+    from mer_keras.data.datasets import load_dataset
+
+    root = _prepare_fixture_tree(db, tmp_path, tiny_synthetic[1], cache_dir)
+    data = load_dataset(db, root)
+    assert data.name == db and len({s.subject for s in data.samples}) >= 2  # at least two LOSO folds
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("db", FIXTURE_TREES)
+def test_prepare_and_train_on_every_fixture_tree(db, tmp_path, tiny_synthetic, cache_dir):
+    root = _prepare_fixture_tree(db, tmp_path, tiny_synthetic[1], cache_dir)
     run, results, _ = _train(["--data", db, "--root", str(root)], tmp_path / "runs", cache_dir)
     assert results["dataset"] == db and results["n_samples"] >= 2
 
@@ -300,8 +337,8 @@ def test_manifest_video_rows(tmp_path, tiny_synthetic):
 
 
 def test_casme_sq_records(tmp_path, tiny_synthetic):
-    from tests.helpers.db_fixtures import make_casme_sq
     from mer_keras.data import casme_sq
+    from tests.helpers.db_fixtures import make_casme_sq
 
     _, samples = tiny_synthetic
     res = casme_sq.load(make_casme_sq(tmp_path / "CASME_sq", samples))
@@ -314,9 +351,26 @@ def test_casme_sq_records(tmp_path, tiny_synthetic):
     assert len(res.skipped) == 1 and "not coded (0)" in res.skipped[0][1] and res.skipped[0][0].endswith(":5")
 
 
+def test_the_sheets_aus_reach_the_au_heads_targets(trees, cache_dir):
+    """The coding sheet's AUs become the AU head's targets ("" -> masked), and the sequence input of
+    au_convlstm builds from a real-layout tree (training on it: the slow test below)."""
+    from mer_keras.data.pipeline import RepresentationConfig, build_inputs
+    from mer_keras.train.targets import au_targets
+
+    samples = casme2.load(trees["casme2"]).samples
+    _, known = au_targets([s.aus for s in samples])
+    assert known.tolist() == [1.0 if s.aus else 0.0 for s in samples] and known.sum() >= 4  # "" -> masked
+    x = build_inputs(samples[:1], RepresentationConfig(representation="sequence", size=64), cache_dir=cache_dir)
+    assert x.shape == (1, 8, 64, 64, 3)
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("model", ["au_convlstm", "micro_attention", "htnet"])
 def test_zoo_models_train_on_a_database_tree(model, trees, tmp_path, cache_dir):
-    """Sequence (with the sheet's AUs), grayscale apex and region-flow inputs from a real-layout tree."""
+    """Sequence (with the sheet's AUs), grayscale apex and region-flow inputs from a real-layout tree,
+    one fold each (5 to 15 s a model). In the default run: the same inputs from a tree
+    (tests/e2e/test_prepare.py::test_prepare_builds_the_inputs_of_named_models), the sheet's AUs as
+    targets (above) and the AU heads trained (tests/unit/test_targets.py)."""
     from mer_keras.data.pipeline import RepresentationConfig, build_inputs
     from mer_keras.train.targets import au_targets
 

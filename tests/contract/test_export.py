@@ -53,7 +53,11 @@ def test_a_layer_without_a_decision_is_refused():
         qat_plan(keras.Model(inp, out))
 
 
+@pytest.mark.slow
 def test_qat_model_keeps_the_float_weights_and_converts_to_full_integer():
+    """au_convlstm through QAT (about 50 s, most of it the converter). The default run checks the
+    same on STSTNet: float weights kept (test_fake_quant_ranges_...), full-integer QAT TFLite with no
+    float op (test_export_all_formats_writes_verifies_and_records)."""
     from mer_keras.export.quantize import quantize_aware
     from mer_keras.export.tflite import convert, float_ops
     from mer_keras.runtime.tflite import TFLiteModel
@@ -77,6 +81,9 @@ def test_fake_quant_ranges_start_from_real_activations_not_tfmot_defaults():
 
     model = inference_model(create_model("ststnet", 3))
     qat, _ = quantize_aware(model)
+    kernel = [w for w in qat.weights if w.name.endswith("predictions/kernel:0")]  # QAT starts from the float weights
+    assert len(kernel) == 1
+    np.testing.assert_array_equal(kernel[0].numpy(), model.get_layer("predictions").kernel.numpy())
     x = np.random.default_rng(0).uniform(0, 255, (16, 28, 28, 3)).astype(np.float32)
     weights = {v.name: v.numpy() for v in qat.variables if not v.name.split(":")[0].endswith(("_min", "_max"))}
     assert calibrate_ranges(qat, x) > 0
@@ -88,10 +95,10 @@ def test_fake_quant_ranges_start_from_real_activations_not_tfmot_defaults():
             np.testing.assert_array_equal(v.numpy(), weights[v.name])
 
 
-def test_export_all_formats_writes_verifies_and_records(tiny_flow_run):
-    run = tiny_flow_run
-    res = runner.invoke(app, ["export", str(run), "--format", "all", "--qat-epochs", "1"])
-    assert res.exit_code == 0, res.output
+def test_export_all_formats_writes_verifies_and_records(tiny_flow_export):
+    """``mer-keras export RUN --format all --qat-epochs 1``, run by the session fixture (tests/conftest.py)
+    because the edge tests use its files too."""
+    run, output = tiny_flow_export
     meta = json.loads((run / "metadata.json").read_text())
     report = json.loads((run / "export_report.json").read_text())
     for fmt in FORMATS.values():
@@ -103,7 +110,7 @@ def test_export_all_formats_writes_verifies_and_records(tiny_flow_run):
             assert entry["sha256"] == sha256_file(path)
         v = report[fmt.filename]["verification"]
         assert v["held_out"] and v["n"] == 12 and 0 <= v["argmax_agreement"] <= 1
-        assert f"{fmt.filename}" in res.output
+        assert f"{fmt.filename}" in output
     assert report["model.keras"]["verification"]["max_abs_diff"] == 0
     assert report["saved_model"]["verification"]["max_abs_diff"] < 1e-5
     assert report["model_fp32.tflite"]["verification"]["max_abs_diff"] < 1e-4

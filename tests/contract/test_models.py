@@ -5,11 +5,19 @@ import pytest
 
 from mer_keras import create_model, list_models, load_model
 from mer_keras.export.tflite import convert
-from mer_keras.runtime.tflite import TFLiteModel
 from mer_keras.registry import get_spec, inference_model
+from mer_keras.runtime.tflite import TFLiteModel
+
+#: Models whose whole check takes a few seconds. For the others the TFLite converter alone takes
+#: 8 s (micro_attention) to 70 s (htnet); they run under ``pytest -m slow``. The default run still
+#: builds each of them (tests/contract/test_zoo.py: parameter counts, wiring, forward passes), saves
+#: and reloads every custom layer (test_zoo.py::test_custom_layers_serialize), converts a ConvLSTM
+#: with a static batch (test_zoo.py) and LEARNet (the ``tiny_run`` export, with parity).
+QUICK = ("ststnet", "off_apexnet", "feature_refinement")
 
 
-@pytest.mark.parametrize("name", list_models())
+@pytest.mark.parametrize("name", [pytest.param(n, marks=() if n in QUICK else pytest.mark.slow)
+                                  for n in list_models()])
 def test_build_forward_save_reload_tflite(name, tmp_path):
     """Every registered model at its default input: forward, save/reload (all outputs), TFLite fp32."""
     spec = get_spec(name)

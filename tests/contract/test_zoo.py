@@ -20,12 +20,15 @@ def test_off_apexnet_has_the_papers_2_66m_parameters(classes, expected):
 @pytest.mark.parametrize("name, expected", [("resnet18", 11_689_512), ("resnet34", 21_797_672)])
 def test_resnets_match_the_reference_parameter_counts(name, expected):
     # torchvision's counts for 1,000 ImageNet classes at 224 x 224 (trainable parameters).
-    assert trainable(create_model(name, 1000, input_shape=(224, 224, 3))) == expected
+    model = create_model(name, 1000, input_shape=(224, 224, 3))
+    assert trainable(model) == expected
+    assert model.predict(np.full((1, 224, 224, 3), 128.0, np.float32), verbose=0).shape == (1, 1000)
 
 
 def test_vgg16_matches_the_papers_138m():
     model = create_model("vgg16", 1000, input_shape=(224, 224, 3))
     assert model.count_params() == 138_357_544
+    assert model.predict(np.full((1, 224, 224, 3), 128.0, np.float32), verbose=0).shape == (1, 1000)
     assert [layer.name for layer in model.layers if "conv" in layer.name][:3] == ["block1_conv1", "block1_conv2",
                                                                                    "block2_conv1"]
 
@@ -112,7 +115,7 @@ def test_au_convlstm_outputs_and_fusion_weights():
 
 
 def test_custom_layers_serialize(tmp_path):
-    from mer_keras.layers.custom import ChannelSlice, NormalizedWeightedSum, TimeStep
+    from mer_keras.layers.custom import ChannelSlice, NormalizedWeightedSum, TimeStep, TokenPositionBias
 
     inputs = keras.Input((3, 4, 4, 3))
     frame = TimeStep(2)(inputs)
@@ -123,6 +126,11 @@ def test_custom_layers_serialize(tmp_path):
                                rtol=1e-4)
     model.save(tmp_path / "m.keras")
     np.testing.assert_allclose(load_model(tmp_path / "m.keras").predict(x, verbose=0), model.predict(x, verbose=0))
+    tokens = keras.Input((2, 4, 3))  # (blocks, tokens per block, channels): HTNet's position bias
+    biased = keras.Model(tokens, TokenPositionBias()(tokens))
+    t = np.random.default_rng(1).normal(size=(2, 2, 4, 3)).astype(np.float32)
+    biased.save(tmp_path / "b.keras")
+    np.testing.assert_array_equal(load_model(tmp_path / "b.keras").predict(t, verbose=0), biased.predict(t, verbose=0))
     with pytest.raises(ValueError, match="outside the 3 input channels"):
         ChannelSlice(2, 4)(frame)
     with pytest.raises(ValueError, match="outside the 3 time steps"):

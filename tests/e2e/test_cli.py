@@ -2,7 +2,6 @@
 
 import json
 
-import numpy as np
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
@@ -37,9 +36,10 @@ def test_train_writes_the_run_folder(tiny_run):
     assert report["model_fp32.tflite"]["parity"]["max_abs_diff"] < 1e-4
 
 
-def test_evaluate_scores_keras_and_tflite(tiny_run, cache_dir):
+def test_evaluate_scores_keras_and_tflite(tiny_run, cache_dir, tmp_path):
     run, _ = tiny_run
-    res = runner.invoke(app, ["evaluate", run, "--subjects", "2", "--clips", "3", "--cache-dir", str(cache_dir)])
+    res = runner.invoke(app, ["evaluate", run, "--subjects", "2", "--clips", "3", "--cache-dir", str(cache_dir),
+                              "--out", str(tmp_path)])  # not RUN/eval-<time>: the shared run stays as trained
     assert res.exit_code == 0, res.output
     out = res.output.strip().splitlines()[-1].strip()
     results = json.loads(open(f"{out}/results.json").read())
@@ -81,8 +81,31 @@ def test_bad_input_is_one_line_and_exit_2(args, message, cache_dir, tmp_path):
     assert not list(tmp_path.iterdir())  # no run folder left behind by a rejected run
 
 
+def test_explain_draws_a_finished_run(tiny_flow_run, tmp_path):
+    """`mer-keras explain` on the session's STSTNet run: a Grad-CAM PNG, and one-line errors for a
+    sample or layer that does not exist (a multi-output model: the slow test below)."""
+    from pathlib import Path
+
+    run = tiny_flow_run
+    res = runner.invoke(app, ["explain", str(run), "--sample", "sub01/clip002",  # cache dir from the run's config
+                              "--out", str(tmp_path / "cam.png")])  # not RUN/explain: the shared run stays as trained
+    assert res.exit_code == 0, res.output
+    png = Path(res.output.strip().splitlines()[-1].strip())
+    assert png == tmp_path / "cam.png" and png.suffix == ".png" and png.stat().st_size > 5000 and png.read_bytes()[:4] == b"\x89PNG"
+    res = runner.invoke(app, ["explain", str(run), "--sample", "sub09/clip001"])
+    assert res.exit_code == 2 and "no sample 'sub09/clip001'" in res.output
+    res = runner.invoke(app, ["explain", str(run), "--sample", "sub01/clip002", "--layer", "nope"])
+    assert res.exit_code == 2 and "no layer 'nope'" in res.output
+
+
+@pytest.mark.slow
 def test_multi_output_model_trains_exports_and_explains(cache_dir, tmp_path):
-    """feature_refinement (proposal loss) through the CLI: run folder, single-output exports, Grad-CAM PNG."""
+    """feature_refinement (proposal loss) through the CLI: run folder, single-output exports, Grad-CAM PNG.
+
+    About 40 s. The default run covers the parts: the multi-output model learns through the trainer
+    (tests/unit/test_targets.py), saves and reloads every output and converts its classifier alone
+    (tests/contract/test_models.py[feature_refinement]), and explain works on a run
+    (test_explain_draws_a_finished_run)."""
     from pathlib import Path
 
     from mer_keras import load_model
@@ -107,13 +130,13 @@ def test_multi_output_model_trains_exports_and_explains(cache_dir, tmp_path):
     assert res.exit_code == 2 and "no layer 'nope'" in res.output
 
 
-def test_transfer_learning_options(tiny_run, cache_dir, tmp_path):
+def test_transfer_learning_options(tiny_flow_run, cache_dir, tmp_path):
     import shutil
 
-    run, _ = tiny_run
+    run = str(tiny_flow_run)  # STSTNet: a fold of it trains in about 2 s
     out = tmp_path / "runs"
-    base = ["train", "--subjects", "3", "--clips", "4", "--seed", "7", "--epochs", "1", "--folds", "sub01",
-            "--no-export", "--cache-dir", str(cache_dir), "--out", str(out)]
+    base = ["train", "--model", "ststnet", "--flow-method", "dis", "--subjects", "3", "--clips", "4", "--seed", "7",
+            "--epochs", "1", "--folds", "sub01", "--no-export", "--cache-dir", str(cache_dir), "--out", str(out)]
     # The tiny run's final model saw every synthetic subject: starting a synthetic LOSO from it leaks.
     res = runner.invoke(app, base + ["--init-from", run])
     assert res.exit_code == 2 and "would leak them" in res.output
@@ -121,27 +144,28 @@ def test_transfer_learning_options(tiny_run, cache_dir, tmp_path):
     shutil.copytree(run, other)
     meta = json.loads((other / "metadata.json").read_text())
     (other / "metadata.json").write_text(json.dumps({**meta, "dataset": "casme2"}))
-    res = runner.invoke(app, base + ["--init-from", str(other), "--freeze-until", "conv1"])
+    res = runner.invoke(app, base + ["--init-from", str(other), "--freeze-until", "stream1_conv"])
     assert res.exit_code == 0, res.output
-    assert "layers copied" in res.output and "3 frozen" in res.output  # input, input_scaling, conv1
+    assert "layers copied" in res.output and "3 frozen" in res.output  # input, input_scaling, stream1_conv
     res = runner.invoke(app, base + ["--freeze-until", "conv1"])
     assert res.exit_code == 2 and "--freeze-until needs --init-from" in res.output
     res = runner.invoke(app, base + ["--aux-weight", "proposal"])
     assert res.exit_code == 2 and "OUTPUT=WEIGHT" in res.output
 
 
-def test_an_interrupted_run_resumes_without_redoing_finished_folds(cache_dir, tmp_path):
-    from pathlib import Path
+def test_an_interrupted_run_resumes_without_redoing_finished_folds(tiny_flow_run, tmp_path):
+    import shutil
 
-    res = runner.invoke(app, ["train", "--subjects", "3", "--clips", "4", "--seed", "7", "--epochs", "1",
-                              "--no-export", "--out", str(tmp_path), "--cache-dir", str(cache_dir)])
-    assert res.exit_code == 0, res.output
-    run = Path(res.output.strip().splitlines()[-1].strip())
+    run = tmp_path / tiny_flow_run.name  # a copy of the session's finished STSTNet run
+    shutil.copytree(tiny_flow_run, run)
+    config = json.loads((run / "config.json").read_text())
+    (run / "config.json").write_text(json.dumps({**config, "export": False}))  # about folds: no export needed
     folds = sorted((run / "folds").glob("*.json"))
     assert [f.name for f in folds] == ["synthetic__sub01.json", "synthetic__sub02.json", "synthetic__sub03.json"]
     # Simulate a kill during fold 3: its file and everything written after it are missing.
     for name in ("metadata.json", "results.json", "model.keras", "predictions.csv"):
         (run / name).unlink()
+    fold3 = json.loads(folds[2].read_text())
     folds[2].unlink()
     marked = json.loads(folds[0].read_text())
     marked["probabilities"] = [[1.0, 0.0, 0.0]] * len(marked["probabilities"])  # proves fold 1 is reused
@@ -152,6 +176,7 @@ def test_an_interrupted_run_resumes_without_redoing_finished_folds(cache_dir, tm
     preds = pd.read_csv(run / "predictions.csv")
     assert (preds[preds["subject"] == "sub01"]["p_negative"] == 1.0).all()
     assert folds[2].exists() and (run / "metadata.json").exists()
+    assert json.loads(folds[2].read_text()) == fold3  # the fold trained again, as in the uninterrupted run
     res = runner.invoke(app, ["train", "--resume", str(run)])
     assert res.exit_code == 2 and "nothing to resume" in res.output
     marked["test_keys"] = [k + "-renamed" for k in marked["test_keys"]]  # the data changed since

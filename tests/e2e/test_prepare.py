@@ -1,13 +1,14 @@
 """`mer-keras data prepare` on a CASME II fixture tree: summary, skips, no rework, resume, workers."""
 
-import shutil
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+import pytest
 from typer.testing import CliRunner
 
-from tests.helpers.db_fixtures import make_casme2
 from mer_keras.cli.main import app
+from tests.helpers.db_fixtures import make_casme2
 
 runner = CliRunner()
 
@@ -25,7 +26,26 @@ def _tree(tmp_path, tiny_synthetic):
     return root
 
 
-def test_prepare_summary_skips_rework_and_resume(tmp_path, tiny_synthetic):
+class ThreadPool(ThreadPoolExecutor):
+    """Stands in for ``ProcessPoolExecutor``: the same pool interface without spawning processes
+    (each spawned worker imports TensorFlow, about 10 s)."""
+
+    used = 0
+
+    def __init__(self, max_workers, mp_context=None, initializer=None):
+        super().__init__(max_workers=max_workers)  # no initializer: it would set OpenCV's threads for the session
+        ThreadPool.used += 1
+
+
+@pytest.mark.parametrize("pool", ["threads", pytest.param("processes", marks=pytest.mark.slow)])
+def test_prepare_summary_skips_rework_and_resume(pool, tmp_path, tiny_synthetic, monkeypatch):
+    """With ``--workers 2``. The default run puts the workers in threads (the parallel path of
+    ``prepare``: pool, order of results, errors); the real processes are slow."""
+    if pool == "threads":
+        import concurrent.futures
+
+        monkeypatch.setattr(concurrent.futures, "ProcessPoolExecutor", ThreadPool)
+        ThreadPool.used = 0
     root = _tree(tmp_path, tiny_synthetic)
     cache = tmp_path / "cache"
     args = ["data", "prepare", "casme2", "--root", str(root), "--cache-dir", str(cache), "--workers", "2"]
@@ -48,6 +68,8 @@ def test_prepare_summary_skips_rework_and_resume(tmp_path, tiny_synthetic):
     assert all(f.stat().st_mtime_ns == stamps[f] for f in files[1:])  # ... and nothing else is redone
     x = np.load(files[1])
     assert x.shape == (112, 112, 3) and x.dtype == np.float32
+    if pool == "threads":
+        assert ThreadPool.used >= 1  # the clips went through the parallel path
 
 
 def test_prepare_strict_stops_at_the_first_bad_clip(tmp_path, tiny_synthetic):
@@ -63,6 +85,7 @@ def test_train_skips_a_clip_without_a_face(tmp_path, tiny_synthetic, cache_dir):
 
     root = _tree(tmp_path, tiny_synthetic)
     res = runner.invoke(app, ["train", "--data", "casme2", "--root", str(root), "--epochs", "1", "--no-export",
+                              "--model", "ststnet", "--flow-method", "dis", "--no-final",  # the test is about the data
                               "--out", str(tmp_path / "runs"), "--cache-dir", str(tmp_path / "c")])
     assert res.exit_code == 0, res.output
     run = Path(res.output.strip().splitlines()[-1].strip())

@@ -1,5 +1,11 @@
 """tf.distribute on CPU: MirroredStrategy over 2 logical devices, and MultiWorkerMirroredStrategy over two
-worker processes on 127.0.0.1 (training together, and killed and resumed: slow)."""
+worker processes on 127.0.0.1 (training together, and killed and resumed).
+
+Each of those starts fresh Python processes (TensorFlow must be configured before it initialises),
+10 to 20 s apiece even for the smallest job: they are slow (``pytest -m slow``). The default run
+trains under MirroredStrategy in-process (one replica: the same scope, mirrored variables and
+distributed input pipeline) and checks the ``TF_CONFIG`` parsing of the multi-worker strategy.
+"""
 
 import subprocess
 import sys
@@ -8,6 +14,30 @@ import textwrap
 import pytest
 
 
+def test_mirrored_strategy_trains_in_process():
+    """The ``mirrored`` strategy (here over this process's single CPU device) builds mirrored
+    variables and trains and predicts through ``fit_model``; two replicas: the slow test below."""
+    import numpy as np
+
+    from mer_keras._keras import tf
+    from mer_keras.models.inference import predict_proba
+    from mer_keras.train.fit import TrainConfig, fit_model
+    from mer_keras.train.strategy import get_strategy
+
+    s = get_strategy("mirrored")
+    assert isinstance(s, tf.distribute.MirroredStrategy) and s.num_replicas_in_sync == 1
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 255, (16, 28, 28, 3)).astype("float32")
+    y = np.arange(16) % 2
+    m = fit_model(x, y, 2, TrainConfig(model="ststnet", epochs=1, batch_size=8), s)
+    assert m.distribute_strategy is s
+    assert all(isinstance(w, tf.distribute.DistributedValues) for w in m.trainable_weights)
+    assert len(m.history.history["loss"]) == 1
+    p = predict_proba(m, x)
+    assert p.shape == (16, 2) and np.isfinite(p).all()
+
+
+@pytest.mark.slow
 def test_mirrored_two_replicas_train_on_split_cpu():
     code = textwrap.dedent("""
         import numpy as np
@@ -43,6 +73,7 @@ def free_ports(n: int) -> list[int]:
     return ports
 
 
+@pytest.mark.slow
 def test_two_local_workers_train_one_run_together(tmp_path, cache_dir):
     """`--strategy multiworker`: two worker processes on 127.0.0.1 run the same LOSO job; the chief
     writes the run, both end with the same final weights (printed fingerprint = the saved model's)."""

@@ -1,4 +1,3 @@
-import os
 
 import pytest
 
@@ -63,7 +62,6 @@ def test_every_file_write_goes_through_atomic():
             m = writes.search(line)
             if not m or line.lstrip().startswith("#"):
                 continue
-            call = line[m.start():]
             if "atomic." in line or re.search(r"\((str\()?tmp\b", line):
                 continue  # atomic.write_*, or a path inside the temporary file/folder of an atomic block
             if any(rel == f and key in line for f, key in NOT_THROUGH_ATOMIC):

@@ -1,6 +1,6 @@
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from mer_keras.preprocess.dynamic_image import dynamic_image, rank_pooling_coefficients, scale_to_uint8_range

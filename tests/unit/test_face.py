@@ -2,8 +2,14 @@ import numpy as np
 import pytest
 
 from mer_keras.data.synthetic import bundled_face_photos
-from mer_keras.preprocess.face import (EYE_DISTANCE, EYE_HEIGHT, FaceNotFoundError, align_clip, eye_centres,
-                                       get_landmarker)
+from mer_keras.preprocess.face import (
+    EYE_DISTANCE,
+    EYE_HEIGHT,
+    FaceNotFoundError,
+    align_clip,
+    eye_centres,
+    get_landmarker,
+)
 
 
 @pytest.mark.parametrize("index", [0, 1])

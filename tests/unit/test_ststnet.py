@@ -1,12 +1,8 @@
 """STSTNet: wiring, parameter count and training through the CLI on flow inputs."""
 
 import json
-from pathlib import Path
-
-from typer.testing import CliRunner
 
 from mer_keras import create_model
-from mer_keras.cli.main import app
 
 
 def test_shapes_and_parameter_count():
@@ -18,11 +14,11 @@ def test_shapes_and_parameter_count():
     assert m.count_params() == 448 + 401 * 3 == 1651
 
 
-def test_trains_through_the_cli_on_flow(tmp_path, cache_dir):
-    res = CliRunner().invoke(app, ["train", "--model", "ststnet", "--subjects", "3", "--clips", "4", "--seed", "7",
-                                   "--epochs", "2", "--out", str(tmp_path), "--cache-dir", str(cache_dir)])
-    assert res.exit_code == 0, res.output
-    run = Path(res.output.strip().splitlines()[-1].strip())
+def test_trains_through_the_cli_on_flow(tiny_flow_run):
+    """The session's STSTNet run (tests/conftest.py: ``mer-keras train --model ststnet``, 2 epochs,
+    then ``mer-keras export --format all``)."""
+    run = tiny_flow_run
+    assert json.loads((run / "config.json").read_text())["model"] == "ststnet"
     meta = json.loads((run / "metadata.json").read_text())
     assert meta["preprocessing"]["representation"] == "flow" and meta["input"]["shape"] == [28, 28, 3]
     assert (run / "model_int8.tflite").is_file()

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from mer_keras import create_model
-from mer_keras._keras import keras, tf
+from mer_keras._keras import tf
 from mer_keras.facs import AU_VOCABULARY
 from mer_keras.models.inference import predict_proba
 from mer_keras.train.fit import TrainConfig, fit_model
@@ -78,7 +78,7 @@ def test_multi_output_model_learns_through_the_trainer():
 
 def test_au_heads_train_with_masked_labels():
     rng = np.random.default_rng(0)
-    x = rng.uniform(0, 255, (12, 8, 64, 64, 3)).astype(np.float32)
+    x = rng.uniform(0, 255, (12, 2, 32, 32, 3)).astype(np.float32)  # 2 frames of 32 x 32: the same heads, faster
     y = np.arange(12) % 3
     aus = [("AU12",), (), ("AU1", "AU2")] * 4
     model = fit_model(x, y, 3, TrainConfig(model="au_convlstm", epochs=1, batch_size=6, augment=True), aus=aus)
