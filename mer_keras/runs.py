@@ -39,11 +39,6 @@ def run_dir_name(out: str | Path, model: str, dataset: str, when: float | None =
     return base if k == 1 else base.with_name(f"{base.name}-{k}")
 
 
-def make_run_dir(out: str | Path, model: str, dataset: str, when: float | None = None) -> Path:
-    """A new, unique run folder ``<out>/<YYYYmmdd-HHMMSS>-<model>-<dataset>[-k]`` (time ``when``, default now)."""
-    return new_run(out, model, dataset, when)[0].path
-
-
 def new_run(out: str | Path, model: str, dataset: str, when: float | None = None) -> tuple[RunFolder, int]:
     """Create a new, unique run folder; returns it and its ``k`` (1 for the plain name)."""
     k = 1
