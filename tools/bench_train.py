@@ -28,6 +28,20 @@ class EpochTimer(keras.callbacks.Callback):
         self.seconds = time.perf_counter() - self.t0
 
 
+def samples_per_second(name: str, batch_size: int = 32, steps: int = 20, input_shape=None) -> float:
+    """Training samples per second of model ``name`` in the project's trainer: random inputs, two
+    epochs of ``steps`` batches, the second timed (the first builds and traces the graph)."""
+    spec = get_spec(name)
+    shape = tuple(input_shape or spec.input_shape)
+    n = batch_size * steps
+    x = np.random.default_rng(0).uniform(0, 255, (n, *shape)).astype(np.float32)
+    y = np.arange(n) % 3
+    timer = EpochTimer()
+    with releasing_fit_memory():  # one model after another: free each before the next
+        fit_model(x, y, 3, TrainConfig(model=name, epochs=2, batch_size=batch_size), callbacks=[timer])
+    return n / timer.seconds
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", action="append", help="registered model (repeatable; default: all)")
@@ -36,14 +50,8 @@ def main() -> None:
     args = ap.parse_args()
     print("| model | input | batch | samples/s |\n|---|---|---|---|")
     for name in args.model or list_models():
-        spec = get_spec(name)
-        n = args.batch_size * args.steps
-        x = np.random.default_rng(0).uniform(0, 255, (n, *spec.input_shape)).astype(np.float32)
-        y = np.arange(n) % 3
-        timer = EpochTimer()
-        with releasing_fit_memory():  # one model after another: free each before the next
-            fit_model(x, y, 3, TrainConfig(model=name, epochs=2, batch_size=args.batch_size), callbacks=[timer])
-        print(f"| {name} | {spec.input_shape} | {args.batch_size} | {n / timer.seconds:.0f} |", flush=True)
+        rate = samples_per_second(name, args.batch_size, args.steps)
+        print(f"| {name} | {get_spec(name).input_shape} | {args.batch_size} | {rate:.0f} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -86,3 +86,24 @@ class PeriodicBackupAndRestore(keras.callbacks.BackupAndRestore):
         if due:
             super().on_epoch_end(epoch, logs)
             self._last = time.monotonic()
+
+
+class EpochTiming(keras.callbacks.Callback):
+    """Feeds a :class:`mer_keras.train.timing.EpochClock` with the fit's epoch boundaries.
+
+    Args:
+        clock: the fit's clock (its ``close()`` is the caller's, after ``fit`` returns).
+    """
+
+    def __init__(self, clock):
+        super().__init__()
+        self.clock = clock
+
+    def on_train_begin(self, logs=None):
+        self.clock.fit_begin()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.clock.epoch_begin()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.clock.epoch_end()

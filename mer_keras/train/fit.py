@@ -19,6 +19,7 @@ from mer_keras.registry import create_model
 from mer_keras.train.config import TrainConfig
 from mer_keras.train.determinism import precision_policy, set_determinism
 from mer_keras.train.tfdata import training_dataset
+from mer_keras.train.timing import EpochClock, phase
 from mer_keras.train.transfer import initialise_from
 
 
@@ -88,7 +89,7 @@ def fit_model(x: np.ndarray, y: np.ndarray, num_classes: int, cfg: TrainConfig,
         RunFolderError: an unreadable backup in ``backup_dir``.
     """
     from mer_keras.registry import get_spec
-    from mer_keras.train.callbacks import EpochSeeds, PeriodicBackupAndRestore
+    from mer_keras.train.callbacks import EpochSeeds, EpochTiming, PeriodicBackupAndRestore
     from mer_keras.train.targets import aux_losses_for, build_targets
 
     spec = get_spec(cfg.model)
@@ -98,7 +99,7 @@ def fit_model(x: np.ndarray, y: np.ndarray, num_classes: int, cfg: TrainConfig,
     keras.utils.set_random_seed(cfg.seed)
     cw = balanced_class_weight(y, num_classes) if cfg.class_weight else None
     start = backup_epoch(backup_dir) if backup_dir else 0
-    with strategy.scope(), precision_policy(cfg.mixed_precision):
+    with phase("build"), strategy.scope(), precision_policy(cfg.mixed_precision):
         model = create_model(cfg.model, num_classes, input_shape=x.shape[1:], **cfg.model_options)
         if cfg.init_from:
             initialise_from(model, cfg.init_from, cfg.freeze_until)
@@ -109,18 +110,22 @@ def fit_model(x: np.ndarray, y: np.ndarray, num_classes: int, cfg: TrainConfig,
         else:
             model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="sparse_categorical_crossentropy",
                           metrics=["accuracy"])
-    fit_callbacks = [EpochSeeds(cfg.seed), *callbacks]
+    clock = EpochClock(len(x))
+    fit_callbacks = [EpochSeeds(cfg.seed), EpochTiming(clock), *callbacks]
     if backup_dir:
         fit_callbacks.insert(0, PeriodicBackupAndRestore(str(backup_dir), 60.0 * cfg.backup_minutes))
     if spec.aux_losses:
         targets, weights = build_targets(y, aus, num_classes, spec.aux_losses, cw)
-        ds, steps = training_dataset(x, targets, cfg.batch_size, cfg.epochs, cfg.seed, cfg.augment, cfg.flow_input,
-                                     sample_weight=weights, start_epoch=start)
+        with phase("dataset"):
+            ds, steps = training_dataset(x, targets, cfg.batch_size, cfg.epochs, cfg.seed, cfg.augment,
+                                         cfg.flow_input, sample_weight=weights, start_epoch=start)
         model.fit(ds, epochs=cfg.epochs, steps_per_epoch=steps, verbose=0, callbacks=fit_callbacks)
     else:
-        ds, steps = training_dataset(x, y, cfg.batch_size, cfg.epochs, cfg.seed, cfg.augment, cfg.flow_input,
-                                     start_epoch=start)
+        with phase("dataset"):
+            ds, steps = training_dataset(x, y, cfg.batch_size, cfg.epochs, cfg.seed, cfg.augment, cfg.flow_input,
+                                         start_epoch=start)
         model.fit(ds, epochs=cfg.epochs, steps_per_epoch=steps, verbose=0, class_weight=cw, callbacks=fit_callbacks)
+    clock.close()
     from mer_keras.train.strategy import is_chief
 
     if backup_dir and is_chief(strategy):  # Keras removed its checkpoint; other workers may still write theirs

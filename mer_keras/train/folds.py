@@ -18,6 +18,7 @@ from mer_keras.metrics import compute_metrics
 from mer_keras.models.inference import predict_proba
 from mer_keras.train.fit import TrainConfig, final_train_metrics, fit_model
 from mer_keras.train.memory import releasing_fit_memory
+from mer_keras.train.timing import phase
 
 
 def run_folds(x: np.ndarray, y: np.ndarray, folds: Sequence[Fold], classes: Sequence[str], cfg: TrainConfig,
@@ -49,13 +50,14 @@ def run_folds(x: np.ndarray, y: np.ndarray, folds: Sequence[Fold], classes: Sequ
             probs[fold.test] = completed[fold.name]["probabilities"]
             fold_rows.append(completed[fold.name]["row"])
             continue
-        with releasing_fit_memory():
+        with releasing_fit_memory(timed=True):
             model = fit_model(x[fold.train], y[fold.train], len(classes), cfg, strategy,
                               callbacks=fold_callbacks(fold) if fold_callbacks else (),
                               aus=[aus[i] for i in fold.train] if aus is not None else None,
                               backup_dir=Path(backup_root) / fold.name.replace("/", "__") if backup_root else None)
             final_loss, final_acc = final_train_metrics(model.history.history)
-            p = predict_proba(model, x[fold.test])
+            with phase("predict"):
+                p = predict_proba(model, x[fold.test])
             del model
         probs[fold.test] = p
         m = compute_metrics(y[fold.test], p.argmax(1), classes)
@@ -64,5 +66,6 @@ def run_folds(x: np.ndarray, y: np.ndarray, folds: Sequence[Fold], classes: Sequ
                "final_train_loss": final_loss, "final_train_accuracy": final_acc}
         fold_rows.append(row)
         if on_fold_end:
-            on_fold_end(fold, p, row)
+            with phase("write"):
+                on_fold_end(fold, p, row)
     return {"probabilities": probs, "folds": fold_rows}

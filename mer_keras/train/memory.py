@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import gc
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 
 from mer_keras._keras import gradient_registry, keras
+from mer_keras.train.timing import phase
 
 
 @contextmanager
-def releasing_fit_memory():
+def releasing_fit_memory(timed: bool = False):
     """Free, on exit, the weights and graphs of every model fitted inside the block.
 
     ``keras.backend.clear_session()`` alone does not: under any ``tf.distribute`` strategy
@@ -24,15 +25,17 @@ def releasing_fit_memory():
 
     On exit the block's models must no longer be used: this clears the Keras session, removes
     the ``CustomGradient`` entries registered inside the block (entries of graphs made before it
-    are kept) and runs the garbage collector.
+    are kept) and runs the garbage collector. ``timed``: book the release as phase ``release`` of an
+    open :func:`mer_keras.train.timing.recording`.
     """
     registry = gradient_registry()
     before = set(registry) if registry is not None else set()
     try:
         yield
     finally:
-        keras.backend.clear_session()
-        if registry is not None:
-            for key in [k for k in registry if k.startswith("CustomGradient-") and k not in before]:
-                del registry[key]
-        gc.collect()
+        with phase("release") if timed else nullcontext():
+            keras.backend.clear_session()
+            if registry is not None:
+                for key in [k for k in registry if k.startswith("CustomGradient-") and k not in before]:
+                    del registry[key]
+            gc.collect()

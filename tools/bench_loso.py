@@ -1,0 +1,121 @@
+"""Where the time of a LOSO training job goes, fold by fold, against the trainer's samples/s ceiling.
+
+Runs the real job (:func:`mer_keras.jobs.train.train`, export off) inside
+:func:`mer_keras.train.timing.recording` and prints one markdown row per model: wall-clock time of
+the job, time per fold, and that time split into the trainer's phases (build, reset, dataset,
+trace, training steps, predict, write, release; "other" is the job's own start-up: data loading,
+run folder, report). The ceiling is ``tools/bench_train.py``'s rate for the same model and input
+(random data, a traced graph, no per-fold work).
+
+Data: ``composite`` is the MEGC2019 composite flow set in ``../shared/data/megc2019_composite_flow/``
+(442 clips, 68 subjects; read through a temporary manifest CSV of ``subject,label,path,dataset``,
+nothing copied); ``synthetic`` is the embedded default set.
+
+Usage:
+    python tools/bench_loso.py --model ststnet [--model off_apexnet ...] [--data composite]
+        [--folds N] [--epochs 80] [--parallel-folds K] [--final]
+``--folds N`` runs the first N subjects only (per-fold figures, no final model unless ``--final``);
+without it the job runs every fold and the final model, as ``mer-keras train`` does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+COMPOSITE = REPO.parent / "shared" / "data" / "megc2019_composite_flow"
+LABELS = {"0": "negative", "1": "positive", "2": "surprise"}
+
+
+def composite_manifest(folder: Path, out_csv: Path) -> list[str]:
+    """Write a manifest CSV over the composite flow PNGs (paths point into ``folder``); returns the
+    subjects in file order.
+
+    Raises:
+        FileNotFoundError: ``folder`` lacks the published CSV.
+    """
+    sheet = folder / "combined_3_class2_for_optical_flow.csv"
+    if not sheet.is_file():
+        raise FileNotFoundError(f"{sheet} not found: the composite flow set is not at {folder}")
+    subjects = []
+    with open(sheet, newline="") as f, open(out_csv, "w", newline="") as out:
+        writer = csv.writer(out)
+        writer.writerow(["subject", "label", "path", "dataset"])
+        for row in csv.DictReader(f):
+            image = folder / "STSNet_whole_norm_u_v_os" / f"{row['sub']}_{row['filename_o']} .png"
+            writer.writerow([row["sub"], LABELS[row["label"]], str(image), row["dataset"]])
+            if row["sub"] not in subjects:
+                subjects.append(row["sub"])
+    return subjects
+
+
+def run_job(model: str, data: str, workdir: Path, n_folds: int | None, epochs: int, final: bool,
+            parallel_folds: int | None) -> tuple[float, object, int]:
+    """Run one training job quietly; returns (wall-clock seconds, PhaseTimes, folds run)."""
+    from dataclasses import fields
+
+    from rich.console import Console
+
+    from mer_keras.jobs.train import train
+    from mer_keras.jobs.train_options import TrainOptions
+    from mer_keras.train.timing import recording
+
+    kwargs = dict(model=model, epochs=epochs, export=False, out=str(workdir / "runs"))
+    if "parallel_folds" in {f.name for f in fields(TrainOptions)} and parallel_folds is not None:
+        kwargs["parallel_folds"] = parallel_folds
+    if data == "composite":
+        subjects = composite_manifest(COMPOSITE, workdir / "composite.csv")
+        kwargs.update(data="manifest", root=str(workdir / "composite.csv"))
+    else:
+        subjects = [f"sub{k + 1:02d}" for k in range(12)]
+    if n_folds:
+        kwargs.update(folds=subjects[:n_folds], final=final)
+    console = Console(file=io.StringIO(), width=120)
+    with recording() as times:
+        start = time.perf_counter()
+        train(TrainOptions(**kwargs), console=console)
+        wall = time.perf_counter() - start
+    return wall, times, n_folds or len(subjects)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--model", action="append", required=True, help="registered model (repeatable)")
+    ap.add_argument("--data", choices=["composite", "synthetic"], default="composite")
+    ap.add_argument("--folds", type=int, default=None, help="run only the first N subjects' folds")
+    ap.add_argument("--epochs", type=int, default=80)
+    ap.add_argument("--final", action="store_true", help="with --folds: fit the final model too")
+    ap.add_argument("--parallel-folds", type=int, default=None, help="folds trained at once (0: auto)")
+    ap.add_argument("--no-ceiling", action="store_true", help="skip the bench_train.py ceiling")
+    args = ap.parse_args()
+
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from bench_train import samples_per_second
+
+    from mer_keras.registry import get_spec
+    from mer_keras.train.timing import PHASES
+
+    print(f"| model | data | folds | job s | s per fold | {' | '.join(PHASES)} | other | train samples/s | "
+          "ceiling samples/s |")
+    print("|---" * (9 + len(PHASES)) + "|")
+    for model in args.model:
+        with tempfile.TemporaryDirectory() as tmp:
+            wall, times, n = run_job(model, args.data, Path(tmp), args.folds, args.epochs, args.final,
+                                     args.parallel_folds)
+        shape = get_spec(model).input_shape
+        ceiling = "-" if args.no_ceiling else f"{samples_per_second(model, input_shape=shape):.0f}"
+        steps_rate = times.samples / max(times.seconds["train_steps"], 1e-9)
+        phases = " | ".join(f"{times.seconds[p]:.1f}" for p in PHASES)
+        print(f"| {model} | {args.data} | {n} | {wall:.1f} | {wall / n:.2f} | {phases} | {wall - times.total():.1f} | "
+              f"{steps_rate:.0f} | {ceiling} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
