@@ -76,7 +76,8 @@ def train_config(opts: TrainOptions, rep: RepresentationConfig) -> TrainConfig:
                        model_options={"variant": opts.variant} if opts.variant else {},
                        flow_input=rep.representation == "flow", aux_weights=dict(opts.aux_weights or {}),
                        init_from=opts.init_from, freeze_until=opts.freeze_until, deterministic=opts.deterministic,
-                       mixed_precision=opts.mixed_precision, backup_minutes=opts.backup_minutes)
+                       mixed_precision=opts.mixed_precision, backup_minutes=opts.backup_minutes,
+                       parallel_folds=opts.parallel_folds)
 
 
 def check_init_source(init_from: str, dataset: str, protocol: str, console) -> None:
@@ -187,9 +188,11 @@ def run_protocol(opts: TrainOptions, rep: RepresentationConfig, cfg, data: Datas
         fold_task = prog.add_task("LOSO folds", total=len(folds), info="")
         epoch_task = prog.add_task("epochs", total=opts.epochs, info="")
 
-        def callbacks(fold):
+        def callbacks(group):
             prog.reset(epoch_task, total=opts.epochs)
-            prog.update(fold_task, info=f"test subject {fold.name}")
+            names = ", ".join(f.name for f in group[:3]) + (f" (+{len(group) - 3} trained at once)" if len(group) > 3
+                                                           else "")
+            prog.update(fold_task, info=f"test subject{'s' if len(group) > 1 else ''} {names}")
             return [ProgressCallback(prog, epoch_task)]
 
         def fold_end(fold, p, row):

@@ -146,6 +146,9 @@ class TrainOptions:
     mixed_precision: bool = option(_TRAINING.mixed_precision, "Train under mixed_float16 "
                                    "(a GPU speed-up; outputs stay float32, saved "
                                    "and exported models are float32).")
+    parallel_folds: int = option(_TRAINING.parallel_folds, "Folds trained at once by one model of K copies, "
+                                 "each on its own fold (single-output models under 2 MFLOPs per sample, e.g. STSTNet); "
+                                 "0: chosen from the model's size and the cores; 1: one at a time.", min=0)
     final: bool | None = option(None, "Fit the final model on all subjects (default: only when every fold runs).",
                                 secondary="--no-final")
     backup_minutes: float = option(_TRAINING.backup_minutes, "Back up the fold in progress "

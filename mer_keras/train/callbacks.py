@@ -36,15 +36,20 @@ class EpochSeeds(keras.callbacks.Callback):
 
     Args:
         seed: the run's seed (int).
+        models: the networks whose random layers are numbered from 0 each (the fold copies of a
+            :class:`~mer_keras.train.multifold.MultiFoldTrainer`, so each draws the masks it draws
+            alone); default: the fitted model.
     """
 
-    def __init__(self, seed: int):
+    def __init__(self, seed: int, models=None):
         super().__init__()
         self.seed = int(seed)
+        self.models = models
 
     def on_epoch_begin(self, epoch, logs=None):
-        for j, layer in enumerate(random_layers(self.model)):
-            layer._random_generator._generator.reset_from_seed(self.seed * 1_000_003 + epoch * 1_009 + j)
+        for model in self.models or [self.model]:
+            for j, layer in enumerate(random_layers(model)):
+                layer._random_generator._generator.reset_from_seed(self.seed * 1_000_003 + epoch * 1_009 + j)
 
 
 def random_layers(model) -> list:

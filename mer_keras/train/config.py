@@ -32,6 +32,9 @@ class TrainConfig:
             weights and metrics on the same machine.
         mixed_precision: build under ``mixed_float16`` (GPU speed-up; outputs stay float32).
         backup_minutes: least time between two backups of a fit given a ``backup_dir`` (0: every epoch).
+        parallel_folds: folds trained at once by one model of K copies (small models; see
+            :func:`mer_keras.train.multifold.choose_parallel_folds`); 0: chosen from the model's
+            FLOPs and the cores; 1: one fold at a time.
     """
 
     model: str = "learnet"
@@ -49,6 +52,7 @@ class TrainConfig:
     deterministic: bool = True
     mixed_precision: bool = False
     backup_minutes: float = 1.0
+    parallel_folds: int = 0
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -16,56 +16,88 @@ from mer_keras._keras import tf
 from mer_keras.data.protocols import Fold
 from mer_keras.metrics import compute_metrics
 from mer_keras.models.inference import predict_proba
-from mer_keras.train.fit import TrainConfig, final_train_metrics, fit_model
+from mer_keras.train.fit import FoldTrainer, TrainConfig, final_train_metrics
 from mer_keras.train.memory import releasing_fit_memory
 from mer_keras.train.timing import phase
 
 
 def run_folds(x: np.ndarray, y: np.ndarray, folds: Sequence[Fold], classes: Sequence[str], cfg: TrainConfig,
               strategy: tf.distribute.Strategy | None = None,
-              fold_callbacks: Callable[[Fold], Sequence] | None = None,
+              fold_callbacks: Callable[[Sequence[Fold]], Sequence] | None = None,
               on_fold_end: Callable[[Fold, np.ndarray, dict], None] | None = None,
               aus: Sequence[Sequence[str]] | None = None, completed: dict[str, dict] | None = None,
               backup_root: str | Path | None = None) -> dict:
-    """Train and evaluate one model per fold, in the order given.
+    """Train and evaluate one model per fold.
+
+    The model is built, compiled and traced once for the job (:class:`~mer_keras.train.fit.FoldTrainer`:
+    each fold starts from the same seeded weights and a fresh optimizer). Small models train
+    ``cfg.parallel_folds`` folds at once (0: chosen by
+    :func:`~mer_keras.train.multifold.choose_parallel_folds`), each fold only on its own training
+    subjects, in groups of folds with equal steps per epoch
+    (:class:`~mer_keras.train.multifold.MultiFoldTrainer`).
 
     Args:
         x: (N, H, W, C) inputs; y: (N,) int labels.
         folds: the folds to run (e.g. ``LOSO().folds(groups, only=only)``); each trains on
             ``fold.train`` and is evaluated on ``fold.test`` (indices into x).
         aus: per sample its AUs (AU heads), or None.
-        fold_callbacks: fold -> extra Keras callbacks (e.g. progress).
+        fold_callbacks: the folds trained together -> extra Keras callbacks (e.g. progress).
         on_fold_end: called with the fold, its (n_test, K) probabilities and its result row.
         completed: {fold name: {"probabilities": (n_test, K), "row": dict}} of folds finished by
             an earlier, interrupted run: they are not trained again (resume).
-        backup_root: folder of per-fold training backups (``<backup_root>/<fold>``): a fold killed
-            mid-way continues from its last finished epoch. None: no backups.
+        backup_root: folder of training backups (``<backup_root>/<fold>``, or ``<backup_root>/group-...``
+            for folds trained together): a fit killed mid-way continues from its last backed-up
+            epoch. None: no backups.
     Returns:
-        {"probabilities": (N, K) array (NaN for samples in no test fold), "folds": [per-fold dict]}.
+        {"probabilities": (N, K) array (NaN for samples in no test fold), "folds": [per-fold dict],
+        "parallel_folds": folds trained at once}; the fold rows are in the order of ``folds``.
+    Raises:
+        OptionError: ``cfg.parallel_folds`` > 1 where it does not apply.
     """
+    from mer_keras.train.multifold import MultiFoldTrainer, choose_parallel_folds, group_folds, group_name
+
     probs = np.full((len(x), len(classes)), np.nan, np.float32)
-    fold_rows = []
+    rows: dict[str, dict] = {}
+    pending = [f for f in folds if not (completed and f.name in completed)]
     for fold in folds:
         if completed and fold.name in completed:
             probs[fold.test] = completed[fold.name]["probabilities"]
-            fold_rows.append(completed[fold.name]["row"])
-            continue
-        with releasing_fit_memory(timed=True):
-            model = fit_model(x[fold.train], y[fold.train], len(classes), cfg, strategy,
-                              callbacks=fold_callbacks(fold) if fold_callbacks else (),
-                              aus=[aus[i] for i in fold.train] if aus is not None else None,
-                              backup_dir=Path(backup_root) / fold.name.replace("/", "__") if backup_root else None)
-            final_loss, final_acc = final_train_metrics(model.history.history)
-            with phase("predict"):
-                p = predict_proba(model, x[fold.test])
-            del model
+            rows[fold.name] = completed[fold.name]["row"]
+    k = choose_parallel_folds(cfg, x.shape[1:], len(classes), len(pending), cfg.parallel_folds, strategy) \
+        if pending else 1
+
+    def finish(fold, p, final_loss, final_acc):
         probs[fold.test] = p
         m = compute_metrics(y[fold.test], p.argmax(1), classes)
         row = {"subject": fold.name, "n_train": int(len(fold.train)), "n_test": int(len(fold.test)),
                "accuracy": m["accuracy"], "uf1": m["uf1"], "uar": m["uar"],
                "final_train_loss": final_loss, "final_train_accuracy": final_acc}
-        fold_rows.append(row)
+        rows[fold.name] = row
         if on_fold_end:
             with phase("write"):
                 on_fold_end(fold, p, row)
-    return {"probabilities": probs, "folds": fold_rows}
+
+    with releasing_fit_memory(timed=True):
+        single, multi = None, {}
+        for group in group_folds(pending, cfg.batch_size, k):
+            callbacks = fold_callbacks(group) if fold_callbacks else ()
+            if len(group) == 1:
+                fold = group[0]
+                single = single or FoldTrainer(x.shape[1:], len(classes), cfg, strategy)
+                model = single.fit(x[fold.train], y[fold.train], callbacks,
+                                   aus=[aus[i] for i in fold.train] if aus is not None else None,
+                                   backup_dir=Path(backup_root) / fold.name.replace("/", "__") if backup_root else None)
+                final = final_train_metrics(model.history.history)
+                with phase("predict"):
+                    p = predict_proba(model, x[fold.test])
+                finish(fold, p, *final)
+                continue
+            trainer = multi.get(len(group)) or multi.setdefault(
+                len(group), MultiFoldTrainer(x.shape[1:], len(classes), cfg, len(group)))
+            finals = trainer.fit([x[f.train] for f in group], [y[f.train] for f in group], callbacks,
+                                 backup_dir=Path(backup_root) / group_name(group) if backup_root else None)
+            for fold, copy, final in zip(group, trainer.copies, finals):
+                with phase("predict"):
+                    p = predict_proba(copy, x[fold.test])
+                finish(fold, p, *final)
+    return {"probabilities": probs, "folds": [rows[f.name] for f in folds if f.name in rows], "parallel_folds": k}

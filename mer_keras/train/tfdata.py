@@ -9,8 +9,9 @@ from mer_keras._keras import tf
 
 
 def _flip(img, flow_input: bool):
-    """Mirror every frame horizontally; negate u of a flow image (stored as 127.5 + 127.5 u / scale)."""
-    flipped = tf.image.flip_left_right(img)
+    """Mirror every frame horizontally (the width axis is -2 of (..., H, W, C)); negate u of a flow
+    image (stored as 127.5 + 127.5 u / scale, hence 255 - value)."""
+    flipped = tf.reverse(img, axis=[-2])
     if flow_input:
         flipped = tf.concat([255.0 - flipped[..., :1], flipped[..., 1:]], axis=-1)
     return flipped
@@ -53,6 +54,8 @@ def training_dataset(x: np.ndarray, y, batch_size: int, epochs: int, seed: int =
     flips sample ``i`` when ``stateless_uniform(seed=(seed, e * N + i + 1)) < 0.5``. Nothing depends
     on how many epochs this process has already run, so a fold resumed at epoch k (Keras
     ``BackupAndRestore``) sees exactly the batches an uninterrupted run sees from epoch k on.
+    Batches are gathered and flipped whole (one gather and one select per batch, not a map per
+    sample): the same batches, at a fraction of the pipeline's CPU time.
 
     Args:
         x: (N, ...) float32 in [0, 255]. y: (N,) int labels or a dict of per-output targets.
@@ -66,19 +69,23 @@ def training_dataset(x: np.ndarray, y, batch_size: int, epochs: int, seed: int =
     parts = tf.nest.map_structure(tf.convert_to_tensor,
                                   (x, y) + ((sample_weight,) if sample_weight is not None else ()))
     seed64 = tf.constant(seed, tf.int64)
+    positions = tf.range(n, dtype=tf.int64)
 
     def one_epoch(epoch):
-        order = tf.random.experimental.stateless_shuffle(tf.range(n, dtype=tf.int64), seed=tf.stack([seed64, epoch]))
-        ds = tf.data.Dataset.from_tensor_slices(order)
+        order = tf.random.experimental.stateless_shuffle(positions, seed=tf.stack([seed64, epoch]))
+        ds = tf.data.Dataset.from_tensor_slices(order).batch(batch_size)
+        if augment:  # one coin per sample, drawn once per epoch; batches then gather them
+            coins = tf.map_fn(lambda i: tf.random.stateless_uniform((), seed=tf.stack([seed64, epoch * n + i + 1])),
+                              positions, fn_output_signature=tf.float32) < 0.5
 
-        def fetch(i):
-            img, *rest = tf.nest.map_structure(lambda t: tf.gather(t, i), parts)
+        def fetch(batch):
+            img, *rest = tf.nest.map_structure(lambda t: tf.gather(t, batch), parts)
             if augment:
-                coin = tf.random.stateless_uniform((), seed=tf.stack([seed64, epoch * n + i + 1])) < 0.5
-                img = tf.where(coin, _flip(img, flow_input), img)
+                flip = tf.reshape(tf.gather(coins, batch), [-1] + [1] * (img.shape.rank - 1))
+                img = tf.where(flip, _flip(img, flow_input), img)
             return (img, *rest)
 
-        return ds.map(fetch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).batch(batch_size)
+        return ds.map(fetch)
 
     ds = tf.data.Dataset.range(start_epoch, epochs).flat_map(one_epoch)
     return ds.prefetch(tf.data.AUTOTUNE), steps

@@ -17,6 +17,8 @@ import pytest
 from tests.helpers import golden
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden"
+#: Options added to config.json after the capture, each of which leaves every result unchanged.
+ADDED_OPTIONS = {"parallel_folds"}  # issue 17: folds trained at once give each fold's own results
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +33,8 @@ def runs_now(tmp_path_factory, tiny_run):
 @pytest.mark.parametrize("name", ["synthetic_default", "manifest"])
 def test_run_folder_matches_the_code_before_the_redesign(runs_now, name):
     expected = json.loads((GOLDEN / f"{name}.json").read_text())
-    diffs = golden.compare(expected, golden.summarise(runs_now[name]))
+    diffs = [d for d in golden.compare(expected, golden.summarise(runs_now[name]))
+             if d not in {f"/config.json/{k}: new" for k in ADDED_OPTIONS}]
     assert not diffs, f"{len(diffs)} difference(s):\n" + "\n".join(diffs[:30])
 
 

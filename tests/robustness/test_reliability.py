@@ -23,9 +23,10 @@ from typer.testing import CliRunner
 from mer_keras.cli.main import app
 
 runner = CliRunner()
-#: A model with dropout (its masks must replay too), a few seconds per fold.
+#: A model with dropout (its masks must replay too), a few seconds per fold, one fold at a time (a
+#: group of folds trained at once: test_a_group_of_folds_stopped_mid_way_resumes_from_its_backup).
 BASE = ["train", "--model", "off_apexnet", "--subjects", "3", "--clips", "4", "--seed", "7", "--epochs", "30",
-        "--no-export", "--backup-minutes", "0"]
+        "--no-export", "--backup-minutes", "0", "--parallel-folds", "1"]
 #: The options of the session's ``tiny_flow_run`` (tests/conftest.py) without its export: runs
 #: with these options must reproduce its folds exactly.
 FLOW = ["train", "--model", "ststnet", "--subjects", "3", "--clips", "4", "--seed", "7", "--epochs", "2",
@@ -263,3 +264,41 @@ def test_loso_frees_every_fold_model():
     assert len(out["folds"]) == 2 and np.isfinite(out["probabilities"]).all()  # a leak would leave one per fold
     assert train_graphs() == before_graphs
     assert set(gradient_registry()) == before_keys
+
+
+def test_a_group_of_folds_stopped_mid_way_resumes_from_its_backup(tiny_flow_run, tmp_path, cache_dir, monkeypatch):
+    """The three folds of ``tiny_flow_run``'s options train at once (one group, one backup); the job
+    stops after the group's first epoch, before any fold file exists. ``--resume`` continues the
+    group from its backup (the second epoch only) and ends with the uninterrupted run's fold files."""
+    from mer_keras.train import callbacks
+
+    class StopAfterFirstEpoch(callbacks.ProgressCallback):
+        def on_epoch_end(self, epoch, logs=None):
+            super().on_epoch_end(epoch, logs)
+            if epoch == 0:
+                raise Stop("stopped mid-group")
+
+    monkeypatch.setattr(callbacks, "ProgressCallback", StopAfterFirstEpoch)
+    res = runner.invoke(app, [*FLOW, "--parallel-folds", "3", "--out", str(tmp_path), "--cache-dir", str(cache_dir)])
+    assert isinstance(res.exception, Stop), res.output
+    run = next(tmp_path.glob("*-ststnet-synthetic"))
+    assert not list((run / "folds").glob("*.json"))
+    assert [p.name for p in (run / "backup").iterdir()] == [p.name for p in (run / "backup").glob("group-3-*")]
+
+    class RecordEpochs(callbacks.ProgressCallback):
+        epochs = []
+
+        def on_train_begin(self, logs=None):
+            RecordEpochs.epochs.append([])
+
+        def on_epoch_end(self, epoch, logs=None):
+            super().on_epoch_end(epoch, logs)
+            RecordEpochs.epochs[-1].append(epoch)
+
+    monkeypatch.setattr(callbacks, "ProgressCallback", RecordEpochs)
+    res = runner.invoke(app, ["train", "--resume", str(run)])
+    assert res.exit_code == 0, res.output
+    assert RecordEpochs.epochs[0] == [1]  # the group continued at its second epoch (then the final model)
+    for fold in sorted((tiny_flow_run / "folds").glob("*.json")):
+        assert json.loads((run / "folds" / fold.name).read_text()) == json.loads(fold.read_text()), fold.name
+    assert not (run / "backup").exists() and (run / "results.json").exists()
