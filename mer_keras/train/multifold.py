@@ -71,6 +71,7 @@ def forward_flops(model_name: str, input_shape, num_classes: int, model_options:
 
     graph = tf.Graph()
     with graph.as_default():
+        tf.random.set_seed(0)  # this graph's initialisers (op determinism wants a seed; values unused)
         model = create_model(model_name, num_classes, input_shape=tuple(input_shape), **(model_options or {}))
         concrete = tf.function(lambda t: model(t, training=False)).get_concrete_function(
             tf.TensorSpec((1, *input_shape), tf.float32))
