@@ -14,6 +14,7 @@ nothing copied); ``synthetic`` is the embedded default set.
 Usage:
     python tools/bench_loso.py --model ststnet [--model off_apexnet ...] [--data composite]
         [--folds N] [--epochs 80] [--parallel-folds K] [--final]
+    python tools/bench_loso.py --ceilings --model ststnet ...   # the arithmetic ceilings only
 ``--folds N`` runs the first N subjects only (per-fold figures, no final model unless ``--final``);
 without it the job runs every fold and the final model, as ``mer-keras train`` does.
 """
@@ -83,6 +84,42 @@ def run_job(model: str, data: str, workdir: Path, n_folds: int | None, epochs: i
     return wall, times, n_folds or len(subjects)
 
 
+def sgemm_gflops(n: int = 1024, repeats: int = 20) -> float:
+    """float32 matrix-product rate of numpy's BLAS on this machine (GFLOP/s): the FLOPs ceiling."""
+    import numpy as np
+
+    a = np.random.default_rng(0).random((n, n), dtype=np.float32)
+    a @ a
+    start = time.perf_counter()
+    for _ in range(repeats):
+        a @ a
+    return 2 * n ** 3 * repeats / (time.perf_counter() - start) / 1e9
+
+
+def print_ceilings(models: list[str]) -> None:
+    """Per model: forward MFLOPs per sample, bench_train's samples/s, the GFLOP/s that rate is
+    (training ~ 3 x forward FLOPs), against numpy's sgemm GFLOP/s."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from bench_train import samples_per_second
+
+    from mer_keras.registry import get_spec
+    from mer_keras.train.multifold import forward_flops
+
+    peak = sgemm_gflops()
+    print(f"numpy float32 matrix product (1024 x 1024, all cores): {peak:.0f} GFLOP/s\n")
+    print("| model | input | forward MFLOPs per sample | bench_train samples/s | training GFLOP/s (3 x forward) | "
+          "share of the matrix-product rate |\n|---|---|---|---|---|---|")
+    for model in models:
+        shape = get_spec(model).input_shape
+        flops = forward_flops(model, shape, 3)
+        rate = samples_per_second(model, input_shape=shape)
+        gflops = 3 * flops * rate / 1e9
+        print(f"| {model} | {shape} | {flops / 1e6:.2f} | {rate:.0f} | {gflops:.1f} | {gflops / peak:.0%} |",
+              flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", action="append", required=True, help="registered model (repeatable)")
@@ -92,7 +129,11 @@ def main() -> None:
     ap.add_argument("--final", action="store_true", help="with --folds: fit the final model too")
     ap.add_argument("--parallel-folds", type=int, default=None, help="folds trained at once (0: auto)")
     ap.add_argument("--no-ceiling", action="store_true", help="skip the bench_train.py ceiling")
+    ap.add_argument("--ceilings", action="store_true", help="print only the FLOPs and samples/s ceilings")
     args = ap.parse_args()
+    if args.ceilings:
+        print_ceilings(args.model)
+        return
 
     import sys
 

@@ -21,7 +21,10 @@ class ProgressCallback(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
         self.progress.update(self.task, completed=epoch)  # a resumed fit starts at its backed-up epoch
-        acc = logs.get("accuracy", logs.get("predictions_accuracy", float("nan")))  # multi-output: per output
+        acc = logs.get("accuracy", logs.get("predictions_accuracy"))  # multi-output: per output
+        if acc is None:  # folds trained at once: fold<j>_accuracy per copy, shown as their mean
+            per_fold = [v for k, v in logs.items() if k.startswith("fold") and k.endswith("_accuracy")]
+            acc = sum(per_fold) / len(per_fold) if per_fold else float("nan")
         self.progress.update(self.task, advance=1, info=f"loss {logs.get('loss', float('nan')):.3f}  acc {acc:.2f}")
 
 

@@ -82,10 +82,12 @@ def test_each_output_depends_only_on_its_own_input():
     assert not np.allclose(before["fold1"], changed["fold1"])
 
 
-@pytest.mark.parametrize("model", ["ststnet", "off_apexnet"])  # off_apexnet: dropout masks must replay too
+@pytest.mark.parametrize("model", ["off_apexnet"])  # dropout masks must replay too
 def test_folds_trained_at_once_give_what_each_gives_alone(model):
-    x, y, folds = uneven_set()
-    cfg = dict(model=model, epochs=3, batch_size=8, flow_input=True, seed=4)
+    """(STSTNet too: tests/e2e/test_golden.py's manifest run trains its folds at once and matches
+    the run folder of the code that trained one fold at a time.)"""
+    x, y, folds = uneven_set(n=48, subjects=5)
+    cfg = dict(model=model, epochs=2, batch_size=8, flow_input=True, seed=4)
     alone = run_folds(x, y, folds, CLASSES, TrainConfig(**cfg, parallel_folds=1))
     together = run_folds(x, y, folds, CLASSES, TrainConfig(**cfg, parallel_folds=4))
     assert alone["parallel_folds"] == 1 and together["parallel_folds"] == 4
@@ -102,7 +104,7 @@ def test_one_model_per_job_gives_the_results_of_a_fresh_model_per_fold():
     from mer_keras.train.fit import fit_model
     from mer_keras.train.memory import releasing_fit_memory
 
-    x, y, folds = uneven_set(n=40, subjects=4, seed=2)
+    x, y, folds = uneven_set(n=30, subjects=3, seed=2)
     cfg = TrainConfig(model="off_apexnet", epochs=2, batch_size=8, flow_input=True, parallel_folds=1)
     reused = run_folds(x, y, folds, CLASSES, cfg)
     for fold in folds:
