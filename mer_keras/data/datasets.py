@@ -11,6 +11,8 @@ Each entry loads records and applies the standard protocol's label set:
 * ``4dme``: positive, negative, surprise, repression, others.
 * ``composite``: MEGC2019 SMIC-HS + CASME II + SAMM in 3 classes; ``root`` holds the three
   databases as ``CASME2/``, ``SAMM/`` and ``SMIC/``.
+* ``megc2019-flow``: the MEGC2019 composite as published flow images (STSTNet / HTNet layout,
+  :mod:`mer_keras.data.megc2019_flow`); ``root`` holds the CSV and the image folder.
 * ``manifest``: a CSV (``root`` is its path); classes are the labels found, sorted.
 * ``synthetic``: the embedded default, rendered on first use and cached
   (:mod:`mer_keras.data.synthetic`): negative, positive, surprise.
@@ -23,13 +25,25 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from mer_keras.data import casme, casme2, casme3, casme_sq, composite, fourdme, manifest, mmew, samm, smic
+from mer_keras.data import (
+    casme,
+    casme2,
+    casme3,
+    casme_sq,
+    composite,
+    fourdme,
+    manifest,
+    megc2019_flow,
+    mmew,
+    samm,
+    smic,
+)
 from mer_keras.data.database import describe
 from mer_keras.data.records import Dataset, Sample
 from mer_keras.errors import DataError, OptionError
 
 DATASETS = ("synthetic", "casme2", "samm", "smic", "casme", "casme_sq", "casme3", "mmew", "4dme", "composite",
-            "manifest")
+            "megc2019-flow", "manifest")
 
 #: database name -> loader module (each has ``load(root, strict=...)`` and ``CLASSES``).
 SINGLE = {"casme2": casme2, "samm": samm, "smic": smic, "casme": casme, "casme_sq": casme_sq, "casme3": casme3,
@@ -118,6 +132,8 @@ def load_dataset(name: str, root=None, strict: bool = False, apex_policy: str = 
         samples, counts = composite.composite([s for p in parts for s in p.samples])
         ds = Dataset(name, list(composite.CLASSES), samples, skipped=[x for p in parts for x in p.skipped],
                      counts=counts)
+    elif name == "megc2019-flow":
+        ds = megc2019_flow.load(root, strict=strict)
     elif name == "manifest":
         if root is None:
             raise OptionError("--data manifest needs --root pointing at the manifest CSV")

@@ -250,6 +250,9 @@ def train(opts: TrainOptions, console=None) -> Path:
         opts = resume_options(opts.resume)
         console.print(f"resuming {opts.resume} with its recorded options", soft_wrap=True)
     opts, rep = resolve_options(opts)
+    if opts.data == "megc2019-flow" and rep.representation != "flow":
+        raise OptionError(f"--data megc2019-flow holds optical-flow images; {opts.model} takes {rep.representation} "
+                          "inputs: use a flow model (ststnet, off_apexnet, feature_refinement, htnet)")
     strategy = get_strategy(opts.strategy)  # a multi-worker strategy must exist before any TF op
     chief = is_chief(strategy)
     data = load_data(DataRequest.of(opts), console)

@@ -1,0 +1,106 @@
+"""``--data megc2019-flow``: the published MEGC2019 composite flow layout (STSTNet / HTNet code).
+
+A generated fixture in the same layout checks the reading (the space before ``.png``, subjects
+``<dataset>_<sub>``, the RGB channel order u, v, strain) and every bad row (a missing file, a label
+outside 0..2, an unknown dataset, a duplicated row: each named by file and row). The real set in
+``../shared/data/megc2019_composite_flow/`` is read where it is present (skipped elsewhere)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from mer_keras.cli.main import app
+from mer_keras.data import megc2019_flow
+from mer_keras.data.datasets import load_dataset
+from mer_keras.data.pipeline import image_inputs
+from mer_keras.errors import DataError, MissingFileError
+
+REAL = Path(__file__).resolve().parents[3] / "shared" / "data" / "megc2019_composite_flow"
+HEADER = "dataset,sub,filename_o,label,apex,imagename,sub_filename\n"
+ROWS = [("casme2", "sub01", "EP02_01f", "1"), ("casme2", "sub02", "EP01_11f", "0"), ("samm", "006", "006_1_2", "2"),
+        ("samm", "007", "007_7_1", "0"), ("smic", "s1", "s1_ne_01", "0"), ("smic", "s2", "s2_sur_01", "2")]
+
+
+def write_layout(root: Path, rows=ROWS, extra: str = "") -> Path:
+    """CSV + 28 x 28 PNGs; pixel (R, G, B) = (u, v, strain) = (10 + k, 100 + k, 200 + k) for row k."""
+    (root / megc2019_flow.IMAGE_DIR).mkdir(parents=True, exist_ok=True)
+    lines = [HEADER]
+    for k, (db, sub, clip, label) in enumerate(rows):
+        lines.append(f"{db},{sub},{clip},{label},,{sub}_{clip}.jpg,\n")
+        rgb = np.zeros((28, 28, 3), np.uint8) + np.array([10 + k, 100 + k, 200 + k], np.uint8)
+        cv2.imwrite(str(megc2019_flow.image_path(root, sub, clip)), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    (root / megc2019_flow.SHEET).write_text("".join(lines) + extra)
+    return root
+
+
+def test_reads_the_published_layout_with_its_subjects_classes_and_channel_order(tmp_path):
+    ds = load_dataset("megc2019-flow", write_layout(tmp_path))
+    assert ds.classes == ["negative", "positive", "surprise"] and not ds.skipped
+    assert [i.subject for i in ds.images] == ["casme2_sub01", "casme2_sub02", "samm_006", "samm_007", "smic_s1",
+                                              "smic_s2"]
+    assert [i.label for i in ds.images] == ["positive", "negative", "surprise", "negative", "negative", "surprise"]
+    assert [r["database"] for r in ds.rows] == ["casme2", "casme2", "samm", "samm", "smic", "smic"]
+    assert ds.counts["samm"] == {"samples": 2, "subjects": 2, "negative": 1, "positive": 0, "surprise": 1}
+    assert all(Path(i.path).name.endswith(" .png") for i in ds.images)
+    x = image_inputs([i.path for i in ds.images], 28)
+    np.testing.assert_array_equal(x[:, 0, 0], [[10 + k, 100 + k, 200 + k] for k in range(6)])  # u, v, strain
+
+
+@pytest.mark.parametrize("row, reason", [
+    (("casme2", "sub03", "EP09_01", "1"), "does not exist"),       # no image for this row
+    (("casme2", "sub01", "EP03_02", "3"), "label '3' is not 0, 1 or 2"),
+    (("casme", "sub01", "EP04_02", "1"), "unknown dataset 'casme'"),
+])
+def test_a_bad_row_is_named_by_file_and_row(tmp_path, row, reason):
+    root = write_layout(tmp_path, extra=",".join(row[:3]) + f",{row[3]},,,\n")
+    ds = load_dataset("megc2019-flow", root)  # lenient: the row is skipped with its reason
+    where = f"{root / megc2019_flow.SHEET}:8"
+    assert len(ds.images) == 6 and ds.skipped == [(where, ds.skipped[0][1])] and reason in ds.skipped[0][1]
+    with pytest.raises(DataError, match=f"{megc2019_flow.SHEET}:8: .*{reason}"):
+        load_dataset("megc2019-flow", root, strict=True)
+
+
+def test_a_file_without_the_published_space_is_explained(tmp_path):
+    root = write_layout(tmp_path)
+    src = megc2019_flow.image_path(root, "sub01", "EP02_01f")
+    src.rename(src.with_name("sub01_EP02_01f.png"))
+    with pytest.raises(DataError, match=r":2: .*without the space before \.png"):
+        load_dataset("megc2019-flow", root, strict=True)
+
+
+def test_a_duplicated_row_and_a_missing_sheet_stop_the_load(tmp_path):
+    root = write_layout(tmp_path, extra="samm,006,006_1_2,2,,,\n")
+    with pytest.raises(DataError, match=r":8: duplicates row 4"):
+        load_dataset("megc2019-flow", root)
+    with pytest.raises(MissingFileError, match=megc2019_flow.SHEET):
+        load_dataset("megc2019-flow", tmp_path / "elsewhere")
+
+
+def test_a_model_without_flow_input_is_refused(tmp_path):
+    res = CliRunner().invoke(app, ["train", "--data", "megc2019-flow", "--root", str(write_layout(tmp_path)),
+                                   "--model", "learnet", "--out", str(tmp_path / "runs")])
+    assert res.exit_code == 2 and "holds optical-flow images" in res.output
+
+
+@pytest.mark.skipif(not REAL.is_dir(), reason=f"the real composite flow set is not at {REAL}")
+def test_the_real_set_has_its_published_counts_and_channel_order():
+    """442 clips of 68 subjects; strain is the dark channel; u anti-correlates with its mirror
+    (a left-right flip negates horizontal motion), v does not."""
+    ds = load_dataset("megc2019-flow", REAL, strict=True)
+    assert len(ds.images) == 442 and len({i.subject for i in ds.images}) == 68
+    assert {db: c["samples"] for db, c in ds.counts.items()} == {"casme2": 145, "samm": 133, "smic": 164}
+    x = image_inputs([i.path for i in ds.images], 28)
+    means = x.mean(axis=(0, 1, 2))
+    assert means[2] < 60 < min(means[0], means[1])
+
+    def mirror_correlation(c):
+        a = x[..., c] - x[..., c].mean(axis=(1, 2), keepdims=True)
+        b = a[:, :, ::-1]
+        return float(np.mean((a * b).sum(axis=(1, 2)) / np.sqrt((a * a).sum(axis=(1, 2)) * (b * b).sum(axis=(1, 2)))))
+
+    assert mirror_correlation(0) < 0 < mirror_correlation(1)
