@@ -8,8 +8,8 @@ run folder, report). The ceiling is ``tools/bench_train.py``'s rate for the same
 (random data, a traced graph, no per-fold work).
 
 Data: ``composite`` is the MEGC2019 composite flow set in ``../shared/data/megc2019_composite_flow/``
-(442 clips, 68 subjects; read through a temporary manifest CSV of ``subject,label,path,dataset``,
-nothing copied); ``synthetic`` is the embedded default set.
+(442 clips, 68 subjects; read in place by ``--data megc2019-flow``, nothing copied); ``synthetic``
+is the embedded default set.
 
 Usage:
     python tools/bench_loso.py --model ststnet [--model off_apexnet ...] [--data composite]
@@ -22,7 +22,6 @@ without it the job runs every fold and the final model, as ``mer-keras train`` d
 from __future__ import annotations
 
 import argparse
-import csv
 import io
 import tempfile
 import time
@@ -30,28 +29,16 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 COMPOSITE = REPO.parent / "shared" / "data" / "megc2019_composite_flow"
-LABELS = {"0": "negative", "1": "positive", "2": "surprise"}
 
 
-def composite_manifest(folder: Path, out_csv: Path) -> list[str]:
-    """Write a manifest CSV over the composite flow PNGs (paths point into ``folder``); returns the
-    subjects in file order.
+def composite_subjects(folder: Path) -> list[str]:
+    """The composite's LOSO subjects (``<dataset>_<sub>``) in file order, as the loader names them."""
+    from mer_keras.data import megc2019_flow
 
-    Raises:
-        FileNotFoundError: ``folder`` lacks the published CSV.
-    """
-    sheet = folder / "combined_3_class2_for_optical_flow.csv"
-    if not sheet.is_file():
-        raise FileNotFoundError(f"{sheet} not found: the composite flow set is not at {folder}")
     subjects = []
-    with open(sheet, newline="") as f, open(out_csv, "w", newline="") as out:
-        writer = csv.writer(out)
-        writer.writerow(["subject", "label", "path", "dataset"])
-        for row in csv.DictReader(f):
-            image = folder / "STSNet_whole_norm_u_v_os" / f"{row['sub']}_{row['filename_o']} .png"
-            writer.writerow([row["sub"], LABELS[row["label"]], str(image), row["dataset"]])
-            if row["sub"] not in subjects:
-                subjects.append(row["sub"])
+    for image in megc2019_flow.load(folder, strict=True).images:
+        if image.subject not in subjects:
+            subjects.append(image.subject)
     return subjects
 
 
@@ -70,8 +57,8 @@ def run_job(model: str, data: str, workdir: Path, n_folds: int | None, epochs: i
     if "parallel_folds" in {f.name for f in fields(TrainOptions)} and parallel_folds is not None:
         kwargs["parallel_folds"] = parallel_folds
     if data == "composite":
-        subjects = composite_manifest(COMPOSITE, workdir / "composite.csv")
-        kwargs.update(data="manifest", root=str(workdir / "composite.csv"))
+        subjects = composite_subjects(COMPOSITE)
+        kwargs.update(data="megc2019-flow", root=str(COMPOSITE))
     else:
         subjects = [f"sub{k + 1:02d}" for k in range(12)]
     if n_folds:

@@ -74,14 +74,31 @@ def compile_model(model: keras.Model, cfg: TrainConfig) -> None:
     from mer_keras.train.targets import aux_losses_for
 
     spec = get_spec(cfg.model)
-    learning_rate = cfg.lr if cfg.lr is not None else spec.learning_rate
     if spec.aux_losses:
         loss, loss_weights = aux_losses_for(spec.aux_losses, cfg.aux_weights)
-        model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=loss, loss_weights=loss_weights,
+        model.compile(optimizer=keras.optimizers.Adam(learning_rate(cfg)), loss=loss, loss_weights=loss_weights,
                       metrics={"predictions": ["accuracy"]})
     else:
-        model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="sparse_categorical_crossentropy",
+        model.compile(optimizer=keras.optimizers.Adam(learning_rate(cfg)), loss="sparse_categorical_crossentropy",
                       metrics=["accuracy"])
+
+
+def learning_rate(cfg: TrainConfig) -> float:
+    """Adam's rate: ``cfg.lr``, or the model's registered rate when it is None."""
+    from mer_keras.registry import get_spec
+
+    return cfg.lr if cfg.lr is not None else get_spec(cfg.model).learning_rate
+
+
+def remove_fit_backup(backup_dir: str | Path | None, strategy: tf.distribute.Strategy) -> None:
+    """After a finished fit: remove the chief's backup folder (Keras removed its checkpoint; other
+    workers may still write theirs)."""
+    from mer_keras.train.strategy import is_chief
+
+    if backup_dir and is_chief(strategy):
+        import shutil
+
+        shutil.rmtree(Path(backup_dir) / "chief", ignore_errors=True)
 
 
 class OptimizerState:
@@ -163,7 +180,6 @@ class FoldTrainer:
         """
         from mer_keras.registry import get_spec
         from mer_keras.train.callbacks import EpochSeeds, EpochTiming, PeriodicBackupAndRestore
-        from mer_keras.train.strategy import is_chief
         from mer_keras.train.targets import build_targets
 
         cfg = self.cfg
@@ -176,23 +192,17 @@ class FoldTrainer:
         fit_callbacks = [EpochSeeds(cfg.seed), EpochTiming(clock), *callbacks]
         if backup_dir:
             fit_callbacks.insert(0, PeriodicBackupAndRestore(str(backup_dir), 60.0 * cfg.backup_minutes))
-        if spec.aux_losses:
+        if spec.aux_losses:  # class weights enter the per-output sample weights
             targets, weights = build_targets(y, aus, self.num_classes, spec.aux_losses, cw)
-            with phase("dataset"):
-                ds, steps = training_dataset(x, targets, cfg.batch_size, cfg.epochs, cfg.seed, cfg.augment,
-                                             cfg.flow_input, sample_weight=weights, start_epoch=start)
-            model.fit(ds, epochs=cfg.epochs, steps_per_epoch=steps, verbose=0, callbacks=fit_callbacks)
+            cw = None
         else:
-            with phase("dataset"):
-                ds, steps = training_dataset(x, y, cfg.batch_size, cfg.epochs, cfg.seed, cfg.augment, cfg.flow_input,
-                                             start_epoch=start)
-            model.fit(ds, epochs=cfg.epochs, steps_per_epoch=steps, verbose=0, class_weight=cw,
-                      callbacks=fit_callbacks)
+            targets, weights = y, None
+        with phase("dataset"):
+            ds, steps = training_dataset(x, targets, cfg.batch_size, cfg.epochs, cfg.seed, cfg.augment, cfg.flow_input,
+                                         sample_weight=weights, start_epoch=start)
+        model.fit(ds, epochs=cfg.epochs, steps_per_epoch=steps, verbose=0, class_weight=cw, callbacks=fit_callbacks)
         clock.close()
-        if backup_dir and is_chief(self.strategy):  # Keras removed its checkpoint; other workers may write theirs
-            import shutil
-
-            shutil.rmtree(Path(backup_dir) / "chief", ignore_errors=True)
+        remove_fit_backup(backup_dir, self.strategy)
         return model
 
 

@@ -92,8 +92,9 @@ def run_folds(x: np.ndarray, y: np.ndarray, folds: Sequence[Fold], classes: Sequ
                     p = predict_proba(model, x[fold.test])
                 finish(fold, p, *final)
                 continue
-            trainer = multi.get(len(group)) or multi.setdefault(
-                len(group), MultiFoldTrainer(x.shape[1:], len(classes), cfg, len(group)))
+            if len(group) not in multi:  # one model per group size: K, and the size of a last, smaller group
+                multi[len(group)] = MultiFoldTrainer(x.shape[1:], len(classes), cfg, len(group))
+            trainer = multi[len(group)]
             finals = trainer.fit([x[f.train] for f in group], [y[f.train] for f in group], callbacks,
                                  backup_dir=Path(backup_root) / group_name(group) if backup_root else None)
             for fold, copy, final in zip(group, trainer.copies, finals):

@@ -26,7 +26,7 @@ import numpy as np
 from mer_keras._keras import keras, tf
 from mer_keras.data.weights import balanced_class_weight
 from mer_keras.train.config import TrainConfig
-from mer_keras.train.fit import OptimizerState, backup_epoch
+from mer_keras.train.fit import OptimizerState, backup_epoch, learning_rate, remove_fit_backup
 from mer_keras.train.tfdata import training_dataset
 from mer_keras.train.timing import EpochClock, phase
 
@@ -209,7 +209,7 @@ class MultiFoldTrainer:
     """
 
     def __init__(self, input_shape, num_classes: int, cfg: TrainConfig, k: int):
-        from mer_keras.registry import create_model, get_spec
+        from mer_keras.registry import create_model
         from mer_keras.train.determinism import set_determinism
 
         self.cfg, self.k, self.num_classes = cfg, int(k), int(num_classes)
@@ -227,8 +227,7 @@ class MultiFoldTrainer:
                 self.copies.append(copy)
                 inputs.append(inp)
             self.model = keras.Model(inputs, outputs, name=f"{cfg.model}_x{self.k}")
-            learning_rate = cfg.lr if cfg.lr is not None else get_spec(cfg.model).learning_rate
-            self.model.compile(optimizer=keras.optimizers.Adam(learning_rate),
+            self.model.compile(optimizer=keras.optimizers.Adam(learning_rate(cfg)),
                                loss={f"fold{j}": "sparse_categorical_crossentropy" for j in range(self.k)},
                                metrics={f"fold{j}": ["accuracy"] for j in range(self.k)},
                                weighted_metrics={f"fold{j}": [FoldLoss()] for j in range(self.k)})
@@ -274,10 +273,7 @@ class MultiFoldTrainer:
             fit_callbacks.insert(0, PeriodicBackupAndRestore(str(backup_dir), 60.0 * cfg.backup_minutes))
         history = self.model.fit(ds, epochs=cfg.epochs, steps_per_epoch=n_steps, verbose=0, callbacks=fit_callbacks)
         clock.close()
-        if backup_dir:
-            import shutil
-
-            shutil.rmtree(Path(backup_dir) / "chief", ignore_errors=True)
+        remove_fit_backup(backup_dir, self.model.distribute_strategy)
         out = []
         for j in range(self.k):
             loss, acc = history.history.get(f"fold{j}_train_loss"), history.history.get(f"fold{j}_accuracy")

@@ -71,11 +71,6 @@ def recording():
         _active = previous
 
 
-def active() -> PhaseTimes | None:
-    """The recorder of the enclosing :func:`recording` block, or None."""
-    return _active
-
-
 @contextmanager
 def phase(name: str):
     """Time the block as phase ``name`` when a :func:`recording` is open (else do nothing)."""

@@ -21,6 +21,7 @@ import pytest
 from typer.testing import CliRunner
 
 from mer_keras.cli.main import app
+from mer_keras.train.callbacks import ProgressCallback as ORIGINAL_PROGRESS  # the class before any monkeypatch
 
 runner = CliRunner()
 #: A model with dropout (its masks must replay too), a few seconds per fold, one fold at a time (a
@@ -98,22 +99,47 @@ class Stop(Exception):
     """Stands for a kill: raised at the end of an epoch, after that epoch's backup."""
 
 
+def stop_after_first_epoch(monkeypatch) -> None:
+    """Make the job's progress callback raise :class:`Stop` at the end of epoch 0 (the backup
+    callback runs first: epoch 0 is saved)."""
+    from mer_keras.train import callbacks
+
+    class StopAfterFirstEpoch(ORIGINAL_PROGRESS):
+        def on_epoch_end(self, epoch, logs=None):
+            super().on_epoch_end(epoch, logs)
+            if epoch == 0:
+                raise Stop("stopped after the first epoch")
+
+    monkeypatch.setattr(callbacks, "ProgressCallback", StopAfterFirstEpoch)
+
+
+def record_epochs(monkeypatch) -> list[list[int]]:
+    """Make the job's progress callback record, per fit, the epochs it runs; returns that list."""
+    from mer_keras.train import callbacks
+
+    epochs: list[list[int]] = []
+
+    class RecordEpochs(ORIGINAL_PROGRESS):
+        def on_train_begin(self, logs=None):
+            epochs.append([])
+
+        def on_epoch_end(self, epoch, logs=None):
+            super().on_epoch_end(epoch, logs)
+            epochs[-1].append(epoch)
+
+    monkeypatch.setattr(callbacks, "ProgressCallback", RecordEpochs)
+    return epochs
+
+
 def test_a_run_stopped_mid_fold_resumes_from_its_backup(tiny_flow_run, tmp_path, cache_dir, monkeypatch):
     """In-process version of the SIGKILL test (slow): a ``--folds sub02`` job stops after the first
     epoch of its fold, whose backup is then the only trace of it; ``--resume`` continues the fold
     from the backup (its second epoch only) and ends with the fold file of the uninterrupted run with
     the same options (``tiny_flow_run``), byte for byte. (Finished folds kept on resume:
     tests/e2e/test_cli.py::test_an_interrupted_run_resumes_without_redoing_finished_folds.)"""
-    from mer_keras.train import callbacks
     from mer_keras.train.fit import backup_epoch
 
-    class StopAfterFirstEpoch(callbacks.ProgressCallback):
-        def on_epoch_end(self, epoch, logs=None):
-            super().on_epoch_end(epoch, logs)
-            if epoch == 0:  # the backup callback runs first: epoch 0 is saved
-                raise Stop("stopped mid-fold")
-
-    monkeypatch.setattr(callbacks, "ProgressCallback", StopAfterFirstEpoch)
+    stop_after_first_epoch(monkeypatch)
     res = runner.invoke(app, [*FLOW, "--folds", "sub02", "--out", str(tmp_path), "--cache-dir", str(cache_dir)])
     assert isinstance(res.exception, Stop), res.output
     run = next(tmp_path.glob("*-ststnet-synthetic"))
@@ -121,20 +147,10 @@ def test_a_run_stopped_mid_fold_resumes_from_its_backup(tiny_flow_run, tmp_path,
     assert list((run / "backup" / "synthetic__sub02" / "chief").glob("ckpt-*.index")), "no backup of the fold"
     assert backup_epoch(run / "backup" / "synthetic__sub02") == 1  # the fold continues at its second epoch
 
-    class RecordEpochs(callbacks.ProgressCallback):
-        epochs = []  # per fit of the resumed job, the epochs it ran
-
-        def on_train_begin(self, logs=None):
-            RecordEpochs.epochs.append([])
-
-        def on_epoch_end(self, epoch, logs=None):
-            super().on_epoch_end(epoch, logs)
-            RecordEpochs.epochs[-1].append(epoch)
-
-    monkeypatch.setattr(callbacks, "ProgressCallback", RecordEpochs)
+    epochs = record_epochs(monkeypatch)  # per fit of the resumed job, the epochs it ran
     res = runner.invoke(app, ["train", "--resume", str(run)])
     assert res.exit_code == 0, res.output
-    assert RecordEpochs.epochs == [[1]]  # from the backup: the second epoch only
+    assert epochs == [[1]]  # from the backup: the second epoch only
     name = "synthetic__sub02.json"
     assert json.loads((run / "folds" / name).read_text()) == json.loads((tiny_flow_run / "folds" / name).read_text())
     assert not (run / "backup").exists() and (run / "results.json").exists()
@@ -270,35 +286,17 @@ def test_a_group_of_folds_stopped_mid_way_resumes_from_its_backup(tiny_flow_run,
     """The three folds of ``tiny_flow_run``'s options train at once (one group, one backup); the job
     stops after the group's first epoch, before any fold file exists. ``--resume`` continues the
     group from its backup (the second epoch only) and ends with the uninterrupted run's fold files."""
-    from mer_keras.train import callbacks
-
-    class StopAfterFirstEpoch(callbacks.ProgressCallback):
-        def on_epoch_end(self, epoch, logs=None):
-            super().on_epoch_end(epoch, logs)
-            if epoch == 0:
-                raise Stop("stopped mid-group")
-
-    monkeypatch.setattr(callbacks, "ProgressCallback", StopAfterFirstEpoch)
+    stop_after_first_epoch(monkeypatch)
     res = runner.invoke(app, [*FLOW, "--parallel-folds", "3", "--out", str(tmp_path), "--cache-dir", str(cache_dir)])
     assert isinstance(res.exception, Stop), res.output
     run = next(tmp_path.glob("*-ststnet-synthetic"))
     assert not list((run / "folds").glob("*.json"))
     assert [p.name for p in (run / "backup").iterdir()] == [p.name for p in (run / "backup").glob("group-3-*")]
 
-    class RecordEpochs(callbacks.ProgressCallback):
-        epochs = []
-
-        def on_train_begin(self, logs=None):
-            RecordEpochs.epochs.append([])
-
-        def on_epoch_end(self, epoch, logs=None):
-            super().on_epoch_end(epoch, logs)
-            RecordEpochs.epochs[-1].append(epoch)
-
-    monkeypatch.setattr(callbacks, "ProgressCallback", RecordEpochs)
+    epochs = record_epochs(monkeypatch)
     res = runner.invoke(app, ["train", "--resume", str(run)])
     assert res.exit_code == 0, res.output
-    assert RecordEpochs.epochs[0] == [1]  # the group continued at its second epoch (then the final model)
+    assert epochs[0] == [1]  # the group continued at its second epoch (then the final model)
     for fold in sorted((tiny_flow_run / "folds").glob("*.json")):
         assert json.loads((run / "folds" / fold.name).read_text()) == json.loads(fold.read_text()), fold.name
     assert not (run / "backup").exists() and (run / "results.json").exists()
