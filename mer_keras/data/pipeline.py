@@ -71,18 +71,25 @@ def sample_representation(sample: Sample, cfg: RepresentationConfig) -> np.ndarr
     return representation_from_frames([frames[sample.onset], frames[sample.apex]], 0, 1, 1, cfg, sample.key)
 
 
-def image_inputs(paths: Sequence[str], size: int, channels: int = 3) -> np.ndarray:
+def image_inputs(paths: Sequence[str], size: int, channels: int = 3, regions: str | None = None) -> np.ndarray:
     """Precomputed input images (manifest ``path`` rows), resized to ``size``.
 
+    Args:
+        regions: ``"htnet"``: the image is a whole-face flow image; HTNet's four regions are cut from
+            it at fixed centres after the resize
+            (:func:`~mer_keras.preprocess.representation.fixed_region_tiles`).
     Returns:
         (N, size, size, channels) float32 in [0, 255]: the image as stored, no alignment
         (channels 1: BT.601 luma).
     Raises:
         DataError: an unreadable image (named).
     """
+    from mer_keras.preprocess.representation import fixed_region_tiles
+
     out = np.empty((len(paths), size, size, channels), np.float32)
     for i, p in enumerate(paths):
-        out[i] = _channels(cv2.resize(read_frame(p), (size, size), interpolation=cv2.INTER_AREA), channels)
+        img = cv2.resize(read_frame(p), (size, size), interpolation=cv2.INTER_AREA)
+        out[i] = _channels(fixed_region_tiles(img) if regions == "htnet" else img, channels)
     return out
 
 

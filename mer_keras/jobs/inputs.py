@@ -138,6 +138,6 @@ def build_dataset_inputs(ds: Dataset, rep: RepresentationConfig, console, cache_
         if rep.representation == "sequence":
             raise DataError(f"{ds.name}: precomputed image rows cannot feed the sequence representation; give "
                             "frame folders or videos")
-        x = np.concatenate([x, image_inputs([r.path for r in ds.images], rep.size, rep.channels)])
+        x = np.concatenate([x, image_inputs([r.path for r in ds.images], rep.size, rep.channels, rep.regions)])
     y = np.array([ds.classes.index(r["label"]) for r in rows])
     return Inputs(x, y)

@@ -200,6 +200,41 @@ def region_centres(landmarks: np.ndarray) -> np.ndarray:
     return np.array([left_eye, right_eye, corners[0], corners[1]], np.float32)
 
 
+#: HTNet region centres (x, y) on a 28 x 28 whole-face flow image when no landmarks are at hand:
+#: the official code's own fallback MTCNN points (used when MTCNN finds no face on the apex frame),
+#: clamped to 7..21 as it clamps them: left eye, right eye, left and right mouth corner (its nose
+#: point is unused). Ready flow images (e.g. the published composite) carry no apex frame to
+#: detect landmarks on, so these fixed centres stand in for per-clip ones.
+FIXED_REGION_CENTRES_28 = ((9, 11), (21, 10), (10, 21), (20, 21))
+
+
+def fixed_region_tiles(image: np.ndarray) -> np.ndarray:
+    """HTNet's four-region input cut from a ready whole-face flow image at fixed centres.
+
+    The four squares of side H / 2 around :data:`FIXED_REGION_CENTRES_28` (scaled to the image's
+    side, shifted to stay inside it) are tiled [[left eye, right eye], [left mouth corner, right
+    mouth corner]], the layout of :func:`region_flow_representation`. Rows are indexed with y (the
+    official code indexes rows with x, transposing its crops; this crops as intended).
+
+    Args:
+        image: (H, H, C) whole-face flow image, H even (28 for the published composite).
+    Returns:
+        (H, H, C) array of the image's dtype: the tiled regions.
+    Raises:
+        ValueError: a non-square image or an odd side.
+    """
+    h, w = image.shape[:2]
+    if h != w or h % 2:
+        raise ValueError(f"fixed HTNet regions need a square image of even side; got {h} x {w}")
+    side, scale = h // 2, h / 28.0
+    tiles = []
+    for cx, cy in FIXED_REGION_CENTRES_28:
+        x0 = int(np.clip(round(cx * scale - side / 2), 0, w - side))
+        y0 = int(np.clip(round(cy * scale - side / 2), 0, h - side))
+        tiles.append(image[y0:y0 + side, x0:x0 + side])
+    return np.concatenate([np.concatenate(tiles[:2], axis=1), np.concatenate(tiles[2:], axis=1)], axis=0)
+
+
 def region_flow_representation(onset: np.ndarray, apex: np.ndarray, landmarks: np.ndarray, size: int = 28,
                                method: str = "tvl1") -> np.ndarray:
     """HTNet's input: the onset -> apex flow of four facial regions, tiled 2 x 2.

@@ -51,6 +51,24 @@ def test_reads_the_published_layout_with_its_subjects_classes_and_channel_order(
     np.testing.assert_array_equal(x[:, 0, 0], [[10 + k, 100 + k, 200 + k] for k in range(6)])  # u, v, strain
 
 
+def test_htnet_regions_are_cut_from_the_whole_face_image_at_fixed_centres(tmp_path):
+    """Ready flow images hold no apex frame for landmarks: HTNet's four 14 x 14 regions come from
+    fixed centres (the official code's fallback points), rows indexed by y, tiled 2 x 2."""
+    from mer_keras.preprocess.representation import FIXED_REGION_CENTRES_28
+
+    yy, xx = np.mgrid[0:28, 0:28]
+    img = np.stack([xx, yy, np.zeros_like(xx)], -1).astype(np.uint8)  # u = column, v = row
+    path = tmp_path / "whole .png"
+    cv2.imwrite(str(path), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+    x = image_inputs([str(path)], 28, regions="htnet")[0]
+    for (cx, cy), (ty, tx) in zip(FIXED_REGION_CENTRES_28, [(0, 0), (0, 14), (14, 0), (14, 14)]):
+        tile = x[ty:ty + 14, tx:tx + 14]
+        x0, y0 = min(max(cx - 7, 0), 14), min(max(cy - 7, 0), 14)
+        np.testing.assert_array_equal(tile[0, :, 0], np.arange(x0, x0 + 14))  # columns of the region
+        np.testing.assert_array_equal(tile[:, 0, 1], np.arange(y0, y0 + 14))  # rows of the region
+    np.testing.assert_array_equal(image_inputs([str(path)], 28)[0], img)  # other models: the whole face
+
+
 @pytest.mark.parametrize("row, reason", [
     (("casme2", "sub03", "EP09_01", "1"), "does not exist"),       # no image for this row
     (("casme2", "sub01", "EP03_02", "3"), "label '3' is not 0, 1 or 2"),
