@@ -12,10 +12,12 @@ from mer_keras.cli.export import export
 from mer_keras.cli.merge import merge
 from mer_keras.cli.models import models
 from mer_keras.cli.train import train
+from mer_keras.cli.tune import tune
 
 app = typer.Typer(add_completion=False, no_args_is_help=False, pretty_exceptions_enable=False,
                   help="Facial micro-expression recognition with Keras: train, evaluate and export.")
 app.command()(train)
+app.command()(tune)
 app.command()(evaluate)
 app.command()(export)
 app.command()(merge)

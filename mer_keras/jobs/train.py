@@ -72,7 +72,7 @@ def resolve_options(opts: TrainOptions) -> tuple[TrainOptions, RepresentationCon
 def train_config(opts: TrainOptions, rep: RepresentationConfig) -> TrainConfig:
     """The training library's view of the options (:class:`mer_keras.train.config.TrainConfig`)."""
     return TrainConfig(model=opts.model, epochs=opts.epochs, batch_size=opts.batch_size, lr=opts.lr, seed=opts.seed,
-                       augment=opts.augment, class_weight=opts.class_weight,
+                       augment=opts.augment, shift=opts.shift, class_weight=opts.class_weight,
                        model_options={"variant": opts.variant} if opts.variant else {},
                        flow_input=rep.representation == "flow", aux_weights=dict(opts.aux_weights or {}),
                        init_from=opts.init_from, freeze_until=opts.freeze_until, deterministic=opts.deterministic,
@@ -170,9 +170,17 @@ def open_run_folder(opts: TrainOptions, rep: RepresentationConfig, data: Dataset
 
 def run_protocol(opts: TrainOptions, rep: RepresentationConfig, cfg, data: Dataset, inputs: Inputs,
                  groups: Sequence[str], only: list[str] | None, run: RunFolder, completed: dict, strategy,
-                 console) -> None:
+                 console, cfg_of=None, extra_info: dict | None = None) -> dict | None:
     """Step *protocol folds*: train and test every fold (finished ones reused), write each fold file as
-    it ends, then the protocol's pooled report (results.json, predictions.csv, confusion matrix)."""
+    it ends, then the protocol's pooled report (results.json, predictions.csv, confusion matrix).
+
+    Args:
+        cfg_of: fold name -> its :class:`TrainConfig` (nested selection gives each test subject its
+            own recipe); None: ``cfg`` for every fold. Folds of equal configs train together.
+        extra_info: more keys for results.json (e.g. the selection).
+    Returns:
+        The results as written (None on a non-chief worker).
+    """
     from mer_keras.data.protocols import PROTOCOLS
     from mer_keras.registry import get_spec
     from mer_keras.train.callbacks import ProgressCallback
@@ -189,7 +197,7 @@ def run_protocol(opts: TrainOptions, rep: RepresentationConfig, cfg, data: Datas
         epoch_task = prog.add_task("epochs", total=opts.epochs, info="")
 
         def callbacks(group):
-            prog.reset(epoch_task, total=opts.epochs)
+            prog.reset(epoch_task, total=(cfg_of(group[0].name) if cfg_of else cfg).epochs)
             names = ", ".join(f.name for f in group[:3]) + (f" (+{len(group) - 3} trained at once)" if len(group) > 3
                                                            else "")
             prog.update(fold_task, info=f"test subject{'s' if len(group) > 1 else ''} {names}")
@@ -202,15 +210,29 @@ def run_protocol(opts: TrainOptions, rep: RepresentationConfig, cfg, data: Datas
             prog.update(fold_task, advance=1)
 
         prog.update(fold_task, advance=len([f for f in folds if f.name in completed]))
-        result = run_folds(inputs.x, y, folds, classes, cfg, strategy, fold_callbacks=callbacks, on_fold_end=fold_end,
-                           aus=aus, completed=completed, backup_root=run.backup_root)
-    if chief:
-        report = protocol.report(y, result["probabilities"], classes, [r["database"] for r in rows])
-        info = {"model": opts.model, "dataset": data.name, "protocol": opts.protocol,
-                "representation": rep.representation, "counts": data.counts, "skipped": len(data.skipped)}
-        run.write_results(info, report, rows, result["probabilities"], result["folds"],
-                          title=f"{opts.model} LOSO, UF1 {report['overall']['uf1']:.3f}")
-        print_report(report, console)
+        plans: dict[str, tuple] = {}  # folds of one config train in one call
+        for f in folds:
+            c = cfg_of(f.name) if cfg_of else cfg
+            plans.setdefault(repr(sorted(c.to_dict().items())), (c, []))[1].append(f)
+        probs = np.full((len(y), len(classes)), np.nan, np.float32)
+        fold_rows = {}
+        for c, plan_folds in plans.values():
+            prog.reset(epoch_task, total=c.epochs)
+            result = run_folds(inputs.x, y, plan_folds, classes, c, strategy, fold_callbacks=callbacks,
+                               on_fold_end=fold_end, aus=aus, completed=completed, backup_root=run.backup_root)
+            for f in plan_folds:
+                probs[f.test] = result["probabilities"][f.test]
+            fold_rows.update({r["subject"]: r for r in result["folds"]})
+    if not chief:
+        return None
+    report = protocol.report(y, probs, classes, [r["database"] for r in rows])
+    info = {"model": opts.model, "dataset": data.name, "protocol": opts.protocol,
+            "representation": rep.representation, "counts": data.counts, "skipped": len(data.skipped),
+            **(extra_info or {})}
+    results = run.write_results(info, report, rows, probs, [fold_rows[f.name] for f in folds if f.name in fold_rows],
+                                title=f"{opts.model} LOSO, UF1 {report['overall']['uf1']:.3f}")
+    print_report(report, console)
+    return results
 
 
 def print_report(report: dict, console) -> None:

@@ -125,6 +125,8 @@ class TrainOptions:
     export: bool = option(True, "Write TFLite fp32 and int8 models.", secondary="--no-export")
     strategy: str = option("auto", "tf.distribute strategy.", choices=_strategies)
     augment: bool = option(_TRAINING.augment, "Random horizontal flips.", secondary="--no-augment")
+    shift: int = option(_TRAINING.shift, "Random translations of training images by up to this many pixels "
+                        "(edges repeated); 0: none.", min=0)
     class_weight: bool = option(_TRAINING.class_weight, "Balanced class weights from the training folds.",
                                 secondary="--no-class-weight")
     flow_method: str = option("tvl1", "Optical flow method (flow representation).", choices=_flow_methods)

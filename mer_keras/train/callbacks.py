@@ -115,3 +115,33 @@ class EpochTiming(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         self.clock.epoch_end()
+
+
+class CheckpointPredictions(keras.callbacks.Callback):
+    """Predict held-out samples at the end of chosen epochs of one fit (nested selection of epochs).
+
+    One fit to the largest epoch count scores every smaller count: the probabilities after epoch
+    ``e`` are those a fit of ``e`` epochs gives, because each epoch's batches, flips and dropout
+    masks depend only on (seed, epoch), not on the total (:func:`~mer_keras.train.tfdata.training_dataset`).
+    Used only on validation subjects of an inner loop, never on a test subject.
+
+    Args:
+        targets: per fold trained in this fit, (model or None, x_held_out (n, ...) float32); None
+            means the fitted model itself (``self.model``).
+        epochs: 1-based epoch counts to predict after.
+    Attributes:
+        probabilities: per target, {epoch: (n, K) float32 probabilities}.
+    """
+
+    def __init__(self, targets, epochs):
+        super().__init__()
+        self.targets, self.epochs = list(targets), {int(e) for e in epochs}
+        self.probabilities = [{} for _ in self.targets]
+
+    def on_epoch_end(self, epoch, logs=None):
+        from mer_keras.models.inference import predict_proba
+
+        if epoch + 1 not in self.epochs:
+            return
+        for store, (model, x) in zip(self.probabilities, self.targets):
+            store[epoch + 1] = predict_proba(model if model is not None else self.model, x)

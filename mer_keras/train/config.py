@@ -19,7 +19,8 @@ class TrainConfig:
         batch_size: global batch size (split over replicas). lr: Adam learning rate; ``None``: the
         model's registered rate (:attr:`mer_keras.registry.ModelSpec.learning_rate`).
         seed: random seed (weights, shuffling, augmentation). augment: random horizontal flips
-        (the u channel of a flow input is negated with the flip). class_weight: balanced class
+        (the u channel of a flow input is negated with the flip). shift: random translations of
+        up to this many pixels, edges repeated (0: none). class_weight: balanced class
         weights from the training labels. model_options: keyword options of the builder.
         flow_input: True when the input is a (u, v, strain) flow image.
         aux_weights: loss weights of auxiliary outputs, overriding the registry's defaults
@@ -43,6 +44,7 @@ class TrainConfig:
     lr: float | None = None
     seed: int = 0
     augment: bool = True
+    shift: int = 0
     class_weight: bool = True
     model_options: dict = field(default_factory=dict)
     flow_input: bool = False

@@ -199,7 +199,7 @@ class FoldTrainer:
             targets, weights = y, None
         with phase("dataset"):
             ds, steps = training_dataset(x, targets, cfg.batch_size, cfg.epochs, cfg.seed, cfg.augment, cfg.flow_input,
-                                         sample_weight=weights, start_epoch=start)
+                                         sample_weight=weights, start_epoch=start, shift=cfg.shift)
         model.fit(ds, epochs=cfg.epochs, steps_per_epoch=steps, verbose=0, class_weight=cw, callbacks=fit_callbacks)
         clock.close()
         remove_fit_backup(backup_dir, self.strategy)

@@ -26,7 +26,7 @@ def run_folds(x: np.ndarray, y: np.ndarray, folds: Sequence[Fold], classes: Sequ
               fold_callbacks: Callable[[Sequence[Fold]], Sequence] | None = None,
               on_fold_end: Callable[[Fold, np.ndarray, dict], None] | None = None,
               aus: Sequence[Sequence[str]] | None = None, completed: dict[str, dict] | None = None,
-              backup_root: str | Path | None = None) -> dict:
+              backup_root: str | Path | None = None, checkpoints: Sequence[int] | None = None) -> dict:
     """Train and evaluate one model per fold.
 
     The model is built, compiled and traced once for the job (:class:`~mer_keras.train.fit.FoldTrainer`:
@@ -48,14 +48,23 @@ def run_folds(x: np.ndarray, y: np.ndarray, folds: Sequence[Fold], classes: Sequ
         backup_root: folder of training backups (``<backup_root>/<fold>``, or ``<backup_root>/group-...``
             for folds trained together): a fit killed mid-way continues from its last backed-up
             epoch. None: no backups.
+        checkpoints: epoch counts after which each fold's test samples are also predicted (for
+            validation folds of a nested selection; :class:`~mer_keras.train.callbacks.CheckpointPredictions`).
+            Not with ``completed`` folds or ``backup_root`` (a resumed fit has no earlier epochs).
     Returns:
         {"probabilities": (N, K) array (NaN for samples in no test fold), "folds": [per-fold dict],
-        "parallel_folds": folds trained at once}; the fold rows are in the order of ``folds``.
+        "parallel_folds": folds trained at once, and with ``checkpoints`` "checkpoints":
+        {fold name: {epoch: (n_test, K) array}}}; the fold rows are in the order of ``folds``.
     Raises:
         OptionError: ``cfg.parallel_folds`` > 1 where it does not apply.
     """
+    from mer_keras.train.callbacks import CheckpointPredictions
     from mer_keras.train.multifold import MultiFoldTrainer, choose_parallel_folds, group_folds, group_name
 
+    if checkpoints and (completed or backup_root):
+        raise ValueError("checkpoint predictions need every fold trained from epoch 0 in this call: no completed "
+                         "folds, no backups")
+    at_epochs: dict[str, dict[int, np.ndarray]] = {}
     probs = np.full((len(x), len(classes)), np.nan, np.float32)
     rows: dict[str, dict] = {}
     pending = [f for f in folds if not (completed and f.name in completed)]
@@ -80,25 +89,38 @@ def run_folds(x: np.ndarray, y: np.ndarray, folds: Sequence[Fold], classes: Sequ
     with releasing_fit_memory(timed=True):
         single, multi = None, {}
         for group in group_folds(pending, cfg.batch_size, k):
-            callbacks = fold_callbacks(group) if fold_callbacks else ()
+            callbacks = list(fold_callbacks(group)) if fold_callbacks else []
             if len(group) == 1:
                 fold = group[0]
                 single = single or FoldTrainer(x.shape[1:], len(classes), cfg, strategy)
+                if checkpoints:
+                    keep = CheckpointPredictions([(None, x[fold.test])], checkpoints)
+                    callbacks.append(keep)
                 model = single.fit(x[fold.train], y[fold.train], callbacks,
                                    aus=[aus[i] for i in fold.train] if aus is not None else None,
                                    backup_dir=Path(backup_root) / fold.name.replace("/", "__") if backup_root else None)
                 final = final_train_metrics(model.history.history)
                 with phase("predict"):
                     p = predict_proba(model, x[fold.test])
+                if checkpoints:
+                    at_epochs[fold.name] = keep.probabilities[0]
                 finish(fold, p, *final)
                 continue
             if len(group) not in multi:  # one model per group size: K, and the size of a last, smaller group
                 multi[len(group)] = MultiFoldTrainer(x.shape[1:], len(classes), cfg, len(group))
             trainer = multi[len(group)]
+            if checkpoints:
+                keep = CheckpointPredictions([(c, x[f.test]) for c, f in zip(trainer.copies, group)], checkpoints)
+                callbacks.append(keep)
             finals = trainer.fit([x[f.train] for f in group], [y[f.train] for f in group], callbacks,
                                  backup_dir=Path(backup_root) / group_name(group) if backup_root else None)
-            for fold, copy, final in zip(group, trainer.copies, finals):
+            for j, (fold, copy, final) in enumerate(zip(group, trainer.copies, finals)):
                 with phase("predict"):
                     p = predict_proba(copy, x[fold.test])
+                if checkpoints:
+                    at_epochs[fold.name] = keep.probabilities[j]
                 finish(fold, p, *final)
-    return {"probabilities": probs, "folds": [rows[f.name] for f in folds if f.name in rows], "parallel_folds": k}
+    out = {"probabilities": probs, "folds": [rows[f.name] for f in folds if f.name in rows], "parallel_folds": k}
+    if checkpoints:
+        out["checkpoints"] = at_epochs
+    return out

@@ -162,7 +162,7 @@ def multifold_dataset(xs: Sequence[np.ndarray], ys: Sequence[np.ndarray], cfg: T
             cw = balanced_class_weight(y, num_classes)
             w = np.array([cw[int(c)] for c in y], np.float32)
         ds, n_steps = training_dataset(x, y, cfg.batch_size, cfg.epochs, cfg.seed, cfg.augment, cfg.flow_input,
-                                       sample_weight=w, start_epoch=start_epoch)
+                                       sample_weight=w, start_epoch=start_epoch, shift=cfg.shift)
         parts.append(ds)
     names = [f"fold{j}" for j in range(len(xs))]
 

@@ -46,8 +46,24 @@ def make_dataset(x: np.ndarray, y=None, batch_size: int = 32, shuffle: bool = Fa
     return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
+#: Offset of the seeds of the shift draws, so they never coincide with the flip coins' seeds.
+SHIFT_SEED_OFFSET = 1_000_003
+
+
+def _shift(img, offsets):
+    """Translate every sample of a batch by its own (dy, dx) pixels, repeating the edge rows and
+    columns (no wrap-around, no synthetic zero motion). img: (B, ..., H, W, C); offsets: (B, 2) int32."""
+    rank = img.shape.rank
+    h, w = tf.shape(img)[rank - 3], tf.shape(img)[rank - 2]
+    rows = tf.clip_by_value(tf.range(h)[None, :] - offsets[:, :1], 0, h - 1)
+    cols = tf.clip_by_value(tf.range(w)[None, :] - offsets[:, 1:], 0, w - 1)
+    img = tf.gather(img, rows, axis=rank - 3, batch_dims=1)
+    return tf.gather(img, cols, axis=rank - 2, batch_dims=1)
+
+
 def training_dataset(x: np.ndarray, y, batch_size: int, epochs: int, seed: int = 0, augment: bool = False,
-                     flow_input: bool = False, sample_weight=None, start_epoch: int = 0) -> tuple[tf.data.Dataset, int]:
+                     flow_input: bool = False, sample_weight=None, start_epoch: int = 0,
+                     shift: int = 0) -> tuple[tf.data.Dataset, int]:
     """The training batches of epochs ``start_epoch..epochs-1``, each epoch a pure function of (seed, epoch).
 
     Epoch ``e`` visits the N samples in the order ``stateless_shuffle(range(N), seed=(seed, e))`` and
@@ -57,9 +73,15 @@ def training_dataset(x: np.ndarray, y, batch_size: int, epochs: int, seed: int =
     Batches are gathered and flipped whole (one gather and one select per batch, not a map per
     sample): the same batches, at a fraction of the pipeline's CPU time.
 
+    With ``shift`` = k > 0, sample ``i`` of epoch ``e`` is also translated by (dy, dx), each drawn
+    uniformly from -k..k pixels with ``stateless_uniform(seed=(seed + SHIFT_SEED_OFFSET, e * N + i + 1))``,
+    the edge rows and columns repeated (after the flip). With k = 0 the batches are exactly those
+    without the option.
+
     Args:
         x: (N, ...) float32 in [0, 255]. y: (N,) int labels or a dict of per-output targets.
         batch_size: global batch. sample_weight: (N,) float32, a dict of them per output, or None.
+        shift: largest translation in pixels (0: none), for (N, H, W, C) and (N, T, H, W, C) inputs.
     Returns:
         (dataset of (x, y[, w]) batches, steps per epoch = ceil(N / batch_size)); pass both to
         ``fit(..., steps_per_epoch=steps)``: the dataset runs through every remaining epoch once.
@@ -77,12 +99,20 @@ def training_dataset(x: np.ndarray, y, batch_size: int, epochs: int, seed: int =
         if augment:  # one coin per sample, drawn once per epoch; batches then gather them
             coins = tf.map_fn(lambda i: tf.random.stateless_uniform((), seed=tf.stack([seed64, epoch * n + i + 1])),
                               positions, fn_output_signature=tf.float32) < 0.5
+        if shift:  # one (dy, dx) per sample, drawn once per epoch
+            shift_seed = seed64 + SHIFT_SEED_OFFSET
+            offsets = tf.map_fn(
+                lambda i: tf.random.stateless_uniform((2,), seed=tf.stack([shift_seed, epoch * n + i + 1]),
+                                                      minval=-shift, maxval=shift + 1, dtype=tf.int32),
+                positions, fn_output_signature=tf.int32)
 
         def fetch(batch):
             img, *rest = tf.nest.map_structure(lambda t: tf.gather(t, batch), parts)
             if augment:
                 flip = tf.reshape(tf.gather(coins, batch), [-1] + [1] * (img.shape.rank - 1))
                 img = tf.where(flip, _flip(img, flow_input), img)
+            if shift:
+                img = _shift(img, tf.gather(offsets, batch))
             return (img, *rest)
 
         return ds.map(fetch)

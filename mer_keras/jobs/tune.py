@@ -1,0 +1,162 @@
+"""``mer-keras tune``: LOSO whose training recipe is chosen for each test subject by a nested
+leave-subjects-out loop on its training subjects only (:mod:`mer_keras.train.nested`).
+
+Steps: resolve options -> load data -> inputs -> run folder -> inner scores of every recipe of
+the search space (``inner/recipe-<r>.json``, one file per recipe as it ends) -> the choice of
+each outer group (``selection.json``) -> the LOSO folds, each with its group's choice ->
+pooled report -> the final model with the choice of the inner loop over all groups. A killed
+job resumes with ``--resume RUN``: finished recipes and folds are not trained again.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from mer_keras import atomic
+from mer_keras.errors import OptionError, RunFolderError
+from mer_keras.jobs.schema import from_config, option
+from mer_keras.jobs.train_options import TrainOptions
+from mer_keras.train.nested import SEARCHABLE, choose, parse_space, recipes, score_recipes, subject_groups
+
+
+def _parse_space(items) -> dict | None:
+    return parse_space(items) if items else None
+
+
+#: The search space when ``--space`` is not given: the model's learning rate halved, as it is and
+#: doubled; translations of 0 or 2 px (flow images); 40, 80 or 120 epochs (scored from checkpoints of one fit).
+DEFAULT_SPACE = {"lr": ["x0.5", "x1", "x2"], "shift": [0, 2], "epochs": [40, 80, 120]}
+
+
+@dataclass
+class TuneOptions(TrainOptions):
+    """``mer-keras train``'s options plus the search space and the number of subject groups."""
+
+    space: dict | None = option(None, "Search space, KEY=V1,V2,... (repeatable); keys: " + ", ".join(SEARCHABLE)
+                                + ". Default: lr = the model's rate x 0.5, 1, 2; shift = 0, 2; epochs = 40, 80, 120.",
+                                cli_type=list[str], parse=_parse_space)
+    groups: int = option(5, "Subject groups of the nested loop: each test subject's recipe is chosen by leave-one-"
+                            "group-out over the groups that do not hold it.", min=3)
+
+
+def default_space(lr: float) -> dict[str, list]:
+    """:data:`DEFAULT_SPACE` with the learning rates made absolute from the model's ``lr``."""
+    return {"lr": [lr * float(v[1:]) for v in DEFAULT_SPACE["lr"]], "shift": list(DEFAULT_SPACE["shift"]),
+            "epochs": list(DEFAULT_SPACE["epochs"])}
+
+
+def _read_inner(run_path: Path, n_recipes: int) -> dict[int, list[dict]]:
+    done = {}
+    for r in range(n_recipes):
+        path = run_path / "inner" / f"recipe-{r}.json"
+        if path.is_file():
+            try:
+                done[r] = json.loads(path.read_text())["rows"]
+            except (json.JSONDecodeError, KeyError) as exc:
+                raise RunFolderError(f"{path}: not an inner score file ({exc}); delete it to score that recipe "
+                                     "again") from None
+    return done
+
+
+def tune(opts: TuneOptions, console=None) -> Path:
+    """Run nested-selection LOSO and return the run folder.
+
+    The run folder is a train run's (config.json, folds/, results.json, predictions.csv, model.keras,
+    exports, metadata.json) plus ``inner/recipe-<r>.json`` (every inner score) and ``selection.json``:
+    the subject groups, each group's scores and choice, each test subject's recipe, and the final
+    model's. results.json repeats the choices under ``selection``.
+
+    Raises:
+        OptionError: a protocol without per-subject folds, a distribution strategy, or a bad space.
+        MerKerasError: bad options, data or run folder (named).
+    """
+    from rich.console import Console
+
+    from mer_keras.data.protocols import PROTOCOLS
+    from mer_keras.jobs.final_model import fit_final
+    from mer_keras.jobs.inputs import DataRequest, build_dataset_inputs, load_data, progress_bar
+    from mer_keras.jobs.train import open_run_folder, resolve_options, run_protocol, train_config
+    from mer_keras.runs import RunFolder
+    from mer_keras.train.callbacks import ProgressCallback
+    from mer_keras.train.strategy import get_strategy
+
+    console = console or Console()
+    t_start = time.perf_counter()
+    if opts.resume:
+        config = RunFolder(Path(opts.resume)).read_config("cannot resume ")
+        if (Path(opts.resume) / "metadata.json").exists():
+            raise RunFolderError(f"{opts.resume} is complete (metadata.json is written last); nothing to resume")
+        opts = from_config(TuneOptions, config, resume=opts.resume)
+        console.print(f"resuming {opts.resume} with its recorded options", soft_wrap=True)
+    if opts.folds:
+        raise OptionError("--folds: tune runs every LOSO fold (each test subject's choice comes from its own group's "
+                          "inner loop); use train --folds with a recipe")
+    protocol = PROTOCOLS[opts.protocol]
+    if not protocol.per_subject:
+        raise OptionError(f"--protocol {opts.protocol}: tune needs per-subject folds (loso or composite)")
+    opts, rep = resolve_options(opts)
+    if opts.data == "megc2019-flow" and rep.representation != "flow":
+        raise OptionError(f"--data megc2019-flow holds optical-flow images; {opts.model} takes {rep.representation} "
+                          "inputs: use a flow model (ststnet, off_apexnet, feature_refinement, htnet)")
+    if opts.strategy not in ("auto", "default"):
+        raise OptionError(f"--strategy {opts.strategy}: tune trains on one device (its inner fits are small)")
+    space = opts.space or default_space(opts.lr)
+    opts = replace(opts, space=space)
+    strategy = get_strategy(opts.strategy)
+    data = load_data(DataRequest.of(opts), console)
+    inputs = build_dataset_inputs(data, rep, console, cache_dir=opts.cache_dir, workers=opts.workers,
+                                  strict=opts.strict)
+    subjects = protocol.groups(data.rows, data.test_databases)
+    group_of = subject_groups(subjects, opts.groups)
+    run, completed = open_run_folder(opts, rep, data, subjects, strategy, console)
+    base = train_config(opts, rep)
+    all_recipes = recipes(space)
+    epochs = sorted(space.get("epochs") or [base.epochs])
+    outers = [*sorted(set(group_of.values())), *([None] if opts.wants_final else [])]
+    console.print(f"nested selection: {len(all_recipes)} recipe(s) x epochs {epochs}, {opts.groups} subject groups; "
+                  f"{len(all_recipes) * sum(opts.groups - (a is not None) for a in outers)} inner fits", soft_wrap=True)
+
+    def save(r, recipe, rows):
+        atomic.write_json(run.path / "inner" / f"recipe-{r}.json", {"recipe": recipe, "rows": rows})
+
+    with progress_bar(console) as prog:
+        task = prog.add_task("inner fits", total=None, info="")
+
+        def callbacks(group):
+            prog.update(task, info=", ".join(f.name for f in group[:2]) + (" ..." if len(group) > 2 else ""))
+            return [ProgressCallback(prog, task)]
+
+        scores = score_recipes(inputs.x, inputs.y, subjects, data.classes, base, space, group_of, outers, strategy,
+                               fold_callbacks=callbacks, on_recipe_end=save,
+                               done=_read_inner(run.path, len(all_recipes)))
+    rows = [row for r in range(len(all_recipes)) for row in scores[r]]
+    chosen = {a: choose([row for row in rows if row["outer"] == a]) for a in outers}
+    per_subject = {s: {**chosen[group_of[s]]["recipe"], "epochs": chosen[group_of[s]]["epochs"]}
+                   for s in sorted(set(subjects))}
+    selection = {"groups": {s: group_of[s] for s in sorted(group_of)}, "space": space,
+                 "choice": {("final" if a is None else str(a)): chosen[a] for a in outers},
+                 "per_subject": per_subject, "inner_scores": rows}
+    atomic.write_json(run.path / "selection.json", selection)
+    for a in outers:
+        c = chosen[a]
+        console.print(f"group {'final' if a is None else a}: {c['recipe'] or 'base recipe'}, {c['epochs']} epochs "
+                      f"(inner UF1 {c['uf1']:.3f}, UAR {c['uar']:.3f} on {c['n']} clips)", soft_wrap=True)
+
+    def cfg_of(subject):
+        return replace(base, **per_subject[subject])
+
+    run_protocol(opts, rep, base, data, inputs, subjects, None, run, completed, strategy, console, cfg_of=cfg_of,
+                 extra_info={"selection": {"method": f"nested leave-one-group-out, {opts.groups} subject groups",
+                                           "space": space, "per_subject": per_subject,
+                                           "final": selection["choice"].get("final")}})
+    if opts.wants_final:
+        final = chosen[None]
+        final_opts = replace(opts, **final["recipe"], epochs=final["epochs"])
+        fit_final(final_opts, rep, replace(base, **final["recipe"], epochs=final["epochs"]), data, inputs, subjects,
+                  run, strategy, console)
+    run.remove_backups()
+    console.print(f"done in {time.perf_counter() - t_start:.0f} s")
+    return run.path
