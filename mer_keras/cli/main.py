@@ -6,6 +6,7 @@ import typer
 
 import mer_keras  # noqa: F401  (selects tf_keras before TensorFlow loads)
 from mer_keras.cli import data
+from mer_keras.cli.ensemble import ensemble
 from mer_keras.cli.evaluate import evaluate
 from mer_keras.cli.explain import explain
 from mer_keras.cli.export import export
@@ -21,6 +22,7 @@ app.command()(tune)
 app.command()(evaluate)
 app.command()(export)
 app.command()(merge)
+app.command()(ensemble)
 app.command()(models)
 app.command()(explain)
 app.add_typer(data.app, name="data")

@@ -55,6 +55,19 @@ def resolve_options(opts: TrainOptions) -> tuple[TrainOptions, RepresentationCon
     if opts.lr is None:
         opts = replace(opts, lr=spec.learning_rate)  # recorded in config.json as used
     rep = spec.data_config(opts.representation, opts.flow_method)
+    if opts.data == "megc2019-flow":
+        if rep.representation != "flow":
+            raise OptionError(f"--data megc2019-flow holds optical-flow images; {opts.model} takes "
+                              f"{rep.representation} inputs: use a flow model (ststnet, off_apexnet, "
+                              "feature_refinement, htnet)")
+        if opts.flow_encoding == "fixed":
+            raise OptionError("--flow-encoding fixed: the published composite flow images are min-max encoded per "
+                              "image; a model trained on them takes --flow-encoding minmax")
+        rep = replace(rep, flow_encoding="minmax")  # what the published images hold (recorded for deployment)
+    elif opts.flow_encoding:
+        if rep.representation != "flow":
+            raise OptionError(f"--flow-encoding applies to flow inputs; {opts.model} takes {rep.representation}")
+        rep = replace(rep, flow_encoding=opts.flow_encoding)
     spec.check_variant(opts.variant)
     if opts.freeze_until and not opts.init_from:
         raise OptionError("--freeze-until needs --init-from (freezing random weights is never wanted)")
@@ -272,9 +285,6 @@ def train(opts: TrainOptions, console=None) -> Path:
         opts = resume_options(opts.resume)
         console.print(f"resuming {opts.resume} with its recorded options", soft_wrap=True)
     opts, rep = resolve_options(opts)
-    if opts.data == "megc2019-flow" and rep.representation != "flow":
-        raise OptionError(f"--data megc2019-flow holds optical-flow images; {opts.model} takes {rep.representation} "
-                          "inputs: use a flow model (ststnet, off_apexnet, feature_refinement, htnet)")
     strategy = get_strategy(opts.strategy)  # a multi-worker strategy must exist before any TF op
     chief = is_chief(strategy)
     data = load_data(DataRequest.of(opts), console)

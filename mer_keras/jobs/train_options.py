@@ -59,6 +59,12 @@ def _strategies():
     return STRATEGIES
 
 
+def _flow_encodings():
+    from mer_keras.preprocess.flow import FLOW_ENCODINGS
+
+    return FLOW_ENCODINGS
+
+
 def _flow_methods():
     from mer_keras.preprocess.flow import FLOW_METHODS
 
@@ -130,6 +136,9 @@ class TrainOptions:
     class_weight: bool = option(_TRAINING.class_weight, "Balanced class weights from the training folds.",
                                 secondary="--no-class-weight")
     flow_method: str = option("tvl1", "Optical flow method (flow representation).", choices=_flow_methods)
+    flow_encoding: str | None = option(None, "How flow becomes 0..255: fixed (one scale for every clip) or minmax "
+                                       "(each channel of each image stretched, as published flow sets are); default: "
+                                       "fixed, and minmax for --data megc2019-flow.", choices=_flow_encodings)
     cache_dir: str | None = option(None, "Cache folder (default $MER_CACHE_DIR or ~/.cache/mer_keras).")
     aux_weights: dict | None = option(None, "Loss weight of an auxiliary output, OUTPUT=WEIGHT (repeatable), e.g. "
                                       "proposal=0.5, au=1, au_cluster=0.05.", flag="--aux-weight",

@@ -98,9 +98,6 @@ def tune(opts: TuneOptions, console=None) -> Path:
     if not protocol.per_subject:
         raise OptionError(f"--protocol {opts.protocol}: tune needs per-subject folds (loso or composite)")
     opts, rep = resolve_options(opts)
-    if opts.data == "megc2019-flow" and rep.representation != "flow":
-        raise OptionError(f"--data megc2019-flow holds optical-flow images; {opts.model} takes {rep.representation} "
-                          "inputs: use a flow model (ststnet, off_apexnet, feature_refinement, htnet)")
     if opts.strategy not in ("auto", "default"):
         raise OptionError(f"--strategy {opts.strategy}: tune trains on one device (its inner fits are small)")
     space = opts.space or default_space(opts.lr)

@@ -88,36 +88,55 @@ def optical_strain(flow: np.ndarray) -> np.ndarray:
 
 
 def flow_representation(onset: np.ndarray, apex: np.ndarray, size: int = 28, method: str = "tvl1",
-                        flow_scale: float = 8.0, strain_scale: float = 0.5) -> np.ndarray:
+                        flow_scale: float = 8.0, strain_scale: float = 0.5, encoding: str = "fixed") -> np.ndarray:
     """The (u, v, strain) input image of the flow-based networks (STSTNet-style).
 
     Flow is computed at the frames' resolution, then area-resized to ``size``; u and v are
     scaled by size / W and size / H so they stay in output-pixel units.
 
     Returns:
-        (size, size, 3) float32 in [0, 255]: 127.5 + 127.5 * clip(u / flow_scale, -1, 1) and
-        likewise for v (flow_scale in output pixels), and 255 * clip(strain / strain_scale, 0, 1).
+        (size, size, 3) float32 in [0, 255], encoded as :func:`encode_flow` says for ``encoding``.
     Raises:
         OptionError, DataError: see :func:`optical_flow` and :func:`encode_flow`.
     """
-    _check_encoding(size, flow_scale, strain_scale)
+    _check_encoding(size, flow_scale, strain_scale, encoding)
     flow = optical_flow(onset, apex, method)
-    return encode_flow(flow, optical_strain(flow), size, flow_scale, strain_scale)
+    return encode_flow(flow, optical_strain(flow), size, flow_scale, strain_scale, encoding)
+
+
+#: How u, v and strain become 0..255 values: ``fixed`` (one scale for every clip: motion keeps its
+#: magnitude) or ``minmax`` (each channel of each image stretched to 0..255, as the published
+#: MEGC2019 composite flow images are: STSTNet, HTNet, CausalNet).
+FLOW_ENCODINGS = ("fixed", "minmax")
+
+
+def minmax_channels(img: np.ndarray) -> np.ndarray:
+    """Stretch each channel of an (H, W, C) image to 0..255 (255 (x - min) / (max - min)); a constant
+    channel becomes 0, as ``cv2.normalize(..., 0, 255, cv2.NORM_MINMAX)`` makes it. Returns float32."""
+    img = np.asarray(img, np.float32)
+    lo, hi = img.min(axis=(0, 1), keepdims=True), img.max(axis=(0, 1), keepdims=True)
+    span = hi - lo
+    return np.where(span > 0, 255.0 * (img - lo) / np.where(span > 0, span, 1.0), 0.0).astype(np.float32)
 
 
 def encode_flow(flow: np.ndarray, strain: np.ndarray, size: int, flow_scale: float = 8.0,
-                strain_scale: float = 0.5) -> np.ndarray:
+                strain_scale: float = 0.5, encoding: str = "fixed") -> np.ndarray:
     """Area-resize a flow field and its strain to ``size`` and encode them as an image.
 
     Args:
         flow: (H, W, 2) float32 (u, v) in pixels of that grid. strain: (H, W) float32, unitless.
+        encoding: ``fixed``: u and v rescaled to output pixels, then 127.5 + 127.5 * clip(u /
+            flow_scale, -1, 1); strain as 255 * clip(strain / strain_scale, 0, 1). ``minmax``: each
+            of u, v, strain of the resized image stretched to exactly 0..255 (:func:`minmax_channels`),
+            the published composite's encoding (every one of its 442 images spans 0..255 in every
+            channel at 28 x 28); the scales are unused.
     Returns:
-        (size, size, 3) float32 in [0, 255]: u and v rescaled to output pixels, then
-        127.5 + 127.5 * clip(u / flow_scale, -1, 1); strain as 255 * clip(strain / strain_scale, 0, 1).
+        (size, size, 3) float32 in [0, 255].
     Raises:
-        OptionError: size < 1, scales not > 0. DataError: shapes that do not match, or non-finite values.
+        OptionError: size < 1, scales not > 0, an unknown encoding. DataError: shapes that do not
+            match, or non-finite values.
     """
-    _check_encoding(size, flow_scale, strain_scale)
+    _check_encoding(size, flow_scale, strain_scale, encoding)
     flow, strain = np.asarray(flow, np.float32), np.asarray(strain, np.float32)
     if flow.ndim != 3 or flow.shape[2] != 2 or 0 in flow.shape or strain.shape != flow.shape[:2]:
         raise DataError(f"expected an (H, W, 2) flow field and its (H, W) strain, got {flow.shape} and {strain.shape}")
@@ -127,13 +146,17 @@ def encode_flow(flow: np.ndarray, strain: np.ndarray, size: int, flow_scale: flo
     small = cv2.resize(flow, (size, size), interpolation=cv2.INTER_AREA) * np.array([size / w, size / h], np.float32)
     strain_small = cv2.resize(strain, (size, size), interpolation=cv2.INTER_AREA)
     out = np.empty((size, size, 3), np.float32)
+    if encoding == "minmax":
+        return minmax_channels(np.dstack([small, strain_small]))
     out[..., :2] = 127.5 + 127.5 * np.clip(small / flow_scale, -1.0, 1.0)
     out[..., 2] = 255.0 * np.clip(strain_small / strain_scale, 0.0, 1.0)
     return out
 
 
-def _check_encoding(size: int, flow_scale: float, strain_scale: float) -> None:
-    """OptionError for an output size < 1 or scales that are not positive."""
+def _check_encoding(size: int, flow_scale: float, strain_scale: float, encoding: str = "fixed") -> None:
+    """OptionError for an output size < 1, scales that are not positive, or an unknown encoding."""
+    if encoding not in FLOW_ENCODINGS:
+        raise OptionError(f"unknown flow encoding {encoding!r}; expected one of {FLOW_ENCODINGS}")
     if int(size) < 1:
         raise OptionError(f"the flow image size must be at least 1 pixel, got {size}")
     if not (flow_scale > 0 and strain_scale > 0):

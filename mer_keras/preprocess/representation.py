@@ -28,7 +28,13 @@ import numpy as np
 from mer_keras.errors import DataError, OptionError
 from mer_keras.preprocess.dynamic_image import dynamic_image, scale_to_uint8_range
 from mer_keras.preprocess.face import FaceNotFoundError, align_clip, alignment_matrix, get_landmarker
-from mer_keras.preprocess.flow import FLOW_METHODS, MIN_FLOW_SIDE, flow_representation
+from mer_keras.preprocess.flow import (
+    FLOW_ENCODINGS,
+    FLOW_METHODS,
+    MIN_FLOW_SIDE,
+    flow_representation,
+    minmax_channels,
+)
 
 #: Representations a model can consume.
 REPRESENTATIONS = ("dynamic_image", "apex", "flow", "sequence")
@@ -50,6 +56,9 @@ class RepresentationConfig:
         channels: 3 (RGB) or 1 (grayscale, BT.601 luma) for ``apex`` and ``sequence``.
         regions: ``None`` (whole face) or ``"htnet"`` for ``flow`` (see
             :func:`region_flow_representation`).
+        flow_encoding: ``fixed`` (one scale for all clips, the default) or ``minmax`` (each channel of
+            each image stretched to 0..255, as the published composite flow images are); see
+            :func:`mer_keras.preprocess.flow.encode_flow`.
     """
 
     representation: str = "dynamic_image"
@@ -59,6 +68,7 @@ class RepresentationConfig:
     frames: int = 8
     channels: int = 3
     regions: str | None = None
+    flow_encoding: str = "fixed"
 
     def __post_init__(self) -> None:
         for name in ("size", "crop", "frames", "channels"):
@@ -84,6 +94,10 @@ class RepresentationConfig:
             raise OptionError(f"unknown region layout {self.regions!r}; expected one of {REGION_LAYOUTS}")
         if self.regions and self.representation != "flow":
             raise OptionError(f"regions apply to the flow representation, not {self.representation}")
+        if self.flow_encoding not in FLOW_ENCODINGS:
+            raise OptionError(f"unknown flow encoding {self.flow_encoding!r}; expected one of {FLOW_ENCODINGS}")
+        if self.flow_encoding != "fixed" and self.representation != "flow":
+            raise OptionError(f"a flow encoding applies to the flow representation, not {self.representation}")
         if self.regions and self.size % 2:
             raise OptionError(f"a 2 x 2 region layout needs an even size, got {self.size}")
 
@@ -173,13 +187,15 @@ def representation_from_frames(frames: np.ndarray, onset: int, apex: int, offset
         aligned = align_clip([frames[onset], frames[apex]], landmarks=landmarks, size=cfg.crop, clip_id=clip_id)
         m = alignment_matrix(landmarks, cfg.crop)
         aligned_landmarks = landmarks @ m[:, :2].T + m[:, 2]
-        return region_flow_representation(aligned[0], aligned[1], aligned_landmarks, size=cfg.size,
-                                          method=cfg.flow_method)
+        tiled = region_flow_representation(aligned[0], aligned[1], aligned_landmarks, size=cfg.size,
+                                           method=cfg.flow_method)
+        return minmax_channels(tiled) if cfg.flow_encoding == "minmax" else tiled
     aligned = align_clip([frames[onset], frames[apex]], landmarks=landmarks, size=cfg.crop, clip_id=clip_id)
     if cfg.representation == "apex":
         apex_img = cv2.resize(aligned[1], (cfg.size, cfg.size), interpolation=cv2.INTER_AREA)
         return _channels(apex_img, cfg.channels)
-    return flow_representation(aligned[0], aligned[1], size=cfg.size, method=cfg.flow_method)
+    return flow_representation(aligned[0], aligned[1], size=cfg.size, method=cfg.flow_method,
+                               encoding=cfg.flow_encoding)
 
 
 #: mediapipe face-mesh indices of the mouth corners (image left, image right).

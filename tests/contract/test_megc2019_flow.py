@@ -18,7 +18,7 @@ from mer_keras.cli.main import app
 from mer_keras.data import megc2019_flow
 from mer_keras.data.datasets import load_dataset
 from mer_keras.data.pipeline import image_inputs
-from mer_keras.errors import DataError, MissingFileError
+from mer_keras.errors import DataError, MissingFileError, OptionError
 
 REAL = Path(__file__).resolve().parents[3] / "shared" / "data" / "megc2019_composite_flow"
 HEADER = "dataset,sub,filename_o,label,apex,imagename,sub_filename\n"
@@ -137,3 +137,19 @@ def test_a_short_ststnet_loso_on_the_real_set_is_well_above_chance(tmp_path):
     results = json.loads((Path(res.output.strip().splitlines()[-1].strip()) / "results.json").read_text())
     assert results["overall"]["uf1"] > 0.6
     assert set(results["per_database"]) == {"casme2", "samm", "smic"}
+
+
+def test_a_run_on_the_published_images_records_their_minmax_encoding():
+    """The published images are min-max encoded per image: the run records it (metadata.json, and so
+    edge.run) and refuses a contrary --flow-encoding."""
+    from mer_keras.jobs.train import resolve_options
+    from mer_keras.jobs.train_options import TrainOptions
+
+    _, rep = resolve_options(TrainOptions(data="megc2019-flow", model="ststnet"))
+    assert rep.flow_encoding == "minmax"
+    assert resolve_options(TrainOptions(model="ststnet"))[1].flow_encoding == "fixed"
+    assert resolve_options(TrainOptions(model="ststnet", flow_encoding="minmax"))[1].flow_encoding == "minmax"
+    with pytest.raises(OptionError, match="min-max encoded"):
+        resolve_options(TrainOptions(data="megc2019-flow", model="ststnet", flow_encoding="fixed"))
+    with pytest.raises(OptionError, match="applies to flow inputs"):
+        resolve_options(TrainOptions(model="learnet", flow_encoding="minmax"))

@@ -18,7 +18,10 @@ from tests.helpers import golden
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden"
 #: Options added to config.json after the capture, each of which leaves every result unchanged.
-ADDED_OPTIONS = {"parallel_folds"}  # issue 17: folds trained at once give each fold's own results
+ADDED_OPTIONS = {"parallel_folds",  # issue 17: folds trained at once give each fold's own results
+                 "shift", "flow_encoding",  # issue 18: off by default (0; fixed, as before)
+                 "representation_config/flow_encoding"}
+ADDED_METADATA = {"preprocessing/flow_encoding"}  # issue 18: recorded so a deployed model encodes as in training
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +37,8 @@ def runs_now(tmp_path_factory, tiny_run):
 def test_run_folder_matches_the_code_before_the_redesign(runs_now, name):
     expected = json.loads((GOLDEN / f"{name}.json").read_text())
     diffs = [d for d in golden.compare(expected, golden.summarise(runs_now[name]))
-             if d not in {f"/config.json/{k}: new" for k in ADDED_OPTIONS}]
+             if d not in {f"/config.json/{k}: new" for k in ADDED_OPTIONS}
+             | {f"/metadata.json/{k}: new" for k in ADDED_METADATA}]
     assert not diffs, f"{len(diffs)} difference(s):\n" + "\n".join(diffs[:30])
 
 

@@ -51,3 +51,25 @@ def test_flow_representation_range_and_errors():
         optical_flow(img.astype(np.uint8), img.astype(np.uint8), "lucas")
     with pytest.raises(ValueError, match="differ in size"):
         optical_flow(img.astype(np.uint8), img[:64].astype(np.uint8))
+
+
+def test_the_minmax_encoding_stretches_each_channel_as_the_published_images_are():
+    from mer_keras.errors import OptionError
+    from mer_keras.preprocess.flow import encode_flow, minmax_channels
+    from mer_keras.preprocess.representation import RepresentationConfig
+
+    rng = np.random.default_rng(0)
+    flow = rng.normal(0, 0.05, (56, 56, 2)).astype(np.float32)  # sub-pixel motion
+    strain = np.abs(rng.normal(0, 0.01, (56, 56))).astype(np.float32)
+    mm = encode_flow(flow, strain, 28, encoding="minmax")
+    assert mm.shape == (28, 28, 3)
+    np.testing.assert_allclose(mm.min(axis=(0, 1)), 0) and np.testing.assert_allclose(mm.max(axis=(0, 1)), 255)
+    fixed = encode_flow(flow, strain, 28)
+    assert np.ptp(fixed[..., 0]) < 5  # the fixed scale keeps a sub-pixel motion small (a few of 255 levels)
+    # minmax of the fixed image's u equals the minmax encoding's u (both are affine in the resized u)
+    np.testing.assert_allclose(minmax_channels(fixed[..., :1]), mm[..., :1], atol=0.05)
+    assert (minmax_channels(np.full((4, 4, 1), 7.0)) == 0).all()
+    with pytest.raises(OptionError, match="flow encoding"):
+        encode_flow(flow, strain, 28, encoding="per-clip")
+    with pytest.raises(OptionError, match="flow representation"):
+        RepresentationConfig(representation="apex", flow_encoding="minmax")

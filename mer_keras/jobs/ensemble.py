@@ -1,0 +1,191 @@
+"""``mer-keras ensemble``: average the class probabilities of finished runs over the same clips.
+
+Runs of one protocol on one dataset (several seeds of a recipe, or several models on the same
+input) are combined clip by clip: each fold's probabilities are the mean of the members' (soft
+voting), and the pooled report is computed from those means. Nothing is chosen by looking at the
+test subjects: the members are given, every one weighs the same. When every member has a final
+model, their average is saved as one Keras model (one input, the members side by side, an
+``Average`` layer named ``predictions``) and exported like a run's final model, so ``edge.run``,
+``evaluate`` and ``export`` use the ensemble as they use a run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from mer_keras import atomic
+from mer_keras.errors import OptionError, RunFolderError
+from mer_keras.jobs.schema import option
+from mer_keras.runs import RunFolder, new_run
+
+#: config.json keys every member must share: the clips, their labels and the input.
+SAME_DATA = ("dataset", "data", "root", "protocol", "classes", "loso_subjects", "representation_config")
+
+
+@dataclass
+class EnsembleOptions:
+    """Options of ``mer-keras ensemble``."""
+
+    runs: list[str] = option(help="Finished run folders on the same data and protocol (two or more).", argument=True)
+    out: str | None = option(None, "Parent folder of the ensemble's run folder (default: the first run's).")
+    export: bool = option(True, "Save the averaged final models as one model with TFLite fp32 and int8 exports "
+                                "(when every member has a final model).", secondary="--no-export")
+
+
+def average_model(models, name: str):
+    """One Keras model averaging the softmax outputs of ``models`` (same input shape).
+
+    Args:
+        models: Keras models (B, ...) float32 -> (B, K) float32 probabilities.
+    Returns:
+        ``keras.Model``: (B, ...) -> (B, K) float32, the mean of the members' outputs; the members
+        are nested layers ``member0``, ``member1``, ...; the output layer is named ``predictions``.
+    Raises:
+        OptionError: members with different input shapes or class counts.
+    """
+    from mer_keras._keras import keras
+
+    shapes = {tuple(m.input_shape[1:]) for m in models}
+    widths = {m.output_shape[-1] for m in models}
+    if len(shapes) != 1 or len(widths) != 1:
+        raise OptionError(f"members differ in input shape {sorted(shapes)} or classes {sorted(widths)}")
+    inp = keras.Input(shape=shapes.pop(), name="input")
+    outs = []
+    for j, m in enumerate(models):
+        m._name = f"member{j}"
+        outs.append(m(inp))
+    return keras.Model(inp, keras.layers.Average(name="predictions")(outs), name=name)
+
+
+def _members(folders: list[RunFolder]) -> tuple[list[dict], list[dict]]:
+    configs, folds = [], []
+    for run in folders:
+        config = run.read_config("cannot ensemble ")
+        if configs:
+            for key in SAME_DATA:
+                if config.get(key) != configs[0].get(key):
+                    raise OptionError(f"{run.path}: {key} is {config.get(key)!r} but {folders[0].path} has "
+                                      f"{configs[0].get(key)!r}; an ensemble averages runs over the same clips and "
+                                      "inputs")
+        configs.append(config)
+        folds.append(run.read_folds())
+    return configs, folds
+
+
+def ensemble(opts: EnsembleOptions, console=None) -> Path:
+    """Average finished runs clip by clip into a new run folder and return it.
+
+    The folder holds config.json (the first member's, with ``ensemble_of``), folds/ (each fold's
+    mean probabilities), results.json (pooled report, with ``members``: each member's own pooled
+    figures), predictions.csv, confusion_matrix.png, and with ``export`` the averaged final model
+    (model.keras, model_fp32.tflite, model_int8.tflite, export_report.json, metadata.json).
+
+    Raises:
+        OptionError: fewer than two runs, or runs on different data, protocol, classes or input.
+        RunFolderError: a member without results.json, or folds whose test clips differ.
+        MissingFileError: a folder is not a run.
+    """
+    import json
+
+    from mer_keras.data.protocols import PROTOCOLS
+    from mer_keras.jobs.train import print_report
+
+    if len(opts.runs) < 2:
+        raise OptionError("ensemble needs two or more run folders")
+    folders = [RunFolder(Path(r)) for r in opts.runs]
+    if len({f.path.resolve() for f in folders}) != len(folders):
+        raise OptionError("a run is given twice: it would weigh double")
+    configs, member_folds = _members(folders)
+    members = []
+    for run in folders:
+        if not (run.path / "results.json").is_file():
+            raise RunFolderError(f"{run.path}: no results.json (an unfinished run); finish it with --resume first")
+        res = json.loads((run.path / "results.json").read_text())
+        members.append({"run": str(run.path), "model": res.get("model"), "seed": configs[len(members)].get("seed"),
+                        "uf1": res["overall"]["uf1"], "uar": res["overall"]["uar"]})
+    names = set(member_folds[0])
+    for run, folds in zip(folders[1:], member_folds[1:]):
+        if set(folds) != names:
+            raise RunFolderError(f"{run.path} has folds {sorted(set(folds) ^ names)[:5]} that {folders[0].path} "
+                                 "has not (or the reverse): the members must test the same subjects")
+    classes = list(configs[0]["classes"])
+    rows, y, probs, fold_rows = [], [], [], []
+    models = sorted({m["model"] for m in members})
+    name = models[0] if len(models) == 1 else "+".join(models)
+    dest, _ = new_run(Path(opts.out) if opts.out else folders[0].path.parent, "ensemble",
+                      str(configs[0].get("dataset", "data")))
+    from mer_keras.metrics import compute_metrics
+
+    for fold_name in sorted(names):
+        first = member_folds[0][fold_name]
+        for run, folds in zip(folders[1:], member_folds[1:]):
+            if folds[fold_name]["test_keys"] != first["test_keys"]:
+                raise RunFolderError(f"{run.fold_file(fold_name)}: its test clips differ from "
+                                     f"{folders[0].fold_file(fold_name)}")
+        p = np.mean([np.asarray(folds[fold_name]["probabilities"], np.float32) for folds in member_folds], axis=0)
+        labels = first["labels"]
+        for key, label, pk in zip(first["test_keys"], labels, p):
+            database, subject, clip = key.split("/", 2)
+            rows.append({"subject": subject, "clip": clip, "database": database, "label": label})
+            y.append(classes.index(label))
+            probs.append(pk)
+        yt = [classes.index(label) for label in labels]
+        m = compute_metrics(yt, p.argmax(1), classes)
+        row = {"subject": fold_name, "n_test": len(labels), "accuracy": m["accuracy"], "uf1": m["uf1"],
+               "uar": m["uar"]}
+        fold_rows.append(row)
+        dest.write_fold(fold_name, classes, first["test_keys"], labels, p, row)
+    y, probs = np.array(y), np.array(probs, np.float32)
+    protocol = PROTOCOLS[configs[0].get("protocol") or "loso"]
+    report = protocol.report(y, probs, classes, [r["database"] for r in rows])
+    first_results = json.loads((folders[0].path / "results.json").read_text())
+    info = {"model": name, "dataset": configs[0].get("dataset"), "protocol": configs[0].get("protocol"),
+            "representation": (configs[0].get("representation_config") or {}).get("representation"),
+            "counts": first_results.get("counts", {}), "skipped": first_results.get("skipped", 0),
+            "ensemble_of": members, "combination": "mean of the members' class probabilities, equal weights"}
+    dest.write_results(info, report, rows, probs, fold_rows,
+                       title=f"ensemble of {len(members)} ({name}), UF1 {report['overall']['uf1']:.3f}")
+    dest.write_config({**configs[0], "model": configs[0]["model"] if len(models) == 1 else name,
+                       "ensemble_of": [m["run"] for m in members]})
+    if console is not None:
+        for m in members:
+            console.print(f"  member {m['run']}: UF1 {m['uf1']:.3f}, UAR {m['uar']:.3f}", soft_wrap=True)
+        print_report(report, console)
+    finals = [r for r in folders if (r.path / "model.keras").is_file() and (r.path / "metadata.json").is_file()]
+    if opts.export and len(finals) == len(folders):
+        _write_average_model(folders, configs, name, dest, console)
+    elif opts.export and console is not None:
+        console.print(f"no averaged model: {len(folders) - len(finals)} member(s) have no final model", soft_wrap=True)
+    return dest.path
+
+
+def _write_average_model(folders: list[RunFolder], configs: list[dict], name: str, dest: RunFolder, console) -> None:
+    """The members' final models averaged into one, saved and exported as a run's final model."""
+    import json
+
+    from rich.console import Console
+
+    from mer_keras.export.metadata import build_metadata, sha256_file
+    from mer_keras.jobs.final_model import export_tflite
+    from mer_keras.jobs.train import load_run_inputs
+    from mer_keras.models.io import load_model, save_keras
+
+    console = console or Console(quiet=True)
+    model = average_model([load_model(r.path / "model.keras") for r in folders], name=f"{name}_ensemble")
+    path = dest.path / "model.keras"
+    save_keras(model, path)
+    files = {"model.keras": {"format": "keras", "sha256": sha256_file(path), "bytes": path.stat().st_size}}
+    _, rep, data, inputs, final = load_run_inputs(folders[0].path, console)
+    exported = export_tflite(model, dest.path, inputs.x[final], inputs.y[final], data.classes)
+    atomic.write_json(dest.path / "export_report.json", exported)
+    for fname, info in exported.items():
+        files[fname] = {k: v for k, v in info.items() if k != "parity"}
+        console.print(f"{fname}: {info['bytes'] / 1e6:.2f} MB, argmax agreement with Keras "
+                      f"{info['parity']['argmax_agreement']:.3f}")
+    first_meta = json.loads((folders[0].path / "metadata.json").read_text())
+    meta = build_metadata(name, data.classes, asdict(rep), rep.input_shape, data.name, configs[0].get("protocol"),
+                          files, window=first_meta.get("window"), apex_policy=first_meta.get("apex_policy"))
+    atomic.write_json(dest.path / "metadata.json", {**meta, "ensemble_of": [str(r.path) for r in folders]})
