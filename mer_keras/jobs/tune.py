@@ -40,6 +40,40 @@ class TuneOptions(TrainOptions):
                                 cli_type=list[str], parse=_parse_space)
     groups: int = option(5, "Subject groups of the nested loop: each test subject's recipe is chosen by leave-one-"
                             "group-out over the groups that do not hold it.", min=3)
+    selection_from: str | None = option(None, "Reuse the choices recorded by another tune run on the same data, "
+                                              "model and space (its selection.json) instead of running the inner "
+                                              "loop, e.g. to train other seeds of the same selection.")
+
+
+#: config.json keys a run whose selection is reused must share with the new run.
+SAME_SELECTION = ("model", "data", "root", "protocol", "classes", "loso_subjects", "representation_config", "space",
+                  "groups", "variant", "batch_size", "augment", "class_weight", "shift", "lr", "epochs")
+
+
+def reused_selection(source: str | Path, config: dict) -> dict:
+    """The selection.json of the tune run ``source``, checked to fit the run described by ``config``.
+
+    The choices were made by the source's inner loops, on training subjects only; they do not
+    depend on the seed of the outer fits, so other seeds may reuse them.
+
+    Raises:
+        MissingFileError: ``source`` is not a run folder. RunFolderError: no readable selection.json.
+        OptionError: the source differs in data, model, space or base recipe (the key named).
+    """
+    from mer_keras.runs import RunFolder
+
+    folder = RunFolder(Path(source))
+    recorded = folder.read_config("--selection-from: ")
+    for key in SAME_SELECTION:
+        if recorded.get(key) != config.get(key):
+            raise OptionError(f"--selection-from {source}: its {key} is {recorded.get(key)!r}, this run's is "
+                              f"{config.get(key)!r}; a selection is reused only for the same data, model and space")
+    path = folder.path / "selection.json"
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise RunFolderError(f"{path}: no readable selection ({type(exc).__name__}); the source tune run must have "
+                             "finished its inner loop") from None
 
 
 def default_space(lr: float) -> dict[str, list]:
@@ -119,23 +153,32 @@ def tune(opts: TuneOptions, console=None) -> Path:
     def save(r, recipe, rows):
         atomic.write_json(run.path / "inner" / f"recipe-{r}.json", {"recipe": recipe, "rows": rows})
 
-    with progress_bar(console) as prog:
-        task = prog.add_task("inner fits", total=None, info="")
+    if opts.selection_from:
+        selection = {**reused_selection(opts.selection_from, run.read_config()), "reused_from": opts.selection_from}
+        if opts.wants_final and "final" not in selection["choice"]:
+            raise OptionError(f"--selection-from {opts.selection_from}: it made no choice for a final model (a "
+                              "--no-final run); give --no-final here too")
+        chosen = {a: selection["choice"]["final" if a is None else str(a)] for a in outers}
+        per_subject = selection["per_subject"]
+        console.print(f"choices reused from {opts.selection_from} (no inner loop)", soft_wrap=True)
+    else:
+        with progress_bar(console) as prog:
+            task = prog.add_task("inner fits", total=None, info="")
 
-        def callbacks(group):
-            prog.update(task, info=", ".join(f.name for f in group[:2]) + (" ..." if len(group) > 2 else ""))
-            return [ProgressCallback(prog, task)]
+            def callbacks(group):
+                prog.update(task, info=", ".join(f.name for f in group[:2]) + (" ..." if len(group) > 2 else ""))
+                return [ProgressCallback(prog, task)]
 
-        scores = score_recipes(inputs.x, inputs.y, subjects, data.classes, base, space, group_of, outers, strategy,
-                               fold_callbacks=callbacks, on_recipe_end=save,
-                               done=_read_inner(run.path, len(all_recipes)))
-    rows = [row for r in range(len(all_recipes)) for row in scores[r]]
-    chosen = {a: choose([row for row in rows if row["outer"] == a]) for a in outers}
-    per_subject = {s: {**chosen[group_of[s]]["recipe"], "epochs": chosen[group_of[s]]["epochs"]}
-                   for s in sorted(set(subjects))}
-    selection = {"groups": {s: group_of[s] for s in sorted(group_of)}, "space": space,
-                 "choice": {("final" if a is None else str(a)): chosen[a] for a in outers},
-                 "per_subject": per_subject, "inner_scores": rows}
+            scores = score_recipes(inputs.x, inputs.y, subjects, data.classes, base, space, group_of, outers,
+                                   strategy, fold_callbacks=callbacks, on_recipe_end=save,
+                                   done=_read_inner(run.path, len(all_recipes)))
+        rows = [row for r in range(len(all_recipes)) for row in scores[r]]
+        chosen = {a: choose([row for row in rows if row["outer"] == a]) for a in outers}
+        per_subject = {s: {**chosen[group_of[s]]["recipe"], "epochs": chosen[group_of[s]]["epochs"]}
+                       for s in sorted(set(subjects))}
+        selection = {"groups": {s: group_of[s] for s in sorted(group_of)}, "space": space,
+                     "choice": {("final" if a is None else str(a)): chosen[a] for a in outers},
+                     "per_subject": per_subject, "inner_scores": rows}
     atomic.write_json(run.path / "selection.json", selection)
     for a in outers:
         c = chosen[a]

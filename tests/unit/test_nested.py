@@ -126,3 +126,14 @@ def test_no_outer_test_subject_reaches_its_inner_loop(tmp_path, monkeypatch):
     assert len(selection["inner_scores"]) == 2 * 3 * 2  # recipes x outer groups x epoch counts
     results = json.loads((run / "results.json").read_text())
     assert results["selection"]["per_subject"] == selection["per_subject"] and results["n_samples"] == 27
+
+    # another seed of the same selection: no inner loop, the same choices
+    from dataclasses import replace
+
+    fits.clear()
+    again = tune(replace(opts, seed=1, selection_from=str(run)))
+    assert not [f for f in fits if f["inner"]] and len(fits) == 9
+    reused = json.loads((again / "selection.json").read_text())
+    assert reused["per_subject"] == selection["per_subject"] and reused["reused_from"] == str(run)
+    with pytest.raises(OptionError, match="space"):
+        tune(replace(opts, selection_from=str(run), space=parse_space(["lr=1e-4", "epochs=2"])))
