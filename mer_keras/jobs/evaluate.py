@@ -35,6 +35,10 @@ class EvalOptions:
     clips: int = option(10, "Clips per subject.", min=1)
     out: str | None = option(None, "Output folder (default RUN/eval-<time>).")
     cache_dir: str | None = option(None, "Cache folder.")
+    data: str | None = option(None, "Score a dataset instead of new synthetic clips (a name of `mer-keras train "
+                                    "--data`, e.g. megc2019-flow).")
+    root: str | None = option(None, "The dataset's folder (or manifest CSV).")
+    strict: bool = option(False, "Stop at the first bad clip of --data instead of skipping it.")
 
 
 def find_models(target: Path) -> tuple[Path, dict[str, Path]]:
@@ -127,12 +131,18 @@ def evaluate(opts: EvalOptions, console) -> Path:
     config = read_json(folder / "config.json") if (folder / "config.json").exists() else {}
     seed = opts.seed if opts.seed is not None else int(config.get("seed", 0)) + 1
     cache = default_cache_dir(opts.cache_dir)
-    ds = load_synthetic(SyntheticConfig(subjects=opts.subjects, clips_per_subject=opts.clips, seed=seed),
-                        faces=config.get("faces"), cache_dir=cache)
-    samples = ds.samples
-    console.print(f"evaluation set: {len(samples)} synthetic clips (seed {seed}) at {ds.root}", soft_wrap=True)
-    x = build_inputs(samples, rep, cache_dir=cache)
-    y = np.array([classes.index(s.label) for s in samples])
+    out = Path(opts.out) if opts.out else folder / f"eval-{time.strftime('%Y%m%d-%H%M%S')}"
+    check_writable(out)  # before any work
+    if opts.data:
+        x, y, n, dataset = dataset_inputs(opts, rep, classes, meta, cache, console)
+    else:
+        ds = load_synthetic(SyntheticConfig(subjects=opts.subjects, clips_per_subject=opts.clips, seed=seed),
+                            faces=config.get("faces"), cache_dir=cache)
+        samples = ds.samples
+        console.print(f"evaluation set: {len(samples)} synthetic clips (seed {seed}) at {ds.root}", soft_wrap=True)
+        x = build_inputs(samples, rep, cache_dir=cache)
+        y = np.array([classes.index(s.label) for s in samples])
+        n, dataset = len(samples), "synthetic"
     scores, probs = {}, {}
     for name, path in files.items():
         t0 = time.perf_counter()
@@ -153,9 +163,47 @@ def evaluate(opts: EvalOptions, console) -> Path:
             console.print(f"TFLite {key.removesuffix('_vs_fp32')} vs fp32: "
                           f"argmax agreement {p['argmax_agreement']:.3f}, "
                           f"UF1 {p['uf1_candidate']:.3f} vs {p['uf1_reference']:.3f}")
-    out = Path(opts.out) if opts.out else folder / f"eval-{time.strftime('%Y%m%d-%H%M%S')}"
     out.mkdir(parents=True, exist_ok=True)
-    atomic.write_json(out / "results.json", {"target": str(opts.target), "dataset": "synthetic", "seed": seed,
-                                             "n_samples": len(samples), "classes": classes, "models": scores,
-                                             "parity": parity})
+    atomic.write_json(out / "results.json", {"target": str(opts.target), "dataset": dataset,
+                                             "seed": None if opts.data else seed, "n_samples": n, "classes": classes,
+                                             "models": scores, "parity": parity})
     return out
+
+
+def check_writable(out: Path) -> None:
+    """Raise OptionError naming ``out`` when the evaluation folder cannot be written (checked before any work)."""
+    import os
+
+    from mer_keras.errors import OptionError
+
+    probe = out
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir() or not os.access(probe, os.W_OK):
+        raise OptionError(f"--out {out}: {probe} is {'not a folder' if not probe.is_dir() else 'not writable'}")
+
+
+def dataset_inputs(opts: EvalOptions, rep: RepresentationConfig, classes: list[str], meta: dict, cache, console):
+    """The inputs of ``--data`` prepared as the model's metadata says, with labels in its classes.
+
+    Returns:
+        (x (N, ...) float32, y (N,) int, N, dataset name).
+    Raises:
+        OptionError: labels that are not classes of the model (named; nothing is dropped).
+    """
+    from mer_keras.errors import OptionError
+    from mer_keras.jobs.inputs import DataRequest, build_dataset_inputs, load_data
+
+    req = DataRequest(data=opts.data, root=opts.root, protocol="loso", test_data=None, test_root=None,
+                      strict=opts.strict, apex=meta.get("apex_policy") or "midpoint", subjects=opts.subjects,
+                      clips=opts.clips, seed=opts.seed or 0, faces=None, cache_dir=opts.cache_dir)
+    ds = load_data(req, console)
+    foreign = sorted({r["label"] for r in ds.rows} - set(classes))
+    if foreign:
+        raise OptionError(f"--data {opts.data}: labels {foreign} are not classes of the model ({', '.join(classes)})")
+    if meta.get("dataset") == ds.name:
+        console.print(f"[yellow]note:[/] the model was fitted on {ds.name}: these figures are its fit to its own "
+                      "training clips, not a test", soft_wrap=True)
+    inputs = build_dataset_inputs(ds, rep, console, cache_dir=cache, strict=opts.strict)
+    y = np.array([classes.index(r["label"]) for r in ds.rows])
+    return inputs.x, y, len(y), ds.name

@@ -153,3 +153,31 @@ def test_a_run_on_the_published_images_records_their_minmax_encoding():
         resolve_options(TrainOptions(data="megc2019-flow", model="ststnet", flow_encoding="fixed"))
     with pytest.raises(OptionError, match="applies to flow inputs"):
         resolve_options(TrainOptions(model="learnet", flow_encoding="minmax"))
+
+
+def test_evaluate_scores_a_dataset_with_the_models_encoding_and_names_foreign_labels(tmp_path):
+    """``evaluate --data``: the clips go through the model's recorded preprocessing; labels outside the
+    model's classes stop it with their names (nothing dropped); an unwritable --out fails first."""
+    import json
+
+    root = write_layout(tmp_path / "data")
+    res = CliRunner().invoke(app, ["train", "--data", "megc2019-flow", "--root", str(root), "--model", "ststnet",
+                                   "--epochs", "1", "--folds", "none", "--no-export", "--out", str(tmp_path / "runs")])
+    assert res.exit_code == 0, res.output
+    run = Path(res.output.strip().splitlines()[-1].strip())
+    assert json.loads((run / "metadata.json").read_text())["preprocessing"]["flow_encoding"] == "minmax"
+    res = CliRunner().invoke(app, ["evaluate", str(run), "--data", "megc2019-flow", "--root", str(root),
+                                   "--out", str(tmp_path / "eval")])
+    assert res.exit_code == 0, res.output
+    assert "fit to its own training clips" in res.output
+    out = json.loads((tmp_path / "eval" / "results.json").read_text())
+    assert out["dataset"] == "megc2019-flow" and out["n_samples"] == 6 and "model.keras" in out["models"]
+    meta = json.loads((run / "metadata.json").read_text())
+    (run / "metadata.json").write_text(json.dumps({**meta, "classes": ["negative", "positive", "other"]}))
+    res = CliRunner().invoke(app, ["evaluate", str(run), "--data", "megc2019-flow", "--root", str(root),
+                                   "--out", str(tmp_path / "eval2")])
+    assert res.exit_code == 2 and "labels ['surprise'] are not classes of the model" in res.output
+    (tmp_path / "file").write_text("")
+    res = CliRunner().invoke(app, ["evaluate", str(run), "--data", "megc2019-flow", "--root", str(root),
+                                   "--out", str(tmp_path / "file" / "eval")])
+    assert res.exit_code == 2 and "not a folder" in res.output
