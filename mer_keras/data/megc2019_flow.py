@@ -37,6 +37,12 @@ DATABASES = ("casme2", "samm", "smic")
 LABELS = {"0": "negative", "1": "positive", "2": "surprise"}
 CLASSES = ("negative", "positive", "surprise")
 COLUMNS = ("dataset", "sub", "filename_o", "label")
+#: The sliding window a model trained on these images uses on video (``metadata.json`` ``window``).
+#: The images carry no onset, offset or frame rate, so it is the upper bound of a micro-expression's
+#: duration, 0.5 s (Yan et al., "How fast are the leaked facial expressions: the duration of
+#: micro-expressions", J. Nonverbal Behavior 2013), at 200 fps (CASME II and SAMM; SMIC-HS is
+#: 100 fps), with a stride of half a window. ``edge.run`` rescales it to its video's frame rate.
+WINDOW = {"seconds": 0.5, "frames": 100, "fps": 200.0, "stride_frames": 50}
 
 
 def image_path(root: str | Path, sub: str, filename: str) -> Path:

@@ -125,7 +125,7 @@ def export_run(run: str | Path, formats: Sequence[str], console, qat: QATOptions
         ModelFileError: not a finished run folder, bad config. OptionError: unknown format.
     """
     from mer_keras.data.pipeline import RepresentationConfig
-    from mer_keras.jobs.final_model import window_from_samples
+    from mer_keras.jobs.final_model import deployment_window
     from mer_keras.jobs.train import load_run_inputs
     from mer_keras.jobs.train_options import options_from_config
     from mer_keras.models.inference import predict_proba
@@ -157,7 +157,7 @@ def export_run(run: str | Path, formats: Sequence[str], console, qat: QATOptions
     if needs_training:
         _, _, data, inputs, final = load_run_inputs(run, console)
         x_train, y_train = inputs.x[final], inputs.y[final]
-        meta.setdefault("window", window_from_samples(data.samples))
+        meta.setdefault("window", deployment_window(data))
         if x_ver is None and (~final).any():  # cross-database protocol: the test database is held out
             x_ver, y_ver, desc = inputs.x[~final], inputs.y[~final], "the run's test database"
     held_out = x_ver is not None

@@ -40,6 +40,18 @@ def window_from_samples(samples: Sequence[Sample]) -> dict | None:
     return {"seconds": round(seconds, 4), "frames": frames, "fps": fps, "stride_frames": max(1, frames // 2)}
 
 
+def deployment_window(data: Dataset) -> dict | None:
+    """The sliding window recorded for video input: from the training clips
+    (:func:`window_from_samples`), or the dataset's documented one for ready images without
+    frames (the published composite flow images: :data:`mer_keras.data.megc2019_flow.WINDOW`)."""
+    window = window_from_samples(data.samples)
+    if window is None and data.name == "megc2019-flow":
+        from mer_keras.data.megc2019_flow import WINDOW
+
+        window = dict(WINDOW)
+    return window
+
+
 #: Largest accepted |p_tflite - p_keras| for the float32 export (issue #2 acceptance).
 FP32_TOLERANCE = 1e-4
 
@@ -125,5 +137,5 @@ def write_final_model(model, cfg, opts: TrainOptions, rep: RepresentationConfig,
                 console.print(f"[bold red]warning:[/] {name} differs from Keras by more than {FP32_TOLERANCE}")
     atomic.write_json(run.path / "metadata.json", build_metadata(opts.model, data.classes, asdict(rep),
                                                                  rep.input_shape, data.name, opts.protocol, files,
-                                                                 window=window_from_samples(data.samples),
+                                                                 window=deployment_window(data),
                                                                  apex_policy=opts.apex))

@@ -165,7 +165,9 @@ def test_evaluate_scores_a_dataset_with_the_models_encoding_and_names_foreign_la
                                    "--epochs", "1", "--folds", "none", "--no-export", "--out", str(tmp_path / "runs")])
     assert res.exit_code == 0, res.output
     run = Path(res.output.strip().splitlines()[-1].strip())
-    assert json.loads((run / "metadata.json").read_text())["preprocessing"]["flow_encoding"] == "minmax"
+    recorded = json.loads((run / "metadata.json").read_text())
+    assert recorded["preprocessing"]["flow_encoding"] == "minmax"
+    assert recorded["window"] == megc2019_flow.WINDOW  # the images hold no durations: the documented window
     res = CliRunner().invoke(app, ["evaluate", str(run), "--data", "megc2019-flow", "--root", str(root),
                                    "--out", str(tmp_path / "eval")])
     assert res.exit_code == 0, res.output
