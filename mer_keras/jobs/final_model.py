@@ -135,7 +135,9 @@ def write_final_model(model, cfg, opts: TrainOptions, rep: RepresentationConfig,
                           f"{par['max_abs_diff']:.2e}, argmax agreement {par['argmax_agreement']:.3f}")
             if par.get("within_tolerance") is False:
                 console.print(f"[bold red]warning:[/] {name} differs from Keras by more than {FP32_TOLERANCE}")
-    atomic.write_json(run.path / "metadata.json", build_metadata(opts.model, data.classes, asdict(rep),
-                                                                 rep.input_shape, data.name, opts.protocol, files,
-                                                                 window=deployment_window(data),
-                                                                 apex_policy=opts.apex))
+    meta = build_metadata(opts.model, data.classes, asdict(rep), rep.input_shape, data.name, opts.protocol, files,
+                          window=deployment_window(data), apex_policy=opts.apex)
+    if data.images:  # ready input images: made by whatever made them, not by the preprocessing above
+        meta["training_inputs"] = (f"{len(data.images)} ready input images of {data.name} (not made by this "
+                                   "pipeline: at inference the preprocessing above makes the input)")
+    atomic.write_json(run.path / "metadata.json", meta)
