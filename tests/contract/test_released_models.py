@@ -1,0 +1,65 @@
+"""The released real-data models (``saved_models/*_megc2019_composite``): complete, consistent with
+their metadata, small, runnable by ``edge.run`` without TensorFlow, and scored by ``evaluate``."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+REAL = ROOT.parent / "shared" / "data" / "megc2019_composite_flow"
+RELEASED = sorted(p for p in (ROOT / "saved_models").glob("*_megc2019_composite") if p.is_dir())
+FILES = ("model.keras", "model_fp32.tflite", "model_int8.tflite", "export_report.json", "metadata.json",
+         "results.json", "config.json", "MODEL_CARD.md")
+
+
+def test_models_trained_on_real_micro_expressions_are_released():
+    assert [p.name for p in RELEASED] == ["ststnet_ensemble_megc2019_composite", "ststnet_megc2019_composite"]
+
+
+@pytest.mark.parametrize("folder", RELEASED, ids=lambda p: p.name)
+def test_a_released_model_is_complete_small_and_matches_its_metadata(folder):
+    for name in FILES:
+        assert (folder / name).is_file(), name
+    meta = json.loads((folder / "metadata.json").read_text())
+    for name, info in meta["files"].items():
+        assert hashlib.sha256((folder / name).read_bytes()).hexdigest() == info["sha256"], name
+    assert meta["classes"] == ["negative", "positive", "surprise"] and meta["dataset"] == "megc2019-flow"
+    assert meta["preprocessing"]["flow_encoding"] == "minmax" and meta["window"]["seconds"] == 0.5
+    results = json.loads((folder / "results.json").read_text())
+    assert results["n_samples"] == 442 and set(results["per_database"]) == {"casme2", "samm", "smic"}
+    assert sum(p.stat().st_size for p in folder.iterdir()) < 1_000_000
+    assert not (folder / "predictions.csv").exists()  # no per-clip listing of the licensed databases
+    card = (folder / "MODEL_CARD.md").read_text()
+    assert f"{results['overall']['uf1']:.3f}" in card and "research" in card
+
+
+@pytest.mark.parametrize("folder", RELEASED, ids=lambda p: p.name)
+def test_a_released_model_runs_in_the_edge_runner(folder):
+    out = subprocess.run([sys.executable, "-m", "edge.run", "--model", str(folder / "model_int8.tflite"),
+                          "--video", str(ROOT / "edge" / "sample.mp4"), "--max-frames", "100"],
+                         capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    lines = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
+    assert lines and all(line["label"] in ("negative", "positive", "surprise") for line in lines if "label" in line)
+
+
+@pytest.mark.skipif(not REAL.is_dir(), reason=f"the real composite flow set is not at {REAL}")
+@pytest.mark.parametrize("folder", RELEASED, ids=lambda p: p.name)
+def test_a_released_model_is_scored_by_evaluate_on_the_real_set(folder, tmp_path):
+    from typer.testing import CliRunner
+
+    from mer_keras.cli.main import app
+
+    res = CliRunner().invoke(app, ["evaluate", str(folder), "--data", "megc2019-flow", "--root", str(REAL),
+                                   "--out", str(tmp_path)])
+    assert res.exit_code == 0, res.output
+    out = json.loads((tmp_path / "results.json").read_text())
+    assert out["n_samples"] == 442
+    assert out["parity"]["fp32_vs_keras"]["max_abs_diff"] < 1e-4
+    assert out["parity"]["int8_vs_fp32"]["argmax_agreement"] > 0.9
