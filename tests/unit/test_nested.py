@@ -137,3 +137,36 @@ def test_no_outer_test_subject_reaches_its_inner_loop(tmp_path, monkeypatch):
     assert reused["per_subject"] == selection["per_subject"] and reused["reused_from"] == str(run)
     with pytest.raises(OptionError, match="space"):
         tune(replace(opts, selection_from=str(run), space=parse_space(["lr=1e-4", "epochs=2"])))
+
+
+def test_a_killed_tune_resumes_without_scoring_a_finished_recipe_again(tmp_path, monkeypatch):
+    import mer_keras.train.folds as folds_module
+    from mer_keras.jobs.tune import TuneOptions, tune
+
+    calls = []
+
+    def run_folds(x, y, folds, classes, cfg, strategy=None, fold_callbacks=None, on_fold_end=None, aus=None,
+                  completed=None, backup_root=None, checkpoints=None):
+        calls.append((cfg.shift, bool(checkpoints)))
+        if checkpoints and len([c for c in calls if c[1]]) == 2 and not getattr(run_folds, "resumed", False):
+            raise KeyboardInterrupt  # killed while scoring the second recipe
+        p = np.full((len(x), len(classes)), 1 / len(classes), np.float32)
+        for f in folds:
+            if on_fold_end:
+                on_fold_end(f, p[f.test], {"subject": f.name})
+        out = {"probabilities": p, "folds": [], "parallel_folds": 1}
+        return {**out, "checkpoints": {f.name: {e: p[f.test] for e in checkpoints} for f in folds}} \
+            if checkpoints else out
+
+    monkeypatch.setattr(folds_module, "run_folds", run_folds)
+    opts = TuneOptions(data="megc2019-flow", root=str(_layout(tmp_path / "data")), model="ststnet", final=False,
+                       export=False, out=str(tmp_path / "runs"), groups=3, space=parse_space(["shift=0,2", "epochs=2"]))
+    with pytest.raises(KeyboardInterrupt):
+        tune(opts)
+    run = next((tmp_path / "runs").iterdir())
+    assert [p.name for p in (run / "inner").iterdir()] == ["recipe-0.json"]
+    calls.clear()
+    run_folds.resumed = True
+    tune(TuneOptions(resume=str(run)))
+    assert [c for c in calls if c[1]] == [(2, True)]  # only the second recipe is scored again
+    assert json.loads((run / "results.json").read_text())["n_samples"] == 27
