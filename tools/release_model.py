@@ -31,7 +31,7 @@ def scrub(obj, paths: dict[str, str]):
         return [scrub(v, paths) for v in obj]
     if isinstance(obj, str):
         for prefix, placeholder in paths.items():
-            if prefix and obj.startswith(prefix):
+            if prefix and (obj == prefix or obj.startswith(prefix.rstrip("/") + "/")):
                 return placeholder + obj[len(prefix):]
     return obj
 
@@ -48,12 +48,14 @@ def main(argv=None) -> int:
         sys.exit(f"{args.dest} exists: remove it first")
     meta = json.loads(meta_path.read_text())
     for name, info in meta.get("files", {}).items():
+        if not (args.run / name).is_file():
+            sys.exit(f"{args.run / name}: listed in metadata.json but missing")
         digest = hashlib.sha256((args.run / name).read_bytes()).hexdigest()
         if digest != info["sha256"]:
             sys.exit(f"{args.run / name}: sha256 {digest} differs from metadata.json's {info['sha256']}")
     config = json.loads((args.run / "config.json").read_text())
-    paths = {str(config.get("root") or ""): "<data root>", str(args.run.parent): "<runs>",
-             str(Path(config.get("root") or "/nonexistent").resolve()): "<data root>"}
+    paths = {str(config.get("root") or ""): "<data root>", str(args.run.parent.resolve()): "<runs>",
+             str(args.run.parent): "<runs>", str(Path(config.get("root") or "/nonexistent").resolve()): "<data root>"}
     tmp = args.dest.with_name(args.dest.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)

@@ -111,6 +111,12 @@ def ensemble(opts: EnsembleOptions, console=None) -> Path:
         if set(folds) != names:
             raise RunFolderError(f"{run.path} has folds {sorted(set(folds) ^ names)[:5]} that {folders[0].path} "
                                  "has not (or the reverse): the members must test the same subjects")
+    for fold_name in sorted(names):  # every check before anything is written
+        first = member_folds[0][fold_name]
+        for run, folds in zip(folders[1:], member_folds[1:]):
+            if folds[fold_name]["test_keys"] != first["test_keys"]:
+                raise RunFolderError(f"{run.fold_file(fold_name)}: its test clips differ from "
+                                     f"{folders[0].fold_file(fold_name)}")
     classes = list(configs[0]["classes"])
     rows, y, probs, fold_rows = [], [], [], []
     models = sorted({m["model"] for m in members})
@@ -121,10 +127,6 @@ def ensemble(opts: EnsembleOptions, console=None) -> Path:
 
     for fold_name in sorted(names):
         first = member_folds[0][fold_name]
-        for run, folds in zip(folders[1:], member_folds[1:]):
-            if folds[fold_name]["test_keys"] != first["test_keys"]:
-                raise RunFolderError(f"{run.fold_file(fold_name)}: its test clips differ from "
-                                     f"{folders[0].fold_file(fold_name)}")
         p = np.mean([np.asarray(folds[fold_name]["probabilities"], np.float32) for folds in member_folds], axis=0)
         labels = first["labels"]
         for key, label, pk in zip(first["test_keys"], labels, p):

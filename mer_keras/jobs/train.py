@@ -32,7 +32,13 @@ def resume_options(run: str | Path) -> TrainOptions:
         MissingFileError: no config.json. RunFolderError: unreadable, or the run already finished.
     """
     folder = RunFolder(Path(run))
-    opts = options_from_config(folder.read_config("cannot resume "), resume=str(run))
+    config = folder.read_config("cannot resume ")
+    if "space" in config:
+        raise RunFolderError(f"{run} was made by mer-keras tune (its folds have their own recipes): resume it with "
+                             "tune --resume")
+    if "ensemble_of" in config:
+        raise RunFolderError(f"{run} is an ensemble of other runs (mer-keras ensemble): nothing to train in it")
+    opts = options_from_config(config, resume=str(run))
     if folder.complete or (not opts.wants_final and (folder.path / "results.json").exists()):
         raise RunFolderError(f"{run} is complete (metadata.json, or results.json of a --folds run, is written last); "
                              "nothing to resume")

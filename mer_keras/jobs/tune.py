@@ -47,14 +47,16 @@ class TuneOptions(TrainOptions):
 
 #: config.json keys a run whose selection is reused must share with the new run.
 SAME_SELECTION = ("model", "data", "root", "protocol", "classes", "loso_subjects", "representation_config", "space",
-                  "groups", "variant", "batch_size", "augment", "class_weight", "shift", "lr", "epochs")
+                  "groups", "variant", "batch_size", "augment", "class_weight", "shift", "lr", "epochs", "init_from",
+                  "freeze_until", "aux_weights")
 
 
 def reused_selection(source: str | Path, config: dict) -> dict:
     """The selection.json of the tune run ``source``, checked to fit the run described by ``config``.
 
-    The choices were made by the source's inner loops, on training subjects only; they do not
-    depend on the seed of the outer fits, so other seeds may reuse them.
+    The choices were made by the source's inner loops (with the source's seed), on training
+    subjects only, so outer fits with another seed may reuse them honestly: nothing of a test
+    subject entered them.
 
     Raises:
         MissingFileError: ``source`` is not a run folder. RunFolderError: no readable selection.json.
@@ -76,10 +78,14 @@ def reused_selection(source: str | Path, config: dict) -> dict:
                              "finished its inner loop") from None
 
 
-def default_space(lr: float) -> dict[str, list]:
-    """:data:`DEFAULT_SPACE` with the learning rates made absolute from the model's ``lr``."""
-    return {"lr": [lr * float(v[1:]) for v in DEFAULT_SPACE["lr"]], "shift": list(DEFAULT_SPACE["shift"]),
-            "epochs": list(DEFAULT_SPACE["epochs"])}
+def default_space(lr: float, regions: str | None = None) -> dict[str, list]:
+    """:data:`DEFAULT_SPACE` with the learning rates made absolute from the model's ``lr``; without
+    ``shift`` for region layouts (a translation would move one region's pixels into its neighbour's tile)."""
+    space = {"lr": [lr * float(v[1:]) for v in DEFAULT_SPACE["lr"]], "shift": list(DEFAULT_SPACE["shift"]),
+             "epochs": list(DEFAULT_SPACE["epochs"])}
+    if regions:
+        del space["shift"]
+    return space
 
 
 def _read_inner(run_path: Path, n_recipes: int) -> dict[int, list[dict]]:
@@ -121,9 +127,13 @@ def tune(opts: TuneOptions, console=None) -> Path:
     t_start = time.perf_counter()
     if opts.resume:
         config = RunFolder(Path(opts.resume)).read_config("cannot resume ")
-        if (Path(opts.resume) / "metadata.json").exists():
-            raise RunFolderError(f"{opts.resume} is complete (metadata.json is written last); nothing to resume")
+        if "space" not in config:
+            raise RunFolderError(f"{opts.resume} was made by mer-keras train, not tune: resume it with train --resume")
         opts = from_config(TuneOptions, config, resume=opts.resume)
+        if (Path(opts.resume) / "metadata.json").exists() or (not opts.wants_final
+                                                               and (Path(opts.resume) / "results.json").exists()):
+            raise RunFolderError(f"{opts.resume} is complete (metadata.json, or results.json of a --no-final run, is "
+                                 "written last); nothing to resume")
         console.print(f"resuming {opts.resume} with its recorded options", soft_wrap=True)
     if opts.folds:
         raise OptionError("--folds: tune runs every LOSO fold (each test subject's choice comes from its own group's "
@@ -134,15 +144,34 @@ def tune(opts: TuneOptions, console=None) -> Path:
     opts, rep = resolve_options(opts)
     if opts.strategy not in ("auto", "default"):
         raise OptionError(f"--strategy {opts.strategy}: tune trains on one device (its inner fits are small)")
-    space = opts.space or default_space(opts.lr)
+    space = opts.space or default_space(opts.lr, rep.regions)
+    if rep.regions and any(v for v in space.get("shift", ())) or (rep.regions and opts.shift):
+        raise OptionError(f"--space shift / --shift: {opts.model}'s input is {rep.regions} regions tiled 2 x 2; a "
+                          "translation would move one region's pixels into its neighbour's tile")
     opts = replace(opts, space=space)
     strategy = get_strategy(opts.strategy)
     data = load_data(DataRequest.of(opts), console)
-    inputs = build_dataset_inputs(data, rep, console, cache_dir=opts.cache_dir, workers=opts.workers,
-                                  strict=opts.strict)
+    if opts.init_from:
+        from mer_keras.jobs.train import check_transfer
+
+        check_transfer(opts, rep, data, console)  # a source fitted on these subjects would leak them
     subjects = protocol.groups(data.rows, data.test_databases)
     group_of = subject_groups(subjects, opts.groups)
+    reused = None
+    if opts.selection_from and not opts.resume:  # checked before anything is built or written
+        from dataclasses import asdict
+
+        reused = reused_selection(opts.selection_from, {
+            **asdict(opts), "representation_config": asdict(rep), "dataset": data.name, "classes": data.classes,
+            "loso_subjects": sorted(set(subjects))})
+        if opts.wants_final and "final" not in reused["choice"]:
+            raise OptionError(f"--selection-from {opts.selection_from}: it made no choice for a final model (a "
+                              "--no-final run); give --no-final here too")
+    inputs = build_dataset_inputs(data, rep, console, cache_dir=opts.cache_dir, workers=opts.workers,
+                                  strict=opts.strict)
     run, completed = open_run_folder(opts, rep, data, subjects, strategy, console)
+    if data.skipped:
+        run.write_skipped(data.skipped)
     base = train_config(opts, rep)
     all_recipes = recipes(space)
     epochs = sorted(space.get("epochs") or [base.epochs])
@@ -154,10 +183,8 @@ def tune(opts: TuneOptions, console=None) -> Path:
         atomic.write_json(run.path / "inner" / f"recipe-{r}.json", {"recipe": recipe, "rows": rows})
 
     if opts.selection_from:
-        selection = {**reused_selection(opts.selection_from, run.read_config()), "reused_from": opts.selection_from}
-        if opts.wants_final and "final" not in selection["choice"]:
-            raise OptionError(f"--selection-from {opts.selection_from}: it made no choice for a final model (a "
-                              "--no-final run); give --no-final here too")
+        selection = {**(reused or reused_selection(opts.selection_from, run.read_config())),
+                     "reused_from": opts.selection_from}
         chosen = {a: selection["choice"]["final" if a is None else str(a)] for a in outers}
         per_subject = selection["per_subject"]
         console.print(f"choices reused from {opts.selection_from} (no inner loop)", soft_wrap=True)
@@ -169,9 +196,12 @@ def tune(opts: TuneOptions, console=None) -> Path:
                 prog.update(task, info=", ".join(f.name for f in group[:2]) + (" ..." if len(group) > 2 else ""))
                 return [ProgressCallback(prog, task)]
 
+            from mer_keras.registry import get_spec
+
             scores = score_recipes(inputs.x, inputs.y, subjects, data.classes, base, space, group_of, outers,
                                    strategy, fold_callbacks=callbacks, on_recipe_end=save,
-                                   done=_read_inner(run.path, len(all_recipes)))
+                                   done=_read_inner(run.path, len(all_recipes)),
+                                   aus=data.aus if get_spec(opts.model).aux_losses else None)
         rows = [row for r in range(len(all_recipes)) for row in scores[r]]
         chosen = {a: choose([row for row in rows if row["outer"] == a]) for a in outers}
         per_subject = {s: {**chosen[group_of[s]]["recipe"], "epochs": chosen[group_of[s]]["epochs"]}

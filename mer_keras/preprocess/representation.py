@@ -33,7 +33,6 @@ from mer_keras.preprocess.flow import (
     FLOW_METHODS,
     MIN_FLOW_SIDE,
     flow_representation,
-    minmax_channels,
 )
 
 #: Representations a model can consume.
@@ -187,9 +186,13 @@ def representation_from_frames(frames: np.ndarray, onset: int, apex: int, offset
         aligned = align_clip([frames[onset], frames[apex]], landmarks=landmarks, size=cfg.crop, clip_id=clip_id)
         m = alignment_matrix(landmarks, cfg.crop)
         aligned_landmarks = landmarks @ m[:, :2].T + m[:, 2]
-        tiled = region_flow_representation(aligned[0], aligned[1], aligned_landmarks, size=cfg.size,
-                                           method=cfg.flow_method)
-        return minmax_channels(tiled) if cfg.flow_encoding == "minmax" else tiled
+        if cfg.flow_encoding == "minmax":  # as the published images: the whole face encoded, then the regions cut
+            whole = flow_representation(aligned[0], aligned[1], size=cfg.size, method=cfg.flow_method,
+                                        encoding="minmax")
+            scale = cfg.size / aligned[0].shape[1]
+            return fixed_region_tiles(whole, [(x * scale, y * scale) for x, y in region_centres(aligned_landmarks)])
+        return region_flow_representation(aligned[0], aligned[1], aligned_landmarks, size=cfg.size,
+                                          method=cfg.flow_method)
     aligned = align_clip([frames[onset], frames[apex]], landmarks=landmarks, size=cfg.crop, clip_id=clip_id)
     if cfg.representation == "apex":
         apex_img = cv2.resize(aligned[1], (cfg.size, cfg.size), interpolation=cv2.INTER_AREA)
@@ -224,16 +227,20 @@ def region_centres(landmarks: np.ndarray) -> np.ndarray:
 FIXED_REGION_CENTRES_28 = ((9, 11), (21, 10), (10, 21), (20, 21))
 
 
-def fixed_region_tiles(image: np.ndarray) -> np.ndarray:
-    """HTNet's four-region input cut from a ready whole-face flow image at fixed centres.
+def fixed_region_tiles(image: np.ndarray, centres=None) -> np.ndarray:
+    """HTNet's four-region input cut from a whole-face flow image.
 
-    The four squares of side H / 2 around :data:`FIXED_REGION_CENTRES_28` (scaled to the image's
-    side, shifted to stay inside it) are tiled [[left eye, right eye], [left mouth corner, right
-    mouth corner]], the layout of :func:`region_flow_representation`. Rows are indexed with y (the
-    official code indexes rows with x, transposing its crops; this crops as intended).
+    The four squares of side H / 2 around ``centres`` (default :data:`FIXED_REGION_CENTRES_28`
+    scaled to the image's side; shifted to stay inside it) are tiled [[left eye, right eye],
+    [left mouth corner, right mouth corner]], the layout of :func:`region_flow_representation`.
+    Rows are indexed with y (the official code indexes rows with x, transposing its crops; this
+    crops as intended). With the min-max encoding the regions are cut from the encoded whole face,
+    as from the published images, so training on those and deployment on video see alike inputs.
 
     Args:
         image: (H, H, C) whole-face flow image, H even (28 for the published composite).
+        centres: four (x, y) centres in the image's pixels (left eye, right eye, left and right
+            mouth corner), or None for the fixed ones.
     Returns:
         (H, H, C) array of the image's dtype: the tiled regions.
     Raises:
@@ -243,10 +250,12 @@ def fixed_region_tiles(image: np.ndarray) -> np.ndarray:
     if h != w or h % 2:
         raise ValueError(f"fixed HTNet regions need a square image of even side; got {h} x {w}")
     side, scale = h // 2, h / 28.0
+    if centres is None:
+        centres = [(cx * scale, cy * scale) for cx, cy in FIXED_REGION_CENTRES_28]
     tiles = []
-    for cx, cy in FIXED_REGION_CENTRES_28:
-        x0 = int(np.clip(round(cx * scale - side / 2), 0, w - side))
-        y0 = int(np.clip(round(cy * scale - side / 2), 0, h - side))
+    for cx, cy in centres:
+        x0 = int(np.clip(round(cx - side / 2), 0, w - side))
+        y0 = int(np.clip(round(cy - side / 2), 0, h - side))
         tiles.append(image[y0:y0 + side, x0:x0 + side])
     return np.concatenate([np.concatenate(tiles[:2], axis=1), np.concatenate(tiles[2:], axis=1)], axis=0)
 

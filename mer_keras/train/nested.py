@@ -60,7 +60,8 @@ def parse_space(items: Sequence[str]) -> dict[str, list]:
 
     Example: ``["lr=5e-4,1e-3", "epochs=40,80,120", "shift=0,2"]`` ->
     ``{"lr": [0.0005, 0.001], "epochs": [40, 80, 120], "shift": [0, 2]}``. Booleans take
-    true/false, on/off, yes/no, 1/0. Values keep their given order (the first wins a tie).
+    true/false, on/off, yes/no, 1/0. Values keep their given order, and on a tie of inner scores
+    the earlier recipe wins; epoch counts are scored in ascending order (the fewer win a tie).
 
     Raises:
         OptionError: an unknown key (the searchable ones are named), a key given twice, an empty
@@ -148,7 +149,8 @@ def score_recipes(x: np.ndarray, y: np.ndarray, subjects: Sequence[str], classes
                   space: dict[str, list], group_of: dict[str, int], outers: Sequence[int | None],
                   strategy=None, fold_callbacks: Callable | None = None,
                   on_recipe_end: Callable[[int, dict, list[dict]], None] | None = None,
-                  done: dict[int, list[dict]] | None = None) -> dict[int, list[dict]]:
+                  done: dict[int, list[dict]] | None = None,
+                  aus: Sequence[Sequence[str]] | None = None) -> dict[int, list[dict]]:
     """Inner-loop scores of every (recipe, epochs) for each outer group in ``outers``.
 
     Each recipe trains once over the inner folds of all ``outers`` together (so small models
@@ -161,6 +163,7 @@ def score_recipes(x: np.ndarray, y: np.ndarray, subjects: Sequence[str], classes
         outers: outer groups to score (``None``: the final model's selection over all groups).
         on_recipe_end: called with (recipe index, recipe, its score rows) as each recipe ends (to
             save them; a killed job does not redo it). done: {recipe index: rows} already scored.
+        aus: per clip its AUs (models with AU heads train with them, as the outer folds do), or None.
     Returns:
         {recipe index: rows}; a row is {"outer": a or None, "recipe": dict, "epochs": int,
         "uf1", "uar", "accuracy": pooled over the validation clips of that outer group's inner
@@ -177,7 +180,7 @@ def score_recipes(x: np.ndarray, y: np.ndarray, subjects: Sequence[str], classes
         cfg = replace(base_cfg, **recipe, epochs=max(epochs))
         per_outer = {a: inner_folds(subjects, group_of, a) for a in outers}
         folds = [f for fs in per_outer.values() for f in fs]
-        res = run_folds(x, y, folds, classes, cfg, strategy, fold_callbacks=fold_callbacks, checkpoints=epochs)
+        res = run_folds(x, y, folds, classes, cfg, strategy, fold_callbacks=fold_callbacks, checkpoints=epochs, aus=aus)
         rows = []
         for a, fs in per_outer.items():
             idx = np.concatenate([f.test for f in fs])

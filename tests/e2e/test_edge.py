@@ -101,7 +101,8 @@ def _tiny_model_folder(folder: Path, rep) -> Path:
     dict(representation="sequence", size=32, frames=4),
     dict(representation="apex", size=48, channels=1),
     dict(representation="flow", size=28, regions="htnet", flow_method="dis"),
-], ids=["dynamic_image", "sequence", "apex_gray", "flow_htnet_regions"])
+    dict(representation="flow", size=28, regions="htnet", flow_method="dis", flow_encoding="minmax"),
+], ids=["dynamic_image", "sequence", "apex_gray", "flow_htnet_regions", "flow_htnet_minmax"])
 def test_every_representation_matches_the_package(rep, clip_video, tmp_path):
     """Same check as above for the other representations (their frame indexing differs)."""
     from edge.pipeline import WindowRunner, load, open_capture, read_frames
@@ -129,6 +130,12 @@ def test_every_representation_matches_the_package(rep, clip_video, tmp_path):
         assert x.shape == cfg.input_shape
         np.testing.assert_array_equal(x, w.input)
         np.testing.assert_allclose(predict_proba(keras_model, x[None])[0], w.probabilities, atol=1e-4)
+        if cfg.flow_encoding == "minmax":  # regions cut from the min-max encoded whole face, as published images are
+            from dataclasses import replace
+
+            whole = sample_representation(sample, replace(cfg, regions=None))
+            for tile in (x[:14, :14], x[:14, 14:], x[14:, :14], x[14:, 14:]):
+                assert any(np.array_equal(whole[r:r + 14, c:c + 14], tile) for r in range(15) for c in range(15))
 
 
 def test_run_a_video_end_to_end_without_tensorflow(tiny_flow_run, clip_video, tmp_path):
