@@ -170,3 +170,27 @@ def test_a_killed_tune_resumes_without_scoring_a_finished_recipe_again(tmp_path,
     tune(TuneOptions(resume=str(run)))
     assert [c for c in calls if c[1]] == [(2, True)]  # only the second recipe is scored again
     assert json.loads((run / "results.json").read_text())["n_samples"] == 27
+
+
+@pytest.mark.parametrize("parallel", [pytest.param(1, marks=pytest.mark.slow), 0], ids=["one_at_a_time",
+                                                                                      "folds_at_once"])
+def test_a_checkpoint_prediction_is_the_prediction_of_the_shorter_fit(parallel):
+    """What the inner loop relies on: the probabilities predicted after epoch e of a longer fit are
+    those of a fit of e epochs (each epoch's batches, flips and dropout masks depend only on the
+    seed and the epoch), and after the last epoch they are the fit's own."""
+    from mer_keras.data.protocols import Fold
+    from mer_keras.train.config import TrainConfig
+    from mer_keras.train.folds import run_folds
+
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 255, (24, 28, 28, 3)).astype(np.float32)
+    y = np.arange(24) % 3
+    folds = [Fold(f"s{k}", np.flatnonzero(np.arange(24) // 8 != k), np.flatnonzero(np.arange(24) // 8 == k))
+             for k in range(3)]
+    classes = ["negative", "positive", "surprise"]
+    cfg = TrainConfig(model="ststnet", epochs=3, batch_size=8, flow_input=True, parallel_folds=parallel)
+    long = run_folds(x, y, folds, classes, cfg, checkpoints=[2, 3])
+    short = run_folds(x, y, folds, classes, TrainConfig(**{**cfg.to_dict(), "epochs": 2}))
+    for f in folds:
+        np.testing.assert_allclose(long["checkpoints"][f.name][3], long["probabilities"][f.test], atol=1e-6)
+        np.testing.assert_allclose(long["checkpoints"][f.name][2], short["probabilities"][f.test], atol=1e-5)
