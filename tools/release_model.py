@@ -56,6 +56,8 @@ def main(argv=None) -> int:
     config = json.loads((args.run / "config.json").read_text())
     paths = {str(config.get("root") or ""): "<data root>", str(args.run.parent.resolve()): "<runs>",
              str(args.run.parent): "<runs>", str(Path(config.get("root") or "/nonexistent").resolve()): "<data root>"}
+    for member in config.get("ensemble_of", []):  # an ensemble's member runs may live elsewhere
+        paths.setdefault(str(Path(member).parent), "<runs>")
     tmp = args.dest.with_name(args.dest.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)

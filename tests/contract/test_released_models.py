@@ -39,7 +39,8 @@ def test_a_released_model_is_complete_small_and_matches_its_metadata(folder):
     assert f"{results['overall']['uf1']:.3f}" in card and "research" in card
 
 
-@pytest.mark.parametrize("folder", RELEASED, ids=lambda p: p.name)
+@pytest.mark.parametrize("folder", [pytest.param(p, marks=[] if "ensemble" in p.name else [pytest.mark.slow])
+                                    for p in RELEASED], ids=lambda p: p.name)
 def test_a_released_model_runs_in_the_edge_runner(folder):
     out = subprocess.run([sys.executable, "-m", "edge.run", "--model", str(folder / "model_int8.tflite"),
                           "--video", str(ROOT / "edge" / "sample.mp4"), "--max-frames", "100"],

@@ -21,7 +21,7 @@ GOLDEN = Path(__file__).resolve().parents[1] / "golden"
 ADDED_OPTIONS = {"parallel_folds",  # issue 17: folds trained at once give each fold's own results
                  "shift", "flow_encoding",  # issue 18: off by default (0; fixed, as before)
                  "representation_config/flow_encoding"}
-ADDED_METADATA = {"preprocessing/flow_encoding"}  # issue 18: recorded so a deployed model encodes as in training
+ADDED_METADATA = {"preprocessing/flow_encoding", "training_inputs"}  # issue 18: recorded so a deployed model encodes as in training
 
 
 @pytest.fixture(scope="module")

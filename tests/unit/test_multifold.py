@@ -98,6 +98,7 @@ def test_folds_trained_at_once_give_what_each_gives_alone(model):
         assert b["final_train_accuracy"] == pytest.approx(a["final_train_accuracy"], abs=ATOL)
 
 
+@pytest.mark.slow  # 16 s
 def test_one_model_per_job_gives_the_results_of_a_fresh_model_per_fold():
     """The reused (reset) model of FoldTrainer against fit_model building a new one for each fold."""
     from mer_keras.models.inference import predict_proba

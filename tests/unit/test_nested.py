@@ -172,8 +172,8 @@ def test_a_killed_tune_resumes_without_scoring_a_finished_recipe_again(tmp_path,
     assert json.loads((run / "results.json").read_text())["n_samples"] == 27
 
 
-@pytest.mark.parametrize("parallel", [pytest.param(1, marks=pytest.mark.slow), 0], ids=["one_at_a_time",
-                                                                                      "folds_at_once"])
+@pytest.mark.slow  # 13-40 s; the inner loop's other guarantees are tested by default above
+@pytest.mark.parametrize("parallel", [1, 0], ids=["one_at_a_time", "folds_at_once"])
 def test_a_checkpoint_prediction_is_the_prediction_of_the_shorter_fit(parallel):
     """What the inner loop relies on: the probabilities predicted after epoch e of a longer fit are
     those of a fit of e epochs (each epoch's batches, flips and dropout masks depend only on the

@@ -66,6 +66,7 @@ def separable_flow(n=96, seed=0):
     return np.clip(x, 0, 255), y
 
 
+@pytest.mark.slow  # 10 s
 def test_multi_output_model_learns_through_the_trainer():
     x, y = separable_flow()
     cfg = TrainConfig(model="feature_refinement", epochs=12, batch_size=16, augment=False, seed=1)
