@@ -33,6 +33,12 @@ from mer_keras.errors import MissingFileError, RunFolderError
 FINAL_MODEL_FILES = ("model.keras", "metadata.json", "model_fp32.tflite", "model_int8.tflite", "export_report.json")
 
 
+def record_of(key: str, label: str) -> dict:
+    """The record row of a fold file's test key ``<database>/<subject>/<clip>`` and its label."""
+    database, subject, clip = key.split("/", 2)
+    return {"subject": subject, "clip": clip, "database": database, "label": label}
+
+
 def run_dir_name(out: str | Path, model: str, dataset: str, when: float | None = None, k: int = 1) -> Path:
     """The path ``<out>/<YYYYmmdd-HHMMSS>-<model>-<dataset>`` (with ``-k`` for k > 1), not created."""
     base = Path(out) / f"{time.strftime('%Y%m%d-%H%M%S', time.localtime(when))}-{model}-{dataset}"

@@ -19,7 +19,7 @@ import numpy as np
 from mer_keras import atomic
 from mer_keras.errors import OptionError, RunFolderError
 from mer_keras.jobs.schema import option
-from mer_keras.runs import RunFolder, new_run
+from mer_keras.runs import RunFolder, new_run, record_of
 
 #: config.json keys every member must share: the clips, their labels and the input.
 SAME_DATA = ("dataset", "data", "root", "protocol", "classes", "loso_subjects", "representation_config")
@@ -130,8 +130,7 @@ def ensemble(opts: EnsembleOptions, console=None) -> Path:
         p = np.mean([np.asarray(folds[fold_name]["probabilities"], np.float32) for folds in member_folds], axis=0)
         labels = first["labels"]
         for key, label, pk in zip(first["test_keys"], labels, p):
-            database, subject, clip = key.split("/", 2)
-            rows.append({"subject": subject, "clip": clip, "database": database, "label": label})
+            rows.append(record_of(key, label))
             y.append(classes.index(label))
             probs.append(pk)
         yt = [classes.index(label) for label in labels]

@@ -19,7 +19,7 @@ import numpy as np
 from mer_keras import atomic
 from mer_keras.errors import OptionError, RunFolderError
 from mer_keras.jobs.schema import option
-from mer_keras.runs import FINAL_MODEL_FILES, RunFolder, new_run
+from mer_keras.runs import FINAL_MODEL_FILES, RunFolder, new_run, record_of
 
 #: Options that change a run's fold results: runs merged together must agree on all of them.
 RESULT_OPTIONS = ("model", "data", "protocol", "test_data", "apex", "representation", "variant", "epochs",
@@ -96,8 +96,7 @@ def merge(opts: MergeOptions, console=None) -> Path:
     for name in sorted(all_folds):
         fold = all_folds[name]
         for key, label, p in zip(fold["test_keys"], fold["labels"], fold["probabilities"]):
-            database, subject, clip = key.split("/", 2)
-            rows.append({"subject": subject, "clip": clip, "database": database, "label": label})
+            rows.append(record_of(key, label))
             y.append(classes.index(label))
             probs.append(p)
         fold_rows.append(fold["row"])

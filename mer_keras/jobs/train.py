@@ -39,10 +39,16 @@ def resume_options(run: str | Path) -> TrainOptions:
     if "ensemble_of" in config:
         raise RunFolderError(f"{run} is an ensemble of other runs (mer-keras ensemble): nothing to train in it")
     opts = options_from_config(config, resume=str(run))
-    if folder.complete or (not opts.wants_final and (folder.path / "results.json").exists()):
-        raise RunFolderError(f"{run} is complete (metadata.json, or results.json of a --folds run, is written last); "
-                             "nothing to resume")
+    refuse_finished(folder, opts.wants_final)
     return opts
+
+
+def refuse_finished(folder: RunFolder, wants_final: bool) -> None:
+    """RunFolderError when a run to resume has finished: metadata.json written, or results.json of a
+    run without a final model (each is written last)."""
+    if folder.complete or (not wants_final and (folder.path / "results.json").exists()):
+        raise RunFolderError(f"{folder.path} is complete (metadata.json, or results.json of a run without a final "
+                             "model, is written last); nothing to resume")
 
 
 def resolve_options(opts: TrainOptions) -> tuple[TrainOptions, RepresentationConfig]:

@@ -130,10 +130,9 @@ def tune(opts: TuneOptions, console=None) -> Path:
         if "space" not in config:
             raise RunFolderError(f"{opts.resume} was made by mer-keras train, not tune: resume it with train --resume")
         opts = from_config(TuneOptions, config, resume=opts.resume)
-        if (Path(opts.resume) / "metadata.json").exists() or (not opts.wants_final
-                                                               and (Path(opts.resume) / "results.json").exists()):
-            raise RunFolderError(f"{opts.resume} is complete (metadata.json, or results.json of a --no-final run, is "
-                                 "written last); nothing to resume")
+        from mer_keras.jobs.train import refuse_finished
+
+        refuse_finished(RunFolder(Path(opts.resume)), opts.wants_final)
         console.print(f"resuming {opts.resume} with its recorded options", soft_wrap=True)
     if opts.folds:
         raise OptionError("--folds: tune runs every LOSO fold (each test subject's choice comes from its own group's "
