@@ -40,7 +40,7 @@ PIPELINE_VERSION = 1
 
 #: Fields added after version 1; left out of the cache key while at their default so that caches
 #: built before they existed stay valid.
-_NEW_FIELD_DEFAULTS = {"frames": 8, "channels": 3, "regions": None, "flow_encoding": "fixed"}
+_NEW_FIELD_DEFAULTS = {"frames": 8, "channels": 3, "regions": None, "flow_encoding": "fixed", "dynamic_image": "bilen"}
 
 
 def read_frame(path: str) -> np.ndarray:

@@ -2,49 +2,68 @@
 
 Source: H. Bilen, B. Fernando, E. Gavves, A. Vedaldi, S. Gould, "Dynamic Image Networks for
 Action Recognition", CVPR 2016, Eq. (4): the approximate rank-pooling coefficients
-alpha_t = 2(T - t + 1) - (T + 1)(H_T - H_{t-1}), t = 1..T, H_t the t-th harmonic number
-(H_0 = 0). The dynamic image is sum_t alpha_t * frame_t, computed per channel.
+alpha_t = 2(T - t + 1) - (T + 1)(H_T - H_{t-1}) = sum_{i=t..T} (2i - T - 1) / i, t = 1..T,
+H_t the t-th harmonic number (H_0 = 0). The dynamic image is sum_t alpha_t * frame_t, computed
+per channel.
+
+LEARNet's authors (Verma et al., TIP 2019) released a ``dynamicimage.py`` whose weights are
+sum_{i=t..T} (2i - T) / i = 2(T - t + 1) - T (H_T - H_{t-1}) (``weighting="authors"``). They
+sum to T instead of 0, so their image is Bilen's plus sum_t (H_T - H_{t-1}) frame_t: a
+positively weighted mean of the frames (weights 1 for the last frame up to H_T for the first),
+that is, mostly an appearance image with the motion on top.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from mer_keras.errors import DataError
+from mer_keras.errors import DataError, OptionError
+
+#: Rank-pooling weightings: ``bilen`` (Bilen et al. 2016, Eq. 4; the default) and ``authors``
+#: (LEARNet's released ``dynamicimage.py``).
+WEIGHTINGS = ("bilen", "authors")
 
 
-def rank_pooling_coefficients(num_frames: int) -> np.ndarray:
-    """Approximate rank-pooling weights alpha_1..alpha_T (Bilen et al. 2016, Eq. 4).
+def rank_pooling_coefficients(num_frames: int, weighting: str = "bilen") -> np.ndarray:
+    """Approximate rank-pooling weights alpha_1..alpha_T.
 
     Args:
         num_frames: T >= 2.
+        weighting: ``bilen``: alpha_t = 2(T - t + 1) - (T + 1)(H_T - H_{t-1}) (Bilen et al.
+            2016, Eq. 4); ``authors``: 2(T - t + 1) - T (H_T - H_{t-1}), the sum over
+            i = t..T of (2i - T) / i in LEARNet's released ``dynamicimage.py``.
     Returns:
-        (T,) float64 coefficients; they sum to 0, so a static clip gives an all-zero image.
+        (T,) float64 coefficients. Bilen's sum to 0, so a static clip gives an all-zero image;
+        the authors' sum to T, so a static clip gives T times its frame.
     Raises:
-        DataError: if T < 2.
+        DataError: if T < 2. OptionError: an unknown weighting.
     """
+    if weighting not in WEIGHTINGS:
+        raise OptionError(f"unknown dynamic-image weighting {weighting!r}; expected one of {WEIGHTINGS}")
     if num_frames < 2:
         raise DataError(f"a dynamic image needs at least 2 frames, got {num_frames}")
     T = num_frames
     harmonic = np.concatenate([[0.0], np.cumsum(1.0 / np.arange(1, T + 1))])  # H_0..H_T
     t = np.arange(1, T + 1)
-    return 2.0 * (T - t + 1) - (T + 1) * (harmonic[T] - harmonic[t - 1])
+    scale = T + 1 if weighting == "bilen" else T
+    return 2.0 * (T - t + 1) - scale * (harmonic[T] - harmonic[t - 1])
 
 
-def dynamic_image(frames: np.ndarray) -> np.ndarray:
+def dynamic_image(frames: np.ndarray, weighting: str = "bilen") -> np.ndarray:
     """Approximate rank pooling of a clip into one image.
 
     Args:
         frames: (T, H, W, C) float32 or uint8 clip, T >= 2, in temporal order (onset first).
+        weighting: ``bilen`` (default) or ``authors`` (see :func:`rank_pooling_coefficients`).
 
     Returns:
         (H, W, C) float32 dynamic image, not normalised (see :func:`scale_to_uint8_range`).
 
     Raises:
         DataError: if T < 2, the array is not 4-D, a side is 0, or the values are not real
-            finite numbers.
+            finite numbers. OptionError: an unknown weighting.
 
-    Source: Bilen et al., CVPR 2016, Eq. (4).
+    Source: Bilen et al., CVPR 2016, Eq. (4); Verma et al., TIP 2019, released code.
     """
     frames = np.asarray(frames)
     if frames.ndim != 4:
@@ -53,7 +72,7 @@ def dynamic_image(frames: np.ndarray) -> np.ndarray:
         raise DataError(f"expected a (T, H, W, C) clip with non-empty frames, got shape {frames.shape}")
     if not (np.issubdtype(frames.dtype, np.number) or frames.dtype == np.bool_) or np.iscomplexobj(frames):
         raise DataError(f"expected a clip of real numbers, got dtype {frames.dtype}")
-    alpha = rank_pooling_coefficients(frames.shape[0]).astype(np.float32)
+    alpha = rank_pooling_coefficients(frames.shape[0], weighting).astype(np.float32)
     frames = frames.astype(np.float32)
     if not np.isfinite(frames).all():
         raise DataError("the clip holds NaN or infinite values; a dynamic image needs finite frames")

@@ -26,6 +26,7 @@ import cv2
 import numpy as np
 
 from mer_keras.errors import DataError, OptionError
+from mer_keras.preprocess.dynamic_image import WEIGHTINGS as DI_WEIGHTINGS
 from mer_keras.preprocess.dynamic_image import dynamic_image, scale_to_uint8_range
 from mer_keras.preprocess.face import FaceNotFoundError, align_clip, alignment_matrix, get_landmarker
 from mer_keras.preprocess.flow import (
@@ -58,6 +59,9 @@ class RepresentationConfig:
         flow_encoding: ``fixed`` (one scale for all clips, the default) or ``minmax`` (each channel of
             each image stretched to 0..255, as the published composite flow images are); see
             :func:`mer_keras.preprocess.flow.encode_flow`.
+        dynamic_image: rank-pooling weighting of the ``dynamic_image`` representation: ``bilen``
+            (Bilen et al. 2016, the default) or ``authors`` (LEARNet's released code); see
+            :func:`mer_keras.preprocess.dynamic_image.rank_pooling_coefficients`.
     """
 
     representation: str = "dynamic_image"
@@ -68,6 +72,7 @@ class RepresentationConfig:
     channels: int = 3
     regions: str | None = None
     flow_encoding: str = "fixed"
+    dynamic_image: str = "bilen"
 
     def __post_init__(self) -> None:
         for name in ("size", "crop", "frames", "channels"):
@@ -97,6 +102,12 @@ class RepresentationConfig:
             raise OptionError(f"unknown flow encoding {self.flow_encoding!r}; expected one of {FLOW_ENCODINGS}")
         if self.flow_encoding != "fixed" and self.representation != "flow":
             raise OptionError(f"a flow encoding applies to the flow representation, not {self.representation}")
+        if self.dynamic_image not in DI_WEIGHTINGS:
+            raise OptionError(f"unknown dynamic-image weighting {self.dynamic_image!r}; expected one of "
+                              f"{DI_WEIGHTINGS}")
+        if self.dynamic_image != "bilen" and self.representation != "dynamic_image":
+            raise OptionError(f"a dynamic-image weighting applies to the dynamic_image representation, not "
+                              f"{self.representation}")
         if self.regions and self.size % 2:
             raise OptionError(f"a 2 x 2 region layout needs an even size, got {self.size}")
 
@@ -175,7 +186,7 @@ def representation_from_frames(frames: np.ndarray, onset: int, apex: int, offset
         return _channels(resized, cfg.channels)
     if cfg.representation == "dynamic_image":
         aligned = align_clip(frames[onset:offset + 1], landmarks=landmarks, size=cfg.crop, clip_id=clip_id)
-        di = dynamic_image(aligned)
+        di = dynamic_image(aligned, cfg.dynamic_image)
         di = cv2.resize(di, (cfg.size, cfg.size), interpolation=cv2.INTER_AREA)
         return scale_to_uint8_range(di)
     if cfg.regions:

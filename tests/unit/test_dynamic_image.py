@@ -42,3 +42,34 @@ def test_scaling_and_errors():
         dynamic_image(np.zeros((1, 4, 4, 3)))
     with pytest.raises(ValueError, match="T, H, W, C"):
         dynamic_image(np.zeros((4, 4, 3)))
+
+
+@given(st.integers(min_value=2, max_value=60))
+def test_authors_coefficients_match_their_sum_form(T):
+    # LEARNet's released dynamicimage.py: alpha_t = sum_{i=t..T} (2i - T) / i; closed form 2(T-t+1) - T (H_T - H_{t-1}).
+    expected = np.array([sum((2 * i - T) / i for i in range(t, T + 1)) for t in range(1, T + 1)])
+    np.testing.assert_allclose(rank_pooling_coefficients(T, "authors"), expected, rtol=1e-10, atol=1e-10)
+    # Bilen's weights sum to 0, the authors' to T: the difference is sum_t (H_T - H_{t-1}) frame_t
+    np.testing.assert_allclose(rank_pooling_coefficients(T).sum(), 0, atol=1e-9)
+    np.testing.assert_allclose(rank_pooling_coefficients(T, "authors").sum(), T, rtol=1e-10)
+
+
+def test_authors_image_is_bilen_plus_weighted_mean_frame():
+    rng = np.random.default_rng(1)
+    clip = rng.integers(0, 255, size=(7, 5, 4, 3)).astype(np.uint8)
+    harmonic = np.concatenate([[0.0], np.cumsum(1.0 / np.arange(1, 8))])
+    extra = sum((harmonic[7] - harmonic[t]) * clip[t].astype(np.float64) for t in range(7))  # t is 0-based: H_{t}
+    np.testing.assert_allclose(dynamic_image(clip, "authors"), dynamic_image(clip) + extra, rtol=1e-5, atol=1e-2)
+    static = np.full((6, 4, 4, 3), 100, np.uint8)  # a static clip keeps its appearance: T x the frame
+    np.testing.assert_allclose(dynamic_image(static, "authors"), 600, rtol=1e-5)
+    with pytest.raises(ValueError, match="unknown dynamic-image weighting"):
+        dynamic_image(static, "fernando")
+
+
+def test_weighting_reaches_the_representation():
+    from mer_keras.errors import OptionError
+    from mer_keras.preprocess.representation import RepresentationConfig
+
+    assert RepresentationConfig(dynamic_image="authors").dynamic_image == "authors"
+    with pytest.raises(OptionError, match="applies to the dynamic_image representation"):
+        RepresentationConfig(representation="flow", size=28, dynamic_image="authors")
