@@ -28,7 +28,7 @@ def spatial_layers(model) -> list[str]:
     return out
 
 
-def default_layer(model, registered: str | None = None) -> str:
+def default_layer(model, registered: str | tuple[str, ...] | None = None) -> str:
     """The layer to explain: the model's registered ``explain_layer`` (a map that sees every stream
     or the shared features), else the last spatial layer before the classifier.
 
@@ -36,8 +36,9 @@ def default_layer(model, registered: str | None = None) -> str:
         ModelFileError: the model has no spatial layer.
     """
     names = [n for n in spatial_layers(model) if n != "input" and not n.startswith("input")]
-    if registered and registered in names:
-        return registered
+    for candidate in (registered,) if isinstance(registered, str) else registered or ():
+        if candidate in names:  # one name per variant where variants differ
+            return candidate
     if not names:
         raise ModelFileError(f"model {model.name} has no layer with a spatial output to explain")
     return names[-1]

@@ -18,6 +18,9 @@ from mer_keras.preprocess.representation import REPRESENTATIONS, RepresentationC
 #: clips sharing each AU).
 AUX_TARGETS = ("proposal", "au", "au_cluster")
 
+#: ``mer-keras train`` options a named recipe may set.
+RECIPE_KEYS = ("lr", "epochs", "batch_size", "augment", "shift", "class_weight")
+
 #: Adam learning rate of models whose paper gives none that the project follows (``--lr`` overrides).
 DEFAULT_LR = 1e-3
 
@@ -42,9 +45,15 @@ class ModelSpec:
             official code states one that differs from the project's default
             (:data:`DEFAULT_LR`); ``None`` means the default.
         explain_layer: layer ``mer-keras explain`` draws by default, where the last spatial layer
-            would see only one stream or one branch (``None``: the last spatial layer).
+            would see only one stream or one branch (``None``: the last spatial layer); a tuple
+            names one layer per variant (the first the model has).
         variants: names the builder's ``variant`` option accepts (first: its default); empty when
             the architecture has none.
+        recipes: named training recipes besides ``project`` (the project's defaults), e.g.
+            ``{"paper": {"lr": 5e-5, "epochs": 500, "batch_size": 256, "augment": False,
+            "class_weight": False, "source": "..."}}``: values of ``mer-keras train`` options
+            (:data:`RECIPE_KEYS`) and where they come from (``source``). ``--recipe NAME`` applies
+            them (see :meth:`recipe`).
     """
 
     name: str
@@ -55,9 +64,23 @@ class ModelSpec:
     defaults: dict[str, Any] = field(default_factory=dict)
     aux_losses: dict[str, tuple[str, float]] = field(default_factory=dict)
     representation_options: dict[str, Any] = field(default_factory=dict)
-    explain_layer: str | None = None
+    explain_layer: str | tuple[str, ...] | None = None
     lr: float | None = None
     variants: tuple[str, ...] = ()
+    recipes: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def recipe(self, name: str) -> dict[str, Any]:
+        """The training options of recipe ``name`` (without its ``source``); ``project``: none (the defaults).
+
+        Raises:
+            OptionError: the model has no recipe of that name (the message lists its recipes).
+        """
+        if name == "project":
+            return {}
+        if name not in self.recipes:
+            raise OptionError(f"--recipe {name!r}: {self.name} has recipes "
+                              f"{', '.join(['project', *self.recipes])}")
+        return {k: v for k, v in self.recipes[name].items() if k != "source"}
 
     @property
     def learning_rate(self) -> float:
@@ -110,13 +133,21 @@ _REGISTRY: dict[str, ModelSpec] = {}
 
 def register_model(name: str, *, representation: str, input_shape: tuple[int, ...], citation: str = "",
                    aux_losses: dict[str, tuple[str, float]] | None = None,
-                   representation_options: dict[str, Any] | None = None, explain_layer: str | None = None,
-                   lr: float | None = None, variants: tuple[str, ...] = (), **defaults: Any) -> Callable:
+                   representation_options: dict[str, Any] | None = None,
+                   explain_layer: str | tuple[str, ...] | None = None,
+                   lr: float | None = None, variants: tuple[str, ...] = (),
+                   recipes: dict[str, dict[str, Any]] | None = None, **defaults: Any) -> Callable:
     """Decorator registering ``build_<name>`` under ``name``.
 
     Raises:
-        ValueError: if the name is taken, the representation or an auxiliary target is unknown.
+        ValueError: if the name is taken, the representation or an auxiliary target is unknown,
+            or a recipe sets an option that is not in :data:`RECIPE_KEYS` or has no ``source``.
     """
+    for rname, recipe in (recipes or {}).items():
+        unknown = set(recipe) - set(RECIPE_KEYS) - {"source"}
+        if unknown or "source" not in recipe or rname == "project":
+            raise ValueError(f"model {name!r}: recipe {rname!r} must set only {RECIPE_KEYS} and name its source "
+                             f"(got {sorted(recipe)}); 'project' is reserved for the defaults")
     if representation not in REPRESENTATIONS:
         raise ValueError(f"unknown representation {representation!r}; expected one of {REPRESENTATIONS}")
     for out, (kind, _) in (aux_losses or {}).items():
@@ -129,7 +160,7 @@ def register_model(name: str, *, representation: str, input_shape: tuple[int, ..
             raise ValueError(f"model {name!r} is already registered")
         _REGISTRY[name] = ModelSpec(name, builder, representation, tuple(input_shape), citation, defaults,
                                     dict(aux_losses or {}), dict(representation_options or {}), explain_layer, lr,
-                                    tuple(variants))
+                                    tuple(variants), dict(recipes or {}))
         return builder
 
     return wrap

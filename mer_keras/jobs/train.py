@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, replace
+from dataclasses import asdict, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -64,6 +64,8 @@ def resolve_options(opts: TrainOptions) -> tuple[TrainOptions, RepresentationCon
 
     validate(opts)
     spec = get_spec(opts.model)
+    if opts.recipe:
+        opts = apply_recipe(opts, spec.recipe(opts.recipe))
     if opts.lr is None:
         opts = replace(opts, lr=spec.learning_rate)  # recorded in config.json as used
     rep = spec.data_config(opts.representation, opts.flow_method)
@@ -80,6 +82,11 @@ def resolve_options(opts: TrainOptions) -> tuple[TrainOptions, RepresentationCon
         if rep.representation != "flow":
             raise OptionError(f"--flow-encoding applies to flow inputs; {opts.model} takes {rep.representation}")
         rep = replace(rep, flow_encoding=opts.flow_encoding)
+    if opts.dynamic_image:
+        if rep.representation != "dynamic_image":
+            raise OptionError(f"--dynamic-image applies to dynamic-image inputs; {opts.model} takes "
+                              f"{rep.representation}")
+        rep = replace(rep, dynamic_image=opts.dynamic_image)
     spec.check_variant(opts.variant)
     if opts.freeze_until and not opts.init_from:
         raise OptionError("--freeze-until needs --init-from (freezing random weights is never wanted)")
@@ -92,6 +99,17 @@ def resolve_options(opts: TrainOptions) -> tuple[TrainOptions, RepresentationCon
 
         aux_losses_for(spec.aux_losses, opts.aux_weights)
     return opts, rep
+
+
+def apply_recipe(opts: TrainOptions, recipe: dict) -> TrainOptions:
+    """``opts`` with a named recipe's values for every option still at its default.
+
+    An option given with another value than its default (``--recipe paper --epochs 50``) keeps
+    that value; ``lr`` is set unless given. The result records the values used.
+    """
+    defaults = {f.name: f.default for f in fields(TrainOptions)}
+    changes = {k: v for k, v in recipe.items() if getattr(opts, k) == defaults[k]}
+    return replace(opts, **changes)
 
 
 def train_config(opts: TrainOptions, rep: RepresentationConfig) -> TrainConfig:

@@ -65,6 +65,12 @@ def _flow_encodings():
     return FLOW_ENCODINGS
 
 
+def _di_weightings():
+    from mer_keras.preprocess.dynamic_image import WEIGHTINGS
+
+    return WEIGHTINGS
+
+
 def _flow_methods():
     from mer_keras.preprocess.flow import FLOW_METHODS
 
@@ -116,7 +122,12 @@ class TrainOptions:
     workers: int = option(1, "Processes for preprocessing clips not yet cached.", min=1)
     representation: str | None = option(None, "Input representation; default: the model's own (LEARNet: "
                                         "dynamic_image).", choices=_representations)
-    variant: str | None = option(None, "Architecture variant: learnet paper|released, htnet paper|small.")
+    variant: str | None = option(None, "Architecture variant: learnet paper|released, htnet paper|small, "
+                                 "feature_refinement one_stream|paper (see `mer-keras models`).")
+    recipe: str | None = option(None, "Training recipe: project (the defaults) or paper (the paper's or official "
+                                "code's lr, epochs, batch size, flips and class weighting, where the model has one; "
+                                "see `mer-keras models`). Options given with other values than their defaults "
+                                "override it.")
     epochs: int = option(_TRAINING.epochs, "Fixed epochs per fold (no early stopping on test data).", min=1)
     batch_size: int = option(_TRAINING.batch_size, "Global batch size.", min=1)
     lr: float | None = option(None, "Adam learning rate (default: the model's, see `mer-keras models`).", above=0.0)
@@ -139,6 +150,10 @@ class TrainOptions:
     flow_encoding: str | None = option(None, "How flow becomes 0..255: fixed (one scale for every clip) or minmax "
                                        "(each channel of each image stretched, as published flow sets are); default: "
                                        "fixed, and minmax for --data megc2019-flow.", choices=_flow_encodings)
+    dynamic_image: str | None = option(None, "Rank-pooling weighting of a dynamic image: bilen (Bilen et al. 2016, "
+                                       "Eq. 4) or authors (LEARNet's released code: weights summing to T, an "
+                                       "appearance image with the motion on top); default: bilen.",
+                                       choices=_di_weightings)
     cache_dir: str | None = option(None, "Cache folder (default $MER_CACHE_DIR or ~/.cache/mer_keras).")
     aux_weights: dict | None = option(None, "Loss weight of an auxiliary output, OUTPUT=WEIGHT (repeatable), e.g. "
                                       "proposal=0.5, au=1, au_cluster=0.05.", flag="--aux-weight",

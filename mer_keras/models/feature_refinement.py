@@ -18,6 +18,15 @@ Three modules:
 3. Classification: the K expression-specific features are concatenated (fusion) and classified by
    a softmax layer (``predictions``).
 
+Variants (``--variant``):
+
+* ``one_stream`` (the default): module 1 is one inception stream on the three channels (u, v,
+  optical strain) of the project's flow image: 28x28x3 -> 7x7x64.
+* ``paper``: module 1 as in the authors' Dual-Inception code (Zhou et al., FG 2019 MEGC, the base
+  the FR paper builds on): two separate inception streams, one on the horizontal flow u and one on
+  the vertical flow v (sliced from the flow image; strain unused), each 28x28x1 -> 7x7x64,
+  concatenated along channels into the 7x7x128 expression-shared features.
+
 Loss = cross-entropy + lambda * proposal loss; lambda (``proposal`` in the registry's auxiliary
 losses) defaults to 1.0 and is set with ``mer-keras train --aux-weight proposal=0.5``. Attention
 uses stock layers only (Conv2D, Multiply); no Lambda layer.
@@ -25,16 +34,21 @@ uses stock layers only (Conv2D, Multiply); no Lambda layer.
 Departures, and why: we could read only the abstract. The layer widths, the attention branch,
 fusion by concatenation and lambda = 1 are our choices where the text we had is silent
 (documented above, configurable with ``filters``, ``feature_dim``, ``attention_filters`` and the
-loss weight). A parameter-free Rescaling maps [0, 255] to [-1, 1].
+loss weight). Which variant is the default, and why, is in docs/MODELS.md (measured on the
+MEGC2019 composite). A parameter-free Rescaling maps [0, 255] to [-1, 1].
 """
 
 from __future__ import annotations
 
 from mer_keras._keras import keras
 from mer_keras.layers import apply_conv, apply_input_scaling
+from mer_keras.layers.custom import ChannelSlice
 from mer_keras.registry import register_model
 
 layers = keras.layers
+
+#: ``--variant`` names (first: the default).
+VARIANTS = ("one_stream", "paper")
 
 
 def apply_inception(x, filters: int, name: str):
@@ -65,24 +79,47 @@ def apply_expression_branch(shared, k: int, feature_dim: int, attention_filters:
 
 @register_model("feature_refinement", representation="flow", input_shape=(28, 28, 3),
                 citation="Zhou et al., Pattern Recognition 2022", aux_losses={"proposal": ("proposal", 1.0)},
-                explain_layer="inception2_downsample")
+                explain_layer=("inception2_downsample", "shared"), variants=VARIANTS,
+                recipes={"paper": dict(lr=1e-4, batch_size=3, epochs=40, augment=False, class_weight=False,
+                                       source="the authors' Dual-Inception code (its class_weight='auto' weighs "
+                                              "nothing in Keras 2.2); not its checkpoint chosen on validation "
+                                              "subjects")})
 def build_feature_refinement(input_shape=(28, 28, 3), num_classes: int = 3, filters=(6, 16), feature_dim: int = 64,
-                             attention_filters: int = 32, dropout: float = 0.5, name: str = "feature_refinement"):
+                             attention_filters: int = 32, dropout: float = 0.5, variant: str = "one_stream",
+                             name: str = "feature_refinement"):
     """Build Feature Refinement.
 
     Args:
         input_shape: (H, W, 3) flow image (u, v, strain) as float32 in [0, 255], H and W divisible by 4.
         num_classes: K (one proposal branch each). filters: per-path widths of the two inception
         blocks. feature_dim: size of each expression-specific feature. attention_filters: width of
-        the attention convolution. dropout: rate on the fused feature.
+        the attention convolution. dropout: rate on the fused feature. variant: ``one_stream``
+        (one inception stream on u, v, strain) or ``paper`` (two streams, on u and on v).
     Returns:
         Functional ``keras.Model`` with outputs ``{"predictions": (B, K) softmax,
         "proposal": (B, K) sigmoid scores}``, float32.
+    Raises:
+        OptionError: an unknown variant, or ``paper`` on an input with fewer than 2 channels.
     """
+    from mer_keras.errors import OptionError
+
+    if variant not in VARIANTS:
+        raise OptionError(f"unknown feature_refinement variant {variant!r}; expected one of {VARIANTS}")
+    if variant == "paper" and input_shape[-1] < 2:
+        raise OptionError(f"the paper variant takes u and v: it needs 2 or more channels, got {input_shape}")
     inputs = keras.Input(shape=input_shape, name="input")
     x = apply_input_scaling(inputs)
-    for b, f in enumerate(filters, start=1):
-        x = apply_inception(x, f, f"inception{b}")
+    if variant == "paper":
+        streams = []
+        for c, flow in enumerate(("u", "v")):
+            s = ChannelSlice(c, c + 1, name=flow)(x)
+            for b, f in enumerate(filters, start=1):
+                s = apply_inception(s, f, f"{flow}_inception{b}")
+            streams.append(s)
+        x = layers.Concatenate(name="shared")(streams)
+    else:
+        for b, f in enumerate(filters, start=1):
+            x = apply_inception(x, f, f"inception{b}")
     branches = [apply_expression_branch(x, k, feature_dim, attention_filters) for k in range(num_classes)]
     fused = layers.Concatenate(name="fusion")([e for e, _ in branches])
     fused = layers.Dropout(dropout, name="fusion_dropout")(fused)

@@ -99,7 +99,9 @@ def unblockify(x, blocks: int, h: int, w: int, name: str):
 # the official training script: Adam, lr 5e-5 (at 1e-3 it stays at chance; MODELS.md)
 @register_model("htnet", representation="flow", input_shape=(28, 28, 3), citation="Wang et al., Neurocomputing 2024",
                 representation_options={"regions": "htnet"}, explain_layer="level2_unblockify",
-                lr=5e-5, variants=tuple(VARIANTS))
+                lr=5e-5, variants=tuple(VARIANTS),
+                recipes={"paper": dict(lr=5e-5, epochs=800, batch_size=256, augment=False, class_weight=False,
+                                       source="the official training script; not its best epoch per test subject")})
 def build_htnet(input_shape=(28, 28, 3), num_classes: int = 3, variant: str = "paper", patch_size: int = 7,
                 dim: int | None = None, heads: int | None = None, depths=None, mlp_mult: int | None = None,
                 dropout: float = 0.0, name: str = "htnet"):

@@ -80,7 +80,10 @@ def apply_preact_block(x, filters: int, strides: int, name: str, attention: bool
 
 
 @register_model("micro_attention", representation="apex", input_shape=(224, 224, 1),
-                citation="Wang et al., Neurocomputing 2020")
+                citation="Wang et al., Neurocomputing 2020",
+                recipes={"paper": dict(augment=False, shift=8,
+                                       source="the official prototxt: random 224 crops of a 240 resize, no "
+                                              "mirroring; here the 224 input shifted by up to 8 px, edges repeated")})
 def build_micro_attention(input_shape=(224, 224, 1), num_classes: int = 3, attention: bool = True,
                           name: str = "micro_attention"):
     """Build the micro-attention pre-activation ResNet-10.

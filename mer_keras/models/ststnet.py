@@ -45,7 +45,9 @@ def apply_stream(x, filters: int, name: str):
 
 
 @register_model("ststnet", representation="flow", input_shape=(28, 28, 3),
-                citation="Liong et al., IEEE FG 2019", explain_layer="concat")
+                citation="Liong et al., IEEE FG 2019", explain_layer="concat",
+                recipes={"paper": dict(lr=5e-5, epochs=500, batch_size=256, augment=False, class_weight=False,
+                                       source="the STSTNet paper (epochs) and its official code")})
 def build_ststnet(input_shape=(28, 28, 3), num_classes: int = 3, name: str = "ststnet"):
     """Build STSTNet.
 

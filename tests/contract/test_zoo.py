@@ -84,6 +84,57 @@ def test_feature_refinement_has_one_proposal_branch_per_class():
     assert not any(isinstance(layer, keras.layers.Lambda) for layer in model.layers)
 
 
+def test_feature_refinement_paper_variant_has_two_inception_streams_on_u_and_v():
+    """The authors' Dual-Inception: one inception stream on u, one on v, strain unused (issue 19)."""
+    from mer_keras.explain import default_layer
+    from mer_keras.registry import get_spec
+
+    model = create_model("feature_refinement", 3, variant="paper")
+    assert model.get_layer("u_inception2_downsample").output_shape == (None, 7, 7, 64)
+    assert model.get_layer("v_inception2_downsample").output_shape == (None, 7, 7, 64)
+    assert model.get_layer("shared").output_shape == (None, 7, 7, 128)
+    one = create_model("feature_refinement", 3)
+    # the two streams: twice the inception weights on one input channel each; the branches see 128 channels
+    inception = sum(w.shape.num_elements() for layer in one.layers if layer.name.startswith("inception")
+                    for w in layer.weights)
+    first_conv_diff = 4 * 6 * 2  # each first-block 1x1 path (and pool projection) loses 2 of its 3 input channels
+    two = sum(w.shape.num_elements() for layer in model.layers if "_inception" in layer.name for w in layer.weights)
+    assert two == 2 * inception - 2 * first_conv_diff
+    x = np.random.default_rng(0).uniform(0, 255, size=(2, 28, 28, 3)).astype(np.float32)
+    y = x.copy()
+    y[..., 2] = 0.0  # strain
+    np.testing.assert_allclose(model.predict(x, verbose=0)["predictions"],
+                               model.predict(y, verbose=0)["predictions"], atol=1e-6)
+    assert default_layer(model, get_spec("feature_refinement").explain_layer) == "shared"
+    assert default_layer(one, get_spec("feature_refinement").explain_layer) == "inception2_downsample"
+    with pytest.raises(ValueError, match="u and v"):
+        create_model("feature_refinement", 3, input_shape=(28, 28, 1), variant="paper")
+
+
+def test_named_recipes_set_only_the_options_left_at_their_defaults():
+    """``--recipe paper`` gives the paper's optimiser settings; options given explicitly win (issue 19)."""
+    from mer_keras.errors import OptionError
+    from mer_keras.jobs.train import resolve_options
+    from mer_keras.jobs.train_options import TrainOptions
+    from mer_keras.registry import RECIPE_KEYS, get_spec, list_models, register_model
+
+    opts, _ = resolve_options(TrainOptions(model="ststnet", recipe="paper"))
+    assert (opts.lr, opts.epochs, opts.batch_size, opts.augment, opts.class_weight) == (5e-5, 500, 256, False, False)
+    opts, _ = resolve_options(TrainOptions(model="ststnet", recipe="paper", epochs=50, lr=1e-4))
+    assert (opts.lr, opts.epochs, opts.batch_size) == (1e-4, 50, 256)
+    assert resolve_options(TrainOptions(model="htnet", recipe="paper"))[0].epochs == 800
+    project = vars(resolve_options(TrainOptions(model="ststnet", recipe="project"))[0])
+    assert project == {**vars(resolve_options(TrainOptions(model="ststnet"))[0]), "recipe": "project"}
+    with pytest.raises(OptionError, match="off_apexnet has recipes project"):
+        resolve_options(TrainOptions(model="off_apexnet", recipe="paper"))
+    for name in list_models():
+        for recipe in get_spec(name).recipes.values():
+            assert set(recipe) <= {*RECIPE_KEYS, "source"} and recipe["source"]
+    with pytest.raises(ValueError, match="must set only"):
+        register_model("nope_recipe", representation="flow", input_shape=(28, 28, 3),
+                       recipes={"paper": {"epochs": 5, "momentum": 0.9, "source": "x"}})
+
+
 def test_unrolled_conv_lstm_equals_keras_conv_lstm2d():
     from mer_keras.models.au_convlstm import apply_unrolled_conv_lstm
 

@@ -20,8 +20,11 @@ GOLDEN = Path(__file__).resolve().parents[1] / "golden"
 #: Options added to config.json after the capture, each of which leaves every result unchanged.
 ADDED_OPTIONS = {"parallel_folds",  # issue 17: folds trained at once give each fold's own results
                  "shift", "flow_encoding",  # issue 18: off by default (0; fixed, as before)
-                 "representation_config/flow_encoding"}
-ADDED_METADATA = {"preprocessing/flow_encoding", "training_inputs"}  # issue 18: recorded so a deployed model encodes as in training
+                 "representation_config/flow_encoding",
+                 "dynamic_image", "representation_config/dynamic_image",  # issue 19: None / bilen, as before
+                 "recipe"}  # issue 19: None, the project's defaults
+ADDED_METADATA = {"preprocessing/flow_encoding", "training_inputs",  # issue 18: recorded so a deployed model
+                  "preprocessing/dynamic_image"}                     # encodes (and pools) as in training
 
 
 @pytest.fixture(scope="module")
