@@ -97,7 +97,7 @@ def fit_final(opts: TrainOptions, rep: RepresentationConfig, cfg, data: Dataset,
     console.print("fitting the final model on all training subjects")
     model = fit_model(inputs.x[final], inputs.y[final], len(data.classes), cfg, strategy,
                       aus=[aus[i] for i in np.flatnonzero(final)] if aus is not None else None,
-                      backup_dir=run.backup_root / "final")
+                      backup_dir=run.backup_root / "final", classes=data.classes)
     console.print(f"final model weights sha256 {weights_fingerprint(model)}")
     if is_chief(strategy):
         write_final_model(model, cfg, opts, rep, run, data, inputs.x[final], inputs.y[final], console)

@@ -27,6 +27,24 @@ frames sampled evenly from onset to offset, 64 x 64 RGB each.
 Loss = cross-entropy + 0.5 AU loss + 0.1 clustering loss (``--aux-weight au=...``,
 ``au_cluster=...``).
 
+The muscle-movement constraint on databases without AU coding: the paper applies its
+facial-action module to SMIC, which has no AU codes, so the constraint there must come from how
+emotions and AUs go together. A clip without AU codes takes its emotion's row of an emotion -> AU
+table as a soft AU target (for ``au`` and ``au_cluster``): the EMFACS prototypes of the basic
+emotions (and CASME II's criteria for repression), pooled for the composite's negative class,
+blended with the AU codes of the training fold's coded clips of that class
+(:func:`mer_keras.facs.emotion_au_prior`; fitted on training subjects only). Clips of a class
+with no table row and no coded clip (``others``) stay masked.
+
+What follows the paper's description (as the abstract gives it): a per-frame CNN, a multi-scale
+weighted module for global context, a facial-action module learning AUs with a muscle-movement
+(clustering) constraint, a ConvLSTM over the frames, and the use of the facial-action module on
+SMIC through emotion-AU correlation. The project's design: every size (T = 8, 64 x 64, widths,
+``dim``, ``embedding_dim``), the fast-normalised weighted sum, the batch centre loss as the form
+of the clustering constraint, the loss weights 0.5 and 0.1, the AU vocabulary, the EMFACS-based
+table and its blend with the codes (``PRIOR_STRENGTH`` = 4 pseudo-clips), and the unrolled
+ConvLSTM.
+
 The ConvLSTM is unrolled over the fixed T with shared stock layers instead of Keras
 ``ConvLSTM2D``: the converter then sees static shapes and no while loop. (``ConvLSTM2D``
 converts to float TFLite only with a static batch, and full-integer calibration of its while

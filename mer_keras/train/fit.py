@@ -134,12 +134,16 @@ class FoldTrainer:
         input_shape: (H, W, C) or (T, H, W, C) of one sample. num_classes: softmax width K >= 2.
         cfg: the training config (model, seed, learning rate, transfer, precision).
         strategy: a ``tf.distribute`` strategy (default: the current one).
+        classes: the K class names, for the emotion -> AU prior of AU heads
+            (:func:`mer_keras.train.targets.build_targets`); ``None``: uncoded clips are masked.
     Raises:
         ModelFileError, OptionError: ``cfg.init_from`` unreadable or not matching.
     """
 
-    def __init__(self, input_shape, num_classes: int, cfg: TrainConfig, strategy: tf.distribute.Strategy | None = None):
+    def __init__(self, input_shape, num_classes: int, cfg: TrainConfig, strategy: tf.distribute.Strategy | None = None,
+                 classes: Sequence[str] | None = None):
         self.input_shape, self.num_classes, self.cfg = tuple(input_shape), int(num_classes), cfg
+        self.classes = tuple(classes) if classes is not None else None
         self.strategy = strategy or tf.distribute.get_strategy()
         self.reusable = not cfg.mixed_precision
         self.model = None
@@ -193,7 +197,7 @@ class FoldTrainer:
         if backup_dir:
             fit_callbacks.insert(0, PeriodicBackupAndRestore(str(backup_dir), 60.0 * cfg.backup_minutes))
         if spec.aux_losses:  # class weights enter the per-output sample weights
-            targets, weights = build_targets(y, aus, self.num_classes, spec.aux_losses, cw)
+            targets, weights = build_targets(y, aus, self.num_classes, spec.aux_losses, cw, classes=self.classes)
             cw = None
         else:
             targets, weights = y, None
@@ -208,7 +212,8 @@ class FoldTrainer:
 
 def fit_model(x: np.ndarray, y: np.ndarray, num_classes: int, cfg: TrainConfig,
               strategy: tf.distribute.Strategy | None = None, callbacks: Sequence = (),
-              aus: Sequence[Sequence[str]] | None = None, backup_dir: str | Path | None = None) -> keras.Model:
+              aus: Sequence[Sequence[str]] | None = None, backup_dir: str | Path | None = None,
+              classes: Sequence[str] | None = None) -> keras.Model:
     """Build, compile and fit one model on (x, y) for ``cfg.epochs`` epochs.
 
     Single-output models train with sparse cross-entropy (and Keras class weights). Models with
@@ -224,13 +229,14 @@ def fit_model(x: np.ndarray, y: np.ndarray, num_classes: int, cfg: TrainConfig,
     Args:
         x: (N, ...) inputs; y: (N,) int labels; aus: per sample its AUs (for AU heads), or None.
         backup_dir: folder for the per-epoch backup (removed when the fit ends), or None.
+        classes: the K class names (the emotion -> AU prior of AU heads; see :class:`FoldTrainer`).
     Returns:
         The fitted ``keras.Model`` (its ``predictions`` output gives the softmax; float32 outputs
         also under ``cfg.mixed_precision``).
     Raises:
         RunFolderError: an unreadable backup in ``backup_dir``.
     """
-    return FoldTrainer(x.shape[1:], num_classes, cfg, strategy).fit(x, y, callbacks, aus, backup_dir)
+    return FoldTrainer(x.shape[1:], num_classes, cfg, strategy, classes).fit(x, y, callbacks, aus, backup_dir)
 
 
 def weights_fingerprint(model: keras.Model) -> str:

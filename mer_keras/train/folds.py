@@ -92,7 +92,7 @@ def run_folds(x: np.ndarray, y: np.ndarray, folds: Sequence[Fold], classes: Sequ
             callbacks = list(fold_callbacks(group)) if fold_callbacks else []
             if len(group) == 1:
                 fold = group[0]
-                single = single or FoldTrainer(x.shape[1:], len(classes), cfg, strategy)
+                single = single or FoldTrainer(x.shape[1:], len(classes), cfg, strategy, classes)
                 if checkpoints:
                     keep = CheckpointPredictions([(None, x[fold.test])], checkpoints)
                     callbacks.append(keep)

@@ -7,9 +7,11 @@ target kind (:data:`mer_keras.registry.AUX_TARGETS`) and a default loss weight:
 * ``proposal``: (B, K) sigmoid scores, one per class; target the one-hot class, binary
   cross-entropy (each branch separates its own expression from the rest; Zhou et al., PR 2022).
 * ``au``: (B, A) sigmoid AU scores over :data:`mer_keras.facs.AU_VOCABULARY`; target the coding
-  sheet's AUs as a multi-hot vector, binary cross-entropy, weight 0 for clips coded with no AU of
-  the vocabulary (masked out of the loss).
-* ``au_cluster``: (B, D) embedding; target the same multi-hot AUs; :func:`au_centre_loss`.
+  sheet's AUs as a multi-hot vector, binary cross-entropy. A clip coded with no AU of the
+  vocabulary (all of SMIC) takes its emotion's row of the emotion -> AU table instead, a soft
+  target (:func:`with_au_prior`); a clip whose class has no row is masked out of the loss.
+* ``au_cluster``: (B, D) embedding; target the same AUs (soft for the table rows, which then
+  weigh each AU's centre); :func:`au_centre_loss`.
 
 The trainer (:mod:`mer_keras.train.fit`) turns labels and samples into these targets, so every
 model trains through the same ``fit``; nothing here looks at test subjects.
@@ -46,6 +48,25 @@ def au_targets(aus: Sequence[Sequence[str]],
     return targets, (targets.sum(1) > 0).astype(np.float32)
 
 
+def with_au_prior(y: np.ndarray, au: np.ndarray, known: np.ndarray, classes: Sequence[str],
+                  vocabulary: Sequence[str] = AU_VOCABULARY) -> tuple[np.ndarray, np.ndarray]:
+    """AU targets where clips without codes take their class's prior (:func:`mer_keras.facs.emotion_au_prior`).
+
+    Args:
+        y: (N,) int labels. au: (N, A) multi-hot codes. known: (N,) 1.0 where a clip is coded.
+    Returns:
+        ``(targets, mask)``: (N, A) float32 (codes, or the soft prior row of the clip's class) and
+        (N,) float32 1.0 where a clip now has a target.
+    """
+    from mer_keras.facs import emotion_au_prior
+
+    prior, has = emotion_au_prior(y, au, known, classes, vocabulary)
+    fill = (known == 0) & has[y]
+    au = au.copy()
+    au[fill] = prior[y[fill]]
+    return au, np.where(fill, 1.0, known).astype(np.float32)
+
+
 @keras.saving.register_keras_serializable(package="mer_keras")
 def au_centre_loss(y_true, y_pred):
     """Clustering constraint: pull the embeddings of clips that share an AU to their centre.
@@ -59,7 +80,8 @@ def au_centre_loss(y_true, y_pred):
     Give it a normalised embedding (``au_convlstm`` does), or it can be met by shrinking it.
 
     Args:
-        y_true: (B, A) float32 multi-hot AUs. y_pred: (B, D) float32 embeddings.
+        y_true: (B, A) float32 AU weights in [0, 1]: multi-hot codes, or a soft row of the
+            emotion -> AU table (:func:`with_au_prior`). y_pred: (B, D) float32 embeddings.
     Returns:
         (B,) float32 per-clip loss, >= 0.
     """
@@ -95,12 +117,17 @@ def aux_losses_for(spec_aux: dict[str, tuple[str, float]],
 
 def build_targets(y: np.ndarray, aus: Sequence[Sequence[str]] | None, num_classes: int,
                   spec_aux: dict[str, tuple[str, float]], class_weight: dict[int, float] | None,
-                  vocabulary: Sequence[str] = AU_VOCABULARY) -> tuple[dict, dict]:
+                  vocabulary: Sequence[str] = AU_VOCABULARY,
+                  classes: Sequence[str] | None = None) -> tuple[dict, dict]:
     """Targets and per-sample weights of every output, for ``fit``.
 
     Args:
-        y: (N,) int class labels. aus: per clip its AUs (``None``: no AU labels at all, so the AU
-        heads are masked out everywhere). class_weight: {class: weight} or None.
+        y: (N,) int class labels. aus: per clip its AUs (``None``: no clip has AU codes).
+        class_weight: {class: weight} or None. classes: the K class names; with them, a clip
+        without AU codes gets its class's row of the emotion -> AU table
+        (:func:`mer_keras.facs.emotion_au_prior`, fitted on these training clips) as a soft AU
+        target, so the AU heads also learn on databases without AU coding (SMIC). Without them,
+        or for a class the table does not know, such clips are masked out of the AU losses.
     Returns:
         ``(targets, sample_weights)``: dicts keyed by output name of (N, ...) float32 arrays. The
         class weight applies to ``predictions`` and ``proposal``; the AU mask to ``au`` and
@@ -112,6 +139,8 @@ def build_targets(y: np.ndarray, aus: Sequence[Sequence[str]] | None, num_classe
     weights = {"predictions": cw}
     au, known = au_targets(aus, vocabulary) if aus is not None else (np.zeros((n, len(vocabulary)), np.float32),
                                                                       np.zeros(n, np.float32))
+    if classes is not None and any(kind in ("au", "au_cluster") for kind, _ in spec_aux.values()):
+        au, known = with_au_prior(np.asarray(y), au, known, classes, vocabulary)
     for out, (kind, _) in spec_aux.items():
         if kind == "proposal":
             targets[out] = np.eye(num_classes, dtype=np.float32)[y]

@@ -105,3 +105,41 @@ def test_initialise_from_copies_matching_layers_and_freezes(tmp_path):
         initialise_from(create_model("ststnet", 3), str(tmp_path / "source.keras"))
     with pytest.raises(ValueError, match="would stay frozen at random weights"):  # 5 -> 3 classes: not copied
         initialise_from(create_model("learnet", 3), str(tmp_path / "source.keras"), freeze_until="predictions")
+
+
+def test_emotion_au_prior_table_and_blend_with_training_codes():
+    """The emotion -> AU table (EMFACS) for uncoded clips, blended with the codes of coded training clips."""
+    from mer_keras.facs import PRIOR_STRENGTH, emotion_au_prior, table_au_prior
+
+    a = AU_VOCABULARY.index
+    positive = table_au_prior("Positive")
+    assert positive[a("AU12")] == 1 and positive[a("AU6")] == 1 and positive.sum() == 2
+    negative = table_au_prior("negative")  # anger, disgust, fear, sadness, contempt, each 1/5
+    assert np.isclose(negative[a("AU4")], 3 / 5) and np.isclose(negative[a("AU14")], 1 / 5)
+    assert negative[a("AU12")] == 0 and table_au_prior("others") is None
+    classes = ("negative", "positive", "others")
+    y = np.array([0, 0, 1, 1, 2, 2])
+    coded, known = au_targets([("AU4",), ("AU4", "AU7"), (), (), ("AU45",), ("AU10",)])
+    prior, has = emotion_au_prior(y, coded, known, classes)
+    m = PRIOR_STRENGTH
+    assert np.isclose(prior[0, a("AU4")], (2 + m * 3 / 5) / (2 + m))  # two coded negatives + the table
+    np.testing.assert_allclose(prior[1], positive)  # no coded positive clip: the table alone
+    assert has.tolist() == [True, True, True] and prior[2, a("AU10")] == 1  # 'others': its one coded clip
+
+
+def test_uncoded_clips_get_their_class_prior_as_a_soft_au_target():
+    spec_aux = {"au": ("au", 0.5), "au_cluster": ("au_cluster", 0.1)}
+    y = np.array([0, 1, 2, 2, 3])
+    aus = [("AU4",), (), (), ("AU1", "AU2"), ()]
+    t, w = build_targets(y, aus, 4, spec_aux, None, classes=("negative", "positive", "tense", "others"))
+    a = AU_VOCABULARY.index
+    np.testing.assert_array_equal(w["au"], [1, 1, 1, 1, 0])  # 'others': no table row, no coded clip: masked
+    assert t["au"][1, a("AU12")] == 1 and t["au"][1, a("AU6")] == 1  # positive, uncoded: the table row
+    assert t["au"][0, a("AU4")] == 1 and t["au"][0].sum() == 1  # a coded clip keeps its codes
+    np.testing.assert_array_equal(t["au"][2], t["au"][3])  # 'tense', not in the table: its coded clips' mean
+    t0, w0 = build_targets(y, aus, 4, spec_aux, None)  # without class names: masked, as before
+    np.testing.assert_array_equal(w0["au"], [1, 0, 0, 1, 0])
+    # SMIC-like: nothing coded at all -> every clip of a known class gets the table
+    t2, w2 = build_targets(y, None, 4, spec_aux, None, classes=("negative", "positive", "surprise", "happy"))
+    np.testing.assert_array_equal(w2["au_cluster"], [1, 1, 1, 1, 1])
+    assert t2["au"][2, a("AU1")] == 1 and t2["au"][2, a("AU26")] == 1
