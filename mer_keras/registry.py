@@ -19,7 +19,7 @@ from mer_keras.preprocess.representation import REPRESENTATIONS, RepresentationC
 AUX_TARGETS = ("proposal", "au", "au_cluster")
 
 #: ``mer-keras train`` options a named recipe may set.
-RECIPE_KEYS = ("lr", "epochs", "batch_size", "augment", "shift", "class_weight")
+RECIPE_KEYS = ("lr", "epochs", "batch_size", "augment", "shift", "class_weight", "variant")
 
 #: Adam learning rate of models whose paper gives none that the project follows (``--lr`` overrides).
 DEFAULT_LR = 1e-3

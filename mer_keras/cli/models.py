@@ -9,7 +9,8 @@ def recipe_text(values: dict) -> str:
     """One line of a recipe's training options, e.g. ``lr 5e-05, 500 epochs, batch 256, no flips``."""
     words = {"lr": lambda v: f"lr {v:g}", "epochs": lambda v: f"{v} epochs", "batch_size": lambda v: f"batch {v}",
              "augment": lambda v: "flips" if v else "no flips", "shift": lambda v: f"shift {v} px",
-             "class_weight": lambda v: "balanced class weights" if v else "unweighted"}
+             "class_weight": lambda v: "balanced class weights" if v else "unweighted",
+             "variant": lambda v: f"variant {v}"}
     return ", ".join(words[k](v) for k, v in values.items() if k in words)
 
 

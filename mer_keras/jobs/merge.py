@@ -23,7 +23,7 @@ from mer_keras.runs import FINAL_MODEL_FILES, RunFolder, new_run, record_of
 
 #: Options that change a run's fold results: runs merged together must agree on all of them.
 RESULT_OPTIONS = ("model", "data", "protocol", "test_data", "apex", "representation", "variant", "epochs",
-                  "batch_size", "lr", "seed", "subjects", "clips", "faces", "augment", "class_weight",
+                  "batch_size", "lr", "seed", "subjects", "clips", "faces", "augment", "shift", "class_weight",
                   "flow_method", "aux_weights", "init_from", "freeze_until", "deterministic", "mixed_precision",
                   "representation_config", "dataset", "classes")
 

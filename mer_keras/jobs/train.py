@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, fields, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -64,8 +64,7 @@ def resolve_options(opts: TrainOptions) -> tuple[TrainOptions, RepresentationCon
 
     validate(opts)
     spec = get_spec(opts.model)
-    if opts.recipe:
-        opts = apply_recipe(opts, spec.recipe(opts.recipe))
+    opts = apply_recipe(opts, spec.recipe(opts.recipe) if opts.recipe else {})
     if opts.lr is None:
         opts = replace(opts, lr=spec.learning_rate)  # recorded in config.json as used
     rep = spec.data_config(opts.representation, opts.flow_method)
@@ -102,13 +101,22 @@ def resolve_options(opts: TrainOptions) -> tuple[TrainOptions, RepresentationCon
 
 
 def apply_recipe(opts: TrainOptions, recipe: dict) -> TrainOptions:
-    """``opts`` with a named recipe's values for every option still at its default.
+    """``opts`` with every recipe option that was not given (``None``) filled: the recipe's value,
+    else the project's default (:class:`~mer_keras.train.config.TrainConfig`).
 
-    An option given with another value than its default (``--recipe paper --epochs 50``) keeps
-    that value; ``lr`` is set unless given. The result records the values used.
+    An option given explicitly keeps its value (``--recipe paper --epochs 50``, or ``--augment``
+    under a recipe without flips); ``lr`` stays ``None`` without a recipe value (the model's
+    rate is filled later). The result records the values used.
     """
-    defaults = {f.name: f.default for f in fields(TrainOptions)}
-    changes = {k: v for k, v in recipe.items() if getattr(opts, k) == defaults[k]}
+    from mer_keras.train.config import TrainConfig
+
+    project = TrainConfig()
+    changes = {}
+    for key in ("epochs", "batch_size", "augment", "shift", "class_weight", "lr", "variant"):
+        if getattr(opts, key) is None:
+            value = recipe.get(key, getattr(project, key, None) if key not in ("lr", "variant") else None)
+            if value is not None:
+                changes[key] = value
     return replace(opts, **changes)
 
 

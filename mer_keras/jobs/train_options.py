@@ -125,11 +125,12 @@ class TrainOptions:
     variant: str | None = option(None, "Architecture variant: learnet paper|released, htnet paper|small, "
                                  "feature_refinement one_stream|paper (see `mer-keras models`).")
     recipe: str | None = option(None, "Training recipe: project (the defaults) or paper (the paper's or official "
-                                "code's lr, epochs, batch size, flips and class weighting, where the model has one; "
-                                "see `mer-keras models`). Options given with other values than their defaults "
-                                "override it.")
-    epochs: int = option(_TRAINING.epochs, "Fixed epochs per fold (no early stopping on test data).", min=1)
-    batch_size: int = option(_TRAINING.batch_size, "Global batch size.", min=1)
+                                "code's lr, epochs, batch size, flips, class weighting and variant, where the model "
+                                "has one; see `mer-keras models`). Options given explicitly override it.")
+    epochs: int | None = option(None, f"Fixed epochs per fold (no early stopping on test data); default: "
+                                f"{_TRAINING.epochs}, or the recipe's.", min=1)
+    batch_size: int | None = option(None, f"Global batch size; default: {_TRAINING.batch_size}, or the recipe's.",
+                                    min=1)
     lr: float | None = option(None, "Adam learning rate (default: the model's, see `mer-keras models`).", above=0.0)
     seed: int = option(_TRAINING.seed, "Seed of the synthetic data and of training.")
     out: str = option("runs", "Parent folder of the run folder.")
@@ -141,11 +142,12 @@ class TrainOptions:
                                      cli_type=str, parse=parse_folds)
     export: bool = option(True, "Write TFLite fp32 and int8 models.", secondary="--no-export")
     strategy: str = option("auto", "tf.distribute strategy.", choices=_strategies)
-    augment: bool = option(_TRAINING.augment, "Random horizontal flips.", secondary="--no-augment")
-    shift: int = option(_TRAINING.shift, "Random translations of training images by up to this many pixels "
-                        "(edges repeated); 0: none.", min=0)
-    class_weight: bool = option(_TRAINING.class_weight, "Balanced class weights from the training folds.",
-                                secondary="--no-class-weight")
+    augment: bool | None = option(None, "Random horizontal flips; default: on, or the recipe's.",
+                                  secondary="--no-augment")
+    shift: int | None = option(None, "Random translations of training images by up to this many pixels "
+                               f"(edges repeated); 0: none; default: {_TRAINING.shift}, or the recipe's.", min=0)
+    class_weight: bool | None = option(None, "Balanced class weights from the training folds; default: on, or the "
+                                       "recipe's.", secondary="--no-class-weight")
     flow_method: str = option("tvl1", "Optical flow method (flow representation).", choices=_flow_methods)
     flow_encoding: str | None = option(None, "How flow becomes 0..255: fixed (one scale for every clip) or minmax "
                                        "(each channel of each image stretched, as published flow sets are); default: "

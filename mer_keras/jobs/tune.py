@@ -144,6 +144,13 @@ def tune(opts: TuneOptions, console=None) -> Path:
     if opts.strategy not in ("auto", "default"):
         raise OptionError(f"--strategy {opts.strategy}: tune trains on one device (its inner fits are small)")
     space = opts.space or default_space(opts.lr, rep.regions)
+    if opts.recipe:  # the recipe's lr is the centre of the default lr range; other searched keys would be dropped
+        from mer_keras.registry import get_spec
+
+        searched = set(space) & (set(get_spec(opts.model).recipe(opts.recipe)) - {"lr"})
+        if searched:
+            raise OptionError(f"--recipe {opts.recipe} sets {', '.join(sorted(searched))}, which tune searches: give "
+                              "--space without them, or leave out --recipe")
     if rep.regions and any(v for v in space.get("shift", ())) or (rep.regions and opts.shift):
         raise OptionError(f"--space shift / --shift: {opts.model}'s input is {rep.regions} regions tiled 2 x 2; a "
                           "translation would move one region's pixels into its neighbour's tile")

@@ -80,7 +80,8 @@ def apply_expression_branch(shared, k: int, feature_dim: int, attention_filters:
 @register_model("feature_refinement", representation="flow", input_shape=(28, 28, 3),
                 citation="Zhou et al., Pattern Recognition 2022", aux_losses={"proposal": ("proposal", 1.0)},
                 explain_layer=("inception2_downsample", "shared"), variants=VARIANTS,
-                recipes={"paper": dict(lr=1e-4, batch_size=3, epochs=40, augment=False, class_weight=False,
+                recipes={"paper": dict(variant="paper", lr=1e-4, batch_size=3, epochs=40, augment=False,
+                                       class_weight=False,
                                        source="the authors' Dual-Inception code (its class_weight='auto' weighs "
                                               "nothing in Keras 2.2); not its checkpoint chosen on validation "
                                               "subjects")})

@@ -7,9 +7,10 @@ target kind (:data:`mer_keras.registry.AUX_TARGETS`) and a default loss weight:
 * ``proposal``: (B, K) sigmoid scores, one per class; target the one-hot class, binary
   cross-entropy (each branch separates its own expression from the rest; Zhou et al., PR 2022).
 * ``au``: (B, A) sigmoid AU scores over :data:`mer_keras.facs.AU_VOCABULARY`; target the coding
-  sheet's AUs as a multi-hot vector, binary cross-entropy. A clip coded with no AU of the
-  vocabulary (all of SMIC) takes its emotion's row of the emotion -> AU table instead, a soft
-  target (:func:`with_au_prior`); a clip whose class has no row is masked out of the loss.
+  sheet's AUs as a multi-hot vector, binary cross-entropy. A clip with no AU coding (all of
+  SMIC) takes its emotion's row of the emotion -> AU table instead, a soft target
+  (:func:`with_au_prior`); a clip whose class has no row, or coded only with AUs outside the
+  vocabulary, is masked out of the loss.
 * ``au_cluster``: (B, D) embedding; target the same AUs (soft for the table rows, which then
   weigh each AU's centre); :func:`au_centre_loss`.
 
@@ -49,11 +50,15 @@ def au_targets(aus: Sequence[Sequence[str]],
 
 
 def with_au_prior(y: np.ndarray, au: np.ndarray, known: np.ndarray, classes: Sequence[str],
-                  vocabulary: Sequence[str] = AU_VOCABULARY) -> tuple[np.ndarray, np.ndarray]:
+                  vocabulary: Sequence[str] = AU_VOCABULARY,
+                  uncoded: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """AU targets where clips without codes take their class's prior (:func:`mer_keras.facs.emotion_au_prior`).
 
     Args:
-        y: (N,) int labels. au: (N, A) multi-hot codes. known: (N,) 1.0 where a clip is coded.
+        y: (N,) int labels. au: (N, A) multi-hot codes. known: (N,) 1.0 where a clip is coded with
+        an AU of the vocabulary. uncoded: (N,) bool, True where a clip has no AU code at all
+        (default: where ``known`` is 0). A clip coded only with AUs outside the vocabulary (AU45,
+        SAMM's head movements) is neither: it stays masked, since the table would contradict it.
     Returns:
         ``(targets, mask)``: (N, A) float32 (codes, or the soft prior row of the clip's class) and
         (N,) float32 1.0 where a clip now has a target.
@@ -61,7 +66,7 @@ def with_au_prior(y: np.ndarray, au: np.ndarray, known: np.ndarray, classes: Seq
     from mer_keras.facs import emotion_au_prior
 
     prior, has = emotion_au_prior(y, au, known, classes, vocabulary)
-    fill = (known == 0) & has[y]
+    fill = (known == 0) & (uncoded if uncoded is not None else True) & has[y]
     au = au.copy()
     au[fill] = prior[y[fill]]
     return au, np.where(fill, 1.0, known).astype(np.float32)
@@ -140,7 +145,8 @@ def build_targets(y: np.ndarray, aus: Sequence[Sequence[str]] | None, num_classe
     au, known = au_targets(aus, vocabulary) if aus is not None else (np.zeros((n, len(vocabulary)), np.float32),
                                                                       np.zeros(n, np.float32))
     if classes is not None and any(kind in ("au", "au_cluster") for kind, _ in spec_aux.values()):
-        au, known = with_au_prior(np.asarray(y), au, known, classes, vocabulary)
+        uncoded = np.array([len(a) == 0 for a in aus], bool) if aus is not None else np.ones(n, bool)
+        au, known = with_au_prior(np.asarray(y), au, known, classes, vocabulary, uncoded=uncoded)
     for out, (kind, _) in spec_aux.items():
         if kind == "proposal":
             targets[out] = np.eye(num_classes, dtype=np.float32)[y]

@@ -120,8 +120,15 @@ def test_named_recipes_set_only_the_options_left_at_their_defaults():
 
     opts, _ = resolve_options(TrainOptions(model="ststnet", recipe="paper"))
     assert (opts.lr, opts.epochs, opts.batch_size, opts.augment, opts.class_weight) == (5e-5, 500, 256, False, False)
-    opts, _ = resolve_options(TrainOptions(model="ststnet", recipe="paper", epochs=50, lr=1e-4))
-    assert (opts.lr, opts.epochs, opts.batch_size) == (1e-4, 50, 256)
+    opts, _ = resolve_options(TrainOptions(model="ststnet", recipe="paper", epochs=80, lr=1e-4, augment=True))
+    assert (opts.lr, opts.epochs, opts.batch_size, opts.augment) == (1e-4, 80, 256, True)  # given: kept, even defaults
+    opts, _ = resolve_options(TrainOptions(model="ststnet"))  # no recipe: the project's defaults, recorded
+    assert (opts.lr, opts.epochs, opts.batch_size, opts.augment, opts.shift, opts.class_weight) == \
+        (1e-3, 80, 32, True, 0, True)
+    fr, _ = resolve_options(TrainOptions(model="feature_refinement", recipe="paper"))
+    assert (fr.variant, fr.batch_size, fr.epochs) == ("paper", 3, 40)  # the authors' system: variant and training
+    assert resolve_options(TrainOptions(model="feature_refinement", recipe="paper", variant="one_stream"))[0].variant \
+        == "one_stream"
     assert resolve_options(TrainOptions(model="htnet", recipe="paper"))[0].epochs == 800
     project = vars(resolve_options(TrainOptions(model="ststnet", recipe="project"))[0])
     assert project == {**vars(resolve_options(TrainOptions(model="ststnet"))[0]), "recipe": "project"}

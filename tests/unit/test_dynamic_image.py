@@ -70,6 +70,13 @@ def test_weighting_reaches_the_representation():
     from mer_keras.errors import OptionError
     from mer_keras.preprocess.representation import RepresentationConfig
 
-    assert RepresentationConfig(dynamic_image="authors").dynamic_image == "authors"
+    from mer_keras.data.pipeline import config_key
+
+    # the weighting is part of the cache key (and of metadata.json): the two images are never mixed up,
+    # while caches made before the option existed keep their key
+    assert config_key(RepresentationConfig(dynamic_image="authors")) != config_key(RepresentationConfig())
+    assert config_key(RepresentationConfig()) == config_key(RepresentationConfig(dynamic_image="bilen"))
+    old_run = {"representation": "dynamic_image", "size": 112, "crop": 128, "flow_method": "tvl1"}  # before the option
+    assert RepresentationConfig.from_dict(old_run).dynamic_image == "bilen"
     with pytest.raises(OptionError, match="applies to the dynamic_image representation"):
         RepresentationConfig(representation="flow", size=28, dynamic_image="authors")

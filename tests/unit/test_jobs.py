@@ -35,9 +35,11 @@ def test_bad_option_values_are_refused_by_name(change, flag):
 def test_good_defaults_validate_and_training_defaults_are_written_once():
     validate(TrainOptions())
     lib = TrainConfig()
-    for name in ("model", "epochs", "batch_size", "seed", "augment", "class_weight", "deterministic",
-                 "mixed_precision", "backup_minutes"):
+    for name in ("model", "seed", "deterministic", "mixed_precision", "backup_minutes"):
         assert getattr(TrainOptions(), name) == getattr(lib, name), name
+    resolved, _ = resolve_options(TrainOptions())  # the options a recipe may set are filled from the library's
+    for name in ("epochs", "batch_size", "augment", "shift", "class_weight"):
+        assert getattr(TrainOptions(), name) is None and getattr(resolved, name) == getattr(lib, name), name
 
 
 def test_resolve_fills_the_model_defaults_without_building_a_model(monkeypatch):
@@ -139,11 +141,11 @@ def test_the_command_is_built_from_the_schema():
 def test_train_help_shows_every_option_with_its_default():
     from mer_keras.cli.main import app
 
-    res = CliRunner().invoke(app, ["train", "--help"], terminal_width=250)
+    res = CliRunner().invoke(app, ["train", "--help"], terminal_width=250, env={"COLUMNS": "250"})
     assert res.exit_code == 0
     for f in fields(TrainOptions):
         assert flag_name(f) in res.output, f.name
-    assert "[default: 80]" in res.output and "[default: 32]" in res.output
+    assert "default: 80, or the" in res.output and "default: 32, or the" in res.output  # epochs, batch size
 
 
 def test_run_folder_round_trips_folds_and_refuses_bad_ones(tmp_path):

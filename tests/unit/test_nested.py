@@ -137,6 +137,8 @@ def test_no_outer_test_subject_reaches_its_inner_loop(tmp_path, monkeypatch):
     assert reused["per_subject"] == selection["per_subject"] and reused["reused_from"] == str(run)
     with pytest.raises(OptionError, match="space"):
         tune(replace(opts, selection_from=str(run), space=parse_space(["lr=1e-4", "epochs=2"])))
+    with pytest.raises(OptionError, match="--recipe paper sets epochs, which tune searches"):
+        tune(replace(opts, recipe="paper", space=None))  # the default space searches the recipe's epochs
 
 
 def test_a_killed_tune_resumes_without_scoring_a_finished_recipe_again(tmp_path, monkeypatch):

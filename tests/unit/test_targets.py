@@ -134,6 +134,9 @@ def test_uncoded_clips_get_their_class_prior_as_a_soft_au_target():
     t, w = build_targets(y, aus, 4, spec_aux, None, classes=("negative", "positive", "tense", "others"))
     a = AU_VOCABULARY.index
     np.testing.assert_array_equal(w["au"], [1, 1, 1, 1, 0])  # 'others': no table row, no coded clip: masked
+    _, w45 = build_targets(np.array([0, 0]), [("AU45",), ()], 3, spec_aux, None,
+                           classes=("negative", "positive", "surprise"))
+    np.testing.assert_array_equal(w45["au"], [0, 1])  # coded, but only outside the vocabulary: not given the table
     assert t["au"][1, a("AU12")] == 1 and t["au"][1, a("AU6")] == 1  # positive, uncoded: the table row
     assert t["au"][0, a("AU4")] == 1 and t["au"][0].sum() == 1  # a coded clip keeps its codes
     np.testing.assert_array_equal(t["au"][2], t["au"][3])  # 'tense', not in the table: its coded clips' mean
