@@ -67,10 +67,9 @@ def test_authors_image_is_bilen_plus_weighted_mean_frame():
 
 
 def test_weighting_reaches_the_representation():
+    from mer_keras.data.pipeline import config_key
     from mer_keras.errors import OptionError
     from mer_keras.preprocess.representation import RepresentationConfig
-
-    from mer_keras.data.pipeline import config_key
 
     # the weighting is part of the cache key (and of metadata.json): the two images are never mixed up,
     # while caches made before the option existed keep their key
