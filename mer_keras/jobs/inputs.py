@@ -34,6 +34,7 @@ class DataRequest:
         protocol: ``loso``, ``composite`` or ``cross``; test_data / test_root: the cross protocol's
             test database. strict: stop at the first bad record. apex: apex policy for sheets
             without one. subjects, clips, seed, faces: the synthetic set. cache_dir: cache root.
+            synthetic_expression: ``micro`` (default) or ``macro`` synthetic clips.
     """
 
     data: str
@@ -48,6 +49,7 @@ class DataRequest:
     seed: int
     faces: str | None
     cache_dir: str | None
+    synthetic_expression: str = "micro"
 
     @classmethod
     def of(cls, opts) -> DataRequest:
@@ -80,14 +82,15 @@ def load_data(req: DataRequest, console) -> Dataset:
     if req.data == "synthetic":
         from mer_keras.data.synthetic import SyntheticConfig
 
-        cfg = SyntheticConfig(subjects=req.subjects, clips_per_subject=req.clips, seed=req.seed)
+        cfg = SyntheticConfig.for_expression(req.synthetic_expression, subjects=req.subjects,
+                                             clips_per_subject=req.clips, seed=req.seed)
         with progress_bar(console) as prog:
             task = prog.add_task("synthetic clips", total=cfg.subjects * cfg.clips_per_subject, info="")
             ds = load_dataset("synthetic", cache_dir=req.cache_dir, synthetic=cfg, faces=req.faces,
                               progress=lambda d, t: prog.update(task, completed=d))
             prog.update(task, completed=len(ds.samples))
-        console.print(f"synthetic data: {len(ds.samples)} clips of {cfg.subjects} subjects, cached at {ds.root}",
-                      soft_wrap=True)
+        console.print(f"synthetic data: {len(ds.samples)} {req.synthetic_expression}-expression clips of "
+                      f"{cfg.subjects} subjects, cached at {ds.root}", soft_wrap=True)
         return ds
     ds = load_dataset(req.data, req.root, strict=req.strict, apex_policy=req.apex, cache_dir=req.cache_dir)
     console.print(f"{ds.name}: {len(ds.samples) + len(ds.images)} samples of {len(ds.subjects)} subjects in classes "

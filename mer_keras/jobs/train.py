@@ -64,6 +64,9 @@ def resolve_options(opts: TrainOptions) -> tuple[TrainOptions, RepresentationCon
 
     validate(opts)
     spec = get_spec(opts.model)
+    if opts.synthetic_expression != "micro" and opts.data != "synthetic":
+        raise OptionError(f"--synthetic-expression {opts.synthetic_expression} applies to the synthetic set, not "
+                          f"--data {opts.data}")
     opts = apply_recipe(opts, spec.recipe(opts.recipe) if opts.recipe else {})
     if opts.lr is None:
         opts = replace(opts, lr=spec.learning_rate)  # recorded in config.json as used

@@ -65,6 +65,12 @@ def _flow_encodings():
     return FLOW_ENCODINGS
 
 
+def _expressions():
+    from mer_keras.data.synthetic.config import EXPRESSIONS
+
+    return EXPRESSIONS
+
+
 def _di_weightings():
     from mer_keras.preprocess.dynamic_image import WEIGHTINGS
 
@@ -137,6 +143,9 @@ class TrainOptions:
     subjects: int = option(_SYNTHETIC.subjects, "Synthetic pseudo-subjects.", min=2)
     clips: int = option(_SYNTHETIC.clips_per_subject, "Synthetic clips per subject.", min=1)
     faces: str | None = option(None, "Folder of extra face photos for the synthetic set.")
+    synthetic_expression: str = option("micro", "Synthetic clips of micro-expressions, or macro-expressions (the "
+                                       "same AUs, about 4x larger and longer) for pretraining "
+                                       "(--folds none; then --init-from).", choices=_expressions)
     folds: list[str] | None = option(None, "Comma-separated LOSO test subjects to run (default: all); `none`: no "
                                      "fold, only the final model. Pool runs with `mer-keras merge`.",
                                      cli_type=str, parse=parse_folds)

@@ -57,6 +57,7 @@ def test_resolve_fills_the_model_defaults_without_building_a_model(monkeypatch):
     (TrainOptions(variant="v3"), OptionError, "--variant 'v3': learnet has variants paper, released"),
     (TrainOptions(model="ststnet", variant="paper"), OptionError, "ststnet has no variants"),
     (TrainOptions(freeze_until="conv1"), OptionError, "--freeze-until needs --init-from"),
+    (TrainOptions(data="casme2", synthetic_expression="macro"), OptionError, "applies to the synthetic set"),
     (TrainOptions(init_from="/no/such/model.keras"), ModelFileError, "no model at /no/such/model.keras"),
     (TrainOptions(model="au_convlstm", representation="flow"), OptionError, "does not fit it"),
     (TrainOptions(model="feature_refinement", aux_weights={"nope": 1.0}), OptionError, "nope"),

@@ -141,3 +141,25 @@ def test_bad_coding_sheet_names_sheet_and_row(tiny_synthetic, tmp_path):
     sheet.drop(columns=["OnsetFrame"]).to_csv(copy / "coding.csv", index=False)
     with pytest.raises(ValueError, match=r"missing column\(s\) \['OnsetFrame'\]"):
         load_samples(copy)
+
+
+def test_macro_expressions_are_the_same_aus_larger_and_longer():
+    """``--synthetic-expression macro`` (pretraining): about 4x the apex motion, 0.5-1.5 s (issue 19)."""
+    import pytest
+
+    from mer_keras.data.synthetic.config import MACRO_EXPRESSION
+
+    micro, macro = SyntheticConfig.for_expression("micro"), SyntheticConfig.for_expression("macro", subjects=3)
+    assert micro == SyntheticConfig() and macro.subjects == 3 and macro.amplitude == MACRO_EXPRESSION["amplitude"]
+    with pytest.raises(ValueError, match="unknown synthetic expression"):
+        SyntheticConfig.for_expression("mega")
+    photos = bundled_face_photos()
+    subject = make_subjects(photos, 1, 192, seed=3, landmarker=FaceMeshLandmarker())[0]
+    for cfg, (lo, hi), (d_lo, d_hi) in ((micro, micro.amplitude, micro.duration),
+                                        (macro, macro.amplitude, macro.duration)):
+        for k in range(3):
+            frames, info = render_clip(subject, cfg, np.random.default_rng(k))
+            assert lo <= info["amplitude_iod"] <= hi
+            assert d_lo * cfg.fps - 2 <= info["offset"] - info["onset"] <= d_hi * cfg.fps + 2
+            assert set(info["aus"]) <= set(AU_VOCABULARY)
+    assert macro.amplitude[0] > 1.5 * micro.amplitude[1] and macro.duration[0] > micro.duration[1]

@@ -10,6 +10,13 @@ GENERATOR_VERSION = 3
 CLASSES = ("negative", "positive", "surprise")
 #: Class frequencies of the generated clips, imbalanced like the real composite.
 CLASS_PROBABILITIES = (0.45, 0.30, 0.25)
+#: Kinds of expression the generator renders (``SyntheticConfig.for_expression``).
+EXPRESSIONS = ("micro", "macro")
+#: What changes for macro-expressions: the same AUs, about four times larger at the apex (0.15-0.35
+#: inter-ocular distances against 0.035-0.08) and longer (0.5-1.5 s onset to offset against
+#: 0.18-0.45 s; macro-expressions last 0.5-4 s, Yan et al., J. Nonverbal Behav. 2013), for
+#: pretraining on macro-expressions as micro-attention does (Wang et al., Neurocomputing 2020).
+MACRO_EXPRESSION = {"amplitude": (0.15, 0.35), "duration": (0.5, 1.5)}
 
 
 @dataclass(frozen=True)
@@ -51,3 +58,14 @@ class SyntheticConfig:
     roll_jitter: float = 0.03
     flicker: float = 0.015
     jpeg_quality: int = 95
+
+    @classmethod
+    def for_expression(cls, expression: str = "micro", **options) -> SyntheticConfig:
+        """The config of micro-expressions (the defaults) or macro-expressions (:data:`MACRO_EXPRESSION`).
+
+        Raises:
+            ValueError: an expression not in :data:`EXPRESSIONS`.
+        """
+        if expression not in EXPRESSIONS:
+            raise ValueError(f"unknown synthetic expression {expression!r}; expected one of {EXPRESSIONS}")
+        return cls(**{**(MACRO_EXPRESSION if expression == "macro" else {}), **options})
