@@ -60,12 +60,25 @@ def average_model(models, name: str):
     return keras.Model(inp, keras.layers.Average(name="predictions")(outs), name=name)
 
 
+def _same(key: str, a, b) -> bool:
+    """Equal values, or for ``root`` the same folder written two ways (relative to where each run
+    started, or absolute): both resolve, from here, to one existing path."""
+    if a == b:
+        return True
+    if key == "root" and a and b:
+        pa, pb = Path(a).resolve(), Path(b).resolve()
+        return pa == pb and pa.exists()
+    return False
+
+
 def _members(folders: list[RunFolder]) -> tuple[list[dict], list[dict]]:
     configs, folds = [], []
     for run in folders:
         config = run.read_config("cannot ensemble ")
         if configs:
             for key in SAME_DATA:
+                if _same(key, config.get(key), configs[0].get(key)):
+                    continue
                 if config.get(key) != configs[0].get(key):
                     raise OptionError(f"{run.path}: {key} is {config.get(key)!r} but {folders[0].path} has "
                                       f"{configs[0].get(key)!r}; an ensemble averages runs over the same clips and "

@@ -14,11 +14,11 @@ from mer_keras.runs import RunFolder
 CLASSES = ["negative", "positive", "surprise"]
 
 
-def fake_run(path, probs_by_subject, seed=0, classes=CLASSES):
+def fake_run(path, probs_by_subject, seed=0, classes=CLASSES, root="/d"):
     """A finished run folder (config, folds, results) without training: labels cycle over the classes."""
     run = RunFolder(path)
     path.mkdir(parents=True)
-    run.write_config({"model": "ststnet", "dataset": "megc2019-flow", "data": "megc2019-flow", "root": "/d",
+    run.write_config({"model": "ststnet", "dataset": "megc2019-flow", "data": "megc2019-flow", "root": root,
                       "protocol": "loso", "classes": classes, "seed": seed, "loso_subjects": sorted(probs_by_subject),
                       "representation_config": {"representation": "flow", "size": 28}})
     for subject, p in probs_by_subject.items():
@@ -57,6 +57,22 @@ def test_runs_on_other_data_or_other_clips_are_refused(tmp_path):
     RunFolder(c).fold_file("s1").write_text(json.dumps(fold))
     with pytest.raises(RunFolderError, match="test clips differ"):
         ensemble(EnsembleOptions(runs=[str(a), str(c)], out=str(tmp_path / "out")))
+
+
+def test_one_data_folder_written_relative_or_absolute_is_the_same_root(tmp_path, monkeypatch):
+    """Runs started from different folders record the same data root differently; others are refused."""
+    data = tmp_path / "shared" / "data"
+    data.mkdir(parents=True)
+    (tmp_path / "main").mkdir()
+    monkeypatch.chdir(tmp_path / "main")
+    p = {"s1": np.full((3, 3), 1 / 3)}
+    a = fake_run(tmp_path / "a", p, root="../shared/data")
+    b = fake_run(tmp_path / "b", p, seed=1, root=str(data))
+    assert ensemble(EnsembleOptions(runs=[str(a), str(b)], out=str(tmp_path / "out"), export=False)).is_dir()
+    (tmp_path / "other").mkdir()
+    c = fake_run(tmp_path / "c", p, seed=2, root=str(tmp_path / "other"))
+    with pytest.raises(OptionError, match="root"):
+        ensemble(EnsembleOptions(runs=[str(a), str(c)], out=str(tmp_path / "out"), export=False))
 
 
 def test_the_average_model_outputs_the_mean_of_its_members():
