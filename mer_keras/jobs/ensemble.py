@@ -61,13 +61,18 @@ def average_model(models, name: str):
 
 
 def _same(key: str, a, b) -> bool:
-    """Equal values, or for ``root`` the same folder written two ways (relative to where each run
-    started, or absolute): both resolve, from here, to one existing path."""
+    """Equal values; for ``root`` the same folder written two ways (relative to where each run
+    started, or absolute: both resolve, from here, to one existing path); for
+    ``representation_config`` the same config recorded before and after a field was added."""
     if a == b:
         return True
     if key == "root" and a and b:
         pa, pb = Path(a).resolve(), Path(b).resolve()
         return pa == pb and pa.exists()
+    if key == "representation_config" and a and b:  # fields added later take their defaults (what older runs used)
+        from mer_keras.preprocess.representation import RepresentationConfig
+
+        return RepresentationConfig.from_dict(dict(a)) == RepresentationConfig.from_dict(dict(b))
     return False
 
 

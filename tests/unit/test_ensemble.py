@@ -20,7 +20,7 @@ def fake_run(path, probs_by_subject, seed=0, classes=CLASSES, root="/d"):
     path.mkdir(parents=True)
     run.write_config({"model": "ststnet", "dataset": "megc2019-flow", "data": "megc2019-flow", "root": root,
                       "protocol": "loso", "classes": classes, "seed": seed, "loso_subjects": sorted(probs_by_subject),
-                      "representation_config": {"representation": "flow", "size": 28}})
+                      "representation_config": {"representation": "flow", "size": 28, "crop": 128, "flow_method": "tvl1"}})
     for subject, p in probs_by_subject.items():
         keys = [f"casme2/{subject}/c{i}" for i in range(len(p))]
         run.write_fold(subject, classes, keys, [classes[i % 3] for i in range(len(p))], np.asarray(p), {})
@@ -60,7 +60,8 @@ def test_runs_on_other_data_or_other_clips_are_refused(tmp_path):
 
 
 def test_one_data_folder_written_relative_or_absolute_is_the_same_root(tmp_path, monkeypatch):
-    """Runs started from different folders record the same data root differently; others are refused."""
+    """Runs started from different folders record the same data root differently, and newer versions
+    record a representation field that older ones left out (its default); other roots are refused."""
     data = tmp_path / "shared" / "data"
     data.mkdir(parents=True)
     (tmp_path / "main").mkdir()
@@ -68,6 +69,9 @@ def test_one_data_folder_written_relative_or_absolute_is_the_same_root(tmp_path,
     p = {"s1": np.full((3, 3), 1 / 3)}
     a = fake_run(tmp_path / "a", p, root="../shared/data")
     b = fake_run(tmp_path / "b", p, seed=1, root=str(data))
+    config = RunFolder(b).read_config()
+    config["representation_config"]["flow_encoding"] = "fixed"  # recorded by a newer version: its default spelled out
+    RunFolder(b).write_config(config)
     assert ensemble(EnsembleOptions(runs=[str(a), str(b)], out=str(tmp_path / "out"), export=False)).is_dir()
     (tmp_path / "other").mkdir()
     c = fake_run(tmp_path / "c", p, seed=2, root=str(tmp_path / "other"))
