@@ -11,6 +11,7 @@ model, their average is saved as one Keras model (one input, the members side by
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -193,7 +194,8 @@ def _write_average_model(folders: list[RunFolder], configs: list[dict], name: st
     from mer_keras.models.io import load_model, save_keras
 
     console = console or Console(quiet=True)
-    model = average_model([load_model(r.path / "model.keras") for r in folders], name=f"{name}_ensemble")
+    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", name)  # "ststnet+off_apexnet": TensorFlow scope names allow no '+'
+    model = average_model([load_model(r.path / "model.keras") for r in folders], name=f"{safe}_ensemble")
     path = dest.path / "model.keras"
     save_keras(model, path)
     files = {"model.keras": {"format": "keras", "sha256": sha256_file(path), "bytes": path.stat().st_size}}
