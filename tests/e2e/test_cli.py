@@ -184,3 +184,18 @@ def test_an_interrupted_run_resumes_without_redoing_finished_folds(tiny_flow_run
     (run / "metadata.json").unlink()
     res = runner.invoke(app, ["train", "--resume", str(run)])
     assert res.exit_code == 2 and "synthetic__sub01.json: its test clips differ" in res.output
+
+
+def test_macro_expression_pretraining_run(cache_dir, tmp_path):
+    """``--synthetic-expression macro --folds none``: only a final model, fitted on macro-expressions (issue 19)."""
+    from pathlib import Path
+
+    res = runner.invoke(app, ["train", "--model", "ststnet", "--flow-method", "dis", "--synthetic-expression", "macro",
+                              "--subjects", "2", "--clips", "3", "--epochs", "1", "--folds", "none", "--no-export",
+                              "--cache-dir", str(cache_dir), "--out", str(tmp_path)])
+    assert res.exit_code == 0, res.output
+    assert "6 macro-expression clips" in res.output
+    run = Path(res.output.strip().splitlines()[-1].strip())
+    assert json.loads((run / "config.json").read_text())["synthetic_expression"] == "macro"
+    assert (run / "model.keras").is_file()
+    assert not (run / "folds").exists() or not list((run / "folds").iterdir())  # no LOSO fold: pretraining only
