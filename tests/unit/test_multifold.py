@@ -86,7 +86,7 @@ def test_each_output_depends_only_on_its_own_input():
 def test_folds_trained_at_once_give_what_each_gives_alone(model):
     """(STSTNet too: tests/e2e/test_golden.py's manifest run trains its folds at once and matches
     the run folder of the code that trained one fold at a time.)"""
-    x, y, folds = uneven_set(n=48, subjects=5)
+    x, y, folds = uneven_set(n=36, subjects=4)
     cfg = dict(model=model, epochs=2, batch_size=8, flow_input=True, seed=4)
     alone = run_folds(x, y, folds, CLASSES, TrainConfig(**cfg, parallel_folds=1))
     together = run_folds(x, y, folds, CLASSES, TrainConfig(**cfg, parallel_folds=4))
