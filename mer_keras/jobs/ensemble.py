@@ -83,9 +83,7 @@ def _members(folders: list[RunFolder]) -> tuple[list[dict], list[dict]]:
         config = run.read_config("cannot ensemble ")
         if configs:
             for key in SAME_DATA:
-                if _same(key, config.get(key), configs[0].get(key)):
-                    continue
-                if config.get(key) != configs[0].get(key):
+                if not _same(key, config.get(key), configs[0].get(key)):
                     raise OptionError(f"{run.path}: {key} is {config.get(key)!r} but {folders[0].path} has "
                                       f"{configs[0].get(key)!r}; an ensemble averages runs over the same clips and "
                                       "inputs")

@@ -111,16 +111,12 @@ def apply_recipe(opts: TrainOptions, recipe: dict) -> TrainOptions:
     under a recipe without flips); ``lr`` stays ``None`` without a recipe value (the model's
     rate is filled later). The result records the values used.
     """
+    from mer_keras.registry import RECIPE_KEYS
     from mer_keras.train.config import TrainConfig
 
-    project = TrainConfig()
-    changes = {}
-    for key in ("epochs", "batch_size", "augment", "shift", "class_weight", "lr", "variant"):
-        if getattr(opts, key) is None:
-            value = recipe.get(key, getattr(project, key, None) if key not in ("lr", "variant") else None)
-            if value is not None:
-                changes[key] = value
-    return replace(opts, **changes)
+    project = TrainConfig()  # its lr is None (the model's) and it has no variant: those stay None
+    changes = {k: recipe.get(k, getattr(project, k, None)) for k in RECIPE_KEYS if getattr(opts, k) is None}
+    return replace(opts, **{k: v for k, v in changes.items() if v is not None})
 
 
 def train_config(opts: TrainOptions, rep: RepresentationConfig) -> TrainConfig:

@@ -50,15 +50,14 @@ def au_targets(aus: Sequence[Sequence[str]],
 
 
 def with_au_prior(y: np.ndarray, au: np.ndarray, known: np.ndarray, classes: Sequence[str],
-                  vocabulary: Sequence[str] = AU_VOCABULARY,
-                  uncoded: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+                  vocabulary: Sequence[str], uncoded: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """AU targets where clips without codes take their class's prior (:func:`mer_keras.facs.emotion_au_prior`).
 
     Args:
         y: (N,) int labels. au: (N, A) multi-hot codes. known: (N,) 1.0 where a clip is coded with
-        an AU of the vocabulary. uncoded: (N,) bool, True where a clip has no AU code at all
-        (default: where ``known`` is 0). A clip coded only with AUs outside the vocabulary (AU45,
-        SAMM's head movements) is neither: it stays masked, since the table would contradict it.
+        an AU of the vocabulary. uncoded: (N,) bool, True where a clip has no AU code at all. A
+        clip coded only with AUs outside the vocabulary (AU45, SAMM's head movements) is neither:
+        it stays masked, since the table would contradict it.
     Returns:
         ``(targets, mask)``: (N, A) float32 (codes, or the soft prior row of the clip's class) and
         (N,) float32 1.0 where a clip now has a target.
@@ -66,7 +65,7 @@ def with_au_prior(y: np.ndarray, au: np.ndarray, known: np.ndarray, classes: Seq
     from mer_keras.facs import emotion_au_prior
 
     prior, has = emotion_au_prior(y, au, known, classes, vocabulary)
-    fill = (known == 0) & (uncoded if uncoded is not None else True) & has[y]
+    fill = uncoded & has[y]  # an uncoded clip has known == 0
     au = au.copy()
     au[fill] = prior[y[fill]]
     return au, np.where(fill, 1.0, known).astype(np.float32)
@@ -146,7 +145,7 @@ def build_targets(y: np.ndarray, aus: Sequence[Sequence[str]] | None, num_classe
                                                                       np.zeros(n, np.float32))
     if classes is not None and any(kind in ("au", "au_cluster") for kind, _ in spec_aux.values()):
         uncoded = np.array([len(a) == 0 for a in aus], bool) if aus is not None else np.ones(n, bool)
-        au, known = with_au_prior(np.asarray(y), au, known, classes, vocabulary, uncoded=uncoded)
+        au, known = with_au_prior(np.asarray(y), au, known, classes, vocabulary, uncoded)
     for out, (kind, _) in spec_aux.items():
         if kind == "proposal":
             targets[out] = np.eye(num_classes, dtype=np.float32)[y]
