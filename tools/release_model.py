@@ -8,6 +8,12 @@ that lists the clips of a licensed database clip by clip. Local paths (the data 
 folders) are replaced by placeholders. Prints the folder's size.
 
     python tools/release_model.py RUN saved_models/ststnet_megc2019_composite
+
+With ``--weights-fp16`` it releases initial weights for ``--init-from`` instead of a model to run:
+``weights_fp16.h5`` (the final model's weights as float16, Keras HDF5 layout) and metadata.json
+listing only that file, no TFLite files and no model.keras (half the bytes).
+
+    python tools/release_model.py --weights-fp16 RUN saved_models/micro_attention_synthetic_macro
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import shutil
 import sys
 from pathlib import Path
 
+WEIGHTS_FILE = "weights_fp16.h5"  # mer_keras.train.transfer.WEIGHTS_FILE (importing it would start TensorFlow)
 MODEL_FILES = ("model.keras", "model_fp32.tflite", "model_int8.tflite", "export_report.json", "metadata.json")
 EVIDENCE = ("results.json", "config.json", "confusion_matrix.png", "selection.json")
 
@@ -36,10 +43,22 @@ def scrub(obj, paths: dict[str, str]):
     return obj
 
 
+def write_weights(model_path: Path, dest: Path) -> dict:
+    """Write the float16 weights of ``model_path`` to ``dest``; its metadata.json ``files`` entry."""
+    from mer_keras.models.io import load_model
+    from mer_keras.train.transfer import save_weights_fp16
+
+    n = save_weights_fp16(load_model(model_path), dest)
+    return {"format": "keras_h5_weights_fp16", "weights": n, "bytes": dest.stat().st_size,
+            "sha256": hashlib.sha256(dest.read_bytes()).hexdigest()}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("run", type=Path, help="a complete run folder (metadata.json present)")
     ap.add_argument("dest", type=Path, help="the release folder (created; must not exist)")
+    ap.add_argument("--weights-fp16", action="store_true",
+                    help="release weights_fp16.h5 (initial weights for --init-from) instead of the model files")
     args = ap.parse_args(argv)
     meta_path = args.run / "metadata.json"
     if not meta_path.is_file():
@@ -61,11 +80,17 @@ def main(argv=None) -> int:
     tmp = args.dest.with_name(args.dest.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    for name in MODEL_FILES + EVIDENCE:
+    files = MODEL_FILES + EVIDENCE
+    if args.weights_fp16:
+        files = ("metadata.json", *EVIDENCE)
+        meta["files"] = {WEIGHTS_FILE: write_weights(args.run / "model.keras", tmp / WEIGHTS_FILE)}
+    for name in files:
         src = args.run / name
         if not src.is_file():
             continue
-        if src.suffix == ".json":
+        if name == "metadata.json":
+            (tmp / name).write_text(json.dumps(scrub(meta, paths), indent=1) + "\n")
+        elif src.suffix == ".json":
             (tmp / name).write_text(json.dumps(scrub(json.loads(src.read_text()), paths), indent=1) + "\n")
         else:
             shutil.copyfile(src, tmp / name)

@@ -71,11 +71,15 @@ def resolve_options(opts: TrainOptions) -> tuple[TrainOptions, RepresentationCon
     if opts.lr is None:
         opts = replace(opts, lr=spec.learning_rate)  # recorded in config.json as used
     rep = spec.data_config(opts.representation, opts.flow_method)
+    if opts.input_size:
+        rep = replace(rep, size=opts.input_size, crop=max(128, opts.input_size))
     if opts.data == "megc2019-flow":
         if rep.representation != "flow":
             raise OptionError(f"--data megc2019-flow holds optical-flow images; {opts.model} takes "
                               f"{rep.representation} inputs: use a flow model (ststnet, off_apexnet, "
-                              "feature_refinement, htnet)")
+                              "feature_refinement, htnet)" + ("" if spec.representation == "sequence" else
+                                                               ", or --representation flow (with --input-size 28 "
+                                                               "to keep the images' size)"))
         if opts.flow_encoding == "fixed":
             raise OptionError("--flow-encoding fixed: the published composite flow images are min-max encoded per "
                               "image; a model trained on them takes --flow-encoding minmax")
@@ -93,9 +97,9 @@ def resolve_options(opts: TrainOptions) -> tuple[TrainOptions, RepresentationCon
     if opts.freeze_until and not opts.init_from:
         raise OptionError("--freeze-until needs --init-from (freezing random weights is never wanted)")
     if opts.init_from:
-        from mer_keras.models.io import resolve_model_path
+        from mer_keras.train.transfer import resolve_init_source
 
-        resolve_model_path(opts.init_from)  # a missing source fails before any work
+        resolve_init_source(opts.init_from)  # a missing source fails before any work
     if opts.aux_weights:
         from mer_keras.train.targets import aux_losses_for
 
@@ -161,15 +165,34 @@ def check_init_source(init_from: str, dataset: str, protocol: str, console) -> N
                           f"{protocol} run on {dataset}: its weights would leak them. Pre-train on other data.")
 
 
+def probe_model(opts: TrainOptions, rep: RepresentationConfig, data: Dataset):
+    """The model the folds will build, built once before any fold, so that an input size its layers
+    cannot take (``--input-size``) fails at once with the reason.
+
+    Raises:
+        OptionError: the builder refuses ``rep.input_shape`` (Keras' message is quoted).
+    """
+    from mer_keras.registry import create_model, get_spec
+
+    try:
+        return create_model(opts.model, len(data.classes), input_shape=rep.input_shape,
+                            **({"variant": opts.variant} if opts.variant else {}))
+    except ValueError as exc:
+        if not opts.input_size:
+            raise
+        first = str(exc).strip().splitlines()[0][:300]
+        raise OptionError(f"--input-size {opts.input_size}: {opts.model} cannot take inputs of shape "
+                          f"{rep.input_shape} ({first}); its registered input is "
+                          f"{get_spec(opts.model).input_shape}") from None
+
+
 def check_transfer(opts: TrainOptions, rep: RepresentationConfig, data: Dataset, console) -> None:
     """Step *check transfer*: the ``--init-from`` source must not hold the test subjects, and its
     layers must match (checked on the model before any fold)."""
-    from mer_keras.registry import create_model
     from mer_keras.train.transfer import initialise_from
 
     check_init_source(opts.init_from, data.name, opts.protocol, console)
-    probe = create_model(opts.model, len(data.classes), input_shape=rep.input_shape,
-                         **({"variant": opts.variant} if opts.variant else {}))
+    probe = probe_model(opts, rep, data)
     report = initialise_from(probe, opts.init_from, opts.freeze_until)  # fails early, before any fold
     console.print(f"--init-from {opts.init_from}: {len(report['copied'])} layers copied, "
                   f"{len(report['skipped'])} left at their initialisation "
@@ -327,6 +350,8 @@ def train(opts: TrainOptions, console=None) -> Path:
     data = load_data(DataRequest.of(opts), console)
     if opts.init_from:
         check_transfer(opts, rep, data, console)
+    elif opts.input_size:
+        probe_model(opts, rep, data)
     inputs = build_dataset_inputs(data, rep, console, cache_dir=opts.cache_dir, workers=opts.workers,
                                   strict=opts.strict)
     protocol = PROTOCOLS[opts.protocol]

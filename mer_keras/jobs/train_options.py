@@ -128,6 +128,9 @@ class TrainOptions:
     workers: int = option(1, "Processes for preprocessing clips not yet cached.", min=1)
     representation: str | None = option(None, "Input representation; default: the model's own (LEARNet: "
                                         "dynamic_image).", choices=_representations)
+    input_size: int | None = option(None, "Side of the input image in pixels (default: the model's, see `mer-keras "
+                                    "models`), for a model whose layers fix no size: e.g. micro_attention at 28 on "
+                                    "the 28 px composite flow images. Models that fix it refuse other sizes.", min=8)
     variant: str | None = option(None, "Architecture variant: learnet paper|released, htnet paper|small, "
                                  "feature_refinement one_stream|paper (see `mer-keras models`).")
     recipe: str | None = option(None, "Training recipe: project (the defaults) or paper (the paper's or official "
@@ -169,8 +172,9 @@ class TrainOptions:
     aux_weights: dict | None = option(None, "Loss weight of an auxiliary output, OUTPUT=WEIGHT (repeatable), e.g. "
                                       "proposal=0.5, au=1, au_cluster=0.05.", flag="--aux-weight",
                                       cli_type=list[str], parse=parse_aux_weights)
-    init_from: str | None = option(None, "Run folder or .keras file whose weights start training (layers matched "
-                                   "by name and shape).")
+    init_from: str | None = option(None, "Run folder, .keras file, or released weights (.h5 or its folder, e.g. "
+                                   "saved_models/micro_attention_synthetic_macro) whose weights start training "
+                                   "(layers matched by name and shape).")
     freeze_until: str | None = option(None, "With --init-from: freeze this layer and every layer before it.")
     resume: str | None = option(None, "Continue an interrupted run folder: its recorded options, finished folds "
                                 "kept, the fold in progress continued from its last finished epoch.")

@@ -2,8 +2,102 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import numpy as np
+
 from mer_keras._keras import keras
-from mer_keras.errors import OptionError
+from mer_keras.errors import ModelFileError, OptionError
+
+#: Name of a released weights-only file (Keras HDF5 weights layout, float16 values), which
+#: ``--init-from`` reads like a ``.keras`` model: ``saved_models/micro_attention_synthetic_macro/``.
+WEIGHTS_FILE = "weights_fp16.h5"
+
+
+def resolve_init_source(source: str | Path) -> Path:
+    """The file ``--init-from`` reads: a ``.keras`` model, a Keras HDF5 weights file (``.h5``), or a
+    folder holding ``model.keras`` (a run) or :data:`WEIGHTS_FILE` (a released weights folder).
+
+    Raises:
+        ModelFileError: nothing loadable there (the message names the path).
+    """
+    from mer_keras.models.io import resolve_model_path
+
+    p = Path(source)
+    if p.is_dir() and not (p / "model.keras").exists() and (p / WEIGHTS_FILE).is_file():
+        p = p / WEIGHTS_FILE
+    if p.suffix == ".h5":
+        if not p.is_file():
+            raise ModelFileError(f"no weights file at {p}")
+        return p
+    return resolve_model_path(p)
+
+
+def save_weights_fp16(model: keras.Model, path: str | Path) -> int:
+    """Write ``model``'s weights as a Keras HDF5 weights file with float16 values, atomically: half
+    the size of float32, for released initial weights (``--init-from`` casts them back to the
+    model's float32; the rounding, a relative 2^-11, is far below what fine-tuning changes).
+
+    Returns:
+        The number of weight values written.
+    Raises:
+        OSError: the folder is not writable (nothing is left at ``path``).
+    """
+    import tempfile
+
+    import h5py
+
+    from mer_keras import atomic
+
+    n = 0
+    with tempfile.TemporaryDirectory() as tmp_dir, atomic.atomic_path(path) as out:
+        full = Path(tmp_dir) / "weights.h5"
+        model.save_weights(str(full), save_format="h5")
+        with h5py.File(full, "r") as src, h5py.File(out, "w") as dst:
+            dst.attrs.update(dict(src.attrs))
+
+            def copy(name, obj):
+                nonlocal n
+                if isinstance(obj, h5py.Dataset):
+                    data = obj[()]
+                    dst.create_dataset(name, data=data.astype(np.float16) if data.dtype.kind == "f" else data)
+                    n += data.size
+                else:
+                    dst.require_group(name).attrs.update(dict(obj.attrs))
+
+            src.visititems(copy)
+    return n
+
+
+def read_layer_weights(path: str | Path) -> tuple[str, dict[str, list[np.ndarray]]]:
+    """Layer name -> weight arrays of a Keras HDF5 weights file (``model.save_weights(path,
+    save_format="h5")``: a ``layer_names`` attribute, one group per layer listing its
+    ``weight_names``), as stored (float16 in a released file; the model casts them on assignment).
+
+    Returns:
+        (a name for messages, {layer name: [arrays]}) with only the layers that hold weights.
+    Raises:
+        ModelFileError: not an HDF5 file, or not in that layout (the message names the file).
+    """
+    import h5py
+
+    def text(v):
+        return v.decode() if isinstance(v, bytes) else str(v)
+
+    try:
+        with h5py.File(path, "r") as f:
+            if "layer_names" not in f.attrs:
+                raise ModelFileError(f"{path}: an HDF5 file without Keras' layer_names attribute: not a weights file "
+                                     "saved by model.save_weights(..., save_format='h5')")
+            layers = {}
+            for name in map(text, f.attrs["layer_names"]):
+                group = f[name]
+                arrays = [np.asarray(group[text(w)]) for w in group.attrs.get("weight_names", [])]
+                if arrays:
+                    layers[name] = arrays
+    except (OSError, KeyError) as exc:
+        raise ModelFileError(f"{path}: not a readable Keras HDF5 weights file ({exc})") from None
+    return Path(path).name, layers
 
 
 def initialise_from(model: keras.Model, source: str, freeze_until: str | None = None) -> dict:
@@ -13,7 +107,8 @@ def initialise_from(model: keras.Model, source: str, freeze_until: str | None = 
     weight shapes all match (so a new classifier width or input size leaves those layers alone).
 
     Args:
-        source: a ``.keras`` file or a run folder holding ``model.keras``.
+        source: a ``.keras`` file, a Keras HDF5 weights file, or a folder holding either
+            (:func:`resolve_init_source`).
         freeze_until: name of a layer of ``model``; it and every layer before it (in
             ``model.layers`` order) are set non-trainable.
     Returns:
@@ -23,22 +118,26 @@ def initialise_from(model: keras.Model, source: str, freeze_until: str | None = 
         ``freeze_until`` is not a layer of the model (the message lists close names), or a layer to
         freeze was not copied (it would stay frozen at random weights).
     """
-    from mer_keras.models.io import load_model
+    path = resolve_init_source(source)
+    if path.suffix == ".h5":
+        src_name, src_layers = read_layer_weights(path)
+    else:
+        from mer_keras.models.io import load_model
 
-    src = load_model(source)
-    src_layers = {layer.name: layer for layer in src.layers}
+        src = load_model(path)
+        src_name, src_layers = src.name, {layer.name: layer.get_weights() for layer in src.layers if layer.weights}
     copied, skipped = [], []
     for layer in model.layers:
         if not layer.weights:
             continue
         other = src_layers.get(layer.name)
-        if other is not None and [w.shape for w in other.weights] == [w.shape for w in layer.weights]:
-            layer.set_weights(other.get_weights())
+        if other is not None and [tuple(w.shape) for w in other] == [tuple(w.shape) for w in layer.weights]:
+            layer.set_weights([np.asarray(w, dtype=v.dtype.as_numpy_dtype) for w, v in zip(other, layer.weights)])
             copied.append(layer.name)
         else:
             skipped.append(layer.name)
     if not copied:
-        raise OptionError(f"--init-from {source}: no layer of {model.name} matches a layer of {src.name} "
+        raise OptionError(f"--init-from {source}: no layer of {model.name} matches a layer of {src_name} "
                           "by name and weight shapes")
     frozen = 0
     if freeze_until:

@@ -22,7 +22,8 @@ ADDED_OPTIONS = {"parallel_folds",  # issue 17: folds trained at once give each 
                  "shift", "flow_encoding",  # issue 18: off by default (0; fixed, as before)
                  "representation_config/flow_encoding",
                  "dynamic_image", "representation_config/dynamic_image",  # issue 19: None / bilen, as before
-                 "recipe", "synthetic_expression"}  # issue 19: None, the project's defaults; micro
+                 "recipe", "synthetic_expression",  # issue 19: None, the project's defaults; micro
+                 "input_size"}  # issue 19: None, the model's registered size
 ADDED_METADATA = {"preprocessing/flow_encoding", "training_inputs",  # issue 18: recorded so a deployed model
                   "preprocessing/dynamic_image"}                     # encodes (and pools) as in training
 

@@ -51,6 +51,20 @@ def test_resolve_fills_the_model_defaults_without_building_a_model(monkeypatch):
     assert opts.lr == 5e-5 and rep.representation == "flow" and rep.size == 28 and rep.regions == "htnet"
     opts, rep = resolve_options(TrainOptions(model="learnet", representation="apex", lr=1e-2))
     assert opts.lr == 1e-2 and rep.representation == "apex" and rep.size == 112
+    opts, rep = resolve_options(TrainOptions(model="micro_attention", input_size=28))
+    assert rep.input_shape == (28, 28, 1) and rep.crop == 128  # the face is still aligned at 128 px
+
+
+def test_an_input_size_the_model_cannot_take_is_refused_with_the_reason():
+    from mer_keras.jobs.train import probe_model
+
+    data = type("D", (), {"classes": ("a", "b", "c")})()
+    opts, rep = resolve_options(TrainOptions(model="learnet", input_size=16))
+    with pytest.raises(OptionError, match=r"--input-size 16: learnet cannot take inputs of shape \(16, 16, 3\) "
+                                          r"\(LEARNet needs inputs of at least 64 x 64.*registered input is \(112, 112, 3\)"):
+        probe_model(opts, rep, data)
+    opts, rep = resolve_options(TrainOptions(model="micro_attention", input_size=28))
+    assert probe_model(opts, rep, data).input_shape == (None, 28, 28, 1)
 
 
 @pytest.mark.parametrize("opts, error, text", [

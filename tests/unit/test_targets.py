@@ -107,6 +107,30 @@ def test_initialise_from_copies_matching_layers_and_freezes(tmp_path):
         initialise_from(create_model("learnet", 3), str(tmp_path / "source.keras"), freeze_until="predictions")
 
 
+def test_initialise_from_a_float16_weights_file_and_its_folder(tmp_path):
+    from mer_keras.errors import ModelFileError
+    from mer_keras.train.transfer import WEIGHTS_FILE, read_layer_weights, save_weights_fp16
+
+    source = create_model("micro_attention", 3, input_shape=(28, 28, 3))
+    for w in source.trainable_weights:
+        w.assign(tf.random.normal(w.shape, seed=5))
+    assert save_weights_fp16(source, tmp_path / WEIGHTS_FILE) == source.count_params()
+    name, layers = read_layer_weights(tmp_path / WEIGHTS_FILE)
+    assert name == WEIGHTS_FILE and layers["stem_conv"][0].dtype == np.float16
+    # a larger input and another class count: every conv layer still matches, the classifier does not
+    target = create_model("micro_attention", 5, input_shape=(56, 56, 3))
+    report = initialise_from(target, str(tmp_path))  # the folder: WEIGHTS_FILE found in it
+    assert "stem_conv" in report["copied"] and "predictions" in report["skipped"]
+    got = target.get_layer("stem_conv").get_weights()[0]
+    assert got.dtype == np.float32
+    np.testing.assert_allclose(got, source.get_layer("stem_conv").get_weights()[0], rtol=1e-3, atol=1e-3)  # fp16 rounding
+    (tmp_path / "plain.h5").write_bytes(b"not hdf5")
+    with pytest.raises(ModelFileError, match="plain.h5: not a readable Keras HDF5 weights file"):
+        initialise_from(create_model("ststnet", 3), str(tmp_path / "plain.h5"))
+    with pytest.raises(ModelFileError, match="no weights file"):
+        initialise_from(create_model("ststnet", 3), str(tmp_path / "missing.h5"))
+
+
 def test_emotion_au_prior_table_and_blend_with_training_codes():
     """The emotion -> AU table (EMFACS) for uncoded clips, blended with the codes of coded training clips."""
     from mer_keras.facs import PRIOR_STRENGTH, emotion_au_prior, table_au_prior
