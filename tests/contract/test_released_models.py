@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -64,3 +65,28 @@ def test_a_released_model_is_scored_by_evaluate_on_the_real_set(folder, tmp_path
     assert out["n_samples"] == 442
     assert out["parity"]["fp32_vs_keras"]["max_abs_diff"] < 1e-4
     assert out["parity"]["int8_vs_fp32"]["argmax_agreement"] > 0.9
+
+
+PRETRAINED = ROOT / "saved_models" / "micro_attention_synthetic_macro"
+
+
+def test_released_macro_pretraining_weights_initialise_micro_attention():
+    """The macro-expression weights (issue 19) match their metadata and start a micro_attention
+    model on the composite flow images: every layer copied, the values those of the file."""
+    from mer_keras import create_model
+    from mer_keras.train.transfer import WEIGHTS_FILE, initialise_from, read_layer_weights
+
+    meta = json.loads((PRETRAINED / "metadata.json").read_text())
+    info = meta["files"][WEIGHTS_FILE]
+    assert hashlib.sha256((PRETRAINED / WEIGHTS_FILE).read_bytes()).hexdigest() == info["sha256"]
+    assert meta["model"] == "micro_attention" and meta["dataset"] == "synthetic"
+    config = json.loads((PRETRAINED / "config.json").read_text())
+    assert config["synthetic_expression"] == "macro" and config["folds"] == ["none"]
+    model = create_model("micro_attention", 3, input_shape=tuple(meta["input"]["shape"]))
+    report = initialise_from(model, str(PRETRAINED))
+    assert not report["skipped"] and len(report["copied"]) == 30
+    assert sum(w.size for w in model.get_weights()) == info["weights"]
+    _, stored = read_layer_weights(PRETRAINED / WEIGHTS_FILE)
+    np.testing.assert_array_equal(model.get_layer("stem_conv").get_weights()[0],
+                                  stored["stem_conv"][0].astype(np.float32))
+    assert (PRETRAINED / "MODEL_CARD.md").is_file()
