@@ -18,16 +18,23 @@ import os
 import sys
 
 _already_imported = "tensorflow" in sys.modules
+#: Set TF_CPP_MIN_LOG_LEVEL yourself (or MER_KERAS_VERBOSE=1) to see TensorFlow's own start-up lines.
+os.environ.setdefault("MER_KERAS_USER_TF_LOG", "1" if "TF_CPP_MIN_LOG_LEVEL" in os.environ else "0")
 os.environ["TF_USE_LEGACY_KERAS"] = "1"
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TF C++ start-up noise (CUDA probes); override to see it
 os.environ.setdefault("GLOG_minloglevel", "2")
+
+from mer_keras.native import NATIVE_NOISE, quiet_native_stderr, verbose  # noqa: E402,F401  (re-exported)
 
 __all__ = ["tf", "keras", "gradient_registry"]  # noqa: F822  (tf and keras are loaded on first use: __getattr__)
 
 
 def _load() -> None:
-    import tensorflow as tf
-    import tf_keras as keras
+    with quiet_native_stderr():
+        import tensorflow as tf
+        import tf_keras as keras
+
+        tf.config.list_physical_devices("GPU")  # the CUDA probe, and its complaint on a machine without GPU, here
 
     if _already_imported and not tf.keras.__name__.startswith("tf_keras"):
         raise RuntimeError(

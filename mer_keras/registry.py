@@ -167,8 +167,15 @@ def register_model(name: str, *, representation: str, input_shape: tuple[int, ..
 
 
 def _load_builtin_models() -> None:
-    # Importing the package registers every built-in architecture.
+    """Import the built-in architectures (registering them); they must be :data:`mer_keras.names.MODELS`,
+    the names the command line offers without importing them (``RuntimeError`` otherwise: a model
+    added to the package and not to the names)."""
     import mer_keras.models  # noqa: F401
+    from mer_keras.names import MODELS
+
+    missing = set(MODELS) - set(_REGISTRY)
+    if missing:
+        raise RuntimeError(f"mer_keras.names.MODELS lists {sorted(missing)}, which mer_keras.models does not register")
 
 
 def list_models() -> list[str]:

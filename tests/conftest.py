@@ -2,14 +2,9 @@
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-os.environ.setdefault("GLOG_minloglevel", "2")
-
-import mer_keras  # noqa: E402,F401  (sets TF_USE_LEGACY_KERAS first)
+import mer_keras  # noqa: E402,F401  (sets TF_USE_LEGACY_KERAS and the quiet native log levels first)
 
 
 @pytest.fixture(scope="session")

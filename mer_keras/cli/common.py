@@ -17,8 +17,21 @@ from rich.console import Console
 
 from mer_keras.errors import MerKerasError
 
-console = Console()
-err_console = Console(stderr=True)
+
+def _console(stderr: bool = False) -> Console:
+    """A rich console; when its stream is not a terminal (a log file, a pipe), lines are not cut at
+    80 columns: text runs on (soft wrap) and tables and bars get 160 columns (``COLUMNS`` overrides)."""
+    import os
+    import sys
+
+    stream = sys.stderr if stderr else sys.stdout
+    if stream.isatty() or os.environ.get("COLUMNS"):
+        return Console(stderr=stderr)
+    return Console(stderr=stderr, width=160, soft_wrap=True)
+
+
+console = _console()
+err_console = _console(stderr=True)
 
 #: Errors shown as one red line with exit code 2 (no traceback): the package's own, and the
 #: operating system's refusals (a read-only folder, a full disk), which name their path. Anything

@@ -9,8 +9,7 @@ from pathlib import Path
 from mer_keras.data.records import Dataset, Sample
 from mer_keras.data.sheets import numbered_frames
 from mer_keras.errors import DataError, MerKerasError, MissingFileError, OptionError
-
-APEX_POLICIES = ("midpoint", "spot")
+from mer_keras.names import APEX_POLICIES  # noqa: F401  (re-exported)
 
 
 def describe(where: str, why: str) -> str:

@@ -41,9 +41,7 @@ from mer_keras.data import (
 from mer_keras.data.database import describe
 from mer_keras.data.records import Dataset, Sample
 from mer_keras.errors import DataError, OptionError
-
-DATASETS = ("synthetic", "casme2", "samm", "smic", "casme", "casme_sq", "casme3", "mmew", "4dme", "composite",
-            "megc2019-flow", "manifest")
+from mer_keras.names import DATASETS  # noqa: F401  (re-exported)
 
 #: database name -> loader module (each has ``load(root, strict=...)`` and ``CLASSES``).
 SINGLE = {"casme2": casme2, "samm": samm, "smic": smic, "casme": casme, "casme_sq": casme_sq, "casme3": casme3,

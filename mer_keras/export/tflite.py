@@ -109,7 +109,7 @@ def convert(model, quant: str = "none", representative: np.ndarray | None = None
     Raises:
         ValueError: unknown quantization, or int8/qat without representative data.
     """
-    from mer_keras._keras import keras
+    from mer_keras._keras import keras, quiet_native_stderr
 
     if quant not in QUANTIZATIONS:
         raise ValueError(f"unknown quantization {quant!r}; expected one of {QUANTIZATIONS}")
@@ -117,7 +117,8 @@ def convert(model, quant: str = "none", representative: np.ndarray | None = None
     recurrent = any(isinstance(layer, keras.layers.RNN) for layer in model.layers)
     converter = converter_for(model, batch=1 if recurrent else None)
     configure(converter, quant, representative, calibration_samples, allow_float)
-    return converter.convert()
+    with quiet_native_stderr():  # the converter's internals (fully_quantize: 0, ...) unless --verbose
+        return converter.convert()
 
 
 def float_ops(tflite_bytes: bytes) -> list[str]:

@@ -9,16 +9,15 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
-
-from mer_keras import atomic
-from mer_keras.data.pipeline import RepresentationConfig, build_inputs
 from mer_keras.errors import MissingFileError, ModelFileError
 from mer_keras.jobs.schema import option
-from mer_keras.metrics import compute_metrics
-from mer_keras.models.io import read_json
-from mer_keras.preprocess.cache import default_cache_dir
+
+if TYPE_CHECKING:  # the options are read by `mer-keras --help`, which must not load numpy, OpenCV or TensorFlow
+    import numpy as np
+
+    from mer_keras.preprocess.representation import RepresentationConfig
 
 
 @dataclass
@@ -76,7 +75,7 @@ def check_model_files(target: str) -> None:
     Raises:
         ModelFileError, ValueError: the first unusable file (named).
     """
-    from mer_keras.models.io import resolve_model_path
+    from mer_keras.models.io import read_json, resolve_model_path
     from mer_keras.preprocess.representation import RepresentationConfig
     from mer_keras.runtime.tflite import TFLiteModel
 
@@ -117,8 +116,15 @@ def evaluate(opts: EvalOptions, console) -> Path:
     Raises:
         ModelFileError, MissingFileError: an unusable model file or metadata.json (named).
     """
+    import numpy as np
+
+    from mer_keras import atomic
     from mer_keras.data.datasets import load_synthetic
+    from mer_keras.data.pipeline import RepresentationConfig, build_inputs
     from mer_keras.data.synthetic import SyntheticConfig
+    from mer_keras.metrics import compute_metrics
+    from mer_keras.models.io import read_json
+    from mer_keras.preprocess.cache import default_cache_dir
 
     check_model_files(opts.target)  # a bad file fails before the evaluation set is built
     folder, files = find_models(Path(opts.target))
@@ -191,6 +197,8 @@ def dataset_inputs(opts: EvalOptions, rep: RepresentationConfig, classes: list[s
     Raises:
         OptionError: labels that are not classes of the model (named; nothing is dropped).
     """
+    import numpy as np
+
     from mer_keras.errors import OptionError
     from mer_keras.jobs.inputs import DataRequest, build_dataset_inputs, load_data
 

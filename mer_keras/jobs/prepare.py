@@ -8,14 +8,16 @@ listed) -> a per-subject count table.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from mer_keras.data.prepare import PrepareReport
 from mer_keras.jobs.schema import option, validate
+from mer_keras.names import DATASETS
+
+if TYPE_CHECKING:  # the options are read by `mer-keras --help`, which must not load OpenCV or pandas
+    from mer_keras.data.prepare import PrepareReport
 
 
 def _databases():
-    from mer_keras.data.datasets import DATASETS
-
     return tuple(n for n in DATASETS if n != "synthetic")
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
+from mer_keras import names
 from mer_keras.data.synthetic.config import SyntheticConfig
 from mer_keras.errors import OptionError
 from mer_keras.jobs.schema import from_config, option
@@ -21,66 +22,6 @@ from mer_keras.train.config import TrainConfig
 #: clips): the options below take them from there.
 _TRAINING = TrainConfig()
 _SYNTHETIC = SyntheticConfig()
-
-
-def _models():
-    from mer_keras.registry import list_models
-
-    return list_models()
-
-
-def _datasets():
-    from mer_keras.data.datasets import DATASETS
-
-    return DATASETS
-
-
-def _protocols():
-    from mer_keras.data.protocols import PROTOCOLS
-
-    return tuple(PROTOCOLS)
-
-
-def _apex_policies():
-    from mer_keras.data.database import APEX_POLICIES
-
-    return APEX_POLICIES
-
-
-def _representations():
-    from mer_keras.preprocess.representation import REPRESENTATIONS
-
-    return REPRESENTATIONS
-
-
-def _strategies():
-    from mer_keras.train.strategy import STRATEGIES
-
-    return STRATEGIES
-
-
-def _flow_encodings():
-    from mer_keras.preprocess.flow import FLOW_ENCODINGS
-
-    return FLOW_ENCODINGS
-
-
-def _expressions():
-    from mer_keras.data.synthetic.config import EXPRESSIONS
-
-    return EXPRESSIONS
-
-
-def _di_weightings():
-    from mer_keras.preprocess.dynamic_image import WEIGHTINGS
-
-    return WEIGHTINGS
-
-
-def _flow_methods():
-    from mer_keras.preprocess.flow import FLOW_METHODS
-
-    return FLOW_METHODS
 
 
 def parse_folds(value: str | None) -> list[str] | None:
@@ -114,20 +55,20 @@ class TrainOptions:
     model registry holds (``None`` here means "the model's").
     """
 
-    model: str = option(_TRAINING.model, "Architecture from the registry.", choices=_models)
+    model: str = option(_TRAINING.model, "Architecture from the registry.", choices=lambda: names.MODELS)
     data: str = option("synthetic", "Dataset: the embedded synthetic set, a database, the MEGC2019 composite (root "
-                       "holds CASME2/, SAMM/, SMIC/) or a manifest CSV.", choices=_datasets)
+                       "holds CASME2/, SAMM/, SMIC/) or a manifest CSV.", choices=lambda: names.DATASETS)
     root: str | None = option(None, "Database folder (or manifest CSV); default $MER_DATA_ROOT/<DB>.")
     strict: bool = option(False, "Stop at the first bad clip instead of skipping it.")
     protocol: str = option("loso", "loso; composite (LOSO on --data composite, per-database metrics too); cross "
-                           "(train on --data, test on --test-data).", choices=_protocols)
+                           "(train on --data, test on --test-data).", choices=lambda: names.PROTOCOLS)
     test_data: str | None = option(None, "Test database of --protocol cross.")
     test_root: str | None = option(None, "Root of the test database.")
     apex: str = option("midpoint", "Where the sheet gives no apex: midpoint of onset..offset, or spot (frame of "
-                       "largest motion against onset).", choices=_apex_policies)
+                       "largest motion against onset).", choices=lambda: names.APEX_POLICIES)
     workers: int = option(1, "Processes for preprocessing clips not yet cached.", min=1)
     representation: str | None = option(None, "Input representation; default: the model's own (LEARNet: "
-                                        "dynamic_image).", choices=_representations)
+                                        "dynamic_image).", choices=lambda: names.REPRESENTATIONS)
     input_size: int | None = option(None, "Side of the input image in pixels (default: the model's, see `mer-keras "
                                     "models`), for a model whose layers fix no size: e.g. micro_attention at 28 on "
                                     "the 28 px composite flow images. Models that fix it refuse other sizes.", min=8)
@@ -148,26 +89,27 @@ class TrainOptions:
     faces: str | None = option(None, "Folder of extra face photos for the synthetic set.")
     synthetic_expression: str = option("micro", "Synthetic clips of micro-expressions, or macro-expressions (the "
                                        "same AUs, about 4x larger and longer) for pretraining "
-                                       "(--folds none; then --init-from).", choices=_expressions)
+                                       "(--folds none; then --init-from).", choices=lambda: names.EXPRESSIONS)
     folds: list[str] | None = option(None, "Comma-separated LOSO test subjects to run (default: all); `none`: no "
                                      "fold, only the final model. Pool runs with `mer-keras merge`.",
                                      cli_type=str, parse=parse_folds)
     export: bool = option(True, "Write TFLite fp32 and int8 models.", secondary="--no-export")
-    strategy: str = option("auto", "tf.distribute strategy.", choices=_strategies)
+    strategy: str = option("auto", "tf.distribute strategy.", choices=lambda: names.STRATEGIES)
     augment: bool | None = option(None, "Random horizontal flips; default: on, or the recipe's.",
                                   secondary="--no-augment")
     shift: int | None = option(None, "Random translations of training images by up to this many pixels "
                                f"(edges repeated); 0: none; default: {_TRAINING.shift}, or the recipe's.", min=0)
     class_weight: bool | None = option(None, "Balanced class weights from the training folds; default: on, or the "
                                        "recipe's.", secondary="--no-class-weight")
-    flow_method: str = option("tvl1", "Optical flow method (flow representation).", choices=_flow_methods)
+    flow_method: str = option("tvl1", "Optical flow method (flow representation).", choices=lambda: names.FLOW_METHODS)
     flow_encoding: str | None = option(None, "How flow becomes 0..255: fixed (one scale for every clip) or minmax "
                                        "(each channel of each image stretched, as published flow sets are); default: "
-                                       "fixed, and minmax for --data megc2019-flow.", choices=_flow_encodings)
+                                       "fixed, and minmax for --data megc2019-flow.",
+                                       choices=lambda: names.FLOW_ENCODINGS)
     dynamic_image: str | None = option(None, "Rank-pooling weighting of a dynamic image: bilen (Bilen et al. 2016, "
                                        "Eq. 4) or authors (LEARNet's released code: weights summing to T, an "
                                        "appearance image with the motion on top); default: bilen.",
-                                       choices=_di_weightings)
+                                       choices=lambda: names.DI_WEIGHTINGS)
     cache_dir: str | None = option(None, "Cache folder (default $MER_CACHE_DIR or ~/.cache/mer_keras).")
     aux_weights: dict | None = option(None, "Loss weight of an auxiliary output, OUTPUT=WEIGHT (repeatable), e.g. "
                                       "proposal=0.5, au=1, au_cluster=0.05.", flag="--aux-weight",

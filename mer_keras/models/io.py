@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from mer_keras._keras import keras
 from mer_keras.errors import ModelFileError
+
+if TYPE_CHECKING:  # checking and reading files here needs no TensorFlow; loading a model imports it
+    from mer_keras._keras import keras
 
 
 def save_keras(model, path: str | Path) -> None:
@@ -154,6 +157,8 @@ def _load_archive(p: Path) -> keras.Model:
     import shutil
     import tempfile
     import zipfile
+
+    from mer_keras._keras import keras
 
     with zipfile.ZipFile(p) as zf:
         if any(n.startswith("assets/") for n in zf.namelist()):

@@ -18,10 +18,10 @@ from __future__ import annotations
 import numpy as np
 
 from mer_keras.errors import DataError, OptionError
+from mer_keras.names import DI_WEIGHTINGS as WEIGHTINGS  # noqa: F401  (re-exported)
 
 #: Rank-pooling weightings: ``bilen`` (Bilen et al. 2016, Eq. 4; the default) and ``authors``
 #: (LEARNet's released ``dynamicimage.py``).
-WEIGHTINGS = ("bilen", "authors")
 
 
 def rank_pooling_coefficients(num_frames: int, weighting: str = "bilen") -> np.ndarray:

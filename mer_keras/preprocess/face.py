@@ -41,11 +41,15 @@ class FaceMeshLandmarker:
     """
 
     def __init__(self, min_detection_confidence: float = 0.5):
-        import mediapipe as mp
+        from mer_keras.native import quiet_native_stderr
 
-        self._mesh = mp.solutions.face_mesh.FaceMesh(
-            static_image_mode=True, max_num_faces=1, refine_landmarks=False,
-            min_detection_confidence=min_detection_confidence)
+        with quiet_native_stderr():  # mediapipe's start-up lines
+            import mediapipe as mp
+
+            self._mesh = mp.solutions.face_mesh.FaceMesh(
+                static_image_mode=True, max_num_faces=1, refine_landmarks=False,
+                min_detection_confidence=min_detection_confidence)
+        self._first = True
 
     def __call__(self, image: np.ndarray) -> np.ndarray | None:
         image = np.asarray(image)
@@ -53,7 +57,14 @@ class FaceMeshLandmarker:
             raise DataError(f"face mesh needs uint8 images, got {image.dtype}")
         if image.ndim == 2:
             image = cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
-        result = self._mesh.process(np.ascontiguousarray(image))
+        if self._first:  # mediapipe prints its graph's warnings on the first image only
+            from mer_keras.native import quiet_native_stderr
+
+            with quiet_native_stderr():
+                result = self._mesh.process(np.ascontiguousarray(image))
+            self._first = False
+        else:
+            result = self._mesh.process(np.ascontiguousarray(image))
         if not result.multi_face_landmarks:
             return None
         h, w = image.shape[:2]

@@ -16,8 +16,10 @@ import cv2
 import numpy as np
 
 from mer_keras.errors import DataError, OptionError
-
-FLOW_METHODS = ("tvl1", "farneback", "dis")
+from mer_keras.names import (
+    FLOW_ENCODINGS,  # noqa: F401  (re-exported)
+    FLOW_METHODS,  # noqa: F401  (re-exported)
+)
 
 #: Smallest frame side the flow methods accept (OpenCV's DIS refuses images under 12 pixels).
 MIN_FLOW_SIDE = 12
@@ -107,7 +109,6 @@ def flow_representation(onset: np.ndarray, apex: np.ndarray, size: int = 28, met
 #: How u, v and strain become 0..255 values: ``fixed`` (one scale for every clip: motion keeps its
 #: magnitude) or ``minmax`` (each channel of each image stretched to 0..255, as the published
 #: MEGC2019 composite flow images are: STSTNet, HTNet, CausalNet).
-FLOW_ENCODINGS = ("fixed", "minmax")
 
 
 def minmax_channels(img: np.ndarray) -> np.ndarray:

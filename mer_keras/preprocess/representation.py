@@ -26,6 +26,9 @@ import cv2
 import numpy as np
 
 from mer_keras.errors import DataError, OptionError
+from mer_keras.names import REPRESENTATIONS  # noqa: F401  (re-exported)
+
+#: Representations a model can consume.
 from mer_keras.preprocess.dynamic_image import WEIGHTINGS as DI_WEIGHTINGS
 from mer_keras.preprocess.dynamic_image import dynamic_image, scale_to_uint8_range
 from mer_keras.preprocess.face import FaceNotFoundError, align_clip, alignment_matrix, get_landmarker
@@ -35,9 +38,6 @@ from mer_keras.preprocess.flow import (
     MIN_FLOW_SIDE,
     flow_representation,
 )
-
-#: Representations a model can consume.
-REPRESENTATIONS = ("dynamic_image", "apex", "flow", "sequence")
 
 #: Region layouts of the ``flow`` representation (see :func:`region_flow_representation`).
 REGION_LAYOUTS = (None, "htnet")

@@ -43,17 +43,20 @@ class TFLiteModel:
                 delegates = [load_delegate(delegate)]
             except (ValueError, OSError, RuntimeError) as exc:
                 raise OptionError(f"{delegate}: cannot load the TFLite delegate ({exc})") from None
+        from mer_keras.native import quiet_native_stderr
+
         try:
-            if isinstance(path_or_bytes, (bytes, bytearray)):
-                self.interpreter = Interpreter(model_content=bytes(path_or_bytes), num_threads=num_threads,
-                                               experimental_delegates=delegates)
-            else:
-                name = str(path_or_bytes)
-                if not Path(name).is_file():
-                    raise FileNotFoundError(name)
-                self.interpreter = Interpreter(model_path=name, num_threads=num_threads,
-                                               experimental_delegates=delegates)
-            self.interpreter.allocate_tensors()
+            with quiet_native_stderr():  # "INFO: Created TensorFlow Lite XNNPACK delegate for CPU."
+                if isinstance(path_or_bytes, (bytes, bytearray)):
+                    self.interpreter = Interpreter(model_content=bytes(path_or_bytes), num_threads=num_threads,
+                                                   experimental_delegates=delegates)
+                else:
+                    name = str(path_or_bytes)
+                    if not Path(name).is_file():
+                        raise FileNotFoundError(name)
+                    self.interpreter = Interpreter(model_path=name, num_threads=num_threads,
+                                                   experimental_delegates=delegates)
+                self.interpreter.allocate_tensors()
         except Exception as exc:
             raise ModelFileError(f"{name}: not a loadable TFLite model ({type(exc).__name__}: {exc})") from exc
         self.name = name

@@ -20,8 +20,7 @@ import os
 
 from mer_keras._keras import tf
 from mer_keras.errors import OptionError
-
-STRATEGIES = ("auto", "default", "mirrored", "multiworker")
+from mer_keras.names import STRATEGIES  # noqa: F401  (re-exported)
 
 
 def parse_tf_config(text: str | None) -> dict:

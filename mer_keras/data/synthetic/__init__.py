@@ -49,13 +49,28 @@ Modules, in the order a clip is made:
 Every name above is importable from this package.
 """
 
-from mer_keras.data.synthetic.config import CLASS_PROBABILITIES, CLASSES, GENERATOR_VERSION, SyntheticConfig
-from mer_keras.data.synthetic.dataset import dataset_dir, generate, load_samples, synthetic_dataset
-from mer_keras.data.synthetic.faces import PseudoSubject, bundled_face_photos, load_face_photos, make_subjects
-from mer_keras.data.synthetic.render import render_clip
-from mer_keras.data.synthetic.warping import AU_MOTION, dense_field, landmark_displacements, warp
-from mer_keras.facs import AU_COMBINATIONS
-from mer_keras.preprocess.cache import default_cache_dir  # noqa: F401  kept until the job layer lands
+import importlib
+
+#: name -> submodule that defines it; imported on first use (PEP 562), so that reading the
+#: configuration (``mer_keras.data.synthetic.config``) does not load OpenCV, pandas or mediapipe.
+_WHERE = {
+    **dict.fromkeys(("CLASS_PROBABILITIES", "CLASSES", "GENERATOR_VERSION", "SyntheticConfig"), "config"),
+    **dict.fromkeys(("dataset_dir", "generate", "load_samples", "synthetic_dataset"), "dataset"),
+    **dict.fromkeys(("PseudoSubject", "bundled_face_photos", "load_face_photos", "make_subjects"), "faces"),
+    "render_clip": "render",
+    **dict.fromkeys(("AU_MOTION", "dense_field", "landmark_displacements", "warp"), "warping"),
+}
+
+
+def __getattr__(name: str):
+    if name == "AU_COMBINATIONS":
+        from mer_keras.facs import AU_COMBINATIONS
+
+        return AU_COMBINATIONS
+    if name in _WHERE:
+        return getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = ["AU_COMBINATIONS", "AU_MOTION", "CLASSES", "CLASS_PROBABILITIES", "GENERATOR_VERSION", "PseudoSubject",
            "SyntheticConfig", "bundled_face_photos", "dataset_dir", "dense_field", "generate", "landmark_displacements",

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from mer_keras.names import EXPRESSIONS  # noqa: F401  (re-exported)
+
 #: Version of the generator's output; part of the cache key of a generated set (``dataset_dir``).
 GENERATOR_VERSION = 3
 #: The MEGC2019 composite classes; :data:`mer_keras.facs.AU_COMBINATIONS` gives the AUs of each.
@@ -11,7 +13,7 @@ CLASSES = ("negative", "positive", "surprise")
 #: Class frequencies of the generated clips, imbalanced like the real composite.
 CLASS_PROBABILITIES = (0.45, 0.30, 0.25)
 #: Kinds of expression the generator renders (``SyntheticConfig.for_expression``).
-EXPRESSIONS = ("micro", "macro")
+
 #: What changes for macro-expressions: the same AUs, about four times larger at the apex (0.15-0.35
 #: inter-ocular distances against 0.035-0.08) and longer (0.5-1.5 s onset to offset against
 #: 0.18-0.45 s; macro-expressions last 0.5-4 s, Yan et al., J. Nonverbal Behav. 2013), for

@@ -1,0 +1,65 @@
+"""Quiet native libraries: TensorFlow, its TFLite converter and mediapipe write lines to file
+descriptor 2 from C++ (absl logging) that no log level reaches and that say nothing to a user.
+
+Light: no TensorFlow, numpy or mediapipe import (the ``edge/`` runner and the preprocessing use it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import tempfile
+
+#: Lines the native side of TensorFlow and its TFLite converter print on stderr that say nothing to
+#: a user: CUDA plugin registration and probing on a machine without a GPU, CPU-feature notes, and
+#: the converter's internals. absl writes them before any log level applies, so they are filtered.
+NATIVE_NOISE = ("All log messages before absl::InitializeLog()", "Unable to register cuDNN factory",
+                "Unable to register cuFFT factory", "Unable to register cuBLAS factory",
+                "computation placer already registered", "failed call to cuInit", "oneDNN custom operations are on",
+                "This TensorFlow binary is optimized", "To enable the following instructions", "TF-TRT Warning",
+                "fully_quantize:", "Estimated count of arithmetic ops", "Ignored output_format",
+                "Ignored drop_control_dependency",
+                "Reading SavedModel", "Reading meta graph", "Restoring SavedModel", "SavedModel load for tags",
+                "Running initialization op", "Skipping loading of SavedModel", "Saved model with tags",
+                "SavedModel bundle", "Unable to find SavedModel", "could not find TensorRT",
+                "INFO: Created TensorFlow Lite",
+                "Sharding callback duration", "Reading SavedModel debug info", "Read SavedModel", "fp16 activations",
+                # mediapipe's face mesh (TFLite inside) when it starts and on its first image
+                "Feedback manager requires a model with a single signature", "Using NORM_RECT without IMAGE_DIMENSIONS",
+                "Created TensorFlow Lite XNNPACK delegate", "GL version:", "OpenGL error checking is disabled")
+
+
+def verbose() -> bool:
+    """Whether native output is shown unfiltered: ``MER_KERAS_VERBOSE=1`` (set by ``mer-keras
+    --verbose``), or a TF_CPP_MIN_LOG_LEVEL the user set before mer_keras did
+    (``MER_KERAS_USER_TF_LOG``, recorded by :mod:`mer_keras._keras`)."""
+    return any(os.environ.get(v, "") not in ("", "0") for v in ("MER_KERAS_VERBOSE", "MER_KERAS_USER_TF_LOG"))
+
+
+@contextlib.contextmanager
+def quiet_native_stderr():
+    """Filter :data:`NATIVE_NOISE` out of what native code writes to file descriptor 2 in the block.
+
+    The descriptor is redirected to a temporary file and the lines that are not noise are written
+    back to ``sys.stderr`` when the block ends, errors included (an exception in the block still
+    shows what TensorFlow said). Nothing is filtered when :func:`verbose`.
+    """
+    if verbose():
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            kept = [line for line in captured.read().decode(errors="replace").splitlines(keepends=True)
+                    if line.strip() and not any(n in line for n in NATIVE_NOISE)]
+            if kept:
+                sys.stderr.write("".join(kept))
+                sys.stderr.flush()

@@ -1,0 +1,66 @@
+"""A quiet, light command line (issue 20): help and version without TensorFlow, no native
+start-up lines, no box art or type artefacts in help."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+HEAVY = ("tensorflow", "tf_keras", "cv2", "pandas", "sklearn", "mediapipe")
+
+_RUN = """
+import sys
+from mer_keras.cli.main import app
+try:
+    app({args!r}, prog_name="mer-keras")
+except SystemExit as exc:
+    code = exc.code
+print("LOADED", sorted(m for m in {heavy!r} if m in sys.modules))
+print("EXIT", code)
+"""
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", _RUN.format(args=list(args), heavy=HEAVY)],
+                          capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize("args", [["--help"], ["train", "--help"], ["evaluate", "--help"], ["tune", "--help"],
+                                  ["data", "prepare", "--help"], ["--version"]])
+def test_help_and_version_load_no_heavy_library_and_print_only_their_own_lines(args):
+    out = _cli(*args)
+    assert "LOADED []" in out.stdout and "EXIT 0" in out.stdout, out.stdout[-500:] + out.stderr[-500:]
+    assert out.stderr == ""
+    assert "<bool>" not in out.stdout and "╭" not in out.stdout
+
+
+def test_version_names_the_package_version():
+    import mer_keras
+
+    assert f"mer-keras {mer_keras.__version__}" in _cli("--version").stdout
+
+
+def test_loading_tensorflow_prints_no_native_start_up_lines():
+    code = "import mer_keras\nfrom mer_keras._keras import tf\ntf.constant(1.0) + 1.0\nprint('ok')"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                         env={k: v for k, v in __import__("os").environ.items()
+                              if k not in ("TF_CPP_MIN_LOG_LEVEL", "MER_KERAS_VERBOSE", "MER_KERAS_USER_TF_LOG")})
+    assert out.stdout.strip() == "ok"
+    assert not [line for line in out.stderr.splitlines() if line.strip()], out.stderr[:1000]
+
+
+def test_native_lines_that_are_not_noise_are_kept(capfd, monkeypatch):
+    import os
+
+    from mer_keras.native import quiet_native_stderr
+
+    monkeypatch.setenv("MER_KERAS_USER_TF_LOG", "0")
+    monkeypatch.delenv("MER_KERAS_VERBOSE", raising=False)
+
+    with quiet_native_stderr():
+        os.write(2, b"E0000 cuda_dnn.cc Unable to register cuDNN factory: already registered\n")
+        os.write(2, b"a real problem\n")
+    err = capfd.readouterr().err
+    assert "a real problem" in err and "cuDNN" not in err
