@@ -2,7 +2,7 @@
 
 Public API::
 
-    from mer_keras import create_model, list_models, load_model
+    from mer_keras import create_model, list_models, load_model, predict
 
 ``import mer_keras`` selects tf_keras (see ``mer_keras._keras``) but does not import
 TensorFlow; the names above load it on first use. The preprocessing modules
@@ -16,7 +16,7 @@ __version__ = "0.1.0"
 
 from mer_keras import _keras  # noqa: F401  (selects tf_keras before TensorFlow loads)
 
-__all__ = ["create_model", "list_models", "load_model", "__version__"]
+__all__ = ["create_model", "list_models", "load_model", "predict", "__version__"]
 
 
 def __getattr__(name: str):
@@ -28,4 +28,8 @@ def __getattr__(name: str):
         from mer_keras.models.io import load_model
 
         return load_model
+    if name == "predict":
+        from mer_keras.jobs.predict import predict
+
+        return predict
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

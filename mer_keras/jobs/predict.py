@@ -1,0 +1,304 @@
+"""``mer-keras predict`` and :func:`mer_keras.predict`: classify clips with a trained model.
+
+Steps: find the model and its ``metadata.json`` -> check the output is writable -> turn each
+input into the network input the model was trained on (the preprocessing ``metadata.json``
+records) -> class probabilities -> a table, and CSV or JSON.
+
+Inputs, each one clip: a video file (decoded once into the cache), a folder of frames, a ready
+representation image (e.g. a composite flow PNG: resized, nothing else), two images taken as an
+onset / apex pair (``pairs``), or every clip of a dataset (``data`` and ``root``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from mer_keras.errors import MissingFileError, ModelFileError, OptionError
+from mer_keras.jobs.schema import option
+from mer_keras.names import APEX_POLICIES, DATASETS
+
+if TYPE_CHECKING:  # the options are read by `mer-keras --help`, which must not load pandas or TensorFlow
+    import pandas as pd
+
+#: Image files read as ready representation images (or onset / apex pairs).
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+#: Model files a folder is searched for, in this order.
+MODEL_FILES = ("model.keras", "model_fp32.tflite", "model_int8.tflite")
+
+
+@dataclass
+class PredictOptions:
+    """Options of ``mer-keras predict``."""
+
+    model: str = option(help="Run folder, released model folder (saved_models/...), or a .keras / .tflite file "
+                             "with metadata.json beside it.", argument=True)
+    inputs: list[str] | None = option(None, "Videos, frame folders, or ready representation images (with --pairs: "
+                                            "onset / apex image pairs). Each is one clip.", argument=True)
+    onset: int | None = option(None, "Onset frame number, as in the frame file names (video: 1 = first frame); "
+                                     "default: the first frame.", min=0)
+    apex: int | None = option(None, "Apex frame number; default: chosen by --apex-policy.", min=0)
+    offset: int | None = option(None, "Offset frame number; default: the last frame.", min=0)
+    apex_policy: str = option("spot", "Without --apex: spot (the frame of largest motion against the onset) or "
+                                      "midpoint of onset..offset.", choices=lambda: APEX_POLICIES)
+    pairs: bool = option(False, "Read image inputs two at a time as onset / apex frames of one clip.")
+    data: str | None = option(None, "Predict every clip of a dataset instead (a name of `mer-keras train --data`).",
+                              choices=lambda: DATASETS)
+    root: str | None = option(None, "The dataset's folder (or manifest CSV).")
+    strict: bool = option(False, "Stop at the first bad clip of --data instead of skipping it.")
+    out: str | None = option(None, "Write the predictions to this .csv or .json file (checked before any work).")
+    cache_dir: str | None = option(None, "Cache folder (default $MER_CACHE_DIR or ~/.cache/mer_keras).")
+
+
+def find_model(target: str | Path) -> tuple[Path, dict]:
+    """The model file to run and its ``metadata.json`` (read).
+
+    A folder gives its ``model.keras``, else ``model_fp32.tflite``, else ``model_int8.tflite``.
+
+    Raises:
+        MissingFileError: nothing at ``target``. ModelFileError: no model file in the folder, not a
+            ``.keras`` / ``.tflite`` file, or no readable ``metadata.json`` beside it (named).
+    """
+    from mer_keras.models.io import read_json
+
+    p = Path(target)
+    if p.is_dir():
+        found = [p / name for name in MODEL_FILES if (p / name).is_file()]
+        if not found:
+            weights = " (it holds initial weights for --init-from, not a classifier)" if (
+                p / "weights_fp16.h5").is_file() else ""
+            raise ModelFileError(f"{p}: no {', '.join(MODEL_FILES)} to predict with{weights}")
+        p = found[0]
+    elif not p.exists():
+        raise MissingFileError(f"{p}: no such model file or folder")
+    if p.suffix not in (".keras", ".tflite"):
+        raise ModelFileError(f"{p}: expected a .keras or .tflite model (or a run folder)")
+    meta_path = p.parent / "metadata.json"
+    if not meta_path.is_file():
+        raise ModelFileError(f"{meta_path} is missing: it tells the classes and the input preprocessing")
+    meta = read_json(meta_path)
+    for key in ("classes", "preprocessing"):
+        if key not in meta:
+            raise ModelFileError(f"{meta_path}: no {key!r} field")
+    return p, meta
+
+
+def check_out(out: str | None) -> None:
+    """Refuse an output file that is not ``.csv`` / ``.json`` or cannot be written, before any work.
+
+    Raises:
+        OptionError: wrong suffix, or its folder is not a writable folder (named).
+    """
+    import os
+
+    if out is None:
+        return
+    path = Path(out)
+    if path.suffix not in (".csv", ".json"):
+        raise OptionError(f"--out {out}: expected a .csv or .json file")
+    probe = path.parent
+    while not probe.exists():
+        probe = probe.parent
+    if path.is_dir() or not probe.is_dir() or not os.access(probe, os.W_OK):
+        raise OptionError(f"--out {out}: {probe} is not a writable folder")
+
+
+def _frame_number(sample, index: int) -> int:
+    return sample.frame_numbers[index] if sample.frame_numbers else index
+
+
+def clip_inputs(opts: PredictOptions, rep, cache) -> tuple[list[dict], list]:
+    """One row description per clip of ``opts.inputs`` and the clips to preprocess.
+
+    Returns:
+        (rows, items) in input order: each row has ``input``, ``onset``, ``apex``, ``offset`` (frame
+        numbers; None for a ready image); items are :class:`~mer_keras.data.records.Sample` or
+        ready-image paths.
+    Raises:
+        MissingFileError: an input that does not exist. DataError: an input that is neither a
+            video, a frame folder nor an image, an odd number of images with ``pairs``, or frame
+            numbers outside the clip (each named).
+    """
+    from mer_keras.data.database import make_sample
+    from mer_keras.data.records import Sample
+    from mer_keras.errors import DataError
+    from mer_keras.preprocess.video import extract_frames, is_video
+
+    rows, items, pending = [], [], None
+    for name in opts.inputs or []:
+        p = Path(name)
+        if not p.exists():
+            raise MissingFileError(f"{name}: no such video, frame folder or image")
+        if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES:
+            if not opts.pairs:
+                rows.append({"input": name, "onset": None, "apex": None, "offset": None})
+                items.append(p)
+            elif pending is None:
+                pending = p
+            else:
+                rows.append({"input": f"{pending},{p}", "onset": None, "apex": None, "offset": None})
+                items.append(Sample(subject="input", clip_id=f"{pending.stem}-{p.stem}",
+                                    frame_paths=(str(pending), str(p)), onset=0, apex=1, offset=1, aus=(), emotion="",
+                                    label="", database="input", fps=0.0, source=f"{pending},{p}"))
+                pending = None
+            continue
+        if p.is_dir():
+            folder = p
+        elif is_video(p):
+            folder = extract_frames(p, cache)
+        else:
+            raise DataError(f"{name}: not a video (.mp4, .avi, .mov, ...), a frame folder or an image")
+        sample = make_sample("input", p.parent.name or ".", p.name, folder, opts.onset, opts.apex, opts.offset, (),
+                             "", 0.0, str(p), apex_policy=opts.apex_policy)
+        rows.append({"input": name, "onset": _frame_number(sample, sample.onset),
+                     "apex": _frame_number(sample, sample.apex), "offset": _frame_number(sample, sample.offset)})
+        items.append(sample)
+    if pending is not None:
+        raise DataError(f"--pairs: {pending} has no apex image after it (images are read two at a time: onset, apex)")
+    return rows, items
+
+
+def _inputs_x(items: list, rep, cache):
+    """(N, *input_shape) float32 in [0, 255] for clips and ready images, in ``items`` order."""
+    import numpy as np
+
+    from mer_keras.data.pipeline import build_inputs, image_inputs
+    from mer_keras.errors import DataError
+
+    samples = [i for i in items if not isinstance(i, Path)]
+    images = [str(i) for i in items if isinstance(i, Path)]
+    if images and rep.representation == "sequence":
+        raise DataError(f"{images[0]}: a single image cannot feed a sequence model (it takes {rep.frames} frames of "
+                        "a clip): give a video or a frame folder")
+    parts = {}
+    if samples:
+        parts["clip"] = iter(build_inputs(samples, rep, cache_dir=cache))
+    if images:
+        parts["image"] = iter(image_inputs(images, rep.size, rep.channels, rep.regions))
+    return np.stack([next(parts["image" if isinstance(i, Path) else "clip"]) for i in items])
+
+
+def run_predict(opts: PredictOptions, console=None) -> pd.DataFrame:
+    """Classify every input of ``opts`` with the model; print a table; write ``opts.out``.
+
+    Returns:
+        One row per clip, in input order: ``input``, ``onset``, ``apex``, ``offset`` (frame numbers
+        used; None for a ready image), ``predicted`` (class name), one ``p_<class>`` column per
+        class (float, summing to 1), and for ``--data`` the clip's ``subject``, ``database`` and
+        ``label``.
+    Raises:
+        OptionError: no input, inputs and ``data`` together, or a bad ``out``. ModelFileError,
+            MissingFileError, DataError: an unusable model, metadata or input (named).
+    """
+    import pandas as pd
+    from rich.console import Console
+    from rich.table import Table
+
+    from mer_keras import atomic
+    from mer_keras.jobs.evaluate import predict_file
+    from mer_keras.preprocess.cache import default_cache_dir
+    from mer_keras.preprocess.representation import RepresentationConfig
+
+    console = console or Console()
+    if bool(opts.inputs) == bool(opts.data):
+        raise OptionError("give INPUT files or folders, or --data DB --root PATH (one of the two)")
+    model_path, meta = find_model(opts.model)
+    check_out(opts.out)
+    try:
+        rep = RepresentationConfig.from_dict(dict(meta["preprocessing"]))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelFileError(f"{model_path.parent / 'metadata.json'}: invalid preprocessing ({exc})") from None
+    classes = list(meta["classes"])
+    cache = default_cache_dir(opts.cache_dir)
+    if meta.get("training_inputs"):
+        console.print(f"[yellow]note:[/] trained on {meta['training_inputs']}", soft_wrap=True)
+    if opts.data:
+        rows, x = _dataset_rows(opts, rep, cache, meta, console)
+    else:
+        rows, items = clip_inputs(opts, rep, cache)
+        x = _inputs_x(items, rep, cache)
+    probs = predict_file(model_path, x)
+    table = pd.DataFrame(rows)
+    for col in ("onset", "apex", "offset"):
+        if col in table:
+            table[col] = table[col].astype("Int64")  # frame numbers; <NA> for a ready image or a pair
+    table["predicted"] = [classes[k] for k in probs.argmax(1)]
+    for k, name in enumerate(classes):
+        table[f"p_{name}"] = probs[:, k].astype(float)
+    shown = Table(title=f"{model_path} ({len(table)} clip(s))", show_lines=False)
+    for col in ("input", "predicted", *[f"p_{c}" for c in classes]):
+        shown.add_column(col, justify="left" if col in ("input", "predicted") else "right")
+    for _, row in table.iterrows():
+        shown.add_row(str(row["input"]), row["predicted"], *[f"{row[f'p_{c}']:.3f}" for c in classes])
+    console.print(shown)
+    if opts.out:
+        if opts.out.endswith(".json"):
+            atomic.write_json(opts.out, {"model": str(model_path), "classes": classes,
+                                         "predictions": table.to_dict(orient="records")})
+        else:
+            with atomic.atomic_path(opts.out) as tmp:
+                table.to_csv(tmp, index=False)
+        console.print(f"predictions written to {opts.out}", soft_wrap=True)
+    return table
+
+
+def _dataset_rows(opts: PredictOptions, rep, cache, meta: dict, console):
+    """Rows and inputs of every clip of ``--data``, prepared as for training."""
+    from mer_keras.jobs.inputs import DataRequest, build_dataset_inputs, load_data
+
+    req = DataRequest(data=opts.data, root=opts.root, protocol="loso", test_data=None, test_root=None,
+                      strict=opts.strict, apex=opts.apex_policy, subjects=12, clips=20, seed=0, faces=None,
+                      cache_dir=opts.cache_dir)
+    ds = load_data(req, console)
+    if meta.get("dataset") == ds.name:
+        console.print(f"[yellow]note:[/] the model was fitted on {ds.name}: these are predictions on its own training "
+                      "clips, not a test", soft_wrap=True)
+    inputs = build_dataset_inputs(ds, rep, console, cache_dir=cache, strict=opts.strict)
+    rows = [{"input": key, "subject": r["subject"], "database": r["database"], "label": r["label"]}
+            for key, r in zip(ds.keys, ds.rows)]
+    return rows, inputs.x
+
+
+def predict(model: str | Path, inputs=(), *, onset: int | None = None, apex: int | None = None,
+            offset: int | None = None, apex_policy: str = "spot", pairs: bool = False, data: str | None = None,
+            root: str | None = None, out: str | None = None, cache_dir: str | None = None, quiet: bool = True):
+    """Classify clips with a trained model, preprocessed as it was trained (the public API of
+    ``mer-keras predict``)::
+
+        import mer_keras
+        table = mer_keras.predict("saved_models/ststnet_megc2019_composite", ["clip.mp4", "frames/EP02_01f"])
+        table[["input", "predicted", "p_negative", "p_positive", "p_surprise"]]
+
+    Args:
+        model: a run folder, a released model folder, or a ``.keras`` / ``.tflite`` file with
+            ``metadata.json`` beside it.
+        inputs: videos, frame folders (frames sorted by the number in their names), ready
+            representation images (each fed as it is, resized to the model's input), or with
+            ``pairs`` onset / apex images two at a time. Each is one clip.
+        onset, apex, offset: frame numbers as in the frame file names (a video's frames are
+            numbered from 1); default: first frame, ``apex_policy``, last frame.
+        apex_policy: ``spot`` (largest motion against the onset) or ``midpoint``.
+        data, root: predict every clip of a dataset instead of ``inputs``.
+        out: also write the table to this ``.csv`` or ``.json`` file (atomically).
+        cache_dir: where decoded videos and preprocessed clips are kept.
+        quiet: print nothing (else the table, as the command does).
+    Returns:
+        ``pandas.DataFrame``, one row per clip in input order: ``input``, ``onset``, ``apex``,
+        ``offset`` (frame numbers used), ``predicted`` (class name) and ``p_<class>`` (float64
+        probabilities summing to 1 per row); with ``data`` also ``subject``, ``database``, ``label``.
+    Raises:
+        OptionError, ModelFileError, MissingFileError, DataError: bad options, model, metadata or
+            input (the message names it).
+    """
+    import io
+
+    from rich.console import Console
+
+    from mer_keras.jobs.schema import validate
+
+    opts = PredictOptions(model=str(model), inputs=[str(i) for i in inputs] or None, onset=onset, apex=apex,
+                          offset=offset, apex_policy=apex_policy, pairs=pairs, data=data, root=root, out=out,
+                          cache_dir=cache_dir)
+    validate(opts)
+    return run_predict(opts, Console(file=io.StringIO()) if quiet else None)
