@@ -20,6 +20,12 @@ if TYPE_CHECKING:  # the options are read by `mer-keras --help`, which must not 
     from mer_keras.preprocess.representation import RepresentationConfig
 
 
+def _parse_class_map(items):
+    from mer_keras.data.datasets import parse_class_map
+
+    return parse_class_map(items)
+
+
 @dataclass
 class EvalOptions:
     """Options of ``mer-keras evaluate``.
@@ -34,10 +40,15 @@ class EvalOptions:
     clips: int = option(10, "Clips per subject.", min=1)
     out: str | None = option(None, "Output folder (default RUN/eval-<time>).")
     cache_dir: str | None = option(None, "Cache folder.")
-    data: str | None = option(None, "Score a dataset instead of new synthetic clips (a name of `mer-keras train "
-                                    "--data`, e.g. megc2019-flow).")
+    data: str | None = option(None, "Score a dataset (a name of `mer-keras train --data`, e.g. casme2 or "
+                                    "megc2019-flow); default and `synthetic`: new synthetic clips, the held-out check "
+                                    "of a synthetic run.")
     root: str | None = option(None, "The dataset's folder (or manifest CSV).")
     strict: bool = option(False, "Stop at the first bad clip of --data instead of skipping it.")
+    class_map: dict | str | None = option(None, "Map --data labels to the model's classes: composite (each "
+                                                "database's emotions as the MEGC2019 composite maps them), or FROM=TO "
+                                                "(repeatable; FROM= leaves a label out). Labels outside the classes "
+                                                "are otherwise an error.", cli_type=list[str], parse=_parse_class_map)
 
 
 def find_models(target: Path) -> tuple[Path, dict[str, Path]]:
@@ -139,8 +150,13 @@ def evaluate(opts: EvalOptions, console) -> Path:
     cache = default_cache_dir(opts.cache_dir)
     out = Path(opts.out) if opts.out else folder / f"eval-{time.strftime('%Y%m%d-%H%M%S')}"
     check_writable(out)  # before any work
-    if opts.data:
-        x, y, n, dataset = dataset_inputs(opts, rep, classes, meta, cache, console)
+    left_out = {}
+    if opts.class_map and opts.data in (None, "synthetic"):
+        from mer_keras.errors import OptionError
+
+        raise OptionError("--class-map applies to --data (a database); the synthetic clips are in the run's classes")
+    if opts.data and opts.data != "synthetic":
+        x, y, n, dataset, left_out = dataset_inputs(opts, rep, classes, meta, cache, console)
     else:
         ds = load_synthetic(SyntheticConfig(subjects=opts.subjects, clips_per_subject=opts.clips, seed=seed),
                             faces=config.get("faces"), cache_dir=cache)
@@ -154,8 +170,9 @@ def evaluate(opts: EvalOptions, console) -> Path:
         t0 = time.perf_counter()
         probs[name] = predict_file(path, x)
         m = compute_metrics(y, probs[name].argmax(1), classes)
-        scores[name] = {k: m[k] for k in ("accuracy", "uf1", "uar")} | {"seconds": round(time.perf_counter() - t0, 2)}
-        console.print(f"{name:<22} accuracy {m['accuracy']:.3f}  UF1 {m['uf1']:.3f}  UAR {m['uar']:.3f}")
+        scores[name] = m | {"seconds": round(time.perf_counter() - t0, 2)}
+        console.print(f"{name:<22} accuracy {m['accuracy']:.3f}  UF1 {m['uf1']:.3f}  UAR {m['uar']:.3f}  per class F1 "
+                      + "  ".join(f"{c} {v['f1']:.2f}" for c, v in m["per_class"].items()), soft_wrap=True)
     from mer_keras.export.verify import compare_outputs
 
     parity = {}
@@ -170,8 +187,15 @@ def evaluate(opts: EvalOptions, console) -> Path:
                           f"argmax agreement {p['argmax_agreement']:.3f}, "
                           f"UF1 {p['uf1_candidate']:.3f} vs {p['uf1_reference']:.3f}")
     out.mkdir(parents=True, exist_ok=True)
+    from mer_keras.metrics import plot_confusion_matrix
+
+    reference = next(iter(scores))  # model.keras when present, else the first TFLite file
+    plot_confusion_matrix(scores[reference]["confusion_matrix"], classes, out / "confusion_matrix.png",
+                          title=f"{reference} on {dataset} ({n} clips)")
+    synthetic = dataset == "synthetic"
     atomic.write_json(out / "results.json", {"target": str(opts.target), "dataset": dataset,
-                                             "seed": None if opts.data else seed, "n_samples": n, "classes": classes,
+                                             "seed": seed if synthetic else None, "n_samples": n, "classes": classes,
+                                             "class_map": opts.class_map, "left_out": left_out,
                                              "models": scores, "parity": parity})
     return out
 
@@ -193,25 +217,28 @@ def dataset_inputs(opts: EvalOptions, rep: RepresentationConfig, classes: list[s
     """The inputs of ``--data`` prepared as the model's metadata says, with labels in its classes.
 
     Returns:
-        (x (N, ...) float32, y (N,) int, N, dataset name).
+        (x (N, ...) float32, y (N,) int, N, dataset name, {label: clips left out by the class map}).
     Raises:
-        OptionError: labels that are not classes of the model (named; nothing is dropped).
+        OptionError: labels that are not classes of the model and not mapped (named; nothing is
+            dropped silently).
     """
     import numpy as np
 
-    from mer_keras.errors import OptionError
     from mer_keras.jobs.inputs import DataRequest, build_dataset_inputs, load_data
 
     req = DataRequest(data=opts.data, root=opts.root, protocol="loso", test_data=None, test_root=None,
                       strict=opts.strict, apex=meta.get("apex_policy") or "midpoint", subjects=opts.subjects,
                       clips=opts.clips, seed=opts.seed or 0, faces=None, cache_dir=opts.cache_dir)
+    from mer_keras.data.datasets import apply_class_map
+
     ds = load_data(req, console)
-    foreign = sorted({r["label"] for r in ds.rows} - set(classes))
-    if foreign:
-        raise OptionError(f"--data {opts.data}: labels {foreign} are not classes of the model ({', '.join(classes)})")
+    ds, left_out = apply_class_map(ds, classes, opts.class_map, f"--data {opts.data}")
+    if left_out:
+        console.print(f"--class-map {opts.class_map if isinstance(opts.class_map, str) else 'FROM=TO'}: left out "
+                      + ", ".join(f"{n} clip(s) labelled {k}" for k, n in sorted(left_out.items())), soft_wrap=True)
     if meta.get("dataset") == ds.name:
         console.print(f"[yellow]note:[/] the model was fitted on {ds.name}: these figures are its fit to its own "
                       "training clips, not a test", soft_wrap=True)
     inputs = build_dataset_inputs(ds, rep, console, cache_dir=cache, strict=opts.strict)
     y = np.array([classes.index(r["label"]) for r in ds.rows])
-    return inputs.x, y, len(y), ds.name
+    return inputs.x, y, len(y), ds.name, left_out

@@ -24,6 +24,12 @@ from mer_keras.jobs.schema import option, validate
 _QAT = QATOptions()
 
 
+def _parse_class_map(items):
+    from mer_keras.data.datasets import parse_class_map
+
+    return parse_class_map(items)
+
+
 @dataclass
 class ExportOptions:
     """Options of ``mer-keras export``."""
@@ -36,6 +42,10 @@ class ExportOptions:
     qat_lr: float = option(_QAT.lr, "Learning rate of the QAT fine-tuning.", above=0.0)
     verify_data: str | None = option(None, "Held-out database or manifest to verify on (runs on real data).")
     verify_root: str | None = option(None, "Root of --verify-data.")
+    class_map: dict | str | None = option(None, "Map --verify-data labels to the run's classes: composite, or "
+                                                "FROM=TO (repeatable; FROM= leaves a label out). Labels outside the "
+                                                "classes are otherwise an error.", cli_type=list[str],
+                                          parse=lambda items: _parse_class_map(items))
 
     def format_names(self) -> list[str]:
         """The rows of the formats table to write.
@@ -55,21 +65,24 @@ def export(opts: ExportOptions, console) -> dict:
     validate(opts)
     names = opts.format_names()
     return export_run(opts.run, names, console, qat=QATOptions(epochs=opts.qat_epochs, lr=opts.qat_lr),
-                      verify_data=opts.verify_data, verify_root=opts.verify_root)
+                      verify_data=opts.verify_data, verify_root=opts.verify_root, class_map=opts.class_map)
 
 
 def heldout_inputs(opts, rep, classes: Sequence[str], console, verify_data: str | None = None,
-                   verify_root: str | None = None) -> tuple[np.ndarray | None, np.ndarray | None, str]:
+                   verify_root: str | None = None,
+                   class_map: dict | str | None = None) -> tuple[np.ndarray | None, np.ndarray | None, str]:
     """Inputs the exported model never saw, for verification.
 
     Synthetic runs: a new synthetic set (seed + 1: new pseudo-subjects and clips, the run's size).
-    Database runs: ``verify_data`` (a database name or manifest) when given; its clips whose label
-    is not one of the run's classes are left out, and so are clips that fail preprocessing (no
-    face, unreadable frames), as in training.
+    Database runs: ``verify_data`` (a database name or manifest) when given, its labels mapped to
+    the run's classes by ``class_map`` (:func:`mer_keras.data.datasets.apply_class_map`: a label
+    neither a class nor mapped is an error, labels the map leaves out are counted); clips that
+    fail preprocessing (no face, unreadable frames) are left out, as in training, and counted.
 
     Returns:
         (x, y, description); x is None when no held-out data is available (the caller falls back).
     Raises:
+        OptionError: labels of ``verify_data`` outside the run's classes and not mapped (named).
         DataError: ``verify_data`` has no usable clip in the run's classes (names both).
     """
     from mer_keras.data.datasets import load_synthetic
@@ -79,10 +92,11 @@ def heldout_inputs(opts, rep, classes: Sequence[str], console, verify_data: str 
 
     cache = default_cache_dir(opts.cache_dir)
     if verify_data:
-        from mer_keras.data.datasets import load_dataset
+        from mer_keras.data.datasets import apply_class_map, load_dataset
 
         ds = load_dataset(verify_data, verify_root, strict=False, apex_policy=opts.apex, cache_dir=opts.cache_dir)
-        samples = [s for s in ds.samples if s.label in classes]
+        ds, left_out = apply_class_map(ds, classes, class_map, f"--verify-data {verify_data}")
+        samples = list(ds.samples)
         with console.status(f"held-out inputs: {ds.name}"):
             failed = prepare(samples, rep, cache, workers=opts.workers)
         samples = [s for i, s in enumerate(samples) if i not in failed]
@@ -90,7 +104,8 @@ def heldout_inputs(opts, rep, classes: Sequence[str], console, verify_data: str 
             raise DataError(f"--verify-data {verify_data}: no clip left in the run's classes {list(classes)} "
                              f"({len(ds.samples)} clips, labels {sorted({s.label for s in ds.samples})}, "
                              f"{len(failed)} failed preprocessing)")
-        desc = f"{ds.name}: {len(samples)} clips" + (f" ({len(failed)} skipped in preprocessing)" if failed else "")
+        desc = (f"{ds.name}: {len(samples)} clips" + (f" ({len(failed)} skipped in preprocessing)" if failed else "")
+                + "".join(f", {n} labelled {k} left out by --class-map" for k, n in sorted(left_out.items())))
     elif not opts.data or opts.data == "synthetic":
         seed = opts.seed + 1
         samples = load_synthetic(SyntheticConfig(subjects=opts.subjects, clips_per_subject=opts.clips, seed=seed),
@@ -104,7 +119,8 @@ def heldout_inputs(opts, rep, classes: Sequence[str], console, verify_data: str 
 
 
 def export_run(run: str | Path, formats: Sequence[str], console, qat: QATOptions | None = None,
-               verify_data: str | None = None, verify_root: str | None = None) -> dict:
+               verify_data: str | None = None, verify_root: str | None = None,
+               class_map: dict | str | None = None) -> dict:
     """``mer-keras export``: write ``formats`` of a finished run's final model, verify and record them.
 
     The run's training data is rebuilt (from the cache) only when needed: for int8 calibration,
@@ -151,7 +167,7 @@ def export_run(run: str | Path, formats: Sequence[str], console, qat: QATOptions
         raise ModelFileError(f"{run}: config.json or metadata.json lacks a field "
                              f"({type(exc).__name__}: {exc})") from None
     model = inference_model(load_model(run / "model.keras"))
-    x_ver, y_ver, desc = heldout_inputs(opts, rep, classes, console, verify_data, verify_root)
+    x_ver, y_ver, desc = heldout_inputs(opts, rep, classes, console, verify_data, verify_root, class_map)
     needs_training = (any(FORMATS[f].needs_data for f in formats) or "window" not in meta or x_ver is None)
     x_train = y_train = None
     if needs_training:

@@ -1,6 +1,8 @@
-"""``mer-keras predict`` and ``mer_keras.predict`` (issue 20): a run trained on a CASME II fixture
-tree classifies a frame folder, a video, an onset/apex pair, a ready image and the whole
-database, as the command and as the Python function, with the preprocessing of training."""
+"""Using a trained model on clips (issue 20). ``mer-keras predict`` and ``mer_keras.predict``: a
+run trained on a CASME II fixture tree classifies a frame folder, a video, an onset/apex pair, a
+ready image and the whole database, with the preprocessing of training. ``mer-keras evaluate
+--data``: that run and a released composite model scored on the database, labels mapped only by
+an explicit ``--class-map``."""
 
 from __future__ import annotations
 
@@ -104,3 +106,35 @@ def test_predict_refuses_bad_model_inputs_and_outputs_before_any_work(casme2_run
     (tmp_path / "notes.txt").write_text("x")
     with pytest.raises(DataError, match="notes.txt: not a video"):
         mer_keras.predict(run, [tmp_path / "notes.txt"])
+
+
+def test_evaluate_scores_a_database_run_on_a_database_with_per_class_figures(casme2_run, cache_dir, tmp_path):
+    run, root = casme2_run
+    res = runner.invoke(app, ["evaluate", str(run), "--data", "casme2", "--root", str(root), "--out",
+                              str(tmp_path / "ev"), "--cache-dir", str(cache_dir)])
+    assert res.exit_code == 0, res.output
+    results = json.loads((tmp_path / "ev" / "results.json").read_text())
+    m = results["models"]["model.keras"]
+    assert results["n_samples"] == 5 and results["left_out"] == {} and results["dataset"] == "casme2"
+    assert set(m["per_class"]) == set(casme2.CLASSES) and np.array(m["confusion_matrix"]).sum() == 5
+    assert (tmp_path / "ev" / "confusion_matrix.png").is_file()
+
+
+def test_evaluate_maps_labels_only_when_told(cache_dir, tmp_path, tiny_synthetic):
+    """A released composite model (negative / positive / surprise) on a CASME II tree (five classes)."""
+    released = Path(__file__).resolve().parents[2] / "saved_models" / "ststnet_megc2019_composite"
+    root = make_casme2(tmp_path / "CASME2", tiny_synthetic[1])
+    base = ["evaluate", str(released), "--data", "casme2", "--root", str(root), "--cache-dir", str(cache_dir)]
+    res = runner.invoke(app, [*base, "--out", str(tmp_path / "a")])
+    assert res.exit_code == 2 and "labels disgust (1), happiness (1), others (1), repression (1) are not classes " \
+        "of the model" in res.output and "--class-map" in res.output
+    res = runner.invoke(app, [*base, "--class-map", "happiness=positive", "--out", str(tmp_path / "b")])
+    assert res.exit_code == 2 and "labels disgust (1), others (1), repression (1) are" in res.output
+    res = runner.invoke(app, [*base, "--class-map", "happiness=joy", "--out", str(tmp_path / "c")])
+    assert res.exit_code == 2 and "targets ['joy'] are not classes" in res.output
+    res = runner.invoke(app, [*base, "--class-map", "composite", "--out", str(tmp_path / "d")])
+    assert res.exit_code == 0, res.output
+    results = json.loads((tmp_path / "d" / "results.json").read_text())
+    assert results["left_out"] == {"others": 1} and results["n_samples"] == 4 and results["class_map"] == "composite"
+    assert set(results["models"]) == {"model.keras", "model_fp32.tflite", "model_int8.tflite"}
+    assert "left out 1 clip(s) labelled others" in res.output
