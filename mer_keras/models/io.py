@@ -121,6 +121,16 @@ def check_keras_archive(path: str | Path) -> None:
                              f"{', '.join(CONFIG_MODULES)} objects are loaded (importing others could run their code)")
 
 
+def _keras_model_note(folder: Path) -> str:
+    """What a released folder's metadata.json says about its missing Keras model (``keras_model``)."""
+    import json
+
+    try:
+        return str(json.loads((folder / "metadata.json").read_text()).get("keras_model") or "")
+    except (OSError, ValueError, AttributeError):
+        return ""
+
+
 def resolve_model_path(path: str | Path) -> Path:
     """A ``.keras`` file, or a run folder holding ``model.keras``, checked without loading it.
 
@@ -132,7 +142,8 @@ def resolve_model_path(path: str | Path) -> Path:
     if p.is_dir():
         p = p / "model.keras"
     if not p.exists():
-        raise ModelFileError(f"no model at {p}")
+        note = _keras_model_note(p.parent)
+        raise ModelFileError(f"no model at {p}" + (f": {note}" if note else ""))
     if p.suffix != ".keras":
         raise ModelFileError(f"{p}: expected a .keras file (TFLite models are read by mer_keras.export.tflite; "
                              f"legacy .h5 models are not loaded)")

@@ -90,3 +90,47 @@ def test_released_macro_pretraining_weights_initialise_micro_attention():
     np.testing.assert_array_equal(model.get_layer("stem_conv").get_weights()[0],
                                   stored["stem_conv"][0].astype(np.float32))
     assert (PRETRAINED / "MODEL_CARD.md").is_file()
+
+
+ALL_RELEASED = sorted(p for p in (ROOT / "saved_models").iterdir() if p.is_dir())
+
+
+@pytest.mark.parametrize("folder", ALL_RELEASED, ids=lambda p: p.name)
+def test_every_released_folder_is_usable_by_predict_and_says_what_it_lacks(folder):
+    """Each folder under saved_models/ runs through ``predict`` on the edge sample video, or (initial
+    weights) says it is not a classifier; a folder without model.keras says how to get it."""
+    import mer_keras
+    from mer_keras.errors import ModelFileError
+    from mer_keras.models.io import resolve_model_path
+
+    meta = json.loads((folder / "metadata.json").read_text())
+    for name in meta["files"]:
+        assert (folder / name).is_file(), f"{folder.name}/metadata.json lists {name}, which is missing"
+    if not (folder / "model.keras").is_file():
+        with pytest.raises(ModelFileError) as err:
+            resolve_model_path(folder)
+        assert "no model at" in str(err.value) and (meta.get("keras_model") or "weights_fp16.h5" in meta["files"])
+    if "weights_fp16.h5" in meta["files"]:
+        with pytest.raises(ModelFileError, match="initial weights for --init-from, not a classifier"):
+            mer_keras.predict(folder, [ROOT / "edge" / "sample.mp4"])
+        return
+    table = mer_keras.predict(folder, [ROOT / "edge" / "sample.mp4"])
+    assert len(table) == 1 and table.loc[0, "predicted"] in meta["classes"]
+    np.testing.assert_allclose(table[[f"p_{c}" for c in meta["classes"]]].sum(1), 1.0, atol=1e-3)
+
+
+def test_the_synthetic_demonstration_model_is_scored_by_evaluate_and_run_by_edge(tmp_path):
+    from typer.testing import CliRunner
+
+    from mer_keras.cli.main import app
+
+    folder = ROOT / "saved_models" / "learnet_synthetic_loso"
+    res = CliRunner().invoke(app, ["evaluate", str(folder), "--subjects", "2", "--clips", "3", "--out",
+                                   str(tmp_path / "ev")])
+    assert res.exit_code == 0, res.output
+    results = json.loads((tmp_path / "ev" / "results.json").read_text())
+    assert set(results["models"]) == {"model_fp32.tflite", "model_int8.tflite"} and results["n_samples"] == 6
+    out = subprocess.run([sys.executable, "-m", "edge.run", "--model", str(folder / "model_int8.tflite"),
+                          "--video", str(ROOT / "edge" / "sample.mp4"), "--max-frames", "60"],
+                         capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
