@@ -25,7 +25,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edge.pipeline import STAGES, EdgeInputError, WindowRunner, load, open_capture, read_frames
+from edge.pipeline import STAGES, EdgeInputError, StreamStatus, WindowRunner, load, open_capture, read_frames
 from edge.run import cpu_count, positive
 
 SAMPLE = Path(__file__).with_name("sample.mp4")
@@ -42,6 +42,10 @@ def bench(model_path: str, frames: list[np.ndarray], fps: float, threads: int, m
     cv2.setNumThreads(threads)
     model, info = load(model_path, metadata, num_threads=threads)
     with WindowRunner(model, info, fps, workers=workers) as runner:
+        if len(frames) < runner.length:
+            raise EdgeInputError(f"{len(frames)} frames, fewer than one window ({runner.length} frames at "
+                                 f"{fps:g} fps): "
+                                 "no window to time; use --loops N or a longer video")
         # warm-up, a window per worker: face mesh graphs, interpreter, flow
         for _ in runner.windows(frames[:runner.length + (workers - 1) * runner.stride]):
             pass
@@ -64,7 +68,8 @@ def bench(model_path: str, frames: list[np.ndarray], fps: float, threads: int, m
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m edge.bench", description=__doc__.split("\n")[0])
     ap.add_argument("--model", required=True)
-    ap.add_argument("--video", default=str(SAMPLE), help=f"video file (default: {SAMPLE.name})")
+    ap.add_argument("--video", default=str(SAMPLE),
+                    help=f"video file, frame folder or quoted glob pattern (default: {SAMPLE.name})")
     ap.add_argument("--metadata", default=None)
     ap.add_argument("--threads", type=positive(int), nargs="+", default=sorted({1, cpu_count()}))
     ap.add_argument("--workers", type=positive(int), nargs="+", default=sorted({1, min(2, cpu_count())}),
@@ -77,9 +82,12 @@ def main(argv=None) -> int:
     try:
         cap, fps, name = open_capture(args.video)
         t0 = time.perf_counter()
-        frames = list(read_frames(cap))
+        status = StreamStatus()
+        frames = list(read_frames(cap, status=status))
         decode = time.perf_counter() - t0
         cap.release()
+        if status.error:
+            raise EdgeInputError(f"{name}: {status.error}")
         if len(frames) < 2:
             raise EdgeInputError(f"{name}: {len(frames)} frame(s) could be decoded; a clip needs at least 2")
         load(args.model, args.metadata)  # a bad model or metadata fails here, before the table starts

@@ -233,17 +233,71 @@ class WindowRunner:
         return w
 
 
+#: Image files a frame folder or pattern is read from.
+FRAME_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
+
+
+def _frame_order(path: Path) -> tuple:
+    """Sort key of a frame file: the last number in its name (img9 before img10), then the name."""
+    import re
+
+    numbers = re.findall(r"\d+", path.stem)
+    return (int(numbers[-1]) if numbers else -1, path.name)
+
+
+class FrameFolder:
+    """A folder of frame images (or a glob pattern), read like a ``cv2.VideoCapture``.
+
+    Frames are sorted by the last number in their file names (CASME II's ``img46.jpg`` ..
+    ``img51.jpg``, SAMM's ``006_05562.jpg``, SMIC's ``image1000001.bmp``). A file that cannot be
+    read ends the stream and is named in ``failed``.
+    """
+
+    def __init__(self, paths: list[Path], name: str):
+        self.paths, self.name, self.i, self.failed = sorted(paths, key=_frame_order), name, 0, None
+
+    def isOpened(self) -> bool:  # noqa: N802  (cv2.VideoCapture's name)
+        return bool(self.paths)
+
+    def read(self) -> tuple[bool, np.ndarray | None]:
+        if self.i >= len(self.paths):
+            return False, None
+        path = self.paths[self.i]
+        frame = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if frame is None:
+            self.failed = f"{path}: not a readable image (frame {self.i + 1} of {len(self.paths)})"
+            return False, None
+        self.i += 1
+        return True, frame
+
+    def get(self, prop: int) -> float:
+        return float(len(self.paths)) if prop == cv2.CAP_PROP_FRAME_COUNT else 0.0
+
+    def release(self) -> None:
+        pass
+
+
 def open_capture(video: str | None = None, camera: int | None = None) -> tuple[cv2.VideoCapture, float | None, str]:
-    """Open a video file or a camera.
+    """Open a video file, a folder of frames, an image pattern (``"frames/*.jpg"``) or a camera.
 
     Returns:
-        (capture, fps or None when the source does not say, name).
+        (capture, fps or None when the source does not say (always for frames), name).
     Raises:
-        EdgeInputError: the file is missing or cannot be decoded, or the camera does not open.
+        EdgeInputError: the file or folder is missing, holds no frame image, cannot be decoded, or
+            the camera does not open.
     """
     if video is not None:
-        if not Path(video).is_file():
-            raise EdgeInputError(f"{video}: no such video file")
+        path = Path(video)
+        if path.is_dir() or any(c in str(video) for c in "*?["):
+            import glob
+
+            files = ([p for p in path.iterdir() if p.suffix.lower() in FRAME_SUFFIXES] if path.is_dir()
+                     else [Path(p) for p in glob.glob(str(video)) if Path(p).suffix.lower() in FRAME_SUFFIXES])
+            if not files:
+                raise EdgeInputError(f"{video}: no frame images ({', '.join(FRAME_SUFFIXES)}) there")
+            return FrameFolder(files, str(video)), None, str(video)
+        if not path.is_file():
+            raise EdgeInputError(f"{video}: no such video file or frame folder")
         cap, name = cv2.VideoCapture(str(video)), str(video)
     else:
         cap, name = cv2.VideoCapture(int(camera or 0)), f"camera {camera}"
@@ -254,12 +308,44 @@ def open_capture(video: str | None = None, camera: int | None = None) -> tuple[c
     return cap, (float(fps) if fps and fps > 0 and np.isfinite(fps) else None), name
 
 
-def read_frames(cap: cv2.VideoCapture, limit: int | None = None) -> Iterator[np.ndarray]:
-    """(H, W, 3) uint8 RGB frames of an open capture, until it ends (or ``limit`` frames)."""
+@dataclass
+class StreamStatus:
+    """How a stream ended: ``decoded`` frames, and ``error`` when it ended early (a damaged or
+    truncated file, an unreadable frame image) rather than at its end or at ``limit``."""
+
+    decoded: int = 0
+    error: str | None = None
+
+
+def stream_error(cap, decoded: int) -> str | None:
+    """Why a stream that stopped after ``decoded`` frames stopped early, or None at its real end.
+
+    A frame folder names its unreadable file. A video file states its frame count; a stream that
+    stops more than 2 frames (and 2 %) short of it is damaged in the middle or truncated. A camera
+    states none.
+    """
+    if isinstance(cap, FrameFolder):
+        return cap.failed
+    stated = cap.get(cv2.CAP_PROP_FRAME_COUNT)
+    if stated and np.isfinite(stated) and stated - decoded > max(2, 0.02 * stated):
+        return f"decoding stopped at frame {decoded} of the {int(stated)} the file states (damaged or truncated)"
+    return None
+
+
+def read_frames(cap: cv2.VideoCapture, limit: int | None = None,
+                status: StreamStatus | None = None) -> Iterator[np.ndarray]:
+    """(H, W, 3) uint8 RGB frames of an open capture, until it ends (or ``limit`` frames).
+
+    With ``status``, an early end (:func:`stream_error`) is recorded in it.
+    """
     n = 0
     while limit is None or n < limit:
         ok, frame = cap.read()
         if not ok:
-            return
+            if status is not None:
+                status.error = stream_error(cap, n)
+            break
         n += 1
+        if status is not None:
+            status.decoded = n
         yield cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)

@@ -1,6 +1,8 @@
-"""``python -m edge.run``: micro-expression recognition on a video file or a camera, JSON lines out.
+"""``python -m edge.run``: micro-expression recognition on a video, frame folder or camera, JSON lines out.
 
     python -m edge.run --model RUN/model_int8.tflite --video clip.mp4 [--annotate out.mp4]
+    python -m edge.run --model RUN/model_int8.tflite --video CASME2_RAW_selected/sub01/EP02_01f --fps 200
+    python -m edge.run --model RUN/model_int8.tflite --video "frames/*.jpg" --fps 200
     python -m edge.run --model RUN/model_int8.tflite --camera 0 [--max-frames 2000]
 
 Reads ``metadata.json`` beside the model (``--metadata`` to point elsewhere). One JSON object per
@@ -10,7 +12,11 @@ whose onset frame shows no face gives ``{"event": "no_face", ...}`` instead and 
 A summary line (``"event": "summary"``) ends the output (with a note when the stream is shorter
 than one window). Bad input (missing, truncated or foreign model, metadata that is unreadable or
 does not match the model, a video that cannot be decoded or holds fewer than 2 frames, a camera
-that does not open) prints one line on stderr and exits with code 2.
+that does not open) prints one line on stderr and exits with code 2. A stream that stops early
+(a video damaged in the middle or truncated, an unreadable frame image) keeps the windows before
+the damage, puts ``decode_error`` in the summary, prints it on stderr and exits with code 3.
+A frame folder (or a quoted glob pattern) is read in the order of the number in the file names;
+frames carry no frame rate, so give ``--fps`` (else the training data's, from metadata.json).
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edge.pipeline import EdgeInputError, WindowRunner, load, open_capture, read_frames
+from edge.pipeline import EdgeInputError, StreamStatus, WindowRunner, load, open_capture, read_frames
 
 
 def cpu_count() -> int:
@@ -53,7 +59,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="python -m edge.run", description=__doc__.split("\n")[0])
     ap.add_argument("--model", required=True, help=".tflite model (metadata.json beside it)")
     src = ap.add_mutually_exclusive_group(required=True)
-    src.add_argument("--video", help="video file")
+    src.add_argument("--video", help="video file, folder of frame images, or a quoted glob pattern of them")
     src.add_argument("--camera", type=int, help="camera index (OpenCV)")
     ap.add_argument("--metadata", help="metadata.json (default: beside the model)")
     ap.add_argument("--annotate", help="write the video with the label of the latest window drawn (.mp4)")
@@ -99,9 +105,11 @@ def run(args: argparse.Namespace, out=None) -> dict:
     partial = Path(args.annotate).with_name(f".partial-{Path(args.annotate).name}") if args.annotate else None
     t0 = time.perf_counter()
 
+    status = StreamStatus()
+
     def frames():
         nonlocal writer
-        for frame in read_frames(cap, args.max_frames):
+        for frame in read_frames(cap, args.max_frames, status):
             counts["frames"] += 1
             if partial is not None:
                 if writer is None:
@@ -133,7 +141,7 @@ def run(args: argparse.Namespace, out=None) -> dict:
             if partial.exists():
                 os.replace(partial, args.annotate)
     if counts["frames"] == 0:
-        raise EdgeInputError(f"{name}: no frame could be decoded")
+        raise EdgeInputError(f"{name}: no frame could be decoded" + (f" ({status.error})" if status.error else ""))
     if counts["frames"] == 1:  # no clip at all, let alone a window: bad input, not a short stream
         raise EdgeInputError(f"{name}: only 1 frame could be decoded; a clip needs at least 2 "
                              f"(a window here is {runner.length})")
@@ -144,6 +152,8 @@ def run(args: argparse.Namespace, out=None) -> dict:
                "frames_per_second": round(counts["frames"] / seconds, 1) if seconds > 0 else None}
     if interrupted:
         summary["interrupted"] = True
+    if status.error:
+        summary["decode_error"] = status.error
     if counts["frames"] < runner.length:
         summary["note"] = f"the stream has {counts['frames']} frames, fewer than one window ({runner.length})"
     out.write(json.dumps(summary) + "\n")
@@ -153,7 +163,11 @@ def run(args: argparse.Namespace, out=None) -> dict:
 def main(argv=None) -> int:
     args = parse_args(argv)
     try:
-        run(args)
+        summary = run(args)
+        if summary.get("decode_error"):
+            print(f"error: {summary['source']}: {summary['decode_error']}; the windows before it were written",
+                  file=sys.stderr)
+            return 3
     except EdgeInputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -301,3 +301,67 @@ def test_edge_requirements_match_the_edge_extra():
     extra = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]["edge"]
     assert from_file == sorted(str(Requirement(r)) for r in extra)
     assert any("aarch64" in r for r in from_file)
+
+
+def test_run_a_frame_folder_and_a_glob_pattern(tiny_flow_run, tiny_synthetic, tmp_path):
+    """CASME II-style frame folders (img9 before img10): the same frames as the video, read in order."""
+    _, samples = tiny_synthetic
+    clips = [s for s in samples if s.subject == samples[0].subject][:2]
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    paths = [p for s in clips for p in s.frame_paths]
+    for i, p in enumerate(paths, start=1):
+        cv2.imwrite(str(folder / f"img{i}.jpg"), cv2.imread(p))
+    for source in (folder, f"{folder}/img*.jpg"):
+        res = edge_cli("run", "--model", tiny_flow_run / "model_int8.tflite", "--video", source, "--fps", "100",
+                       "--threads", "1")
+        assert res.returncode == 0, res.stderr[-2000:]
+        lines = [json.loads(line) for line in res.stdout.splitlines() if line.startswith("{")]
+        assert lines[-1]["frames"] == len(paths) and lines[-1]["windows"] >= 3 and lines[-1]["no_face"] == 0
+        assert lines[-1]["fps_source"] == 100.0 and "decode_error" not in lines[-1]
+
+
+def test_a_stream_damaged_in_the_middle_is_reported_with_exit_3(tiny_flow_run, tiny_synthetic, tmp_path, capsys):
+    from edge.run import main
+
+    _, samples = tiny_synthetic
+    frames = [cv2.imread(p) for s in samples[:4] for p in s.frame_paths]
+    h, w = frames[0].shape[:2]
+    video = tmp_path / "clips.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 100, (w, h))
+    for f in frames:
+        writer.write(f)
+    writer.release()
+    damaged = tmp_path / "damaged.avi"
+    damaged.write_bytes(video.read_bytes()[:int(video.stat().st_size * 0.5)])  # the container still states them all
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i, f in enumerate(frames, start=1):
+        cv2.imwrite(str(folder / f"img{i}.jpg"), f)
+    (folder / "img20.jpg").write_bytes(b"not a jpeg")
+    model = tiny_flow_run / "model_int8.tflite"
+    for source, message in ((damaged, "decoding stopped at frame"), (folder, "img20.jpg: not a readable image")):
+        code = main(["--model", str(model), "--video", str(source), "--fps", "100", "--threads", "1"])
+        out = capsys.readouterr()
+        assert code == 3, out.err[-1500:]
+        summary = json.loads(out.out.strip().splitlines()[-1])
+        assert message in summary["decode_error"] and message in out.err
+        assert 0 < summary["frames"] < len(frames)
+    assert f"of the {len(frames)} the file states" in json.loads(
+        edge_cli("run", "--model", model, "--video", damaged, "--fps", "100").stdout.strip().splitlines()[-1]
+    )["decode_error"]
+
+
+def test_bench_refuses_an_input_shorter_than_one_window(tiny_flow_run, tiny_synthetic, tmp_path, capsys):
+    from edge.bench import main
+
+    _, samples = tiny_synthetic
+    short = write_video([cv2.imread(p) for p in samples[0].frame_paths[:6]], tmp_path / "short.mp4")
+    threads = cv2.getNumThreads()
+    try:
+        code = main(["--model", str(tiny_flow_run / "model_int8.tflite"), "--video", str(short), "--threads", "1",
+                     "--workers", "1", "--fps", "200"])
+    finally:
+        cv2.setNumThreads(threads)
+    err = capsys.readouterr().err
+    assert code == 2 and "6 frames, fewer than one window" in err and "--loops" in err
