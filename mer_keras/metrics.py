@@ -65,3 +65,81 @@ def plot_confusion_matrix(cm, classes: Sequence[str], path, title: str = "") -> 
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=120)
     plt.close(fig)
+
+
+def plot_learning_curves(histories: dict[str, pd.DataFrame], path, title: str = "") -> None:  # noqa: F821
+    """Save the training loss and accuracy per epoch as PNG: one thin line per fold and their mean.
+
+    Args:
+        histories: fold name -> its per-epoch table (columns ``epoch``, ``loss``, ``accuracy``;
+            ``RUN/history/<fold>.csv``). title: what the curves cover (e.g. "all 12 folds").
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    from mer_keras.atomic import atomic_path
+
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
+    for ax, column in zip(axes, ("loss", "accuracy")):
+        tables = [h[["epoch", column]].dropna() for h in histories.values() if column in h]
+        for t in tables:
+            ax.plot(t["epoch"], t[column], color="tab:blue", alpha=0.15, linewidth=0.8)
+        if tables:
+            mean = pd.concat(tables).groupby("epoch")[column].mean()
+            ax.plot(mean.index, mean.to_numpy(), color="tab:blue", linewidth=2, label="mean over folds")
+            ax.legend(loc="best", fontsize=8)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(f"training {column}")
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+
+
+def plot_fold_uf1(fold_rows: Sequence[dict], per_database: dict, path, title: str = "") -> None:
+    """Save per-fold UF1 bars (coloured by database when there are several) and, for a composite
+    run, the pooled UF1 of each database, as PNG.
+
+    Args:
+        fold_rows: results.json ``folds`` (``subject`` like ``casme2/casme2_sub01`` or ``sub01``,
+            ``uf1``, ``n_test``). per_database: results.json ``per_database`` ({db: {"uf1", "n"}}).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from mer_keras.atomic import atomic_path
+
+    names = [r["subject"] for r in fold_rows]
+    dbs = [n.split("/")[0] if "/" in n else "" for n in names]
+    palette = {db: plt.get_cmap("tab10")(i) for i, db in enumerate(dict.fromkeys(dbs))}
+    panels = 2 if per_database else 1
+    fig, axes = plt.subplots(1, panels, figsize=(max(6.0, 0.16 * len(names) + 3), 3.8),
+                             gridspec_kw={"width_ratios": [4, 1][:panels]}, squeeze=False)
+    ax = axes[0][0]
+    ax.bar(range(len(names)), [r["uf1"] for r in fold_rows], color=[palette[d] for d in dbs])
+    ax.set_xticks(range(len(names)), [n.split("/")[-1] for n in names], rotation=90, fontsize=6)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("UF1 of the fold's test clips")
+    for db, colour in palette.items():
+        if db:
+            ax.bar([], [], color=colour, label=db)
+    if any(palette):
+        ax.legend(fontsize=8)
+    if per_database:
+        ax2 = axes[0][1]
+        items = list(per_database.items())
+        ax2.bar(range(len(items)), [m["uf1"] for _, m in items], color=[palette.get(db, "tab:gray") for db, _ in items])
+        ax2.set_xticks(range(len(items)), [f"{db}\nn={m['n']}" for db, m in items], fontsize=7)
+        ax2.set_ylim(0, 1)
+        ax2.set_title("pooled per database", fontsize=9)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110)
+    plt.close(fig)

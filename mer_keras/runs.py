@@ -161,6 +161,32 @@ class RunFolder:
     def remove_backups(self) -> None:
         shutil.rmtree(self.backup_root, ignore_errors=True)
 
+    def history_path(self, fold_name: str) -> Path:
+        """``RUN/history/<fold>.csv``: the fold's per-epoch training figures."""
+        return self.path / "history" / f"{fold_name.replace('/', '__')}.csv"
+
+    def plot_training(self, cover: str) -> None:
+        """``learning_curves.png`` from ``RUN/history/*.csv`` and ``uf1_per_fold.png`` from
+        results.json; their titles say which folds they cover (``cover``: "all 12" or "3 of 12")."""
+        import json
+
+        import pandas as pd
+
+        from mer_keras.metrics import plot_fold_uf1, plot_learning_curves
+
+        results = json.loads((self.path / "results.json").read_text())
+        what = f"{results.get('model', '')} on {results.get('dataset', '')}"
+        histories = {p.stem: pd.read_csv(p) for p in sorted((self.path / "history").glob("*.csv"))
+                     if p.stem != "final"}
+        if histories:
+            plot_learning_curves(histories, self.path / "learning_curves.png",
+                                 title=f"{what}: training loss and accuracy of {len(histories)} fold(s) "
+                                       f"({cover} folds in this run)")
+        if results.get("folds"):
+            plot_fold_uf1(results["folds"], results.get("per_database") or {}, self.path / "uf1_per_fold.png",
+                          title=f"{what}: UF1 per fold ({cover} folds; pooled "
+                                f"{results['overall']['uf1']:.3f})")
+
     # -- reports -----------------------------------------------------------------------------
     def write_skipped(self, skipped: Sequence[tuple[str, str]]) -> None:
         """``skipped.csv``: (where, why) of every record left out."""

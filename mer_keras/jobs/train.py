@@ -256,7 +256,7 @@ def run_protocol(opts: TrainOptions, rep: RepresentationConfig, cfg, data: Datas
     """
     from mer_keras.data.protocols import PROTOCOLS
     from mer_keras.registry import get_spec
-    from mer_keras.train.callbacks import ProgressCallback
+    from mer_keras.train.callbacks import EpochHistory, ProgressCallback
     from mer_keras.train.folds import run_folds
     from mer_keras.train.strategy import is_chief
 
@@ -274,7 +274,19 @@ def run_protocol(opts: TrainOptions, rep: RepresentationConfig, cfg, data: Datas
             names = ", ".join(f.name for f in group[:3]) + (f" (+{len(group) - 3} trained at once)" if len(group) > 3
                                                            else "")
             prog.update(fold_task, info=f"test subject{'s' if len(group) > 1 else ''} {names}")
-            return [ProgressCallback(prog, epoch_task)]
+            extra = [ProgressCallback(prog, epoch_task)]
+            if chief:
+                extra.append(EpochHistory([run.history_path(f.name) for f in group],
+                                          [""] if len(group) == 1 else [f"fold{j}_" for j in range(len(group))]))
+                if opts.tensorboard:
+                    from mer_keras._keras import keras
+                    from mer_keras.train.multifold import group_name
+
+                    logs = run.path / "tensorboard" / (group[0].name.replace("/", "__") if len(group) == 1
+                                                       else group_name(group))
+                    extra.append(keras.callbacks.TensorBoard(log_dir=str(logs), histogram_freq=0,
+                                                             write_graph=False, profile_batch=0))
+            return extra
 
         def fold_end(fold, p, row):
             if chief:
@@ -302,8 +314,13 @@ def run_protocol(opts: TrainOptions, rep: RepresentationConfig, cfg, data: Datas
     info = {"model": opts.model, "dataset": data.name, "protocol": opts.protocol,
             "representation": rep.representation, "counts": data.counts, "skipped": len(data.skipped),
             **(extra_info or {})}
-    results = run.write_results(info, report, rows, probs, [fold_rows[f.name] for f in folds if f.name in fold_rows],
-                                title=f"{opts.model} LOSO, UF1 {report['overall']['uf1']:.3f}")
+    every = protocol.folds(groups)
+    done = [f for f in folds if f.name in fold_rows]
+    cover = f"all {len(every)}" if len(done) == len(every) else f"{len(done)} of {len(every)}"
+    results = run.write_results(info, report, rows, probs, [fold_rows[f.name] for f in done],
+                                title=f"{opts.model} {opts.protocol.upper()}, UF1 {report['overall']['uf1']:.3f}"
+                                      f" ({cover} folds)")
+    run.plot_training(cover)
     print_report(report, console)
     return results
 

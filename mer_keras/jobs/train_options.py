@@ -134,6 +134,9 @@ class TrainOptions:
                                  "0: chosen from the model's size and the cores; 1: one at a time.", min=0)
     final: bool | None = option(None, "Fit the final model on all subjects (default: only when every fold runs).",
                                 secondary="--no-final")
+    tensorboard: bool = option(False, "Write TensorBoard logs of each fold to RUN/tensorboard/ "
+                                      "(`tensorboard --logdir RUN/tensorboard`). Per-epoch CSVs (RUN/history/) and "
+                                      "learning curves are always written.")
     backup_minutes: float = option(_TRAINING.backup_minutes, "Back up the fold in progress "
                                    "(weights, optimizer, epoch) when this many "
                                    "minutes have passed since the last backup, at the end of an epoch; 0: every "

@@ -145,3 +145,61 @@ class CheckpointPredictions(keras.callbacks.Callback):
             return
         for store, (model, x) in zip(self.probabilities, self.targets):
             store[epoch + 1] = predict_proba(model if model is not None else self.model, x)
+
+
+class EpochHistory(keras.callbacks.Callback):
+    """Per-epoch training figures of each fold in a CSV file (``RUN/history/<fold>.csv``), rewritten
+    atomically after every epoch: columns ``epoch`` (1-based), ``loss``, ``accuracy`` and any other
+    figure Keras logs for the fold (auxiliary losses).
+
+    A fit resumed from a backup at epoch k keeps the file's rows of epochs 1..k and writes the
+    rest, so the file is that of an uninterrupted fit.
+
+    Args:
+        paths: one CSV path per fold trained by this fit.
+        prefixes: per fold, the prefix of its keys in the Keras logs: ``""`` for a single fold,
+            ``"fold<j>_"`` for folds trained at once (:class:`~mer_keras.train.multifold.MultiFoldTrainer`).
+    """
+
+    def __init__(self, paths, prefixes=("",)):
+        super().__init__()
+        from pathlib import Path
+
+        self.paths, self.prefixes, self.rows = [Path(p) for p in paths], list(prefixes), None
+
+    def _figures(self, logs: dict, prefix: str) -> dict:
+        if prefix:
+            out = {k[len(prefix):]: v for k, v in logs.items() if k.startswith(prefix)}
+            if "train_loss" in out:
+                out["loss"] = out.pop("train_loss")
+        else:
+            out = {k: v for k, v in logs.items() if not (k.startswith("fold") and "_" in k)}
+        if "accuracy" not in out and "predictions_accuracy" in out:
+            out["accuracy"] = out["predictions_accuracy"]
+        return {k: float(v) for k, v in out.items()}
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self.rows is not None:
+            return
+        import csv
+
+        self.rows = []
+        for path in self.paths:
+            kept = []
+            if epoch > 0 and path.is_file():  # resumed: keep the epochs before the backup
+                with open(path, newline="") as fh:
+                    kept = [r for r in csv.DictReader(fh) if int(r["epoch"]) <= epoch]
+            self.rows.append(kept)
+
+    def on_epoch_end(self, epoch, logs=None):
+        import csv
+
+        from mer_keras import atomic
+
+        for path, prefix, rows in zip(self.paths, self.prefixes, self.rows):
+            rows.append({"epoch": epoch + 1, **self._figures(logs or {}, prefix)})
+            columns = list(dict.fromkeys(k for r in rows for k in r))
+            with atomic.atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
+                writer = csv.DictWriter(fh, fieldnames=columns)
+                writer.writeheader()
+                writer.writerows(rows)

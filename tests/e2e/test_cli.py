@@ -1,6 +1,7 @@
 """`mer-keras train` and `evaluate` end to end on a tiny synthetic set, and the error policy."""
 
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -34,6 +35,12 @@ def test_train_writes_the_run_folder(tiny_run):
     assert config["lr"] == 1e-3  # no --lr: the model's registered rate, recorded as used
     report = json.loads((run / "export_report.json").read_text())
     assert report["model_fp32.tflite"]["parity"]["max_abs_diff"] < 1e-4
+    # training history: one CSV per fold (epoch, loss, accuracy), learning curves and per-fold UF1 (issue 20)
+    for fold in ("synthetic__sub01", "synthetic__sub02", "synthetic__sub03"):
+        history = pd.read_csv(run / "history" / f"{fold}.csv")
+        assert list(history["epoch"]) == [1, 2] and {"loss", "accuracy"} <= set(history.columns)
+        assert history["loss"].notna().all() and history["accuracy"].between(0, 1).all()
+    assert (run / "learning_curves.png").stat().st_size > 1000 and (run / "uf1_per_fold.png").stat().st_size > 1000
 
 
 def test_evaluate_scores_keras_and_tflite(tiny_run, cache_dir, tmp_path):
@@ -120,6 +127,12 @@ def test_multi_output_model_trains_exports_and_explains(cache_dir, tmp_path):
     assert len(load_model(run).outputs) == 1  # training-only heads are not saved
     report = json.loads((run / "export_report.json").read_text())
     assert report["model_fp32.tflite"]["parity"]["max_abs_diff"] < 1e-4
+    # training history: one CSV per fold (epoch, loss, accuracy), learning curves and per-fold UF1 (issue 20)
+    for fold in ("synthetic__sub01", "synthetic__sub02", "synthetic__sub03"):
+        history = pd.read_csv(run / "history" / f"{fold}.csv")
+        assert list(history["epoch"]) == [1, 2] and {"loss", "accuracy"} <= set(history.columns)
+        assert history["loss"].notna().all() and history["accuracy"].between(0, 1).all()
+    assert (run / "learning_curves.png").stat().st_size > 1000 and (run / "uf1_per_fold.png").stat().st_size > 1000
     res = runner.invoke(app, ["explain", str(run), "--sample", "sub01/clip002"])  # cache dir from the run's config
     assert res.exit_code == 0, res.output
     png = Path(res.output.strip().splitlines()[-1].strip())
@@ -177,6 +190,8 @@ def test_an_interrupted_run_resumes_without_redoing_finished_folds(tiny_flow_run
     assert (preds[preds["subject"] == "sub01"]["p_negative"] == 1.0).all()
     assert folds[2].exists() and (run / "metadata.json").exists()
     assert json.loads(folds[2].read_text()) == fold3  # the fold trained again, as in the uninterrupted run
+    history = pd.read_csv(run / "history" / "synthetic__sub03.csv")  # folds trained at once: one CSV each
+    assert list(history["epoch"]) == [1, 2] and history["loss"].notna().all()
     res = runner.invoke(app, ["train", "--resume", str(run)])
     assert res.exit_code == 2 and "nothing to resume" in res.output
     marked["test_keys"] = [k + "-renamed" for k in marked["test_keys"]]  # the data changed since
@@ -199,3 +214,14 @@ def test_macro_expression_pretraining_run(cache_dir, tmp_path):
     assert json.loads((run / "config.json").read_text())["synthetic_expression"] == "macro"
     assert (run / "model.keras").is_file()
     assert not (run / "folds").exists() or not list((run / "folds").iterdir())  # no LOSO fold: pretraining only
+
+
+def test_tensorboard_logs_and_a_subset_of_folds_says_so(tiny_flow_run, cache_dir, tmp_path):
+    res = runner.invoke(app, ["train", "--model", "ststnet", "--subjects", "3", "--clips", "4", "--seed", "7",
+                              "--epochs", "1", "--flow-method", "dis", "--folds", "sub02", "--tensorboard",
+                              "--out", str(tmp_path), "--cache-dir", str(cache_dir)])
+    assert res.exit_code == 0, res.output
+    run = Path(res.output.strip().splitlines()[-1].strip())
+    assert list((run / "tensorboard" / "synthetic__sub02").rglob("events.out.tfevents.*"))
+    assert list(pd.read_csv(run / "history" / "synthetic__sub02.csv")["epoch"]) == [1]
+    assert (run / "learning_curves.png").is_file() and (run / "uf1_per_fold.png").is_file()
