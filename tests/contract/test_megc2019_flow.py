@@ -178,7 +178,7 @@ def test_evaluate_scores_a_dataset_with_the_models_encoding_and_names_foreign_la
     (run / "metadata.json").write_text(json.dumps({**meta, "classes": ["negative", "positive", "other"]}))
     res = CliRunner().invoke(app, ["evaluate", str(run), "--data", "megc2019-flow", "--root", str(root),
                                    "--out", str(tmp_path / "eval2")])
-    assert res.exit_code == 2 and "labels ['surprise'] are not classes of the model" in res.output
+    assert res.exit_code == 2 and "labels surprise (2) are not classes of the model" in res.output
     (tmp_path / "file").write_text("")
     res = CliRunner().invoke(app, ["evaluate", str(run), "--data", "megc2019-flow", "--root", str(root),
                                    "--out", str(tmp_path / "file" / "eval")])
