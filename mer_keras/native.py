@@ -25,6 +25,7 @@ NATIVE_NOISE = ("All log messages before absl::InitializeLog()", "Unable to regi
                 "SavedModel bundle", "Unable to find SavedModel", "could not find TensorRT",
                 "INFO: Created TensorFlow Lite",
                 "Sharding callback duration", "Reading SavedModel debug info", "Read SavedModel", "fp16 activations",
+                "MLIR V1 optimization pass is not enabled",
                 # mediapipe's face mesh (TFLite inside) when it starts and on its first image
                 "Feedback manager requires a model with a single signature", "Using NORM_RECT without IMAGE_DIMENSIONS",
                 "Created TensorFlow Lite XNNPACK delegate", "GL version:", "OpenGL error checking is disabled")

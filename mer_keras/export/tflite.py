@@ -117,7 +117,11 @@ def convert(model, quant: str = "none", representative: np.ndarray | None = None
     recurrent = any(isinstance(layer, keras.layers.RNN) for layer in model.layers)
     converter = converter_for(model, batch=1 if recurrent else None)
     configure(converter, quant, representative, calibration_samples, allow_float)
-    with quiet_native_stderr():  # the converter's internals (fully_quantize: 0, ...) unless --verbose
+    import warnings
+
+    with quiet_native_stderr(), warnings.catch_warnings():  # the converter's internals unless --verbose
+        # int8 models take raw [0, 255] inputs whose scale is set from the representative data
+        warnings.filterwarnings("ignore", message="Statistics for quantized inputs were expected")
         return converter.convert()
 
 

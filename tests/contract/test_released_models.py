@@ -119,7 +119,10 @@ def test_every_released_folder_is_usable_by_predict_and_says_what_it_lacks(folde
     np.testing.assert_allclose(table[[f"p_{c}" for c in meta["classes"]]].sum(1), 1.0, atol=1e-3)
 
 
+@pytest.mark.slow
 def test_the_synthetic_demonstration_model_is_scored_by_evaluate_and_run_by_edge(tmp_path):
+    """Slow (about 30 s: new synthetic clips, and the runner in a subprocess); the default run checks
+    the same commands on the real-data models and predict on every folder."""
     from typer.testing import CliRunner
 
     from mer_keras.cli.main import app
