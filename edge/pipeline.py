@@ -310,10 +310,9 @@ def open_capture(video: str | None = None, camera: int | None = None) -> tuple[c
 
 @dataclass
 class StreamStatus:
-    """How a stream ended: ``decoded`` frames, and ``error`` when it ended early (a damaged or
-    truncated file, an unreadable frame image) rather than at its end or at ``limit``."""
+    """How a stream ended: ``error`` when it ended early (a damaged or truncated file, an unreadable
+    frame image) rather than at its end or at ``limit``."""
 
-    decoded: int = 0
     error: str | None = None
 
 
@@ -346,6 +345,4 @@ def read_frames(cap: cv2.VideoCapture, limit: int | None = None,
                 status.error = stream_error(cap, n)
             break
         n += 1
-        if status is not None:
-            status.decoded = n
         yield cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)

@@ -24,7 +24,7 @@ os.environ["TF_USE_LEGACY_KERAS"] = "1"
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TF C++ start-up noise (CUDA probes); override to see it
 os.environ.setdefault("GLOG_minloglevel", "2")
 
-from mer_keras.native import NATIVE_NOISE, quiet_native_stderr, verbose  # noqa: E402,F401  (re-exported)
+from mer_keras.native import quiet_native_stderr  # noqa: E402  (after the log levels above)
 
 __all__ = ["tf", "keras", "gradient_registry"]  # noqa: F822  (tf and keras are loaded on first use: __getattr__)
 

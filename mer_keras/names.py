@@ -2,7 +2,9 @@
 
 The command line offers these as choices; building ``mer-keras --help`` must not start
 TensorFlow, so the names live here and the modules that implement them import them from here
-(``mer_keras.registry`` checks at load that the built-in models are exactly :data:`MODELS`).
+(``mer_keras.registry`` checks at load that the built-in models are exactly :data:`MODELS`, and
+``mer_keras.data.protocols`` that its protocols are :data:`PROTOCOLS`; the other names are
+defined only here).
 """
 
 from __future__ import annotations

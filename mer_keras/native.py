@@ -23,12 +23,12 @@ NATIVE_NOISE = ("All log messages before absl::InitializeLog()", "Unable to regi
                 "Reading SavedModel", "Reading meta graph", "Restoring SavedModel", "SavedModel load for tags",
                 "Running initialization op", "Skipping loading of SavedModel", "Saved model with tags",
                 "SavedModel bundle", "Unable to find SavedModel", "could not find TensorRT",
-                "INFO: Created TensorFlow Lite",
-                "Sharding callback duration", "Reading SavedModel debug info", "Read SavedModel", "fp16 activations",
+                "INFO: Created TensorFlow Lite",  # its XNNPACK delegate (TFLite, and mediapipe's graph)
+                "Sharding callback duration", "Read SavedModel", "fp16 activations",
                 "MLIR V1 optimization pass is not enabled",
                 # mediapipe's face mesh (TFLite inside) when it starts and on its first image
                 "Feedback manager requires a model with a single signature", "Using NORM_RECT without IMAGE_DIMENSIONS",
-                "Created TensorFlow Lite XNNPACK delegate", "GL version:", "OpenGL error checking is disabled")
+                "GL version:", "OpenGL error checking is disabled")
 
 
 def verbose() -> bool:

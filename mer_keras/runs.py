@@ -27,10 +27,14 @@ from pathlib import Path
 import numpy as np
 
 from mer_keras import atomic
+from mer_keras.data.protocols import fold_stem
 from mer_keras.errors import MissingFileError, RunFolderError
 
 #: Files of a run's final model, copied into a merged run from the run that fitted it.
 FINAL_MODEL_FILES = ("model.keras", "metadata.json", "model_fp32.tflite", "model_int8.tflite", "export_report.json")
+#: A released folder of initial weights for ``--init-from`` holds this file instead of a model
+#: (Keras HDF5 weights layout, float16 values; :func:`mer_keras.train.transfer.save_weights_fp16`).
+WEIGHTS_FILE = "weights_fp16.h5"
 
 
 def record_of(key: str, label: str) -> dict:
@@ -94,7 +98,7 @@ class RunFolder:
     # -- folds -------------------------------------------------------------------------------
     def fold_file(self, fold_name: str) -> Path:
         """``RUN/folds/<subject>.json`` (a ``/`` in the fold name becomes ``__``)."""
-        return self.path / "folds" / (fold_name.replace("/", "__") + ".json")
+        return self.path / "folds" / f"{fold_stem(fold_name)}.json"
 
     def write_fold(self, fold_name: str, classes: Sequence[str], test_keys: Sequence[str], labels: Sequence[str],
                    probabilities: np.ndarray, row: dict) -> None:
@@ -163,18 +167,16 @@ class RunFolder:
 
     def history_path(self, fold_name: str) -> Path:
         """``RUN/history/<fold>.csv``: the fold's per-epoch training figures."""
-        return self.path / "history" / f"{fold_name.replace('/', '__')}.csv"
+        return self.path / "history" / f"{fold_stem(fold_name)}.csv"
 
-    def plot_training(self, cover: str) -> None:
-        """``learning_curves.png`` from ``RUN/history/*.csv`` and ``uf1_per_fold.png`` from
-        results.json; their titles say which folds they cover (``cover``: "all 12" or "3 of 12")."""
-        import json
-
+    def plot_training(self, results: dict, cover: str) -> None:
+        """``learning_curves.png`` from ``RUN/history/*.csv`` and ``uf1_per_fold.png`` from the
+        ``results`` written by :meth:`write_results`; their titles say which folds they cover
+        (``cover``: "all 12" or "3 of 12")."""
         import pandas as pd
 
         from mer_keras.metrics import plot_fold_uf1, plot_learning_curves
 
-        results = json.loads((self.path / "results.json").read_text())
         what = f"{results.get('model', '')} on {results.get('dataset', '')}"
         histories = {p.stem: pd.read_csv(p) for p in sorted((self.path / "history").glob("*.csv"))
                      if p.stem != "final"}

@@ -25,7 +25,8 @@ import shutil
 import sys
 from pathlib import Path
 
-WEIGHTS_FILE = "weights_fp16.h5"  # mer_keras.train.transfer.WEIGHTS_FILE (importing it would start TensorFlow)
+from mer_keras.runs import WEIGHTS_FILE
+
 MODEL_FILES = ("model.keras", "model_fp32.tflite", "model_int8.tflite", "export_report.json", "metadata.json")
 EVIDENCE = ("results.json", "config.json", "confusion_matrix.png", "selection.json")
 

@@ -10,10 +10,10 @@ subjects.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from mer_keras.data.records import Sample
-from mer_keras.errors import DataError
+from mer_keras.errors import DataError, OptionError
 
 CLASSES = ("negative", "positive", "surprise")
 
@@ -76,3 +76,28 @@ def composite(samples: Iterable[Sample]) -> tuple[list[Sample], dict[str, dict[s
     if all(counts[db]["subjects"] == EXPECTED[db][1] for db in EXPECTED) and total != 442:
         raise DataError(f"composite: {total} samples instead of 442")
     return out, counts
+
+
+#: ``--class-map composite``: each database's emotions to the MEGC2019 composite classes
+#: (:data:`CROSS_LABEL_MAP`); other emotions are left out, and counted.
+COMPOSITE_MAP = "composite"
+
+
+def parse_class_map(items: Sequence[str] | None) -> dict[str, str] | str | None:
+    """``--class-map composite`` or ``--class-map FROM=TO`` (repeatable; ``FROM=`` leaves FROM out).
+
+    Raises:
+        OptionError: an item that is neither ``composite`` nor FROM=TO, or ``composite`` mixed with pairs.
+    """
+    if not items:
+        return None
+    if list(items) == [COMPOSITE_MAP]:
+        return COMPOSITE_MAP
+    mapping = {}
+    for item in items:
+        source, sep, target = item.partition("=")
+        if not sep or not source.strip():
+            raise OptionError(f"--class-map {item!r}: expected 'composite' or FROM=TO (e.g. happiness=positive; "
+                              "FROM= leaves FROM out)")
+        mapping[source.strip().lower()] = target.strip().lower()
+    return mapping

@@ -146,39 +146,14 @@ def load_dataset(name: str, root=None, strict: bool = False, apex_policy: str = 
     return ds
 
 
-#: ``--class-map composite``: each database's emotions to the MEGC2019 composite classes
-#: (:data:`mer_keras.data.composite.CROSS_LABEL_MAP`); other emotions are left out, and counted.
-COMPOSITE_MAP = "composite"
-
-
-def parse_class_map(items: Sequence[str] | None) -> dict[str, str] | str | None:
-    """``--class-map composite`` or ``--class-map FROM=TO`` (repeatable; ``FROM=`` leaves FROM out).
-
-    Raises:
-        OptionError: an item that is neither ``composite`` nor FROM=TO, or ``composite`` mixed with pairs.
-    """
-    if not items:
-        return None
-    if list(items) == [COMPOSITE_MAP]:
-        return COMPOSITE_MAP
-    mapping = {}
-    for item in items:
-        source, sep, target = item.partition("=")
-        if not sep or not source.strip():
-            raise OptionError(f"--class-map {item!r}: expected 'composite' or FROM=TO (e.g. happiness=positive; "
-                              "FROM= leaves FROM out)")
-        mapping[source.strip().lower()] = target.strip().lower()
-    return mapping
-
-
 def apply_class_map(ds: Dataset, classes: Sequence[str], class_map: dict[str, str] | str | None,
                     what: str) -> tuple[Dataset, dict[str, int]]:
     """``ds`` with every record's label one of ``classes`` (a model's), nothing dropped silently.
 
-    A label already in ``classes`` stays. Others go through ``class_map``: ``"composite"`` maps each
-    database's emotions as the MEGC2019 composite does (:data:`COMPOSITE_MAP`; an emotion outside
-    it, e.g. CASME II's *others*, is left out), a dict maps label -> class (an empty class leaves
-    the label out).
+    A label already in ``classes`` stays. Others go through ``class_map``
+    (:func:`~mer_keras.data.composite.parse_class_map`): ``"composite"`` maps each database's
+    emotions as the MEGC2019 composite does (an emotion outside it, e.g. CASME II's *others*, is
+    left out), a dict maps label -> class (an empty class leaves the label out).
 
     Args:
         what: the option that supplied the data, for messages (e.g. ``"--data casme2"``).
@@ -191,8 +166,6 @@ def apply_class_map(ds: Dataset, classes: Sequence[str], class_map: dict[str, st
     import dataclasses
     from collections import Counter
 
-    from mer_keras.data.composite import CROSS_LABEL_MAP
-
     classes = list(classes)
     if isinstance(class_map, dict):
         bad = sorted({t for t in class_map.values() if t and t not in classes})
@@ -202,8 +175,8 @@ def apply_class_map(ds: Dataset, classes: Sequence[str], class_map: dict[str, st
     def new_label(label: str, emotion: str, database: str) -> str | None | bool:
         if label in classes:
             return label
-        if class_map == COMPOSITE_MAP:
-            mapped = CROSS_LABEL_MAP.get(database, {}).get(emotion or label)
+        if class_map == composite.COMPOSITE_MAP:
+            mapped = composite.CROSS_LABEL_MAP.get(database, {}).get(emotion or label)
             return None if mapped is None else (mapped if mapped in classes else False)
         if isinstance(class_map, dict) and label.lower() in class_map:
             return class_map[label.lower()] or None

@@ -18,7 +18,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mer_keras import names
 from mer_keras.errors import OptionError
+
+
+def fold_stem(fold_name: str) -> str:
+    """A fold's name as a file or folder name: ``casme2/casme2_sub01`` -> ``casme2__casme2_sub01``
+    (fold files, training histories, backups and TensorBoard logs of a run)."""
+    return fold_name.replace("/", "__")
 
 
 @dataclass(frozen=True)
@@ -174,3 +181,7 @@ class CrossDatabase(Protocol):
 
 #: Protocol name -> protocol object (``mer-keras train --protocol``).
 PROTOCOLS: dict[str, Protocol] = {p.name: p for p in (LOSO(), Composite(), CrossDatabase())}
+
+if tuple(PROTOCOLS) != names.PROTOCOLS:  # the command line offers names.PROTOCOLS without importing this module
+    raise RuntimeError(f"mer_keras.names.PROTOCOLS {names.PROTOCOLS} differs from the protocols defined here "
+                       f"{tuple(PROTOCOLS)}")

@@ -109,7 +109,8 @@ def convert(model, quant: str = "none", representative: np.ndarray | None = None
     Raises:
         ValueError: unknown quantization, or int8/qat without representative data.
     """
-    from mer_keras._keras import keras, quiet_native_stderr
+    from mer_keras._keras import keras
+    from mer_keras.native import quiet_native_stderr
 
     if quant not in QUANTIZATIONS:
         raise ValueError(f"unknown quantization {quant!r}; expected one of {QUANTIZATIONS}")

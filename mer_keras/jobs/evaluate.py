@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from mer_keras.data.composite import parse_class_map
 from mer_keras.errors import MissingFileError, ModelFileError
 from mer_keras.jobs.schema import option
 
@@ -18,12 +19,6 @@ if TYPE_CHECKING:  # the options are read by `mer-keras --help`, which must not 
     import numpy as np
 
     from mer_keras.preprocess.representation import RepresentationConfig
-
-
-def _parse_class_map(items):
-    from mer_keras.data.datasets import parse_class_map
-
-    return parse_class_map(items)
 
 
 @dataclass
@@ -48,7 +43,7 @@ class EvalOptions:
     class_map: dict | str | None = option(None, "Map --data labels to the model's classes: composite (each "
                                                 "database's emotions as the MEGC2019 composite maps them), or FROM=TO "
                                                 "(repeatable; FROM= leaves a label out). Labels outside the classes "
-                                                "are otherwise an error.", cli_type=list[str], parse=_parse_class_map)
+                                                "are otherwise an error.", cli_type=list[str], parse=parse_class_map)
 
 
 def find_models(target: Path) -> tuple[Path, dict[str, Path]]:
@@ -224,21 +219,15 @@ def dataset_inputs(opts: EvalOptions, rep: RepresentationConfig, classes: list[s
     """
     import numpy as np
 
-    from mer_keras.jobs.inputs import DataRequest, build_dataset_inputs, load_data
-
-    req = DataRequest(data=opts.data, root=opts.root, protocol="loso", test_data=None, test_root=None,
-                      strict=opts.strict, apex=meta.get("apex_policy") or "midpoint", subjects=opts.subjects,
-                      clips=opts.clips, seed=opts.seed or 0, faces=None, cache_dir=opts.cache_dir)
     from mer_keras.data.datasets import apply_class_map
+    from mer_keras.jobs.inputs import build_dataset_inputs, load_data_for_model
 
-    ds = load_data(req, console)
+    ds = load_data_for_model(opts.data, opts.root, opts.strict, meta.get("apex_policy") or "midpoint", opts.cache_dir,
+                             meta, console, subjects=opts.subjects, clips=opts.clips, seed=opts.seed or 0)
     ds, left_out = apply_class_map(ds, classes, opts.class_map, f"--data {opts.data}")
     if left_out:
         console.print(f"--class-map {opts.class_map if isinstance(opts.class_map, str) else 'FROM=TO'}: left out "
                       + ", ".join(f"{n} clip(s) labelled {k}" for k, n in sorted(left_out.items())), soft_wrap=True)
-    if meta.get("dataset") == ds.name:
-        console.print(f"[yellow]note:[/] the model was fitted on {ds.name}: these figures are its fit to its own "
-                      "training clips, not a test", soft_wrap=True)
     inputs = build_dataset_inputs(ds, rep, console, cache_dir=cache, strict=opts.strict)
     y = np.array([classes.index(r["label"]) for r in ds.rows])
     return inputs.x, y, len(y), ds.name, left_out

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from mer_keras import atomic
+from mer_keras.data.composite import parse_class_map
 from mer_keras.errors import DataError, ModelFileError, OptionError
 from mer_keras.export.exporter import INT8_UF1_BUDGET_POINTS, QATOptions, verify_export, write_export
 from mer_keras.export.formats import FORMAT_NAMES, FORMATS, TFLITE_QUANTS, find_format
@@ -22,12 +23,6 @@ from mer_keras.jobs.schema import option, validate
 
 #: The export library's QAT defaults (fine-tuning epochs and rate): the options below take them from there.
 _QAT = QATOptions()
-
-
-def _parse_class_map(items):
-    from mer_keras.data.datasets import parse_class_map
-
-    return parse_class_map(items)
 
 
 @dataclass
@@ -45,7 +40,7 @@ class ExportOptions:
     class_map: dict | str | None = option(None, "Map --verify-data labels to the run's classes: composite, or "
                                                 "FROM=TO (repeatable; FROM= leaves a label out). Labels outside the "
                                                 "classes are otherwise an error.", cli_type=list[str],
-                                          parse=lambda items: _parse_class_map(items))
+                                          parse=parse_class_map)
 
     def format_names(self) -> list[str]:
         """The rows of the formats table to write.

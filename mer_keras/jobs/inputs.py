@@ -102,6 +102,25 @@ def load_data(req: DataRequest, console) -> Dataset:
     return ds
 
 
+def load_data_for_model(data: str, root: str | None, strict: bool, apex: str, cache_dir: str | None, meta: dict,
+                        console, subjects: int = 12, clips: int = 20, seed: int = 0) -> Dataset:
+    """Step *load data* for a trained model (``evaluate --data``, ``predict --data``): the records of
+    ``data`` under ``root`` (LOSO protocol; ``subjects``, ``clips`` and ``seed`` only for the
+    synthetic set), with a note when ``meta`` (the model's metadata.json) says it was fitted on
+    this dataset: its own training clips, not a test.
+
+    Raises:
+        OptionError, DataError, MissingFileError: as :func:`load_data`.
+    """
+    req = DataRequest(data=data, root=root, protocol="loso", test_data=None, test_root=None, strict=strict,
+                      apex=apex, subjects=subjects, clips=clips, seed=seed, faces=None, cache_dir=cache_dir)
+    ds = load_data(req, console)
+    if meta.get("dataset") == ds.name:
+        console.print(f"[yellow]note:[/] the model was fitted on {ds.name}: these are its fit to its own training "
+                      "clips, not a test", soft_wrap=True)
+    return ds
+
+
 @dataclass
 class Inputs:
     """The network inputs of a dataset's records, in ``Dataset.rows`` order.

@@ -61,13 +61,14 @@ def find_model(target: str | Path) -> tuple[Path, dict]:
             ``.keras`` / ``.tflite`` file, or no readable ``metadata.json`` beside it (named).
     """
     from mer_keras.models.io import read_json
+    from mer_keras.runs import WEIGHTS_FILE
 
     p = Path(target)
     if p.is_dir():
         found = [p / name for name in MODEL_FILES if (p / name).is_file()]
         if not found:
             weights = " (it holds initial weights for --init-from, not a classifier)" if (
-                p / "weights_fp16.h5").is_file() else ""
+                p / WEIGHTS_FILE).is_file() else ""
             raise ModelFileError(f"{p}: no {', '.join(MODEL_FILES)} to predict with{weights}")
         p = found[0]
     elif not p.exists():
@@ -90,18 +91,14 @@ def check_out(out: str | None) -> None:
     Raises:
         OptionError: wrong suffix, or its folder is not a writable folder (named).
     """
-    import os
+    from mer_keras.jobs.evaluate import check_writable
 
     if out is None:
         return
     path = Path(out)
-    if path.suffix not in (".csv", ".json"):
+    if path.suffix not in (".csv", ".json") or path.is_dir():
         raise OptionError(f"--out {out}: expected a .csv or .json file")
-    probe = path.parent
-    while not probe.exists():
-        probe = probe.parent
-    if path.is_dir() or not probe.is_dir() or not os.access(probe, os.W_OK):
-        raise OptionError(f"--out {out}: {probe} is not a writable folder")
+    check_writable(path.parent)
 
 
 def _frame_number(sample, index: int) -> int:
@@ -245,15 +242,9 @@ def run_predict(opts: PredictOptions, console=None) -> pd.DataFrame:
 
 def _dataset_rows(opts: PredictOptions, rep, cache, meta: dict, console):
     """Rows and inputs of every clip of ``--data``, prepared as for training."""
-    from mer_keras.jobs.inputs import DataRequest, build_dataset_inputs, load_data
+    from mer_keras.jobs.inputs import build_dataset_inputs, load_data_for_model
 
-    req = DataRequest(data=opts.data, root=opts.root, protocol="loso", test_data=None, test_root=None,
-                      strict=opts.strict, apex=opts.apex_policy, subjects=12, clips=20, seed=0, faces=None,
-                      cache_dir=opts.cache_dir)
-    ds = load_data(req, console)
-    if meta.get("dataset") == ds.name:
-        console.print(f"[yellow]note:[/] the model was fitted on {ds.name}: these are predictions on its own training "
-                      "clips, not a test", soft_wrap=True)
+    ds = load_data_for_model(opts.data, opts.root, opts.strict, opts.apex_policy, opts.cache_dir, meta, console)
     inputs = build_dataset_inputs(ds, rep, console, cache_dir=cache, strict=opts.strict)
     rows = [{"input": key, "subject": r["subject"], "database": r["database"], "label": r["label"]}
             for key, r in zip(ds.keys, ds.rows)]

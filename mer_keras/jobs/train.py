@@ -282,8 +282,7 @@ def run_protocol(opts: TrainOptions, rep: RepresentationConfig, cfg, data: Datas
                     from mer_keras._keras import keras
                     from mer_keras.train.multifold import group_name
 
-                    logs = run.path / "tensorboard" / (group[0].name.replace("/", "__") if len(group) == 1
-                                                       else group_name(group))
+                    logs = run.path / "tensorboard" / group_name(group)
                     extra.append(keras.callbacks.TensorBoard(log_dir=str(logs), histogram_freq=0,
                                                              write_graph=False, profile_batch=0))
             return extra
@@ -320,7 +319,7 @@ def run_protocol(opts: TrainOptions, rep: RepresentationConfig, cfg, data: Datas
     results = run.write_results(info, report, rows, probs, [fold_rows[f.name] for f in done],
                                 title=f"{opts.model} {opts.protocol.upper()}, UF1 {report['overall']['uf1']:.3f}"
                                       f" ({cover} folds)")
-    run.plot_training(cover)
+    run.plot_training(results, cover)
     print_report(report, console)
     return results
 

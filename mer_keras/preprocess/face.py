@@ -12,6 +12,7 @@ from masking or mimicking the micro-motion; real head motion stays in the aligne
 
 from __future__ import annotations
 
+import contextlib
 import threading
 
 import cv2
@@ -57,14 +58,12 @@ class FaceMeshLandmarker:
             raise DataError(f"face mesh needs uint8 images, got {image.dtype}")
         if image.ndim == 2:
             image = cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
-        if self._first:  # mediapipe prints its graph's warnings on the first image only
-            from mer_keras.native import quiet_native_stderr
+        from mer_keras.native import quiet_native_stderr
 
-            with quiet_native_stderr():
-                result = self._mesh.process(np.ascontiguousarray(image))
-            self._first = False
-        else:
+        # mediapipe prints its graph's warnings on the first image only
+        with quiet_native_stderr() if self._first else contextlib.nullcontext():
             result = self._mesh.process(np.ascontiguousarray(image))
+        self._first = False
         if not result.multi_face_landmarks:
             return None
         h, w = image.shape[:2]

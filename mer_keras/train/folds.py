@@ -98,7 +98,7 @@ def run_folds(x: np.ndarray, y: np.ndarray, folds: Sequence[Fold], classes: Sequ
                     callbacks.append(keep)
                 model = single.fit(x[fold.train], y[fold.train], callbacks,
                                    aus=[aus[i] for i in fold.train] if aus is not None else None,
-                                   backup_dir=Path(backup_root) / fold.name.replace("/", "__") if backup_root else None)
+                                   backup_dir=Path(backup_root) / group_name(group) if backup_root else None)
                 final = final_train_metrics(model.history.history)
                 with phase("predict"):
                     p = predict_proba(model, x[fold.test])

@@ -130,7 +130,12 @@ def group_folds(folds: Sequence, batch_size: int, k: int) -> list[list]:
 
 
 def group_name(folds: Sequence) -> str:
-    """A stable folder name for a group's training backup (the same folds give the same name)."""
+    """A stable folder name for the training backup (and TensorBoard logs) of folds trained in one
+    fit: the fold's own name for one fold, else a hash of the names (the same folds give the same name)."""
+    from mer_keras.data.protocols import fold_stem
+
+    if len(folds) == 1:
+        return fold_stem(folds[0].name)
     names = "\n".join(f.name for f in folds)
     return f"group-{len(folds)}-{hashlib.sha256(names.encode()).hexdigest()[:12]}"
 

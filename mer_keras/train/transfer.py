@@ -8,10 +8,7 @@ import numpy as np
 
 from mer_keras._keras import keras
 from mer_keras.errors import ModelFileError, OptionError
-
-#: Name of a released weights-only file (Keras HDF5 weights layout, float16 values), which
-#: ``--init-from`` reads like a ``.keras`` model: ``saved_models/micro_attention_synthetic_macro/``.
-WEIGHTS_FILE = "weights_fp16.h5"
+from mer_keras.runs import WEIGHTS_FILE
 
 
 def resolve_init_source(source: str | Path) -> Path:
