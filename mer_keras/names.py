@@ -31,3 +31,5 @@ FLOW_ENCODINGS = ("fixed", "minmax")
 DI_WEIGHTINGS = ("bilen", "authors")
 #: Kinds of expression the synthetic generator renders.
 EXPRESSIONS = ("micro", "macro")
+#: Databases of long videos with spotting annotations (:mod:`mer_keras.data.spotting`).
+SPOT_DATASETS = ("synthetic", "casme_sq", "samm")
