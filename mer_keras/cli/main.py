@@ -16,6 +16,7 @@ from mer_keras.cli.export import export
 from mer_keras.cli.merge import merge
 from mer_keras.cli.models import models
 from mer_keras.cli.predict import predict
+from mer_keras.cli.spot import spot
 from mer_keras.cli.train import train
 from mer_keras.cli.tune import tune
 
@@ -40,6 +41,7 @@ def main(version: Annotated[bool, typer.Option("--version", callback=_version, i
 app.command()(train)
 app.command()(tune)
 app.command()(predict)
+app.command()(spot)
 app.command()(evaluate)
 app.command()(export)
 app.command()(merge)

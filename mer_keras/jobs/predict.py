@@ -47,6 +47,10 @@ class PredictOptions:
                               choices=lambda: DATASETS)
     root: str | None = option(None, "The dataset's folder (or manifest CSV).")
     strict: bool = option(False, "Stop at the first bad clip of --data instead of skipping it.")
+    spot: bool = option(False, "Treat each video or frame folder as a long recording: spot its micro- and "
+                               "macro-expressions (as `mer-keras spot`), then classify each spotted micro-expression; "
+                               "one row per spotted interval.")
+    fps: float | None = option(None, "Frame rate of frame folders with --spot (a video states its own).", above=0)
     out: str | None = option(None, "Write the predictions to this .csv or .json file (checked before any work).")
     cache_dir: str | None = option(None, "Cache folder (default $MER_CACHE_DIR or ~/.cache/mer_keras).")
 
@@ -190,9 +194,7 @@ def run_predict(opts: PredictOptions, console=None) -> pd.DataFrame:
     """
     import pandas as pd
     from rich.console import Console
-    from rich.table import Table
 
-    from mer_keras import atomic
     from mer_keras.jobs.evaluate import predict_file
     from mer_keras.preprocess.cache import default_cache_dir
     from mer_keras.preprocess.representation import RepresentationConfig
@@ -210,6 +212,10 @@ def run_predict(opts: PredictOptions, console=None) -> pd.DataFrame:
     cache = default_cache_dir(opts.cache_dir)
     if meta.get("training_inputs"):
         console.print(f"[yellow]note:[/] trained on {meta['training_inputs']}", soft_wrap=True)
+    if opts.spot:
+        if opts.data or opts.pairs:
+            raise OptionError("--spot reads long videos or frame folders given as INPUT (not --data or --pairs)")
+        return _finish(opts, spotted_table(opts, model_path, meta, cache, console), model_path, classes, console)
     if opts.data:
         rows, x = _dataset_rows(opts, rep, cache, meta, console)
     else:
@@ -223,11 +229,22 @@ def run_predict(opts: PredictOptions, console=None) -> pd.DataFrame:
     table["predicted"] = [classes[k] for k in probs.argmax(1)]
     for k, name in enumerate(classes):
         table[f"p_{name}"] = probs[:, k].astype(float)
-    shown = Table(title=f"{model_path} ({len(table)} clip(s))", show_lines=False)
-    for col in ("input", "predicted", *[f"p_{c}" for c in classes]):
-        shown.add_column(col, justify="left" if col in ("input", "predicted") else "right")
+    return _finish(opts, table, model_path, classes, console)
+
+
+def _finish(opts: PredictOptions, table, model_path: Path, classes: list[str], console):
+    """Print the table and write ``opts.out``; return the table."""
+    from rich.table import Table
+
+    from mer_keras import atomic
+
+    shown = Table(title=f"{model_path} ({len(table)} {'interval' if opts.spot else 'clip'}(s))", show_lines=False)
+    extra = ("type", "onset", "apex", "offset") if opts.spot else ()
+    for col in ("input", *extra, "predicted", *[f"p_{c}" for c in classes]):
+        shown.add_column(col, justify="left" if col in ("input", "type", "predicted") else "right")
     for _, row in table.iterrows():
-        shown.add_row(str(row["input"]), row["predicted"], *[f"{row[f'p_{c}']:.3f}" for c in classes])
+        shown.add_row(str(row["input"]), *[str(row[c]) for c in extra], str(row["predicted"] or "-"),
+                      *["-" if row[f"p_{c}"] != row[f"p_{c}"] else f"{row[f'p_{c}']:.3f}" for c in classes])
     console.print(shown)
     if opts.out:
         if opts.out.endswith(".json"):
@@ -238,6 +255,62 @@ def run_predict(opts: PredictOptions, console=None) -> pd.DataFrame:
                 table.to_csv(tmp, index=False)
         console.print(f"predictions written to {opts.out}", soft_wrap=True)
     return table
+
+
+def spotted_table(opts: PredictOptions, model_path: Path, meta: dict, cache: Path, console):
+    """One row per interval spotted in each input (a long video or frame folder), micro-expressions classified.
+
+    Columns: ``input``, ``type`` (micro / macro), ``onset``, ``apex``, ``offset`` (frame numbers as in
+    the file names; a video's from 1), ``onset_s``, ``offset_s``, ``score``, ``predicted`` (class of a
+    micro-expression, "" for a macro-expression) and ``p_<class>`` (NaN for a macro-expression).
+
+    Raises:
+        MissingFileError: an input that does not exist. DataError: an input that is not a video or
+            a frame folder, or a frame folder without ``fps`` (named).
+    """
+    import cv2
+    import numpy as np
+    import pandas as pd
+
+    from mer_keras.data.spotting import SpotVideo, list_frames
+    from mer_keras.errors import DataError
+    from mer_keras.jobs.spot import _number, recognise, spot_config, spot_video
+    from mer_keras.preprocess.video import extract_frames, is_video
+
+    classes, rows = list(meta["classes"]), []
+    cfg = spot_config(opts)
+    for name in opts.inputs or []:
+        p = Path(name)
+        if not p.exists():
+            raise MissingFileError(f"{name}: no such video or frame folder")
+        if is_video(p):
+            cap = cv2.VideoCapture(str(p))
+            fps = cap.get(cv2.CAP_PROP_FPS) or opts.fps
+            cap.release()
+            folder = extract_frames(p, cache)
+        elif p.is_dir():
+            fps, folder = opts.fps, p
+        else:
+            raise DataError(f"{name}: --spot reads a long video or a frame folder, not this file")
+        if not fps or not np.isfinite(fps):
+            raise DataError(f"{name}: frames carry no frame rate; give --fps")
+        video = SpotVideo(str(name), "input", tuple(map(str, list_frames(folder))), float(fps), (), "input")
+        with console.status(f"spotting {name} ({len(video.frames)} frames at {fps:g} fps)"):
+            found, _ = spot_video(video, cfg)
+        micro = [i for i in found if i.type == "micro"]
+        probs = recognise(model_path, meta, video, micro)
+        for it in found:
+            row = {"input": str(name), "type": it.type, "onset": _number(video, it.onset),
+                   "apex": _number(video, it.apex), "offset": _number(video, it.offset),
+                   "onset_s": round(it.onset / fps, 3), "offset_s": round(it.offset / fps, 3), "score": it.score,
+                   "predicted": ""}
+            pr = probs[micro.index(it)] if it.type == "micro" else np.full(len(classes), np.nan)
+            if it.type == "micro":
+                row["predicted"] = classes[int(np.argmax(pr))]
+            row.update({f"p_{c}": float(v) for c, v in zip(classes, pr)})
+            rows.append(row)
+    return pd.DataFrame(rows, columns=["input", "type", "onset", "apex", "offset", "onset_s", "offset_s", "score",
+                                       "predicted", *[f"p_{c}" for c in classes]])
 
 
 def _dataset_rows(opts: PredictOptions, rep, cache, meta: dict, console):
@@ -253,7 +326,8 @@ def _dataset_rows(opts: PredictOptions, rep, cache, meta: dict, console):
 
 def predict(model: str | Path, inputs=(), *, onset: int | None = None, apex: int | None = None,
             offset: int | None = None, apex_policy: str = "spot", pairs: bool = False, data: str | None = None,
-            root: str | None = None, out: str | None = None, cache_dir: str | None = None, quiet: bool = True):
+            root: str | None = None, spot: bool = False, fps: float | None = None, out: str | None = None,
+            cache_dir: str | None = None, quiet: bool = True):
     """Classify clips with a trained model, preprocessed as it was trained (the public API of
     ``mer-keras predict``)::
 
@@ -271,6 +345,9 @@ def predict(model: str | Path, inputs=(), *, onset: int | None = None, apex: int
             numbered from 1); default: first frame, ``apex_policy``, last frame.
         apex_policy: ``spot`` (largest motion against the onset) or ``midpoint``.
         data, root: predict every clip of a dataset instead of ``inputs``.
+        spot: each input is a long recording: spot its micro- and macro-expressions and classify
+            each micro-expression (one row per interval; see :func:`spotted_table`). fps: the frame
+            rate of frame folders with ``spot``.
         out: also write the table to this ``.csv`` or ``.json`` file (atomically).
         cache_dir: where decoded videos and preprocessed clips are kept.
         quiet: print nothing (else the table, as the command does).
@@ -289,7 +366,7 @@ def predict(model: str | Path, inputs=(), *, onset: int | None = None, apex: int
     from mer_keras.jobs.schema import validate
 
     opts = PredictOptions(model=str(model), inputs=[str(i) for i in inputs] or None, onset=onset, apex=apex,
-                          offset=offset, apex_policy=apex_policy, pairs=pairs, data=data, root=root, out=out,
-                          cache_dir=cache_dir)
+                          offset=offset, apex_policy=apex_policy, pairs=pairs, data=data, root=root, spot=spot,
+                          fps=fps, out=out, cache_dir=cache_dir)
     validate(opts)
     return run_predict(opts, Console(file=io.StringIO()) if quiet else None)

@@ -92,21 +92,6 @@ def test_config_refuses_nonsense():
         Spotter(0.0)
 
 
-@pytest.fixture(scope="module")
-def long_videos(tmp_path_factory):
-    """Two rendered long videos at 30 fps: one with 2 micro- and 1 macro-expression, one with none
-    (neutral face, blinks, head moves and light changes only)."""
-    from mer_keras.data.spotting import load_spotting
-    from mer_keras.data.synthetic.long import LongVideoConfig
-
-    cache = tmp_path_factory.mktemp("long")
-    busy = LongVideoConfig(videos=1, seconds=10, fps=30, seed=3, micro=(2, 2), macro=(1, 1))
-    quiet = LongVideoConfig(videos=1, seconds=10, fps=30, seed=4, micro=(0, 0), macro=(0, 0), blink_rate=0.4,
-                            head_moves=3.0, light_changes=2.0)
-    return load_spotting("synthetic", synthetic=busy, cache_dir=cache)[0], \
-        load_spotting("synthetic", synthetic=quiet, cache_dir=cache)[0], cache
-
-
 def read(video):
     return [cv2.cvtColor(cv2.imread(p), cv2.COLOR_BGR2RGB) for p in video.frames]
 
