@@ -1,22 +1,31 @@
-"""``python -m edge.run``: micro-expression recognition on a video, frame folder or camera, JSON lines out.
+"""``python -m edge.run``: spot micro-expressions in a video, frame folder or camera and recognise them, JSON lines out.
 
-    python -m edge.run --model RUN/model_int8.tflite --video clip.mp4 [--annotate out.mp4]
-    python -m edge.run --model RUN/model_int8.tflite --video CASME2_RAW_selected/sub01/EP02_01f --fps 200
-    python -m edge.run --model RUN/model_int8.tflite --video "frames/*.jpg" --fps 200
-    python -m edge.run --model RUN/model_int8.tflite --camera 0 [--max-frames 2000]
+    python -m edge.run --model RUN/model_int8.tflite --video long.mp4 [--annotate out.mp4]
+    python -m edge.run --model RUN/model_int8.tflite --video SAMM_longvideos/006_1 --fps 200
+    python -m edge.run --model RUN/model_int8.tflite --camera 0 [--max-frames 20000]
+    python -m edge.run --model RUN/model_int8.tflite --video clip.mp4 --mode windows
 
-Reads ``metadata.json`` beside the model (``--metadata`` to point elsewhere). One JSON object per
-line on stdout per window: ``time`` and ``time_end`` (seconds from the first frame), ``frames``
-([first, last] frame index), ``apex`` (frame index), ``label`` and ``probabilities``; a window
-whose onset frame shows no face gives ``{"event": "no_face", ...}`` instead and the run goes on.
-A summary line (``"event": "summary"``) ends the output (with a note when the stream is shorter
-than one window). Bad input (missing, truncated or foreign model, metadata that is unreadable or
-does not match the model, a video that cannot be decoded or holds fewer than 2 frames, a camera
-that does not open) prints one line on stderr and exits with code 2. A stream that stops early
-(a video damaged in the middle or truncated, an unreadable frame image) keeps the windows before
-the damage, puts ``decode_error`` in the summary, prints it on stderr and exits with code 3.
-A frame folder (or a quoted glob pattern) is read in the order of the number in the file names;
-frames carry no frame rate, so give ``--fps`` (else the training data's, from metadata.json).
+Reads ``metadata.json`` beside the model (``--metadata`` to point elsewhere).
+
+``--mode spot`` (the default): the spotter (:mod:`mer_keras.runtime.spotting`) watches every frame;
+one JSON object per line on stdout per spotted event and nothing else while the face is still:
+``event`` (``micro`` or ``macro``), ``time`` and ``time_end`` (seconds from the first frame),
+``frames`` ([onset, offset] frame index), ``apex``, ``score`` (peak over the motion near its
+neutral references), and for a micro-expression ``label`` and ``probabilities`` (see
+:mod:`edge.events`). An event is printed about ``macro_k`` + 0.2 s after its offset.
+
+``--mode windows``: the model classifies every sliding window (``time``, ``time_end``, ``frames``,
+``apex``, ``label``, ``probabilities``; ``{"event": "no_face", ...}`` when a window's onset frame
+shows no face), whatever happens in it: a classifier's view, not a detector's.
+
+A summary line (``"event": "summary"``) ends the output. Bad input (missing, truncated or foreign
+model, metadata that is unreadable or does not match the model, a video that cannot be decoded or
+holds fewer than 2 frames, a camera that does not open) prints one line on stderr and exits with
+code 2. A stream that stops early (a video damaged in the middle or truncated, an unreadable frame
+image) keeps what came before the damage, puts ``decode_error`` in the summary, prints it on
+stderr and exits with code 3. A frame folder (or a quoted glob pattern) is read in the order of the
+number in the file names; frames carry no frame rate, so give ``--fps`` (else the training data's,
+from metadata.json).
 """
 
 from __future__ import annotations
@@ -26,6 +35,7 @@ import json
 import os
 import sys
 import time
+from collections import deque
 from pathlib import Path
 
 import cv2
@@ -62,7 +72,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     src.add_argument("--video", help="video file, folder of frame images, or a quoted glob pattern of them")
     src.add_argument("--camera", type=int, help="camera index (OpenCV)")
     ap.add_argument("--metadata", help="metadata.json (default: beside the model)")
-    ap.add_argument("--annotate", help="write the video with the label of the latest window drawn (.mp4)")
+    ap.add_argument("--mode", choices=("spot", "windows"), default="spot",
+                    help="spot: report spotted micro-/macro-expressions only (default); windows: classify every window")
+    ap.add_argument("--annotate", help="write the video with the spotted intervals (or each window's label) "
+                                       "drawn (.mp4)")
     ap.add_argument("--threads", type=positive(int), default=None,
                     help="threads of OpenCV's (process-wide) pool and of the interpreter "
                          "(default: CPUs / workers, at least 1)")
@@ -87,6 +100,8 @@ def draw(frame_rgb: np.ndarray, text: str, colour=(255, 255, 0)) -> np.ndarray:
 def run(args: argparse.Namespace, out=None) -> dict:
     """Process the stream; write JSON lines to ``out`` (default: the current ``sys.stdout``); return the summary."""
     out = out or sys.stdout
+    if getattr(args, "mode", "spot") == "spot":
+        return run_spot(args, out)
     # a core per thread: with 2 workers on 2 cores, one OpenCV thread beats two (docs/EDGE.md, Speed)
     threads = args.threads or max(1, cpu_count() // args.workers)
     cv2.setNumThreads(threads)
@@ -156,6 +171,103 @@ def run(args: argparse.Namespace, out=None) -> dict:
         summary["decode_error"] = status.error
     if counts["frames"] < runner.length:
         summary["note"] = f"the stream has {counts['frames']} frames, fewer than one window ({runner.length})"
+    out.write(json.dumps(summary) + "\n")
+    return summary
+
+
+class _Annotator:
+    """Writes the annotated video ``frames`` behind the stream (so that spotted intervals are known
+    when their frames are drawn), atomically: beside its target, renamed when complete."""
+
+    def __init__(self, target: str | None, fps: float, delay: int):
+        self.target, self.fps, self.writer = target, fps, None
+        self.partial = Path(target).with_name(f".partial-{Path(target).name}") if target else None
+        self.pending: deque = deque()
+        self.delay, self.events = delay, []
+
+    def add(self, index: int, frame: np.ndarray) -> None:
+        if self.target is None:
+            return
+        self.pending.append((index, frame))
+        while len(self.pending) > self.delay:
+            self._write(*self.pending.popleft())
+
+    def _write(self, index: int, frame: np.ndarray) -> None:
+        if self.writer is None:
+            h, w = frame.shape[:2]
+            self.writer = cv2.VideoWriter(str(self.partial), cv2.VideoWriter_fourcc(*"mp4v"), self.fps, (w, h))
+            if not self.writer.isOpened():
+                raise EdgeInputError(f"{self.target}: cannot write a video there")
+        text, colour = "", (255, 255, 0)
+        for record in self.events:
+            if record["frames"][0] <= index <= record["frames"][1]:
+                text = f"{record['event']} {record.get('label', '')}".strip()
+                colour = (255, 64, 64) if record["event"] == "micro" else (64, 160, 255)
+        self.writer.write(draw(frame, text, colour))
+
+    def close(self, complete: bool = True) -> None:
+        if self.target is None:
+            return
+        if complete:
+            while self.pending:
+                self._write(*self.pending.popleft())
+        if self.writer is not None:
+            self.writer.release()
+            if self.partial.exists():
+                os.replace(self.partial, self.target)
+
+
+def run_spot(args: argparse.Namespace, out) -> dict:
+    """``--mode spot``: spot, recognise micro-expressions, one JSON line per event; return the summary."""
+    from edge.events import SpotRunner
+
+    threads = args.threads or max(1, cpu_count())
+    cv2.setNumThreads(threads)
+    model, info = load(args.model, args.metadata, num_threads=threads, window_seconds=args.window,
+                       delegate=args.delegate)
+    cap, fps, name = open_capture(args.video, args.camera)
+    fps = fps or args.fps or info.fps
+    runner = SpotRunner(model, info, fps, workers=args.workers)
+    annotator = _Annotator(args.annotate, fps, runner.latency_frames)
+    counts = {"frames": 0, "micro": 0, "macro": 0}
+    status, interrupted = StreamStatus(), False
+    t0 = time.perf_counter()
+
+    def emit(events):
+        for event in events:
+            record = event.record(info.classes)
+            counts[record["event"]] += 1
+            annotator.events.append(record)
+            out.write(json.dumps(record) + "\n")
+            out.flush()
+
+    try:
+        for frame in read_frames(cap, args.max_frames, status):
+            annotator.add(counts["frames"], frame)
+            counts["frames"] += 1
+            emit(runner.push(frame))
+        emit(runner.finish())
+    except KeyboardInterrupt:
+        interrupted = True
+        emit(runner.finish())
+    finally:
+        cap.release()
+        annotator.close()
+    if counts["frames"] == 0:
+        raise EdgeInputError(f"{name}: no frame could be decoded" + (f" ({status.error})" if status.error else ""))
+    if counts["frames"] == 1:
+        raise EdgeInputError(f"{name}: only 1 frame could be decoded; spotting needs a stream of frames")
+    seconds = time.perf_counter() - t0
+    no_face = int(np.isnan(np.asarray(runner.spotter.signals["micro"])).sum())
+    summary = {"event": "summary", "mode": "spot", "source": name, "fps_source": fps, "threads": threads,
+               "workers": args.workers, **counts,
+               "frames_without_signal": no_face, "seconds": round(seconds, 3),
+               "frames_per_second": round(counts["frames"] / seconds, 1) if seconds > 0 else None,
+               "stage_seconds": {k: round(v, 3) for k, v in runner.seconds.items()}}
+    if interrupted:
+        summary["interrupted"] = True
+    if status.error:
+        summary["decode_error"] = status.error
     out.write(json.dumps(summary) + "\n")
     return summary
 

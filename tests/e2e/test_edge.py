@@ -141,7 +141,7 @@ def test_every_representation_matches_the_package(rep, clip_video, tmp_path):
 def test_run_a_video_end_to_end_without_tensorflow(tiny_flow_run, clip_video, tmp_path):
     annotated = tmp_path / "annotated.mp4"
     res = edge_cli("run", "--model", tiny_flow_run / "model_int8.tflite", "--video", clip_video,
-                   "--annotate", annotated, "--threads", "1")
+                   "--annotate", annotated, "--threads", "1", "--mode", "windows")
     assert res.returncode == 0, res.stderr[-2000:]
     lines = [json.loads(line) for line in res.stdout.splitlines() if line.startswith("{")]
     summary = lines[-1]
@@ -163,7 +163,7 @@ def test_run_a_video_end_to_end_without_tensorflow(tiny_flow_run, clip_video, tm
 def test_frames_without_a_face_are_reported_not_fatal(tiny_flow_run, tmp_path):
     blank = [np.full((120, 120, 3), 128, np.uint8) for _ in range(40)]
     video = write_video(blank, tmp_path / "blank.mp4")
-    res = edge_cli("run", "--model", tiny_flow_run / "model_int8.tflite", "--video", video)
+    res = edge_cli("run", "--model", tiny_flow_run / "model_int8.tflite", "--video", video, "--mode", "windows")
     assert res.returncode == 0, res.stderr[-2000:]
     lines = [json.loads(line) for line in res.stdout.splitlines() if line.startswith("{")]
     assert lines[0]["event"] == "no_face" and "no face" in lines[0]["message"]
@@ -204,7 +204,7 @@ def test_bench_reports_every_stage(tiny_flow_run, clip_video, capsys):
     threads = cv2.getNumThreads()
     try:
         code = main([str(a) for a in ("--model", tiny_flow_run / "model_int8.tflite", "--video", clip_video,
-                                      "--threads", "1", "--workers", "2", "--fps", "100", "200")])
+                                      "--threads", "1", "--workers", "2", "--fps", "100", "200", "--mode", "windows")])
     finally:
         cv2.setNumThreads(threads)
     out = capsys.readouterr()
@@ -284,7 +284,7 @@ def test_parallel_windows_equal_one_worker(tiny_flow_run, clip_video, tmp_path, 
         out = tmp_path / f"out{workers}.jsonl"
         with out.open("w") as f:
             summary = run(parse_args(["--model", str(tiny_flow_run / "model_int8.tflite"), "--video", str(clip_video),
-                                      "--workers", workers]), f)
+                                      "--workers", workers, "--mode", "windows"]), f)
         assert summary["workers"] == int(workers)
         outputs[workers] = [json.loads(line) for line in out.read_text().splitlines()[:-1]]
     assert len(outputs["1"]) >= 3 and outputs["1"] == outputs["2"]
@@ -314,7 +314,7 @@ def test_run_a_frame_folder_and_a_glob_pattern(tiny_flow_run, tiny_synthetic, tm
         cv2.imwrite(str(folder / f"img{i}.jpg"), cv2.imread(p))
     for source in (folder, f"{folder}/img*.jpg"):
         res = edge_cli("run", "--model", tiny_flow_run / "model_int8.tflite", "--video", source, "--fps", "100",
-                       "--threads", "1")
+                       "--threads", "1", "--mode", "windows")
         assert res.returncode == 0, res.stderr[-2000:]
         lines = [json.loads(line) for line in res.stdout.splitlines() if line.startswith("{")]
         assert lines[-1]["frames"] == len(paths) and lines[-1]["windows"] >= 3 and lines[-1]["no_face"] == 0
@@ -340,15 +340,17 @@ def test_a_stream_damaged_in_the_middle_is_reported_with_exit_3(tiny_flow_run, t
         cv2.imwrite(str(folder / f"img{i}.jpg"), f)
     (folder / "img20.jpg").write_bytes(b"not a jpeg")
     model = tiny_flow_run / "model_int8.tflite"
-    for source, message in ((damaged, "decoding stopped at frame"), (folder, "img20.jpg: not a readable image")):
-        code = main(["--model", str(model), "--video", str(source), "--fps", "100", "--threads", "1"])
+    for (source, message), mode in zip(((damaged, "decoding stopped at frame"),
+                                        (folder, "img20.jpg: not a readable image")), ("windows", "spot")):
+        code = main(["--model", str(model), "--video", str(source), "--fps", "100", "--threads", "1", "--mode", mode])
         out = capsys.readouterr()
         assert code == 3, out.err[-1500:]
         summary = json.loads(out.out.strip().splitlines()[-1])
         assert message in summary["decode_error"] and message in out.err
         assert 0 < summary["frames"] < len(frames)
     assert f"of the {len(frames)} the file states" in json.loads(
-        edge_cli("run", "--model", model, "--video", damaged, "--fps", "100").stdout.strip().splitlines()[-1]
+        edge_cli("run", "--model", model, "--video", damaged, "--fps", "100", "--mode", "windows").stdout.strip()
+        .splitlines()[-1]
     )["decode_error"]
 
 
@@ -360,7 +362,7 @@ def test_bench_refuses_an_input_shorter_than_one_window(tiny_flow_run, tiny_synt
     threads = cv2.getNumThreads()
     try:
         code = main(["--model", str(tiny_flow_run / "model_int8.tflite"), "--video", str(short), "--threads", "1",
-                     "--workers", "1", "--fps", "200"])
+                     "--workers", "1", "--fps", "200", "--mode", "windows"])
     finally:
         cv2.setNumThreads(threads)
     err = capsys.readouterr().err
