@@ -76,7 +76,7 @@ def bench_spot(model_path: str, frames: list[np.ndarray], fps: float, threads: i
         {"threads", "fps_stream", "frames", "micro", "macro", "frames_per_second",
          "ms_per_frame": {"spotting", "crop"}, "ms_per_event": {"recognition"}}.
     """
-    from edge.events import SpotRunner
+    from edge.events import Event, SpotRunner
 
     cv2.setNumThreads(threads)
     model, info = load(model_path, metadata, num_threads=threads)
@@ -89,10 +89,11 @@ def bench_spot(model_path: str, frames: list[np.ndarray], fps: float, threads: i
         if best is None or wall < best[0]:
             best = (wall, events, runner)
     wall, events, runner = best
-    micro = [e for e in events if e.interval.type == "micro"]
+    spotted = [e for e in events if isinstance(e, Event)]
+    micro = [e for e in spotted if e.interval.type == "micro"]
     recognised = [e for e in micro if "recognition" in e.seconds]
     return {"threads": threads, "workers": workers, "fps_stream": fps, "frames": len(frames), "micro": len(micro),
-            "macro": len(events) - len(micro), "frames_per_second": round(len(frames) / wall, 1),
+            "macro": len(spotted) - len(micro), "frames_per_second": round(len(frames) / wall, 1),
             "ms_per_frame": {k: round(1e3 * runner.seconds[k] / len(frames), 2) for k in ("spotting", "crop")},
             "ms_per_event": {"recognition": round(1e3 * float(np.mean([e.seconds["recognition"] for e in recognised])),
                                                   1) if recognised else None}}

@@ -6,7 +6,9 @@ stream's own signal), the same code ``mer-keras spot`` scores. When the spotter 
 
 * a **micro-expression** is recognised: its frames, onset to offset, from a buffer of face crops
   go through :func:`mer_keras.preprocess.representation.representation_from_frames` (onset
-  landmarks, the spotted apex), exactly as in training, then the TFLite model;
+  landmarks, the spotted apex), exactly as in training, then the TFLite model. The representation
+  (TV-L1 flow takes about 0.3 s) is built in a thread of its own, so the stream is not held up;
+  the model runs in the caller's thread, and events come out in stream order;
 * a **macro-expression** is reported with its type and no class (the model knows micro-expressions).
 
 The buffer holds face crops, not whole frames: a square window around the face (1.6 times the
@@ -91,6 +93,20 @@ class Event:
         return out
 
 
+@dataclass
+class NoFace:
+    """A stretch of frames ``start..end`` (0-based, both included) in which no face was found."""
+
+    start: int
+    end: int
+    fps: float
+
+    def record(self, classes: list[str]) -> dict:
+        return {"event": "no_face", "time": round(self.start / self.fps, 4), "time_end": round(self.end / self.fps, 4),
+                "frames": [self.start, self.end], "message": f"no face in frames {self.start}-{self.end}; nothing "
+                                                             "spotted there"}
+
+
 class SpotRunner:
     """Spot expressions in a stream of frames and recognise the micro-expressions (module docstring).
 
@@ -112,20 +128,24 @@ class SpotRunner:
         self.window = FaceWindow()
         self.seconds = {"spotting": 0.0, "crop": 0.0, "recognition": 0.0}
         self.frames = 0
+        self._pending: deque = deque()   # (event, future of its input or None), in stream order
+        self._pool = None                # one recognition thread, started at the first micro-expression
+        self._no_face_from: int | None = None  # first frame of the current stretch without a face
 
     @property
     def latency_frames(self) -> int:
         """How many frames after its offset an interval is reported, at most (the buffer's length)."""
         return self.buffer.maxlen
 
-    def events(self, frames: Iterable[np.ndarray]) -> Iterator[Event]:
+    def events(self, frames: Iterable[np.ndarray]) -> Iterator[Event | NoFace]:
         """Push (H, W, 3) uint8 RGB frames in order; yield each spotted event once it is decided."""
         for frame in frames:
             yield from self.push(frame)
         yield from self.finish()
 
-    def push(self, frame: np.ndarray) -> list[Event]:
-        """One frame in; the events it closed (usually none)."""
+    def push(self, frame: np.ndarray) -> list[Event | NoFace]:
+        """One frame in; the events finished by now, in stream order (usually none): spotted
+        intervals, and stretches without a face (:class:`NoFace`, once the face is back)."""
         t0 = time.perf_counter()
         intervals = self.spotter.push(frame)
         t1 = time.perf_counter()
@@ -135,25 +155,66 @@ class SpotRunner:
         if self.window.matrix is not None:
             lm = None if landmarks is None else landmarks @ self.window.matrix[:, :2].T + self.window.matrix[:, 2]
             self.buffer.append((self.frames, self.window.crop(frame), self.window.id, self.window.matrix.copy(), lm))
+        for interval in intervals:
+            self._submit(interval)
+        has_face = self.spotter.tracker.matrix is not None
+        if not has_face and self._no_face_from is None:
+            self._no_face_from = self.frames
+        elif has_face and self._no_face_from is not None:
+            self._pending.append((NoFace(self._no_face_from, self.frames - 1, self.fps), None))
+            self._no_face_from = None
         self.frames += 1
         self.seconds["spotting"] += t1 - t0
         self.seconds["crop"] += time.perf_counter() - t1
-        return [self._event(i) for i in intervals]
+        return self._drain(wait=False)
 
-    def finish(self) -> list[Event]:
-        """The events still open at the end of the stream."""
-        return [self._event(i) for i in self.spotter.finish()]
+    def finish(self) -> list[Event | NoFace]:
+        """The events still open at the end of the stream, and those still being recognised."""
+        for interval in self.spotter.finish():
+            self._submit(interval)
+        if self._no_face_from is not None:
+            self._pending.append((NoFace(self._no_face_from, self.frames - 1, self.fps), None))
+            self._no_face_from = None
+        out = self._drain(wait=True)
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
+        return out
 
-    def _event(self, interval: Interval) -> Event:
+    def _submit(self, interval: Interval) -> None:
+        """Queue an interval; a micro-expression's representation is built in the recognition thread."""
         event = Event(interval, self.fps)
-        if interval.type != "micro":
-            return event
+        future = None
+        if interval.type == "micro":
+            held = {entry[0]: entry for entry in self.buffer}
+            frames = [held.get(i) for i in range(interval.onset, interval.offset + 1)]
+            if any(f is None for f in frames) or frames[0][4] is None:
+                event.note = "its frames are no longer buffered; not recognised"
+            else:
+                if self._pool is None:
+                    from concurrent.futures import ThreadPoolExecutor
+
+                    self._pool = ThreadPoolExecutor(1, thread_name_prefix="recognition")
+                future = self._pool.submit(self._representation, interval, frames)
+        self._pending.append((event, future))
+
+    def _drain(self, wait: bool) -> list[Event | NoFace]:
+        """Events whose recognition is done (all of them with ``wait``), in stream order; the model runs here."""
+        out = []
+        while self._pending and (wait or self._pending[0][1] is None or self._pending[0][1].done()):
+            event, future = self._pending.popleft()
+            if future is not None:
+                x, seconds = future.result()
+                t0 = time.perf_counter()
+                event.probabilities = self.model.predict(x[None])[0]  # the interpreter stays on the caller's thread
+                event.seconds["recognition"] = seconds + time.perf_counter() - t0
+                self.seconds["recognition"] += event.seconds["recognition"]
+            out.append(event)
+        return out
+
+    def _representation(self, interval: Interval, frames: list) -> tuple[np.ndarray, float]:
+        """The network input of a micro-expression from its buffered crops (recognition thread)."""
         t0 = time.perf_counter()
-        held = {entry[0]: entry for entry in self.buffer}
-        frames = [held.get(i) for i in range(interval.onset, interval.offset + 1)]
-        if any(f is None for f in frames) or frames[0][4] is None:
-            event.note = "its frames are no longer buffered; not recognised"
-            return event
         onset_matrix = frames[0][3]
         crops = []
         for _, crop, _, matrix, _ in frames:
@@ -165,10 +226,7 @@ class SpotRunner:
         x = representation_from_frames(crops, 0, interval.apex - interval.onset, interval.offset - interval.onset,
                                        self.info.representation, clip_id=f"interval at frame {interval.onset}",
                                        landmarks=frames[0][4])
-        event.probabilities = self.model.predict(x[None])[0]
-        event.seconds["recognition"] = time.perf_counter() - t0
-        self.seconds["recognition"] += event.seconds["recognition"]
-        return event
+        return x, time.perf_counter() - t0
 
 
 def _compose(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -331,6 +331,49 @@ def stream_error(cap, decoded: int) -> str | None:
     return None
 
 
+def prefetch(frames: Iterable[np.ndarray], depth: int = 32) -> Iterator[np.ndarray]:
+    """``frames`` read ahead by up to ``depth`` in a thread of their own (decoding overlaps the work).
+
+    An exception of the reader is raised at the point of the stream where it happened. Stopping
+    early (``close()`` or garbage collection of this generator) stops the reader.
+    """
+    import queue
+    import threading
+
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    end = object()
+
+    def reader():
+        try:
+            for frame in frames:
+                while not stop.is_set():
+                    try:
+                        q.put(frame, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            q.put(end)
+        except BaseException as exc:  # handed to the consumer
+            q.put(exc)
+
+    thread = threading.Thread(target=reader, name="frame-reader", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = q.get()
+            if item is end:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+
+
 def read_frames(cap: cv2.VideoCapture, limit: int | None = None,
                 status: StreamStatus | None = None) -> Iterator[np.ndarray]:
     """(H, W, 3) uint8 RGB frames of an open capture, until it ends (or ``limit`` frames).

@@ -41,7 +41,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edge.pipeline import EdgeInputError, StreamStatus, WindowRunner, load, open_capture, read_frames
+from edge.pipeline import EdgeInputError, StreamStatus, WindowRunner, load, open_capture, prefetch, read_frames
 
 
 def cpu_count() -> int:
@@ -221,7 +221,7 @@ def run_spot(args: argparse.Namespace, out) -> dict:
     """``--mode spot``: spot, recognise micro-expressions, one JSON line per event; return the summary."""
     from edge.events import SpotRunner
 
-    threads = args.threads or max(1, cpu_count())
+    threads = args.threads or max(1, cpu_count() // args.workers)  # as measured best in docs/BENCHMARKS.md
     cv2.setNumThreads(threads)
     model, info = load(args.model, args.metadata, num_threads=threads, window_seconds=args.window,
                        delegate=args.delegate)
@@ -229,7 +229,7 @@ def run_spot(args: argparse.Namespace, out) -> dict:
     fps = fps or args.fps or info.fps
     runner = SpotRunner(model, info, fps, workers=args.workers)
     annotator = _Annotator(args.annotate, fps, runner.latency_frames)
-    counts = {"frames": 0, "micro": 0, "macro": 0}
+    counts = {"frames": 0, "micro": 0, "macro": 0, "no_face": 0}
     status, interrupted = StreamStatus(), False
     t0 = time.perf_counter()
 
@@ -242,7 +242,7 @@ def run_spot(args: argparse.Namespace, out) -> dict:
             out.flush()
 
     try:
-        for frame in read_frames(cap, args.max_frames, status):
+        for frame in prefetch(read_frames(cap, args.max_frames, status)):  # decoding overlaps the spotting
             annotator.add(counts["frames"], frame)
             counts["frames"] += 1
             emit(runner.push(frame))
@@ -258,10 +258,8 @@ def run_spot(args: argparse.Namespace, out) -> dict:
     if counts["frames"] == 1:
         raise EdgeInputError(f"{name}: only 1 frame could be decoded; spotting needs a stream of frames")
     seconds = time.perf_counter() - t0
-    no_face = int(np.isnan(np.asarray(runner.spotter.signals["micro"])).sum())
     summary = {"event": "summary", "mode": "spot", "source": name, "fps_source": fps, "threads": threads,
-               "workers": args.workers, **counts,
-               "frames_without_signal": no_face, "seconds": round(seconds, 3),
+               "workers": args.workers, **counts, "seconds": round(seconds, 3),
                "frames_per_second": round(counts["frames"] / seconds, 1) if seconds > 0 else None,
                "stage_seconds": {k: round(v, 3) for k, v in runner.seconds.items()}}
     if interrupted:

@@ -82,12 +82,13 @@ def tiny_run_metadata(tmp_path_factory, tiny_flow_run):
 
 @pytest.fixture(scope="session")
 def long_videos(cache_dir):
-    """Two rendered long videos at 30 fps: one with 2 micro- and 1 macro-expression, one with none
-    (neutral face, blinks, head moves and light changes only); and the cache they are in."""
+    """Two rendered long videos at 30 fps: one as `mer-keras spot --videos 1 --seconds 10 --fps 30
+    --seed 3` renders it (3-5 micro- and 1-3 macro-expressions), one with none (neutral face,
+    blinks, head moves and light changes only); and the cache they are in."""
     from mer_keras.data.spotting import load_spotting
     from mer_keras.data.synthetic.long import LongVideoConfig
 
-    busy = LongVideoConfig(videos=1, seconds=10, fps=30, seed=3, micro=(2, 2), macro=(1, 1))
+    busy = LongVideoConfig(videos=1, seconds=10, fps=30, seed=3)
     quiet = LongVideoConfig(videos=1, seconds=10, fps=30, seed=4, micro=(0, 0), macro=(0, 0), blink_rate=0.4,
                             head_moves=3.0, light_changes=2.0)
     return load_spotting("synthetic", synthetic=busy, cache_dir=cache_dir)[0], \

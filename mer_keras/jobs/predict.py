@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from mer_keras.errors import MissingFileError, ModelFileError, OptionError
 from mer_keras.jobs.schema import option
+from mer_keras.jobs.trained import MODEL_FILES, find_model  # noqa: F401  (re-exported: predict's model lookup)
 from mer_keras.names import APEX_POLICIES, DATASETS
 
 if TYPE_CHECKING:  # the options are read by `mer-keras --help`, which must not load pandas or TensorFlow
@@ -24,8 +25,6 @@ if TYPE_CHECKING:  # the options are read by `mer-keras --help`, which must not 
 
 #: Image files read as ready representation images (or onset / apex pairs).
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
-#: Model files a folder is searched for, in this order.
-MODEL_FILES = ("model.keras", "model_fp32.tflite", "model_int8.tflite")
 
 
 @dataclass
@@ -53,40 +52,6 @@ class PredictOptions:
     fps: float | None = option(None, "Frame rate of frame folders with --spot (a video states its own).", above=0)
     out: str | None = option(None, "Write the predictions to this .csv or .json file (checked before any work).")
     cache_dir: str | None = option(None, "Cache folder (default $MER_CACHE_DIR or ~/.cache/mer_keras).")
-
-
-def find_model(target: str | Path) -> tuple[Path, dict]:
-    """The model file to run and its ``metadata.json`` (read).
-
-    A folder gives its ``model.keras``, else ``model_fp32.tflite``, else ``model_int8.tflite``.
-
-    Raises:
-        MissingFileError: nothing at ``target``. ModelFileError: no model file in the folder, not a
-            ``.keras`` / ``.tflite`` file, or no readable ``metadata.json`` beside it (named).
-    """
-    from mer_keras.models.io import read_json
-    from mer_keras.runs import WEIGHTS_FILE
-
-    p = Path(target)
-    if p.is_dir():
-        found = [p / name for name in MODEL_FILES if (p / name).is_file()]
-        if not found:
-            weights = " (it holds initial weights for --init-from, not a classifier)" if (
-                p / WEIGHTS_FILE).is_file() else ""
-            raise ModelFileError(f"{p}: no {', '.join(MODEL_FILES)} to predict with{weights}")
-        p = found[0]
-    elif not p.exists():
-        raise MissingFileError(f"{p}: no such model file or folder")
-    if p.suffix not in (".keras", ".tflite"):
-        raise ModelFileError(f"{p}: expected a .keras or .tflite model (or a run folder)")
-    meta_path = p.parent / "metadata.json"
-    if not meta_path.is_file():
-        raise ModelFileError(f"{meta_path} is missing: it tells the classes and the input preprocessing")
-    meta = read_json(meta_path)
-    for key in ("classes", "preprocessing"):
-        if key not in meta:
-            raise ModelFileError(f"{meta_path}: no {key!r} field")
-    return p, meta
 
 
 def check_out(out: str | None) -> None:

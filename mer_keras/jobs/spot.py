@@ -136,7 +136,7 @@ def run_spot(opts: SpotOptions, console=None) -> Path:
     check_writable(out)
     model_path = meta = None
     if opts.model:
-        from mer_keras.jobs.predict import find_model
+        from mer_keras.jobs.trained import find_model
 
         model_path, meta = find_model(opts.model)
     synthetic = LongVideoConfig(videos=opts.videos, seconds=opts.seconds, fps=opts.fps, seed=opts.seed) \

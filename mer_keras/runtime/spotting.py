@@ -153,7 +153,8 @@ def eye_cells(size: int, grid: int) -> np.ndarray:
 
 
 class FaceTracker:
-    """Aligned, gain-normalised grey faces from raw frames; the face mesh runs every few frames.
+    """Aligned, gain-normalised grey faces from raw frames; the face mesh runs every ``landmark_every``
+    seconds (also while no face is found, so a camera facing nobody does not run it every frame).
 
     Args:
         cfg: the spotting config (``size``, ``landmark_every``). fps: frame rate of the stream.
@@ -173,11 +174,11 @@ class FaceTracker:
         """(size, size) uint8 aligned grey face of an (H, W, 3) uint8 RGB frame, or None without a face."""
         from mer_keras.preprocess.face import alignment_matrix, get_landmarker
 
-        if self.matrix is None or self._count % self.every == 0:
+        if self._count % self.every == 0:  # also while no face is seen: the mesh is the costly step
             landmarks = (self._landmarker or get_landmarker())(frame)
             if landmarks is not None:
                 self.landmarks, self.matrix = landmarks, alignment_matrix(landmarks, self.cfg.size)
-            elif self._count % self.every == 0:
+            else:
                 self.landmarks = self.matrix = None  # the face is gone: do not align on a stale pose
         self._count += 1
         if self.matrix is None:
@@ -365,8 +366,9 @@ class Spotter:
         if self._smooth > 1 and s.size:
             ok = np.isfinite(s)
             kernel = np.ones(self._smooth)
-            num = np.convolve(np.where(ok, s, 0.0), kernel, mode="same")
-            den = np.convolve(ok.astype(np.float64), kernel, mode="same")
+            centre = slice((len(kernel) - 1) // 2, (len(kernel) - 1) // 2 + len(s))  # "same", also when shorter
+            num = np.convolve(np.where(ok, s, 0.0), kernel, mode="full")[centre]
+            den = np.convolve(ok.astype(np.float64), kernel, mode="full")[centre]
             s = np.where(ok, num / np.maximum(den, 1), np.nan)
         return s[lo - a:lo - a + (hi - lo)]
 

@@ -18,11 +18,12 @@ def read(video):
     return [cv2.cvtColor(cv2.imread(p), cv2.COLOR_BGR2RGB) for p in video.frames]
 
 
-def test_spot_scores_recognises_writes_and_resumes(cache_dir, tmp_path):
+def test_spot_scores_recognises_writes_and_resumes(long_videos, tmp_path):
     from mer_keras.cli.main import app
 
+    _, _, cache_dir = long_videos  # the same long video as the fixture's: rendered once
     out = tmp_path / "spot"
-    args = ["spot", "--videos", "1", "--seconds", "8", "--fps", "30", "--seed", "5", "--draws", "20",
+    args = ["spot", "--videos", "1", "--seconds", "10", "--fps", "30", "--seed", "3", "--draws", "20",
             "--cache-dir", str(cache_dir), "--model", str(MODEL), "--out", str(out)]
     res = CliRunner().invoke(app, args)
     assert res.exit_code == 0, res.output

@@ -99,7 +99,8 @@ def read(video):
 def test_a_long_video_is_rendered_with_its_ground_truth(long_videos):
     busy, quiet, cache = long_videos
     assert len(busy.frames) == 300 and busy.fps == 30.0
-    assert [t.type for t in busy.truth].count("micro") == 2 and [t.type for t in busy.truth].count("macro") == 1
+    kinds = [t.type for t in busy.truth]
+    assert 3 <= kinds.count("micro") <= 5 and 1 <= kinds.count("macro") <= 3
     assert all(t.frames <= 0.5 * 30 for t in busy.truth if t.type == "micro")
     assert all(t.frames > 0.5 * 30 for t in busy.truth if t.type == "macro")
     gaps = [b.onset - a.offset for a, b in zip(busy.truth, busy.truth[1:])]
