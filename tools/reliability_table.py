@@ -29,7 +29,7 @@ os.environ.setdefault("GLOG_minloglevel", "2")
 
 def outcome_text(case, outcome) -> str:
     """Exit code, "skipped (exit 0)", or the exception type, with a traceback flagged."""
-    from test_bad_inputs import SKIPPED
+    from tests.robustness.test_bad_inputs import SKIPPED
 
     if outcome.traceback:
         return f"**traceback** (exit {outcome.code})"
