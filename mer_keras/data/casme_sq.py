@@ -58,12 +58,15 @@ def _naming_rules(xl: pd.ExcelFile, sheet: Path) -> tuple[dict[int, tuple[str, s
     return subjects, videos
 
 
-def load(root=None, strict: bool = False, apex_policy: str = "midpoint", micro_only: bool = True) -> Dataset:
-    """Read CAS(ME)^2 micro-expression records (see the module docstring for the layout).
+def read_code_sheet(root=None) -> tuple[Path, Path, dict[int, tuple[str, str]], dict[str, str], pd.DataFrame]:
+    """The code sheet of a CAS(ME)^2 folder (the clips of ``load`` and the long videos of spotting).
 
+    Returns:
+        (sheet path, ``rawpic`` folder, {subject id: (folder, file prefix)}, {video name: code},
+        the first sheet's rows without a header).
     Raises:
-        MissingFileError: no root, sheet or ``rawpic`` folder. DataError: an unreadable sheet,
-        missing naming-rule sheets; with ``strict``, the first bad row (names sheet and row).
+        MissingFileError: no root, sheet or ``rawpic`` folder. DataError: an unreadable sheet or
+        missing naming-rule sheets (names the sheet).
     """
     root = resolve_root(root, "CASME_sq")
     sheet = find_sheet(root, "CAS(ME)^2code_final*.xls*")
@@ -78,6 +81,17 @@ def load(root=None, strict: bool = False, apex_policy: str = "midpoint", micro_o
         if isinstance(exc, DataError) and str(sheet) in str(exc):
             raise  # already names the sheet (missing naming-rule sheets)
         raise DataError(f"{sheet}: not a readable coding sheet ({short_reason(exc)})") from None
+    return sheet, frame_root, subjects, videos, codes
+
+
+def load(root=None, strict: bool = False, apex_policy: str = "midpoint", micro_only: bool = True) -> Dataset:
+    """Read CAS(ME)^2 micro-expression records (see the module docstring for the layout).
+
+    Raises:
+        MissingFileError: no root, sheet or ``rawpic`` folder. DataError: an unreadable sheet,
+        missing naming-rule sheets; with ``strict``, the first bad row (names sheet and row).
+    """
+    sheet, frame_root, subjects, videos, codes = read_code_sheet(root)
     result = Dataset(NAME)
     for i, row in enumerate(codes.itertuples(index=False), start=1):
         cells = list(row) + [None] * 9

@@ -157,25 +157,9 @@ def load_casme_sq_long(root, strict: bool = False) -> list[SpotVideo]:
         MissingFileError: no root, sheet or ``rawpic`` folder, or a video folder a row names.
         DataError: an unreadable sheet, a row whose subject, video, type or frames are bad (named).
     """
-    import pandas as pd
+    from mer_keras.data.casme_sq import FPS, read_code_sheet
 
-    from mer_keras.data.casme_sq import FPS, _naming_rules
-    from mer_keras.data.database import resolve_root
-    from mer_keras.data.sheets import find_sheet, short_reason
-
-    root = resolve_root(root, "CASME_sq")
-    sheet = find_sheet(root, "CAS(ME)^2code_final*.xls*")
-    frame_root = root / "rawpic"
-    if not frame_root.is_dir():
-        raise MissingFileError(f"CAS(ME)^2 frame folder {frame_root} does not exist")
-    try:
-        xl = pd.ExcelFile(sheet)
-        subjects, videos = _naming_rules(xl, sheet)
-        codes = xl.parse(xl.sheet_names[0], header=None, dtype=object)
-    except DataError:
-        raise
-    except Exception as exc:  # pandas, openpyxl and zipfile raise many types for a damaged file
-        raise DataError(f"{sheet}: not a readable coding sheet ({short_reason(exc)})") from None
+    sheet, frame_root, subjects, videos, codes = read_code_sheet(root)
     rows = []
     for i, row in enumerate(codes.itertuples(index=False), start=1):
         cells = list(row) + [None] * 9
