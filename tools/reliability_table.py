@@ -54,27 +54,26 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     import mer_keras  # noqa: F401  (selects tf_keras before TensorFlow loads)
-    from tests.helpers.corrupt import build_corpus
-    from tests.robustness.test_bad_inputs import CASES, Runner, message_line, problems
+    from tests.robustness.test_bad_inputs import CASES, Runner, build_all, message_line, problems
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(args.keep) if args.keep else Path(tmp) / "corpus"
         t0 = time.perf_counter()
-        runner = Runner(build_corpus(root))
+        runner = Runner(build_all(root))
         rows, failures = [], 0
         for case in CASES:
             outcome = runner.run(case)
             wrong = problems(case, outcome, root)
             failures += bool(wrong)
             verdict = "yes" if not wrong else "NO: " + cell("; ".join(wrong), root, 140)
-            rows.append(f"| {case.name} | `{case.entry_point}` | {outcome_text(case, outcome)} | "
+            rows.append(f"| {case.kind} | {case.name} | `{case.entry_point}` | {outcome_text(case, outcome)} | "
                         f"{cell(message_line(case, outcome, root), root)} | {verdict} |")
         seconds = time.perf_counter() - t0
     print(f"Bad inputs tried: {len(CASES)}; outcome as expected: {len(CASES) - failures}; unexpected: {failures}. "
           f"Generated and run in {seconds:.0f} s by "
           f"`python tools/reliability_table.py`.\n")
-    print("| bad input | entry point | outcome | message (first line naming the file or row) | as expected |")
-    print("|---|---|---|---|---|")
+    print("| kind | bad input | entry point | outcome | message (first line naming the file or row) | as expected |")
+    print("|---|---|---|---|---|---|")
     print("\n".join(rows))
     return 1 if failures else 0
 

@@ -30,46 +30,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers.cases import SHEET, SKIPPED, Case, _call
 from tests.helpers.corrupt import MANIFEST_ROWS, Corpus, bad_rows, build_corpus
+from tests.robustness import kinds
 
 ROOT = Path(__file__).resolve().parents[2]
-
-#: Expected outcome of a bad clip without ``--strict``: listed as skipped, the command goes on.
-SKIPPED = "skipped"
-SHEET = "CASME2-coding-20140508.xlsx"
-
-
-@dataclass(frozen=True)
-class Case:
-    """One bad input and what must happen.
-
-    Attributes:
-        name: the bad input, in words. entry: ``cli`` (``mer-keras``), ``edge.run`` or
-            ``edge.bench`` (``python -m ...``), or ``call`` (a library function).
-        target: the argv (``{c}`` stands for the corpus root), or for ``call`` a function of the
-            :class:`~corrupt.Corpus` that calls the library.
-        expect: exit code, :data:`SKIPPED`, or the exception type a library call must raise.
-        where: fragment naming the file or row (``{c}`` as above) that the message must contain.
-        reason: fragment saying what is wrong, on the same line as ``where``.
-    """
-
-    name: str
-    entry: str
-    target: list[str] | Callable
-    expect: int | str | type
-    where: str
-    reason: str
-
-    @property
-    def entry_point(self) -> str:
-        """The command or function, for the table: ``mer-keras data prepare``, ``load_model`` ..."""
-        if self.entry == "cli":
-            words = [w for w in self.target if not w.startswith("-") and "{c}" not in w]
-            return "mer-keras " + " ".join(words[:2] if words[0] == "data" else words[:1])
-        if self.entry.startswith("edge."):
-            return f"python -m {self.entry}"
-        return self.target.__doc__ or self.target.__name__
-
 
 @dataclass
 class Outcome:
@@ -88,19 +53,6 @@ class Outcome:
     error: BaseException | None = None
     traceback: bool = False
     code_ran: bool = False
-
-
-def _call(name: str, fn: Callable) -> Callable:
-    """A library call for the table: ``fn(function, corpus)`` with ``function`` imported from ``name``
-    (``package.module.function``), which is also what the table shows."""
-    import importlib
-
-    def call(c):
-        module, attr = name.rsplit(".", 1)
-        return fn(getattr(importlib.import_module(module), attr), c)
-
-    call.__doc__ = name
-    return call
 
 
 def _load_model(rel: str) -> Callable:
@@ -325,8 +277,15 @@ def _blank_clip(representation_from_frames, c):
     return representation_from_frames([blank] * 4, 0, 1, 3, RepresentationConfig(), clip_id="blank-clip")
 
 
-#: The one table of bad inputs.
-CASES: list[Case] = _cases()
+#: The one table of bad inputs: the corrupt-file cases above, then each group of ``kinds``.
+CASES: list[Case] = _cases() + kinds.cases()
+
+
+def build_all(root) -> Corpus:
+    """The whole corpus: the corrupt files, then each group's files (``kinds``)."""
+    corpus = build_corpus(root)
+    kinds.build(corpus)
+    return corpus
 
 
 # -- running cases ------------------------------------------------------------------------------
@@ -447,6 +406,8 @@ def problems(case: Case, outcome: Outcome, root: Path) -> list[str]:
         out.append(f"expected exit {case.expect}, got {outcome.code}")
     if not any(where in line and case.reason in line for line in outcome.output.splitlines()):
         out.append(f"no line names {where!r} with {case.reason!r}")
+    if case.check is not None:
+        out += case.check(root, outcome)
     if case.expect == 2 and not outcome.traceback:
         if case.entry == "cli" and "Usage:" not in outcome.output:
             errors = [line for line in outcome.output.splitlines() if line.startswith("error:")]
@@ -467,7 +428,7 @@ def slug(name: str) -> str:
 
 @pytest.fixture(scope="module")
 def runner(tmp_path_factory) -> Runner:
-    return Runner(build_corpus(tmp_path_factory.mktemp("corrupt")))
+    return Runner(build_all(tmp_path_factory.mktemp("corrupt")))
 
 
 @pytest.mark.parametrize("case", [pytest.param(c, id=f"{c.entry}-{slug(c.name)}") for c in CASES])
@@ -495,3 +456,9 @@ def test_the_table_covers_every_entry_point():
     assert {"mer-keras data prepare", "mer-keras export", "mer-keras explain", "mer-keras evaluate",
             "mer-keras train", "python -m edge.run", "mer_keras.load_model"} <= entries
     assert len({(c.entry, c.name) for c in CASES}) == len(CASES)
+
+
+def test_the_corpus_is_grouped_by_kind_and_large_enough():
+    groups = {c.kind for c in CASES}
+    assert {"corrupt or missing files", *kinds.KINDS} <= groups
+    assert len(CASES) >= 250, len(CASES)
