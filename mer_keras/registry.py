@@ -213,13 +213,19 @@ def create_model(name: str, num_classes: int, input_shape: tuple[int, ...] | Non
         a dict whose ``"predictions"`` entry is that tensor (see :func:`inference_model`).
 
     Raises:
-        KeyError: unknown model. ValueError: num_classes < 2.
+        KeyError: unknown model. OptionError (a ValueError): num_classes not a whole number >= 2,
+            or an input_shape entry not a whole number >= 1.
     """
+    import numbers
+
     spec = get_spec(name)
-    if num_classes < 2:
-        raise OptionError(f"num_classes must be >= 2, got {num_classes}")
+    if isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral) or num_classes < 2:
+        raise OptionError(f"num_classes must be a whole number >= 2, got {num_classes!r}")
+    shape = tuple(input_shape or spec.input_shape)
+    if not all(d is None or (isinstance(d, numbers.Integral) and not isinstance(d, bool) and d >= 1) for d in shape):
+        raise OptionError(f"input_shape {shape!r}: expected whole numbers >= 1, e.g. {spec.input_shape}")
     options = {**spec.defaults, **cfg}
-    return spec.builder(tuple(input_shape or spec.input_shape), num_classes, **options)
+    return spec.builder(shape, int(num_classes), **options)
 
 
 def inference_model(model: keras.Model) -> keras.Model:

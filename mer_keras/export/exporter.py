@@ -42,6 +42,25 @@ class QATOptions:
     seed: int = 0
     batches: Callable | None = None
 
+    def __post_init__(self) -> None:
+        """Refuse a budget the fine-tune cannot use (named as on the command line).
+
+        Raises:
+            OptionError: epochs not a whole number in 1..10000, lr not a finite number > 0, or a
+                seed outside 0..2**32 - 1.
+        """
+        import math
+
+        from mer_keras.errors import OptionError
+
+        if isinstance(self.epochs, bool) or not isinstance(self.epochs, int) or not 1 <= self.epochs <= 10_000:
+            raise OptionError(f"--qat-epochs {self.epochs!r}: expected a whole number from 1 to 10000")
+        if isinstance(self.lr, bool) or not isinstance(self.lr, (int, float)) or not math.isfinite(self.lr) or \
+                self.lr <= 0:
+            raise OptionError(f"--qat-lr {self.lr!r}: expected a finite number above 0")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 2**32:
+            raise OptionError(f"QAT seed {self.seed!r}: expected a whole number from 0 to 4294967295")
+
 
 def write_export(model, fmt: ExportFormat, folder: Path, x_train: np.ndarray | None = None,
                  y_train: np.ndarray | None = None, qat: QATOptions | None = None) -> tuple[Path, dict]:

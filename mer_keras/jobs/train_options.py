@@ -9,19 +9,29 @@ registry (learning rate, representation: ``None`` here).
 
 from __future__ import annotations
 
+import math
+import os
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from mer_keras import names
-from mer_keras.data.synthetic.config import SyntheticConfig
+from mer_keras.data.synthetic.config import MAX_CLIPS, MAX_SEED, MAX_SUBJECTS, SyntheticConfig
 from mer_keras.errors import OptionError
 from mer_keras.jobs.schema import from_config, option
-from mer_keras.train.config import TrainConfig
+from mer_keras.train.config import MAX_BATCH_SIZE, MAX_EPOCHS, MAX_PARALLEL_FOLDS, MAX_SHIFT, TrainConfig
 
 #: The training library's defaults (epochs, batch, seed, ...) and the synthetic set's (subjects,
 #: clips): the options below take them from there.
 _TRAINING = TrainConfig()
 _SYNTHETIC = SyntheticConfig()
+
+#: Upper bounds of the options not bounded by a library (training's are :mod:`mer_keras.train.config`'s,
+#: the synthetic set's :mod:`mer_keras.data.synthetic.config`'s): beyond them a value is a typo that
+#: would exhaust memory or processes (a 100000 px input, a thousand preprocessing processes)
+#: before failing.
+MAX_INPUT_SIZE = 1_024
+MAX_WORKERS = 256
+MAX_REPLICAS = 64
 
 
 def parse_folds(value: str | None) -> list[str] | None:
@@ -47,6 +57,16 @@ def parse_aux_weights(items: Sequence[str] | None) -> dict | None:
     return weights or None
 
 
+def check_aux_weights(weights) -> str | None:
+    """What is wrong with loss weights {output: weight} (None: nothing): each a finite number >= 0."""
+    if not isinstance(weights, dict):
+        return "expected OUTPUT=WEIGHT pairs"
+    for key, w in weights.items():
+        if isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w) or w < 0:
+            return f"the weight of {key!r} is {w!r}; expected a finite number >= 0"
+    return None
+
+
 @dataclass
 class TrainOptions:
     """Every option of ``mer-keras train`` (recorded as ``config.json``).
@@ -66,26 +86,27 @@ class TrainOptions:
     test_root: str | None = option(None, "Root of the test database.")
     apex: str = option("midpoint", "Where the sheet gives no apex: midpoint of onset..offset, or spot (frame of "
                        "largest motion against onset).", choices=lambda: names.APEX_POLICIES)
-    workers: int = option(1, "Processes for preprocessing clips not yet cached.", min=1)
+    workers: int = option(1, "Processes for preprocessing clips not yet cached.", min=1, max=MAX_WORKERS)
     representation: str | None = option(None, "Input representation; default: the model's own (LEARNet: "
                                         "dynamic_image).", choices=lambda: names.REPRESENTATIONS)
     input_size: int | None = option(None, "Side of the input image in pixels (default: the model's, see `mer-keras "
                                     "models`), for a model whose layers fix no size: e.g. micro_attention at 28 on "
-                                    "the 28 px composite flow images. Models that fix it refuse other sizes.", min=8)
+                                    "the 28 px composite flow images. Models that fix it refuse other sizes.", min=8,
+                                    max=MAX_INPUT_SIZE)
     variant: str | None = option(None, "Architecture variant: learnet paper|released, htnet paper|small, "
                                  "feature_refinement one_stream|paper (see `mer-keras models`).")
     recipe: str | None = option(None, "Training recipe: project (the defaults) or paper (the paper's or official "
                                 "code's lr, epochs, batch size, flips, class weighting and variant, where the model "
                                 "has one; see `mer-keras models`). Options given explicitly override it.")
     epochs: int | None = option(None, f"Fixed epochs per fold (no early stopping on test data); default: "
-                                f"{_TRAINING.epochs}, or the recipe's.", min=1)
+                                f"{_TRAINING.epochs}, or the recipe's.", min=1, max=MAX_EPOCHS)
     batch_size: int | None = option(None, f"Global batch size; default: {_TRAINING.batch_size}, or the recipe's.",
-                                    min=1)
+                                    min=1, max=MAX_BATCH_SIZE)
     lr: float | None = option(None, "Adam learning rate (default: the model's, see `mer-keras models`).", above=0.0)
-    seed: int = option(_TRAINING.seed, "Seed of the synthetic data and of training.")
+    seed: int = option(_TRAINING.seed, "Seed of the synthetic data and of training.", min=0, max=MAX_SEED)
     out: str = option("runs", "Parent folder of the run folder.")
-    subjects: int = option(_SYNTHETIC.subjects, "Synthetic pseudo-subjects.", min=2)
-    clips: int = option(_SYNTHETIC.clips_per_subject, "Synthetic clips per subject.", min=1)
+    subjects: int = option(_SYNTHETIC.subjects, "Synthetic pseudo-subjects.", min=2, max=MAX_SUBJECTS)
+    clips: int = option(_SYNTHETIC.clips_per_subject, "Synthetic clips per subject.", min=1, max=MAX_CLIPS)
     faces: str | None = option(None, "Folder of extra face photos for the synthetic set.")
     synthetic_expression: str = option("micro", "Synthetic clips of micro-expressions, or macro-expressions (the "
                                        "same AUs, about 4x larger and longer) for pretraining "
@@ -98,7 +119,8 @@ class TrainOptions:
     augment: bool | None = option(None, "Random horizontal flips; default: on, or the recipe's.",
                                   secondary="--no-augment")
     shift: int | None = option(None, "Random translations of training images by up to this many pixels "
-                               f"(edges repeated); 0: none; default: {_TRAINING.shift}, or the recipe's.", min=0)
+                               f"(edges repeated); 0: none; default: {_TRAINING.shift}, or the recipe's.", min=0,
+                               max=MAX_SHIFT)
     class_weight: bool | None = option(None, "Balanced class weights from the training folds; default: on, or the "
                                        "recipe's.", secondary="--no-class-weight")
     flow_method: str = option("tvl1", "Optical flow method (flow representation).", choices=lambda: names.FLOW_METHODS)
@@ -113,7 +135,7 @@ class TrainOptions:
     cache_dir: str | None = option(None, "Cache folder (default $MER_CACHE_DIR or ~/.cache/mer_keras).")
     aux_weights: dict | None = option(None, "Loss weight of an auxiliary output, OUTPUT=WEIGHT (repeatable), e.g. "
                                       "proposal=0.5, au=1, au_cluster=0.05.", flag="--aux-weight",
-                                      cli_type=list[str], parse=parse_aux_weights)
+                                      cli_type=list[str], parse=parse_aux_weights, check=check_aux_weights)
     init_from: str | None = option(None, "Run folder, .keras file, or released weights (.h5 or its folder, e.g. "
                                    "saved_models/micro_attention_synthetic_macro) whose weights start training "
                                    "(layers matched by name and shape).")
@@ -121,7 +143,7 @@ class TrainOptions:
     resume: str | None = option(None, "Continue an interrupted run folder: its recorded options, finished folds "
                                 "kept, the fold in progress continued from its last finished epoch.")
     cpu_replicas: int = option(1, "Split the CPU into N logical devices (with --strategy mirrored: N replicas "
-                               "without a GPU).", min=1)
+                               "without a GPU).", min=1, max=MAX_REPLICAS)
     deterministic: bool = option(_TRAINING.deterministic, "TensorFlow op determinism and seeded dropout: "
                                  "the same --seed gives the "
                                  "same metrics (on GPU some ops are slower or have no deterministic kernel).",
@@ -131,7 +153,8 @@ class TrainOptions:
                                    "and exported models are float32).")
     parallel_folds: int = option(_TRAINING.parallel_folds, "Folds trained at once by one model of K copies, "
                                  "each on its own fold (single-output models under 2 MFLOPs per sample, e.g. STSTNet); "
-                                 "0: chosen from the model's size and the cores; 1: one at a time.", min=0)
+                                 "0: chosen from the model's size and the cores; 1: one at a time.", min=0,
+                                 max=MAX_PARALLEL_FOLDS)
     final: bool | None = option(None, "Fit the final model on all subjects (default: only when every fold runs).",
                                 secondary="--no-final")
     tensorboard: bool = option(False, "Write TensorBoard logs of each fold to RUN/tensorboard/ "
@@ -151,10 +174,15 @@ class TrainOptions:
         return not self.folds or list(self.folds) == ["none"]
 
 
-def options_from_config(config: dict, **overrides) -> TrainOptions:
-    """:class:`TrainOptions` from a run's config.json (keys that are not options are ignored).
+def options_from_config(config: dict, source: str | os.PathLike = "config.json", **overrides) -> TrainOptions:
+    """:class:`TrainOptions` from a run's config.json (keys that are not options are ignored),
+    validated: a bad recorded value is refused naming ``source`` and its key.
 
     A run recorded before the synthetic set was a named dataset has ``data: null``: it is ``synthetic``.
+
+    Raises:
+        OptionError: a recorded value of the wrong type or out of range (``"lr": "nan"``).
     """
-    opts = from_config(TrainOptions, config, **overrides)
-    return replace(opts, data=opts.data or "synthetic")
+    if isinstance(config, dict) and "data" in config and not config["data"]:
+        config = {**config, "data": "synthetic"}
+    return from_config(TrainOptions, config, source, **overrides)

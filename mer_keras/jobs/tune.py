@@ -17,9 +17,9 @@ from pathlib import Path
 
 from mer_keras import atomic
 from mer_keras.errors import OptionError, RunFolderError
-from mer_keras.jobs.schema import from_config, option
+from mer_keras.jobs.schema import from_config, option, validate
 from mer_keras.jobs.train_options import TrainOptions
-from mer_keras.train.nested import SEARCHABLE, choose, parse_space, recipes, score_recipes, subject_groups
+from mer_keras.train.nested import SEARCHABLE, check_space, choose, parse_space, recipes, score_recipes, subject_groups
 
 
 def _parse_space(items) -> dict | None:
@@ -37,9 +37,9 @@ class TuneOptions(TrainOptions):
 
     space: dict | None = option(None, "Search space, KEY=V1,V2,... (repeatable); keys: " + ", ".join(SEARCHABLE)
                                 + ". Default: lr = the model's rate x 0.5, 1, 2; shift = 0, 2; epochs = 40, 80, 120.",
-                                cli_type=list[str], parse=_parse_space)
+                                cli_type=list[str], parse=_parse_space, check=check_space)
     groups: int = option(5, "Subject groups of the nested loop: each test subject's recipe is chosen by leave-one-"
-                            "group-out over the groups that do not hold it.", min=3)
+                            "group-out over the groups that do not hold it.", min=3, max=1_000)
     selection_from: str | None = option(None, "Reuse the choices recorded by another tune run on the same data, "
                                               "model and space (its selection.json) instead of running the inner "
                                               "loop, e.g. to train other seeds of the same selection.")
@@ -125,11 +125,12 @@ def tune(opts: TuneOptions, console=None) -> Path:
 
     console = console or Console()
     t_start = time.perf_counter()
+    validate(opts)  # every option, before any work (the recorded ones of --resume below too)
     if opts.resume:
         config = RunFolder(Path(opts.resume)).read_config("cannot resume ")
         if "space" not in config:
             raise RunFolderError(f"{opts.resume} was made by mer-keras train, not tune: resume it with train --resume")
-        opts = from_config(TuneOptions, config, resume=opts.resume)
+        opts = from_config(TuneOptions, config, Path(opts.resume) / "config.json", resume=opts.resume)
         from mer_keras.jobs.train import refuse_finished
 
         refuse_finished(RunFolder(Path(opts.resume)), opts.wants_final)
@@ -141,6 +142,8 @@ def tune(opts: TuneOptions, console=None) -> Path:
     if not protocol.per_subject:
         raise OptionError(f"--protocol {opts.protocol}: tune needs per-subject folds (loso or composite)")
     opts, rep = resolve_options(opts)
+    from mer_keras.jobs.evaluate import check_outputs  # every output checked before any work (issue 22)
+    check_outputs(opts.resume or opts.out, opts.cache_dir, "--resume" if opts.resume else "--out")
     if opts.strategy not in ("auto", "default"):
         raise OptionError(f"--strategy {opts.strategy}: tune trains on one device (its inner fits are small)")
     space = opts.space or default_space(opts.lr, rep.regions)

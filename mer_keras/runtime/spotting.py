@@ -97,13 +97,23 @@ class SpotConfig:
     min_snr: float = 5.0
 
     def __post_init__(self) -> None:
+        for name in ("size", "grid"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 0 < value <= 4096:
+                raise ValueError(f"spotting parameter {name} must be a whole number from 1 to 4096, got {value!r}")
         if self.size < 32 or self.grid < 4 or self.size % self.grid:
             raise ValueError(f"spotting needs size >= 32 divisible by grid >= 4, got size {self.size}, "
                              f"grid {self.grid}")
-        for name in ("micro_k", "macro_k", "max_micro", "smooth", "z", "history", "landmark_every"):
+        for name in ("micro_k", "macro_k", "max_micro", "smooth", "z", "history", "landmark_every", "blink_ratio",
+                     "min_snr"):
             value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and np.isfinite(value) and value > 0):
-                raise ValueError(f"spotting parameter {name} must be a number > 0, got {value!r}")
+            if not (isinstance(value, (int, float)) and not isinstance(value, bool) and np.isfinite(value)
+                    and value > 0):
+                raise ValueError(f"spotting parameter {name} must be a finite number > 0, got {value!r}")
+        value = self.min_duration
+        if not (isinstance(value, (int, float)) and not isinstance(value, bool) and np.isfinite(value)
+                and value >= 0):
+            raise ValueError(f"spotting parameter min_duration must be a finite number >= 0, got {value!r}")
         if not 0 < self.top <= 1 or not 0 < self.edge < 1:
             raise ValueError(f"spotting top must be in (0, 1] and edge in (0, 1), got {self.top}, {self.edge}")
         if self.macro_k <= self.micro_k:

@@ -203,3 +203,57 @@ class EpochHistory(keras.callbacks.Callback):
                 writer = csv.DictWriter(fh, fieldnames=columns)
                 writer.writeheader()
                 writer.writerows(rows)
+
+
+def divergence_message(label: str, what: str, epoch: int, epochs: int, lr: float | None) -> str:
+    """The one-line error of a fit that stopped on non-finite numbers: the fold, the epoch, the likely cause."""
+    cause = (f"the learning rate {lr:g} is likely too large (try a smaller --lr)" if lr is not None
+             else "the learning rate is likely too large (try a smaller --lr)")
+    return f"{label}: {what} at epoch {epoch} of {epochs}; {cause}; nothing of it was written"
+
+
+class StopOnNonFiniteLoss(keras.callbacks.Callback):
+    """End a fit with :class:`~mer_keras.errors.OptionError` at the end of the first epoch whose
+    training loss is NaN or infinite, naming the fold, the epoch and the likely cause.
+
+    Keras' own ``TerminateOnNaN`` stops quietly and leaves a model of NaN weights to predict NaN
+    probabilities into a fold file; this one raises instead. It must come first among the fit's
+    callbacks: its ``on_epoch_end`` then runs before the backup, the history CSV and the progress
+    bar see the epoch, so nothing of a diverged epoch is written.
+
+    Args:
+        labels: per fold trained by the fit, its name in the message (``fold sub01``, ``the final model``).
+        prefixes: per fold, the prefix of its keys in the Keras logs: ``""`` for a single model,
+            ``"fold<j>_"`` for folds trained at once (:class:`~mer_keras.train.multifold.MultiFoldTrainer`,
+            whose ``loss`` is the sum of the copies').
+        epochs: the fit's epoch count. lr: its learning rate (for the message).
+    """
+
+    def __init__(self, labels, epochs: int, lr: float | None = None, prefixes=("",)):
+        super().__init__()
+        self.labels, self.prefixes, self.epochs, self.lr = list(labels), list(prefixes), int(epochs), lr
+
+    def on_epoch_end(self, epoch, logs=None):
+        import math
+
+        from mer_keras.errors import OptionError
+
+        logs = logs or {}
+        for label, prefix in zip(self.labels, self.prefixes):
+            for key in ([f"{prefix}train_loss", f"{prefix}loss"] if prefix else ["loss"]):
+                value = logs.get(key)
+                if value is not None and not math.isfinite(float(value)):
+                    raise OptionError(divergence_message(label, f"the training loss is {float(value)}", epoch + 1,
+                                                         self.epochs, self.lr))
+        value = logs.get("loss")
+        if value is not None and not math.isfinite(float(value)):  # the sum over copies, no copy named
+            raise OptionError(divergence_message(" / ".join(self.labels), f"the training loss is {float(value)}",
+                                                 epoch + 1, self.epochs, self.lr))
+
+
+def finite_weights(model) -> bool:
+    """Whether every floating-point weight of ``model`` (trainable or not) is finite."""
+    from mer_keras._keras import tf
+
+    checks = [tf.reduce_all(tf.math.is_finite(w)) for w in model.weights if w.dtype.is_floating]
+    return bool(tf.reduce_all(checks)) if checks else True

@@ -9,6 +9,16 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+from mer_keras.data.synthetic.config import MAX_SEED
+
+#: Upper bounds of the training numbers (the options' and a search space's too): beyond them a value
+#: is a typo that would train for months or not fit in memory. The papers' recipes stay far inside
+#: (HTNet: 800 epochs, batch 256; micro-attention: shift 8).
+MAX_EPOCHS = 100_000
+MAX_BATCH_SIZE = 65_536
+MAX_SHIFT = 64
+MAX_PARALLEL_FOLDS = 64
+
 
 @dataclass
 class TrainConfig:
@@ -55,6 +65,37 @@ class TrainConfig:
     mixed_precision: bool = False
     backup_minutes: float = 1.0
     parallel_folds: int = 0
+
+    def __post_init__(self) -> None:
+        """Refuse numbers training cannot use, named as on the command line, before anything is built
+        (a batch size of 0 would divide by zero; a NaN rate would train a model of NaN weights).
+
+        Raises:
+            OptionError: the first bad value.
+        """
+        import math
+        import sys
+
+        from mer_keras.errors import OptionError
+
+        def whole(name: str, lo: int, hi: int) -> None:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+                raise OptionError(f"--{name.replace('_', '-')} {value!r}: expected a whole number from {lo} to {hi}")
+
+        whole("epochs", 1, MAX_EPOCHS)
+        whole("batch_size", 1, MAX_BATCH_SIZE)
+        whole("seed", 0, MAX_SEED)
+        whole("shift", 0, MAX_SHIFT)
+        whole("parallel_folds", 0, MAX_PARALLEL_FOLDS)
+        for name, above in (("lr", True), ("backup_minutes", False)):
+            value = getattr(self, name)
+            if value is None and name == "lr":
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or abs(value) > sys.float_info.max or \
+                    not math.isfinite(value) or (value <= 0 if above else value < 0):
+                raise OptionError(f"--{name.replace('_', '-')} {value!r}: expected a finite number "
+                                  f"{'above 0' if above else 'of at least 0'}")
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -175,15 +175,28 @@ class FoldTrainer:
         return self.model
 
     def fit(self, x: np.ndarray, y: np.ndarray, callbacks: Sequence = (), aus: Sequence[Sequence[str]] | None = None,
-            backup_dir: str | Path | None = None) -> keras.Model:
+            backup_dir: str | Path | None = None, label: str = "the fit") -> keras.Model:
         """Train the model from its initial state on (x, y) for ``cfg.epochs`` epochs (see :func:`fit_model`).
 
+        Args:
+            label: what is trained, for the error of a diverged fit (``fold sub01``).
         Returns:
             The fitted model: the trainer's own, changed by the next ``fit`` (copy its weights or
             predict before then).
+        Raises:
+            OptionError: the training loss or the weights became NaN or infinite (``label``, the
+                epoch and the learning rate named): the fit stops at that epoch.
         """
+        from mer_keras.errors import OptionError
         from mer_keras.registry import get_spec
-        from mer_keras.train.callbacks import EpochSeeds, EpochTiming, PeriodicBackupAndRestore
+        from mer_keras.train.callbacks import (
+            EpochSeeds,
+            EpochTiming,
+            PeriodicBackupAndRestore,
+            StopOnNonFiniteLoss,
+            divergence_message,
+            finite_weights,
+        )
         from mer_keras.train.targets import build_targets
 
         cfg = self.cfg
@@ -196,6 +209,7 @@ class FoldTrainer:
         fit_callbacks = [EpochSeeds(cfg.seed), EpochTiming(clock), *callbacks]
         if backup_dir:
             fit_callbacks.insert(0, PeriodicBackupAndRestore(str(backup_dir), 60.0 * cfg.backup_minutes))
+        fit_callbacks.insert(0, StopOnNonFiniteLoss([label], cfg.epochs, learning_rate(cfg)))  # before any writer
         if spec.aux_losses:  # class weights enter the per-output sample weights
             targets, weights = build_targets(y, aus, self.num_classes, spec.aux_losses, cw, classes=self.classes)
             cw = None
@@ -206,6 +220,9 @@ class FoldTrainer:
                                          sample_weight=weights, start_epoch=start, shift=cfg.shift)
         model.fit(ds, epochs=cfg.epochs, steps_per_epoch=steps, verbose=0, class_weight=cw, callbacks=fit_callbacks)
         clock.close()
+        if not finite_weights(model):  # the last step's update, after the last loss was measured
+            raise OptionError(divergence_message(label, "the weights became NaN or infinite", cfg.epochs, cfg.epochs,
+                                                 learning_rate(cfg)))
         remove_fit_backup(backup_dir, self.strategy)
         return model
 
@@ -213,7 +230,7 @@ class FoldTrainer:
 def fit_model(x: np.ndarray, y: np.ndarray, num_classes: int, cfg: TrainConfig,
               strategy: tf.distribute.Strategy | None = None, callbacks: Sequence = (),
               aus: Sequence[Sequence[str]] | None = None, backup_dir: str | Path | None = None,
-              classes: Sequence[str] | None = None) -> keras.Model:
+              classes: Sequence[str] | None = None, label: str = "the final model") -> keras.Model:
     """Build, compile and fit one model on (x, y) for ``cfg.epochs`` epochs.
 
     Single-output models train with sparse cross-entropy (and Keras class weights). Models with
@@ -230,13 +247,15 @@ def fit_model(x: np.ndarray, y: np.ndarray, num_classes: int, cfg: TrainConfig,
         x: (N, ...) inputs; y: (N,) int labels; aus: per sample its AUs (for AU heads), or None.
         backup_dir: folder for the per-epoch backup (removed when the fit ends), or None.
         classes: the K class names (the emotion -> AU prior of AU heads; see :class:`FoldTrainer`).
+        label: what is trained, for the error of a diverged fit (the job's one caller fits the final model).
     Returns:
         The fitted ``keras.Model`` (its ``predictions`` output gives the softmax; float32 outputs
         also under ``cfg.mixed_precision``).
     Raises:
-        RunFolderError: an unreadable backup in ``backup_dir``.
+        RunFolderError: an unreadable backup in ``backup_dir``. OptionError: the loss or the
+            weights became NaN or infinite (``label`` and the epoch named).
     """
-    return FoldTrainer(x.shape[1:], num_classes, cfg, strategy, classes).fit(x, y, callbacks, aus, backup_dir)
+    return FoldTrainer(x.shape[1:], num_classes, cfg, strategy, classes).fit(x, y, callbacks, aus, backup_dir, label)
 
 
 def weights_fingerprint(model: keras.Model) -> str:

@@ -56,9 +56,13 @@ def run_folds(x: np.ndarray, y: np.ndarray, folds: Sequence[Fold], classes: Sequ
         "parallel_folds": folds trained at once, and with ``checkpoints`` "checkpoints":
         {fold name: {epoch: (n_test, K) array}}}; the fold rows are in the order of ``folds``.
     Raises:
-        OptionError: ``cfg.parallel_folds`` > 1 where it does not apply.
+        OptionError: ``cfg.parallel_folds`` > 1 where it does not apply; a fold whose training loss,
+            weights or test probabilities became NaN or infinite (the fold and epoch named; nothing
+            of it reaches ``on_fold_end``).
     """
-    from mer_keras.train.callbacks import CheckpointPredictions
+    from mer_keras.errors import OptionError
+    from mer_keras.train.callbacks import CheckpointPredictions, divergence_message
+    from mer_keras.train.fit import learning_rate
     from mer_keras.train.multifold import MultiFoldTrainer, choose_parallel_folds, group_folds, group_name
 
     if checkpoints and (completed or backup_root):
@@ -76,6 +80,9 @@ def run_folds(x: np.ndarray, y: np.ndarray, folds: Sequence[Fold], classes: Sequ
         if pending else 1
 
     def finish(fold, p, final_loss, final_acc):
+        if not np.isfinite(p).all():  # finite weights whose logits overflow: never into a fold file
+            raise OptionError(divergence_message(f"fold {fold.name}", "the test probabilities are NaN or infinite",
+                                                 cfg.epochs, cfg.epochs, learning_rate(cfg)))
         probs[fold.test] = p
         m = compute_metrics(y[fold.test], p.argmax(1), classes)
         row = {"subject": fold.name, "n_train": int(len(fold.train)), "n_test": int(len(fold.test)),
@@ -98,7 +105,8 @@ def run_folds(x: np.ndarray, y: np.ndarray, folds: Sequence[Fold], classes: Sequ
                     callbacks.append(keep)
                 model = single.fit(x[fold.train], y[fold.train], callbacks,
                                    aus=[aus[i] for i in fold.train] if aus is not None else None,
-                                   backup_dir=Path(backup_root) / group_name(group) if backup_root else None)
+                                   backup_dir=Path(backup_root) / group_name(group) if backup_root else None,
+                                   label=f"fold {fold.name}")
                 final = final_train_metrics(model.history.history)
                 with phase("predict"):
                     p = predict_proba(model, x[fold.test])
@@ -113,7 +121,8 @@ def run_folds(x: np.ndarray, y: np.ndarray, folds: Sequence[Fold], classes: Sequ
                 keep = CheckpointPredictions([(c, x[f.test]) for c, f in zip(trainer.copies, group)], checkpoints)
                 callbacks.append(keep)
             finals = trainer.fit([x[f.train] for f in group], [y[f.train] for f in group], callbacks,
-                                 backup_dir=Path(backup_root) / group_name(group) if backup_root else None)
+                                 backup_dir=Path(backup_root) / group_name(group) if backup_root else None,
+                                 labels=[f"fold {f.name}" for f in group])
             for j, (fold, copy, final) in enumerate(zip(group, trainer.copies, finals)):
                 with phase("predict"):
                     p = predict_proba(copy, x[fold.test])

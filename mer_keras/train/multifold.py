@@ -247,21 +247,33 @@ class MultiFoldTrainer:
             self._optimizer.restore()
 
     def fit(self, xs: Sequence[np.ndarray], ys: Sequence[np.ndarray], callbacks: Sequence = (),
-            backup_dir: str | Path | None = None) -> list[tuple[float | None, float | None]]:
+            backup_dir: str | Path | None = None,
+            labels: Sequence[str] | None = None) -> list[tuple[float | None, float | None]]:
         """Train copy ``j`` on (xs[j], ys[j]) for ``cfg.epochs`` epochs, all copies in the same steps.
 
         Args:
             xs, ys: K training sets, (N_j, H, W, C) float32 and (N_j,) int; every N_j must give the
                 same steps per epoch.
             backup_dir: the group's training backup (Keras ``BackupAndRestore``), or None.
+            labels: per set, its name in the error of a diverged fit (``fold sub01``; default ``copy <j>``).
         Returns:
             Per set, (final training loss, final training accuracy) of its last epoch (None, None
             when no epoch ran in this process).
         Raises:
             ValueError: the sets differ in steps per epoch, or there are not K of them.
             RunFolderError: an unreadable backup in ``backup_dir``.
+            OptionError: a copy's training loss or weights became NaN or infinite (its label, the
+                epoch and the learning rate named); the fit of every copy stops there.
         """
-        from mer_keras.train.callbacks import EpochSeeds, EpochTiming, PeriodicBackupAndRestore
+        from mer_keras.errors import OptionError
+        from mer_keras.train.callbacks import (
+            EpochSeeds,
+            EpochTiming,
+            PeriodicBackupAndRestore,
+            StopOnNonFiniteLoss,
+            divergence_message,
+            finite_weights,
+        )
 
         cfg = self.cfg
         steps = {steps_per_epoch(len(x), cfg.batch_size) for x in xs}
@@ -276,8 +288,15 @@ class MultiFoldTrainer:
         fit_callbacks = [EpochSeeds(cfg.seed, models=self.copies), EpochTiming(clock), *callbacks]
         if backup_dir:
             fit_callbacks.insert(0, PeriodicBackupAndRestore(str(backup_dir), 60.0 * cfg.backup_minutes))
+        labels = list(labels) if labels is not None else [f"copy {j}" for j in range(self.k)]
+        fit_callbacks.insert(0, StopOnNonFiniteLoss(labels, cfg.epochs, learning_rate(cfg),  # before any writer
+                                                    [f"fold{j}_" for j in range(self.k)]))
         history = self.model.fit(ds, epochs=cfg.epochs, steps_per_epoch=n_steps, verbose=0, callbacks=fit_callbacks)
         clock.close()
+        for label, copy in zip(labels, self.copies):
+            if not finite_weights(copy):
+                raise OptionError(divergence_message(label, "the weights became NaN or infinite", cfg.epochs,
+                                                     cfg.epochs, learning_rate(cfg)))
         remove_fit_backup(backup_dir, self.model.distribute_strategy)
         out = []
         for j in range(self.k):

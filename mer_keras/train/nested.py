@@ -25,6 +25,7 @@ Everything here is TensorFlow-free except :func:`score_recipes`, which trains.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 
@@ -32,6 +33,7 @@ import numpy as np
 
 from mer_keras.data.protocols import Fold
 from mer_keras.errors import OptionError
+from mer_keras.train.config import MAX_BATCH_SIZE, MAX_EPOCHS, MAX_SHIFT
 
 #: Training options a search space may vary, and their types. ``epochs`` is scored from
 #: checkpoints of one fit; every other combination is its own fit (a *recipe*).
@@ -49,10 +51,54 @@ def _value(key: str, text: str):
         if t in _FALSE:
             return False
         raise ValueError(text)
-    value = kind(float(t)) if kind is int and float(t).is_integer() else kind(t)
-    if not np.isfinite(value) or value < 0 or (key in ("lr", "epochs", "batch_size") and value == 0):
-        raise ValueError(text)
+    number = float(t)  # ValueError for text; "nan", "inf" and "1e400" parse, and are refused below
+    if kind is int:
+        if not (math.isfinite(number) and number.is_integer()):
+            raise ValueError(text)
+        value = int(number)
+    else:
+        value = number
+    problem = space_value_problem(key, value)
+    if problem:
+        raise ValueError(problem)
     return value
+
+
+#: Largest value of each searchable number (the options' own bounds).
+_SPACE_MAX = {"epochs": MAX_EPOCHS, "batch_size": MAX_BATCH_SIZE, "shift": MAX_SHIFT}
+
+
+def space_value_problem(key: str, value) -> str | None:
+    """What is wrong with one value of a search space's ``key`` (None: nothing): the key's type,
+    finite, > 0 for lr, epochs and batch_size, >= 0 for shift, within the options' bounds."""
+    kind = SEARCHABLE[key]
+    if kind is bool:
+        return None if isinstance(value, bool) else "expected true or false"
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and not isinstance(value, int)):
+        return f"expected a {'whole number' if kind is int else 'number'}"
+    finite = isinstance(value, int) or math.isfinite(value)  # a huge int is finite (np.isfinite refuses it)
+    if not finite or value < 0 or (key in ("lr", "epochs", "batch_size") and value == 0):
+        return "expected a finite number " + ("above 0" if key in ("lr", "epochs", "batch_size") else "of at least 0")
+    if key in _SPACE_MAX and value > _SPACE_MAX[key]:
+        return f"expected at most {_SPACE_MAX[key]}"
+    return None
+
+
+def check_space(space) -> str | None:
+    """What is wrong with a search space {key: [values]} (None: nothing): for a space given from
+    Python or read from a tune run's config.json (``--space`` text is checked by :func:`parse_space`)."""
+    if not isinstance(space, dict):
+        return "expected KEY=V1,V2,... items (a mapping of key to values)"
+    for key, values in space.items():
+        if key not in SEARCHABLE:
+            return f"{key!r} cannot be searched; searchable: {', '.join(SEARCHABLE)}"
+        if not isinstance(values, (list, tuple)) or not values:
+            return f"{key}: expected a non-empty list of values, got {values!r}"
+        for v in values:
+            problem = space_value_problem(key, v)
+            if problem:
+                return f"{key} value {v!r}: {problem}"
+    return None
 
 
 def parse_space(items: Sequence[str]) -> dict[str, list]:
@@ -81,9 +127,11 @@ def parse_space(items: Sequence[str]) -> dict[str, list]:
         for v in values.split(","):
             try:
                 parsed.append(_value(key, v))
-            except ValueError:
-                raise OptionError(f"--space {item!r}: {v.strip()!r} is not a valid {key} "
-                                  f"({SEARCHABLE[key].__name__}, positive where 0 means nothing)") from None
+            except ValueError as exc:
+                why = str(exc) if str(exc).startswith("expected") else \
+                    {int: "expected a whole number", float: "expected a number",
+                     bool: "expected true/false, on/off, yes/no or 1/0"}[SEARCHABLE[key]]
+                raise OptionError(f"--space {item!r}: {v.strip()!r} is not a valid {key} ({why})") from None
         if len(set(parsed)) != len(parsed):
             raise OptionError(f"--space {item!r}: a value is repeated")
         space[key] = parsed

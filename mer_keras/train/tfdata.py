@@ -87,6 +87,15 @@ def training_dataset(x: np.ndarray, y, batch_size: int, epochs: int, seed: int =
         ``fit(..., steps_per_epoch=steps)``: the dataset runs through every remaining epoch once.
     """
     n = len(x)
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        from mer_keras.errors import OptionError
+
+        raise OptionError(f"--batch-size {batch_size!r}: expected a whole number of at least 1")
+    if shift and not 0 <= shift < min(x.shape[-3], x.shape[-2]):
+        from mer_keras.errors import OptionError
+
+        raise OptionError(f"--shift {shift}: expected fewer pixels than the input's side "
+                          f"({min(x.shape[-3], x.shape[-2])} px)")
     steps = -(-n // batch_size)
     parts = tf.nest.map_structure(tf.convert_to_tensor,
                                   (x, y) + ((sample_weight,) if sample_weight is not None else ()))

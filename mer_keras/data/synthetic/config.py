@@ -2,9 +2,50 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
+from mer_keras.errors import OptionError
 from mer_keras.names import EXPRESSIONS  # noqa: F401  (re-exported)
+
+#: Largest seed: NumPy and Keras take seeds in 0..2**32 - 1.
+MAX_SEED = 2**32 - 1
+#: Largest synthetic set: beyond it a count is a typo that would render for days and fill the disk.
+MAX_SUBJECTS = 1_000
+MAX_CLIPS = 10_000
+
+
+def check_whole(what: str, name: str, value, lo: int, hi: int) -> None:
+    """OptionError unless ``value`` is a whole number (not a bool, not a float) in ``lo..hi``."""
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise OptionError(f"{what}: {name} {value!r}: expected a whole number from {lo} to {hi}")
+
+
+def check_number(what: str, name: str, value, lo: float | None = None, hi: float | None = None,
+                 above: float | None = None) -> None:
+    """OptionError unless ``value`` is a finite number (not a bool) within the bounds given."""
+    ok = not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value) and \
+        (lo is None or value >= lo) and (hi is None or value <= hi) and (above is None or value > above)
+    if not ok:
+        bounds = [f"above {above:g}"] if above is not None else []
+        bounds += [f"at least {lo:g}"] if lo is not None else []
+        bounds += [f"at most {hi:g}"] if hi is not None else []
+        raise OptionError(f"{what}: {name} {value!r}: expected a finite number" +
+                          (f", {' and '.join(bounds)}" if bounds else ""))
+
+
+def check_range(what: str, name: str, value, positive: bool = False, whole: bool = False) -> None:
+    """OptionError unless ``value`` is a (min, max) pair of finite numbers with 0 <= min <= max
+    (0 < min with ``positive``; whole numbers with ``whole``)."""
+    kind = int if whole else (int, float)
+    ok = isinstance(value, (tuple, list)) and len(value) == 2 and all(
+        not isinstance(v, bool) and isinstance(v, kind) and math.isfinite(v) for v in value)
+    if ok:
+        lo, hi = value
+        ok = (lo > 0 if positive else lo >= 0) and lo <= hi
+    if not ok:
+        raise OptionError(f"{what}: {name} {value!r}: expected (min, max) {'whole ' if whole else 'finite '}"
+                          f"numbers with {'0 <' if positive else '0 <='} min <= max")
 
 #: Version of the generator's output; part of the cache key of a generated set (``dataset_dir``).
 GENERATOR_VERSION = 3
@@ -60,6 +101,26 @@ class SyntheticConfig:
     roll_jitter: float = 0.03
     flicker: float = 0.015
     jpeg_quality: int = 95
+
+    def __post_init__(self) -> None:
+        """Refuse values the generator cannot use (a float count, a negative seed, a NaN rate), naming
+        the parameter, before anything is rendered or cached.
+
+        Raises:
+            OptionError: the first bad parameter.
+        """
+        check_whole("synthetic set", "subjects", self.subjects, 2, MAX_SUBJECTS)
+        check_whole("synthetic set", "clips_per_subject", self.clips_per_subject, 1, MAX_CLIPS)
+        check_whole("synthetic set", "seed", self.seed, 0, MAX_SEED)
+        check_whole("synthetic set", "frame_size", self.frame_size, 64, 2_048)
+        check_whole("synthetic set", "jpeg_quality", self.jpeg_quality, 1, 100)
+        check_number("synthetic set", "fps", self.fps, above=0, hi=10_000)
+        for name in ("blink_probability", "distractor_probability"):
+            check_number("synthetic set", name, getattr(self, name), lo=0, hi=1)
+        for name in ("jitter", "drift", "roll_jitter", "flicker"):
+            check_number("synthetic set", name, getattr(self, name), lo=0)
+        for name in ("amplitude", "duration", "rest_amplitude", "noise_sigma"):
+            check_range("synthetic set", name, getattr(self, name), positive=name == "duration")
 
     @classmethod
     def for_expression(cls, expression: str = "micro", **options) -> SyntheticConfig:

@@ -42,7 +42,15 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from mer_keras.data.synthetic.config import CLASS_PROBABILITIES, CLASSES, GENERATOR_VERSION
+from mer_keras.data.synthetic.config import (
+    CLASS_PROBABILITIES,
+    CLASSES,
+    GENERATOR_VERSION,
+    MAX_SEED,
+    check_number,
+    check_range,
+    check_whole,
+)
 from mer_keras.data.synthetic.faces import PseudoSubject, load_face_photos, make_subjects
 from mer_keras.data.synthetic.mesh import face_axes
 from mer_keras.data.synthetic.render import _smoothstep
@@ -57,6 +65,9 @@ SUBJECT_SEED_OFFSET = 10_000
 LONG_VERSION = 1
 #: Columns of ``spotting.csv``.
 SPOTTING_COLUMNS = ["Video", "Subject", "Onset", "Apex", "Offset", "Type", "Emotion", "Action Units", "AmplitudeIOD"]
+#: Largest number and length of long videos (beyond them a value is a typo that would fill the disk).
+MAX_LONG_VIDEOS = 1_000
+MAX_LONG_SECONDS = 600
 
 
 @dataclass(frozen=True)
@@ -97,16 +108,24 @@ class LongVideoConfig:
     jpeg_quality: int = 95
 
     def __post_init__(self) -> None:
-        if self.videos < 1:
-            raise OptionError(f"need at least 1 long video, got {self.videos}")
-        if not self.seconds >= 6:
-            raise OptionError(f"a long video lasts at least 6 s, got {self.seconds}")
-        if not 10 <= self.fps <= 1000:
-            raise OptionError(f"frame rate must be within 10..1000 fps, got {self.fps}")
+        what = "long videos"
+        check_whole(what, "videos", self.videos, 1, MAX_LONG_VIDEOS)
+        if isinstance(self.seconds, bool) or not isinstance(self.seconds, (int, float)) or \
+                not 6 <= self.seconds <= MAX_LONG_SECONDS:
+            raise OptionError(f"{what}: seconds {self.seconds!r}: a long video lasts from 6 to {MAX_LONG_SECONDS} s")
+        if isinstance(self.fps, bool) or not isinstance(self.fps, (int, float)) or not 10 <= self.fps <= 1000:
+            raise OptionError(f"{what}: fps {self.fps!r}: frame rate must be within 10..1000 fps")
+        check_whole(what, "seed", self.seed, 0, MAX_SEED)
+        check_whole(what, "frame_size", self.frame_size, 64, 2_048)
+        check_whole(what, "jpeg_quality", self.jpeg_quality, 1, 100)
         for name in ("micro", "macro"):
-            lo, hi = getattr(self, name)
-            if not 0 <= lo <= hi:
-                raise OptionError(f"{name} must be (min, max) counts with 0 <= min <= max, got {(lo, hi)}")
+            check_range(what, name, getattr(self, name), whole=True)
+        for name in ("micro_amplitude", "macro_amplitude", "noise_sigma"):
+            check_range(what, name, getattr(self, name))
+        for name in ("micro_duration", "macro_duration"):
+            check_range(what, name, getattr(self, name), positive=True)
+        for name in ("blink_rate", "head_moves", "light_changes", "jitter"):
+            check_number(what, name, getattr(self, name), lo=0)
 
 
 @dataclass

@@ -1,0 +1,120 @@
+"""Numbers that are not numbers (issue 22): the option schema's checks, the library configs' checks,
+and a fit whose loss becomes NaN stopping with the fold and epoch named."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import fields
+
+import numpy as np
+import pytest
+
+from mer_keras.errors import OptionError
+from mer_keras.jobs.schema import flag_name, validate
+from mer_keras.jobs.train_options import TrainOptions, options_from_config
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"lr": math.nan}, "--lr nan: expected a finite number above 0"),
+    ({"lr": -math.inf}, "--lr -inf: expected a finite number above 0"),
+    ({"lr": 10 ** 400}, "expected a finite number above 0"),
+    ({"batch_size": 2.5}, "--batch-size 2.5: expected a whole number from 1 to 65536"),
+    ({"batch_size": 10 ** 11}, "--batch-size 100000000000: expected a whole number from 1 to 65536"),
+    ({"epochs": True}, "--epochs True: expected a whole number from 1 to 100000"),
+    ({"seed": -1}, "--seed -1: expected a whole number from 0 to 4294967295"),
+    ({"seed": 1.0}, "--seed 1.0: expected a whole number"),
+    ({"workers": None}, "--workers None: expected a whole number"),
+    ({"export": "no"}, "--export 'no': expected true or false"),
+    ({"backup_minutes": math.inf}, "--backup-minutes inf: expected a finite number, at least 0"),
+    ({"aux_weights": {"proposal": -1.0}}, "the weight of 'proposal' is -1.0; expected a finite number >= 0"),
+])
+def test_the_schema_refuses_numbers_that_are_not_numbers(change, message):
+    with pytest.raises(OptionError) as err:
+        validate(TrainOptions(**change))
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_every_number_option_of_train_has_bounds():
+    """A numeric option without bounds would let 0, a negative or a huge value through."""
+    import typing
+
+    hints = typing.get_type_hints(TrainOptions)
+    for f in fields(TrainOptions):
+        kinds = set(typing.get_args(hints[f.name])) or {hints[f.name]}
+        if kinds & {int, float} and bool not in kinds:
+            assert f.metadata["min"] is not None or f.metadata["above"] is not None, flag_name(f)
+            assert f.name in ("lr", "backup_minutes") or f.metadata["max"] is not None, flag_name(f)
+
+
+def test_a_recorded_option_is_refused_naming_the_file_and_key():
+    with pytest.raises(OptionError, match=r'^runs/x/config.json: "lr" is nan, expected a finite number above 0$'):
+        options_from_config({"lr": math.nan}, "runs/x/config.json")
+    with pytest.raises(OptionError, match=r'"batch_size" is 0, expected a whole number from 1 to 65536'):
+        options_from_config({"batch_size": 0}, "runs/x/config.json")
+    with pytest.raises(OptionError, match=r'"augment" is \'false\', expected true or false'):
+        options_from_config({"augment": "false"}, "runs/x/config.json")
+    assert options_from_config({"data": None, "lr": 1e308}).data == "synthetic"  # old runs; a valid number
+
+
+def test_the_library_configs_refuse_bad_numbers():
+    from mer_keras.data.synthetic.config import SyntheticConfig
+    from mer_keras.data.synthetic.long import LongVideoConfig
+    from mer_keras.export.exporter import QATOptions
+    from mer_keras.runtime.spotting import SpotConfig
+    from mer_keras.train.config import TrainConfig
+
+    for make, match in [(lambda: TrainConfig(batch_size=0), "--batch-size 0"),  # was a ZeroDivisionError
+                        (lambda: TrainConfig(lr=math.nan), "--lr nan"),
+                        (lambda: TrainConfig(epochs=2.0), "--epochs 2.0"),
+                        (lambda: SyntheticConfig(seed=2 ** 32), "seed 4294967296"),
+                        (lambda: SyntheticConfig(noise_sigma=(1.0, math.inf)), "noise_sigma"),
+                        (lambda: LongVideoConfig(seconds=math.inf), "seconds inf"),
+                        (lambda: LongVideoConfig(videos=1.5), "videos 1.5"),
+                        (lambda: QATOptions(epochs=0), "--qat-epochs 0")]:
+        with pytest.raises(OptionError, match=match):
+            make()
+    for bad in ({"min_snr": -1.0}, {"blink_ratio": math.nan}, {"min_duration": -0.1}, {"size": 128.0}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            SpotConfig(**bad)
+    TrainConfig(), SyntheticConfig(), LongVideoConfig(), QATOptions(), SpotConfig()  # the defaults pass
+
+
+def test_a_search_space_is_checked_from_text_and_from_python():
+    from mer_keras.train.nested import check_space, parse_space
+
+    with pytest.raises(OptionError, match=r"'1e30' is not a valid batch_size \(expected at most 65536\)"):
+        parse_space(["batch_size=1e30"])  # was a TypeError from numpy
+    with pytest.raises(OptionError, match=r"'nan' is not a valid lr \(expected a finite number above 0\)"):
+        parse_space(["lr=nan"])
+    assert check_space({"lr": [1e-3], "epochs": [40, 80]}) is None
+    assert check_space({"lr": [math.nan]}) == "lr value nan: expected a finite number above 0"
+    assert check_space({"epochs": [2.5]}) == "epochs value 2.5: expected a whole number"
+    assert "cannot be searched" in check_space({"dropout": [0.1]})
+
+
+def test_a_non_finite_loss_stops_the_fit_naming_the_fold_and_epoch():
+    from mer_keras.train.callbacks import StopOnNonFiniteLoss
+
+    stop = StopOnNonFiniteLoss(["fold sub01"], epochs=80, lr=1e6)
+    stop.on_epoch_end(0, {"loss": 1.2, "accuracy": 0.5})  # finite: nothing happens
+    with pytest.raises(OptionError, match=r"^fold sub01: the training loss is nan at epoch 3 of 80; the learning "
+                                          r"rate 1e\+06 is likely too large \(try a smaller --lr\)"):
+        stop.on_epoch_end(2, {"loss": math.nan})
+    copies = StopOnNonFiniteLoss(["fold a", "fold b", "fold c"], epochs=5, prefixes=["fold0_", "fold1_", "fold2_"])
+    with pytest.raises(OptionError, match=r"^fold b: the training loss is inf at epoch 1 of 5"):
+        copies.on_epoch_end(0, {"loss": math.inf, "fold0_train_loss": 1.0, "fold1_train_loss": math.inf,
+                                "fold2_train_loss": 0.9})
+
+
+def test_folds_trained_at_once_stop_on_the_copy_whose_loss_is_nan():
+    """One copy of K diverges (here: NaN in its inputs): the error names that fold, not its neighbours."""
+    from mer_keras.train.config import TrainConfig
+    from mer_keras.train.multifold import MultiFoldTrainer
+
+    rng = np.random.default_rng(0)
+    xs = [rng.uniform(0, 255, (6, 28, 28, 3)).astype(np.float32) for _ in range(2)]
+    ys = [np.array([0, 1, 2, 0, 1, 2]) for _ in range(2)]
+    xs[1][2] = np.nan
+    trainer = MultiFoldTrainer((28, 28, 3), 3, TrainConfig(model="ststnet", epochs=2, batch_size=3, augment=False), 2)
+    with pytest.raises(OptionError, match=r"^fold sub02: the training loss is nan at epoch 1 of 2"):
+        trainer.fit(xs, ys, labels=["fold sub01", "fold sub02"])
