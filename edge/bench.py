@@ -116,6 +116,7 @@ def main(argv=None) -> int:
                     help="spot: the spotting chain of edge.run (default); windows: every sliding window classified")
     args = ap.parse_args(argv)
     try:
+        load(args.model, args.metadata)  # a bad model or metadata fails here, before the video is decoded
         cap, fps, name = open_capture(args.video)
         t0 = time.perf_counter()
         status = StreamStatus()
@@ -126,7 +127,6 @@ def main(argv=None) -> int:
             raise EdgeInputError(f"{name}: {status.error}")
         if len(frames) < 2:
             raise EdgeInputError(f"{name}: {len(frames)} frame(s) could be decoded; a clip needs at least 2")
-        load(args.model, args.metadata)  # a bad model or metadata fails here, before the table starts
         frames = frames * args.loops
         rates = args.fps or [fps or 100.0]
         print(f"{Path(args.model).name} on {name}: {len(frames)} frames {frames[0].shape[1]}x{frames[0].shape[0]}, "
@@ -157,6 +157,9 @@ def main(argv=None) -> int:
                       f"{'yes' if r['frames_per_second'] >= rate else 'no'} |", flush=True)
     except EdgeInputError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"error: {exc.filename or ''}: {exc.strerror or exc}", file=sys.stderr)
         return 2
     return 0
 

@@ -38,6 +38,7 @@ import numpy as np
 from mer_keras.preprocess.face import alignment_matrix, get_landmarker
 from mer_keras.preprocess.frames import spot_apex_frames
 from mer_keras.preprocess.representation import representation_from_frames
+from mer_keras.preprocess.video import VIDEO_SUFFIXES
 from mer_keras.runtime.metadata import MAX_FPS, MetadataError, ModelInfo, ModelMetadata
 from mer_keras.runtime.tflite import TFLiteModel
 
@@ -68,6 +69,25 @@ def read_metadata(path: str | Path, window_seconds: float | None = None) -> Mode
         raise EdgeInputError(str(exc)) from None
 
 
+def check_model_path(path: Path) -> None:
+    """Refuse a ``--model`` that is not a ``.tflite`` file, saying what to give instead.
+
+    Raises:
+        EdgeInputError: a folder (its ``.tflite`` files are listed), a Keras model, or a symbolic
+            link to nothing (or a loop of links).
+    """
+    if path.is_dir():
+        found = sorted(p.name for p in path.glob("*.tflite") if p.is_file())
+        raise EdgeInputError(f"{path}: a folder; give the .tflite model file inside it with --model"
+                             + (f" ({', '.join(found)})" if found else " (it holds none: export one with "
+                                                                         "`mer-keras export RUN`)"))
+    if path.is_symlink() and not path.exists():
+        raise EdgeInputError(f"{path}: a symbolic link to nothing (or a loop of links); expected a .tflite model file")
+    if path.suffix.lower() in (".keras", ".h5"):
+        raise EdgeInputError(f"{path}: a Keras model; the edge runner takes a .tflite model (`mer-keras export RUN` "
+                             "writes model_fp32.tflite and model_int8.tflite beside it)")
+
+
 def load(model_path: str | Path, metadata: str | Path | None = None, num_threads: int | None = None,
          window_seconds: float | None = None, delegate: str | None = None) -> tuple[TFLiteModel, ModelInfo]:
     """The TFLite model and its metadata (``metadata.json`` beside the model unless given).
@@ -77,6 +97,7 @@ def load(model_path: str | Path, metadata: str | Path | None = None, num_threads
             metadata's representation.
     """
     model_path = Path(model_path)
+    check_model_path(model_path)
     meta_path = Path(metadata) if metadata else model_path.with_name("metadata.json")
     info = read_metadata(meta_path, window_seconds)
     try:
@@ -294,8 +315,13 @@ def open_capture(video: str | None = None, camera: int | None = None) -> tuple[c
             files = ([p for p in path.iterdir() if p.suffix.lower() in FRAME_SUFFIXES] if path.is_dir()
                      else [Path(p) for p in glob.glob(str(video)) if Path(p).suffix.lower() in FRAME_SUFFIXES])
             if not files:
-                raise EdgeInputError(f"{video}: no frame images ({', '.join(FRAME_SUFFIXES)}) there")
+                named = " (a folder named like a video file: give the video file itself)" if path.is_dir() and \
+                    path.suffix.lower() in VIDEO_SUFFIXES else ""
+                raise EdgeInputError(f"{video}: no frame images ({', '.join(FRAME_SUFFIXES)}) there{named}")
             return FrameFolder(files, str(video)), None, str(video)
+        if path.is_symlink() and not path.exists():
+            raise EdgeInputError(f"{video}: a symbolic link to nothing (or a loop of links), not a video file or "
+                                 "frame folder")
         if not path.is_file():
             raise EdgeInputError(f"{video}: no such video file or frame folder")
         cap, name = cv2.VideoCapture(str(video)), str(video)

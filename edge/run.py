@@ -97,9 +97,43 @@ def draw(frame_rgb: np.ndarray, text: str, colour=(255, 255, 0)) -> np.ndarray:
     return bgr
 
 
+#: Suffixes ``--annotate`` may name (containers OpenCV writes mp4v video into).
+ANNOTATE_SUFFIXES = (".mp4", ".m4v", ".mov", ".avi", ".mkv")
+
+
+def check_annotate(target: str | None, video: str | None) -> None:
+    """Refuse an ``--annotate`` path the video cannot be written to, before the model is loaded.
+
+    Raises:
+        EdgeInputError: ``"{target}: cannot write a video there (...)"``: a folder, a path whose
+            folder is missing, a file or not writable, a symbolic link to nothing (or a loop of
+            links), a name without a video suffix (an existing file of another kind would be
+            replaced), or the input video itself.
+    """
+    if target is None:
+        return
+    path = Path(target)
+    reason = None
+    if path.is_symlink() and not path.exists():
+        reason = "a symbolic link to nothing, or a loop of links"
+    elif path.is_dir():
+        reason = "a folder; expected a video file path such as out.mp4"
+    elif not path.parent.is_dir():
+        reason = f"{path.parent} is {'a file' if path.parent.exists() else 'not an existing folder'}"
+    elif not os.access(path.parent, os.W_OK | os.X_OK):
+        reason = f"{path.parent} is not writable"
+    elif path.suffix.lower() not in ANNOTATE_SUFFIXES:
+        reason = f"expected a video file name ending in {', '.join(ANNOTATE_SUFFIXES)}"
+    elif video is not None and path.exists() and Path(video).exists() and path.samefile(video):
+        reason = "it is the --video being read"
+    if reason:
+        raise EdgeInputError(f"{target}: cannot write a video there ({reason})")
+
+
 def run(args: argparse.Namespace, out=None) -> dict:
     """Process the stream; write JSON lines to ``out`` (default: the current ``sys.stdout``); return the summary."""
     out = out or sys.stdout
+    check_annotate(getattr(args, "annotate", None), getattr(args, "video", None))
     if getattr(args, "mode", "spot") == "spot":
         return run_spot(args, out)
     # a core per thread: with 2 workers on 2 cores, one OpenCV thread beats two (docs/EDGE.md, Speed)
@@ -280,6 +314,9 @@ def main(argv=None) -> int:
             return 3
     except EdgeInputError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # the operating system's refusal (a full disk, a folder removed meanwhile): its path
+        print(f"error: {exc.filename or ''}: {exc.strerror or exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

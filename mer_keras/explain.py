@@ -44,6 +44,22 @@ def default_layer(model, registered: str | tuple[str, ...] | None = None) -> str
     return names[-1]
 
 
+def check_layer(model, layer: str) -> None:
+    """Refuse a layer Grad-CAM cannot explain: one the model lacks, or one without a spatial output.
+
+    Raises:
+        UnknownNameError: the layer, what is wrong with it, and the layers that can be explained.
+    """
+    names = [n for n in spatial_layers(model) if n != "input" and not n.startswith("input")]
+    allowed = f"layers with a spatial output: {', '.join(names[-8:]) or 'none in this model'}"
+    if layer not in [lay.name for lay in model.layers]:
+        raise UnknownNameError(f"--layer {layer}: no layer {layer!r} in {model.name}; {allowed}")
+    if layer not in spatial_layers(model):
+        shape = model.get_layer(layer).output_shape
+        raise UnknownNameError(f"--layer {layer}: layer {layer!r} of {model.name} has no spatial output (shape "
+                               f"{shape}), so Grad-CAM has no map to draw; {allowed}")
+
+
 def grad_cam(model, x: np.ndarray, layer: str, class_index: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Grad-CAM map of one input.
 
@@ -55,14 +71,12 @@ def grad_cam(model, x: np.ndarray, layer: str, class_index: int | None = None) -
         ``(cam, probabilities)``: (H', W') float32 in [0, 1] at the layer's resolution, and (K,)
         float32 class probabilities.
     Raises:
-        UnknownNameError: unknown layer (the message lists the spatial ones).
+        UnknownNameError: unknown layer, or one without a spatial output (the message lists the
+            spatial ones).
     """
     from mer_keras._keras import keras, tf
 
-    names = [lay.name for lay in model.layers]
-    if layer not in names:
-        raise UnknownNameError(f"no layer {layer!r} in {model.name}; "
-                               f"spatial layers: {', '.join(spatial_layers(model)[-8:])}")
+    check_layer(model, layer)
     head = model.get_layer("predictions")
     probe = keras.Model(model.inputs, [model.get_layer(layer).output, head.input, model.output])
     kernel, bias = head.get_weights()

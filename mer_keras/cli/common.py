@@ -50,7 +50,9 @@ def user_errors(fn):
             msg = str(exc)
             if isinstance(exc, OSError) and not isinstance(exc, MerKerasError) and exc.filename is not None:
                 msg = f"{exc.filename}: {exc.strerror or exc}"
-            err_console.print(f"[bold red]error:[/] {msg}", markup=True, highlight=False, soft_wrap=True)
+            from rich.markup import escape
+
+            err_console.print(f"[bold red]error:[/] {escape(msg)}", markup=True, highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
 
     return wrapper

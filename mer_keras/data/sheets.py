@@ -60,15 +60,28 @@ def read_sheet(path: Path, required: Sequence[str]) -> tuple[pd.DataFrame, int]:
         DataError: the file is not a readable sheet (empty, truncated, not a spreadsheet, not
             text), or no row holds all required columns (names the sheet and the missing ones).
     """
+    sheet = None  # the name of the workbook's first sheet, for messages
     try:
+        if path.is_dir():
+            raise DataError(f"{path}: not a readable coding sheet (a folder, not an .xlsx/.xls/.csv file)")
         if path.suffix.lower() == ".csv":
             raw = pd.read_csv(path, header=None, dtype=object)
         else:
-            raw = pd.read_excel(path, header=None, dtype=object)
+            with pd.ExcelFile(path) as book:
+                sheet = book.sheet_names[0]
+                raw = book.parse(sheet, header=None, dtype=object)
+                if raw.dropna(how="all").empty:
+                    others = [name for name in book.sheet_names[1:]
+                              if not book.parse(name, header=None, nrows=40).dropna(how="all").empty]
+                    raise DataError(f"{path}: sheet {sheet!r}, the first of the workbook, is blank; the coding is read "
+                                    "from the first sheet" + (f" (move sheet {others[0]!r}, which holds cells, first)"
+                                                              if others else ""))
     except FileNotFoundError:
         raise MissingFileError(f"coding sheet {path} does not exist") from None
+    except DataError:
+        raise
     except Exception as exc:  # pandas, openpyxl, xlrd and zipfile raise many types for a damaged file
-        raise DataError(f"{path}: not a readable coding sheet ({short_reason(exc)})") from None
+        raise DataError(f"{path}: not a readable coding sheet ({_sheet_reason(path, exc)})") from None
     want = {c.lower() for c in required}
     for i in range(min(40, len(raw))):
         cells = [str(v).strip() for v in raw.iloc[i].tolist()]
@@ -79,11 +92,46 @@ def read_sheet(path: Path, required: Sequence[str]) -> tuple[pd.DataFrame, int]:
             df = df.dropna(how="all", subset=[c for c in df.columns if c != "_row"])
             return df.reset_index(drop=True), i + 1
     first = [str(v) for v in raw.iloc[0].tolist()] if len(raw) else []
-    raise DataError(f"{path}: no header row with columns {list(required)} (first row: {first})")
+    raise DataError(f"{path}: no header row with columns {list(required)}"
+                    + (f" in sheet {sheet!r}" if sheet is not None else "") + f" (first row: {first})")
+
+
+def _sheet_reason(path: Path, exc: BaseException) -> str:
+    """Why a coding sheet did not read: a text file named like a workbook is said to be one."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(4096)
+    except OSError:
+        head = b""
+    if path.suffix.lower() != ".csv" and head and b"\0" not in head and binary_kind(head) is None:
+        import codecs
+
+        try:
+            codecs.getincrementaldecoder("utf-8")().decode(head)  # a character cut at the block's end is not an error
+            return f"a text file, not an Excel workbook: name it .csv if it is a CSV table ({short_reason(exc)})"
+        except UnicodeDecodeError:
+            pass
+    return short_reason(exc)
+
+
+#: Leading bytes of binary files a table is often confused with -> what the file is.
+_MAGIC = ((b"PK\x03\x04", "an Excel workbook (.xlsx) or another zip file"),
+          (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", "an old Excel workbook (.xls)"),
+          (b"%PDF", "a PDF document"), (b"\x1f\x8b", "a gzip-compressed file"))
+
+
+def binary_kind(head: bytes) -> str | None:
+    """What a file starting with ``head`` is, when it is a workbook, zip, PDF or gzip file (else None)."""
+    return next((kind for magic, kind in _MAGIC if head.startswith(magic)), None)
 
 
 def short_reason(exc: BaseException) -> str:
-    """``Type: first line of the message`` of a reader's exception, for one-line errors."""
+    """``Type: first line of the message`` of a reader's exception, for one-line errors; for a text
+    reader given a workbook or another binary file, what the file is and what to do."""
+    if isinstance(exc, UnicodeDecodeError) and isinstance(exc.object, (bytes, bytearray)):
+        kind = binary_kind(bytes(exc.object[:8]))
+        if kind:
+            return f"{kind}, not CSV text: save it as CSV (UTF-8) first"
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0][:200]}" if text else type(exc).__name__
 
@@ -141,9 +189,14 @@ def numbered_frames(folder: Path, suffixes: Iterable[str] = IMAGE_SUFFIXES) -> l
     ``006_05562.jpg`` -> 5562, ``reg_img46.jpg`` -> 46).
 
     Raises:
-        MissingFileError: the folder is missing. DataError: a file name has no number.
+        MissingFileError: the folder is missing. DataError: a file name has no number, or the
+            folder's path cannot be looked up (e.g. a name too long for the file system).
     """
-    if not folder.is_dir():
+    try:
+        exists = folder.is_dir()
+    except OSError as exc:  # e.g. a name too long for the file system, made from a sheet's cell
+        raise DataError(f"frame folder {folder}: {exc.strerror or exc}") from None
+    if not exists:
         raise MissingFileError(f"frame folder {folder} does not exist")
     suffixes = tuple(suffixes)
     # Cached by the folder's modification time: several expressions coded in one long video

@@ -19,7 +19,7 @@ import numpy as np
 
 from mer_keras import atomic
 from mer_keras.errors import OptionError, RunFolderError
-from mer_keras.jobs.schema import option
+from mer_keras.jobs.schema import option, validate
 from mer_keras.runs import RunFolder, new_run, record_of
 
 #: config.json keys every member must share: the clips, their labels and the input.
@@ -78,8 +78,13 @@ def _same(key: str, a, b) -> bool:
 
 
 def _members(folders: list[RunFolder]) -> tuple[list[dict], list[dict]]:
+    from mer_keras.jobs.evaluate import not_a_folder
+
     configs, folds = [], []
     for run in folders:
+        if not run.path.is_dir():
+            raise RunFolderError(f"{run.path}: {not_a_folder(run.path)}; expected a "
+                                 "finished run folder (config.json, folds/, results.json)")
         config = run.read_config("cannot ensemble ")
         if configs:
             for key in SAME_DATA:
@@ -105,14 +110,16 @@ def ensemble(opts: EnsembleOptions, console=None) -> Path:
         RunFolderError: a member without results.json, or folds whose test clips differ.
         MissingFileError: a folder is not a run.
     """
-    import json
-
     from mer_keras.data.protocols import PROTOCOLS
+    from mer_keras.jobs.evaluate import check_writable
     from mer_keras.jobs.train import print_report
+    from mer_keras.models.io import read_json
 
+    validate(opts)
     if len(opts.runs) < 2:
         raise OptionError("ensemble needs two or more run folders")
     folders = [RunFolder(Path(r)) for r in opts.runs]
+    check_writable(Path(opts.out) if opts.out else folders[0].path.parent)  # before anything is read
     if len({f.path.resolve() for f in folders}) != len(folders):
         raise OptionError("a run is given twice: it would weigh double")
     configs, member_folds = _members(folders)
@@ -120,9 +127,16 @@ def ensemble(opts: EnsembleOptions, console=None) -> Path:
     for run in folders:
         if not (run.path / "results.json").is_file():
             raise RunFolderError(f"{run.path}: no results.json (an unfinished run); finish it with --resume first")
-        res = json.loads((run.path / "results.json").read_text())
+        res = read_json(run.path / "results.json")
+        try:
+            uf1, uar = float(res["overall"]["uf1"]), float(res["overall"]["uar"])
+        except (KeyError, TypeError, ValueError):
+            raise RunFolderError(f"{run.path / 'results.json'}: no overall uf1 and uar (not the results of a "
+                                 "finished run)") from None
         members.append({"run": str(run.path), "model": res.get("model"), "seed": configs[len(members)].get("seed"),
-                        "uf1": res["overall"]["uf1"], "uar": res["overall"]["uar"]})
+                        "uf1": uf1, "uar": uar})
+        if len(members) == 1:
+            first_results = res  # its counts and skipped clips describe the data every member shares
     names = set(member_folds[0])
     for run, folds in zip(folders[1:], member_folds[1:]):
         if set(folds) != names:
@@ -159,7 +173,6 @@ def ensemble(opts: EnsembleOptions, console=None) -> Path:
     y, probs = np.array(y), np.array(probs, np.float32)
     protocol = PROTOCOLS[configs[0].get("protocol") or "loso"]
     report = protocol.report(y, probs, classes, [r["database"] for r in rows])
-    first_results = json.loads((folders[0].path / "results.json").read_text())
     info = {"model": name, "dataset": configs[0].get("dataset"), "protocol": configs[0].get("protocol"),
             "representation": (configs[0].get("representation_config") or {}).get("representation"),
             "counts": first_results.get("counts", {}), "skipped": first_results.get("skipped", 0),
@@ -182,14 +195,13 @@ def ensemble(opts: EnsembleOptions, console=None) -> Path:
 
 def _write_average_model(folders: list[RunFolder], configs: list[dict], name: str, dest: RunFolder, console) -> None:
     """The members' final models averaged into one, saved and exported as a run's final model."""
-    import json
 
     from rich.console import Console
 
     from mer_keras.export.metadata import build_metadata, sha256_file
     from mer_keras.jobs.final_model import export_tflite
     from mer_keras.jobs.train import load_run_inputs
-    from mer_keras.models.io import load_model, save_keras
+    from mer_keras.models.io import load_model, read_json, save_keras
 
     console = console or Console(quiet=True)
     safe = re.sub(r"[^A-Za-z0-9_.-]", "_", name)  # "ststnet+off_apexnet": TensorFlow scope names allow no '+'
@@ -204,7 +216,7 @@ def _write_average_model(folders: list[RunFolder], configs: list[dict], name: st
         files[fname] = {k: v for k, v in info.items() if k != "parity"}
         console.print(f"{fname}: {info['bytes'] / 1e6:.2f} MB, argmax agreement with Keras "
                       f"{info['parity']['argmax_agreement']:.3f}")
-    first_meta = json.loads((folders[0].path / "metadata.json").read_text())
+    first_meta = read_json(folders[0].path / "metadata.json")
     meta = build_metadata(name, data.classes, asdict(rep), rep.input_shape, data.name, configs[0].get("protocol"),
                           files, window=first_meta.get("window"), apex_policy=first_meta.get("apex_policy"))
     atomic.write_json(dest.path / "metadata.json", {**meta, "ensemble_of": [str(r.path) for r in folders]})

@@ -128,10 +128,12 @@ def evaluate(opts: EvalOptions, console) -> Path:
     from mer_keras.data.datasets import load_synthetic
     from mer_keras.data.pipeline import RepresentationConfig, build_inputs
     from mer_keras.data.synthetic import SyntheticConfig
+    from mer_keras.jobs.schema import validate
     from mer_keras.metrics import compute_metrics
     from mer_keras.models.io import read_json
     from mer_keras.preprocess.cache import default_cache_dir
 
+    validate(opts)
     check_model_files(opts.target)  # a bad file fails before the evaluation set is built
     folder, files = find_models(Path(opts.target))
     meta = read_json(folder / "metadata.json")
@@ -142,9 +144,14 @@ def evaluate(opts: EvalOptions, console) -> Path:
         raise ModelFileError(f"{folder / 'metadata.json'}: missing or invalid field ({exc})") from None
     config = read_json(folder / "config.json") if (folder / "config.json").exists() else {}
     seed = opts.seed if opts.seed is not None else int(config.get("seed", 0)) + 1
-    cache = default_cache_dir(opts.cache_dir)
     out = Path(opts.out) if opts.out else folder / f"eval-{time.strftime('%Y%m%d-%H%M%S')}"
-    check_writable(out)  # before any work
+    check_outputs(out, opts.cache_dir)  # before any work
+    if (out / "config.json").is_file() or (out / "metadata.json").is_file():
+        from mer_keras.errors import OptionError
+
+        raise OptionError(f"--out {out}: a run or model folder; the evaluation's results.json and confusion_matrix.png "
+                          "would replace its own: give a new folder")
+    cache = default_cache_dir(opts.cache_dir)
     left_out = {}
     if opts.class_map and opts.data in (None, "synthetic"):
         from mer_keras.errors import OptionError
@@ -195,17 +202,61 @@ def evaluate(opts: EvalOptions, console) -> Path:
     return out
 
 
-def check_writable(out: Path) -> None:
-    """Raise OptionError naming ``out`` when the evaluation folder cannot be written (checked before any work)."""
+def check_writable(out: str | Path, option: str = "--out", file: bool = False) -> None:
+    """Refuse an output that cannot be written, before any work (every command's first step).
+
+    Args:
+        out: the folder the command creates or fills, or with ``file`` the file it creates or
+            replaces. option: how the message names it (``--out``, ``--annotate``, ``RUN``...).
+    Raises:
+        OptionError: naming ``option``, ``out`` and what is wrong: ``out`` (or the nearest of its
+            parents that exists) is a file where a folder is needed, a folder where a file is
+            written, a symbolic link to nothing or a loop of links, or a folder this process may
+            not write to.
+    """
     import os
 
     from mer_keras.errors import OptionError
 
+    out = Path(out)
     probe = out
-    while not probe.exists():
+    while True:
+        if probe.is_symlink() and not probe.exists():  # exists() follows the link: False for a loop or a dangling link
+            raise OptionError(f"{option} {out}: {'' if probe == out else f'{probe} is '}a symbolic link to nothing "
+                              "(or a loop of links)")
+        if probe.exists() or probe.parent == probe:
+            break
         probe = probe.parent
-    if not probe.is_dir() or not os.access(probe, os.W_OK):
-        raise OptionError(f"--out {out}: {probe} is {'not a folder' if not probe.is_dir() else 'not writable'}")
+    if probe == out and file:
+        if out.is_dir():
+            raise OptionError(f"{option} {out}: a folder; expected a file path to write")
+        folder = out.parent
+    elif not probe.is_dir():
+        raise OptionError(f"{option} {out}: {'' if probe == out else f'{probe} is '}a file, not a folder")
+    else:
+        folder = probe
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise OptionError(f"{option} {out}: {folder} is not writable")
+
+
+def not_a_folder(path: Path) -> str:
+    """What ``path``, which is not a folder, is instead: for messages that expect a folder there."""
+    if path.is_symlink() and not path.exists():
+        return "a symbolic link to nothing (or a loop of links)"
+    return "a file" if path.exists() else "no such folder"
+
+
+def check_outputs(out: str | Path, cache_dir: str | None = None, option: str = "--out") -> None:
+    """Step *check outputs* of every job: the output folder can be written (:func:`check_writable`)
+    and the cache folder is one (:func:`mer_keras.preprocess.cache.default_cache_dir`), before any work.
+
+    Raises:
+        OptionError: the first unusable one, named.
+    """
+    from mer_keras.preprocess.cache import default_cache_dir
+
+    check_writable(out, option)
+    default_cache_dir(cache_dir)
 
 
 def dataset_inputs(opts: EvalOptions, rep: RepresentationConfig, classes: list[str], meta: dict, cache, console):

@@ -5,13 +5,12 @@ The Grad-CAM computation itself is the library's (:mod:`mer_keras.explain`).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from mer_keras import atomic
-from mer_keras.errors import ModelFileError, UnknownNameError
-from mer_keras.jobs.schema import option
+from mer_keras.errors import MissingFileError, ModelFileError, OptionError, UnknownNameError
+from mer_keras.jobs.schema import option, validate
 
 
 def find_sample(samples, sample_id: str):
@@ -30,6 +29,24 @@ def find_sample(samples, sample_id: str):
                                "give subject/clip")
     examples = ", ".join(f"{s.subject}/{s.clip_id}" for s in samples[:3])
     raise UnknownNameError(f"no sample {sample_id!r} in this run's data ({len(samples)} clips, e.g. {examples})")
+
+
+#: Suffixes of the figure ``--out`` may name (matplotlib writes the format its suffix names).
+FIGURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".pdf", ".svg")
+
+
+def check_png(out: str | Path) -> None:
+    """Refuse a figure path that is a folder, cannot be written, or does not end in an image suffix
+    (:data:`FIGURE_SUFFIXES`: anything else, e.g. a run's results.json, would be replaced by a picture).
+
+    Raises:
+        OptionError: naming ``out`` and what was expected.
+    """
+    from mer_keras.jobs.evaluate import check_writable
+
+    check_writable(out, "--out", file=True)
+    if Path(out).suffix.lower() not in FIGURE_SUFFIXES:
+        raise OptionError(f"--out {out}: expected a .png file path (or {', '.join(FIGURE_SUFFIXES[1:])})")
 
 
 @dataclass
@@ -65,33 +82,44 @@ def explain(opts: ExplainOptions, console=None) -> Path:
     from rich.console import Console
 
     from mer_keras.data.pipeline import RepresentationConfig, build_inputs
-    from mer_keras.explain import default_layer, display_image, grad_cam
+    from mer_keras.explain import check_layer, default_layer, display_image, grad_cam
+    from mer_keras.jobs.evaluate import check_writable, not_a_folder
     from mer_keras.jobs.inputs import DataRequest, load_data
     from mer_keras.jobs.train_options import options_from_config
-    from mer_keras.models.io import load_model
+    from mer_keras.models.io import load_model, read_json
     from mer_keras.preprocess.cache import default_cache_dir
     from mer_keras.registry import get_spec
 
+    validate(opts)
     console = console or Console()
     run, sample_id, layer, class_name, out = Path(opts.run), opts.sample, opts.layer, opts.class_name, opts.out
-    try:
-        config = json.loads((run / "config.json").read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ModelFileError(f"{run / 'config.json'}: cannot read the run's configuration ({exc})") from None
+    if not run.is_dir():
+        raise MissingFileError(f"{run}: {not_a_folder(run)}; expected a run folder "
+                               "written by mer-keras train")
+    config = read_json(run / "config.json")  # ModelFileError: missing, empty, not JSON, not an object
     try:
         classes = list(config["classes"])
-        train_opts = options_from_config(config)
+        train_opts = options_from_config(config, run / "config.json")
         rep = RepresentationConfig.from_dict(config["representation_config"])
         explain_layer = get_spec(config["model"]).explain_layer
+    except OptionError:
+        raise  # a recorded option of the wrong type or out of range, named with its file and key
     except (KeyError, TypeError, ValueError) as exc:
         raise ModelFileError(f"{run / 'config.json'}: missing or invalid field ({type(exc).__name__}: {exc})") from None
+    if out is not None:
+        check_png(out)
     model = load_model(run)
-    data = load_data(DataRequest.of(train_opts), console)
-    sample = find_sample(data.samples, sample_id)
-    x = build_inputs([sample], rep, cache_dir=default_cache_dir(train_opts.cache_dir))[0]
+    if layer is not None:
+        check_layer(model, layer)
     layer = layer or default_layer(model, explain_layer)
     if class_name is not None and class_name not in classes:
         raise UnknownNameError(f"unknown class {class_name!r}; the run's classes are {classes}")
+    if out is None:
+        check_writable(run / "explain", "RUN/explain")
+    default_cache_dir(train_opts.cache_dir)  # every check before the data is loaded
+    data = load_data(DataRequest.of(train_opts), console)
+    sample = find_sample(data.samples, sample_id)
+    x = build_inputs([sample], rep, cache_dir=default_cache_dir(train_opts.cache_dir))[0]
     cam, probs = grad_cam(model, x, layer, classes.index(class_name) if class_name else None)
     shown = classes.index(class_name) if class_name else int(probs.argmax())
     image = display_image(x, rep.representation)

@@ -33,7 +33,7 @@ class ExportOptions:
     format: str = option("tflite", "Export format; 'all' writes every row of the table.",
                          choices=lambda: (*FORMAT_NAMES, "all"))
     quant: str | None = option(None, "TFLite quantization (default none = float32).", choices=lambda: TFLITE_QUANTS)
-    qat_epochs: int = option(_QAT.epochs, "Quantization-aware fine-tuning epochs (--quant qat).", min=1)
+    qat_epochs: int = option(_QAT.epochs, "Quantization-aware fine-tuning epochs (--quant qat).", min=1, max=10_000)
     qat_lr: float = option(_QAT.lr, "Learning rate of the QAT fine-tuning.", above=0.0)
     verify_data: str | None = option(None, "Held-out database or manifest to verify on (runs on real data).")
     verify_root: str | None = option(None, "Root of --verify-data.")
@@ -136,6 +136,7 @@ def export_run(run: str | Path, formats: Sequence[str], console, qat: QATOptions
         ModelFileError: not a finished run folder, bad config. OptionError: unknown format.
     """
     from mer_keras.data.pipeline import RepresentationConfig
+    from mer_keras.jobs.evaluate import check_writable, not_a_folder
     from mer_keras.jobs.final_model import deployment_window
     from mer_keras.jobs.train import load_run_inputs
     from mer_keras.jobs.train_options import options_from_config
@@ -145,6 +146,9 @@ def export_run(run: str | Path, formats: Sequence[str], console, qat: QATOptions
     from mer_keras.train.tfdata import make_dataset
 
     run = Path(run)
+    if not run.is_dir():
+        raise ModelFileError(f"{run}: {not_a_folder(run)}; expected a finished run folder "
+                             "(model.keras, metadata.json, config.json)")
     if not (run / "metadata.json").is_file() or not (run / "model.keras").is_file():
         raise ModelFileError(f"{run}: not a finished run folder (model.keras and metadata.json are written last)")
     if not (run / "config.json").is_file():
@@ -152,15 +156,26 @@ def export_run(run: str | Path, formats: Sequence[str], console, qat: QATOptions
     unknown = [f for f in formats if f not in FORMATS]
     if unknown:
         raise OptionError(f"unknown export format(s) {unknown}; expected {list(FORMATS)}")
+    check_writable(run, "RUN")  # the exports are written beside the model, before any work
+    for name in formats:
+        fmt = FORMATS[name]  # e.g. a folder in the way of a file
+        check_writable(run / fmt.filename, "RUN", file=fmt.format != "saved_model")
     meta = read_json(run / "metadata.json")
     config = read_json(run / "config.json")
+    report_path = run / "export_report.json"
+    report = read_json(report_path) if report_path.exists() else {}  # a bad report fails before the conversion
     try:
-        opts = options_from_config(config)
+        opts = options_from_config(config, run / "config.json")
         rep = RepresentationConfig(**config["representation_config"])
         classes = list(meta["classes"])
+    except OptionError:
+        raise  # a recorded option of the wrong type or out of range, named with its file and key
     except (KeyError, TypeError, ValueError) as exc:
         raise ModelFileError(f"{run}: config.json or metadata.json lacks a field "
                              f"({type(exc).__name__}: {exc})") from None
+    from mer_keras.preprocess.cache import default_cache_dir
+
+    default_cache_dir(opts.cache_dir)  # a cache path that is a file fails here, not after loading the model
     model = inference_model(load_model(run / "model.keras"))
     x_ver, y_ver, desc = heldout_inputs(opts, rep, classes, console, verify_data, verify_root, class_map)
     needs_training = (any(FORMATS[f].needs_data for f in formats) or "window" not in meta or x_ver is None)
@@ -179,8 +194,6 @@ def export_run(run: str | Path, formats: Sequence[str], console, qat: QATOptions
     q = replace(qat or QATOptions(), class_weight=opts.class_weight, seed=opts.seed,
                 batches=partial(make_dataset, batch_size=opts.batch_size, shuffle=True, augment=opts.augment,
                                 flow_input=rep.representation == "flow", seed=opts.seed))
-    report_path = run / "export_report.json"
-    report = read_json(report_path) if report_path.exists() else {}
     results = {}
     for name in formats:
         fmt = FORMATS[name]

@@ -9,7 +9,6 @@ and UAR (See et al., "MEGC 2019 - The Second Facial Micro-Expressions Grand Chal
 
 from __future__ import annotations
 
-import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,14 +53,23 @@ def merge(opts: MergeOptions, console=None) -> Path:
             values), or missing folds without ``partial``. RunFolderError: conflicting duplicate
             folds, a bad fold file, or no fold at all. MissingFileError: a folder is not a run.
     """
+    from mer_keras.jobs.schema import validate
+
+    validate(opts)
     from mer_keras.data.protocols import LOSO
+    from mer_keras.jobs.evaluate import check_writable, not_a_folder
     from mer_keras.jobs.train import print_report
+    from mer_keras.models.io import read_json
 
     if not opts.runs:
         raise OptionError("merge needs at least one run folder")
     folders = [RunFolder(Path(r)) for r in opts.runs]
+    check_writable(Path(opts.out) if opts.out else folders[0].path.parent)  # before anything is read
     configs, all_folds = [], {}
     for run in folders:
+        if not run.path.is_dir():
+            raise RunFolderError(f"{run.path}: {not_a_folder(run.path)}; expected a run "
+                                 "folder (config.json, folds/)")
         config = run.read_config("cannot merge ")
         folds = run.read_folds()
         for name, fold in folds.items():
@@ -100,6 +108,8 @@ def merge(opts: MergeOptions, console=None) -> Path:
             y.append(classes.index(label))
             probs.append(p)
         fold_rows.append(fold["row"])
+    source_results = next((read_json(r.path / "results.json") for r in folders  # read before anything is written
+                           if (r.path / "results.json").is_file()), {})
     finals = [r.path for r in folders if (r.path / "metadata.json").is_file() and (r.path / "model.keras").is_file()]
     dest, _ = new_run(Path(opts.out) if opts.out else folders[0].path.parent, config["model"],
                       f"{config.get('dataset', 'data')}-merged")
@@ -110,8 +120,6 @@ def merge(opts: MergeOptions, console=None) -> Path:
             if (finals[0] / name).is_file():
                 with atomic.atomic_path(dest.path / name) as tmp:
                     shutil.copyfile(finals[0] / name, tmp)
-    source_results = next((json.loads((r.path / "results.json").read_text()) for r in folders
-                           if (r.path / "results.json").is_file()), {})
     info = {"model": config["model"], "dataset": config.get("dataset"), "protocol": config.get("protocol"),
             "representation": config.get("representation_config", {}).get("representation"),
             "counts": source_results.get("counts", {}), "skipped": source_results.get("skipped", 0),

@@ -57,17 +57,41 @@ class PredictOptions:
 def check_out(out: str | None) -> None:
     """Refuse an output file that is not ``.csv`` / ``.json`` or cannot be written, before any work.
 
+    An existing file is replaced only when it holds predictions (a table with a ``predicted``
+    column, or the JSON this command writes): a run's ``results.json`` or ``predictions.csv`` of
+    the LOSO folds, or any other file, is never overwritten.
+
     Raises:
-        OptionError: wrong suffix, or its folder is not a writable folder (named).
+        OptionError: wrong suffix, a folder, a path whose folder cannot be written, or an existing
+            file that is not a predictions file (named).
     """
     from mer_keras.jobs.evaluate import check_writable
 
     if out is None:
         return
     path = Path(out)
-    if path.suffix not in (".csv", ".json") or path.is_dir():
+    check_writable(path, "--out", file=True)
+    if path.suffix not in (".csv", ".json"):
         raise OptionError(f"--out {out}: expected a .csv or .json file")
-    check_writable(path.parent)
+    if path.is_file() and not _holds_predictions(path):
+        raise OptionError(f"--out {out}: an existing file that this command did not write (its content would be "
+                          "lost); give a new file name")
+
+
+def _holds_predictions(path: Path) -> bool:
+    """Whether ``path`` is a file ``predict --out`` wrote: JSON with ``predictions``, or a CSV whose
+    header has ``input`` and ``predicted`` (not the LOSO ``predictions.csv`` of a run)."""
+    import json
+
+    try:
+        with open(path, encoding="utf-8") as fh:
+            if path.suffix == ".json":
+                data = json.load(fh)
+                return isinstance(data, dict) and {"model", "classes", "predictions"} <= set(data)
+            header = fh.readline().strip().split(",")
+    except (OSError, ValueError):
+        return False
+    return {"input", "predicted"} <= set(header)
 
 
 def _frame_number(sample, index: int) -> int:
@@ -89,7 +113,7 @@ def clip_inputs(opts: PredictOptions, rep, cache) -> tuple[list[dict], list]:
     from mer_keras.data.database import make_sample
     from mer_keras.data.records import Sample
     from mer_keras.errors import DataError
-    from mer_keras.preprocess.video import extract_frames, is_video
+    from mer_keras.preprocess.video import VIDEO_SUFFIXES, extract_frames, is_video
 
     rows, items, pending = [], [], None
     for name in opts.inputs or []:
@@ -111,6 +135,10 @@ def clip_inputs(opts: PredictOptions, rep, cache) -> tuple[list[dict], list]:
             continue
         if p.is_dir():
             folder = p
+            if p.suffix.lower() in (*IMAGE_SUFFIXES, *VIDEO_SUFFIXES) and not any(
+                    f.suffix.lower() in IMAGE_SUFFIXES for f in p.iterdir()):
+                raise DataError(f"{name}: a folder named like an image or video file, holding no frame images; "
+                                "expected an image or video file, or a folder of frames")
         elif is_video(p):
             folder = extract_frames(p, cache)
         else:
@@ -161,14 +189,17 @@ def run_predict(opts: PredictOptions, console=None) -> pd.DataFrame:
     from rich.console import Console
 
     from mer_keras.jobs.evaluate import predict_file
+    from mer_keras.jobs.schema import validate
     from mer_keras.preprocess.cache import default_cache_dir
     from mer_keras.preprocess.representation import RepresentationConfig
 
+    validate(opts)
     console = console or Console()
     if bool(opts.inputs) == bool(opts.data):
         raise OptionError("give INPUT files or folders, or --data DB --root PATH (one of the two)")
     model_path, meta = find_model(opts.model)
     check_out(opts.out)
+    default_cache_dir(opts.cache_dir)  # a cache path that cannot be a folder fails before any work
     try:
         rep = RepresentationConfig.from_dict(dict(meta["preprocessing"]))
     except (KeyError, TypeError, ValueError) as exc:

@@ -8,6 +8,7 @@ listed) -> a per-subject count table.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mer_keras.jobs.schema import option, validate
@@ -27,7 +28,7 @@ class PrepareOptions:
 
     db: str = option(help="Database, composite, or manifest.", argument=True, choices=_databases)
     root: str | None = option(None, "Database folder (or manifest CSV); default $MER_DATA_ROOT/<DB>.")
-    workers: int = option(1, "Processes (each loads its own face mesh).", min=1)
+    workers: int = option(1, "Processes (each loads its own face mesh).", min=1, max=256)
     strict: bool = option(False, "Stop at the first bad clip.")
     cache_dir: str | None = option(None, "Cache folder (default $MER_CACHE_DIR or ~/.cache/mer_keras).")
     model: list[str] | None = option(None, "Build the inputs of these models (repeatable), e.g. --model htnet "
@@ -48,6 +49,11 @@ def prepare(opts: PrepareOptions, console) -> PrepareReport:
     from mer_keras.registry import get_spec
 
     validate(opts)
+    cache = default_cache_dir(opts.cache_dir)  # a cache path that cannot be a folder fails before any work
+    if opts.db == "manifest" and opts.root and Path(opts.root).is_dir():
+        from mer_keras.errors import DataError
+
+        raise DataError(f"{opts.root}: a folder; --root of a manifest is the manifest CSV file itself")
     extra = {}
     if opts.model:
         extra["representations"] = list(dict.fromkeys(get_spec(m).data_config() for m in opts.model))
@@ -60,5 +66,5 @@ def prepare(opts: PrepareOptions, console) -> PrepareReport:
                 tasks[rep] = prog.add_task(rep, total=total)
             prog.update(tasks[rep], completed=done)
 
-        return prepare_dataset(opts.db, opts.root, default_cache_dir(opts.cache_dir), workers=opts.workers,
+        return prepare_dataset(opts.db, opts.root, cache, workers=opts.workers,
                                strict=opts.strict, progress=progress, **extra)

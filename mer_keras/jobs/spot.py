@@ -37,9 +37,10 @@ class SpotOptions:
                                      "folder, .keras or .tflite).")
     out: str | None = option(None, "Output folder (default runs/spot-<data>-<time>); an existing one resumes.")
     videos: int = option(6, "Synthetic: number of long videos.", min=1)
-    seconds: float = option(20.0, "Synthetic: length of each video, s.", min=6)
+    seconds: float = option(20.0, "Synthetic: length of each video, s.", min=6, max=600)
     fps: float = option(200.0, "Synthetic: frame rate (200 as SAMM, 30 as CAS(ME)^2).", min=10, max=1000)
-    seed: int = option(0, "Synthetic: seed of the videos (the defaults were chosen on seed 100).", min=0)
+    seed: int = option(0, "Synthetic: seed of the videos (the defaults were chosen on seed 100).", min=0,
+                       max=2 ** 32 - 1)
     micro_k: float | None = option(None, "Reference distance of the micro scale, s (default 0.3).", above=0)
     macro_k: float | None = option(None, "Reference distance of the macro scale, s (default 1.0).", above=0)
     min_snr: float | None = option(None, "Peak over the motion near its neutral references (default 5).", above=0)
@@ -110,6 +111,38 @@ def recognise(model_path: Path, meta: dict, video, intervals, console=None):
     return predict_file(model_path, np.stack(x))
 
 
+def spotted_before(out: Path, setup: dict) -> dict[Path, dict]:
+    """The videos an earlier run of the same configuration spotted into ``out`` (a resumed run reads them back).
+
+    Returns:
+        {``out/videos/<name>.json``: its contents}; empty for a new folder.
+    Raises:
+        OptionError: ``out`` holds the results of another command (a training run, an
+            evaluation: they would be replaced), or videos spotted with another configuration.
+        DataError: a per-video file that is not this command's JSON object (named).
+    """
+    from mer_keras.errors import DataError
+
+    if (out / "config.json").is_file() or (out / "metadata.json").is_file() or (
+            (out / "results.json").is_file() and not (out / "videos").is_dir()):
+        raise OptionError(f"--out {out}: holds the results of another command (its results.json would be replaced); "
+                          "give a new folder")
+    done = {}
+    for path in sorted((out / "videos").glob("*.json")) if (out / "videos").is_dir() else []:
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            raise DataError(f"{path}: not a readable spotting file ({exc}); delete it to spot that video "
+                            "again") from None
+        if not isinstance(data, dict) or not {"setup", "intervals", "frames", "seconds"} <= set(data):
+            raise DataError(f"{path}: not a spotting file (expected a JSON object with setup, intervals, frames "
+                            "and seconds); delete it to spot that video again")
+        if data.get("setup") != setup:
+            raise OptionError(f"{out}: spotted with another configuration ({path}); give a new --out")
+        done[path] = data
+    return done
+
+
 def run_spot(opts: SpotOptions, console=None) -> Path:
     """Spot every video of ``opts.data``; write ``intervals.csv`` and ``results.json``; return the folder.
 
@@ -125,15 +158,17 @@ def run_spot(opts: SpotOptions, console=None) -> Path:
     from mer_keras import atomic
     from mer_keras.data.spotting import load_spotting
     from mer_keras.data.synthetic.long import LongVideoConfig
-    from mer_keras.jobs.evaluate import check_writable
+    from mer_keras.jobs.evaluate import check_outputs
+    from mer_keras.jobs.schema import validate
     from mer_keras.runtime.intervals import Interval, count_video, random_baseline, score_videos
 
+    validate(opts)  # the same checks as the command line, also for the Python API
     console = console or Console()
     if opts.data != "synthetic" and opts.root is None:
         raise OptionError(f"--data {opts.data} needs --root (the database's folder)")
     cfg = spot_config(opts)
     out = Path(opts.out) if opts.out else Path("runs") / f"spot-{opts.data}-{time.strftime('%Y%m%d-%H%M%S')}"
-    check_writable(out)
+    check_outputs(out, opts.cache_dir)
     model_path = meta = None
     if opts.model:
         from mer_keras.jobs.trained import find_model
@@ -141,25 +176,23 @@ def run_spot(opts: SpotOptions, console=None) -> Path:
         model_path, meta = find_model(opts.model)
     synthetic = LongVideoConfig(videos=opts.videos, seconds=opts.seconds, fps=opts.fps, seed=opts.seed) \
         if opts.data == "synthetic" else None
-    with console.status(f"loading the long videos of {opts.data}"):
-        videos = load_spotting(opts.data, opts.root, synthetic=synthetic, cache_dir=opts.cache_dir, strict=opts.strict)
-    videos = videos[:opts.limit] if opts.limit else videos
     from dataclasses import asdict
 
     setup = json.loads(json.dumps({"data": opts.data, "root": str(Path(opts.root).resolve()) if opts.root else None,
                                    "synthetic": asdict(synthetic) if synthetic else None, "spotting": cfg.to_dict(),
                                    "version": SPOT_FILE_VERSION}))  # as read back from JSON (lists, not tuples)
+    done_before = spotted_before(out, setup)  # a folder that is not this spotting's fails before any work
+    with console.status(f"loading the long videos of {opts.data}"):
+        videos = load_spotting(opts.data, opts.root, synthetic=synthetic, cache_dir=opts.cache_dir, strict=opts.strict)
+    videos = videos[:opts.limit] if opts.limit else videos
     (out / "videos").mkdir(parents=True, exist_ok=True)
     per_video = {}
     with Progress(console=console, transient=True) as bar:
         task = bar.add_task("spotting", total=sum(len(v.frames) for v in videos))
         for video in videos:
             path = _video_file(out, video)
-            if path.exists():
-                done = json.loads(path.read_text())
-                if done.get("setup") != setup:
-                    raise OptionError(f"{out}: spotted with another configuration ({path}); give a new --out")
-                per_video[video.name] = done
+            if path in done_before:
+                per_video[video.name] = done_before[path]
                 bar.advance(task, len(video.frames))
                 continue
             found, info = spot_video(video, cfg)

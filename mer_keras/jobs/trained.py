@@ -33,12 +33,14 @@ def find_model(target: str | Path) -> tuple[Path, dict]:
                 p / WEIGHTS_FILE).is_file() else ""
             raise ModelFileError(f"{p}: no {', '.join(MODEL_FILES)} to predict with{weights}")
         p = found[0]
+    elif p.is_symlink() and not p.exists():
+        raise MissingFileError(f"{p}: a symbolic link to nothing (or a loop of links), not a model file or folder")
     elif not p.exists():
         raise MissingFileError(f"{p}: no such model file or folder")
     if p.suffix not in (".keras", ".tflite"):
         raise ModelFileError(f"{p}: expected a .keras or .tflite model (or a run folder)")
     meta_path = p.parent / "metadata.json"
-    if not meta_path.is_file():
+    if not meta_path.exists():
         raise ModelFileError(f"{meta_path} is missing: it tells the classes and the input preprocessing")
     meta = read_json(meta_path)
     for key in ("classes", "preprocessing"):

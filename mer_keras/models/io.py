@@ -29,17 +29,35 @@ def save_keras(model, path: str | Path) -> None:
 
 
 def read_json(path: str | Path) -> dict:
-    """A run's JSON file (metadata.json, config.json, export_report.json).
+    """A run's JSON file (metadata.json, config.json, export_report.json, results.json): one JSON object.
 
     Raises:
-        ModelFileError: missing or not valid JSON (the message names the file).
+        ModelFileError: missing, a folder, empty, not valid JSON, or JSON that is not an object
+            (a list, a number...): the message names the file and what was expected.
     """
     import json
 
+    path = Path(path)
+    if path.is_dir():
+        raise ModelFileError(f"{path}: a folder; expected a JSON file")
     try:
-        return json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError) as exc:
+        text = path.read_text()
+        if not text.strip():
+            raise ModelFileError(f"{path}: empty file; expected a JSON object")
+        data = json.loads(text)
+    except (OSError, ValueError) as exc:  # ValueError: JSONDecodeError, UnicodeDecodeError (a binary file)
+        if isinstance(exc, ModelFileError):
+            raise
         raise ModelFileError(f"{path}: not readable JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise ModelFileError(f"{path}: holds a JSON {json_type(data)}; expected a JSON object ({{...}})")
+    return data
+
+
+def json_type(value) -> str:
+    """The JSON name of a parsed value's type, for messages: object, list, string, number, true/false, null."""
+    return {dict: "object", list: "list", str: "string", bool: "true/false", type(None): "null"}.get(
+        type(value), "number")
 
 
 #: Members a Keras v3 archive saved by mer-keras may hold. Anything else is refused before Keras
@@ -115,6 +133,10 @@ def check_keras_archive(path: str | Path) -> None:
             config = json.loads(zf.read("config.json"))
     except (ValueError, UnicodeDecodeError) as exc:  # json.JSONDecodeError is a ValueError
         raise ModelFileError(f"{p}: Keras archive whose config.json is not JSON ({exc})") from None
+    if not isinstance(config, dict) or "class_name" not in config:
+        raise ModelFileError(f"{p}: Keras archive whose config.json holds a JSON {json_type(config)}"
+                             f"{' without class_name' if isinstance(config, dict) else ''}; expected the model's "
+                             "config object ({\"class_name\": ..., \"config\": ...})")
     modules = _foreign_modules(config)
     if modules:
         raise ModelFileError(f"{p}: model config names objects of the Python modules {sorted(modules)[:5]}; only "

@@ -41,9 +41,11 @@ def read_image(path: str | os.PathLike, grayscale: bool = False) -> np.ndarray:
     Returns:
         (H, W, 3) uint8 BGR, or (H, W) uint8 with ``grayscale``.
     Raises:
-        DataError: the file is missing, empty, not an image, or a truncated JPEG (the message
-            names the file and starts with "cannot read frame").
+        DataError: the file is missing, a folder, empty, not an image, or a truncated JPEG (the
+            message names the file and starts with "cannot read frame").
     """
+    if os.path.isdir(path):
+        raise DataError(f"cannot read frame {path} (a folder, not an image file)")
     img = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE if grayscale else cv2.IMREAD_COLOR)
     if img is None:
         raise DataError(f"cannot read frame {path} (missing, truncated or not an image)")

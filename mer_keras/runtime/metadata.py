@@ -184,8 +184,13 @@ class ModelMetadata:
         Args:
             meta: the parsed JSON object. source: the file's name, for messages.
         Raises:
-            MetadataError: ``"{source}: missing or invalid field {error}"`` naming the field.
+            MetadataError: ``"{source}: missing or invalid field {error}"`` naming the field;
+                ``"{source}: cannot read metadata ..."`` when ``meta`` is not a JSON object.
         """
+        if not isinstance(meta, dict):
+            kind = {list: "list", str: "string", bool: "true/false", type(None): "null"}.get(type(meta), "number")
+            raise MetadataError(f"{source}: cannot read metadata (it holds a JSON {kind}; expected a JSON object "
+                                "with classes, preprocessing and window)")
         try:
             RepresentationConfig.from_dict(meta["preprocessing"])
             classes = list(meta["classes"])
@@ -207,9 +212,16 @@ class ModelMetadata:
                 binary or non-JSON file; ``"{path}: missing or invalid field ..."`` otherwise.
         """
         path = Path(path)
+        if path.is_dir():
+            raise MetadataError(f"{path}: cannot read metadata (a folder; expected the metadata.json file)")
         try:
-            meta = json.loads(path.read_text())
+            text = path.read_text()
+            if not text.strip():
+                raise MetadataError(f"{path}: cannot read metadata (empty file; expected a JSON object)")
+            meta = json.loads(text)
         except (OSError, ValueError) as exc:  # ValueError: JSONDecodeError, UnicodeDecodeError (a binary file)
+            if isinstance(exc, MetadataError):
+                raise
             raise MetadataError(f"{path}: cannot read metadata ({exc})") from None
         return cls.from_dict(meta, path)
 
