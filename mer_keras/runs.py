@@ -17,6 +17,7 @@ Every file is written atomically (:mod:`mer_keras.atomic`).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import time
@@ -35,6 +36,51 @@ FINAL_MODEL_FILES = ("model.keras", "metadata.json", "model_fp32.tflite", "model
 #: A released folder of initial weights for ``--init-from`` holds this file instead of a model
 #: (Keras HDF5 weights layout, float16 values; :func:`mer_keras.train.transfer.save_weights_fp16`).
 WEIGHTS_FILE = "weights_fp16.h5"
+
+
+#: The file that marks a run folder as in use by a training process (:meth:`RunFolder.lock`).
+LOCK_FILE = ".lock"
+
+
+def _process_alive(pid) -> bool:
+    """Whether a process ``pid`` runs on this host (a PermissionError means it does, as another user)."""
+    import os
+
+    try:
+        os.kill(int(pid), 0)
+    except (ProcessLookupError, ValueError, TypeError):
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def check_identity(path: str, saved: dict | None, now: dict) -> None:
+    """Refuse a finished fold made by something else than the run resuming it.
+
+    Args:
+        path: the fold file (for the message). saved: its recorded identity (None for fold files
+            written before identities were recorded: accepted). now: the identity of this run's fold.
+    Raises:
+        RunFolderError: naming each differing field, as recorded and as now.
+    """
+    if saved is None:
+        return
+    diffs = []
+
+    def walk(a, b, prefix):
+        for k in sorted(set(a) | set(b)):
+            x, y = a.get(k), b.get(k)
+            if isinstance(x, dict) and isinstance(y, dict):
+                walk(x, y, f"{prefix}{k}.")
+            elif x != y:
+                diffs.append(f"{prefix}{k} {x!r} (fold file) vs {y!r} (now)")
+
+    walk(saved, now, "")
+    if diffs:
+        raise RunFolderError(f"{path}: made by another configuration than this run's: {'; '.join(diffs[:4])}"
+                             f"{' ...' if len(diffs) > 4 else ''}; resume it with the options it was made with, or "
+                             "start a new run")
 
 
 def record_of(key: str, label: str) -> dict:
@@ -77,15 +123,21 @@ class RunFolder:
         """``config.json`` as a dict.
 
         Raises:
-            MissingFileError: no config.json (``context`` prefixes the message). RunFolderError: not JSON.
+            MissingFileError: no config.json (``context`` prefixes the message). RunFolderError: not JSON,
+            or JSON that is not an object.
         """
         path = self.path / "config.json"
         if not path.is_file():
             raise MissingFileError(f"{context}{self.path}: no config.json (not a run folder)")
         try:
-            return json.loads(path.read_text())
-        except json.JSONDecodeError as exc:
+            config = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise RunFolderError(f"{path}: not readable JSON ({exc})") from None
+        if not isinstance(config, dict):
+            from mer_keras.models.io import json_type
+
+            raise RunFolderError(f"{path}: holds a JSON {json_type(config)}; expected the run's configuration object")
+        return config
 
     def write_config(self, config: dict) -> None:
         atomic.write_json(self.path / "config.json", config)
@@ -101,11 +153,14 @@ class RunFolder:
         return self.path / "folds" / f"{fold_stem(fold_name)}.json"
 
     def write_fold(self, fold_name: str, classes: Sequence[str], test_keys: Sequence[str], labels: Sequence[str],
-                   probabilities: np.ndarray, row: dict) -> None:
-        """Record one finished fold: its test clips, their labels and probabilities, and its metrics row."""
+                   probabilities: np.ndarray, row: dict, identity: dict | None = None) -> None:
+        """Record one finished fold: its test clips, their labels and probabilities, its metrics row,
+        and the identity of what produced it (options, representation, training config, data
+        fingerprint: :func:`check_identity` compares it on resume)."""
         atomic.write_json(self.fold_file(fold_name), {
             "subject": fold_name, "classes": list(classes), "test_keys": list(test_keys), "labels": list(labels),
-            "probabilities": np.asarray(probabilities).tolist(), "row": row})
+            "probabilities": np.asarray(probabilities).tolist(), "row": row,
+            **({"identity": identity} if identity is not None else {})})
 
     def read_folds(self, context: str = "not a fold file") -> dict[str, dict]:
         """Every finished fold: ``{fold name: fold dict}`` (keys subject, classes, test_keys, labels,
@@ -153,8 +208,52 @@ class RunFolder:
                                      "run started)")
             if classes and saved.get("classes", list(classes)) != list(classes):
                 raise RunFolderError(f"{path}: its classes {saved['classes']} differ from the data's {list(classes)}")
-            completed[name] = {"probabilities": np.asarray(saved["probabilities"], np.float32), "row": saved["row"]}
+            completed[name] = {"probabilities": np.asarray(saved["probabilities"], np.float32), "row": saved["row"],
+                               "identity": saved.get("identity"), "path": str(path)}
         return completed
+
+    # -- lock --------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def lock(self):
+        """Hold ``RUN/.lock`` while a process trains in this folder.
+
+        The lock records the process id, host and start time. A lock of a process that no longer
+        runs on this host is taken over; a live one, or one from another host, is refused.
+
+        Raises:
+            RunFolderError: another process holds the folder (names it and how to clear the lock).
+        """
+        import os
+        import socket
+
+        path = self.path / LOCK_FILE
+        me = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+        for _ in range(2):
+            try:
+                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            except FileExistsError:
+                try:
+                    holder = json.loads(path.read_text())
+                except (OSError, ValueError):
+                    holder = {}
+                if holder.get("host") == me["host"] and not _process_alive(holder.get("pid")):
+                    path.unlink(missing_ok=True)  # its process is gone: a killed run's lock
+                    continue
+                raise RunFolderError(f"{self.path}: another mer-keras process (pid {holder.get('pid')} on "
+                                     f"{holder.get('host')}, since {holder.get('started')}) is training in this run "
+                                     f"folder; wait for it or stop it (if that machine crashed, delete {path})"
+                                     ) from None
+            with os.fdopen(fd, "w") as fh:
+                json.dump(me, fh)
+            break
+        try:
+            yield self
+        finally:
+            try:
+                if json.loads(path.read_text()).get("pid") == me["pid"]:
+                    path.unlink()
+            except (OSError, ValueError):
+                pass
 
     # -- backups -----------------------------------------------------------------------------
     @property

@@ -29,6 +29,8 @@ def _prepare(opts: PrepareOptions) -> None:
         console.print(f"{len(report.skipped)} clip(s) skipped:")
         for where, why in report.skipped:
             console.print(f"  {describe(where, why)}", soft_wrap=True, highlight=False)
+    for w in report.warnings:
+        console.print(f"[yellow]warning:[/] {w}", soft_wrap=True, highlight=False)
     for rep, folder in report.folders.items():
         console.print(f"{rep}: {folder}", soft_wrap=True, highlight=False)
 

@@ -17,7 +17,6 @@ def _train(opts: TrainOptions) -> None:
     cpu_replicas = opts.cpu_replicas
     if opts.resume:
         cpu_replicas = resume_options(opts.resume).cpu_replicas  # the finished folds ran with this many replicas
-        console.print("--resume: every other option is taken from the run's config.json", soft_wrap=True)
     if cpu_replicas > 1:
         split_cpu(cpu_replicas)  # before TensorFlow makes its devices
     run = train(opts, console)

@@ -137,12 +137,29 @@ def load_dataset(name: str, root=None, strict: bool = False, apex_policy: str = 
             raise OptionError("--data manifest needs --root pointing at the manifest CSV")
         clips, images = manifest.load(root, strict=strict, apex_policy=apex_policy, cache_dir=cache_dir)
         classes = sorted({s.label for s in clips.samples} | {i.label for i in images})
-        ds = Dataset(name, classes, clips.samples, images=images, skipped=clips.skipped)
+        ds = Dataset(name, classes, clips.samples, images=images, skipped=clips.skipped, warnings=clips.warnings)
     else:
         raise OptionError(f"unknown dataset {name!r}; expected one of {DATASETS}")
     if not ds.samples and not ds.images:
         first = f"; first: {describe(*ds.skipped[0])}" if ds.skipped else ""
         raise DataError(f"{name}: no usable sample under {root} ({len(ds.skipped)} skipped{first})")
+    return check_records(ds, strict)
+
+
+def check_records(ds: Dataset, strict: bool = False) -> Dataset:
+    """``ds`` with duplicated records kept once (:func:`mer_keras.data.checks.drop_duplicates`),
+    their warnings added to ``ds.warnings``; with ``strict`` a warning is an error.
+
+    Raises:
+        DataError: the same record with two labels; with ``strict``, any warning.
+    """
+    from mer_keras.data.checks import drop_duplicates, raise_if_strict
+
+    ds.samples, w1 = drop_duplicates(ds.samples, lambda s: (s.database, tuple(s.frame_paths), s.onset, s.apex,
+                                                            s.offset), lambda s: s.label, lambda s: s.source)
+    ds.images, w2 = drop_duplicates(ds.images, lambda r: (r.dataset, r.path), lambda r: r.label, lambda r: r.source)
+    ds.warnings = [*ds.warnings, *w1, *w2]
+    raise_if_strict(ds.warnings, strict, "data")
     return ds
 
 

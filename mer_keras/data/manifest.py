@@ -9,11 +9,12 @@ or a video file, decoded once into the cache as frames 1..N) with optional ``ons
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pandas as pd
 
+from mer_keras.data.checks import rows_of, unify_labels
 from mer_keras.data.database import attempt, collect, make_sample
 from mer_keras.data.records import Dataset
 from mer_keras.data.sheets import parse_frame_number, short_reason
@@ -21,6 +22,9 @@ from mer_keras.errors import DataError, MissingFileError
 from mer_keras.preprocess.cache import default_cache_dir
 from mer_keras.preprocess.images import read_image
 from mer_keras.preprocess.video import extract_frames, is_video
+
+#: Smallest side of a ready input image, px: smaller ones hold no representation to upscale.
+MIN_IMAGE_SIDE = 8
 
 
 @dataclass(frozen=True)
@@ -40,12 +44,19 @@ def load(csv_path, strict: bool = False, fps: float = 0.0, apex_policy: str = "m
 
     Returns:
         (clip records from ``frames`` rows, image records from ``path`` rows).
+    Labels that differ only by case or spaces are one class, and ready-image rows beside clip rows
+    are fed as they are: warnings in ``clips.warnings``. Near-duplicate labels are an error
+    (:func:`mer_keras.data.checks.unify_labels`).
+
     Raises:
-        MissingFileError: missing CSV. DataError: not a readable CSV, missing columns, or (when
-        ``strict``) a row with neither or both of path/frames, an empty label or subject, a missing,
-        unreadable or truncated image, a bad frame folder or video (names csv:row).
+        MissingFileError: missing CSV. DataError: not a readable CSV, missing columns, labels that
+        look like typos of each other, or (when ``strict``)
+        a row with neither or both of path/frames, an empty label or subject, a missing,
+        unreadable, truncated or tiny (< 8 px) image, a bad frame folder or video (names csv:row).
     """
     csv_path = Path(csv_path)
+    if csv_path.is_dir():
+        raise DataError(f"{csv_path}: a folder, not a manifest CSV (give the .csv file)")
     if not csv_path.is_file():
         raise MissingFileError(f"manifest {csv_path} does not exist")
     try:
@@ -76,7 +87,10 @@ def load(csv_path, strict: bool = False, fps: float = 0.0, apex_policy: str = "m
                 p = (base / path).resolve()
                 if not p.is_file():
                     raise DataError(f"{where}: image {p} does not exist")
-                read_image(p)  # an unreadable or truncated image is found here, not in the middle of training
+                img = read_image(p)  # an unreadable or truncated image is found here, not in the middle of training
+                if min(img.shape[:2]) < MIN_IMAGE_SIDE:
+                    raise DataError(f"{where}: image {p} is {img.shape[1]} x {img.shape[0]} px; a ready input needs "
+                                    f"at least {MIN_IMAGE_SIDE} px a side (it would be upscaled from nothing)")
                 return ImageRecord(subject, label, str(p), dataset, where)
 
             record = attempt(where, image, strict, clips.skipped)
@@ -98,4 +112,15 @@ def load(csv_path, strict: bool = False, fps: float = 0.0, apex_policy: str = "m
             return s
 
         collect(clips, where, build, strict)
+    mixed = []
+    if clips.samples and images:
+        mixed = [f"{csv_path}: mixes ready-image rows (path: {rows_of([i.source for i in images])}) and clip rows "
+                 f"(frames: {rows_of([s.source for s in clips.samples])}): the images are fed as they are, the clips "
+                 "as the model's representation; make sure the images are that representation"]
+    labels, spellings = unify_labels([s.label for s in clips.samples] + [i.label for i in images],
+                                     [s.source for s in clips.samples] + [i.source for i in images])
+    clips.warnings = mixed + spellings
+    n = len(clips.samples)
+    clips.samples = [replace(s, label=lab) for s, lab in zip(clips.samples, labels[:n])]
+    images = [replace(i, label=lab) for i, lab in zip(images, labels[n:])]
     return clips, images

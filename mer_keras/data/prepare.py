@@ -23,6 +23,7 @@ class PrepareReport:
     Attributes:
         dataset: name. folders: cache folder of each representation. prepared: usable clips.
         counts: {(subject, class): clips}. skipped: (where, why) from loading and preprocessing.
+        warnings: what was decided about the data (:mod:`mer_keras.data.checks`).
     """
 
     dataset: str
@@ -30,6 +31,7 @@ class PrepareReport:
     prepared: int = 0
     counts: Counter = field(default_factory=Counter)
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
 
 def prepare_dataset(name: str, root, cache_dir: Path,
@@ -42,7 +44,7 @@ def prepare_dataset(name: str, root, cache_dir: Path,
         MissingFileError, DataError: bad root or sheet; with ``strict``, the first bad clip (DataError).
     """
     ds = load_dataset(name, root, strict=strict, cache_dir=cache_dir)
-    report = PrepareReport(ds.name, skipped=list(ds.skipped))
+    report = PrepareReport(ds.name, skipped=list(ds.skipped), warnings=list(ds.warnings))
     errors = prepare(ds.samples, list(representations), cache_dir, workers=workers,
                      progress=(lambda d, t: progress("all representations", d, t)) if progress else None)
     if errors and strict:

@@ -75,6 +75,8 @@ class Dataset:
         counts: per-database counts ({db: {"samples", "subjects", <class>: n}}) of a composite.
         test_databases: databases whose records are the test set (cross-database protocol).
         root: where the records were read from (a folder or manifest), when one place.
+        warnings: what was decided about the data without stopping (label spellings unified,
+            duplicates kept once; :mod:`mer_keras.data.checks`), for the console and results.json.
     """
 
     name: str = ""
@@ -85,6 +87,7 @@ class Dataset:
     counts: dict = field(default_factory=dict)
     test_databases: tuple[str, ...] = ()
     root: str | None = None
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def rows(self) -> list[dict]:

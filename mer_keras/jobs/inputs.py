@@ -97,9 +97,18 @@ def load_data(req: DataRequest, console) -> Dataset:
                   f"{', '.join(ds.classes)}; {len(ds.skipped)} skipped", soft_wrap=True)
     for where, why in ds.skipped[:5]:
         console.print(f"  skipped {describe(where, why)}", soft_wrap=True, highlight=False)
+    print_warnings(ds.warnings, console)
     for db, c in ds.counts.items():
         console.print(f"  {db}: {c}", highlight=False)
     return ds
+
+
+def print_warnings(warnings, console, limit: int = 10) -> None:
+    """Each warning as one yellow line (at most ``limit``, then how many more)."""
+    for w in warnings[:limit]:
+        console.print(f"[yellow]warning:[/] {w}", soft_wrap=True, highlight=False)
+    if len(warnings) > limit:
+        console.print(f"[yellow]warning:[/] ... and {len(warnings) - limit} more (all in results.json)", soft_wrap=True)
 
 
 def load_data_for_model(data: str, root: str | None, strict: bool, apex: str, cache_dir: str | None, meta: dict,

@@ -7,9 +7,10 @@ model step is :mod:`mer_keras.jobs.final_model`.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, replace
+from dataclasses import asdict, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +26,34 @@ from mer_keras.runs import RunFolder, new_run, run_dir_name
 from mer_keras.train.config import TrainConfig
 
 
+def resume_with(given: TrainOptions) -> TrainOptions:
+    """The options of the run ``given.resume`` names, with the execution options given (workers,
+    cache, backups, ...: :data:`EXECUTION_OPTIONS`) applied.
+
+    Raises:
+        OptionError: an option given that would change the results and differs from the run's
+            recorded value (each named, with both values).
+    """
+    recorded = resume_options(given.resume)
+    resolved, rep = resolve_options(recorded)  # options a recipe or the model fills are recorded as None
+    effective = {**asdict(resolved), **{k: getattr(rep, k) for k in ("representation", "flow_method", "flow_encoding",
+                                                                      "dynamic_image")}}
+    default = TrainOptions()
+    conflicts, execution = [], {}
+    for f in fields(TrainOptions):
+        value = getattr(given, f.name)
+        if f.name == "resume" or value == getattr(default, f.name):
+            continue  # not given (or given as the default, which cannot be told apart)
+        if f.name in EXECUTION_OPTIONS:
+            execution[f.name] = value
+        elif value not in (getattr(recorded, f.name), effective[f.name]):
+            conflicts.append(f"--{f.name.replace('_', '-')} {value!r} (the run has {effective[f.name]!r})")
+    if conflicts:
+        raise OptionError(f"--resume {given.resume}: {'; '.join(conflicts)}; a resumed run keeps the options it was "
+                          "made with: drop these, or start a new run")
+    return replace(recorded, **execution)
+
+
 def resume_options(run: str | Path) -> TrainOptions:
     """The options of an interrupted run, from its config.json (``resume`` set to the folder).
 
@@ -38,7 +67,7 @@ def resume_options(run: str | Path) -> TrainOptions:
                              "tune --resume")
     if "ensemble_of" in config:
         raise RunFolderError(f"{run} is an ensemble of other runs (mer-keras ensemble): nothing to train in it")
-    opts = options_from_config(config, resume=str(run))
+    opts = options_from_config(config, folder.path / "config.json", resume=str(run))
     refuse_finished(folder, opts.wants_final)
     return opts
 
@@ -73,6 +102,8 @@ def resolve_options(opts: TrainOptions) -> tuple[TrainOptions, RepresentationCon
     rep = spec.data_config(opts.representation, opts.flow_method)
     if opts.input_size:
         rep = replace(rep, size=opts.input_size, crop=max(128, opts.input_size))
+    if opts.shift and opts.shift >= rep.size:  # every pixel would be an edge repeated
+        raise OptionError(f"--shift {opts.shift}: expected fewer pixels than the input's side ({rep.size} px)")
     if opts.data == "megc2019-flow":
         if rep.representation != "flow":
             raise OptionError(f"--data megc2019-flow holds optical-flow images; {opts.model} takes "
@@ -145,9 +176,7 @@ def check_init_source(init_from: str, dataset: str, protocol: str, console) -> N
         OptionError: the source was trained on ``dataset`` (or, for a composite, on a part of it).
         ModelFileError: its metadata.json is not JSON.
     """
-    import json
-
-    from mer_keras.errors import ModelFileError
+    from mer_keras.models.io import read_json
 
     src = Path(init_from)
     meta_path = (src if src.is_dir() else src.parent) / "metadata.json"
@@ -155,10 +184,7 @@ def check_init_source(init_from: str, dataset: str, protocol: str, console) -> N
         console.print(f"[yellow]note:[/] {init_from} has no metadata.json beside it: make sure it never saw the "
                       "test subjects of this run", soft_wrap=True)
         return
-    try:
-        source = json.loads(meta_path.read_text()).get("dataset")
-    except json.JSONDecodeError as exc:
-        raise ModelFileError(f"{meta_path}: not readable JSON ({exc})") from None
+    source = read_json(meta_path).get("dataset")  # names an empty file, bad JSON or a list
     parts = {dataset, *dataset.split("-to-")}
     if source in parts or (dataset == "composite" and source in ("casme2", "samm", "smic")):
         raise OptionError(f"--init-from {init_from} was trained on {source}, which holds the test subjects of this "
@@ -241,6 +267,27 @@ def open_run_folder(opts: TrainOptions, rep: RepresentationConfig, data: Dataset
     return run, {}
 
 
+#: Options that do not change what a fold computes (where, how fast, how much is written): left
+#: out of a fold's identity, and the only ones ``--resume`` accepts besides the run folder.
+EXECUTION_OPTIONS = ("resume", "out", "workers", "cache_dir", "folds", "final", "export", "strategy",
+                     "parallel_folds", "tensorboard", "backup_minutes", "strict", "root", "faces", "test_root")
+
+
+def fold_identity(opts: TrainOptions, rep: RepresentationConfig, data: Dataset, cfg) -> dict:
+    """What produced a fold's result: the options that change it, the representation, the training
+    config and a fingerprint of the data (record keys and labels). Written into each fold file;
+    a resumed run refuses fold files whose identity differs (:func:`mer_keras.runs.check_identity`)."""
+    import hashlib
+    import json
+
+    labels = [r["label"] for r in data.rows]
+    digest = hashlib.sha256(json.dumps([data.keys, labels]).encode()).hexdigest()[:16]
+    options = {k: v for k, v in asdict(opts).items() if k not in EXECUTION_OPTIONS}
+    training = {k: v for k, v in cfg.to_dict().items() if k not in EXECUTION_OPTIONS}
+    return json.loads(json.dumps({"options": options, "representation": asdict(rep), "training": training,
+                                  "data": digest}, default=str))
+
+
 def run_protocol(opts: TrainOptions, rep: RepresentationConfig, cfg, data: Dataset, inputs: Inputs,
                  groups: Sequence[str], only: list[str] | None, run: RunFolder, completed: dict, strategy,
                  console, cfg_of=None, extra_info: dict | None = None) -> dict | None:
@@ -254,8 +301,11 @@ def run_protocol(opts: TrainOptions, rep: RepresentationConfig, cfg, data: Datas
     Returns:
         The results as written (None on a non-chief worker).
     """
+    from mer_keras.data.checks import raise_if_strict, untrained_classes
     from mer_keras.data.protocols import PROTOCOLS
+    from mer_keras.jobs.inputs import print_warnings
     from mer_keras.registry import get_spec
+    from mer_keras.runs import check_identity
     from mer_keras.train.callbacks import EpochHistory, ProgressCallback
     from mer_keras.train.folds import run_folds
     from mer_keras.train.strategy import is_chief
@@ -264,6 +314,13 @@ def run_protocol(opts: TrainOptions, rep: RepresentationConfig, cfg, data: Datas
     chief = is_chief(strategy)
     classes, keys, rows, y = data.classes, data.keys, data.rows, inputs.y
     folds = protocol.folds(groups, only=only)
+    fold_warnings = untrained_classes(folds, [classes[k] for k in y], classes)
+    raise_if_strict(fold_warnings, opts.strict, "fold")  # before any training
+    print_warnings(fold_warnings, console)
+    identity = {f.name: fold_identity(opts, rep, data, cfg_of(f.name) if cfg_of else cfg) for f in folds}
+    for name, done in completed.items():
+        if name in identity:
+            check_identity(done.get("path", name), done.get("identity"), identity[name])
     aus = data.aus if get_spec(opts.model).aux_losses else None
     with progress_bar(console) as prog:
         fold_task = prog.add_task("LOSO folds", total=len(folds), info="")
@@ -290,7 +347,7 @@ def run_protocol(opts: TrainOptions, rep: RepresentationConfig, cfg, data: Datas
         def fold_end(fold, p, row):
             if chief:
                 run.write_fold(fold.name, classes, [keys[i] for i in fold.test], [classes[y[i]] for i in fold.test],
-                               p, row)
+                               p, row, identity=identity[fold.name])
             prog.update(fold_task, advance=1)
 
         prog.update(fold_task, advance=len([f for f in folds if f.name in completed]))
@@ -312,7 +369,7 @@ def run_protocol(opts: TrainOptions, rep: RepresentationConfig, cfg, data: Datas
     report = protocol.report(y, probs, classes, [r["database"] for r in rows])
     info = {"model": opts.model, "dataset": data.name, "protocol": opts.protocol,
             "representation": rep.representation, "counts": data.counts, "skipped": len(data.skipped),
-            **(extra_info or {})}
+            "warnings": [*data.warnings, *fold_warnings], **(extra_info or {})}
     every = protocol.folds(groups)
     done = [f for f in folds if f.name in fold_rows]
     cover = f"all {len(every)}" if len(done) == len(every) else f"{len(done)} of {len(every)}"
@@ -357,10 +414,13 @@ def train(opts: TrainOptions, console=None) -> Path:
 
     console = console or Console()
     t_start = time.perf_counter()
+    validate(opts)  # the options given, before any work (a resumed run's recorded ones: resume_options)
     if opts.resume:
-        opts = resume_options(opts.resume)
+        opts = resume_with(opts)
         console.print(f"resuming {opts.resume} with its recorded options", soft_wrap=True)
     opts, rep = resolve_options(opts)
+    from mer_keras.jobs.evaluate import check_outputs  # every output checked before any work (issue 22)
+    check_outputs(opts.resume or opts.out, opts.cache_dir, "--resume" if opts.resume else "--out")
     strategy = get_strategy(opts.strategy)  # a multi-worker strategy must exist before any TF op
     chief = is_chief(strategy)
     data = load_data(DataRequest.of(opts), console)
@@ -379,22 +439,23 @@ def train(opts: TrainOptions, console=None) -> Path:
     else:
         only = None if protocol.per_subject else ["test"]
     run, completed = open_run_folder(opts, rep, data, groups, strategy, console)
-    if data.skipped and chief:
-        run.write_skipped(data.skipped)
-    cfg = train_config(opts, rep)
-    n_folds = len(only) if only is not None else len(set(groups))
-    console.print(f"training {get_spec(opts.model).name} on {rep.representation} {rep.input_shape}, LOSO over "
-                  f"{len(set(groups))} subjects ({n_folds} fold(s) in this run), {opts.epochs} epochs, "
-                  f"{strategy.num_replicas_in_sync} replica(s)" + ("" if chief else ", as a non-chief worker"))
-    if n_folds:
-        run_protocol(opts, rep, cfg, data, inputs, groups, only, run, completed, strategy, console)
-    if opts.wants_final:
-        fit_final(opts, rep, cfg, data, inputs, groups, run, strategy, console)
-    elif chief:
-        console.print("no final model in this run (--folds): pool the folds with `mer-keras merge`; fit the final "
-                      "model with --folds none", soft_wrap=True)
-    if chief:
-        run.remove_backups()
+    with run.lock() if chief else contextlib.nullcontext():  # one training process per run folder
+        if data.skipped and chief:
+            run.write_skipped(data.skipped)
+        cfg = train_config(opts, rep)
+        n_folds = len(only) if only is not None else len(set(groups))
+        console.print(f"training {get_spec(opts.model).name} on {rep.representation} {rep.input_shape}, LOSO over "
+                      f"{len(set(groups))} subjects ({n_folds} fold(s) in this run), {opts.epochs} epochs, "
+                      f"{strategy.num_replicas_in_sync} replica(s)" + ("" if chief else ", as a non-chief worker"))
+        if n_folds:
+            run_protocol(opts, rep, cfg, data, inputs, groups, only, run, completed, strategy, console)
+        if opts.wants_final:
+            fit_final(opts, rep, cfg, data, inputs, groups, run, strategy, console)
+        elif chief:
+            console.print("no final model in this run (--folds): pool the folds with `mer-keras merge`; fit the "
+                          "final model with --folds none", soft_wrap=True)
+        if chief:
+            run.remove_backups()
     console.print(f"done in {time.perf_counter() - t_start:.0f} s")
     return run.path
 
@@ -413,7 +474,7 @@ def load_run_inputs(run: str | Path, console) -> tuple[TrainOptions, Representat
     folder = RunFolder(Path(run))
     config = folder.read_config()
     try:
-        opts = options_from_config(config)
+        opts = options_from_config(config, folder.path / "config.json")
         rep = RepresentationConfig(**config["representation_config"])
     except (KeyError, TypeError) as exc:
         raise RunFolderError(f"{folder.path / 'config.json'}: not a run configuration "

@@ -29,6 +29,8 @@ ADDED_METADATA = {"preprocessing/flow_encoding", "training_inputs",  # issue 18:
                   "preprocessing/dynamic_image"}                     # encodes (and pools) as in training
 #: Files a run folder gained: issue 20's training history (a CSV per fold) and its two plots.
 ADDED_FILES = ("history/", "learning_curves.png", "uf1_per_fold.png")
+#: Keys issue 22 added: each fold file's identity (checked on resume) and the run's data warnings.
+ADDED_KEYS = ("/identity: new", "/results.json/warnings: new")
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +50,11 @@ def test_run_folder_matches_the_code_before_the_redesign(runs_now, name):
     now["files"] = [f for f in now["files"] if not f.startswith(ADDED_FILES)]
     diffs = [d for d in golden.compare(expected, now)
              if d not in {f"/config.json/{k}: new" for k in ADDED_OPTIONS}
-             | {f"/metadata.json/{k}: new" for k in ADDED_METADATA}]
+             | {f"/metadata.json/{k}: new" for k in ADDED_METADATA}
+             and not (d.startswith("/folds/") and d.endswith(ADDED_KEYS[0])) and d != ADDED_KEYS[1]]
+    warnings = json.loads((runs_now[name] / "results.json").read_text())["warnings"]
+    # the manifest mixes frame folders and ready flow images on purpose: said, not silent
+    assert [w.split(": ", 1)[1][:22] for w in warnings] == (["mixes ready-image rows"] if name == "manifest" else [])
     assert not diffs, f"{len(diffs)} difference(s):\n" + "\n".join(diffs[:30])
 
 

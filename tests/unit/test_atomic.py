@@ -41,6 +41,8 @@ NOT_THROUGH_ATOMIC = {
     ("edge/run.py", "cv2.VideoWriter("): "annotated video written to a .partial file renamed when complete",
     ("mer_keras/models/io.py", 'open(weights, "wb")'): "scratch copy of an archive's weights in a temporary folder, "
                                                       "read back and removed by load_model",
+    ("mer_keras/runs.py", 'os.fdopen(fd, "w")'): "the run folder's lock: created with O_EXCL so that two processes "
+                                                "cannot both take it, which a rename cannot give",
 }
 
 

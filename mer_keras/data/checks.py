@@ -1,0 +1,134 @@
+"""Checks that keep a metric from changing silently: label spellings, duplicated records, classes a
+fold never trains on.
+
+Each problem gets an explicit decision (issue 22):
+
+* **label spellings** that differ only by case or spaces (``Positive `` and ``positive``) are one
+  class, spelled as most rows spell it: a *warning* naming the rows;
+* **near-duplicate labels** (``postive`` beside ``positive``: a similarity of at least
+  :data:`TYPO_SIMILARITY`) are an *error* that suggests the intended label;
+* **duplicated records** (the same clip, the same frames and onset / apex / offset, or the same
+  ready image, twice) are kept once: a *warning* naming both rows; the same record with two
+  different labels is an *error*;
+* **a class absent from a fold's training subjects** (present only in its test subject): a
+  *warning* per fold;
+* **ready-image rows beside clip rows** in one manifest (the images are fed as they are, the clips
+  as the model's representation): a *warning* (``mer_keras.data.manifest``).
+
+Warnings are printed, written to ``results.json`` (``warnings``), and with ``strict`` they are
+errors (:func:`raise_if_strict`).
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+
+from mer_keras.errors import DataError
+
+#: Labels at least this similar (difflib ratio, after case and spaces are folded) are taken for a typo.
+TYPO_SIMILARITY = 0.8
+
+
+def fold_label(label: str) -> str:
+    """A label with case and spaces folded: ``" Positive  "`` -> ``"positive"``."""
+    return " ".join(str(label).split()).lower()
+
+
+def rows_of(sources: Sequence[str]) -> str:
+    """``file:2, 5, 9`` for sources ``file:2``, ``file:5``, ``file:9`` (at most 6 listed)."""
+    files = defaultdict(list)
+    for s in sources:
+        f, _, row = str(s).rpartition(":")
+        files[f or s].append(row)
+    parts = [f"{f}:{', '.join(rows[:6])}{' ...' if len(rows) > 6 else ''}" for f, rows in files.items()]
+    return "; ".join(parts)
+
+
+def unify_labels(labels: Sequence[str], sources: Sequence[str]) -> tuple[list[str], list[str]]:
+    """One spelling per label, and no near-duplicate labels.
+
+    Args:
+        labels: the label of each record as written. sources: each record's ``file:row``.
+    Returns:
+        (the labels with spelling variants replaced by the most frequent spelling, warnings).
+    Raises:
+        DataError: two labels that look like one with a typo (names the rows, suggests the label
+            with more rows).
+    """
+    counts = Counter(labels)
+    spellings = defaultdict(list)
+    for label in counts:
+        spellings[fold_label(label)].append(label)
+    chosen, warnings = {}, []
+    for folded, variants in spellings.items():
+        best = max(variants, key=lambda v: (counts[v], v == folded))
+        for v in variants:
+            chosen[v] = best
+        if len(variants) > 1:
+            others = [v for v in variants if v != best]
+            rows = [s for label, s in zip(labels, sources) if label in others]
+            warnings.append(f"labels {', '.join(repr(v) for v in sorted(variants))} differ only by case or spaces: "
+                            f"read as one class {best!r} ({rows_of(rows)})")
+    unified = [chosen[label] for label in labels]
+    n = Counter(unified)
+    names = sorted(n, key=lambda v: (-n[v], v))
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            if difflib.SequenceMatcher(None, fold_label(a), fold_label(b)).ratio() >= TYPO_SIMILARITY:
+                rows = [s for label, s in zip(unified, sources) if label == b]
+                raise DataError(f"{rows_of(rows)}: label {b!r} ({n[b]} record(s)) looks like a typo of {a!r} "
+                                f"({n[a]} record(s)); correct it, or give the two classes names that differ more")
+    return unified, warnings
+
+
+def drop_duplicates(items: Sequence, identity, label, source) -> tuple[list, list[str]]:
+    """The records of ``items`` with exact duplicates kept once.
+
+    Args:
+        identity, label, source: functions of a record: what makes it the same input (frames,
+            onset, apex, offset; or the image file), its label, its ``file:row``.
+    Returns:
+        (records kept, in order; warnings naming each duplicate).
+    Raises:
+        DataError: the same input listed with two different labels (names both rows).
+    """
+    first, kept, warnings = {}, [], []
+    for item in items:
+        key = identity(item)
+        if key in first:
+            prev = first[key]
+            if label(prev) != label(item):
+                raise DataError(f"{source(item)}: the same record as {source(prev)} with another label "
+                                f"({label(item)!r} against {label(prev)!r}); one of the two rows is wrong")
+            warnings.append(f"{source(item)}: the same record as {source(prev)}; counted once")
+            continue
+        first[key] = item
+        kept.append(item)
+    return kept, warnings
+
+
+def untrained_classes(folds, labels: Sequence[str], classes: Sequence[str]) -> list[str]:
+    """Warnings for folds whose test subject holds a class no training record has.
+
+    Args:
+        folds: the protocol's folds (``name``, ``train`` and ``test`` index arrays).
+        labels: the label of each record. classes: the class names.
+    """
+    out = []
+    for fold in folds:
+        trained = {labels[i] for i in fold.train}
+        missing = Counter(labels[i] for i in fold.test if labels[i] not in trained)
+        for c in classes:
+            if missing.get(c):
+                out.append(f"fold {fold.name}: class {c!r} has no training record ({missing[c]} test record(s) of it "
+                           "can only be misclassified)")
+    return out
+
+
+def raise_if_strict(warnings: Sequence[str], strict: bool, what: str) -> None:
+    """With ``strict``, the first warning as a DataError (``what`` says where they came from)."""
+    if strict and warnings:
+        more = f" (and {len(warnings) - 1} more)" if len(warnings) > 1 else ""
+        raise DataError(f"{warnings[0]}{more} [--strict: {what} warnings are errors]")
