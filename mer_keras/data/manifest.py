@@ -27,6 +27,18 @@ from mer_keras.preprocess.video import extract_frames, is_video
 MIN_IMAGE_SIDE = 8
 
 
+def resolved(path: Path, where: str) -> Path:
+    """``path`` made absolute with links followed.
+
+    Raises:
+        DataError: a loop of symbolic links (``where`` names the row).
+    """
+    try:
+        return path.resolve()
+    except (RuntimeError, OSError) as exc:  # Python 3.11 raises RuntimeError for a loop of links
+        raise DataError(f"{where}: {path} is a loop of symbolic links ({type(exc).__name__})") from None
+
+
 @dataclass(frozen=True)
 class ImageRecord:
     """One precomputed input image: subject, label, absolute path, source (csv:row)."""
@@ -55,6 +67,8 @@ def load(csv_path, strict: bool = False, fps: float = 0.0, apex_policy: str = "m
         unreadable, truncated or tiny (< 8 px) image, a bad frame folder or video (names csv:row).
     """
     csv_path = Path(csv_path)
+    if csv_path.is_symlink() and not csv_path.exists():
+        raise DataError(f"{csv_path}: a symbolic link to nothing or a loop of links, not a manifest CSV")
     if csv_path.is_dir():
         raise DataError(f"{csv_path}: a folder, not a manifest CSV (give the .csv file)")
     if not csv_path.is_file():
@@ -84,7 +98,7 @@ def load(csv_path, strict: bool = False, fps: float = 0.0, apex_policy: str = "m
         if path:
             def image(where=where, subject=subject, label=label, dataset=dataset, path=path):
                 check()
-                p = (base / path).resolve()
+                p = resolved(base / path, where)
                 if not p.is_file():
                     raise DataError(f"{where}: image {p} does not exist")
                 img = read_image(p)  # an unreadable or truncated image is found here, not in the middle of training
@@ -100,7 +114,7 @@ def load(csv_path, strict: bool = False, fps: float = 0.0, apex_policy: str = "m
 
         def build(where=where, subject=subject, label=label, dataset=dataset, frames=frames):
             check()
-            folder = (base / frames).resolve()
+            folder = resolved(base / frames, where)
             if is_video(folder):
                 try:
                     folder = extract_frames(folder, default_cache_dir(cache_dir))

@@ -210,7 +210,11 @@ def _scan(folder_name: str, mtime_ns: int, suffixes: tuple[str, ...]) -> tuple[t
     files = []
     for entry in os.scandir(folder):
         name = entry.name
-        if entry.is_file() and os.path.splitext(name)[1].lower() in suffixes:
+        try:
+            is_file = entry.is_file()
+        except OSError as exc:  # a loop of symbolic links named like a frame
+            raise DataError(f"frame file {folder / name}: {exc.strerror or exc} (a loop of symbolic links?)") from None
+        if is_file and os.path.splitext(name)[1].lower() in suffixes:
             m = _NUMBER.search(os.path.splitext(name)[0])
             if not m:
                 raise DataError(f"frame file {folder / name} has no frame number in its name")

@@ -31,7 +31,10 @@ def extract_frames(video: str | os.PathLike, cache_dir: str | os.PathLike) -> Pa
     Raises:
         DataError: the file cannot be opened or holds fewer than 2 decodable frames (named).
     """
-    video = Path(video).resolve()
+    try:
+        video = Path(video).resolve()
+    except (RuntimeError, OSError):  # a loop of symbolic links
+        raise DataError(f"{video}: a loop of symbolic links, not a video") from None
     st = video.stat()
     key = hashlib.sha256(f"{video}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:16]
     out = Path(cache_dir) / "videos" / f"{video.stem}-{key}"

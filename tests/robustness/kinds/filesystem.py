@@ -55,6 +55,20 @@ def build(corpus) -> None:
     for name in ("results.json", "predictions.csv", "metadata.json"):
         shutil.copyfile(fs / "run" / name, ref / name)
     shutil.copyfile(fs / "input.mp4", ref / "input.mp4")
+    # links inside the data: a manifest's clip folder, its image, a frame of a clip, the manifest itself
+    from tests.helpers.corrupt import encode, face_frames
+
+    clip = fs / "clip_with_looped_frame"
+    clip.mkdir()
+    for i, f in enumerate(face_frames(6), start=1):
+        (clip / f"frame{i}.jpg").write_bytes(encode(f, ".jpg"))
+    os.symlink("x7", clip / "frame7.jpg")
+    os.symlink("frame7.jpg", clip / "x7")
+    header = "subject,label,frames,path,onset,apex,offset\n"
+    (fs / "loop_frames.csv").write_text(header + "s1,positive,loop_a,,,,\n")
+    (fs / "loop_image.csv").write_text(header + "s1,positive,,loop_a,,,\n")
+    (fs / "looped_frame.csv").write_text(header + "s1,positive,clip_with_looped_frame,,1,3,6\n")
+    os.symlink("loop_b", fs / "manifest_loop.csv")
 
 
 # -- checks: what must hold besides the message ------------------------------------------------
@@ -112,6 +126,18 @@ def cases() -> list[Case]:
              file_not_folder, kind=KIND),
         Case("train --out under a file (not writable)", "cli", [*train, "--out", f"{f}/afile/runs", *cache], 2,
              f"{f}/afile/runs: {f}/afile", "is a file, not a folder", kind=KIND),
+        Case("manifest whose clip folder is a loop of symbolic links", "cli",
+             ["data", "prepare", "manifest", "--root", f"{f}/loop_frames.csv", *cache, "--strict"], 2,
+             f"{f}/loop_frames.csv:2", "is a loop of symbolic links", kind=KIND),
+        Case("manifest whose image is a loop of symbolic links", "cli",
+             ["data", "prepare", "manifest", "--root", f"{f}/loop_image.csv", *cache, "--strict"], 2,
+             f"{f}/loop_image.csv:2", "is a loop of symbolic links", kind=KIND),
+        Case("clip folder holding a frame that is a loop of symbolic links", "cli",
+             ["data", "prepare", "manifest", "--root", f"{f}/looped_frame.csv", *cache, "--strict"], 2,
+             f"{f}/clip_with_looped_frame/frame7.jpg", "a loop of symbolic links?", kind=KIND),
+        Case("manifest path that is a loop of symbolic links", "cli",
+             ["data", "prepare", "manifest", "--root", f"{f}/manifest_loop.csv", *cache], 2,
+             f"{f}/manifest_loop.csv", "a symbolic link to nothing or a loop of links", kind=KIND),
         Case("train --out that is a loop of symbolic links", "cli", [*train, "--out", f"{f}/loop_a", *cache], 2,
              f"--out {f}/loop_a", loop, kind=KIND),
         Case("train --out under a link to nothing", "cli", [*train, "--out", f"{f}/dangling/runs", *cache], 2,
