@@ -179,63 +179,65 @@ def tune(opts: TuneOptions, console=None) -> Path:
     inputs = build_dataset_inputs(data, rep, console, cache_dir=opts.cache_dir, workers=opts.workers,
                                   strict=opts.strict)
     run, completed = open_run_folder(opts, rep, data, subjects, strategy, console)
-    if data.skipped:
-        run.write_skipped(data.skipped)
-    base = train_config(opts, rep)
-    all_recipes = recipes(space)
-    epochs = sorted(space.get("epochs") or [base.epochs])
-    outers = [*sorted(set(group_of.values())), *([None] if opts.wants_final else [])]
-    console.print(f"nested selection: {len(all_recipes)} recipe(s) x epochs {epochs}, {opts.groups} subject groups; "
-                  f"{len(all_recipes) * sum(opts.groups - (a is not None) for a in outers)} inner fits", soft_wrap=True)
+    with run.lock():  # one training process per run folder
+        if data.skipped:
+            run.write_skipped(data.skipped)
+        base = train_config(opts, rep)
+        all_recipes = recipes(space)
+        epochs = sorted(space.get("epochs") or [base.epochs])
+        outers = [*sorted(set(group_of.values())), *([None] if opts.wants_final else [])]
+        fits = len(all_recipes) * sum(opts.groups - (a is not None) for a in outers)
+        console.print(f"nested selection: {len(all_recipes)} recipe(s) x epochs {epochs}, {opts.groups} subject "
+                      f"groups; {fits} inner fits", soft_wrap=True)
 
-    def save(r, recipe, rows):
-        atomic.write_json(run.path / "inner" / f"recipe-{r}.json", {"recipe": recipe, "rows": rows})
+        def save(r, recipe, rows):
+            atomic.write_json(run.path / "inner" / f"recipe-{r}.json", {"recipe": recipe, "rows": rows})
 
-    if opts.selection_from:
-        selection = {**(reused or reused_selection(opts.selection_from, run.read_config())),
-                     "reused_from": opts.selection_from}
-        chosen = {a: selection["choice"]["final" if a is None else str(a)] for a in outers}
-        per_subject = selection["per_subject"]
-        console.print(f"choices reused from {opts.selection_from} (no inner loop)", soft_wrap=True)
-    else:
-        with progress_bar(console) as prog:
-            task = prog.add_task("inner fits", total=None, info="")
+        if opts.selection_from:
+            selection = {**(reused or reused_selection(opts.selection_from, run.read_config())),
+                         "reused_from": opts.selection_from}
+            chosen = {a: selection["choice"]["final" if a is None else str(a)] for a in outers}
+            per_subject = selection["per_subject"]
+            console.print(f"choices reused from {opts.selection_from} (no inner loop)", soft_wrap=True)
+        else:
+            with progress_bar(console) as prog:
+                task = prog.add_task("inner fits", total=None, info="")
 
-            def callbacks(group):
-                prog.update(task, info=", ".join(f.name for f in group[:2]) + (" ..." if len(group) > 2 else ""))
-                return [ProgressCallback(prog, task)]
+                def callbacks(group):
+                    prog.update(task, info=", ".join(f.name for f in group[:2]) + (" ..." if len(group) > 2 else ""))
+                    return [ProgressCallback(prog, task)]
 
-            from mer_keras.registry import get_spec
+                from mer_keras.registry import get_spec
 
-            scores = score_recipes(inputs.x, inputs.y, subjects, data.classes, base, space, group_of, outers,
-                                   strategy, fold_callbacks=callbacks, on_recipe_end=save,
-                                   done=_read_inner(run.path, len(all_recipes)),
-                                   aus=data.aus if get_spec(opts.model).aux_losses else None)
-        rows = [row for r in range(len(all_recipes)) for row in scores[r]]
-        chosen = {a: choose([row for row in rows if row["outer"] == a]) for a in outers}
-        per_subject = {s: {**chosen[group_of[s]]["recipe"], "epochs": chosen[group_of[s]]["epochs"]}
-                       for s in sorted(set(subjects))}
-        selection = {"groups": {s: group_of[s] for s in sorted(group_of)}, "space": space,
-                     "choice": {("final" if a is None else str(a)): chosen[a] for a in outers},
-                     "per_subject": per_subject, "inner_scores": rows}
-    atomic.write_json(run.path / "selection.json", selection)
-    for a in outers:
-        c = chosen[a]
-        console.print(f"group {'final' if a is None else a}: {c['recipe'] or 'base recipe'}, {c['epochs']} epochs "
-                      f"(inner UF1 {c['uf1']:.3f}, UAR {c['uar']:.3f} on {c['n']} clips)", soft_wrap=True)
+                scores = score_recipes(inputs.x, inputs.y, subjects, data.classes, base, space, group_of, outers,
+                                       strategy, fold_callbacks=callbacks, on_recipe_end=save,
+                                       done=_read_inner(run.path, len(all_recipes)),
+                                       aus=data.aus if get_spec(opts.model).aux_losses else None)
+            rows = [row for r in range(len(all_recipes)) for row in scores[r]]
+            chosen = {a: choose([row for row in rows if row["outer"] == a]) for a in outers}
+            per_subject = {s: {**chosen[group_of[s]]["recipe"], "epochs": chosen[group_of[s]]["epochs"]}
+                           for s in sorted(set(subjects))}
+            selection = {"groups": {s: group_of[s] for s in sorted(group_of)}, "space": space,
+                         "choice": {("final" if a is None else str(a)): chosen[a] for a in outers},
+                         "per_subject": per_subject, "inner_scores": rows}
+        atomic.write_json(run.path / "selection.json", selection)
+        for a in outers:
+            c = chosen[a]
+            console.print(f"group {'final' if a is None else a}: {c['recipe'] or 'base recipe'}, {c['epochs']} epochs "
+                          f"(inner UF1 {c['uf1']:.3f}, UAR {c['uar']:.3f} on {c['n']} clips)", soft_wrap=True)
 
-    def cfg_of(subject):
-        return replace(base, **per_subject[subject])
+        def cfg_of(subject):
+            return replace(base, **per_subject[subject])
 
-    run_protocol(opts, rep, base, data, inputs, subjects, None, run, completed, strategy, console, cfg_of=cfg_of,
-                 extra_info={"selection": {"method": f"nested leave-one-group-out, {opts.groups} subject groups",
-                                           "space": space, "per_subject": per_subject,
-                                           "final": selection["choice"].get("final")}})
-    if opts.wants_final:
-        final = chosen[None]
-        final_opts = replace(opts, **final["recipe"], epochs=final["epochs"])
-        fit_final(final_opts, rep, replace(base, **final["recipe"], epochs=final["epochs"]), data, inputs, subjects,
-                  run, strategy, console)
-    run.remove_backups()
+        run_protocol(opts, rep, base, data, inputs, subjects, None, run, completed, strategy, console, cfg_of=cfg_of,
+                     extra_info={"selection": {"method": f"nested leave-one-group-out, {opts.groups} subject groups",
+                                               "space": space, "per_subject": per_subject,
+                                               "final": selection["choice"].get("final")}})
+        if opts.wants_final:
+            final = chosen[None]
+            final_opts = replace(opts, **final["recipe"], epochs=final["epochs"])
+            fit_final(final_opts, rep, replace(base, **final["recipe"], epochs=final["epochs"]), data, inputs, subjects,
+                      run, strategy, console)
+        run.remove_backups()
     console.print(f"done in {time.perf_counter() - t_start:.0f} s")
     return run.path
