@@ -130,6 +130,52 @@ def check_annotate(target: str | None, video: str | None) -> None:
         raise EdgeInputError(f"{target}: cannot write a video there ({reason})")
 
 
+class _Annotator:
+    """Writes the ``--annotate`` video atomically (beside its target, renamed when complete).
+
+    In spot mode the frames are written ``delay`` frames behind the stream, so that the spotted
+    intervals (``events``) are known when their frames are drawn; in windows mode (delay 0) each
+    frame is drawn with the text given with it."""
+
+    def __init__(self, target: str | None, fps: float, delay: int):
+        self.target, self.fps, self.writer = target, fps, None
+        self.partial = Path(target).with_name(f".partial-{Path(target).name}") if target else None
+        self.pending: deque = deque()
+        self.delay, self.events = delay, []
+
+    def add(self, index: int, frame: np.ndarray, text: str | None = None) -> None:
+        if self.target is None:
+            return
+        self.pending.append((index, frame, text))
+        while len(self.pending) > self.delay:
+            self._write(*self.pending.popleft())
+
+    def _write(self, index: int, frame: np.ndarray, text: str | None) -> None:
+        if self.writer is None:
+            h, w = frame.shape[:2]
+            self.writer = cv2.VideoWriter(str(self.partial), cv2.VideoWriter_fourcc(*"mp4v"), self.fps, (w, h))
+            if not self.writer.isOpened():
+                raise EdgeInputError(f"{self.target}: cannot write a video there")
+        colour = (255, 255, 0)
+        if text is None:
+            text = ""
+            for record in self.events:
+                if record["frames"][0] <= index <= record["frames"][1]:
+                    text = f"{record['event']} {record.get('label', '')}".strip()
+                    colour = (255, 64, 64) if record["event"] == "micro" else (64, 160, 255)
+        self.writer.write(draw(frame, text, colour))
+
+    def close(self) -> None:
+        if self.target is None:
+            return
+        while self.pending:
+            self._write(*self.pending.popleft())
+        if self.writer is not None:
+            self.writer.release()
+            if self.partial.exists():
+                os.replace(self.partial, self.target)
+
+
 def run(args: argparse.Namespace, out=None) -> dict:
     """Process the stream; write JSON lines to ``out`` (default: the current ``sys.stdout``); return the summary."""
     out = out or sys.stdout
@@ -148,25 +194,17 @@ def run(args: argparse.Namespace, out=None) -> dict:
     except EdgeInputError:
         cap.release()
         raise
-    writer, label, interrupted = None, "", False
+    label, interrupted = "", False
     counts = {"frames": 0, "windows": 0, "no_face": 0}
-    # the annotated video is written beside its target and renamed when complete
-    partial = Path(args.annotate).with_name(f".partial-{Path(args.annotate).name}") if args.annotate else None
+    annotator = _Annotator(args.annotate, fps, delay=0)  # each frame drawn with the latest window's label
     t0 = time.perf_counter()
 
     status = StreamStatus()
 
     def frames():
-        nonlocal writer
         for frame in read_frames(cap, args.max_frames, status):
+            annotator.add(counts["frames"], frame, label)
             counts["frames"] += 1
-            if partial is not None:
-                if writer is None:
-                    h, w = frame.shape[:2]
-                    writer = cv2.VideoWriter(str(partial), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
-                    if not writer.isOpened():
-                        raise EdgeInputError(f"{args.annotate}: cannot write a video there")
-                writer.write(draw(frame, label))
             yield frame
 
     try:
@@ -185,10 +223,7 @@ def run(args: argparse.Namespace, out=None) -> dict:
     finally:
         runner.close()
         cap.release()
-        if writer is not None:
-            writer.release()
-            if partial.exists():
-                os.replace(partial, args.annotate)
+        annotator.close()
     if counts["frames"] == 0:
         raise EdgeInputError(f"{name}: no frame could be decoded" + (f" ({status.error})" if status.error else ""))
     if counts["frames"] == 1:  # no clip at all, let alone a window: bad input, not a short stream
@@ -207,48 +242,6 @@ def run(args: argparse.Namespace, out=None) -> dict:
         summary["note"] = f"the stream has {counts['frames']} frames, fewer than one window ({runner.length})"
     out.write(json.dumps(summary) + "\n")
     return summary
-
-
-class _Annotator:
-    """Writes the annotated video ``frames`` behind the stream (so that spotted intervals are known
-    when their frames are drawn), atomically: beside its target, renamed when complete."""
-
-    def __init__(self, target: str | None, fps: float, delay: int):
-        self.target, self.fps, self.writer = target, fps, None
-        self.partial = Path(target).with_name(f".partial-{Path(target).name}") if target else None
-        self.pending: deque = deque()
-        self.delay, self.events = delay, []
-
-    def add(self, index: int, frame: np.ndarray) -> None:
-        if self.target is None:
-            return
-        self.pending.append((index, frame))
-        while len(self.pending) > self.delay:
-            self._write(*self.pending.popleft())
-
-    def _write(self, index: int, frame: np.ndarray) -> None:
-        if self.writer is None:
-            h, w = frame.shape[:2]
-            self.writer = cv2.VideoWriter(str(self.partial), cv2.VideoWriter_fourcc(*"mp4v"), self.fps, (w, h))
-            if not self.writer.isOpened():
-                raise EdgeInputError(f"{self.target}: cannot write a video there")
-        text, colour = "", (255, 255, 0)
-        for record in self.events:
-            if record["frames"][0] <= index <= record["frames"][1]:
-                text = f"{record['event']} {record.get('label', '')}".strip()
-                colour = (255, 64, 64) if record["event"] == "micro" else (64, 160, 255)
-        self.writer.write(draw(frame, text, colour))
-
-    def close(self, complete: bool = True) -> None:
-        if self.target is None:
-            return
-        if complete:
-            while self.pending:
-                self._write(*self.pending.popleft())
-        if self.writer is not None:
-            self.writer.release()
-            if self.partial.exists():
-                os.replace(self.partial, self.target)
 
 
 def run_spot(args: argparse.Namespace, out) -> dict:

@@ -24,16 +24,12 @@ of a first run against your copy.
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from mer_keras.errors import DataError, MissingFileError, OptionError
 from mer_keras.names import SPOT_DATASETS
 from mer_keras.runtime.intervals import Interval
-
-#: Image files a long video's frames are read from.
-FRAME_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
 
 
 @dataclass(frozen=True)
@@ -45,6 +41,7 @@ class SpotVideo:
         frames: frame image paths in temporal order. fps: frames per second.
         truth: annotated expressions, 0-based indices into ``frames``.
         database: the database's name. skipped: annotation rows left out (no onset or offset).
+        frame_numbers: each frame's number as in its file name (``img46.jpg`` -> 46).
     """
 
     name: str
@@ -54,27 +51,34 @@ class SpotVideo:
     truth: tuple[Interval, ...]
     database: str
     skipped: int = 0
+    frame_numbers: tuple[int, ...] = ()
+
+    def number(self, index: int) -> int:
+        """The frame number of frame ``index`` (0-based), as in the file names."""
+        return self.frame_numbers[index] if self.frame_numbers else index + 1
+
+    def place(self, it: Interval) -> dict:
+        """Where an interval of this video is: its type, onset / apex / offset frame numbers, onset and
+        offset in seconds, and its score (the columns of ``intervals.csv`` and ``predict --spot``)."""
+        return {"type": it.type, "onset": self.number(it.onset), "apex": self.number(it.apex),
+                "offset": self.number(it.offset), "onset_s": round(it.onset / self.fps, 3),
+                "offset_s": round(it.offset / self.fps, 3), "score": it.score}
 
 
-def frame_number(path: Path) -> int:
-    """The last number in a frame file's name (``img46.jpg`` -> 46, ``006_1_0007.jpg`` -> 7), else -1."""
-    numbers = re.findall(r"\d+", path.stem)
-    return int(numbers[-1]) if numbers else -1
-
-
-def list_frames(folder: Path) -> list[Path]:
-    """The frame images of a folder in the order of their numbers.
+def list_frames(folder: Path) -> tuple[tuple[str, ...], tuple[int, ...]]:
+    """The frame images of a folder in the order of their numbers, and those numbers
+    (:func:`mer_keras.data.sheets.numbered_frames`).
 
     Raises:
-        MissingFileError: no such folder, or no frame image in it.
+        MissingFileError: no such folder, or no frame image in it. DataError: a frame file without
+            a number in its name.
     """
-    if not folder.is_dir():
-        raise MissingFileError(f"video folder {folder} does not exist")
-    files = sorted((p for p in folder.iterdir() if p.suffix.lower() in FRAME_SUFFIXES),
-                   key=lambda p: (frame_number(p), p.name))
-    if not files:
-        raise MissingFileError(f"{folder}: no frame images ({', '.join(FRAME_SUFFIXES)}) there")
-    return files
+    from mer_keras.data.sheets import numbered_frames
+
+    numbered = numbered_frames(folder)
+    if not numbered:
+        raise MissingFileError(f"{folder}: no frame images there")
+    return tuple(str(p) for _, p in numbered), tuple(n for n, _ in numbered)
 
 
 def _interval(index: dict[int, int], onset, apex, offset, kind: str, label: str, where: str) -> Interval:
@@ -133,11 +137,11 @@ def _collect(rows, root: Path, fps: float, database: str, strict: bool) -> list[
         entry["rows"].append((where, onset, apex, offset, kind, label))
     out = []
     for folder, entry in sorted(by_video.items()):
-        frames = list_frames(folder)
-        index = {frame_number(p): i for i, p in enumerate(frames)}
+        frames, numbers = list_frames(folder)
+        index = {n: i for i, n in enumerate(numbers)}
         truth = [_interval(index, on, ap, off, kind, label, where) for where, on, ap, off, kind, label in entry["rows"]]
-        out.append(SpotVideo(str(folder.relative_to(root)), entry["subject"], tuple(map(str, frames)), fps,
-                             tuple(sorted(truth, key=lambda t: t.onset)), database, entry["skipped"]))
+        out.append(SpotVideo(str(folder.relative_to(root)), entry["subject"], frames, fps,
+                             tuple(sorted(truth, key=lambda t: t.onset)), database, entry["skipped"], numbers))
     return out
 
 

@@ -270,7 +270,7 @@ def spotted_table(opts: PredictOptions, model_path: Path, meta: dict, cache: Pat
 
     from mer_keras.data.spotting import SpotVideo, list_frames
     from mer_keras.errors import DataError
-    from mer_keras.jobs.spot import _number, recognise, spot_config, spot_video
+    from mer_keras.jobs.spot import recognise, spot_config, spot_video
     from mer_keras.preprocess.video import extract_frames, is_video
 
     classes, rows = list(meta["classes"]), []
@@ -290,16 +290,14 @@ def spotted_table(opts: PredictOptions, model_path: Path, meta: dict, cache: Pat
             raise DataError(f"{name}: --spot reads a long video or a frame folder, not this file")
         if not fps or not np.isfinite(fps):
             raise DataError(f"{name}: frames carry no frame rate; give --fps")
-        video = SpotVideo(str(name), "input", tuple(map(str, list_frames(folder))), float(fps), (), "input")
+        frames, numbers = list_frames(folder)
+        video = SpotVideo(str(name), "input", frames, float(fps), (), "input", frame_numbers=numbers)
         with console.status(f"spotting {name} ({len(video.frames)} frames at {fps:g} fps)"):
             found, _ = spot_video(video, cfg)
         micro = [i for i in found if i.type == "micro"]
         probs = recognise(model_path, meta, video, micro)
         for it in found:
-            row = {"input": str(name), "type": it.type, "onset": _number(video, it.onset),
-                   "apex": _number(video, it.apex), "offset": _number(video, it.offset),
-                   "onset_s": round(it.onset / fps, 3), "offset_s": round(it.offset / fps, 3), "score": it.score,
-                   "predicted": ""}
+            row = {"input": str(name), **video.place(it), "predicted": ""}
             pr = probs[micro.index(it)] if it.type == "micro" else np.full(len(classes), np.nan)
             if it.type == "micro":
                 row["predicted"] = classes[int(np.argmax(pr))]

@@ -62,26 +62,18 @@ def spot_config(opts: SpotOptions):
         raise OptionError(str(exc)) from None
 
 
-def read_rgb(path: str):
-    """(H, W, 3) uint8 RGB frame; DataError naming the file when unreadable."""
-    import cv2
-
-    from mer_keras.preprocess.images import read_image
-
-    return cv2.cvtColor(read_image(path), cv2.COLOR_BGR2RGB)  # read_image gives OpenCV's BGR
-
-
 def spot_video(video, cfg) -> tuple[list, dict]:
     """Spot one :class:`~mer_keras.data.spotting.SpotVideo`: (intervals, {"frames", "seconds", "no_face"})."""
     import numpy as np
 
+    from mer_keras.data.pipeline import read_frame
     from mer_keras.runtime.spotting import Spotter
 
     spotter = Spotter(video.fps, cfg)
     t0 = time.perf_counter()
     found = []
     for path in video.frames:
-        found += spotter.push(read_rgb(path))
+        found += spotter.push(read_frame(path))
     found += spotter.finish()
     seconds = time.perf_counter() - t0
     no_face = int(np.isnan(np.asarray(spotter.signals["micro"])).sum()) if video.frames else 0
@@ -97,13 +89,14 @@ def recognise(model_path: Path, meta: dict, video, intervals, console=None):
     """(N, K) class probabilities of ``intervals`` of ``video`` (onset..offset frames, apex as given)."""
     import numpy as np
 
+    from mer_keras.data.pipeline import read_frame
     from mer_keras.jobs.evaluate import predict_file
     from mer_keras.preprocess.representation import RepresentationConfig, representation_from_frames
 
     rep = RepresentationConfig.from_dict(dict(meta["preprocessing"]))
     x = []
     for it in intervals:
-        frames = [read_rgb(p) for p in video.frames[it.onset:it.offset + 1]]
+        frames = [read_frame(p) for p in video.frames[it.onset:it.offset + 1]]
         x.append(representation_from_frames(frames, 0, it.apex - it.onset, it.offset - it.onset, rep,
                                             clip_id=f"{video.name} frames {it.onset + 1}-{it.offset + 1}"))
     if not x:
@@ -225,14 +218,11 @@ def run_spot(opts: SpotOptions, console=None) -> Path:
             matches.update({i: (j, v) for i, j, v in pairs})
         micro_index = [k for k, i in enumerate(spotted[video.name]) if i.type == "micro"]
         for k, it in enumerate(spotted[video.name]):
-            row = {"video": video.name, "type": it.type, "onset": _number(video, it.onset),
-                   "apex": _number(video, it.apex), "offset": _number(video, it.offset),
-                   "onset_s": round(it.onset / video.fps, 3), "offset_s": round(it.offset / video.fps, 3),
-                   "score": it.score}
+            row = {"video": video.name, **video.place(it)}
             if annotated:
                 j = matches.get(k)
-                row.update({"true_onset": _number(video, video.truth[j[0]].onset) if j else None,
-                            "true_offset": _number(video, video.truth[j[0]].offset) if j else None,
+                row.update({"true_onset": video.number(video.truth[j[0]].onset) if j else None,
+                            "true_offset": video.number(video.truth[j[0]].offset) if j else None,
                             "iou": round(j[1], 3) if j else None})
             if video.name in probs_of and k in micro_index:
                 p = probs_of[video.name][micro_index.index(k)]
@@ -253,14 +243,6 @@ def run_spot(opts: SpotOptions, console=None) -> Path:
     atomic.write_json(out / "results.json", results)
     _report(console, out, results)
     return out
-
-
-def _number(video, index: int) -> int:
-    """The frame number of a frame index, as in the video's file names."""
-    from mer_keras.data.spotting import frame_number
-
-    n = frame_number(Path(video.frames[index]))
-    return n if n >= 0 else index + 1
 
 
 def _recognition_vs_truth(model_path, meta, videos, spotted, probs_of, classes) -> dict:

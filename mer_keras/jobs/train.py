@@ -273,19 +273,24 @@ EXECUTION_OPTIONS = ("resume", "out", "workers", "cache_dir", "folds", "final", 
                      "parallel_folds", "tensorboard", "backup_minutes", "strict", "root", "faces", "test_root")
 
 
-def fold_identity(opts: TrainOptions, rep: RepresentationConfig, data: Dataset, cfg) -> dict:
-    """What produced a fold's result: the options that change it, the representation, the training
-    config and a fingerprint of the data (record keys and labels). Written into each fold file;
-    a resumed run refuses fold files whose identity differs (:func:`mer_keras.runs.check_identity`)."""
+def data_fingerprint(data: Dataset) -> str:
+    """16 hex digits of sha256 over the records' keys and labels: the data a fold was trained and tested on."""
     import hashlib
     import json
 
-    labels = [r["label"] for r in data.rows]
-    digest = hashlib.sha256(json.dumps([data.keys, labels]).encode()).hexdigest()[:16]
+    return hashlib.sha256(json.dumps([data.keys, [r["label"] for r in data.rows]]).encode()).hexdigest()[:16]
+
+
+def fold_identity(opts: TrainOptions, rep: RepresentationConfig, fingerprint: str, cfg) -> dict:
+    """What produced a fold's result: the options that change it, the representation, the training
+    config and the data's fingerprint (:func:`data_fingerprint`). Written into each fold file;
+    a resumed run refuses fold files whose identity differs (:func:`mer_keras.runs.check_identity`)."""
+    import json
+
     options = {k: v for k, v in asdict(opts).items() if k not in EXECUTION_OPTIONS}
     training = {k: v for k, v in cfg.to_dict().items() if k not in EXECUTION_OPTIONS}
     return json.loads(json.dumps({"options": options, "representation": asdict(rep), "training": training,
-                                  "data": digest}, default=str))
+                                  "data": fingerprint}, default=str))
 
 
 def run_protocol(opts: TrainOptions, rep: RepresentationConfig, cfg, data: Dataset, inputs: Inputs,
@@ -317,7 +322,8 @@ def run_protocol(opts: TrainOptions, rep: RepresentationConfig, cfg, data: Datas
     fold_warnings = untrained_classes(folds, [classes[k] for k in y], classes)
     raise_if_strict(fold_warnings, opts.strict, "fold")  # before any training
     print_warnings(fold_warnings, console)
-    identity = {f.name: fold_identity(opts, rep, data, cfg_of(f.name) if cfg_of else cfg) for f in folds}
+    fingerprint = data_fingerprint(data)  # once: it hashes every record
+    identity = {f.name: fold_identity(opts, rep, fingerprint, cfg_of(f.name) if cfg_of else cfg) for f in folds}
     for name, done in completed.items():
         if name in identity:
             check_identity(done.get("path", name), done.get("identity"), identity[name])

@@ -46,7 +46,9 @@ from mer_keras.data.synthetic.config import (
     CLASS_PROBABILITIES,
     CLASSES,
     GENERATOR_VERSION,
+    MACRO_EXPRESSION,
     MAX_SEED,
+    SyntheticConfig,
     check_number,
     check_range,
     check_whole,
@@ -96,16 +98,16 @@ class LongVideoConfig:
     frame_size: int = 192
     micro: tuple[int, int] = (3, 5)
     macro: tuple[int, int] = (1, 3)
-    micro_amplitude: tuple[float, float] = (0.035, 0.08)
-    macro_amplitude: tuple[float, float] = (0.15, 0.35)
-    micro_duration: tuple[float, float] = (0.18, 0.45)
-    macro_duration: tuple[float, float] = (0.6, 2.0)
+    micro_amplitude: tuple[float, float] = SyntheticConfig.amplitude    # the default set's micro-expressions
+    macro_amplitude: tuple[float, float] = MACRO_EXPRESSION["amplitude"]
+    micro_duration: tuple[float, float] = SyntheticConfig.duration
+    macro_duration: tuple[float, float] = (0.6, 2.0)  # longer than MEGC's 0.5 s bound of micro-expressions
     blink_rate: float = 0.25
     head_moves: float = 2.0
     light_changes: float = 1.0
-    noise_sigma: tuple[float, float] = (1.0, 3.0)
+    noise_sigma: tuple[float, float] = SyntheticConfig.noise_sigma
     jitter: float = 0.05
-    jpeg_quality: int = 95
+    jpeg_quality: int = SyntheticConfig.jpeg_quality
 
     def __post_init__(self) -> None:
         what = "long videos"
