@@ -10,6 +10,7 @@ import contextlib
 import os
 import sys
 import tempfile
+import threading
 
 #: Lines the native side of TensorFlow and its TFLite converter print on stderr that say nothing to
 #: a user: CUDA plugin registration and probing on a machine without a GPU, CPU-feature notes, and
@@ -23,7 +24,7 @@ NATIVE_NOISE = ("All log messages before absl::InitializeLog()", "Unable to regi
                 "Reading SavedModel", "Reading meta graph", "Restoring SavedModel", "SavedModel load for tags",
                 "Running initialization op", "Skipping loading of SavedModel", "Saved model with tags",
                 "SavedModel bundle", "Unable to find SavedModel", "could not find TensorRT",
-                "INFO: Created TensorFlow Lite",  # its XNNPACK delegate (TFLite, and mediapipe's graph)
+                "Created TensorFlow Lite XNNPACK delegate",  # TFLite's and mediapipe's (written in pieces)
                 "Sharding callback duration", "Read SavedModel", "fp16 activations",
                 "MLIR V1 optimization pass is not enabled",
                 # mediapipe's face mesh (TFLite inside) when it starts and on its first image
@@ -38,29 +39,45 @@ def verbose() -> bool:
     return any(os.environ.get(v, "") not in ("", "0") for v in ("MER_KERAS_VERBOSE", "MER_KERAS_USER_TF_LOG"))
 
 
+#: One redirection of descriptor 2 shared by every thread inside a :func:`quiet_native_stderr`
+#: block: descriptor 2 belongs to the process, so a second thread's block must neither redirect it
+#: again nor restore it while the first is still inside (native lines would escape between them).
+_lock = threading.Lock()
+_state = {"depth": 0, "saved": None, "captured": None}
+
+
 @contextlib.contextmanager
 def quiet_native_stderr():
     """Filter :data:`NATIVE_NOISE` out of what native code writes to file descriptor 2 in the block.
 
     The descriptor is redirected to a temporary file and the lines that are not noise are written
-    back to ``sys.stderr`` when the block ends, errors included (an exception in the block still
-    shows what TensorFlow said). Nothing is filtered when :func:`verbose`.
+    back to ``sys.stderr`` when the last open block ends, errors included (an exception in the
+    block still shows what TensorFlow said). Blocks nest and may be open in several threads at
+    once: one redirection serves them all. Nothing is filtered when :func:`verbose`.
     """
     if verbose():
         yield
         return
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as captured:
-        os.dup2(captured.fileno(), 2)
-        try:
-            yield
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            captured.seek(0)
-            kept = [line for line in captured.read().decode(errors="replace").splitlines(keepends=True)
-                    if line.strip() and not any(n in line for n in NATIVE_NOISE)]
-            if kept:
-                sys.stderr.write("".join(kept))
-                sys.stderr.flush()
+    with _lock:
+        if _state["depth"] == 0:
+            sys.stderr.flush()
+            _state["captured"] = tempfile.TemporaryFile()
+            _state["saved"] = os.dup(2)
+            os.dup2(_state["captured"].fileno(), 2)
+        _state["depth"] += 1
+    try:
+        yield
+    finally:
+        with _lock:
+            _state["depth"] -= 1
+            if _state["depth"] == 0:
+                saved, captured = _state["saved"], _state["captured"]
+                os.dup2(saved, 2)
+                os.close(saved)
+                with captured:
+                    captured.seek(0)
+                    kept = [line for line in captured.read().decode(errors="replace").splitlines(keepends=True)
+                            if line.strip() and not any(n in line for n in NATIVE_NOISE)]
+                if kept:
+                    sys.stderr.write("".join(kept))
+                    sys.stderr.flush()

@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # Two test processes share the CI's two cores: one compute thread each (TensorFlow's intra-op
+    # pool, OpenMP, OpenCV) instead of two each fighting over both cores. Set before TensorFlow
+    # loads; subprocesses started by the tests inherit it. Inter-op threads stay as they are
+    # (MirroredStrategy's collectives need more than one).
+    for _var in ("TF_NUM_INTRAOP_THREADS", "OMP_NUM_THREADS", "OPENCV_FOR_THREADS_NUM"):
+        os.environ.setdefault(_var, "1")
 
 import mer_keras  # noqa: E402,F401  (sets TF_USE_LEGACY_KERAS and the quiet native log levels first)
 

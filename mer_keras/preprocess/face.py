@@ -44,13 +44,17 @@ class FaceMeshLandmarker:
     def __init__(self, min_detection_confidence: float = 0.5):
         from mer_keras.native import quiet_native_stderr
 
-        with quiet_native_stderr():  # mediapipe's start-up lines
+        # mediapipe's start-up lines. Its graph opens the TFLite models in its own threads after
+        # FaceMesh() returns, so a first image is run inside the same block: otherwise their
+        # "Created TensorFlow Lite XNNPACK delegate" line can land after the block has ended.
+        with quiet_native_stderr():
             import mediapipe as mp
 
             self._mesh = mp.solutions.face_mesh.FaceMesh(
                 static_image_mode=True, max_num_faces=1, refine_landmarks=False,
                 min_detection_confidence=min_detection_confidence)
-        self._first = True
+            self._mesh.process(np.zeros((64, 64, 3), np.uint8))
+        self._quiet = True  # until a face is found: the landmark model warns on its first face
 
     def __call__(self, image: np.ndarray) -> np.ndarray | None:
         image = np.asarray(image)
@@ -60,12 +64,11 @@ class FaceMeshLandmarker:
             image = cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
         from mer_keras.native import quiet_native_stderr
 
-        # mediapipe prints its graph's warnings on the first image only
-        with quiet_native_stderr() if self._first else contextlib.nullcontext():
+        with quiet_native_stderr() if self._quiet else contextlib.nullcontext():
             result = self._mesh.process(np.ascontiguousarray(image))
-        self._first = False
         if not result.multi_face_landmarks:
             return None
+        self._quiet = False
         h, w = image.shape[:2]
         pts = np.array([(p.x * w, p.y * h) for p in result.multi_face_landmarks[0].landmark], np.float32)
         return pts

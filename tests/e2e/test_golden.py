@@ -31,6 +31,9 @@ ADDED_METADATA = {"preprocessing/flow_encoding", "training_inputs",  # issue 18:
 ADDED_FILES = ("history/", "learning_curves.png", "uf1_per_fold.png")
 #: Keys issue 22 added: each fold file's identity (checked on resume) and the run's data warnings.
 ADDED_KEYS = ("/identity: new", "/results.json/warnings: new")
+#: The int8 model's parity with the Keras model is a measured quantization error: a last-bit change
+#: upstream (the test processes' thread count) moves it by up to one output step of 1/256.
+LOOSE = {"model_int8.tflite/parity/": 1 / 256}
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +51,7 @@ def test_run_folder_matches_the_code_before_the_redesign(runs_now, name):
     now = golden.summarise(runs_now[name])
     assert [f for f in now["files"] if f.startswith(ADDED_FILES)], "the added files are gone: update ADDED_FILES"
     now["files"] = [f for f in now["files"] if not f.startswith(ADDED_FILES)]
-    diffs = [d for d in golden.compare(expected, now)
+    diffs = [d for d in golden.compare(expected, now, loose=LOOSE)
              if d not in {f"/config.json/{k}: new" for k in ADDED_OPTIONS}
              | {f"/metadata.json/{k}: new" for k in ADDED_METADATA}
              and not (d.startswith("/folds/") and d.endswith(ADDED_KEYS[0])) and d != ADDED_KEYS[1]]
@@ -62,3 +65,5 @@ def test_compare_sees_a_changed_probability():
     a = {"folds": {"x.json": {"probabilities": [[0.5, 0.5]]}}}
     b = {"folds": {"x.json": {"probabilities": [[0.5, 0.51]]}}}
     assert golden.compare(a, a) == [] and golden.compare(a, b) == ["/folds/x.json/probabilities[0][1]: 0.5 != 0.51"]
+    assert golden.compare(a, b, loose={"probabilities": 0.02}) == []
+    assert golden.compare(a, b, loose={"parity": 0.02}) != []

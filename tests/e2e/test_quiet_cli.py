@@ -64,3 +64,35 @@ def test_native_lines_that_are_not_noise_are_kept(capfd, monkeypatch):
         os.write(2, b"a real problem\n")
     err = capfd.readouterr().err
     assert "a real problem" in err and "cuDNN" not in err
+
+
+def test_blocks_open_in_two_threads_share_one_redirection(capfd, monkeypatch):
+    """A native line written by a thread after another thread's block has ended is still filtered
+    (the CI failure of stop 28: mediapipe's delegate line escaped onto the terminal)."""
+    import os
+    import threading
+
+    from mer_keras.native import quiet_native_stderr
+
+    monkeypatch.setenv("MER_KERAS_USER_TF_LOG", "0")
+    monkeypatch.delenv("MER_KERAS_VERBOSE", raising=False)
+    inside, first_done = threading.Event(), threading.Event()
+
+    def native_thread():
+        with quiet_native_stderr():
+            inside.set()
+            first_done.wait(10)  # the main thread's block has ended; this one is still open
+            os.write(2, b"INFO: Created TensorFlow Lite XNNPACK delegate for CPU.\n")
+            os.write(2, b"kept from the thread\n")
+
+    worker = threading.Thread(target=native_thread)
+    with quiet_native_stderr():
+        worker.start()
+        inside.wait(10)
+        with quiet_native_stderr():  # nested in the same thread
+            os.write(2, b"kept from the main thread\n")
+    first_done.set()
+    worker.join(10)
+    err = capfd.readouterr().err
+    assert "XNNPACK" not in err and "INFO" not in err
+    assert "kept from the thread" in err and "kept from the main thread" in err

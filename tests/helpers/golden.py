@@ -96,23 +96,25 @@ def summarise(run: Path) -> dict:
     return out
 
 
-def compare(expected, actual, path: str = "", tol: float = 1e-5) -> list[str]:
-    """Differences between two summaries: floats within ``tol`` (absolute) count as equal."""
+def compare(expected, actual, path: str = "", tol: float = 1e-5, loose: dict[str, float] | None = None) -> list[str]:
+    """Differences between two summaries: floats within ``tol`` (absolute) count as equal, or within
+    ``loose[part]`` where the path contains ``part``."""
     diffs = []
     if isinstance(expected, dict) and isinstance(actual, dict):
         for k in sorted(set(expected) | set(actual)):
             if k not in actual or k not in expected:
                 diffs.append(f"{path}/{k}: {'missing' if k not in actual else 'new'}")
             else:
-                diffs += compare(expected[k], actual[k], f"{path}/{k}", tol)
+                diffs += compare(expected[k], actual[k], f"{path}/{k}", tol, loose)
     elif isinstance(expected, list) and isinstance(actual, list):
         if len(expected) != len(actual):
             diffs.append(f"{path}: length {len(expected)} != {len(actual)}")
         else:
             for i, (a, b) in enumerate(zip(expected, actual)):
-                diffs += compare(a, b, f"{path}[{i}]", tol)
+                diffs += compare(a, b, f"{path}[{i}]", tol, loose)
     else:
         a, b = expected, actual
+        tol = next((t for part, t in (loose or {}).items() if part in path), tol)
         try:  # predictions.csv cells are strings of numbers
             fa, fb = float(a), float(b)
             if isinstance(a, (int, float, str)) and isinstance(b, (int, float, str)) and not isinstance(a, bool):
