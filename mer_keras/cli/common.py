@@ -3,6 +3,7 @@ from a job's options schema (:mod:`mer_keras.jobs.schema`)."""
 
 from __future__ import annotations
 
+import errno
 import functools
 import inspect
 import types
@@ -50,6 +51,8 @@ def user_errors(fn):
             msg = str(exc)
             if isinstance(exc, OSError) and not isinstance(exc, MerKerasError) and exc.filename is not None:
                 msg = f"{exc.filename}: {exc.strerror or exc}"
+                if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):  # a read-only folder or file system
+                    msg += " (this process may not write there)"
             from rich.markup import escape
 
             err_console.print(f"[bold red]error:[/] {escape(msg)}", markup=True, highlight=False, soft_wrap=True)

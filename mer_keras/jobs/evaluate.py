@@ -250,13 +250,26 @@ def check_outputs(out: str | Path, cache_dir: str | None = None, option: str = "
     """Step *check outputs* of every job: the output folder can be written (:func:`check_writable`)
     and the cache folder is one (:func:`mer_keras.preprocess.cache.default_cache_dir`), before any work.
 
+    A cache folder that exists but is read-only is accepted (a filled cache is only read; a missing
+    entry is refused when it is written, naming the path); one that does not exist yet must be
+    creatable.
+
     Raises:
         OptionError: the first unusable one, named.
     """
+    import os
+
+    from mer_keras.errors import OptionError
     from mer_keras.preprocess.cache import default_cache_dir
 
     check_writable(out, option)
-    default_cache_dir(cache_dir)
+    cache = default_cache_dir(cache_dir)
+    if not cache.is_dir():
+        parent = next(p for p in cache.parents if p.is_dir())
+        if not os.access(parent, os.W_OK | os.X_OK):
+            source = "--cache-dir" if cache_dir else "the cache folder"
+            raise OptionError(f"{source} {cache}: {parent} is not writable, so the cache cannot be made there "
+                              "(give a writable --cache-dir or set MER_CACHE_DIR)")
 
 
 def dataset_inputs(opts: EvalOptions, rep: RepresentationConfig, classes: list[str], meta: dict, cache, console):
