@@ -251,6 +251,7 @@ def qat_fine_tune(model: keras.Model, x: np.ndarray, y: np.ndarray,
         (qat_model, plan, history) with history {"loss": [...], "accuracy": [...]} (floats per epoch).
     Raises:
         ValueError: a layer with no QAT decision (see :func:`qat_plan`).
+        OptionError: the fine-tuning loss became NaN or infinite (named with its epoch).
     """
     from mer_keras.data.weights import balanced_class_weight
 
@@ -261,5 +262,25 @@ def qat_fine_tune(model: keras.Model, x: np.ndarray, y: np.ndarray,
     num_classes = int(model.output_shape[-1])
     cw = balanced_class_weight(y, num_classes) if class_weight else None
     ds = batches(x, y)
-    hist = qat.fit(ds, epochs=epochs, verbose=0, class_weight=cw)
+    hist = qat.fit(ds, epochs=epochs, verbose=0, class_weight=cw, callbacks=[_StopOnNonFiniteQATLoss(epochs, lr)])
     return qat, plan, {k: [float(v) for v in vals] for k, vals in hist.history.items()}
+
+
+class _StopOnNonFiniteQATLoss(keras.callbacks.Callback):
+    """End QAT fine-tuning with :class:`~mer_keras.errors.OptionError` at the first epoch whose
+    loss is NaN or infinite (a diverged fine-tuning would convert to an int8 model of NaN)."""
+
+    def __init__(self, epochs: int, lr: float):
+        super().__init__()
+        self.epochs, self.lr = int(epochs), float(lr)
+
+    def on_epoch_end(self, epoch, logs=None):
+        import math
+
+        from mer_keras.errors import OptionError
+
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            raise OptionError(f"QAT fine-tuning: the training loss is {float(loss)} at epoch {epoch + 1} of "
+                              f"{self.epochs}; the learning rate {self.lr:g} is likely too large (try a smaller "
+                              "--qat-lr); no QAT model was written")

@@ -138,11 +138,11 @@ def export_run(run: str | Path, formats: Sequence[str], console, qat: QATOptions
     from mer_keras.data.pipeline import RepresentationConfig
     from mer_keras.jobs.evaluate import check_writable, not_a_folder
     from mer_keras.jobs.final_model import deployment_window
-    from mer_keras.jobs.train import load_run_inputs
+    from mer_keras.jobs.train import apply_recipe, load_run_inputs
     from mer_keras.jobs.train_options import options_from_config
     from mer_keras.models.inference import predict_proba
     from mer_keras.models.io import load_model, read_json
-    from mer_keras.registry import inference_model
+    from mer_keras.registry import get_spec, inference_model
     from mer_keras.train.tfdata import make_dataset
 
     run = Path(run)
@@ -166,6 +166,8 @@ def export_run(run: str | Path, formats: Sequence[str], console, qat: QATOptions
     report = read_json(report_path) if report_path.exists() else {}  # a bad report fails before the conversion
     try:
         opts = options_from_config(config, run / "config.json")
+        # a recipe option the config does not record (batch size, augmentation): as training filled it
+        opts = apply_recipe(opts, get_spec(opts.model).recipe(opts.recipe) if opts.recipe else {})
         rep = RepresentationConfig(**config["representation_config"])
         classes = list(meta["classes"])
     except OptionError:

@@ -136,6 +136,42 @@ def test_qat_export_needs_the_callers_training_batches(tmp_path):
     assert not list(tmp_path.iterdir())
 
 
+def test_a_diverged_qat_fine_tuning_is_refused_and_nothing_is_written(tmp_path):
+    """A QAT loss that becomes NaN (here from a NaN input) stops the export naming the epoch and
+    --qat-lr; no QAT model is written."""
+    from functools import partial
+
+    from mer_keras.errors import OptionError
+    from mer_keras.export.exporter import QATOptions, write_export
+    from mer_keras.train.tfdata import make_dataset
+
+    model = inference_model(create_model("ststnet", 3))
+    x = np.random.default_rng(0).uniform(0, 255, (8, 28, 28, 3)).astype(np.float32)
+    x[3, 5, 5, 0] = np.nan
+    y = np.array([0, 1, 2, 0, 1, 2, 0, 1])
+    qat = QATOptions(epochs=2, lr=1e-4, batches=partial(make_dataset, batch_size=8, shuffle=False, augment=False,
+                                                        flow_input=True, seed=0))
+    with pytest.raises(OptionError, match=r"QAT fine-tuning: the training loss is nan at epoch 1 of 2; .*--qat-lr"):
+        write_export(model, FORMATS["tflite_qat"], tmp_path, x, y, qat)
+    assert not list(tmp_path.iterdir())
+
+
+def test_qat_export_of_a_run_whose_config_lacks_recipe_options(tiny_flow_run, tmp_path):
+    """A config.json without batch_size or augment (hand-written, or from before they were recorded)
+    fine-tunes with the values training would have used (it gave a TensorFlow traceback)."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_flow_run, run, ignore=shutil.ignore_patterns("*.tflite", "saved_model", "export_report.json"))
+    config = json.loads((run / "config.json").read_text())
+    for key in ("batch_size", "augment"):
+        config.pop(key)
+    (run / "config.json").write_text(json.dumps(config))
+    res = runner.invoke(app, ["export", str(run), "--format", "tflite", "--quant", "qat", "--qat-epochs", "1"])
+    assert res.exit_code == 0, res.output
+    assert (run / "model_qat_int8.tflite").is_file()
+
+
 def test_export_refuses_an_unfinished_run_and_a_bad_combination(tiny_flow_run, tmp_path):
     res = runner.invoke(app, ["export", str(tmp_path)])
     assert res.exit_code == 2 and "not a finished run folder" in res.output
