@@ -19,7 +19,16 @@ from mer_keras import atomic
 from mer_keras.errors import OptionError, RunFolderError
 from mer_keras.jobs.schema import from_config, option, validate
 from mer_keras.jobs.train_options import TrainOptions
-from mer_keras.train.nested import SEARCHABLE, check_space, choose, parse_space, recipes, score_recipes, subject_groups
+from mer_keras.train.nested import (
+    SEARCHABLE,
+    check_group_count,
+    check_space,
+    choose,
+    parse_space,
+    recipes,
+    score_recipes,
+    subject_groups,
+)
 
 
 def _parse_space(items) -> dict | None:
@@ -158,6 +167,8 @@ def tune(opts: TuneOptions, console=None) -> Path:
         raise OptionError(f"--space shift / --shift: {opts.model}'s input is {rep.regions} regions tiled 2 x 2; a "
                           "translation would move one region's pixels into its neighbour's tile")
     opts = replace(opts, space=space)
+    if opts.data == "synthetic":  # its subject count is an option: checked before the set is rendered
+        check_group_count(opts.groups, opts.subjects)
     strategy = get_strategy(opts.strategy)
     data = load_data(DataRequest.of(opts), console)
     if opts.init_from:

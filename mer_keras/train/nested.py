@@ -147,6 +147,17 @@ def recipes(space: dict[str, list]) -> list[dict]:
     return [dict(zip(keys, combo)) for combo in product(*(space[k] for k in keys))]
 
 
+def check_group_count(n_groups: int, n_subjects: int) -> None:
+    """Refuse ``n_groups`` subject groups for ``n_subjects`` subjects unless 3 <= n_groups <= n_subjects.
+
+    Raises:
+        OptionError: naming ``--groups`` and the range (an inner loop needs two groups besides the outer one).
+    """
+    if n_groups < 3 or n_groups > n_subjects:
+        raise OptionError(f"--groups {n_groups}: expected 3..{n_subjects} (the number of subjects); the inner loop "
+                          "of a group needs two other groups")
+
+
 def subject_groups(subjects: Sequence[str], n_groups: int) -> dict[str, int]:
     """Split subjects into ``n_groups`` groups of near-equal clip counts (``sklearn.model_selection.GroupKFold``).
 
@@ -161,9 +172,7 @@ def subject_groups(subjects: Sequence[str], n_groups: int) -> dict[str, int]:
     from sklearn.model_selection import GroupKFold
 
     names = sorted(set(subjects))
-    if n_groups < 3 or n_groups > len(names):
-        raise OptionError(f"--groups {n_groups}: expected 3..{len(names)} (the number of subjects); the inner loop "
-                          "of a group needs two other groups")
+    check_group_count(n_groups, len(names))
     out: dict[str, int] = {}
     for g, (_, held) in enumerate(GroupKFold(n_splits=n_groups).split(np.zeros(len(subjects)), groups=subjects)):
         for i in held:

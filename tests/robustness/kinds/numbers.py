@@ -202,6 +202,7 @@ def cases() -> list[Case]:
         (["--space", "batch_size=1e30"], "--space 'batch_size=1e30'", "(expected at most 65536)"),
         (["--space", "epochs=2.5"], "--space 'epochs=2.5'", "is not a valid epochs (expected a whole number)"),
         (["--groups", "100000"], "--groups 100000", "expected a whole number from 3 to 1000"),
+        (["--subjects", "4", "--groups", "5"], "--groups 5", "expected 3..4 (the number of subjects)"),
         (["--lr", "inf"], "--lr inf", "expected a finite number above 0"),
     ]:
         out.append(Case(f"tune {' '.join(argv)}", "cli", tune + argv, 2, where, reason, **refused))
