@@ -113,6 +113,23 @@ def heldout_inputs(opts, rep, classes: Sequence[str], console, verify_data: str 
     return x, np.array([list(classes).index(s.label) for s in samples]), desc
 
 
+def recorded_options(config: dict, source):
+    """The training options a run's config.json records, validated, with every recipe option it
+    does not record (batch size, augmentation: a hand-written or older config) filled as training
+    fills it (:func:`mer_keras.jobs.train.apply_recipe`).
+
+    Raises:
+        OptionError: a recorded value of the wrong type or out of range, named with ``source``.
+        UnknownNameError: an unknown model or recipe.
+    """
+    from mer_keras.jobs.train import apply_recipe
+    from mer_keras.jobs.train_options import options_from_config
+    from mer_keras.registry import get_spec
+
+    opts = options_from_config(config, source)
+    return apply_recipe(opts, get_spec(opts.model).recipe(opts.recipe) if opts.recipe else {})
+
+
 def export_run(run: str | Path, formats: Sequence[str], console, qat: QATOptions | None = None,
                verify_data: str | None = None, verify_root: str | None = None,
                class_map: dict | str | None = None) -> dict:
@@ -138,11 +155,10 @@ def export_run(run: str | Path, formats: Sequence[str], console, qat: QATOptions
     from mer_keras.data.pipeline import RepresentationConfig
     from mer_keras.jobs.evaluate import check_writable, not_a_folder
     from mer_keras.jobs.final_model import deployment_window
-    from mer_keras.jobs.train import apply_recipe, load_run_inputs
-    from mer_keras.jobs.train_options import options_from_config
+    from mer_keras.jobs.train import load_run_inputs
     from mer_keras.models.inference import predict_proba
     from mer_keras.models.io import load_model, read_json
-    from mer_keras.registry import get_spec, inference_model
+    from mer_keras.registry import inference_model
     from mer_keras.train.tfdata import make_dataset
 
     run = Path(run)
@@ -165,9 +181,7 @@ def export_run(run: str | Path, formats: Sequence[str], console, qat: QATOptions
     report_path = run / "export_report.json"
     report = read_json(report_path) if report_path.exists() else {}  # a bad report fails before the conversion
     try:
-        opts = options_from_config(config, run / "config.json")
-        # a recipe option the config does not record (batch size, augmentation): as training filled it
-        opts = apply_recipe(opts, get_spec(opts.model).recipe(opts.recipe) if opts.recipe else {})
+        opts = recorded_options(config, run / "config.json")
         rep = RepresentationConfig(**config["representation_config"])
         classes = list(meta["classes"])
     except OptionError:

@@ -44,6 +44,11 @@ class SpotOptions:
     micro_k: float | None = option(None, "Reference distance of the micro scale, s (default 0.3).", above=0)
     macro_k: float | None = option(None, "Reference distance of the macro scale, s (default 1.0).", above=0)
     min_snr: float | None = option(None, "Peak over the motion near its neutral references (default 5).", above=0)
+    method: str = option("analytic", "How a candidate is kept: the analytic rules (--min-snr), or the learned "
+                                     "second stage (fitted on development videos; docs/SPOTTING.md).",
+                         choices=lambda: ("analytic", "learned"))
+    learned_model: str | None = option(None, "With --method learned: a second stage written by "
+                                             "tools/fit_spotter.py instead of the packaged one.")
     limit: int | None = option(None, "Spot only the first N videos (a quick look).", min=1)
     draws: int = option(200, "Draws of the random baseline.", min=1)
     strict: bool = option(False, "Stop at the first bad annotation row instead of skipping it.")
@@ -54,10 +59,21 @@ def spot_config(opts: SpotOptions):
     """The :class:`~mer_keras.runtime.spotting.SpotConfig` of the options (defaults where not given)."""
     from mer_keras.runtime.spotting import SpotConfig
 
-    given = {k: getattr(opts, k, None) for k in ("micro_k", "macro_k", "min_snr")}
+    given = {k: getattr(opts, k, None) for k in ("micro_k", "macro_k", "min_snr", "method", "learned_model")}
     given = {k: v for k, v in given.items() if v is not None}
+    if given.get("min_snr") is not None and given.get("method") == "learned":
+        raise OptionError("--min-snr is a rule of --method analytic; the learned second stage keeps candidates by "
+                          "its own threshold")
+    if given.get("learned_model") is not None and given.get("method") != "learned":
+        raise OptionError("--learned-model needs --method learned")
     try:
-        return SpotConfig(**given)
+        cfg = SpotConfig(**given)
+        if cfg.method == "learned":  # a bad second stage fails here, before any video is read
+            from mer_keras.runtime.spot_stage import LEARNED, SecondStage
+
+            (SecondStage.from_file(cfg.learned_model) if cfg.learned_model
+             else SecondStage.from_dict(LEARNED, "the packaged second stage"))
+        return cfg
     except ValueError as exc:
         raise OptionError(str(exc)) from None
 

@@ -62,6 +62,10 @@ BLINK = "blink"
 FACE_ELLIPSE = (0.5, 0.54, 0.40, 0.46)
 
 
+#: How a candidate is kept: the analytic rules, or the learned second stage (:mod:`~mer_keras.runtime.spot_stage`).
+METHODS = ("analytic", "learned")
+
+
 @dataclass(frozen=True)
 class SpotConfig:
     """Parameters of the spotter (units as stated; see the module docstring for their roles).
@@ -79,6 +83,9 @@ class SpotConfig:
         min_snr: a candidate's peak must be this many times the motion near its neutral references.
         history: seconds of signal the threshold is computed over (a trailing window).
         landmark_every: seconds between face-mesh runs.
+        method: ``"analytic"`` keeps a candidate by ``min_snr`` and ``min_duration``; ``"learned"``
+            by the logistic regression of :mod:`mer_keras.runtime.spot_stage` (the packaged one,
+            or ``learned_model``, a JSON file written by ``tools/fit_spotter.py``).
     """
 
     size: int = 128
@@ -95,8 +102,14 @@ class SpotConfig:
     landmark_every: float = 0.1
     blink_ratio: float = 4.5
     min_snr: float = 5.0
+    method: str = "analytic"
+    learned_model: str | None = None
 
     def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ValueError(f"spotting method {self.method!r}: expected one of {', '.join(METHODS)}")
+        if self.learned_model is not None and self.method != "learned":
+            raise ValueError("a learned_model is for method 'learned'")
         for name in ("size", "grid"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 0 < value <= 4096:
@@ -306,6 +319,8 @@ class Spotter:
     Attributes:
         signals: {"micro": [...], "macro": [...]}, one value per frame so far (NaN where not
             computed: without a face, and within k frames of a gap or of the start).
+        last_features: the :func:`~mer_keras.runtime.spot_stage.candidate_features` of the last
+            candidate measured (what ``tools/fit_spotter.py`` collects), or None.
     """
 
     def __init__(self, fps: float, cfg: SpotConfig | None = None, landmarker=None, workers: int = 1):
@@ -331,6 +346,13 @@ class Spotter:
         self._buffer: deque = deque(maxlen=c.frames(4 * c.macro_k + 1.0, fps))  # aligned faces for _refine
         self._face_pixels = face_masks(c.size, c.grid)[0]
         self._eye_pixels = eye_cells(c.size, c.size)
+        self.last_features = None
+        self.stage = None
+        if c.method == "learned":
+            from mer_keras.runtime.spot_stage import LEARNED, SecondStage
+
+            self.stage = (SecondStage.from_file(c.learned_model) if c.learned_model
+                          else SecondStage.from_dict(LEARNED, "the packaged second stage"))
 
     def push(self, frame: np.ndarray) -> list[Interval]:
         """Add the next (H, W, 3) uint8 RGB frame; the intervals closed by it (usually none)."""
@@ -463,10 +485,19 @@ class Spotter:
         eyes = float(change[self._eye_pixels].mean()) / max(float(change[self._face_pixels].mean()), 1.0)
         q = max(1, len(p) // 5)  # the fifths nearest the references: how still the face is there
         snr = p[a] / max(float(np.median(np.abs(np.concatenate([p[:q], p[-q:]])))), 1e-3)
-        self.debug = (eyes, top[a], p[a], snr)
         kind = "micro" if offset - onset + 1 <= c.max_micro * fps else "macro"
+        from mer_keras.runtime.spot_stage import candidate_features
+
+        self.last_features = candidate_features(snr, eyes, (offset - onset + 1) / fps, p[a], top[a], score,
+                                        k == self.k["micro"], kind == "micro", fps)
         if eyes > c.blink_ratio:  # returned as such: the same movement seen at the other scale is dropped too
             return Interval(int(onset), int(apex_t), int(offset), kind, round(float(snr), 2), BLINK)
+        if (offset - onset + 1) < 2:
+            return None
+        if self.stage is not None:  # the learned second stage instead of min_snr and min_duration
+            prob = self.stage.probability(self.last_features)
+            return Interval(int(onset), int(apex_t), int(offset), kind, round(prob, 4)) \
+                if prob >= self.stage.threshold else None
         if snr < c.min_snr or (offset - onset + 1) < max(2, c.min_duration * fps):
             return None
         return Interval(int(onset), int(apex_t), int(offset), kind, round(float(snr), 2))

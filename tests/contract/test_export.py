@@ -156,6 +156,18 @@ def test_a_diverged_qat_fine_tuning_is_refused_and_nothing_is_written(tmp_path):
     assert not list(tmp_path.iterdir())
 
 
+def test_a_config_without_recipe_options_is_filled_as_training_fills_it():
+    """A config.json without batch_size or augment (hand-written, or from before they were recorded)
+    gave a TensorFlow traceback in QAT (a batch size of None); the export fills them as training does."""
+    from mer_keras.jobs.export import recorded_options
+    from mer_keras.train.config import TrainConfig
+
+    opts = recorded_options({"model": "ststnet", "data": "synthetic", "epochs": 1}, "config.json")
+    assert opts.batch_size == TrainConfig().batch_size and opts.augment == TrainConfig().augment
+    assert recorded_options({"model": "ststnet", "batch_size": 8}, "config.json").batch_size == 8
+
+
+@pytest.mark.slow  # 40 s: the whole QAT export of such a run
 def test_qat_export_of_a_run_whose_config_lacks_recipe_options(tiny_flow_run, tmp_path):
     """A config.json without batch_size or augment (hand-written, or from before they were recorded)
     fine-tunes with the values training would have used (it gave a TensorFlow traceback)."""

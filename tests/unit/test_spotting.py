@@ -143,3 +143,43 @@ def test_no_face_ends_a_segment_and_nothing_spans_the_gap(long_videos):
     found, spotter = spot_frames(gapped, busy.fps)
     assert np.isnan(np.asarray(spotter.signals["micro"])[150:160]).all()
     assert not any(i.onset < 160 and i.offset >= 150 for i in found)
+
+
+def test_the_learned_second_stage_finds_the_expressions_and_keeps_quiet(long_videos):
+    """SpotConfig(method="learned"): the packaged logistic regression instead of min_snr and
+    min_duration; same candidates, same blink rule. Its scores are probabilities."""
+    busy, quiet, _ = long_videos
+    cfg = SpotConfig(method="learned")
+    found, spotter = spot_frames(read(busy), busy.fps, cfg)
+    scores = score_videos([(found, busy.truth)])
+    chance = random_baseline([(found, busy.truth, len(busy.frames))], draws=100)
+    assert scores["overall"]["tp"] >= 2, (found, busy.truth)
+    assert scores["overall"]["f1"] > chance["overall"]["f1_p95"]
+    assert all(spotter.stage.threshold <= i.score <= 1 for i in found)
+    assert len(spot_frames(read(quiet), quiet.fps, cfg)[0]) <= 1
+
+
+def test_a_second_stage_is_checked_and_round_trips(tmp_path):
+    import json
+
+    from mer_keras.runtime.spot_stage import FEATURES, LEARNED, SecondStage, candidate_features
+
+    stage = SecondStage.from_dict(LEARNED)
+    assert SecondStage.from_dict(stage.to_dict()) == stage and stage.fitted_on["videos"] >= 20
+    f = candidate_features(8.0, 1.2, 0.3, 0.5, 0.7, 2.0, True, True, 200.0)
+    assert f.shape == (len(FEATURES),) and 0 < stage.probability(f) < 1
+    z = (f - np.array(stage.mean)) / np.array(stage.scale)
+    assert stage.probability(f) == pytest.approx(1 / (1 + np.exp(-(z @ np.array(stage.coef) + stage.intercept))))
+    path = tmp_path / "stage.json"
+    path.write_text(json.dumps({**stage.to_dict(), "features": ["log_snr"]}))
+    with pytest.raises(ValueError, match=f"{path}: not a spotting second stage"):
+        SecondStage.from_file(path)
+    path.write_text("[]")
+    with pytest.raises(ValueError, match="a JSON object is expected"):
+        SecondStage.from_file(path)
+    with pytest.raises(ValueError, match="threshold must be in"):
+        SecondStage.from_dict({**stage.to_dict(), "threshold": 1.5})
+    with pytest.raises(ValueError, match="spotting method 'deep'"):
+        SpotConfig(method="deep")
+    with pytest.raises(ValueError, match="learned_model is for method 'learned'"):
+        SpotConfig(learned_model=str(path))
