@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import pprint
 import re
 import sys
 import time
@@ -170,7 +171,7 @@ def choose(videos: list[dict]) -> dict:
 
 
 def stage_of(videos: list[dict], chosen: dict, sets: list[str]) -> dict:
-    from mer_keras.runtime.spot_stage import FEATURES, SecondStage
+    from mer_keras.runtime.spot_stage import SecondStage
 
     model = _fit(videos, chosen["C"])
     scaler, lr = model.named_steps["standardscaler"], model.named_steps["logisticregression"]
@@ -179,16 +180,15 @@ def stage_of(videos: list[dict], chosen: dict, sets: list[str]) -> dict:
                         tuple(float(v) for v in lr.coef_[0]), float(lr.intercept_[0]), float(chosen["threshold"]),
                         {"sets": sets, "videos": len(videos), "candidates": int(len(y)), "true": int(y.sum()),
                          "C": chosen["C"], "threshold_chosen_by": "leave-one-video-out replayed F1",
-                         "lovo_f1": chosen["lovo_f1"], "analytic_replay_f1": chosen["analytic_replay_f1"],
-                         "features": list(FEATURES)})
+                         "lovo_f1": chosen["lovo_f1"], "analytic_replay_f1": chosen["analytic_replay_f1"]})
     return stage.to_dict()
 
 
 def write_module(stage: dict) -> Path:
     path = ROOT / "mer_keras/runtime/spot_stage.py"
     text = path.read_text()
-    literal = json.dumps({k: v for k, v in stage.items()}, indent=4).replace("true", "True").replace("false", "False")
-    new, n = re.subn(r"^LEARNED: dict = \{.*?^\}$|^LEARNED: dict = \{\}$", "LEARNED: dict = " + literal, text,
+    literal = pprint.pformat(stage, sort_dicts=False, width=110)
+    new, n = re.subn(r"^LEARNED: dict = \{.*?\}$\n(?=\Z)", lambda _: "LEARNED: dict = " + literal + "\n", text,
                      flags=re.S | re.M)
     if n != 1:
         raise SystemExit(f"{path}: no `LEARNED: dict = ...` block to replace")
