@@ -74,6 +74,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--metadata", help="metadata.json (default: beside the model)")
     ap.add_argument("--mode", choices=("spot", "windows"), default="spot",
                     help="spot: report spotted micro-/macro-expressions only (default); windows: classify every window")
+    ap.add_argument("--spot-method", choices=("analytic", "learned"), default="analytic",
+                    help="spot mode: keep candidates by the analytic rules (default) or the learned second stage "
+                         "(docs/SPOTTING.md)")
+    ap.add_argument("--learned-model", default=None,
+                    help="with --spot-method learned: a second stage written by tools/fit_spotter.py")
     ap.add_argument("--annotate", help="write the video with the spotted intervals (or each window's label) "
                                        "drawn (.mp4)")
     ap.add_argument("--threads", type=positive(int), default=None,
@@ -247,14 +252,25 @@ def run(args: argparse.Namespace, out=None) -> dict:
 def run_spot(args: argparse.Namespace, out) -> dict:
     """``--mode spot``: spot, recognise micro-expressions, one JSON line per event; return the summary."""
     from edge.events import SpotRunner
+    from mer_keras.runtime.spotting import SpotConfig
 
+    if args.learned_model and args.spot_method != "learned":
+        raise EdgeInputError("--learned-model needs --spot-method learned")
+    cfg = SpotConfig(method=args.spot_method, learned_model=args.learned_model)
+    if cfg.method == "learned":  # a bad second stage is named before the model and the video are opened
+        from mer_keras.runtime.spot_stage import LEARNED, SecondStage
+
+        try:
+            SecondStage.from_file(cfg.learned_model) if cfg.learned_model else SecondStage.from_dict(LEARNED)
+        except ValueError as exc:
+            raise EdgeInputError(str(exc)) from None
     threads = args.threads or max(1, cpu_count() // args.workers)  # as measured best in docs/BENCHMARKS.md
     cv2.setNumThreads(threads)
     model, info = load(args.model, args.metadata, num_threads=threads, window_seconds=args.window,
                        delegate=args.delegate)
     cap, fps, name = open_capture(args.video, args.camera)
     fps = fps or args.fps or info.fps
-    runner = SpotRunner(model, info, fps, workers=args.workers)
+    runner = SpotRunner(model, info, fps, cfg, workers=args.workers)
     annotator = _Annotator(args.annotate, fps, runner.latency_frames)
     counts = {"frames": 0, "micro": 0, "macro": 0, "no_face": 0}
     status, interrupted = StreamStatus(), False

@@ -109,6 +109,25 @@ def test_edge_run_reports_only_spotted_events(long_videos, tmp_path):
     assert len(quiet_run.stdout.splitlines()) <= 2   # at most one event on a face that only blinks and moves
 
 
+def test_edge_run_with_the_learned_second_stage_gives_the_packages_intervals(long_videos, tmp_path):
+    from mer_keras.runtime.spotting import SpotConfig, spot_frames
+
+    busy, _, _ = long_videos
+    res = edge_cli("run", "--model", MODEL / "model_int8.tflite", "--video", Path(busy.frames[0]).parent,
+                   "--fps", "30", "--spot-method", "learned")
+    assert res.returncode == 0, res.stderr[-2000:]
+    events = [json.loads(line) for line in res.stdout.splitlines()][:-1]
+    found, _ = spot_frames(read(busy), busy.fps, SpotConfig(method="learned"))
+    assert [(e["event"], e["frames"]) for e in events] == [(i.type, [i.onset, i.offset]) for i in found] != []
+    bad = tmp_path / "stage.json"
+    bad.write_text("{}")
+    for argv, message in (([ "--learned-model", str(bad)], "--learned-model needs --spot-method learned"),
+                          (["--spot-method", "learned", "--learned-model", str(bad)], f"{bad}: not a spotting second stage")):
+        res = edge_cli("run", "--model", MODEL / "model_int8.tflite", "--video", Path(busy.frames[0]).parent, *argv)
+        lines = [line for line in res.stderr.splitlines() if line.strip()]
+        assert res.returncode == 2 and len(lines) == 1 and message in lines[0], res.stderr
+
+
 def test_edge_bench_times_the_whole_spotting_chain(long_videos, capsys):
     from edge.bench import main
 
