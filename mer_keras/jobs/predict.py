@@ -50,6 +50,9 @@ class PredictOptions:
                                "macro-expressions (as `mer-keras spot`), then classify each spotted micro-expression; "
                                "one row per spotted interval.")
     fps: float | None = option(None, "Frame rate of frame folders with --spot (a video states its own).", above=0)
+    spot_method: str = option("analytic", "With --spot: keep candidates by the analytic rules or the learned second "
+                                          "stage (as `mer-keras spot --method`).",
+                              choices=lambda: ("analytic", "learned"))
     out: str | None = option(None, "Write the predictions to this .csv or .json file (checked before any work).")
     cache_dir: str | None = option(None, "Cache folder (default $MER_CACHE_DIR or ~/.cache/mer_keras).")
 
@@ -264,6 +267,8 @@ def spotted_table(opts: PredictOptions, model_path: Path, meta: dict, cache: Pat
         MissingFileError: an input that does not exist. DataError: an input that is not a video or
             a frame folder, or a frame folder without ``fps`` (named).
     """
+    from types import SimpleNamespace
+
     import cv2
     import numpy as np
     import pandas as pd
@@ -274,7 +279,7 @@ def spotted_table(opts: PredictOptions, model_path: Path, meta: dict, cache: Pat
     from mer_keras.preprocess.video import extract_frames, is_video
 
     classes, rows = list(meta["classes"]), []
-    cfg = spot_config(opts)
+    cfg = spot_config(SimpleNamespace(method=opts.spot_method))
     for name in opts.inputs or []:
         p = Path(name)
         if not p.exists():
@@ -320,8 +325,8 @@ def _dataset_rows(opts: PredictOptions, rep, cache, meta: dict, console):
 
 def predict(model: str | Path, inputs=(), *, onset: int | None = None, apex: int | None = None,
             offset: int | None = None, apex_policy: str = "spot", pairs: bool = False, data: str | None = None,
-            root: str | None = None, spot: bool = False, fps: float | None = None, out: str | None = None,
-            cache_dir: str | None = None, quiet: bool = True):
+            root: str | None = None, spot: bool = False, fps: float | None = None, spot_method: str = "analytic",
+            out: str | None = None, cache_dir: str | None = None, quiet: bool = True):
     """Classify clips with a trained model, preprocessed as it was trained (the public API of
     ``mer-keras predict``)::
 
@@ -341,7 +346,8 @@ def predict(model: str | Path, inputs=(), *, onset: int | None = None, apex: int
         data, root: predict every clip of a dataset instead of ``inputs``.
         spot: each input is a long recording: spot its micro- and macro-expressions and classify
             each micro-expression (one row per interval; see :func:`spotted_table`). fps: the frame
-            rate of frame folders with ``spot``.
+            rate of frame folders with ``spot``. spot_method: ``analytic`` or ``learned`` (the
+            spotter's second stage, :mod:`mer_keras.runtime.spot_stage`).
         out: also write the table to this ``.csv`` or ``.json`` file (atomically).
         cache_dir: where decoded videos and preprocessed clips are kept.
         quiet: print nothing (else the table, as the command does).
@@ -361,6 +367,6 @@ def predict(model: str | Path, inputs=(), *, onset: int | None = None, apex: int
 
     opts = PredictOptions(model=str(model), inputs=[str(i) for i in inputs] or None, onset=onset, apex=apex,
                           offset=offset, apex_policy=apex_policy, pairs=pairs, data=data, root=root, spot=spot,
-                          fps=fps, out=out, cache_dir=cache_dir)
+                          fps=fps, spot_method=spot_method, out=out, cache_dir=cache_dir)
     validate(opts)
     return run_predict(opts, Console(file=io.StringIO()) if quiet else None)

@@ -79,6 +79,11 @@ def test_predict_spot_gives_intervals_with_classes(long_videos):
     assert (table[table.type == "macro"].predicted == "").all() and table[table.type == "macro"].p_negative.isna().all()
     with pytest.raises(DataError, match="give --fps"):
         mer_keras.predict(MODEL, [folder], spot=True)
+    from mer_keras.runtime.spotting import SpotConfig
+
+    learned = mer_keras.predict(MODEL, [folder], spot=True, fps=30, spot_method="learned")
+    found, _ = spot_frames(read(busy), busy.fps, SpotConfig(method="learned"))
+    assert list(zip(learned.type, learned.onset, learned.offset)) == [(i.type, i.onset + 1, i.offset + 1) for i in found]
 
 
 def test_edge_run_reports_only_spotted_events(long_videos, tmp_path):
