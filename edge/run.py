@@ -258,10 +258,10 @@ def run_spot(args: argparse.Namespace, out) -> dict:
         raise EdgeInputError("--learned-model needs --spot-method learned")
     cfg = SpotConfig(method=args.spot_method, learned_model=args.learned_model)
     if cfg.method == "learned":  # a bad second stage is named before the model and the video are opened
-        from mer_keras.runtime.spot_stage import LEARNED, SecondStage
+        from mer_keras.runtime.spot_stage import load_stage
 
         try:
-            SecondStage.from_file(cfg.learned_model) if cfg.learned_model else SecondStage.from_dict(LEARNED)
+            load_stage(cfg.learned_model)
         except ValueError as exc:
             raise EdgeInputError(str(exc)) from None
     threads = args.threads or max(1, cpu_count() // args.workers)  # as measured best in docs/BENCHMARKS.md

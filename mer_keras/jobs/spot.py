@@ -69,10 +69,9 @@ def spot_config(opts: SpotOptions):
     try:
         cfg = SpotConfig(**given)
         if cfg.method == "learned":  # a bad second stage fails here, before any video is read
-            from mer_keras.runtime.spot_stage import LEARNED, SecondStage
+            from mer_keras.runtime.spot_stage import load_stage
 
-            (SecondStage.from_file(cfg.learned_model) if cfg.learned_model
-             else SecondStage.from_dict(LEARNED, "the packaged second stage"))
+            load_stage(cfg.learned_model)
         return cfg
     except ValueError as exc:
         raise OptionError(str(exc)) from None

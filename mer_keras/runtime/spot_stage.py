@@ -165,3 +165,13 @@ LEARNED: dict = {'features': ['log_snr',
                'threshold_chosen_by': 'leave-one-video-out replayed F1',
                'lovo_f1': 0.7616,
                'analytic_replay_f1': 0.7216}}
+
+
+def load_stage(path: str | Path | None = None) -> SecondStage:
+    """The second stage in ``path`` (a JSON file of ``tools/fit_spotter.py``), or the packaged :data:`LEARNED`.
+
+    Raises:
+        ValueError: naming the file: missing, not JSON, or not a second stage.
+    """
+    return SecondStage.from_file(path) if path else SecondStage.from_dict(LEARNED, "the packaged second stage")
+

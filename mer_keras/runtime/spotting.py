@@ -52,6 +52,7 @@ import cv2
 import numpy as np
 
 from mer_keras.runtime.intervals import Interval
+from mer_keras.runtime.spot_stage import candidate_features, load_stage
 
 #: Eye regions of the aligned face, as fractions of its side: (x0, y0, x1, y1). The face mesh puts
 #: the eye contours at x 0.24-0.40 / 0.60-0.76 and y 0.33-0.38 (:data:`~mer_keras.preprocess.face.EYE_HEIGHT`).
@@ -347,12 +348,7 @@ class Spotter:
         self._face_pixels = face_masks(c.size, c.grid)[0]
         self._eye_pixels = eye_cells(c.size, c.size)
         self.last_features = None
-        self.stage = None
-        if c.method == "learned":
-            from mer_keras.runtime.spot_stage import LEARNED, SecondStage
-
-            self.stage = (SecondStage.from_file(c.learned_model) if c.learned_model
-                          else SecondStage.from_dict(LEARNED, "the packaged second stage"))
+        self.stage = load_stage(c.learned_model) if c.method == "learned" else None
 
     def push(self, frame: np.ndarray) -> list[Interval]:
         """Add the next (H, W, 3) uint8 RGB frame; the intervals closed by it (usually none)."""
@@ -486,10 +482,8 @@ class Spotter:
         q = max(1, len(p) // 5)  # the fifths nearest the references: how still the face is there
         snr = p[a] / max(float(np.median(np.abs(np.concatenate([p[:q], p[-q:]])))), 1e-3)
         kind = "micro" if offset - onset + 1 <= c.max_micro * fps else "macro"
-        from mer_keras.runtime.spot_stage import candidate_features
-
         self.last_features = candidate_features(snr, eyes, (offset - onset + 1) / fps, p[a], top[a], score,
-                                        k == self.k["micro"], kind == "micro", fps)
+                                                k == self.k["micro"], kind == "micro", fps)
         if eyes > c.blink_ratio:  # returned as such: the same movement seen at the other scale is dropped too
             return Interval(int(onset), int(apex_t), int(offset), kind, round(float(snr), 2), BLINK)
         if (offset - onset + 1) < 2:
