@@ -256,14 +256,10 @@ def run_spot(args: argparse.Namespace, out) -> dict:
 
     if args.learned_model and args.spot_method != "learned":
         raise EdgeInputError("--learned-model needs --spot-method learned")
-    cfg = SpotConfig(method=args.spot_method, learned_model=args.learned_model)
-    if cfg.method == "learned":  # a bad second stage is named before the model and the video are opened
-        from mer_keras.runtime.spot_stage import load_stage
-
-        try:
-            load_stage(cfg.learned_model)
-        except ValueError as exc:
-            raise EdgeInputError(str(exc)) from None
+    try:  # a bad second stage is named before the model and the video are opened
+        cfg = SpotConfig(method=args.spot_method, learned_model=args.learned_model)
+    except ValueError as exc:
+        raise EdgeInputError(str(exc)) from None
     threads = args.threads or max(1, cpu_count() // args.workers)  # as measured best in docs/BENCHMARKS.md
     cv2.setNumThreads(threads)
     model, info = load(args.model, args.metadata, num_threads=threads, window_seconds=args.window,

@@ -257,19 +257,12 @@ def check_outputs(out: str | Path, cache_dir: str | None = None, option: str = "
     Raises:
         OptionError: the first unusable one, named.
     """
-    import os
-
-    from mer_keras.errors import OptionError
     from mer_keras.preprocess.cache import default_cache_dir
 
     check_writable(out, option)
     cache = default_cache_dir(cache_dir)
     if not cache.is_dir():
-        parent = next(p for p in cache.parents if p.is_dir())
-        if not os.access(parent, os.W_OK | os.X_OK):
-            source = "--cache-dir" if cache_dir else "the cache folder"
-            raise OptionError(f"{source} {cache}: {parent} is not writable, so the cache cannot be made there "
-                              "(give a writable --cache-dir or set MER_CACHE_DIR)")
+        check_writable(cache, "--cache-dir" if cache_dir else "the cache folder")
 
 
 def dataset_inputs(opts: EvalOptions, rep: RepresentationConfig, classes: list[str], meta: dict, cache, console):

@@ -267,8 +267,6 @@ def spotted_table(opts: PredictOptions, model_path: Path, meta: dict, cache: Pat
         MissingFileError: an input that does not exist. DataError: an input that is not a video or
             a frame folder, or a frame folder without ``fps`` (named).
     """
-    from types import SimpleNamespace
-
     import cv2
     import numpy as np
     import pandas as pd
@@ -279,7 +277,7 @@ def spotted_table(opts: PredictOptions, model_path: Path, meta: dict, cache: Pat
     from mer_keras.preprocess.video import extract_frames, is_video
 
     classes, rows = list(meta["classes"]), []
-    cfg = spot_config(SimpleNamespace(method=opts.spot_method))
+    cfg = spot_config(method=opts.spot_method)
     for name in opts.inputs or []:
         p = Path(name)
         if not p.exists():

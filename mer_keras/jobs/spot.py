@@ -55,24 +55,23 @@ class SpotOptions:
     cache_dir: str | None = option(None, "Cache folder (default $MER_CACHE_DIR or ~/.cache/mer_keras).")
 
 
-def spot_config(opts: SpotOptions):
-    """The :class:`~mer_keras.runtime.spotting.SpotConfig` of the options (defaults where not given)."""
+def spot_config(**values):
+    """The :class:`~mer_keras.runtime.spotting.SpotConfig` of the options given (None: its default).
+
+    Raises:
+        OptionError: a value out of range, ``--min-snr`` with the learned method, ``--learned-model``
+            without it, or a second stage that cannot be read (named).
+    """
     from mer_keras.runtime.spotting import SpotConfig
 
-    given = {k: getattr(opts, k, None) for k in ("micro_k", "macro_k", "min_snr", "method", "learned_model")}
-    given = {k: v for k, v in given.items() if v is not None}
+    given = {k: v for k, v in values.items() if v is not None}
     if given.get("min_snr") is not None and given.get("method") == "learned":
         raise OptionError("--min-snr is a rule of --method analytic; the learned second stage keeps candidates by "
                           "its own threshold")
     if given.get("learned_model") is not None and given.get("method") != "learned":
         raise OptionError("--learned-model needs --method learned")
     try:
-        cfg = SpotConfig(**given)
-        if cfg.method == "learned":  # a bad second stage fails here, before any video is read
-            from mer_keras.runtime.spot_stage import load_stage
-
-            load_stage(cfg.learned_model)
-        return cfg
+        return SpotConfig(**given)
     except ValueError as exc:
         raise OptionError(str(exc)) from None
 
@@ -174,7 +173,8 @@ def run_spot(opts: SpotOptions, console=None) -> Path:
     console = console or Console()
     if opts.data != "synthetic" and opts.root is None:
         raise OptionError(f"--data {opts.data} needs --root (the database's folder)")
-    cfg = spot_config(opts)
+    cfg = spot_config(micro_k=opts.micro_k, macro_k=opts.macro_k, min_snr=opts.min_snr, method=opts.method,
+                      learned_model=opts.learned_model)
     out = Path(opts.out) if opts.out else Path("runs") / f"spot-{opts.data}-{time.strftime('%Y%m%d-%H%M%S')}"
     check_outputs(out, opts.cache_dir)
     model_path = meta = None

@@ -87,6 +87,8 @@ class SpotConfig:
         method: ``"analytic"`` keeps a candidate by ``min_snr`` and ``min_duration``; ``"learned"``
             by the logistic regression of :mod:`mer_keras.runtime.spot_stage` (the packaged one,
             or ``learned_model``, a JSON file written by ``tools/fit_spotter.py``).
+    Raises:
+        ValueError: a value out of range, or a second stage that cannot be read (its file named).
     """
 
     size: int = 128
@@ -111,6 +113,8 @@ class SpotConfig:
             raise ValueError(f"spotting method {self.method!r}: expected one of {', '.join(METHODS)}")
         if self.learned_model is not None and self.method != "learned":
             raise ValueError("a learned_model is for method 'learned'")
+        if self.method == "learned":
+            load_stage(self.learned_model)  # a bad second stage is named here, before any frame is read
         for name in ("size", "grid"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 0 < value <= 4096:
