@@ -21,6 +21,7 @@ import cv2
 import numpy as np
 
 from mer_keras.atomic import atomic_path
+from mer_keras.data.checks import check_finite_inputs
 from mer_keras.data.records import Sample
 from mer_keras.errors import DataError, MerKerasError
 from mer_keras.preprocess.images import read_image
@@ -36,7 +37,7 @@ from mer_keras.preprocess.representation import (  # noqa: F401  (re-exported: t
     sequence_indices,
 )
 
-PIPELINE_VERSION = 1
+PIPELINE_VERSION = 2  # 2: alignment, luma and dynamic image computed with preprocess/portable.py
 
 #: Fields added after version 1; left out of the cache key while at their default so that caches
 #: built before they existed stay valid.
@@ -90,6 +91,7 @@ def image_inputs(paths: Sequence[str], size: int, channels: int = 3, regions: st
     for i, p in enumerate(paths):
         img = cv2.resize(read_frame(p), (size, size), interpolation=cv2.INTER_AREA)
         out[i] = _channels(fixed_region_tiles(img) if regions == "htnet" else img, channels)
+    check_finite_inputs(out, "the data", [str(p) for p in paths])
     return out
 
 
@@ -200,6 +202,7 @@ def build_inputs(samples: Sequence[Sample], cfg: RepresentationConfig, cache_dir
             out[i] = sample_representation(s, cfg)
             if progress:
                 progress(i + 1, len(samples))
+        check_finite_inputs(out, "the data", [_input_name(s) for s in samples])
         return out
     errors = prepare(samples, cfg, Path(cache_dir), workers=workers, progress=progress)
     if errors:
@@ -209,4 +212,11 @@ def build_inputs(samples: Sequence[Sample], cfg: RepresentationConfig, cache_dir
     out = np.empty((len(samples), *cfg.input_shape), np.float32)
     for i, s in enumerate(samples):
         out[i] = np.load(cache_path(Path(cache_dir), s, cfg), allow_pickle=False)
+    check_finite_inputs(out, "the data", [_input_name(s, cache_path(Path(cache_dir), s, cfg)) for s in samples])
     return out
+
+
+def _input_name(sample: Sample, cached: Path | None = None) -> str:
+    """How an input is named in an error: the clip, its source, and the cache file it was read from."""
+    where = f" from {sample.source}" if sample.source and sample.source != sample.key else ""
+    return f"{sample.key}{where}" + (f" (cached as {cached})" if cached is not None else "")

@@ -19,6 +19,7 @@ import numpy as np
 
 from mer_keras.errors import DataError, OptionError
 from mer_keras.names import DI_WEIGHTINGS as WEIGHTINGS  # noqa: F401  (re-exported)
+from mer_keras.preprocess import portable
 
 #: Rank-pooling weightings: ``bilen`` (Bilen et al. 2016, Eq. 4; the default) and ``authors``
 #: (LEARNet's released ``dynamicimage.py``).
@@ -72,11 +73,11 @@ def dynamic_image(frames: np.ndarray, weighting: str = "bilen") -> np.ndarray:
         raise DataError(f"expected a (T, H, W, C) clip with non-empty frames, got shape {frames.shape}")
     if not (np.issubdtype(frames.dtype, np.number) or frames.dtype == np.bool_) or np.iscomplexobj(frames):
         raise DataError(f"expected a clip of real numbers, got dtype {frames.dtype}")
-    alpha = rank_pooling_coefficients(frames.shape[0], weighting).astype(np.float32)
-    frames = frames.astype(np.float32)
+    alpha = rank_pooling_coefficients(frames.shape[0], weighting)
     if not np.isfinite(frames).all():
         raise DataError("the clip holds NaN or infinite values; a dynamic image needs finite frames")
-    return np.tensordot(alpha, frames, axes=(0, 0))
+    # summed in float64 in frame order, not by a BLAS product: the same bits on every CPU
+    return portable.weighted_sum(alpha, frames).astype(np.float32)
 
 
 def scale_to_uint8_range(image: np.ndarray) -> np.ndarray:

@@ -13,12 +13,14 @@ from masking or mimicking the micro-motion; real head motion stays in the aligne
 from __future__ import annotations
 
 import contextlib
+import math
 import threading
 
 import cv2
 import numpy as np
 
 from mer_keras.errors import DataError, OptionError
+from mer_keras.preprocess import portable
 
 #: Eye contour landmarks of the mediapipe 468-point mesh (subject's right and left eye).
 RIGHT_EYE = (33, 7, 163, 144, 145, 153, 154, 155, 133, 173, 157, 158, 159, 160, 161, 246)
@@ -116,12 +118,12 @@ def alignment_matrix(landmarks: np.ndarray, size: int = 128, eye_distance: float
     if dist < 1e-6:
         raise DataError("degenerate landmarks: both eye centres coincide")
     scale = eye_distance * size / dist
-    angle = np.arctan2(d[1], d[0])
-    c, s = scale * np.cos(-angle), scale * np.sin(-angle)
+    angle = math.atan2(d[1], d[0])  # math, not numpy: the same bits on every CPU (preprocess/portable.py)
+    c, s = scale * math.cos(-angle), scale * math.sin(-angle)
     rot = np.array([[c, -s], [s, c]])
     mid = (left + right) / 2.0
     target = np.array([size / 2.0, eye_height * size])
-    t = target - rot @ mid
+    t = target - portable.matmul(rot, mid)
     return np.hstack([rot, t[:, None]])
 
 

@@ -27,6 +27,7 @@ import numpy as np
 
 from mer_keras.errors import DataError, OptionError
 from mer_keras.names import REPRESENTATIONS  # noqa: F401  (re-exported)
+from mer_keras.preprocess import portable
 
 #: Representations a model can consume.
 from mer_keras.preprocess.dynamic_image import WEIGHTINGS as DI_WEIGHTINGS
@@ -156,7 +157,9 @@ def _channels(image: np.ndarray, channels: int) -> np.ndarray:
     """(..., H, W, 3) uint8 RGB -> float32 with ``channels`` channels (1: BT.601 luma)."""
     if channels == 3:
         return image.astype(np.float32)
-    return (image.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32))[..., None]
+    rgb = image.astype(np.float32)  # element-wise, not a BLAS product: the same bits on every CPU
+    luma = np.float32(0.299) * rgb[..., 0] + np.float32(0.587) * rgb[..., 1] + np.float32(0.114) * rgb[..., 2]
+    return luma[..., None]
 
 
 def representation_from_frames(frames: np.ndarray, onset: int, apex: int, offset: int,
@@ -196,7 +199,7 @@ def representation_from_frames(frames: np.ndarray, onset: int, apex: int, offset
             raise FaceNotFoundError(f"no face found in the onset frame of clip {clip_id}")
         aligned = align_clip([frames[onset], frames[apex]], landmarks=landmarks, size=cfg.crop, clip_id=clip_id)
         m = alignment_matrix(landmarks, cfg.crop)
-        aligned_landmarks = landmarks @ m[:, :2].T + m[:, 2]
+        aligned_landmarks = portable.matmul(landmarks, m[:, :2].T) + m[:, 2]
         if cfg.flow_encoding == "minmax":  # as the published images: the whole face encoded, then the regions cut
             whole = flow_representation(aligned[0], aligned[1], size=cfg.size, method=cfg.flow_method,
                                         encoding="minmax")

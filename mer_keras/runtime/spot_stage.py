@@ -28,6 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
+from mer_keras.preprocess import portable
+
 #: Names of the features, in the order of :func:`candidate_features`.
 FEATURES = ("log_snr", "log_eye_ratio", "log_duration_s", "log_peak", "log_top", "log_run_score",
             "micro_scale", "micro_length", "low_fps")
@@ -73,7 +75,7 @@ class SecondStage:
     def probability(self, features: np.ndarray) -> float:
         """P(true interval) of one (len(FEATURES),) feature vector, 0..1."""
         z = (np.asarray(features, np.float64) - np.asarray(self.mean)) / np.asarray(self.scale)
-        return float(1.0 / (1.0 + math.exp(-float(np.dot(z, self.coef) + self.intercept))))
+        return float(1.0 / (1.0 + math.exp(-float(portable.matmul(z, self.coef) + self.intercept))))
 
     def to_dict(self) -> dict:
         return {"features": list(FEATURES), "mean": list(self.mean), "scale": list(self.scale),

@@ -51,6 +51,7 @@ from dataclasses import asdict, dataclass, fields
 import cv2
 import numpy as np
 
+from mer_keras.preprocess import portable
 from mer_keras.runtime.intervals import Interval
 from mer_keras.runtime.spot_stage import candidate_features, load_stage
 
@@ -234,7 +235,8 @@ class MotionSignal:
         self.cell_mask = cells.ravel()
         c = (np.arange(cfg.grid) + 0.5) / cfg.grid - 0.5   # cell centres; an affine's cell mean is its centre value
         self._basis = np.stack([np.tile(c, cfg.grid), np.repeat(c, cfg.grid), np.ones(cfg.grid ** 2)], 1)  # (C, 3)
-        self._pinv = np.linalg.pinv(self._basis[self.cell_mask])   # (3, face cells): least-squares affine
+        # (3, face cells): least-squares affine, without LAPACK or BLAS: the same bits on every CPU
+        self._pinv = portable.least_squares_projector(self._basis[self.cell_mask])
         self._top = max(1, int(round(cfg.top * self.cell_mask.sum())))
         self._dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_FAST)
 
@@ -248,8 +250,8 @@ class MotionSignal:
         flow = self._dis.calc(before, after, None)
         g = self.cfg.grid
         cells = cv2.resize(flow, (g, g), interpolation=cv2.INTER_AREA).reshape(-1, 2)
-        coef = self._pinv @ cells[self.cell_mask]                # (3, 2): the affine motion of the face
-        return (cells - self._basis @ coef).astype(np.float32)
+        coef = portable.matmul(self._pinv, cells[self.cell_mask])         # (3, 2): the affine motion of the face
+        return (cells - portable.matmul(self._basis, coef)).astype(np.float32)
 
     def push(self, face: np.ndarray) -> float | None:
         """Add the next aligned face; the signal of the frame ``k`` back, or None."""

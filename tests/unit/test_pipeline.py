@@ -33,6 +33,23 @@ def test_cache_hit_and_invalidation(tiny_synthetic, tmp_path):
     assert len(list((tmp_path / "clips").iterdir())) == 2  # another config, another folder
 
 
+def test_a_cached_input_holding_nan_is_named_with_its_clip_and_file(tiny_synthetic, tmp_path):
+    """A cache file whose values are NaN (a damaged disk, a hand-edited cache) is refused with the
+    clip and the file named, before any training uses it."""
+    from mer_keras.data.pipeline import cache_path
+    from mer_keras.errors import DataError
+
+    _, samples = tiny_synthetic
+    cfg = RepresentationConfig(representation="flow", size=28, flow_method="dis")
+    build_inputs(samples[:3], cfg, cache_dir=tmp_path)
+    bad = cache_path(tmp_path, samples[1], cfg)
+    x = np.load(bad)
+    x[3, 4, 0] = np.nan
+    np.save(bad, x)
+    with pytest.raises(DataError, match=rf"^the data: input {samples[1].key} .*\(cached as {bad}\) holds NaN values;"):
+        build_inputs(samples[:3], cfg, cache_dir=tmp_path)
+
+
 def test_unreadable_frame_is_named(tiny_synthetic, tmp_path):
     _, samples = tiny_synthetic
     bad = tmp_path / "img1.jpg"
@@ -79,9 +96,10 @@ def test_cache_keys_of_existing_configs_did_not_change():
     from mer_keras.data.pipeline import config_key
 
     # Fields added with the sequence representation stay out of the key at their defaults, so
-    # caches built before them stay valid (keys computed with the code before the fields existed).
-    assert config_key(RepresentationConfig()) == "dynamic_image-252455710f0e"
-    assert config_key(RepresentationConfig(representation="flow", size=28)) == "flow-79caff8702f2"
+    # caches built before them stay valid (keys computed with the code before the fields existed,
+    # for PIPELINE_VERSION 2: version 1's were dynamic_image-252455710f0e and flow-79caff8702f2).
+    assert config_key(RepresentationConfig()) == "dynamic_image-291c6dc35b29"
+    assert config_key(RepresentationConfig(representation="flow", size=28)) == "flow-1f37c5f2bd94"
     assert config_key(RepresentationConfig(frames=9, representation="sequence")) != config_key(
         RepresentationConfig(representation="sequence"))
 

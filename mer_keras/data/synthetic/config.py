@@ -48,7 +48,7 @@ def check_range(what: str, name: str, value, positive: bool = False, whole: bool
                           f"numbers with {'0 <' if positive else '0 <='} min <= max")
 
 #: Version of the generator's output; part of the cache key of a generated set (``dataset_dir``).
-GENERATOR_VERSION = 3
+GENERATOR_VERSION = 4  # 4: frames made with preprocess/portable.py, the same on every CPU
 #: The MEGC2019 composite classes; :data:`mer_keras.facs.AU_COMBINATIONS` gives the AUs of each.
 CLASSES = ("negative", "positive", "surprise")
 #: Class frequencies of the generated clips, imbalanced like the real composite.

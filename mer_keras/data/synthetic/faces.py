@@ -8,6 +8,7 @@ and, for every second identity of a photo, a mirror image (:func:`make_subjects`
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,7 @@ from mer_keras.data.synthetic.mesh import (
 )
 from mer_keras.data.synthetic.warping import dense_field, warp
 from mer_keras.errors import DataError, MissingFileError
+from mer_keras.preprocess import portable
 from mer_keras.preprocess.face import LEFT_EYE, RIGHT_EYE, FaceMeshLandmarker
 
 
@@ -83,7 +85,7 @@ def _crop_face(photo: np.ndarray, landmarks: np.ndarray, size: int, scale: float
     mid, ex, ey, iod = face_axes(landmarks)
     centre = mid + 0.55 * iod * ey
     s = scale * size / (3.3 * iod)
-    angle = np.degrees(np.arctan2(ex[1], ex[0])) + roll_deg
+    angle = math.degrees(math.atan2(ex[1], ex[0])) + roll_deg
     m = cv2.getRotationMatrix2D((float(centre[0]), float(centre[1])), angle, s)
     m[:, 2] += np.array([size / 2, size / 2]) - centre
     return cv2.warpAffine(photo, m, (size, size), flags=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR,
@@ -93,7 +95,7 @@ def _crop_face(photo: np.ndarray, landmarks: np.ndarray, size: int, scale: float
 def _shape_morph(landmarks: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, dict]:
     mid, ex, ey, iod = face_axes(landmarks)
     rel = landmarks - mid
-    side = np.sign(rel @ ex)
+    side = np.sign(portable.matmul(rel, ex))
     p = {"jaw_width": rng.uniform(-0.10, 0.10), "face_length": rng.uniform(-0.08, 0.08),
          "eye_spacing": rng.uniform(-0.05, 0.05), "brow_height": rng.uniform(-0.06, 0.06),
          "nose_length": rng.uniform(-0.05, 0.05), "mouth_width": rng.uniform(-0.07, 0.07)}
@@ -110,9 +112,9 @@ def _shape_morph(landmarks: np.ndarray, rng: np.random.Generator) -> tuple[np.nd
     move(NOSE_TIP + NOSE_WING, 0.0, p["nose_length"])
     move(LIP_CORNER, p["mouth_width"], 0.0)
     d2 = ((landmarks[:, None] - landmarks[None]) ** 2).sum(-1) / (0.15 * iod) ** 2
-    k = np.exp(-0.5 * d2)
+    k = portable.exp(-0.5 * d2)
     moved = disp.any(1)
-    spread = (k[:, moved] @ disp[moved]) / np.maximum(1.0, k[:, moved].sum(1))[:, None]
+    spread = portable.matmul(k[:, moved], disp[moved]) / np.maximum(1.0, k[:, moved].sum(1))[:, None]
     return spread.astype(np.float32), {k_: round(float(v), 4) for k_, v in p.items()}
 
 
@@ -123,8 +125,7 @@ def _skin_and_gamma(image: np.ndarray, rng: np.random.Generator) -> tuple[np.nda
     lab[..., 0] *= p["lightness"]
     lab[..., 1] += p["a_shift"]
     lab[..., 2] += p["b_shift"]
-    rgb = cv2.cvtColor(np.clip(lab, 0, 255).astype(np.uint8), cv2.COLOR_LAB2RGB).astype(np.float32) / 255.0
-    rgb = 255.0 * rgb ** p["gamma"]
+    rgb = portable.power_lut(p["gamma"])[cv2.cvtColor(np.clip(lab, 0, 255).astype(np.uint8), cv2.COLOR_LAB2RGB)]
     return np.clip(rgb, 0, 255).astype(np.uint8), {k: round(float(v), 4) for k, v in p.items()}
 
 

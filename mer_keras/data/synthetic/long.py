@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import shutil
 from dataclasses import asdict, dataclass
@@ -59,6 +60,7 @@ from mer_keras.data.synthetic.render import _smoothstep
 from mer_keras.data.synthetic.warping import AU_MOTION, dense_field, landmark_displacements, warp
 from mer_keras.errors import OptionError
 from mer_keras.facs import AU_COMBINATIONS
+from mer_keras.preprocess import portable
 from mer_keras.preprocess.cache import default_cache_dir
 
 #: Added to ``seed`` for the identities of the long videos: other faces than the training set's.
@@ -193,7 +195,7 @@ def plan_video(cfg: LongVideoConfig, rng: np.random.Generator) -> tuple[list[_Ev
         s = int(rng.integers(0, n - length))
         angle = rng.uniform(0, 2 * np.pi)
         heads.append({"start": s, "end": s + length - 1,
-                      "shift": (rng.uniform(2, 8) * np.array([np.cos(angle), np.sin(angle)])).tolist(),
+                      "shift": (rng.uniform(2, 8) * np.array([math.cos(angle), math.sin(angle)])).tolist(),
                       "roll": float(rng.uniform(1, 4) * rng.choice([-1, 1]))})
     lights = []
     for _ in range(int(rng.poisson(cfg.light_changes * cfg.seconds / 10))):
@@ -219,7 +221,7 @@ def render_long_video(subject: PseudoSubject, cfg: LongVideoConfig, rng: np.rand
     for e in events:
         if e.kind == "blink":
             disp = landmark_displacements(lm, {"AU45": e.amplitude})
-            weight = np.sin(np.pi * np.clip((t - e.start) / max(1, e.end - e.start), 0, 1)) ** 2
+            weight = portable.sin(np.pi * np.clip((t - e.start) / max(1, e.end - e.start), 0, 1)) ** 2
         else:
             disp = landmark_displacements(lm, {au: rng.uniform(0.6, 1.0) for au in e.aus})
             disp *= e.amplitude * iod / np.hypot(disp[:, 0], disp[:, 1]).max()
@@ -238,7 +240,7 @@ def render_long_video(subject: PseudoSubject, cfg: LongVideoConfig, rng: np.rand
         w = _smoothstep((t - h["start"]) / max(1, h["end"] - h["start"]))
         shift += w[:, None] * np.asarray(h["shift"])
         roll += w * h["roll"]
-    gain = 1 + 0.01 * np.sin(2 * np.pi * rng.uniform(0.5, 3) * t / cfg.fps + rng.uniform(0, 2 * np.pi))
+    gain = 1 + 0.01 * portable.sin(2 * np.pi * rng.uniform(0.5, 3) * t / cfg.fps + rng.uniform(0, 2 * np.pi))
     for li in plan["light"]:
         gain += li["gain"] * _smoothstep((t - li["start"]) / max(1, li["end"] - li["start"]))
     sigma = rng.uniform(*cfg.noise_sigma)

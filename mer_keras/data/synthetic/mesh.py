@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from mer_keras.preprocess import portable
 from mer_keras.preprocess.face import LEFT_EYE, RIGHT_EYE
 
 # Landmark groups of the mediapipe 468-point mesh.
@@ -39,6 +40,6 @@ def face_axes(landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray
     iod = float(np.hypot(*d))
     ex = d / iod
     ey = np.array([-ex[1], ex[0]])
-    if ey @ (landmarks[152] - (a + b) / 2) < 0:  # make ey point to the chin (landmark 152)
+    if portable.matmul(landmarks[152] - (a + b) / 2, ey) < 0:  # make ey point to the chin (landmark 152)
         ey = -ey
     return (a + b) / 2, ex, ey, iod

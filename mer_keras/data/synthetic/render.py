@@ -10,6 +10,7 @@ from mer_keras.data.synthetic.faces import PseudoSubject
 from mer_keras.data.synthetic.mesh import face_axes
 from mer_keras.data.synthetic.warping import AU_MOTION, dense_field, landmark_displacements, warp
 from mer_keras.facs import AU_COMBINATIONS
+from mer_keras.preprocess import portable
 
 
 def _smoothstep(x: np.ndarray) -> np.ndarray:
@@ -59,7 +60,7 @@ def render_clip(subject: PseudoSubject, cfg: SyntheticConfig,
             "onset": onset, "apex": apex, "offset": offset, "frames": n, "blink": False, "distractor": ""}
     if rng.random() < cfg.blink_probability:
         start, length = rng.integers(0, n - 4), max(4, int(round(rng.uniform(0.1, 0.15) * cfg.fps)))
-        bump = np.sin(np.pi * np.clip((t - start) / length, 0, 1)) ** 2
+        bump = portable.sin(np.pi * np.clip((t - start) / length, 0, 1)) ** 2
         blink = dense_field(lm, landmark_displacements(lm, {"AU45": rng.uniform(0.08, 0.14)}), shape)
         fields.append((blink, bump))
         info["blink"] = True
@@ -67,14 +68,14 @@ def render_clip(subject: PseudoSubject, cfg: SyntheticConfig,
         au = str(rng.choice([a for a in AU_MOTION if a != "AU45"]))
         d = dense_field(lm, landmark_displacements(lm, {au: amplitude * rng.uniform(0.25, 0.45)}), shape)
         c = int(rng.integers(0, n))
-        fields.append((d, np.exp(-0.5 * ((t - c) / (0.06 * cfg.fps)) ** 2)))
+        fields.append((d, portable.exp(-0.5 * ((t - c) / (0.06 * cfg.fps)) ** 2)))
         info["distractor"] = au
 
     drift = rng.uniform(-cfg.drift, cfg.drift, size=2) * t[:, None] / n
     jitter = np.cumsum(rng.normal(0, cfg.jitter, size=(n, 2)), axis=0) + drift
     roll = np.cumsum(rng.normal(0, cfg.roll_jitter, size=n))
     flicker_f, flicker_phase = rng.uniform(1, 10), rng.uniform(0, 2 * np.pi)
-    gain = (1 + cfg.flicker * np.sin(2 * np.pi * flicker_f * t / cfg.fps + flicker_phase)
+    gain = (1 + cfg.flicker * portable.sin(2 * np.pi * flicker_f * t / cfg.fps + flicker_phase)
             + rng.normal(0, cfg.flicker / 4, n))
     sigma = rng.uniform(*cfg.noise_sigma)
     centre = (shape[1] / 2, shape[0] / 2)
