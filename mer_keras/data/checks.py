@@ -132,3 +132,36 @@ def raise_if_strict(warnings: Sequence[str], strict: bool, what: str) -> None:
     if strict and warnings:
         more = f" (and {len(warnings) - 1} more)" if len(warnings) > 1 else ""
         raise DataError(f"{warnings[0]}{more} [--strict: {what} warnings are errors]")
+
+
+def check_finite_inputs(x, what: str, names: Sequence[str] | None = None) -> None:
+    """Refuse network inputs that hold NaN or infinite values, naming the first such sample.
+
+    A NaN input makes the training loss NaN some steps later, at a step that depends on the batch
+    order and on the CPU's arithmetic; found here, before any training, the error names the sample
+    and says it is the data, not the learning rate (issue 30).
+
+    Args:
+        x: (N, ...) float array of N samples' inputs.
+        what: what the inputs are for, at the start of the message (``fold sub02``, ``QAT fine-tuning``).
+        names: per sample, what names it for the user (its file or clip); default ``sample i of N``.
+    Raises:
+        DataError: ``"<what>: input <name> holds NaN values (...); ..."`` for the first bad sample,
+            with the count of bad samples.
+    """
+    import numpy as np
+
+    x = np.asarray(x)
+    if not np.issubdtype(x.dtype, np.floating) or x.size == 0:
+        return
+    finite = np.isfinite(x.reshape(len(x), -1)).all(axis=1)
+    if finite.all():
+        return
+    bad = np.flatnonzero(~finite)
+    i = int(bad[0])
+    values = x[i]
+    kinds = [k for k, present in (("NaN", np.isnan(values).any()), ("infinite", np.isinf(values).any())) if present]
+    name = names[i] if names is not None else f"sample {i + 1} of {len(x)}"
+    more = f" (and {len(bad) - 1} more sample(s))" if len(bad) > 1 else ""
+    raise DataError(f"{what}: input {name} holds {' and '.join(kinds)} values{more}; network inputs must be finite "
+                    "numbers: check the file it was made from (nothing was trained on it)")

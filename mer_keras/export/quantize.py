@@ -251,10 +251,13 @@ def qat_fine_tune(model: keras.Model, x: np.ndarray, y: np.ndarray,
         (qat_model, plan, history) with history {"loss": [...], "accuracy": [...]} (floats per epoch).
     Raises:
         ValueError: a layer with no QAT decision (see :func:`qat_plan`).
+        DataError: an input of ``x`` holds NaN or infinite values (named), before any fine-tuning.
         OptionError: the fine-tuning loss became NaN or infinite (named with its epoch).
     """
+    from mer_keras.data.checks import check_finite_inputs
     from mer_keras.data.weights import balanced_class_weight
 
+    check_finite_inputs(x, "QAT fine-tuning")  # a NaN input is the data's fault, not --qat-lr's
     keras.utils.set_random_seed(seed)
     qat, plan = quantize_aware(model)
     calibrate_ranges(qat, x, seed=seed)

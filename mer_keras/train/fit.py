@@ -184,9 +184,12 @@ class FoldTrainer:
             The fitted model: the trainer's own, changed by the next ``fit`` (copy its weights or
             predict before then).
         Raises:
+            DataError: an input holds NaN or infinite values (``label`` and the sample named), before
+                any training.
             OptionError: the training loss or the weights became NaN or infinite (``label``, the
                 epoch and the learning rate named): the fit stops at that epoch.
         """
+        from mer_keras.data.checks import check_finite_inputs
         from mer_keras.errors import OptionError
         from mer_keras.registry import get_spec
         from mer_keras.train.callbacks import (
@@ -200,6 +203,7 @@ class FoldTrainer:
         from mer_keras.train.targets import build_targets
 
         cfg = self.cfg
+        check_finite_inputs(x, label)  # a NaN input is the data's fault, not the learning rate's
         spec = get_spec(cfg.model)
         model = self.reset()
         self._fits += 1

@@ -262,9 +262,12 @@ class MultiFoldTrainer:
         Raises:
             ValueError: the sets differ in steps per epoch, or there are not K of them.
             RunFolderError: an unreadable backup in ``backup_dir``.
+            DataError: a set's input holds NaN or infinite values (its label and the sample named),
+                before any training.
             OptionError: a copy's training loss or weights became NaN or infinite (its label, the
                 epoch and the learning rate named); the fit of every copy stops there.
         """
+        from mer_keras.data.checks import check_finite_inputs
         from mer_keras.errors import OptionError
         from mer_keras.train.callbacks import (
             EpochSeeds,
@@ -280,6 +283,9 @@ class MultiFoldTrainer:
         if len(steps) != 1 or len(xs) != self.k or len(ys) != self.k:
             raise ValueError(f"{len(xs)} training sets with steps per epoch {sorted(steps)} for {self.k} copies: "
                              "need K sets with equal steps per epoch")
+        labels = list(labels) if labels is not None else [f"copy {j}" for j in range(self.k)]
+        for label, x in zip(labels, xs):  # a NaN input is the data's fault, not the learning rate's
+            check_finite_inputs(x, label)
         self._reset()
         start = backup_epoch(backup_dir) if backup_dir else 0
         with phase("dataset"):
@@ -288,7 +294,6 @@ class MultiFoldTrainer:
         fit_callbacks = [EpochSeeds(cfg.seed, models=self.copies), EpochTiming(clock), *callbacks]
         if backup_dir:
             fit_callbacks.insert(0, PeriodicBackupAndRestore(str(backup_dir), 60.0 * cfg.backup_minutes))
-        labels = list(labels) if labels is not None else [f"copy {j}" for j in range(self.k)]
         fit_callbacks.insert(0, StopOnNonFiniteLoss(labels, cfg.epochs, learning_rate(cfg),  # before any writer
                                                     [f"fold{j}_" for j in range(self.k)]))
         history = self.model.fit(ds, epochs=cfg.epochs, steps_per_epoch=n_steps, verbose=0, callbacks=fit_callbacks)

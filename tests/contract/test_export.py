@@ -137,22 +137,27 @@ def test_qat_export_needs_the_callers_training_batches(tmp_path):
 
 
 def test_a_diverged_qat_fine_tuning_is_refused_and_nothing_is_written(tmp_path):
-    """A QAT loss that becomes NaN (here from a NaN input) stops the export naming the epoch and
-    --qat-lr; no QAT model is written."""
+    """A QAT loss that becomes NaN (here from a learning rate of 1e38: the first update overflows
+    every activation) stops the export naming the epoch and --qat-lr; a NaN *input* is named as the
+    data's fault before any fine-tuning, without the learning-rate hint. No QAT model is written."""
     from functools import partial
 
-    from mer_keras.errors import OptionError
+    from mer_keras.errors import DataError, OptionError
     from mer_keras.export.exporter import QATOptions, write_export
     from mer_keras.train.tfdata import make_dataset
 
     model = inference_model(create_model("ststnet", 3))
     x = np.random.default_rng(0).uniform(0, 255, (8, 28, 28, 3)).astype(np.float32)
-    x[3, 5, 5, 0] = np.nan
     y = np.array([0, 1, 2, 0, 1, 2, 0, 1])
-    qat = QATOptions(epochs=2, lr=1e-4, batches=partial(make_dataset, batch_size=8, shuffle=False, augment=False,
-                                                        flow_input=True, seed=0))
-    with pytest.raises(OptionError, match=r"QAT fine-tuning: the training loss is nan at epoch 1 of 2; .*--qat-lr"):
-        write_export(model, FORMATS["tflite_qat"], tmp_path, x, y, qat)
+    batches = partial(make_dataset, batch_size=4, shuffle=False, augment=False, flow_input=True, seed=0)
+    with pytest.raises(OptionError, match=r"QAT fine-tuning: the training loss is nan at epoch [12] of 2; "
+                                          r".*1e\+38 is likely too large \(try a smaller --qat-lr\)"):
+        write_export(model, FORMATS["tflite_qat"], tmp_path, x, y, QATOptions(epochs=2, lr=1e38, batches=batches))
+    assert not list(tmp_path.iterdir())
+    x[3, 5, 5, 0] = np.nan
+    with pytest.raises(DataError, match=r"^QAT fine-tuning: input sample 4 of 8 holds NaN values;") as err:
+        write_export(model, FORMATS["tflite_qat"], tmp_path, x, y, QATOptions(epochs=2, lr=1e-4, batches=batches))
+    assert "qat-lr" not in str(err.value)
     assert not list(tmp_path.iterdir())
 
 

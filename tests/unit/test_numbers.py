@@ -106,15 +106,27 @@ def test_a_non_finite_loss_stops_the_fit_naming_the_fold_and_epoch():
                                 "fold2_train_loss": 0.9})
 
 
-def test_folds_trained_at_once_stop_on_the_copy_whose_loss_is_nan():
-    """One copy of K diverges (here: NaN in its inputs): the error names that fold, not its neighbours."""
+def test_a_nan_input_is_named_before_training_not_blamed_on_the_learning_rate():
+    """A NaN input of one of K folds trained at once is found before any step, naming that fold and
+    the sample: where the loss would become NaN depends on the batch order and on the CPU's
+    arithmetic (it was epoch 1 on AMD CPUs, epoch 2 on an Intel one with AVX-512), and the learning
+    rate is not the cause."""
+    from mer_keras.errors import DataError
     from mer_keras.train.config import TrainConfig
+    from mer_keras.train.fit import FoldTrainer
     from mer_keras.train.multifold import MultiFoldTrainer
 
     rng = np.random.default_rng(0)
     xs = [rng.uniform(0, 255, (6, 28, 28, 3)).astype(np.float32) for _ in range(2)]
     ys = [np.array([0, 1, 2, 0, 1, 2]) for _ in range(2)]
     xs[1][2] = np.nan
-    trainer = MultiFoldTrainer((28, 28, 3), 3, TrainConfig(model="ststnet", epochs=2, batch_size=3, augment=False), 2)
-    with pytest.raises(OptionError, match=r"^fold sub02: the training loss is nan at epoch 1 of 2"):
+    xs[1][4, 0, 0, 0] = np.inf
+    cfg = TrainConfig(model="ststnet", epochs=2, batch_size=3, augment=False)
+    trainer = MultiFoldTrainer((28, 28, 3), 3, cfg, 2)
+    with pytest.raises(DataError, match=r"^fold sub02: input sample 3 of 6 holds NaN values \(and 1 more sample"
+                                        r"\(s\)\); network inputs must be finite numbers") as err:
         trainer.fit(xs, ys, labels=["fold sub01", "fold sub02"])
+    assert "learning rate" not in str(err.value)
+    xs[0][5, 1, 1, 1] = -np.inf
+    with pytest.raises(DataError, match=r"^the final model: input sample 6 of 6 holds infinite values;"):
+        FoldTrainer((28, 28, 3), 3, cfg).fit(xs[0], ys[0], label="the final model")

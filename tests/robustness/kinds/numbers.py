@@ -306,17 +306,17 @@ def cases() -> list[Case]:
     out += [
         Case("train --lr 1e6 (the loss becomes NaN)", "cli",
              ["train", *_TINY, "--folds", "none", "--lr", "1e6", "--out", "{c}/numbers/out_nan_final",
-              "--cache-dir", "{c}/cache"], 2, "the final model: the training loss is nan at epoch 1 of 2",
+              "--cache-dir", "{c}/cache"], 2, "the final model: the training loss is nan at epoch",
              "the learning rate 1e+06 is likely too large (try a smaller --lr)", kind=KIND,
              check=_no_nan_written("numbers/out_nan_final")),
         Case("train --lr 1e20, folds trained at once (the loss becomes NaN)", "cli",
              ["train", *_TINY, "--model", "ststnet", "--flow-method", "dis", "--parallel-folds", "2", "--no-final",
               "--lr", "1e20", "--out", "{c}/numbers/out_nan_folds", "--cache-dir", "{c}/cache"], 2,
-             "fold synthetic/sub01: the training loss is nan at epoch 1 of 2", "the learning rate 1e+20 is likely",
+             "fold synthetic/sub01: the training loss is nan at epoch", "the learning rate 1e+20 is likely",
              kind=KIND, check=_no_nan_written("numbers/out_nan_folds")),
         Case('resume a run whose config.json has "lr": 1e308 (the loss becomes NaN)', "cli",
              ["train", "--resume", "{c}/numbers/resume_lr_1e308"], 2,
-             "the final model: the training loss is nan at epoch 1 of 2", "the learning rate 1e+308 is likely",
+             "the final model: the training loss is nan at epoch", "the learning rate 1e+308 is likely",
              kind=KIND, check=_no_nan_written("numbers/resume_lr_1e308")),
     ]
     # "numbers: ..." in every name, so that ``pytest -k numbers`` selects this group
