@@ -55,6 +55,15 @@ def gradient_registry() -> dict | None:
     return getattr(getattr(ops, "_gradient_registry", None), "_registry", None)
 
 
+def op_determinism_enabled() -> bool:
+    """Whether ``tf.config.experimental.enable_op_determinism()`` is in force (the public API has
+    only the setter); read here so that the TensorFlow internal is reached in one place."""
+    _load()
+    from tensorflow.python.framework import config
+
+    return bool(config.is_op_determinism_enabled())
+
+
 def __getattr__(name: str):
     if name in ("tf", "keras"):
         _load()

@@ -156,11 +156,15 @@ class RunFolder:
                    probabilities: np.ndarray, row: dict, identity: dict | None = None) -> None:
         """Record one finished fold: its test clips, their labels and probabilities, its metrics row,
         and the identity of what produced it (options, representation, training config, data
-        fingerprint: :func:`check_identity` compares it on resume)."""
+        fingerprint: :func:`check_identity` compares it on resume) and the machine kind it was
+        trained on (:func:`mer_keras.environment.machine_kind`: merge and resume warn when the
+        folds of one result come from several kinds)."""
+        from mer_keras.environment import current_machine_kind
+
         atomic.write_json(self.fold_file(fold_name), {
             "subject": fold_name, "classes": list(classes), "test_keys": list(test_keys), "labels": list(labels),
             "probabilities": np.asarray(probabilities).tolist(), "row": row,
-            **({"identity": identity} if identity is not None else {})})
+            **({"identity": identity} if identity is not None else {}), "machine_kind": current_machine_kind()})
 
     def read_folds(self, context: str = "not a fold file") -> dict[str, dict]:
         """Every finished fold: ``{fold name: fold dict}`` (keys subject, classes, test_keys, labels,

@@ -10,6 +10,7 @@ import typer
 import mer_keras  # (selects tf_keras before TensorFlow loads)
 from mer_keras.cli import data
 from mer_keras.cli.ensemble import ensemble
+from mer_keras.cli.env import env
 from mer_keras.cli.evaluate import evaluate
 from mer_keras.cli.explain import explain
 from mer_keras.cli.export import export
@@ -48,6 +49,7 @@ app.command()(merge)
 app.command()(ensemble)
 app.command()(models)
 app.command()(explain)
+app.command()(env)
 app.add_typer(data.app, name="data")
 
 if __name__ == "__main__":

@@ -170,18 +170,26 @@ def ensemble(opts: EnsembleOptions, console=None) -> Path:
                "uar": m["uar"]}
         fold_rows.append(row)
         dest.write_fold(fold_name, classes, first["test_keys"], labels, p, row)
+    from mer_keras.environment import differences
+
+    env_warnings = differences({str(r.path): c.get("environment") for r, c in zip(folders, configs)})
     y, probs = np.array(y), np.array(probs, np.float32)
     protocol = PROTOCOLS[configs[0].get("protocol") or "loso"]
     report = protocol.report(y, probs, classes, [r["database"] for r in rows])
     info = {"model": name, "dataset": configs[0].get("dataset"), "protocol": configs[0].get("protocol"),
             "representation": (configs[0].get("representation_config") or {}).get("representation"),
             "counts": first_results.get("counts", {}), "skipped": first_results.get("skipped", 0),
-            "ensemble_of": members, "combination": "mean of the members' class probabilities, equal weights"}
+            "ensemble_of": members, "combination": "mean of the members' class probabilities, equal weights",
+            "warnings": env_warnings}
     dest.write_results(info, report, rows, probs, fold_rows,
                        title=f"ensemble of {len(members)} ({name}), UF1 {report['overall']['uf1']:.3f}")
     dest.write_config({**configs[0], "model": configs[0]["model"] if len(models) == 1 else name,
-                       "ensemble_of": [m["run"] for m in members]})
+                       "ensemble_of": [m["run"] for m in members],
+                       "environments": {str(r.path): c.get("environment") for r, c in zip(folders, configs)}})
     if console is not None:
+        from mer_keras.jobs.inputs import print_warnings
+
+        print_warnings(env_warnings, console)
         for m in members:
             console.print(f"  member {m['run']}: UF1 {m['uf1']:.3f}, UAR {m['uar']:.3f}", soft_wrap=True)
         print_report(report, console)

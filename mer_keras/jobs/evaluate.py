@@ -167,6 +167,13 @@ def evaluate(opts: EvalOptions, console) -> Path:
         x = build_inputs(samples, rep, cache_dir=cache)
         y = np.array([classes.index(s.label) for s in samples])
         n, dataset = len(samples), "synthetic"
+    from mer_keras.environment import differences, environment_record
+
+    env_warnings = differences({str(folder): config.get("environment") if config else None,
+                                "this machine": environment_record()}) if config.get("environment") else []
+    from mer_keras.jobs.inputs import print_warnings
+
+    print_warnings(env_warnings, console)  # the figures below are computed here, the run's were computed there
     scores, probs = {}, {}
     for name, path in files.items():
         t0 = time.perf_counter()
@@ -198,7 +205,7 @@ def evaluate(opts: EvalOptions, console) -> Path:
     atomic.write_json(out / "results.json", {"target": str(opts.target), "dataset": dataset,
                                              "seed": seed if synthetic else None, "n_samples": n, "classes": classes,
                                              "class_map": opts.class_map, "left_out": left_out,
-                                             "models": scores, "parity": parity})
+                                             "models": scores, "parity": parity, "warnings": env_warnings})
     return out
 
 

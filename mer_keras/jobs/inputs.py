@@ -105,8 +105,10 @@ def load_data(req: DataRequest, console) -> Dataset:
 
 def print_warnings(warnings, console, limit: int = 10) -> None:
     """Each warning as one yellow line (at most ``limit``, then how many more)."""
+    from rich.markup import escape
+
     for w in warnings[:limit]:
-        console.print(f"[yellow]warning:[/] {w}", soft_wrap=True, highlight=False)
+        console.print(f"[yellow]warning:[/] {escape(w)}", soft_wrap=True, highlight=False)
     if len(warnings) > limit:
         console.print(f"[yellow]warning:[/] ... and {len(warnings) - limit} more (all in results.json)", soft_wrap=True)
 

@@ -41,7 +41,9 @@ def merge(opts: MergeOptions, console=None) -> Path:
 
     The runs must agree on every option in :data:`RESULT_OPTIONS` (model, data, seed, epochs, ...).
     A fold present in two runs must have the same test clips and probabilities. The merged folder
-    gets config.json (with ``merged_from``), folds/, results.json, predictions.csv and
+    gets config.json (with ``merged_from`` and each run's ``environments``), folds/, results.json
+    (with ``warnings`` when the runs or their folds come from different machines or package
+    versions: :func:`mer_keras.environment.differences`), predictions.csv and
     confusion_matrix.png; when exactly one run fitted the final model, its files
     (:data:`~mer_keras.runs.FINAL_MODEL_FILES`) are copied too, so ``evaluate`` and ``export`` work
     on the merge.
@@ -120,17 +122,25 @@ def merge(opts: MergeOptions, console=None) -> Path:
             if (finals[0] / name).is_file():
                 with atomic.atomic_path(dest.path / name) as tmp:
                     shutil.copyfile(finals[0] / name, tmp)
+    from mer_keras.environment import differences, fold_machines_warning
+
+    warnings = [*differences({str(r.path): c.get("environment") for r, c in zip(folders, configs)}),
+                *fold_machines_warning({n: f.get("machine_kind") for n, f in all_folds.items()})]
     info = {"model": config["model"], "dataset": config.get("dataset"), "protocol": config.get("protocol"),
             "representation": config.get("representation_config", {}).get("representation"),
             "counts": source_results.get("counts", {}), "skipped": source_results.get("skipped", 0),
-            "merged_from": [str(r.path) for r in folders], "missing_folds": missing}
+            "merged_from": [str(r.path) for r in folders], "missing_folds": missing, "warnings": warnings}
     y, probs = np.array(y), np.array(probs, np.float32)
     report = LOSO().report(y, probs, classes, [r["database"] for r in rows])
     dest.write_results(info, report, rows, probs, fold_rows,
                        title=f"{config['model']} LOSO, UF1 {report['overall']['uf1']:.3f}")
     if console is not None:
+        from mer_keras.jobs.inputs import print_warnings
+
+        print_warnings(warnings, console)
         print_report(report, console)
-    dest.write_config({**config, "folds": None, "final": bool(finals), "merged_from": info["merged_from"]})
+    dest.write_config({**config, "folds": None, "final": bool(finals), "merged_from": info["merged_from"],
+                       "environments": {str(r.path): c.get("environment") for r, c in zip(folders, configs)}})
     if console is not None:
         console.print(f"merged {len(all_folds)} folds from {len(folders)} run(s)"
                       + (f"; final model from {finals[0]}" if len(finals) == 1 else

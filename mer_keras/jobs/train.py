@@ -262,8 +262,11 @@ def open_run_folder(opts: TrainOptions, rep: RepresentationConfig, data: Dataset
         run = RunFolder(run_dir_name(opts.out, opts.model, data.name, when, k))
         run.path.mkdir(parents=True, exist_ok=True)
     else:
+        from mer_keras.environment import environment_record
+
         run.write_config({**asdict(opts), "representation_config": asdict(rep), "dataset": data.name,
-                          "classes": data.classes, "loso_subjects": sorted(set(groups))})
+                          "classes": data.classes, "loso_subjects": sorted(set(groups)),
+                          "environment": environment_record()})
     return run, {}
 
 
@@ -372,10 +375,16 @@ def run_protocol(opts: TrainOptions, rep: RepresentationConfig, cfg, data: Datas
             fold_rows.update({r["subject"]: r for r in result["folds"]})
     if not chief:
         return None
+    from mer_keras.environment import fold_machines_warning
+
+    # a resumed run may hold folds trained on another machine: said, and kept in results.json
+    machine_warnings = fold_machines_warning({n: f.get("machine_kind") for n, f in run.read_folds().items()
+                                              if n in fold_rows})
+    print_warnings(machine_warnings, console)
     report = protocol.report(y, probs, classes, [r["database"] for r in rows])
     info = {"model": opts.model, "dataset": data.name, "protocol": opts.protocol,
             "representation": rep.representation, "counts": data.counts, "skipped": len(data.skipped),
-            "warnings": [*data.warnings, *fold_warnings], **(extra_info or {})}
+            "warnings": [*data.warnings, *fold_warnings, *machine_warnings], **(extra_info or {})}
     every = protocol.folds(groups)
     done = [f for f in folds if f.name in fold_rows]
     cover = f"all {len(every)}" if len(done) == len(every) else f"{len(done)} of {len(every)}"

@@ -32,6 +32,14 @@ def test_train_writes_the_run_folder(tiny_run):
     assert meta["files"]["model_int8.tflite"]["quantization"]["input"][0] > 0
     config = json.loads((run / "config.json").read_text())
     assert config["epochs"] == 2 and config["model"] == "learnet"
+    # what the figures depend on besides code and data (issue 30): the machine, the packages, TensorFlow
+    from mer_keras.environment import current_machine_kind
+
+    env = config["environment"]
+    assert env["machine_kind"] == current_machine_kind() and env["packages"]["tensorflow"]
+    assert env["tensorflow"]["onednn"].startswith(("on", "off")) and env["cpu"]["cores"] >= 1
+    assert {json.loads(p.read_text())["machine_kind"] for p in (run / "folds").glob("*.json")} == {
+        current_machine_kind()}
     assert config["lr"] == 1e-3  # no --lr: the model's registered rate, recorded as used
     report = json.loads((run / "export_report.json").read_text())
     assert report["model_fp32.tflite"]["parity"]["max_abs_diff"] < 1e-4
@@ -54,6 +62,36 @@ def test_evaluate_scores_keras_and_tflite(tiny_run, cache_dir, tmp_path):
     assert results["parity"]["fp32_vs_keras"]["max_abs_diff"] < 1e-4
     assert 0.0 <= results["parity"]["int8_vs_fp32"]["argmax_agreement"] <= 1.0
     assert results["seed"] == 8  # a new synthetic set (run seed + 1), not the training clips
+
+
+def test_evaluate_says_when_the_run_was_made_on_another_machine(tiny_run, cache_dir, tmp_path):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run[0], run)
+    config = json.loads((run / "config.json").read_text())
+    config["environment"]["machine_kind"] = "Intel Xeon (GenuineIntel; AVX-512: avx512f)"
+    config["environment"]["packages"]["tensorflow"] = "2.18.0"
+    (run / "config.json").write_text(json.dumps(config))
+    res = runner.invoke(app, ["evaluate", str(run), "--subjects", "2", "--clips", "3", "--cache-dir", str(cache_dir),
+                              "--out", str(tmp_path / "eval")])
+    assert res.exit_code == 0, res.output
+    warned = json.loads((tmp_path / "eval" / "results.json").read_text())["warnings"]
+    assert warned[0].startswith(f"made on different machines: {run}: Intel Xeon") and "this machine: " in warned[0]
+    assert warned[1].startswith(f"tensorflow versions differ: {run}: 2.18.0, this machine: ")
+    assert "warning: made on different machines" in " ".join(res.output.split())
+
+
+def test_env_reports_the_machine(tmp_path):
+    import platform
+
+    res = runner.invoke(app, ["env", "--json", "--no-tensorflow"])
+    assert res.exit_code == 0, res.output
+    record = json.loads(res.output)
+    assert record["cpu"]["machine"] == platform.machine() and record["packages"]["numpy"]
+    assert record["machine_kind"].startswith(record["cpu"]["model"]) and "tensorflow" not in record
+    res = runner.invoke(app, ["env"])
+    assert res.exit_code == 0 and "oneDNN" in res.output and "instruction set" in res.output
 
 
 def test_evaluate_names_a_broken_metadata_file(tiny_run, tmp_path):

@@ -195,6 +195,21 @@ def test_folds_spread_over_runs_merge_to_the_full_run(tiny_flow_run, flow_sub01,
     (clash / "folds" / "synthetic__sub01.json").write_text(json.dumps(fold))
     res = runner.invoke(app, ["merge", str(part1), str(clash)])
     assert res.exit_code == 2 and "fold synthetic/sub01 is in" in res.output
+    # folds from another machine kind merge, and the result says so (issue 30)
+    elsewhere = tmp_path / "elsewhere"
+    shutil.copytree(part2, elsewhere)
+    config = json.loads((part2 / "config.json").read_text())
+    config["environment"] = {**config["environment"], "machine_kind": "Intel Xeon (GenuineIntel; AVX-512: avx512f)"}
+    (elsewhere / "config.json").write_text(json.dumps(config))
+    for path in (elsewhere / "folds").glob("*.json"):
+        path.write_text(json.dumps({**json.loads(path.read_text()), "machine_kind": config["environment"]["machine_kind"]}))
+    res = runner.invoke(app, ["merge", str(part1), str(elsewhere), "--out", str(tmp_path / "mixed")])
+    assert res.exit_code == 0, res.output
+    warned = json.loads((Path(res.output.strip().splitlines()[-1].strip()) / "results.json").read_text())["warnings"]
+    assert any(w.startswith("made on different machines") and "Intel Xeon" in w for w in warned), warned
+    assert any(w.startswith("folds trained on different machines") and "2 fold(s) on Intel Xeon" in w
+               for w in warned), warned
+    assert "warning: made on different machines" in " ".join(res.output.split())
 
 
 def test_a_finished_folds_run_is_complete(flow_sub01):

@@ -106,3 +106,34 @@ def test_runtime_imports_without_tensorflow():
             "print('ok')\n")
     res = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert res.returncode == 0 and "ok" in res.stdout, res.stderr[-2000:]
+
+
+def test_environment_kinds_and_differences():
+    """What mer-keras env records and how runs of several machines are compared (issue 30)."""
+    from mer_keras.environment import (
+        differences,
+        environment_record,
+        fold_machines_warning,
+        isa_level,
+        machine_kind,
+    )
+
+    assert isa_level(["avx", "avx2", "fma", "avx512f"]) == "AVX-512" and isa_level(["avx", "avx2"]) == "AVX2"
+    assert isa_level([]) == "SSE"
+    amd = {"cpu": {"model": "AMD EPYC", "vendor": "AuthenticAMD", "isa": ["avx2", "fma"]},
+           "packages": {"tensorflow": "2.19.1", "numpy": "1.26.4"}}
+    intel = {"cpu": {"model": "Intel Xeon", "vendor": "GenuineIntel", "isa": ["avx2", "fma", "avx512f", "avx512bw"]},
+             "packages": {"tensorflow": "2.19.1", "numpy": "1.26.3"}}
+    assert machine_kind(amd) == "AMD EPYC (AuthenticAMD; AVX2: avx2 fma)"
+    assert machine_kind(intel) == "Intel Xeon (GenuineIntel; AVX-512: avx512f avx512bw)"
+    assert differences({"a": amd, "b": amd}) == []
+    lines = differences({"a": amd, "b": intel})
+    assert lines[0].startswith("made on different machines: a: AMD EPYC") and "b: Intel Xeon" in lines[0]
+    assert lines[1] == "numpy versions differ: a: 1.26.4, b: 1.26.3"
+    assert differences({"a": amd, "old": None})[0].startswith("no environment recorded for old")
+    assert fold_machines_warning({"s1": "X", "s2": "X", "s3": None}) == []
+    assert fold_machines_warning({"s1": "X", "s2": "Y", "s3": "Y"})[0].startswith(
+        "folds trained on different machines, pooled into one result: 1 fold(s) on X; 2 fold(s) on Y")
+    record = environment_record(with_tensorflow=False)
+    assert record["machine_kind"] == machine_kind(record) and "tensorflow" not in record
+    assert set(record["cpu"]["isa"]) <= set(__import__("mer_keras.environment").environment.ISA_FLAGS)
