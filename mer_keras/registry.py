@@ -197,6 +197,10 @@ def get_spec(name: str) -> ModelSpec:
         raise UnknownNameError(f"unknown model {name!r}; registered models: {', '.join(sorted(_REGISTRY))}") from None
 
 
+#: Most output classes a model is built with (micro-expression class sets have 2 to 8).
+MAX_CLASSES = 1000
+
+
 def create_model(name: str, num_classes: int, input_shape: tuple[int, ...] | None = None,
                  **cfg: Any) -> keras.Model:
     """Build a registered model.
@@ -213,17 +217,27 @@ def create_model(name: str, num_classes: int, input_shape: tuple[int, ...] | Non
         a dict whose ``"predictions"`` entry is that tensor (see :func:`inference_model`).
 
     Raises:
-        KeyError: unknown model. OptionError (a ValueError): num_classes not a whole number >= 2,
-            or an input_shape entry not a whole number >= 1.
+        KeyError: unknown model. OptionError (a ValueError): num_classes not a whole number from 2
+            to :data:`MAX_CLASSES`, an input_shape that is not a tuple of the model's number of
+            dimensions, or an entry not a whole number >= 1.
     """
     import numbers
 
     spec = get_spec(name)
-    if isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral) or num_classes < 2:
-        raise OptionError(f"num_classes must be a whole number >= 2, got {num_classes!r}")
-    shape = tuple(input_shape or spec.input_shape)
+    if isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral) or \
+            not 2 <= num_classes <= MAX_CLASSES:
+        raise OptionError(f"num_classes must be a whole number >= 2, got {num_classes!r}" if not (
+            isinstance(num_classes, numbers.Integral) and num_classes > MAX_CLASSES) else
+            f"num_classes {num_classes}: expected at most {MAX_CLASSES} (the output layer would not fit in memory)")
+    try:
+        shape = tuple(input_shape or spec.input_shape)
+    except TypeError:
+        raise OptionError(f"input_shape {input_shape!r}: expected a tuple like {spec.input_shape}") from None
     if not all(d is None or (isinstance(d, numbers.Integral) and not isinstance(d, bool) and d >= 1) for d in shape):
         raise OptionError(f"input_shape {shape!r}: expected whole numbers >= 1, e.g. {spec.input_shape}")
+    if len(shape) != len(spec.input_shape):
+        raise OptionError(f"input_shape {shape!r}: {name} takes {len(spec.input_shape)} dimensions "
+                          f"({'(T, H, W, C)' if len(spec.input_shape) == 4 else '(H, W, C)'}), e.g. {spec.input_shape}")
     options = {**spec.defaults, **cfg}
     return spec.builder(shape, int(num_classes), **options)
 

@@ -49,16 +49,32 @@ def user_errors(fn):
             return fn(*args, **kwargs)
         except USER_ERRORS as exc:
             msg = str(exc)
-            if isinstance(exc, OSError) and not isinstance(exc, MerKerasError) and exc.filename is not None:
-                msg = f"{exc.filename}: {exc.strerror or exc}"
-                if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):  # a read-only folder or file system
-                    msg += " (this process may not write there)"
+            if isinstance(exc, OSError) and not isinstance(exc, MerKerasError):
+                msg = os_error_message(exc)
             from rich.markup import escape
 
             err_console.print(f"[bold red]error:[/] {escape(msg)}", markup=True, highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
 
     return wrapper
+
+
+def os_error_message(exc: OSError) -> str:
+    """One line for an operating-system error: its path when it has one, what it means for the user
+    (a read-only place, a full disk) when that is known."""
+    import os
+
+    what = exc.strerror or str(exc) or type(exc).__name__
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):  # a read-only folder or file system
+        what += " (this process may not write there)"
+    elif exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        import tempfile
+
+        what += f" (the disk of the output, the cache or the temporary folder {tempfile.gettempdir()} is full)"
+    if exc.filename is not None:
+        where = os.fsdecode(exc.filename) if isinstance(exc.filename, (str, bytes, os.PathLike)) else str(exc.filename)
+        return f"{where}: {what}"
+    return what
 
 
 def _optional(tp) -> tuple[Any, bool]:

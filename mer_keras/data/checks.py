@@ -3,8 +3,15 @@ fold never trains on.
 
 Each problem gets an explicit decision (issue 22):
 
-* **label spellings** that differ only by case or spaces (``Positive `` and ``positive``) are one
-  class, spelled as most rows spell it: a *warning* naming the rows;
+* **label spellings** that differ only by case, spaces, invisible characters or number format
+  (``Positive `` and ``positive``, ``1`` and ``1.0``) are one class, spelled as most rows spell
+  it: a *warning* naming the rows; **subject and database ids** likewise
+  (:mod:`mer_keras.data.identities`), where ids that differ by separators or leading zeros only
+  (``sub2``, ``sub_02``) are an *error*;
+* **the same content under two records** (the same file bytes, or for ready images the same
+  decoded pixels): a *warning* naming both, a LOSO leak when the subjects differ;
+* **files beside a clip's frames that do not follow their naming** (``img12 - Copy.jpg``): left
+  out, a *warning* naming them;
 * **near-duplicate labels** (``postive`` beside ``positive``: a similarity of at least
   :data:`TYPO_SIMILARITY`) are an *error* that suggests the intended label;
 * **duplicated records** (the same clip, the same frames and onset / apex / offset, or the same
@@ -32,8 +39,12 @@ TYPO_SIMILARITY = 0.8
 
 
 def fold_label(label: str) -> str:
-    """A label with case and spaces folded: ``" Positive  "`` -> ``"positive"``."""
-    return " ".join(str(label).split()).lower()
+    """A label with case, spaces, invisible characters and number format folded:
+    ``" Positive  "`` -> ``"positive"``, ``"1.0"`` -> ``"1"``
+    (:func:`mer_keras.data.identities.folded_label`)."""
+    from mer_keras.data.identities import folded_label
+
+    return folded_label(label)
 
 
 def rows_of(sources: Sequence[str]) -> str:
@@ -63,14 +74,14 @@ def unify_labels(labels: Sequence[str], sources: Sequence[str]) -> tuple[list[st
         spellings[fold_label(label)].append(label)
     chosen, warnings = {}, []
     for folded, variants in spellings.items():
-        best = max(variants, key=lambda v: (counts[v], v == folded))
+        best = max(variants, key=lambda v: (counts[v], v == folded, v))
         for v in variants:
             chosen[v] = best
         if len(variants) > 1:
             others = [v for v in variants if v != best]
             rows = [s for label, s in zip(labels, sources) if label in others]
-            warnings.append(f"labels {', '.join(repr(v) for v in sorted(variants))} differ only by case or spaces: "
-                            f"read as one class {best!r} ({rows_of(rows)})")
+            warnings.append(f"labels {', '.join(repr(v) for v in sorted(variants))} differ only by case, spaces, "
+                            f"invisible characters or number format: read as one class {best!r} ({rows_of(rows)})")
     unified = [chosen[label] for label in labels]
     n = Counter(unified)
     names = sorted(n, key=lambda v: (-n[v], v))
@@ -165,3 +176,61 @@ def check_finite_inputs(x, what: str, names: Sequence[str] | None = None) -> Non
     more = f" (and {len(bad) - 1} more sample(s))" if len(bad) > 1 else ""
     raise DataError(f"{what}: input {name} holds {' and '.join(kinds)} values{more}; network inputs must be finite "
                     "numbers: check the file it was made from (nothing was trained on it)")
+
+
+def content_duplicates(ds) -> list[str]:
+    """Records whose inputs are the same content under another name: a copied image or clip.
+
+    Clips are compared by the bytes of their onset and apex frame files, ready images by their
+    bytes and by their decoded pixels (a PNG copy of the same picture). Two records of different
+    subjects with the same content put a test clip into training under leave-one-subject-out.
+
+    Args:
+        ds: a :class:`~mer_keras.data.records.Dataset` (its ``samples`` and ``images``).
+    Returns:
+        One warning per record whose content an earlier record already had, naming both.
+    """
+    import hashlib
+
+    import numpy as np
+
+    from mer_keras.preprocess.images import read_image
+
+    def file_digest(path: str) -> str | None:
+        try:
+            with open(path, "rb") as fh:
+                return hashlib.sha256(fh.read()).hexdigest()
+        except OSError:  # an unreadable file is named when the clip is built
+            return None
+
+    seen: dict[str, tuple[str, str, str]] = {}
+    warnings = []
+
+    def check(key: str | None, subject: str, source: str, what: str) -> bool:
+        if key is None:
+            return False
+        if key in seen:
+            other_subject, other_source, other_what = seen[key]
+            leak = (f"under subjects {other_subject} and {subject}: leave-one-subject-out would train on a test clip"
+                    if other_subject != subject else f"of subject {subject}, counted twice")
+            warnings.append(f"{source}: {what} as {other_source} ({other_what}) {leak}")
+            return True
+        seen[key] = (subject, source, what)
+        return False
+
+    for s in ds.samples:
+        digests = [file_digest(s.frame_paths[i]) for i in (s.onset, s.apex)]
+        if None not in digests:
+            check("clip:" + "".join(digests), f"{s.database}/{s.subject}", s.source or s.key,
+                  "the same onset and apex frame files (same bytes)")
+    for r in ds.images:
+        where, who = r.source or r.path, f"{r.dataset}/{r.subject}"
+        if check("image:" + (file_digest(r.path) or r.path), who, where, "the same image file (same bytes)"):
+            continue
+        try:
+            pixels = np.ascontiguousarray(read_image(r.path))
+        except Exception:  # noqa: BLE001 - an unreadable image is named when it is read for the model
+            continue
+        check(f"pixels:{pixels.shape}:" + hashlib.sha256(pixels.tobytes()).hexdigest(), who, where,
+              "the same picture (same decoded pixels)")
+    return warnings

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mer_keras.data.records import Dataset, Sample
-from mer_keras.data.sheets import numbered_frames
+from mer_keras.data.sheets import frame_listing, frame_pattern
 from mer_keras.errors import DataError, MerKerasError, MissingFileError, OptionError
 from mer_keras.names import APEX_POLICIES  # noqa: F401  (re-exported)
 
@@ -46,15 +46,19 @@ def make_sample(database: str, subject: str, clip_id: str, folder: Path, onset: 
             "midpoint" (the file halfway between onset and offset) or "spot" (the frame of largest
             motion against onset, :func:`mer_keras.preprocess.frames.spot_apex`).
         where: sheet:row (or folder) for error messages.
+    Files beside the frames that do not follow their naming (:func:`mer_keras.data.sheets.frame_listing`)
+    are left out and named in the sample's ``notes`` (:func:`mer_keras.data.datasets.check_records`
+    turns them into warnings).
+
     Raises:
         OptionError: unknown ``apex_policy``. MissingFileError: missing folder. DataError: too
-        few frames, a frame number with no file, onset > offset, apex outside onset..offset
-        (each message names ``where``).
+        few frames, a frame number with no file, two frames with one number, onset > offset, apex
+        outside onset..offset (each message names ``where``).
     """
     if apex_policy not in APEX_POLICIES:
         raise OptionError(f"unknown apex policy {apex_policy!r}; expected one of {APEX_POLICIES}")
     try:
-        frames = numbered_frames(folder)
+        frames, left_out = frame_listing(folder)
     except FileNotFoundError:
         raise MissingFileError(f"{where}: frame folder {folder} does not exist") from None
     if len(frames) < 2:
@@ -82,9 +86,15 @@ def make_sample(database: str, subject: str, clip_id: str, folder: Path, onset: 
         i_apex = locate(apex, "apex", (i_on + i_off) // 2)
     if not i_on <= i_apex <= i_off:
         raise DataError(f"{where}: apex {apex} is outside onset..offset {onset}..{offset}")
+    notes = ()
+    if left_out:  # a copy or a converted file beside the frames: not a frame of the clip
+        pattern = frame_pattern(Path(frames[0][1]).name) if frames else "?"
+        shown = ", ".join(p.name for p in left_out[:5]) + (f" and {len(left_out) - 5} more" * (len(left_out) > 5))
+        notes = (f"{folder}: {len(left_out)} file(s) that do not follow the frame naming {pattern} left out of the "
+                 f"clip's frames: {shown}",)
     return Sample(subject=subject, clip_id=clip_id, frame_paths=tuple(str(p) for _, p in frames),
                   onset=i_on, apex=i_apex, offset=i_off, aus=aus, emotion=emotion, label=emotion,
-                  database=database, fps=fps, source=where, frame_numbers=tuple(numbers))
+                  database=database, fps=fps, source=where, frame_numbers=tuple(numbers), notes=notes)
 
 
 def attempt(where: str, build, strict: bool, skipped: list[tuple[str, str]]):

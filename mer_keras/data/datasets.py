@@ -137,6 +137,9 @@ def load_dataset(name: str, root=None, strict: bool = False, apex_policy: str = 
             raise OptionError("--data manifest needs --root pointing at the manifest CSV")
         clips, images = manifest.load(root, strict=strict, apex_policy=apex_policy, cache_dir=cache_dir)
         classes = sorted({s.label for s in clips.samples} | {i.label for i in images})
+        if len(classes) == 1:
+            raise DataError(f"{root}: the label column holds one class ({classes[0]!r}, "
+                            f"{len(clips.samples) + len(images)} usable row(s)); a classifier needs at least 2")
         ds = Dataset(name, classes, clips.samples, images=images, skipped=clips.skipped, warnings=clips.warnings)
     else:
         raise OptionError(f"unknown dataset {name!r}; expected one of {DATASETS}")
@@ -147,18 +150,41 @@ def load_dataset(name: str, root=None, strict: bool = False, apex_policy: str = 
 
 
 def check_records(ds: Dataset, strict: bool = False) -> Dataset:
-    """``ds`` with duplicated records kept once (:func:`mer_keras.data.checks.drop_duplicates`),
-    their warnings added to ``ds.warnings``; with ``strict`` a warning is an error.
+    """``ds`` with one spelling per database and subject (:func:`mer_keras.data.identities.unify`),
+    duplicated records kept once (:func:`mer_keras.data.checks.drop_duplicates`), the same content
+    under two records found (:func:`mer_keras.data.checks.content_duplicates`) and each clip's notes
+    (files left out of its frames) collected: all of it in ``ds.warnings``; with ``strict`` a
+    warning is an error.
 
     Raises:
-        DataError: the same record with two labels; with ``strict``, any warning.
+        DataError: ids that differ by separators or leading zeros only; the same record with two
+            labels; with ``strict``, any warning.
     """
-    from mer_keras.data.checks import drop_duplicates, raise_if_strict
+    import dataclasses
 
+    from mer_keras.data.checks import content_duplicates, drop_duplicates, raise_if_strict
+    from mer_keras.data.identities import folded, unify
+
+    n = len(ds.samples)
+    sources = [s.source or s.key for s in ds.samples] + [r.source or r.path for r in ds.images]
+    databases, w_db = unify([s.database for s in ds.samples] + [r.dataset for r in ds.images], sources, "database")
+    subjects, w_subject = unify([s.subject for s in ds.samples] + [r.subject for r in ds.images], sources, "subject",
+                                scope=[folded(d) for d in databases])
+    if w_db or w_subject:
+        ds.samples = [dataclasses.replace(s, database=d, subject=sub)
+                      for s, d, sub in zip(ds.samples, databases[:n], subjects[:n])]
+        ds.images = [dataclasses.replace(r, dataset=d, subject=sub)
+                     for r, d, sub in zip(ds.images, databases[n:], subjects[n:])]
+        if ds.counts:  # per-database counts of a composite: of the unified ids
+            ds.counts = {d: {"samples": len(mine), "subjects": len({s.subject for s in mine}),
+                             **{c: sum(s.label == c for s in mine) for c in ds.classes}}
+                         for d in dict.fromkeys(s.database for s in ds.samples)
+                         for mine in [[s for s in ds.samples if s.database == d]]}
     ds.samples, w1 = drop_duplicates(ds.samples, lambda s: (s.database, tuple(s.frame_paths), s.onset, s.apex,
                                                             s.offset), lambda s: s.label, lambda s: s.source)
     ds.images, w2 = drop_duplicates(ds.images, lambda r: (r.dataset, r.path), lambda r: r.label, lambda r: r.source)
-    ds.warnings = [*ds.warnings, *w1, *w2]
+    notes = list(dict.fromkeys(note for s in ds.samples for note in s.notes))  # a shared folder said once
+    ds.warnings = [*ds.warnings, *w_db, *w_subject, *w1, *w2, *content_duplicates(ds), *notes]
     raise_if_strict(ds.warnings, strict, "data")
     return ds
 

@@ -24,6 +24,8 @@ class Sample:
         source: where the record came from (sheet path and row) for error messages.
         frame_numbers: the databases' own frame number of each file (``img46.jpg`` -> 46), when
             known; ``frame_numbers[onset]`` is the coding sheet's onset frame.
+        notes: what was decided about the clip's files without stopping (files left out of its
+            frames), for the dataset's warnings.
     """
 
     subject: str
@@ -39,6 +41,7 @@ class Sample:
     fps: float
     source: str = field(default="", compare=False)
     frame_numbers: tuple[int, ...] = field(default=(), repr=False, compare=False)
+    notes: tuple[str, ...] = field(default=(), repr=False, compare=False)
 
     def __post_init__(self) -> None:
         where = f" ({self.source})" if self.source else ""

@@ -12,6 +12,7 @@ import functools
 import math
 import os
 import re
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -186,12 +187,22 @@ def numbered_frames(folder: Path, suffixes: Iterable[str] = IMAGE_SUFFIXES) -> l
     """Image files of a clip folder with their frame numbers, sorted by number (not lexically).
 
     The frame number is the last run of digits in the file stem (``img46.jpg`` -> 46,
-    ``006_05562.jpg`` -> 5562, ``reg_img46.jpg`` -> 46).
+    ``006_05562.jpg`` -> 5562, ``reg_img46.jpg`` -> 46). Only files that follow the folder's frame
+    naming are frames: the name pattern most files share, with the number as its variable part
+    (``img{n}.jpg``). Others (``img12 - Copy.jpg``, a ``img12.png`` beside the JPEG frames) are
+    left out; :func:`frame_listing` names them.
 
     Raises:
-        MissingFileError: the folder is missing. DataError: a file name has no number, or the
-            folder's path cannot be looked up (e.g. a name too long for the file system).
+        MissingFileError: the folder is missing. DataError: a file name has no number, two frames
+            have the same number (``img12.jpg``, ``img012.jpg``), or the folder's path cannot be
+            looked up (e.g. a name too long for the file system).
     """
+    return frame_listing(folder, suffixes)[0]
+
+
+def frame_listing(folder: Path, suffixes: Iterable[str] = IMAGE_SUFFIXES) -> tuple[list[tuple[int, Path]], list[Path]]:
+    """(the frames of :func:`numbered_frames`, the image files left out because they do not follow
+    the folder's frame naming). Same errors as :func:`numbered_frames`."""
     try:
         exists = folder.is_dir()
     except OSError as exc:  # e.g. a name too long for the file system, made from a sheet's cell
@@ -201,11 +212,20 @@ def numbered_frames(folder: Path, suffixes: Iterable[str] = IMAGE_SUFFIXES) -> l
     suffixes = tuple(suffixes)
     # Cached by the folder's modification time: several expressions coded in one long video
     # (CAS(ME)^2, CAS(ME)^3) share a folder that is then listed once.
-    return list(_scan(str(folder), os.stat(folder).st_mtime_ns, suffixes))
+    frames, left_out = _scan(str(folder), os.stat(folder).st_mtime_ns, suffixes)
+    return list(frames), list(left_out)
+
+
+def frame_pattern(name: str) -> str:
+    """A frame file's naming with its number as ``{n}``: ``img46.JPG`` -> ``img{n}.jpg``
+    (the last run of digits of the stem; the suffix lower-cased)."""
+    stem, suffix = os.path.splitext(name)
+    m = _NUMBER.search(stem)
+    return f"{stem[:m.start()]}{{n}}{stem[m.end():]}{suffix.lower()}" if m else name
 
 
 @functools.lru_cache(maxsize=512)
-def _scan(folder_name: str, mtime_ns: int, suffixes: tuple[str, ...]) -> tuple[tuple[int, Path], ...]:
+def _scan(folder_name: str, mtime_ns: int, suffixes: tuple[str, ...]):
     folder = Path(folder_name)
     files = []
     for entry in os.scandir(folder):
@@ -218,6 +238,14 @@ def _scan(folder_name: str, mtime_ns: int, suffixes: tuple[str, ...]) -> tuple[t
             m = _NUMBER.search(os.path.splitext(name)[0])
             if not m:
                 raise DataError(f"frame file {folder / name} has no frame number in its name")
-            files.append((int(m.group(1)), folder / name))
-    files.sort()
-    return tuple(files)
+            files.append((int(m.group(1)), folder / name, frame_pattern(name)))
+    patterns = Counter(p for _, _, p in files)
+    # the frame naming: the pattern most files follow (ties: the one whose first number is smallest)
+    naming = min(patterns, key=lambda p: (-patterns[p], min(n for n, _, q in files if q == p), p)) if files else None
+    frames = sorted((n, path) for n, path, p in files if p == naming)
+    left_out = tuple(sorted(path for _, path, p in files if p != naming))
+    for (a, pa), (b, pb) in zip(frames, frames[1:]):
+        if a == b:
+            raise DataError(f"frame files {pa} and {pb} both have frame number {a}: one of them is not a frame of "
+                            "this clip (remove it)")
+    return tuple(frames), left_out

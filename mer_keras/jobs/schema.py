@@ -155,6 +155,17 @@ def _problem(f: Field, kinds: tuple[type, ...] | None, value) -> str | None:
     return None
 
 
+def _python_number(value):
+    """A numpy number (``np.int64(4)``, ``np.float32(0.5)``, ``np.bool_``) as the Python number it
+    is; anything else as it is."""
+    import numbers
+
+    if type(value).__module__ == "numpy" and isinstance(value, (numbers.Number, bool)) or \
+            type(value).__name__ == "bool_":
+        return value.item()
+    return value
+
+
 def _finite(value: int | float) -> bool:
     """Whether a number is finite as a float (an int beyond 1.8e308 is not: no float holds it)."""
     try:
@@ -180,7 +191,8 @@ def validate(opts, source: str | os.PathLike | None = None) -> None:
 
     Every job's Python entry calls it before any work, so the command line, the Python API and a
     run's recorded ``config.json`` meet the same checks: a number is of the field's type (a whole
-    number where one is expected; a bool is not a number) and finite, within its bounds.
+    number where one is expected; a bool is not a number) and finite, within its bounds. numpy
+    numbers (``np.int64(4)``) are taken as the Python numbers they are, and kept as such.
 
     Args:
         source: the ``config.json`` the values were read from: the message names the file and
@@ -191,7 +203,9 @@ def validate(opts, source: str | os.PathLike | None = None) -> None:
     """
     kinds = _kinds(type(opts))
     for f in fields(opts):
-        value = getattr(opts, f.name)
+        value = _python_number(getattr(opts, f.name))
+        if value is not getattr(opts, f.name):  # np.int64(4) is the whole number 4: kept as Python's
+            object.__setattr__(opts, f.name, value)
         problem = _problem(f, kinds.get(f.name), value)
         if problem:
             if source is not None:

@@ -8,6 +8,7 @@ model step is :mod:`mer_keras.jobs.final_model`.
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, fields, replace
@@ -92,6 +93,10 @@ def resolve_options(opts: TrainOptions) -> tuple[TrainOptions, RepresentationCon
     from mer_keras.registry import get_spec
 
     validate(opts)
+    from mer_keras.jobs.train_options import absolute_paths
+
+    # recorded absolute: export, explain and --resume read the run from any working folder
+    opts = replace(opts, **absolute_paths(asdict(opts), os.getcwd()))
     spec = get_spec(opts.model)
     if opts.synthetic_expression != "micro" and opts.data != "synthetic":
         raise OptionError(f"--synthetic-expression {opts.synthetic_expression} applies to the synthetic set, not "
@@ -265,7 +270,7 @@ def open_run_folder(opts: TrainOptions, rep: RepresentationConfig, data: Dataset
         from mer_keras.environment import environment_record
 
         run.write_config({**asdict(opts), "representation_config": asdict(rep), "dataset": data.name,
-                          "classes": data.classes, "loso_subjects": sorted(set(groups)),
+                          "classes": data.classes, "loso_subjects": sorted(set(groups)), "cwd": os.getcwd(),
                           "environment": environment_record()})
     return run, {}
 

@@ -13,6 +13,7 @@ import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from mer_keras import names
 from mer_keras.data.synthetic.config import MAX_CLIPS, MAX_SEED, MAX_SUBJECTS, SyntheticConfig
@@ -174,15 +175,55 @@ class TrainOptions:
         return not self.folds or list(self.folds) == ["none"]
 
 
+#: Options that are paths a run reads from (or caches into) and that may be given relative to the
+#: working folder: recorded absolute, so that a run's folder can be used from anywhere.
+PATH_OPTIONS = ("root", "test_root", "faces", "cache_dir")
+
+
+def absolute_paths(config: dict, base: str | os.PathLike | None) -> dict:
+    """``config`` with the relative paths of :data:`PATH_OPTIONS` made absolute against ``base``
+    (the working folder they were given in); ``base`` None: as they are."""
+    if base is None:
+        return config
+    out = dict(config)
+    for key in PATH_OPTIONS:
+        value = out.get(key)
+        if isinstance(value, str) and value and not os.path.isabs(value):
+            out[key] = os.path.normpath(os.path.join(os.fspath(base), value))
+    return out
+
+
+def recorded_working_folder(config: dict, run_folder: str | os.PathLike) -> str | None:
+    """The working folder a run was made in: recorded as ``cwd`` since 2026-12-07; for an older run,
+    inferred from where its folder is and the ``--out`` it recorded (``runs`` and a folder
+    ``/home/u/runs/<run>`` give ``/home/u``); None when neither tells."""
+    if isinstance(config.get("cwd"), str):
+        return config["cwd"]
+    out = config.get("out")
+    if not isinstance(out, str) or not out:
+        return None
+    parent = Path(os.path.abspath(run_folder)).parent
+    if os.path.isabs(out):
+        return None  # an absolute --out says nothing about the working folder
+    parts = Path(os.path.normpath(out)).parts
+    if parts and tuple(parent.parts[-len(parts):]) == parts:
+        return str(Path(*parent.parts[:-len(parts)]))
+    return None
+
+
 def options_from_config(config: dict, source: str | os.PathLike = "config.json", **overrides) -> TrainOptions:
     """:class:`TrainOptions` from a run's config.json (keys that are not options are ignored),
     validated: a bad recorded value is refused naming ``source`` and its key.
 
     A run recorded before the synthetic set was a named dataset has ``data: null``: it is ``synthetic``.
+    Relative paths it recorded (runs made before paths were recorded absolute) are read against
+    the working folder it was made in (:func:`recorded_working_folder`).
 
     Raises:
         OptionError: a recorded value of the wrong type or out of range (``"lr": "nan"``).
     """
     if isinstance(config, dict) and "data" in config and not config["data"]:
         config = {**config, "data": "synthetic"}
+    if isinstance(config, dict) and os.fspath(source) != "config.json":  # relative paths of the run's working folder
+        config = absolute_paths(config, recorded_working_folder(config, Path(os.fspath(source)).parent))
     return from_config(TrainOptions, config, source, **overrides)

@@ -23,7 +23,7 @@ MANIFEST_ARGS = ["--model", "ststnet", "--data", "manifest", "--seed", "3", "--e
 
 #: Keys that name paths or times of one machine, not results.
 _VOLATILE = {"out", "cache_dir", "resume", "root", "seconds", "sha256", "mer_keras_version", "bytes",
-             "environment", "machine_kind", "warnings"}  # warnings name temporary paths: checked by the test
+             "environment", "machine_kind", "warnings", "cwd"}  # warnings name temporary paths: checked by the test
 
 #: Values that training computes, compared within a tolerance: probabilities (fold files and the
 #: ``p_<class>`` columns of predictions.csv), final training losses, and how far the TFLite models

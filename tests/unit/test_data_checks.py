@@ -80,3 +80,25 @@ def test_fold_identities_name_every_difference():
     with pytest.raises(RunFolderError, match=r"f.json: .*data 'abc' \(fold file\) vs 'xyz' \(now\); "
                                              r"options.model 'learnet' \(fold file\) vs 'htnet' \(now\)"):
         check_identity("f.json", saved, {"options": {"model": "htnet", "lr": 0.001}, "data": "xyz"})
+
+
+def test_ids_are_one_spelling_and_near_collisions_are_errors():
+    """Subjects, databases and labels that differ only by case, invisible characters, any kind of
+    space or number format are one (warning); ids that differ by separators or leading zeros are
+    an error naming both (issue 31)."""
+    from mer_keras.data.identities import canonical, folded_label, near, unify
+    from mer_keras.errors import DataError
+
+    assert canonical("\ufeffsub\u200b02\u00a0") == "sub02" and canonical("ｓｕｂ０２") == "sub02"
+    assert [folded_label(v) for v in ("1", "1.0", "01", " 1 ", "Positive", "nan")] == ["1"] * 4 + ["positive", "nan"]
+    assert near("sub_02") == near("sub2") == near("SUB-02") == "sub2" and near("sub12") != near("sub2")
+    ids, warnings = unify(["a1", "A1", "a1", "b2"], ["f:2", "f:3", "f:4", "f:5"], "subject")
+    assert ids == ["a1", "a1", "a1", "b2"] and warnings == [
+        "subjects 'A1', 'a1' differ only by case, spaces, invisible characters: read as one subject 'a1' (f:3)"]
+    # the same id in two databases is two subjects; spellings are unified within each
+    ids, warnings = unify(["s1", "S1", "s1"], ["f:2", "f:3", "f:4"], "subject", scope=["x", "x", "y"])
+    assert ids == ["s1", "s1", "s1"] and len(warnings) == 1 and "in x" in warnings[0]
+    with pytest.raises(DataError, match=r"^subjects 's01' \(f:3\) and 's1' \(f:2\) differ only by separators or "
+                                        r"leading zeros"):
+        unify(["s1", "s01"], ["f:2", "f:3"], "subject")
+    assert unify(["s1", "s01"], ["f:2", "f:3"], "subject", scope=["x", "y"])[0] == ["s1", "s01"]  # other databases

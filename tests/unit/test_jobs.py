@@ -225,3 +225,21 @@ def test_load_data_reads_the_synthetic_default_as_a_dataset(cache_dir):
     assert ds.name == "synthetic" and ds.classes == ["negative", "positive", "surprise"]
     assert len(ds.samples) == 12 and len(ds.subjects) == 3 and ds.root
     assert ds.keys[0].startswith("synthetic/sub01/") and len(ds.rows) == 12
+
+
+def test_a_run_recorded_with_a_relative_root_is_read_from_any_folder(tmp_path):
+    """Runs record absolute paths (and their working folder); a run recorded before, with a
+    relative --root, is read against the folder it was made in, found from its --out and where its
+    folder is (issue 31: export and explain from another folder failed)."""
+    from mer_keras.jobs.train_options import absolute_paths, options_from_config, recorded_working_folder
+
+    run = tmp_path / "work" / "runs" / "20261207-learnet-manifest"
+    config = {"data": "manifest", "root": "data/manifest.csv", "out": "runs", "cache_dir": "cache"}
+    assert recorded_working_folder(config, run) == str(tmp_path / "work")
+    opts = options_from_config(config, run / "config.json")
+    assert opts.root == str(tmp_path / "work" / "data" / "manifest.csv")
+    assert opts.cache_dir == str(tmp_path / "work" / "cache")
+    assert options_from_config({**config, "cwd": "/elsewhere"}, run / "config.json").root == "/elsewhere/data/manifest.csv"
+    assert recorded_working_folder({**config, "out": "other"}, run) is None  # the folder does not end in --out
+    assert options_from_config({**config, "out": "other"}, run / "config.json").root == "data/manifest.csv"
+    assert absolute_paths({"root": "/abs/x", "faces": None}, "/base") == {"root": "/abs/x", "faces": None}

@@ -130,3 +130,23 @@ def test_a_nan_input_is_named_before_training_not_blamed_on_the_learning_rate():
     xs[0][5, 1, 1, 1] = -np.inf
     with pytest.raises(DataError, match=r"^the final model: input sample 6 of 6 holds infinite values;"):
         FoldTrainer((28, 28, 3), 3, cfg).fit(xs[0], ys[0], label="the final model")
+
+
+def test_numpy_numbers_are_numbers_and_models_refuse_impossible_shapes():
+    """``np.int64(4)`` is the whole number 4 (kept as Python's int); a model with 10**12 classes or
+    a 2-D input shape is refused with one line, not a TensorFlow error (issue 31)."""
+    from mer_keras import create_model
+    from mer_keras.jobs.schema import validate
+    from mer_keras.jobs.train_options import TrainOptions
+
+    opts = TrainOptions(batch_size=np.int64(4), lr=np.float32(0.5), augment=np.bool_(False))
+    validate(opts)
+    assert (opts.batch_size, type(opts.batch_size), type(opts.lr), opts.augment) == (4, int, float, False)
+    with pytest.raises(OptionError, match=r"^--batch-size 4.5: expected a whole number"):
+        validate(TrainOptions(batch_size=np.float64(4.5)))
+    with pytest.raises(OptionError, match=r"^num_classes 1000000000000: expected at most 1000"):
+        create_model("ststnet", 10**12)
+    with pytest.raises(OptionError, match=r"^input_shape \(28, 28\): ststnet takes 3 dimensions \(\(H, W, C\)\)"):
+        create_model("ststnet", 3, input_shape=(28, 28))
+    with pytest.raises(OptionError, match=r"^input_shape 28: expected a tuple like \(28, 28, 3\)"):
+        create_model("ststnet", 3, input_shape=28)

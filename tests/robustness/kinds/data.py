@@ -109,13 +109,13 @@ def cases() -> list[Case]:
     for name, (spellings, one) in variants.items():
         csv = f"{{c}}/data/{name}.csv"
         out.append(Case(f"labels differing by case or spaces ({name.replace('_', ' ')})", "cli", prep + [csv], 0,
-                        f"labels {spellings} differ only by case or spaces", f"read as one class '{one}'", kind=KIND))
+                        f"labels {spellings} differ only by case, spaces", f"read as one class '{one}'", kind=KIND))
         out.append(Case(f"labels differing by case or spaces ({name.replace('_', ' ')}), --strict", "cli",
                         prep + [csv, "--strict"], 2, f"labels {spellings}", "--strict: data warnings are errors",
                         kind=KIND))
         out.append(Case(f"labels differing by case or spaces ({name.replace('_', ' ')}), loaded", "call",
                         _call("mer_keras.data.datasets.load_dataset", lambda f, c, n=name: _classes(f, c, n)),
-                        ValueError, f"'{one}'", "differ only by case or spaces", kind=KIND))
+                        ValueError, f"'{one}'", "differ only by case, spaces", kind=KIND))
     typos = {"typo_positive": ("postive", "positive"), "typo_negative": ("negatve", "negative"),
              "typo_surprise": ("surprize", "surprise"), "typo_plural": ("other", "others"),
              "typo_punctuation": ("positive.", "positive")}
