@@ -32,15 +32,19 @@ SAMPLE = Path(__file__).with_name("sample.mp4")
 
 
 def bench(model_path: str, frames: list[np.ndarray], fps: float, threads: int, metadata: str | None = None,
-          repeats: int = 1, workers: int = 1) -> dict:
+          repeats: int = 1, workers: int = 1, allow_modified: bool = False) -> dict:
     """One timed pass (the best of ``repeats``) over ``frames``: ``threads`` threads, ``workers`` windows at once.
+
+    The model is loaded (and checked against its metadata: :func:`edge.pipeline.load`) before the
+    timing; ``allow_modified`` uses a file whose sha256 differs from the recorded one, silently
+    (:func:`main` warns once).
 
     Returns:
         {"threads", "workers", "fps_stream", "window_frames", "stride_frames", "windows", "frames_per_second",
         "ms": {stage: median ms per window}}.
     """
     cv2.setNumThreads(threads)
-    model, info = load(model_path, metadata, num_threads=threads)
+    model, info = load(model_path, metadata, num_threads=threads, allow_modified=allow_modified, warn=_quiet)
     with WindowRunner(model, info, fps, workers=workers) as runner:
         if len(frames) < runner.length:
             raise EdgeInputError(f"{len(frames)} frames, fewer than one window ({runner.length} frames at "
@@ -65,8 +69,12 @@ def bench(model_path: str, frames: list[np.ndarray], fps: float, threads: int, m
             "frames_per_second": round(len(frames) / wall, 1), "ms": ms}
 
 
+def _quiet(message: str) -> None:
+    """The ``warn`` of the loads inside a benchmark: :func:`main` warned once already."""
+
+
 def bench_spot(model_path: str, frames: list[np.ndarray], fps: float, threads: int, metadata: str | None = None,
-               repeats: int = 1, workers: int = 1) -> dict:
+               repeats: int = 1, workers: int = 1, allow_modified: bool = False) -> dict:
     """One timed pass (the best of ``repeats``) of the spotting chain over ``frames``.
 
     The chain is :class:`edge.events.SpotRunner`: face mesh every 0.1 s, aligned face, two flows per
@@ -79,7 +87,7 @@ def bench_spot(model_path: str, frames: list[np.ndarray], fps: float, threads: i
     from edge.events import Event, SpotRunner
 
     cv2.setNumThreads(threads)
-    model, info = load(model_path, metadata, num_threads=threads)
+    model, info = load(model_path, metadata, num_threads=threads, allow_modified=allow_modified, warn=_quiet)
     best = None
     for _ in range(repeats):
         runner = SpotRunner(model, info, fps, workers=workers)
@@ -114,9 +122,17 @@ def main(argv=None) -> int:
     ap.add_argument("--repeats", type=positive(int), default=1, help="timed passes per setting; the best is kept")
     ap.add_argument("--mode", choices=("spot", "windows"), default="spot",
                     help="spot: the spotting chain of edge.run (default); windows: every sliding window classified")
+    ap.add_argument("--allow-modified", action="store_true",
+                    help="time a model file whose sha256 differs from the one metadata.json records, with a warning "
+                         "(default: refuse it)")
     args = ap.parse_args(argv)
+
+    def warn(message: str) -> None:
+        print(f"warning: {message}", file=sys.stderr, flush=True)
+
     try:
-        load(args.model, args.metadata)  # a bad model or metadata fails here, before the video is decoded
+        # a bad model or metadata fails here, before the video is decoded
+        load(args.model, args.metadata, allow_modified=args.allow_modified, warn=warn)
         cap, fps, name = open_capture(args.video)
         t0 = time.perf_counter()
         status = StreamStatus()
@@ -138,7 +154,8 @@ def main(argv=None) -> int:
             print("|---|---|---|---|---|---|---|---|---|---|")
             for rate in rates:
                 for threads, workers in [(t, w) for w in args.workers for t in args.threads]:
-                    r = bench_spot(args.model, frames, rate, threads, args.metadata, args.repeats, workers)
+                    r = bench_spot(args.model, frames, rate, threads, args.metadata, args.repeats, workers,
+                                   args.allow_modified)
                     print(f"| {threads} | {workers} | {rate:g} | {r['frames']} | {r['micro']} / {r['macro']} | "
                           f"{r['ms_per_frame']['spotting']} | {r['ms_per_frame']['crop']} | "
                           f"{r['ms_per_event']['recognition']} | {r['frames_per_second']} | "
@@ -149,7 +166,7 @@ def main(argv=None) -> int:
         print("|---|---|---|---|---|---|---|---|---|---|")
         for rate in rates:
             for threads, workers in [(t, w) for w in args.workers for t in args.threads]:
-                r = bench(args.model, frames, rate, threads, args.metadata, args.repeats, workers)
+                r = bench(args.model, frames, rate, threads, args.metadata, args.repeats, workers, args.allow_modified)
                 ms = r["ms"]
                 print(f"| {threads} | {workers} | {rate:g} | {r['window_frames']} / {r['stride_frames']} | "
                       f"{ms['face']} | {ms['apex']} | {ms['representation']} | {ms['inference']} | "

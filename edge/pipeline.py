@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,7 +39,7 @@ from mer_keras.preprocess.face import alignment_matrix, get_landmarker
 from mer_keras.preprocess.frames import spot_apex_frames
 from mer_keras.preprocess.representation import representation_from_frames
 from mer_keras.preprocess.video import VIDEO_SUFFIXES
-from mer_keras.runtime.metadata import MAX_FPS, MetadataError, ModelInfo, ModelMetadata
+from mer_keras.runtime.metadata import MAX_FPS, MetadataError, ModelInfo, ModelMetadata, check_output_count
 from mer_keras.runtime.tflite import TFLiteModel
 
 #: Stages timed by :class:`WindowRunner` (seconds per window).
@@ -89,28 +89,45 @@ def check_model_path(path: Path) -> None:
 
 
 def load(model_path: str | Path, metadata: str | Path | None = None, num_threads: int | None = None,
-         window_seconds: float | None = None, delegate: str | None = None) -> tuple[TFLiteModel, ModelInfo]:
-    """The TFLite model and its metadata (``metadata.json`` beside the model unless given).
+         window_seconds: float | None = None, delegate: str | None = None, allow_modified: bool = False,
+         warn: Callable[[str], None] | None = None) -> tuple[TFLiteModel, ModelInfo]:
+    """The TFLite model and its metadata (``metadata.json`` beside the model unless given), checked
+    against each other.
 
+    In order: the metadata (:class:`~mer_keras.runtime.metadata.ModelMetadata`: ``classes`` a list
+    of unique non-empty names, a usable window), the model file's sha256 against the one the
+    metadata records for its name (hashed once, before the interpreter parses it:
+    :meth:`~mer_keras.runtime.metadata.ModelMetadata.verify`), the interpreter, the model's input
+    against the representation, its outputs against the classes.
+
+    Args:
+        allow_modified: use a model file whose sha256 differs from the recorded one, with a
+            warning (``--allow-modified``); the other checks stay.
+        warn: where that warning goes (default :func:`warnings.warn`).
     Raises:
-        EdgeInputError: unreadable model or metadata, or a model whose input does not match the
-            metadata's representation.
+        EdgeInputError: unreadable model or metadata, a model file other than the metadata records
+            (unless ``allow_modified``), or a model whose input does not match the metadata's
+            representation or whose outputs are not its classes (each names the file).
     """
     model_path = Path(model_path)
     check_model_path(model_path)
     meta_path = Path(metadata) if metadata else model_path.with_name("metadata.json")
-    info = read_metadata(meta_path, window_seconds)
     try:
+        meta = ModelMetadata.from_file(meta_path)
+        info = meta.model_info(window_seconds)
+    except MetadataError as exc:
+        raise EdgeInputError(str(exc)) from None
+    try:
+        if model_path.is_file():  # a missing file is named by the interpreter's message
+            meta.verify(model_path, allow_modified, warn)
         model = TFLiteModel(model_path, num_threads=num_threads, delegate=delegate)
+        check_output_count(model_path, model.num_outputs, info.classes, meta_path, allow_modified)
     except ValueError as exc:
         raise EdgeInputError(str(exc)) from None
     expected = tuple(info.representation.input_shape)
     if model.input_shape != expected:
         raise EdgeInputError(f"{model_path}: the model takes {model.input_shape} but {meta_path} describes "
                              f"{info.representation.representation} inputs of shape {expected}")
-    if int(model.output["shape"][-1]) != len(info.classes):
-        raise EdgeInputError(f"{model_path}: {int(model.output['shape'][-1])} outputs but {meta_path} "
-                             f"lists {len(info.classes)} classes")
     return model, info
 
 

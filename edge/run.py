@@ -19,21 +19,33 @@ neutral references), and for a micro-expression ``label`` and ``probabilities`` 
 shows no face), whatever happens in it: a classifier's view, not a detector's.
 
 A summary line (``"event": "summary"``) ends the output. Bad input (missing, truncated or foreign
-model, metadata that is unreadable or does not match the model, a video that cannot be decoded or
-holds fewer than 2 frames, a camera that does not open) prints one line on stderr and exits with
-code 2. A stream that stops early (a video damaged in the middle or truncated, an unreadable frame
-image) keeps what came before the damage, puts ``decode_error`` in the summary, prints it on
-stderr and exits with code 3. A frame folder (or a quoted glob pattern) is read in the order of the
-number in the file names; frames carry no frame rate, so give ``--fps`` (else the training data's,
-from metadata.json).
+model, a model file whose sha256 is not the one metadata.json records (``--allow-modified`` uses it
+with a warning), metadata that is unreadable or does not match the model, a video that cannot be
+decoded or holds fewer than 2 frames, a camera that does not open) prints one line on stderr and
+exits with code 2. A stream that stops early (a video damaged in the middle or truncated, an
+unreadable frame image) keeps what came before the damage, puts ``decode_error`` in the summary,
+prints it on stderr and exits with code 3. A frame folder (or a quoted glob pattern) is read in the
+order of the number in the file names; frames carry no frame rate, so give ``--fps`` (else the
+training data's, from metadata.json).
+
+Ctrl-C (SIGINT) stops reading the stream: the windows and events of the frames read are finished
+and printed, the ``--annotate`` video is closed (it plays, and holds every frame read), the
+summary says ``"interrupted": true`` with ``frames`` of ``frames_total``, one line on stderr says
+how many frames were processed of how many, and the exit code is 130. A second Ctrl-C stops at
+once (the video is still closed). The annotated video is written beside its target and read back
+when it is closed; one that cannot be written completely (a full disk: OpenCV's writer fails
+silently) is removed, named in ``annotate_error`` of the summary and on stderr, exit code 2.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import signal
 import sys
+import threading
 import time
 from collections import deque
 from pathlib import Path
@@ -90,6 +102,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--window", type=positive(float), default=None, help="window length in seconds (default: metadata)")
     ap.add_argument("--fps", type=positive(float), default=None, help="frame rate when the source does not state one")
     ap.add_argument("--max-frames", type=positive(int), default=None, help="stop after this many frames")
+    ap.add_argument("--allow-modified", action="store_true",
+                    help="use a model file whose sha256 differs from the one metadata.json records, with a warning "
+                         "(default: refuse it)")
     return ap.parse_args(argv)
 
 
@@ -140,19 +155,31 @@ class _Annotator:
 
     In spot mode the frames are written ``delay`` frames behind the stream, so that the spotted
     intervals (``events``) are known when their frames are drawn; in windows mode (delay 0) each
-    frame is drawn with the text given with it."""
+    frame is drawn with the text given with it.
+
+    OpenCV's writer fails silently (a full disk leaves a file without its index, "moov atom not
+    found"), so the free space is looked at every :attr:`CHECK_EVERY` frames and the file is read
+    back when it is closed (:meth:`close`): a video that cannot be written completely is removed
+    and :attr:`error` names it; what is being analysed goes on without it.
+
+    Attributes:
+        written: frames handed to the writer. error: why the video could not be written, or None.
+    """
+
+    CHECK_EVERY = 64
 
     def __init__(self, target: str | None, fps: float, delay: int):
         self.target, self.fps, self.writer = target, fps, None
         self.partial = Path(target).with_name(f".partial-{Path(target).name}") if target else None
         self.pending: deque = deque()
         self.delay, self.events = delay, []
+        self.written, self.error = 0, None
 
     def add(self, index: int, frame: np.ndarray, text: str | None = None) -> None:
-        if self.target is None:
+        if self.target is None or self.error:
             return
         self.pending.append((index, frame, text))
-        while len(self.pending) > self.delay:
+        while len(self.pending) > self.delay and not self.error:
             self._write(*self.pending.popleft())
 
     def _write(self, index: int, frame: np.ndarray, text: str | None) -> None:
@@ -169,16 +196,130 @@ class _Annotator:
                     text = f"{record['event']} {record.get('label', '')}".strip()
                     colour = (255, 64, 64) if record["event"] == "micro" else (64, 160, 255)
         self.writer.write(draw(frame, text, colour))
+        self.written += 1
+        if self.written % self.CHECK_EVERY == 0 and _disk_full(self.partial.parent):
+            self._fail("the disk is full")
 
-    def close(self) -> None:
-        if self.target is None:
-            return
-        while self.pending:
-            self._write(*self.pending.popleft())
+    def _fail(self, reason: str) -> None:
+        """Give the video up: release the writer, remove the partial file, record :attr:`error`."""
         if self.writer is not None:
             self.writer.release()
-            if self.partial.exists():
-                os.replace(self.partial, self.target)
+        self.partial.unlink(missing_ok=True)
+        self.pending.clear()
+        self.error = (f"{self.target}: the annotated video could not be written ({reason}; {self.written} frames "
+                      "were drawn); nothing was kept there")
+
+    def _unreadable(self) -> str | None:
+        """Why the closed partial file is not the video written, or None when it plays back whole."""
+        if not self.partial.is_file() or self.partial.stat().st_size == 0:
+            return "nothing reached the file: disk full or write error"
+        with _silenced_stderr():  # FFmpeg's own complaint ("moov atom not found"): said below in one line
+            cap = cv2.VideoCapture(str(self.partial))
+            opened = cap.isOpened()
+            stated = cap.get(cv2.CAP_PROP_FRAME_COUNT) if opened else 0
+            first = cap.read()[0] if opened else False
+            cap.release()
+        full = " (the disk is full)" if _disk_full(self.partial.parent) else ": disk full or write error"
+        if not opened or not first:
+            return f"the file written cannot be read back{full}"
+        if self.partial.suffix.lower() != ".mkv" and stated > 0 and int(round(stated)) != self.written:
+            return f"the file holds {int(round(stated))} of the {self.written} frames drawn{full}"
+        return None
+
+    def close(self) -> None:
+        """Write the frames still pending, close the video, check it and move it onto the target."""
+        if self.target is None or self.error:
+            return
+        while self.pending and not self.error:
+            self._write(*self.pending.popleft())
+        if self.writer is None or self.error:
+            return
+        self.writer.release()
+        problem = self._unreadable()
+        if problem:
+            self._fail(problem)
+        elif self.partial.exists():
+            os.replace(self.partial, self.target)
+
+
+def _disk_full(folder: Path) -> bool:
+    """Whether the file system of ``folder`` has no block left for this process (root may use the reserved ones)."""
+    try:
+        st = os.statvfs(folder)
+    except OSError:
+        return False
+    return (st.f_bfree if os.geteuid() == 0 else st.f_bavail) == 0
+
+
+@contextlib.contextmanager
+def _silenced_stderr():
+    """File descriptor 2 sent to /dev/null for the block (native libraries' own lines)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    null = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, 2)
+    os.close(null)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+class StopRequest:
+    """Ctrl-C (SIGINT) while a stream is read: the first one asks the reader to stop (:attr:`requested`)
+    so that what was read is finished and the outputs closed; a second one raises
+    ``KeyboardInterrupt`` at once. Installed only in the main thread (Python delivers signals there);
+    the previous handler comes back when the block ends."""
+
+    def __init__(self):
+        self.requested, self._old = False, None
+
+    def __enter__(self) -> StopRequest:
+        if threading.current_thread() is threading.main_thread():
+            self._old = signal.getsignal(signal.SIGINT) or signal.default_int_handler
+            signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __exit__(self, *exc) -> None:
+        if self._old is not None:
+            signal.signal(signal.SIGINT, self._old)
+
+
+def stated_frames(cap, limit: int | None = None) -> int | None:
+    """Frames the source says it holds (a video file's count, a frame folder's files; None for a
+    camera), at most ``limit``."""
+    n = cap.get(cv2.CAP_PROP_FRAME_COUNT)
+    n = int(n) if n and np.isfinite(n) and n > 0 else None
+    return min(n, limit) if n is not None and limit else n
+
+
+def _end_of_stream(summary: dict, total: int | None, annotator: _Annotator, interrupted: bool,
+                   warnings: list[str]) -> None:
+    """The summary's fields about how the stream and the annotated video ended."""
+    if total is not None:
+        summary["frames_total"] = total
+    if annotator.target is not None:
+        summary["annotated_frames"] = 0 if annotator.error else annotator.written
+    if interrupted:
+        summary["interrupted"] = True
+    if annotator.error:
+        summary["annotate_error"] = annotator.error
+    if warnings:
+        summary["warnings"] = list(warnings)
+
+
+def _warner(warnings: list[str]):
+    """A ``warn`` callback: one ``warning:`` line on stderr, kept for the summary."""
+    def warn(message: str) -> None:
+        warnings.append(message)
+        print(f"warning: {message}", file=sys.stderr, flush=True)
+    return warn
 
 
 def run(args: argparse.Namespace, out=None) -> dict:
@@ -190,10 +331,13 @@ def run(args: argparse.Namespace, out=None) -> dict:
     # a core per thread: with 2 workers on 2 cores, one OpenCV thread beats two (docs/EDGE.md, Speed)
     threads = args.threads or max(1, cpu_count() // args.workers)
     cv2.setNumThreads(threads)
+    warnings: list[str] = []
     model, info = load(args.model, args.metadata, num_threads=threads, window_seconds=args.window,
-                       delegate=args.delegate)
+                       delegate=args.delegate, allow_modified=getattr(args, "allow_modified", False),
+                       warn=_warner(warnings))
     cap, fps, name = open_capture(args.video, args.camera)
     fps = fps or args.fps or info.fps
+    total = stated_frames(cap, args.max_frames)
     try:
         runner = WindowRunner(model, info, fps, workers=args.workers)
     except EdgeInputError:
@@ -206,32 +350,36 @@ def run(args: argparse.Namespace, out=None) -> dict:
 
     status = StreamStatus()
 
-    def frames():
+    def frames(stop: StopRequest):
         for frame in read_frames(cap, args.max_frames, status):
+            if stop.requested:  # Ctrl-C: the windows of the frames read are finished, then the outputs closed
+                break
             annotator.add(counts["frames"], frame, label)
             counts["frames"] += 1
             yield frame
 
-    try:
-        for window in runner.windows(frames()):
-            record = window.record(info.classes)
-            counts["windows"] += 1
-            if window.no_face:
-                counts["no_face"] += 1
-                label = "no face"
-            else:
-                label = f"{record['label']} {max(record['probabilities'].values()):.2f}"
-            out.write(json.dumps(record) + "\n")
-            out.flush()
-    except KeyboardInterrupt:  # a live camera is stopped with Ctrl-C: still close the video and summarise
-        interrupted = True
-    finally:
-        runner.close()
-        cap.release()
-        annotator.close()
-    if counts["frames"] == 0:
+    with StopRequest() as stop:  # also while the outputs are closed: a first Ctrl-C then changes nothing
+        try:
+            for window in runner.windows(frames(stop)):
+                record = window.record(info.classes)
+                counts["windows"] += 1
+                if window.no_face:
+                    counts["no_face"] += 1
+                    label = "no face"
+                else:
+                    label = f"{record['label']} {max(record['probabilities'].values()):.2f}"
+                out.write(json.dumps(record) + "\n")
+                out.flush()
+        except KeyboardInterrupt:  # a second Ctrl-C (or one outside the main thread): still close the video
+            interrupted = True
+        finally:
+            runner.close()
+            cap.release()
+            annotator.close()
+        interrupted = interrupted or stop.requested
+    if counts["frames"] == 0 and not interrupted:
         raise EdgeInputError(f"{name}: no frame could be decoded" + (f" ({status.error})" if status.error else ""))
-    if counts["frames"] == 1:  # no clip at all, let alone a window: bad input, not a short stream
+    if counts["frames"] == 1 and not interrupted:  # no clip at all, let alone a window: bad input, not a short stream
         raise EdgeInputError(f"{name}: only 1 frame could be decoded; a clip needs at least 2 "
                              f"(a window here is {runner.length})")
     seconds = time.perf_counter() - t0
@@ -239,8 +387,7 @@ def run(args: argparse.Namespace, out=None) -> dict:
                "stride_frames": runner.stride, "workers": runner.workers, "threads": threads, **counts,
                "seconds": round(seconds, 3),
                "frames_per_second": round(counts["frames"] / seconds, 1) if seconds > 0 else None}
-    if interrupted:
-        summary["interrupted"] = True
+    _end_of_stream(summary, total, annotator, interrupted, warnings)
     if status.error:
         summary["decode_error"] = status.error
     if counts["frames"] < runner.length:
@@ -262,10 +409,13 @@ def run_spot(args: argparse.Namespace, out) -> dict:
         raise EdgeInputError(str(exc)) from None
     threads = args.threads or max(1, cpu_count() // args.workers)  # as measured best in docs/BENCHMARKS.md
     cv2.setNumThreads(threads)
+    warnings: list[str] = []
     model, info = load(args.model, args.metadata, num_threads=threads, window_seconds=args.window,
-                       delegate=args.delegate)
+                       delegate=args.delegate, allow_modified=getattr(args, "allow_modified", False),
+                       warn=_warner(warnings))
     cap, fps, name = open_capture(args.video, args.camera)
     fps = fps or args.fps or info.fps
+    total = stated_frames(cap, args.max_frames)
     runner = SpotRunner(model, info, fps, cfg, workers=args.workers)
     annotator = _Annotator(args.annotate, fps, runner.latency_frames)
     counts = {"frames": 0, "micro": 0, "macro": 0, "no_face": 0}
@@ -280,39 +430,58 @@ def run_spot(args: argparse.Namespace, out) -> dict:
             out.write(json.dumps(record) + "\n")
             out.flush()
 
-    try:
-        for frame in prefetch(read_frames(cap, args.max_frames, status)):  # decoding overlaps the spotting
-            annotator.add(counts["frames"], frame)
-            counts["frames"] += 1
-            emit(runner.push(frame))
-        emit(runner.finish())
-    except KeyboardInterrupt:
-        interrupted = True
-        emit(runner.finish())
-    finally:
-        cap.release()
-        annotator.close()
-    if counts["frames"] == 0:
+    with StopRequest() as stop:  # also while the outputs are closed: a first Ctrl-C then changes nothing
+        try:
+            for frame in prefetch(read_frames(cap, args.max_frames, status)):  # decoding overlaps the spotting
+                if stop.requested:  # Ctrl-C: the events of the frames read are finished, then the outputs closed
+                    break
+                annotator.add(counts["frames"], frame)
+                counts["frames"] += 1
+                emit(runner.push(frame))
+            emit(runner.finish())
+        except KeyboardInterrupt:  # a second Ctrl-C (or one outside the main thread)
+            interrupted = True
+            emit(runner.finish())
+        finally:
+            cap.release()
+            annotator.close()
+        interrupted = interrupted or stop.requested
+    if counts["frames"] == 0 and not interrupted:
         raise EdgeInputError(f"{name}: no frame could be decoded" + (f" ({status.error})" if status.error else ""))
-    if counts["frames"] == 1:
+    if counts["frames"] == 1 and not interrupted:
         raise EdgeInputError(f"{name}: only 1 frame could be decoded; spotting needs a stream of frames")
     seconds = time.perf_counter() - t0
     summary = {"event": "summary", "mode": "spot", "source": name, "fps_source": fps, "threads": threads,
                "workers": args.workers, **counts, "seconds": round(seconds, 3),
                "frames_per_second": round(counts["frames"] / seconds, 1) if seconds > 0 else None,
                "stage_seconds": {k: round(v, 3) for k, v in runner.seconds.items()}}
-    if interrupted:
-        summary["interrupted"] = True
+    _end_of_stream(summary, total, annotator, interrupted, warnings)
     if status.error:
         summary["decode_error"] = status.error
     out.write(json.dumps(summary) + "\n")
     return summary
 
 
+def interrupted_line(summary: dict, target: str | None) -> str:
+    """The one stderr line of a stream stopped by Ctrl-C: frames processed of how many, and the video."""
+    n, total = summary.get("frames", 0), summary.get("frames_total")
+    line = (f"interrupted: {n} of the {total} frames of {summary['source']} were processed" if total
+            else f"interrupted: {n} frames of {summary['source']} were processed")
+    if target is not None and "annotated_frames" in summary:
+        line += f"; {target} holds {summary['annotated_frames']} of them"
+    return line + " (the output above covers them)"
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     try:
         summary = run(args)
+        if summary.get("annotate_error"):  # the analysis is complete, its video is not
+            print(f"error: {summary['annotate_error']}", file=sys.stderr)
+            return 2
+        if summary.get("interrupted"):
+            print(interrupted_line(summary, args.annotate), file=sys.stderr)
+            return 130
         if summary.get("decode_error"):
             print(f"error: {summary['source']}: {summary['decode_error']}; the windows before it were written",
                   file=sys.stderr)
@@ -323,7 +492,8 @@ def main(argv=None) -> int:
     except OSError as exc:  # the operating system's refusal (a full disk, a folder removed meanwhile): its path
         print(f"error: {exc.filename or ''}: {exc.strerror or exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # before the stream was read (loading the model, opening the video)
+        print("interrupted: no frame was processed", file=sys.stderr)
         return 130
     return 0
 

@@ -4,6 +4,11 @@ Public API::
 
     from mer_keras import create_model, list_models, load_model, predict
 
+``load_model`` and ``predict`` check a model file against the ``metadata.json`` beside it (its
+sha256 and its outputs against ``classes``) and refuse one that differs with ``ModelFileError``;
+``allow_modified=True`` uses a file whose sha256 differs, with a
+``mer_keras.runtime.metadata.ModelModifiedWarning``.
+
 ``import mer_keras`` selects tf_keras (see ``mer_keras._keras``) but does not import
 TensorFlow; the names above load it on first use. The preprocessing modules
 (``mer_keras.preprocess``) never import it, which is what lets the ``edge/`` runner share them on

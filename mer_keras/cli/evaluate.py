@@ -14,4 +14,5 @@ def _evaluate(opts: EvalOptions) -> None:
 
 evaluate = command(EvalOptions, _evaluate,
                    doc="Score the Keras model and every TFLite export on new synthetic clips; report their agreement "
-                       "with fp32.")
+                       "with fp32. Every model file is checked against metadata.json first (sha256, outputs against "
+                       "classes).")

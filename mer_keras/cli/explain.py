@@ -13,4 +13,5 @@ def _explain(opts: ExplainOptions) -> None:
 
 
 explain = command(ExplainOptions, _explain,
-                  doc="Draw where the run's final model looks for one sample (Grad-CAM), next to its input.")
+                  doc="Draw where the run's final model looks for one sample (Grad-CAM), next to its input. The "
+                      "model.keras is checked against the run's metadata.json first.")

@@ -15,6 +15,7 @@ def _export(opts: ExportOptions) -> None:
 
 
 export = command(ExportOptions, _export, doc="Export the run's final model next to metadata.json, and verify it "
-                 "against the Keras model.\n\n" + "\n\n".join(
+                 "against the Keras model. Exports of one run may run at once: each is recorded in metadata.json "
+                 "and export_report.json.\n\n" + "\n\n".join(
                      f"{f.format}{' --quant ' + f.quant if f.quant else ''}: {f.description}"
                      for f in FORMATS.values()))

@@ -14,4 +14,5 @@ def _predict(opts: PredictOptions) -> None:
 
 predict = command(PredictOptions, _predict,
                   doc="Classify clips (videos, frame folders, onset/apex images, ready representation images, or a "
-                      "dataset) with a trained model, preprocessed as in training; a table, and CSV or JSON.")
+                      "dataset) with a trained model, preprocessed as in training; a table, and CSV or JSON. The model "
+                      "file is checked against its metadata.json first (sha256, outputs against classes).")

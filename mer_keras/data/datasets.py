@@ -137,9 +137,6 @@ def load_dataset(name: str, root=None, strict: bool = False, apex_policy: str = 
             raise OptionError("--data manifest needs --root pointing at the manifest CSV")
         clips, images = manifest.load(root, strict=strict, apex_policy=apex_policy, cache_dir=cache_dir)
         classes = sorted({s.label for s in clips.samples} | {i.label for i in images})
-        if len(classes) == 1:
-            raise DataError(f"{root}: the label column holds one class ({classes[0]!r}, "
-                            f"{len(clips.samples) + len(images)} usable row(s)); a classifier needs at least 2")
         ds = Dataset(name, classes, clips.samples, images=images, skipped=clips.skipped, warnings=clips.warnings)
     else:
         raise OptionError(f"unknown dataset {name!r}; expected one of {DATASETS}")

@@ -18,6 +18,7 @@ from mer_keras.jobs.schema import option
 if TYPE_CHECKING:  # the options are read by `mer-keras --help`, which must not load numpy, OpenCV or TensorFlow
     import numpy as np
 
+    from mer_keras.jobs.trained import TrainedModel
     from mer_keras.preprocess.representation import RepresentationConfig
 
 
@@ -44,6 +45,8 @@ class EvalOptions:
                                                 "database's emotions as the MEGC2019 composite maps them), or FROM=TO "
                                                 "(repeatable; FROM= leaves a label out). Labels outside the classes "
                                                 "are otherwise an error.", cli_type=list[str], parse=parse_class_map)
+    allow_modified: bool = option(False, "Score a model file whose sha256 differs from the one metadata.json records "
+                                         "(changed since it was exported), with a warning; default: refuse it.")
 
 
 def find_models(target: Path) -> tuple[Path, dict[str, Path]]:
@@ -70,48 +73,59 @@ def find_models(target: Path) -> tuple[Path, dict[str, Path]]:
     return folder, files
 
 
-def check_model_files(target: str) -> None:
-    """Open every model file ``evaluate`` would score, before the evaluation set is built.
+def check_model_files(target: str, allow_modified: bool = False, warn=None) -> dict[str, TrainedModel]:
+    """Open every model file ``evaluate`` would score, checked, before the evaluation set is built.
 
-    A truncated or foreign file, or a TFLite model whose input is not the one ``metadata.json``
-    describes, is then reported at once rather than after the (possibly long) generation and
-    preprocessing of the evaluation clips. Keras archives are checked without being loaded
-    (:func:`mer_keras.models.io.resolve_model_path`); TFLite files are opened.
+    A truncated, foreign or changed file (a sha256 other than ``metadata.json`` records), a model
+    whose outputs are not metadata.json's classes, or a TFLite model whose input is not the one
+    metadata.json describes, is then reported at once rather than after the (possibly long)
+    generation and preprocessing of the evaluation clips. Each file is hashed once
+    (:func:`mer_keras.jobs.trained.open_model`).
 
+    Args:
+        target: a run folder or a model file. allow_modified, warn: as
+            :func:`mer_keras.jobs.trained.open_model`.
+    Returns:
+        {file name: the opened :class:`~mer_keras.jobs.trained.TrainedModel`}, Keras first.
     Raises:
-        ModelFileError, ValueError: the first unusable file (named).
+        ModelFileError, ValueError: the first unusable file or field (named).
     """
-    from mer_keras.models.io import read_json, resolve_model_path
+    from mer_keras.jobs.trained import open_model
+    from mer_keras.models.io import read_json
     from mer_keras.preprocess.representation import RepresentationConfig
-    from mer_keras.runtime.tflite import TFLiteModel
+    from mer_keras.runtime.metadata import check_classes
 
     folder, files = find_models(Path(target))
+    meta_path = folder / "metadata.json"
+    meta = read_json(meta_path)
     try:
-        expected = RepresentationConfig.from_dict(read_json(folder / "metadata.json")["preprocessing"]).input_shape
+        expected = RepresentationConfig.from_dict(meta["preprocessing"]).input_shape
+        check_classes(meta["classes"], meta_path)
     except (KeyError, TypeError, ValueError) as exc:  # ModelFileError (unreadable JSON) is a ValueError
         if isinstance(exc, ModelFileError):
             raise
-        raise ModelFileError(f"{folder / 'metadata.json'}: missing or invalid field ({exc})") from None
-    for path in files.values():
+        raise ModelFileError(f"{meta_path}: missing or invalid field ({exc})") from None
+    opened = {}
+    for name, path in files.items():
+        opened[name] = model = open_model(path, allow_modified, warn)
         if path.suffix == ".tflite":
-            shape = TFLiteModel(path).input_shape
+            shape = model.model.input_shape
             if shape != tuple(expected):
-                raise ModelFileError(f"{path}: the model takes {shape} but {folder / 'metadata.json'} describes "
+                raise ModelFileError(f"{path}: the model takes {shape} but {meta_path} describes "
                                      f"inputs of shape {tuple(expected)}")
-        else:
-            resolve_model_path(path)
+    return opened
 
 
-def predict_file(path: Path, x: np.ndarray) -> np.ndarray:
-    """(N, K) probabilities of a ``.keras`` or ``.tflite`` model."""
-    if path.suffix == ".tflite":
-        from mer_keras.runtime.tflite import TFLiteModel
+def predict_file(path: Path, x: np.ndarray, allow_modified: bool = False, warn=None) -> np.ndarray:
+    """(N, K) probabilities of a ``.keras`` or ``.tflite`` model, checked against the metadata.json
+    beside it first (:func:`mer_keras.jobs.trained.open_model`).
 
-        return TFLiteModel(path).predict(x)
-    from mer_keras.models.inference import predict_proba
-    from mer_keras.models.io import load_model
+    Raises:
+        ModelFileError: the file is not what metadata.json says, or does not load (named).
+    """
+    from mer_keras.jobs.trained import open_model
 
-    return predict_proba(load_model(path), x)
+    return open_model(path, allow_modified, warn).predict(x)
 
 
 def evaluate(opts: EvalOptions, console) -> Path:
@@ -120,7 +134,8 @@ def evaluate(opts: EvalOptions, console) -> Path:
     Returns:
         The evaluation folder (``<run>/eval-<timestamp>`` unless ``opts.out``).
     Raises:
-        ModelFileError, MissingFileError: an unusable model file or metadata.json (named).
+        ModelFileError, MissingFileError: an unusable model file or metadata.json (named): every file
+            is checked against metadata.json (sha256, outputs against classes) before any work.
     """
     import numpy as np
 
@@ -129,12 +144,19 @@ def evaluate(opts: EvalOptions, console) -> Path:
     from mer_keras.data.pipeline import RepresentationConfig, build_inputs
     from mer_keras.data.synthetic import SyntheticConfig
     from mer_keras.jobs.schema import validate
+    from mer_keras.jobs.trained import console_warning
     from mer_keras.metrics import compute_metrics
     from mer_keras.models.io import read_json
     from mer_keras.preprocess.cache import default_cache_dir
 
     validate(opts)
-    check_model_files(opts.target)  # a bad file fails before the evaluation set is built
+    model_warnings: list[str] = []
+
+    def warn(message: str) -> None:
+        model_warnings.append(message)
+        console_warning(console)(message)
+
+    models = check_model_files(opts.target, opts.allow_modified, warn)  # before the evaluation set is built
     folder, files = find_models(Path(opts.target))
     meta = read_json(folder / "metadata.json")
     try:
@@ -175,9 +197,9 @@ def evaluate(opts: EvalOptions, console) -> Path:
 
     print_warnings(env_warnings, console)  # the figures below are computed here, the run's were computed there
     scores, probs = {}, {}
-    for name, path in files.items():
+    for name in files:
         t0 = time.perf_counter()
-        probs[name] = predict_file(path, x)
+        probs[name] = models[name].predict(x)
         m = compute_metrics(y, probs[name].argmax(1), classes)
         scores[name] = m | {"seconds": round(time.perf_counter() - t0, 2)}
         console.print(f"{name:<22} accuracy {m['accuracy']:.3f}  UF1 {m['uf1']:.3f}  UAR {m['uar']:.3f}  per class F1 "
@@ -205,7 +227,8 @@ def evaluate(opts: EvalOptions, console) -> Path:
     atomic.write_json(out / "results.json", {"target": str(opts.target), "dataset": dataset,
                                              "seed": seed if synthetic else None, "n_samples": n, "classes": classes,
                                              "class_map": opts.class_map, "left_out": left_out,
-                                             "models": scores, "parity": parity, "warnings": env_warnings})
+                                             "models": scores, "parity": parity,
+                                             "warnings": model_warnings + env_warnings})
     return out
 
 

@@ -58,6 +58,8 @@ class ExplainOptions:
     layer: str | None = option(None, "Layer to explain (default: the last spatial layer).")
     class_name: str | None = option(None, "Class to explain (default: the prediction).", flag="--class")
     out: str | None = option(None, "PNG path (default RUN/explain/<subject>_<clip>.png).")
+    allow_modified: bool = option(False, "Explain a model.keras whose sha256 differs from the one metadata.json "
+                                         "records (changed since it was saved), with a warning; default: refuse it.")
 
 
 def explain(opts: ExplainOptions, console=None) -> Path:
@@ -71,8 +73,9 @@ def explain(opts: ExplainOptions, console=None) -> Path:
     Returns:
         The PNG path. The figure shows the input, the map over it, and the class probabilities.
     Raises:
-        ModelFileError, MissingFileError: missing run files. UnknownNameError: unknown sample,
-        class or layer.
+        ModelFileError, MissingFileError: missing run files, or a model.keras that is not what the
+        run's metadata.json records (sha256, unless ``allow_modified``; outputs against classes).
+        UnknownNameError: unknown sample, class or layer.
     """
     import matplotlib
 
@@ -108,7 +111,9 @@ def explain(opts: ExplainOptions, console=None) -> Path:
         raise ModelFileError(f"{run / 'config.json'}: missing or invalid field ({type(exc).__name__}: {exc})") from None
     if out is not None:
         check_png(out)
-    model = load_model(run)
+    from mer_keras.jobs.trained import console_warning
+
+    model = load_model(run, opts.allow_modified, warn=console_warning(console))  # checked against metadata.json
     if layer is not None:
         check_layer(model, layer)
     layer = layer or default_layer(model, explain_layer)

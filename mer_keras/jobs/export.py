@@ -3,11 +3,26 @@
 Every export is written next to the run's ``metadata.json`` and verified against the Keras model
 on held-out inputs (``export_report.json``); the library part (one format, one verification) is
 :mod:`mer_keras.export.exporter`.
+
+Several exports of one run may run at once (``--quant fp16`` and ``--quant dynamic`` in two
+shells): each converts and verifies into a staging folder of its own, ``RUN/.export-<host>-<pid>-XXXX``,
+then, holding the run's lock (:meth:`mer_keras.runs.RunFolder.lock`, waited for), moves its file
+into place and merges its entry into ``metadata.json`` and ``export_report.json`` (read, update,
+write), so every export ends in both files and a file on disk always matches its sha256 there.
+Temporary files and folders of an export that was killed (a staging folder whose process is gone,
+the ``.saved_model.XXXX`` of older versions) are removed by the next export of the run.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import os
+import re
+import shutil
+import socket
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
@@ -20,6 +35,7 @@ from mer_keras.errors import DataError, ModelFileError, OptionError
 from mer_keras.export.exporter import INT8_UF1_BUDGET_POINTS, QATOptions, verify_export, write_export
 from mer_keras.export.formats import FORMAT_NAMES, FORMATS, TFLITE_QUANTS, find_format
 from mer_keras.jobs.schema import option, validate
+from mer_keras.jobs.trained import console_warning
 
 #: The export library's QAT defaults (fine-tuning epochs and rate): the options below take them from there.
 _QAT = QATOptions()
@@ -41,6 +57,8 @@ class ExportOptions:
                                                 "FROM=TO (repeatable; FROM= leaves a label out). Labels outside the "
                                                 "classes are otherwise an error.", cli_type=list[str],
                                           parse=parse_class_map)
+    allow_modified: bool = option(False, "Export a model.keras whose sha256 differs from the one metadata.json "
+                                         "records (changed since it was saved), with a warning; default: refuse it.")
 
     def format_names(self) -> list[str]:
         """The rows of the formats table to write.
@@ -60,7 +78,172 @@ def export(opts: ExportOptions, console) -> dict:
     validate(opts)
     names = opts.format_names()
     return export_run(opts.run, names, console, qat=QATOptions(epochs=opts.qat_epochs, lr=opts.qat_lr),
-                      verify_data=opts.verify_data, verify_root=opts.verify_root, class_map=opts.class_map)
+                      verify_data=opts.verify_data, verify_root=opts.verify_root, class_map=opts.class_map,
+                      allow_modified=opts.allow_modified)
+
+
+#: How long an export waits for the run's lock before it gives up (the lock is held for the few
+#: milliseconds of a merge by another export; longer only by a process that trains in the folder).
+LOCK_WAIT_SECONDS = 120.0
+
+#: An export's staging folder: ``.export-<host>-<pid>-<mkdtemp's 8 characters>``.
+_STAGING = re.compile(r"^\.export-(?P<host>.+)-(?P<pid>\d+)-[a-z0-9_]{8}$")
+#: A folder set aside while a SavedModel is replaced (``.saved_model.old-<pid>``, :func:`_install`).
+_SET_ASIDE = re.compile(r"^\.(?P<name>.+)\.old-(?P<pid>\d+)$")
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` runs on this host (a PermissionError means it does, as another user)."""
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, OverflowError):  # OverflowError: a number no process id reaches
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _lock_holder(run: Path) -> dict:
+    """The ``RUN/.lock`` record (pid, host, started), or {} when there is none or it is being written."""
+    import json
+
+    from mer_keras.runs import LOCK_FILE
+
+    try:
+        holder = json.loads((run / LOCK_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+    return holder if isinstance(holder, dict) else {}
+
+
+@contextlib.contextmanager
+def run_lock(run: str | Path, timeout: float = LOCK_WAIT_SECONDS) -> Iterator[None]:
+    """Hold the run folder's lock (:meth:`mer_keras.runs.RunFolder.lock`), waiting for another
+    process that holds it, up to ``timeout`` seconds. Re-entrant: a process that holds it already
+    (an export called from within a job that locked the run) goes on.
+
+    Raises:
+        RunFolderError: still held by another process after ``timeout`` s (names it, and the lock file).
+    """
+    from mer_keras.errors import RunFolderError
+    from mer_keras.runs import LOCK_FILE, RunFolder
+
+    run = Path(run)
+    holder = _lock_holder(run)
+    if holder.get("pid") == os.getpid() and holder.get("host") == socket.gethostname():
+        yield
+        return
+    deadline, delay = time.monotonic() + timeout, 0.01
+    while True:
+        lock = RunFolder(run).lock()
+        try:
+            lock.__enter__()
+            break
+        except RunFolderError:
+            if time.monotonic() >= deadline:
+                holder = _lock_holder(run)
+                raise RunFolderError(f"{run}: another mer-keras process (pid {holder.get('pid')} on "
+                                     f"{holder.get('host')}, since {holder.get('started')}) has held the run folder's "
+                                     f"lock for over {timeout:g} s; wait for it and export again (if that process is "
+                                     f"gone, delete {run / LOCK_FILE})") from None
+            time.sleep(delay)
+            delay = min(2 * delay, 0.05)
+    try:
+        yield
+    finally:
+        lock.__exit__(None, None, None)
+
+
+def _legacy_temporaries() -> re.Pattern:
+    """Names of the temporaries :mod:`mer_keras.atomic` makes for an export's outputs
+    (``.model_fp32.XXXXXXXX.tflite``, ``.saved_model.XXXXXXXX``, ``.metadata.XXXXXXXX.json`` ...)."""
+    names = [f.filename for f in FORMATS.values()] + ["metadata.json", "export_report.json"]
+    alternatives = [re.escape(f".{Path(n).stem}.") + "[a-z0-9_]{8}" + re.escape(Path(n).suffix) for n in names]
+    return re.compile("^(?:" + "|".join(alternatives) + ")$")
+
+
+def clean_stale_temporaries(run: str | Path) -> list[str]:
+    """Remove what killed exports left in a run folder; call it holding the run's lock (:func:`run_lock`).
+
+    Removed: staging folders of this host whose process is gone; export folders set aside while a
+    SavedModel was replaced by a process that is gone (put back when the new one never arrived);
+    and the temporary files and folders (:func:`_legacy_temporaries`) of exports of earlier
+    versions, which wrote without the lock: while this process holds it, no export or training
+    writes them. A staging folder of a live process, or of another host, is left alone.
+
+    Returns:
+        The names removed (or put back), for the console.
+    """
+    run, host, done = Path(run), socket.gethostname(), []
+    legacy, outputs = _legacy_temporaries(), {f.filename for f in FORMATS.values()}
+    for entry in sorted(run.iterdir()):
+        name = entry.name
+        staging, aside = _STAGING.match(name), _SET_ASIDE.match(name)
+        if staging:
+            if staging["host"] != host or _alive(int(staging["pid"])):
+                continue
+            shutil.rmtree(entry, ignore_errors=True)
+        elif aside and aside["name"] in outputs and entry.is_dir():
+            if _alive(int(aside["pid"])):
+                continue
+            target = run / aside["name"]
+            if not target.exists():  # killed between the two renames: the old folder is the one there was
+                os.replace(entry, target)
+                done.append(f"{name} (put back as {target.name})")
+                continue
+            shutil.rmtree(entry, ignore_errors=True)
+        elif legacy.match(name):
+            if entry.is_dir():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
+        else:
+            continue
+        done.append(name)
+    return done
+
+
+def _install(staged: Path, dest: Path) -> Path:
+    """Move a staged export file or folder onto ``dest`` in the run folder (call it holding the lock).
+
+    A file is renamed over the old one; a folder replaces the old one by two renames (the old set
+    aside as ``.<name>.old-<pid>``, then removed; :func:`clean_stale_temporaries` puts it back if
+    the process is killed in between).
+    """
+    if staged.is_file():
+        os.replace(staged, dest)
+        return dest
+    old = dest.with_name(f".{dest.name}.old-{os.getpid()}")
+    if dest.exists():
+        os.replace(dest, old)
+    os.replace(staged, dest)
+    shutil.rmtree(old, ignore_errors=True)
+    return dest
+
+
+def record_export(run: Path, name: str, info: dict, window=...) -> None:
+    """Merge one export into the run's ``metadata.json`` (``files[name]``: info without the
+    verification; ``window``, unless ``...``, when it has no window key yet) and
+    ``export_report.json`` (``[name]``: info),
+    each read as it is now and written atomically. Call it holding the run's lock, so that exports
+    running at once each add their entry rather than the last one's file replacing the others'.
+
+    Raises:
+        ModelFileError: either file is no longer a JSON object (named).
+    """
+    from mer_keras.models.io import read_json
+
+    report_path = run / "export_report.json"
+    report = read_json(report_path) if report_path.exists() else {}
+    report[name] = info
+    meta = read_json(run / "metadata.json")
+    files = meta.get("files")
+    meta["files"] = {**(files if isinstance(files, dict) else {}),
+                     name: {k: v for k, v in info.items() if k != "verification"}}
+    if window is not ...:
+        meta.setdefault("window", window)
+    atomic.write_json(report_path, report)
+    atomic.write_json(run / "metadata.json", meta)  # after every file: metadata always matches the disk
 
 
 def heldout_inputs(opts, rep, classes: Sequence[str], console, verify_data: str | None = None,
@@ -132,13 +315,16 @@ def recorded_options(config: dict, source):
 
 def export_run(run: str | Path, formats: Sequence[str], console, qat: QATOptions | None = None,
                verify_data: str | None = None, verify_root: str | None = None,
-               class_map: dict | str | None = None) -> dict:
+               class_map: dict | str | None = None, allow_modified: bool = False) -> dict:
     """``mer-keras export``: write ``formats`` of a finished run's final model, verify and record them.
 
     The run's training data is rebuilt (from the cache) only when needed: for int8 calibration,
     QAT fine-tuning, metadata written before windows were recorded, or verification when no
-    held-out data exists. ``metadata.json`` and ``export_report.json`` are rewritten (atomically)
-    after each format, so they always describe the files on disk.
+    held-out data exists. ``model.keras`` is checked against ``metadata.json`` first (sha256,
+    outputs against classes: :func:`mer_keras.models.io.load_model`). Each format is converted and
+    verified in this export's staging folder, then moved into the run and merged into
+    ``metadata.json`` and ``export_report.json`` under the run's lock (:func:`record_export`), so
+    they always describe the files on disk, whatever other exports of the run do meanwhile.
 
     Args:
         run: a run folder with ``model.keras``, ``metadata.json`` and ``config.json``.
@@ -147,10 +333,14 @@ def export_run(run: str | Path, formats: Sequence[str], console, qat: QATOptions
             are the run's).
         verify_data, verify_root: held-out database or manifest for runs on real data. Runs with
             the cross-database protocol are verified on their test database.
+        allow_modified: export a model.keras whose sha256 differs from metadata.json's, with a
+            warning (its outputs must still match the classes).
     Returns:
         {format name: info with "path" and "verification"}.
     Raises:
-        ModelFileError: not a finished run folder, bad config. OptionError: unknown format.
+        ModelFileError: not a finished run folder, bad config, or a model.keras that is not what
+            metadata.json records (named). OptionError: unknown format. RunFolderError: another
+            process holds the run's lock for over :data:`LOCK_WAIT_SECONDS`.
     """
     from mer_keras.data.pipeline import RepresentationConfig
     from mer_keras.jobs.evaluate import check_writable, not_a_folder
@@ -159,6 +349,7 @@ def export_run(run: str | Path, formats: Sequence[str], console, qat: QATOptions
     from mer_keras.models.inference import predict_proba
     from mer_keras.models.io import load_model, read_json
     from mer_keras.registry import inference_model
+    from mer_keras.runtime.metadata import check_classes
     from mer_keras.train.tfdata import make_dataset
 
     run = Path(run)
@@ -178,28 +369,35 @@ def export_run(run: str | Path, formats: Sequence[str], console, qat: QATOptions
         check_writable(run / fmt.filename, "RUN", file=fmt.format != "saved_model")
     meta = read_json(run / "metadata.json")
     config = read_json(run / "config.json")
-    report_path = run / "export_report.json"
-    report = read_json(report_path) if report_path.exists() else {}  # a bad report fails before the conversion
+    if (run / "export_report.json").exists():
+        read_json(run / "export_report.json")  # a bad report fails before the conversion
     try:
         opts = recorded_options(config, run / "config.json")
         rep = RepresentationConfig(**config["representation_config"])
-        classes = list(meta["classes"])
-    except OptionError:
-        raise  # a recorded option of the wrong type or out of range, named with its file and key
+        classes = check_classes(meta["classes"], run / "metadata.json")
+    except (OptionError, ModelFileError):
+        raise  # a recorded option of the wrong type or out of range, or bad classes, named with its file and key
     except (KeyError, TypeError, ValueError) as exc:
         raise ModelFileError(f"{run}: config.json or metadata.json lacks a field "
                              f"({type(exc).__name__}: {exc})") from None
     from mer_keras.preprocess.cache import default_cache_dir
 
     default_cache_dir(opts.cache_dir)  # a cache path that is a file fails here, not after loading the model
-    model = inference_model(load_model(run / "model.keras"))
+    model = inference_model(load_model(run / "model.keras", allow_modified, warn=console_warning(console)))
+    with run_lock(run):  # what killed exports left is removed before this one adds its own
+        cleaned = clean_stale_temporaries(run)
+    if cleaned:
+        console.print(f"removed what killed exports left in {run}: {', '.join(cleaned)}", soft_wrap=True,
+                      highlight=False)
     x_ver, y_ver, desc = heldout_inputs(opts, rep, classes, console, verify_data, verify_root, class_map)
     needs_training = (any(FORMATS[f].needs_data for f in formats) or "window" not in meta or x_ver is None)
     x_train = y_train = None
+    window = ...  # metadata.json's window, left as it is unless it records none
     if needs_training:
         _, _, data, inputs, final = load_run_inputs(run, console)
         x_train, y_train = inputs.x[final], inputs.y[final]
-        meta.setdefault("window", deployment_window(data))
+        if "window" not in meta:
+            window = deployment_window(data)
         if x_ver is None and (~final).any():  # cross-database protocol: the test database is held out
             x_ver, y_ver, desc = inputs.x[~final], inputs.y[~final], "the run's test database"
     held_out = x_ver is not None
@@ -211,28 +409,44 @@ def export_run(run: str | Path, formats: Sequence[str], console, qat: QATOptions
                 batches=partial(make_dataset, batch_size=opts.batch_size, shuffle=True, augment=opts.augment,
                                 flow_input=rep.representation == "flow", seed=opts.seed))
     results = {}
-    for name in formats:
-        fmt = FORMATS[name]
-        with console.status(f"exporting {name}"):
-            path, info = write_export(model, fmt, run, x_train, y_train, q)
-            info["verification"] = {"inputs": desc, "held_out": held_out,
-                                    **verify_export(path, fmt, reference, x_ver, y_ver, classes)}
-        v = info["verification"]
-        size = f"{info['bytes'] / 1e6:.2f} MB" if info["bytes"] >= 1e5 else f"{info['bytes'] / 1e3:.1f} kB"
-        console.print(f"{path.name:<22} {size:>10} in {info['seconds']:6.1f} s   max |p - p_keras| "
-                      f"{v['max_abs_diff']:.2e}  agreement {v['argmax_agreement']:.3f}  UF1 {v['uf1_candidate']:.3f} "
-                      f"(Keras {v['uf1_reference']:.3f})", highlight=False, soft_wrap=True)
-        if info.get("float_fallback"):
-            console.print(f"  [yellow]integer-only conversion refused ({info['float_fallback']}); float ops allowed[/]",
-                          soft_wrap=True)
-        if info.get("float_ops"):
-            console.print(f"  [yellow]ops left in float:[/] {', '.join(info['float_ops'])}", soft_wrap=True)
-        if fmt.quant in ("int8", "qat") and v["uf1_drop_points"] > INT8_UF1_BUDGET_POINTS:
-            console.print(f"  [yellow]UF1 {v['uf1_drop_points']:.1f} points below Keras (budget "
-                          f"{INT8_UF1_BUDGET_POINTS:.0f})[/]")
-        results[name] = {"path": str(path), **info}
-        report[path.name] = info
-        meta.setdefault("files", {})[path.name] = {k: v for k, v in info.items() if k != "verification"}
-        atomic.write_json(report_path, report)
-        atomic.write_json(run / "metadata.json", meta)  # after every file: metadata always matches the disk
+    staging = Path(tempfile.mkdtemp(prefix=f".export-{socket.gethostname()}-{os.getpid()}-", dir=run))
+    try:
+        for name in formats:
+            results[name] = _export_one(model, FORMATS[name], run, staging, x_train, y_train, q, reference,
+                                        x_ver, y_ver, classes, desc, held_out, window, console)
+    finally:  # a killed process leaves it to the next export (clean_stale_temporaries)
+        shutil.rmtree(staging, ignore_errors=True)
     return results
+
+
+def _export_one(model, fmt, run: Path, staging: Path, x_train, y_train, q: QATOptions, reference, x_ver, y_ver,
+                classes: Sequence[str], desc: str, held_out: bool, window, console) -> dict:
+    """One format of :func:`export_run`: written and verified in ``staging`` (the run's own
+    ``model.keras`` where it is), then moved into ``run`` and recorded under the run's lock.
+
+    Returns:
+        The format's info with ``path`` (in the run) and ``verification``.
+    """
+    with console.status(f"exporting {fmt.name}"):
+        # the Keras format is the run's model.keras itself, kept where it is
+        path, info = write_export(model, fmt, run if fmt.format == "keras" else staging, x_train, y_train, q)
+        info["verification"] = {"inputs": desc, "held_out": held_out,
+                                **verify_export(path, fmt, reference, x_ver, y_ver, classes)}
+    with run_lock(run):  # the file and its entries change together: never a file metadata.json does not describe
+        if path.parent != run:
+            path = _install(path, run / fmt.filename)
+        record_export(run, path.name, info, window)
+    v = info["verification"]
+    size = f"{info['bytes'] / 1e6:.2f} MB" if info["bytes"] >= 1e5 else f"{info['bytes'] / 1e3:.1f} kB"
+    console.print(f"{path.name:<22} {size:>10} in {info['seconds']:6.1f} s   max |p - p_keras| "
+                  f"{v['max_abs_diff']:.2e}  agreement {v['argmax_agreement']:.3f}  UF1 {v['uf1_candidate']:.3f} "
+                  f"(Keras {v['uf1_reference']:.3f})", highlight=False, soft_wrap=True)
+    if info.get("float_fallback"):
+        console.print(f"  [yellow]integer-only conversion refused ({info['float_fallback']}); float ops allowed[/]",
+                      soft_wrap=True)
+    if info.get("float_ops"):
+        console.print(f"  [yellow]ops left in float:[/] {', '.join(info['float_ops'])}", soft_wrap=True)
+    if fmt.quant in ("int8", "qat") and v["uf1_drop_points"] > INT8_UF1_BUDGET_POINTS:
+        console.print(f"  [yellow]UF1 {v['uf1_drop_points']:.1f} points below Keras (budget "
+                      f"{INT8_UF1_BUDGET_POINTS:.0f})[/]")
+    return {"path": str(path), **info}

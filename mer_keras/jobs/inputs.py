@@ -174,3 +174,19 @@ def build_dataset_inputs(ds: Dataset, rep: RepresentationConfig, console, cache_
         x = np.concatenate([x, image_inputs([r.path for r in ds.images], rep.size, rep.channels, rep.regions)])
     y = np.array([ds.classes.index(r["label"]) for r in rows])
     return Inputs(x, y)
+
+
+def check_trainable(data: Dataset, root=None) -> None:
+    """Step *check classes* of the jobs that train: a classifier needs two classes.
+
+    Args:
+        root: where the data were read from (the manifest CSV), for the message.
+    Raises:
+        DataError: the data holds one class, naming where its labels come from and the class.
+    """
+    if len(data.classes) < 2:
+        found = f"one class ({data.classes[0]!r}" if data.classes else "no class ("
+        where = f"{data.root or root}: the label column holds" if data.name == "manifest" else \
+            f"{data.name}: the data hold"
+        raise DataError(f"{where} {found}, {len(data.samples) + len(data.images)} usable record(s)); a classifier "
+                        "needs at least 2")

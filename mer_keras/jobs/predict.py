@@ -55,6 +55,8 @@ class PredictOptions:
                               choices=lambda: ("analytic", "learned"))
     out: str | None = option(None, "Write the predictions to this .csv or .json file (checked before any work).")
     cache_dir: str | None = option(None, "Cache folder (default $MER_CACHE_DIR or ~/.cache/mer_keras).")
+    allow_modified: bool = option(False, "Use a model file whose sha256 differs from the one metadata.json records "
+                                         "(changed since it was exported), with a warning; default: refuse it.")
 
 
 def check_out(out: str | None) -> None:
@@ -176,8 +178,12 @@ def _inputs_x(items: list, rep, cache):
     return np.stack([next(parts["image" if isinstance(i, Path) else "clip"]) for i in items])
 
 
-def run_predict(opts: PredictOptions, console=None) -> pd.DataFrame:
+def run_predict(opts: PredictOptions, console=None, warn=None) -> pd.DataFrame:
     """Classify every input of ``opts`` with the model; print a table; write ``opts.out``.
+
+    The model is opened and checked against its ``metadata.json`` (sha256, outputs against
+    classes: :func:`mer_keras.jobs.trained.open_model`) before any input is prepared; ``warn``
+    receives what ``opts.allow_modified`` lets through (default: a yellow line on ``console``).
 
     Returns:
         One row per clip, in input order: ``input``, ``onset``, ``apex``, ``offset`` (frame numbers
@@ -191,8 +197,8 @@ def run_predict(opts: PredictOptions, console=None) -> pd.DataFrame:
     import pandas as pd
     from rich.console import Console
 
-    from mer_keras.jobs.evaluate import predict_file
     from mer_keras.jobs.schema import validate
+    from mer_keras.jobs.trained import console_warning, open_model
     from mer_keras.preprocess.cache import default_cache_dir
     from mer_keras.preprocess.representation import RepresentationConfig
 
@@ -207,20 +213,22 @@ def run_predict(opts: PredictOptions, console=None) -> pd.DataFrame:
         rep = RepresentationConfig.from_dict(dict(meta["preprocessing"]))
     except (KeyError, TypeError, ValueError) as exc:
         raise ModelFileError(f"{model_path.parent / 'metadata.json'}: invalid preprocessing ({exc})") from None
-    classes = list(meta["classes"])
+    if opts.spot and (opts.data or opts.pairs):
+        raise OptionError("--spot reads long videos or frame folders given as INPUT (not --data or --pairs)")
+    trained = open_model(model_path, opts.allow_modified, warn or console_warning(console))  # before any input
+    classes = trained.classes
     cache = default_cache_dir(opts.cache_dir)
     if meta.get("training_inputs"):
         console.print(f"[yellow]note:[/] trained on {meta['training_inputs']}", soft_wrap=True)
     if opts.spot:
-        if opts.data or opts.pairs:
-            raise OptionError("--spot reads long videos or frame folders given as INPUT (not --data or --pairs)")
-        return _finish(opts, spotted_table(opts, model_path, meta, cache, console), model_path, classes, console)
+        return _finish(opts, spotted_table(opts, model_path, meta, cache, console, trained), model_path, classes,
+                       console, trained.warnings)
     if opts.data:
         rows, x = _dataset_rows(opts, rep, cache, meta, console)
     else:
         rows, items = clip_inputs(opts, rep, cache)
         x = _inputs_x(items, rep, cache)
-    probs = predict_file(model_path, x)
+    probs = trained.predict(x)
     table = pd.DataFrame(rows)
     for col in ("onset", "apex", "offset"):
         if col in table:
@@ -228,11 +236,13 @@ def run_predict(opts: PredictOptions, console=None) -> pd.DataFrame:
     table["predicted"] = [classes[k] for k in probs.argmax(1)]
     for k, name in enumerate(classes):
         table[f"p_{name}"] = probs[:, k].astype(float)
-    return _finish(opts, table, model_path, classes, console)
+    return _finish(opts, table, model_path, classes, console, trained.warnings)
 
 
-def _finish(opts: PredictOptions, table, model_path: Path, classes: list[str], console):
-    """Print the table and write ``opts.out``; return the table."""
+def _finish(opts: PredictOptions, table, model_path: Path, classes: list[str], console,
+            warnings: list[str] | None = None):
+    """Print the table and write ``opts.out`` (a JSON file also lists ``warnings``: what
+    ``--allow-modified`` let through); return the table."""
     from rich.table import Table
 
     from mer_keras import atomic
@@ -248,6 +258,7 @@ def _finish(opts: PredictOptions, table, model_path: Path, classes: list[str], c
     if opts.out:
         if opts.out.endswith(".json"):
             atomic.write_json(opts.out, {"model": str(model_path), "classes": classes,
+                                         **({"warnings": list(warnings)} if warnings else {}),
                                          "predictions": table.to_dict(orient="records")})
         else:
             with atomic.atomic_path(opts.out) as tmp:
@@ -256,8 +267,11 @@ def _finish(opts: PredictOptions, table, model_path: Path, classes: list[str], c
     return table
 
 
-def spotted_table(opts: PredictOptions, model_path: Path, meta: dict, cache: Path, console):
+def spotted_table(opts: PredictOptions, model_path: Path, meta: dict, cache: Path, console, trained=None):
     """One row per interval spotted in each input (a long video or frame folder), micro-expressions classified.
+
+    ``trained``: the model opened by :func:`mer_keras.jobs.trained.open_model` (default: opened
+    here from ``model_path``, checked against its metadata.json), loaded once for every input.
 
     Columns: ``input``, ``type`` (micro / macro), ``onset``, ``apex``, ``offset`` (frame numbers as in
     the file names; a video's from 1), ``onset_s``, ``offset_s``, ``score``, ``predicted`` (class of a
@@ -273,9 +287,11 @@ def spotted_table(opts: PredictOptions, model_path: Path, meta: dict, cache: Pat
 
     from mer_keras.data.spotting import SpotVideo, list_frames
     from mer_keras.errors import DataError
-    from mer_keras.jobs.spot import recognise, spot_config, spot_video
+    from mer_keras.jobs.spot import spot_config, spot_video
+    from mer_keras.jobs.trained import open_model
     from mer_keras.preprocess.video import extract_frames, is_video
 
+    trained = trained or open_model(model_path, opts.allow_modified)
     classes, rows = list(meta["classes"]), []
     cfg = spot_config(method=opts.spot_method)
     for name in opts.inputs or []:
@@ -298,7 +314,7 @@ def spotted_table(opts: PredictOptions, model_path: Path, meta: dict, cache: Pat
         with console.status(f"spotting {name} ({len(video.frames)} frames at {fps:g} fps)"):
             found, _ = spot_video(video, cfg)
         micro = [i for i in found if i.type == "micro"]
-        probs = recognise(model_path, meta, video, micro)
+        probs = _recognise(trained, meta, video, micro)
         for it in found:
             row = {"input": str(name), **video.place(it), "predicted": ""}
             pr = probs[micro.index(it)] if it.type == "micro" else np.full(len(classes), np.nan)
@@ -308,6 +324,26 @@ def spotted_table(opts: PredictOptions, model_path: Path, meta: dict, cache: Pat
             rows.append(row)
     return pd.DataFrame(rows, columns=["input", "type", "onset", "apex", "offset", "onset_s", "offset_s", "score",
                                        "predicted", *[f"p_{c}" for c in classes]])
+
+
+def _recognise(trained, meta: dict, video, intervals):
+    """(N, K) class probabilities of spotted ``intervals`` of ``video`` with the opened model, each
+    interval's frames onset..offset turned into the model's input as in training (as
+    :func:`mer_keras.jobs.spot.recognise` does from a model file)."""
+    import numpy as np
+
+    from mer_keras.data.pipeline import read_frame
+    from mer_keras.preprocess.representation import RepresentationConfig, representation_from_frames
+
+    rep = RepresentationConfig.from_dict(dict(meta["preprocessing"]))
+    x = []
+    for it in intervals:
+        frames = [read_frame(p) for p in video.frames[it.onset:it.offset + 1]]
+        x.append(representation_from_frames(frames, 0, it.apex - it.onset, it.offset - it.onset, rep,
+                                            clip_id=f"{video.name} frames {it.onset + 1}-{it.offset + 1}"))
+    if not x:
+        return np.zeros((0, len(trained.classes)), np.float32)
+    return trained.predict(np.stack(x))
 
 
 def _dataset_rows(opts: PredictOptions, rep, cache, meta: dict, console):
@@ -324,7 +360,7 @@ def _dataset_rows(opts: PredictOptions, rep, cache, meta: dict, console):
 def predict(model: str | Path, inputs=(), *, onset: int | None = None, apex: int | None = None,
             offset: int | None = None, apex_policy: str = "spot", pairs: bool = False, data: str | None = None,
             root: str | None = None, spot: bool = False, fps: float | None = None, spot_method: str = "analytic",
-            out: str | None = None, cache_dir: str | None = None, quiet: bool = True):
+            out: str | None = None, cache_dir: str | None = None, quiet: bool = True, allow_modified: bool = False):
     """Classify clips with a trained model, preprocessed as it was trained (the public API of
     ``mer-keras predict``)::
 
@@ -349,13 +385,17 @@ def predict(model: str | Path, inputs=(), *, onset: int | None = None, apex: int
         out: also write the table to this ``.csv`` or ``.json`` file (atomically).
         cache_dir: where decoded videos and preprocessed clips are kept.
         quiet: print nothing (else the table, as the command does).
+        allow_modified: use a model file whose sha256 differs from the one its metadata.json
+            records, with a :class:`~mer_keras.runtime.metadata.ModelModifiedWarning` (quiet) or a
+            printed warning; by default such a file is refused (``ModelFileError``).
     Returns:
         ``pandas.DataFrame``, one row per clip in input order: ``input``, ``onset``, ``apex``,
         ``offset`` (frame numbers used), ``predicted`` (class name) and ``p_<class>`` (float64
         probabilities summing to 1 per row); with ``data`` also ``subject``, ``database``, ``label``.
     Raises:
         OptionError, ModelFileError, MissingFileError, DataError: bad options, model, metadata or
-            input (the message names it).
+            input (the message names it); ModelFileError also for a model file that is not what
+            its metadata.json records (sha256, outputs against classes, classes not unique names).
     """
     import io
 
@@ -365,6 +405,16 @@ def predict(model: str | Path, inputs=(), *, onset: int | None = None, apex: int
 
     opts = PredictOptions(model=str(model), inputs=[str(i) for i in inputs] or None, onset=onset, apex=apex,
                           offset=offset, apex_policy=apex_policy, pairs=pairs, data=data, root=root, spot=spot,
-                          fps=fps, spot_method=spot_method, out=out, cache_dir=cache_dir)
+                          fps=fps, spot_method=spot_method, out=out, cache_dir=cache_dir,
+                          allow_modified=allow_modified)
     validate(opts)
-    return run_predict(opts, Console(file=io.StringIO()) if quiet else None)
+    if quiet:  # the warning of allow_modified as a Python warning (the console is discarded)
+        from mer_keras.runtime.metadata import ModelModifiedWarning
+
+        def warn(message: str) -> None:
+            import warnings
+
+            warnings.warn(message, ModelModifiedWarning, stacklevel=4)
+
+        return run_predict(opts, Console(file=io.StringIO()), warn)
+    return run_predict(opts)

@@ -40,7 +40,10 @@ def prepare(opts: PrepareOptions, console) -> PrepareReport:
 
     Raises:
         OptionError, UnknownNameError: bad options or model names. DataError, MissingFileError:
-            bad root or sheet; with ``strict``, the first bad clip.
+            bad root or sheet; with ``strict``, the first bad clip. OSError: the cache cannot be
+            written (named). KeyboardInterrupt: an interrupt; its ``prepared`` attribute is
+            (inputs done, inputs in all) when the building had started, else None; what was
+            done stays cached.
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -59,12 +62,17 @@ def prepare(opts: PrepareOptions, console) -> PrepareReport:
         extra["representations"] = list(dict.fromkeys(get_spec(m).data_config() for m in opts.model))
     with Progress(TextColumn("{task.description:<20}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console) as prog:
-        tasks = {}
+        tasks, last = {}, {}
 
         def progress(rep, done, total):
             if rep not in tasks:
                 tasks[rep] = prog.add_task(rep, total=total)
             prog.update(tasks[rep], completed=done)
+            last["prepared"] = (done, total)
 
-        return prepare_dataset(opts.db, opts.root, cache, workers=opts.workers,
-                               strict=opts.strict, progress=progress, **extra)
+        try:
+            return prepare_dataset(opts.db, opts.root, cache, workers=opts.workers,
+                                   strict=opts.strict, progress=progress, **extra)
+        except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM as the command raises it
+            exc.prepared = last.get("prepared")
+            raise

@@ -126,7 +126,7 @@ def tune(opts: TuneOptions, console=None) -> Path:
 
     from mer_keras.data.protocols import PROTOCOLS
     from mer_keras.jobs.final_model import fit_final
-    from mer_keras.jobs.inputs import DataRequest, build_dataset_inputs, load_data, progress_bar
+    from mer_keras.jobs.inputs import DataRequest, build_dataset_inputs, check_trainable, load_data, progress_bar
     from mer_keras.jobs.train import open_run_folder, resolve_options, run_protocol, train_config
     from mer_keras.runs import RunFolder
     from mer_keras.train.callbacks import ProgressCallback
@@ -171,6 +171,7 @@ def tune(opts: TuneOptions, console=None) -> Path:
         check_group_count(opts.groups, opts.subjects)
     strategy = get_strategy(opts.strategy)
     data = load_data(DataRequest.of(opts), console)
+    check_trainable(data, opts.root)
     if opts.init_from:
         from mer_keras.jobs.train import check_transfer
 

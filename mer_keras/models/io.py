@@ -1,7 +1,8 @@
-"""Loading saved models safely (no pickle, no Lambda code)."""
+"""Loading saved models safely (no pickle, no Lambda code) and checked against their ``metadata.json``."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -160,6 +161,17 @@ def resolve_model_path(path: str | Path) -> Path:
         ModelFileError: nothing there, not a ``.keras`` file, or a file
             :func:`check_keras_archive` refuses (the message names it).
     """
+    p = _locate(path)
+    check_keras_archive(p)
+    return p
+
+
+def _locate(path: str | Path) -> Path:
+    """The ``.keras`` file of ``path`` (a run folder gives its ``model.keras``), not yet read.
+
+    Raises:
+        ModelFileError: nothing there, not a ``.keras`` file, or a folder.
+    """
     p = Path(path)
     if p.is_dir():
         p = p / "model.keras"
@@ -171,8 +183,42 @@ def resolve_model_path(path: str | Path) -> Path:
                              f"legacy .h5 models are not loaded)")
     if not p.is_file():
         raise ModelFileError(f"{p}: a folder, not a .keras file")
-    check_keras_archive(p)
     return p
+
+
+def metadata_beside(path: str | Path) -> tuple[Path, dict] | None:
+    """The ``metadata.json`` beside a model file, read, with its ``classes`` and ``files`` checked.
+
+    Returns:
+        (its path, its contents), or None when there is none.
+    Raises:
+        ModelFileError: a metadata.json that is not a JSON object (:func:`read_json`), whose
+            ``classes`` is not a list of unique non-empty names
+            (:func:`mer_keras.runtime.metadata.check_classes`), or whose ``files`` records a
+            malformed sha256 (:func:`mer_keras.runtime.metadata.check_files`).
+    """
+    from mer_keras.runtime.metadata import check_classes, check_files
+
+    meta_path = Path(path).parent / "metadata.json"
+    if not meta_path.exists() and not meta_path.is_symlink():
+        return None
+    meta = read_json(meta_path)
+    if "classes" in meta:
+        check_classes(meta["classes"], meta_path)
+    check_files(meta.get("files"), meta_path)
+    return meta_path, meta
+
+
+def num_classes(model) -> int | None:
+    """K of a classifier: its output's last dimension, or for a multi-output model that of its
+    ``predictions`` layer (as :func:`mer_keras.registry.inference_model` picks it); None when a
+    multi-output model has no such layer."""
+    if len(model.outputs) == 1:
+        return int(model.output_shape[-1])
+    try:
+        return int(model.get_layer("predictions").output_shape[-1])
+    except ValueError:
+        return None
 
 
 def _load_archive(p: Path) -> keras.Model:
@@ -207,8 +253,14 @@ def _load_archive(p: Path) -> keras.Model:
     return model
 
 
-def load_model(path: str | Path) -> keras.Model:
+def load_model(path: str | Path, allow_modified: bool = False, *,
+               warn: Callable[[str], None] | None = None) -> keras.Model:
     """Load a Keras model saved by mer-keras (``.keras``) or a run folder's ``model.keras``.
+
+    Checked against the ``metadata.json`` beside it, when there is one: its sha256 against the one
+    recorded in ``files`` (hashed once, before the archive is opened:
+    :func:`mer_keras.runtime.metadata.verify_model_file`), and its number of outputs against
+    ``classes`` (:func:`mer_keras.runtime.metadata.check_output_count`).
 
     Safe deserialization: the archive is checked first (:func:`check_keras_archive`: a zip with
     only the config and HDF5 weights, so neither the legacy loader nor an unpickled ``.npz`` is ever
@@ -216,16 +268,35 @@ def load_model(path: str | Path) -> keras.Model:
     Lambda layers' Python code, and its weights are read from a temporary copy of the archive's
     HDF5 member (linear time; see :func:`_load_archive`). Optimizer state in the archive is ignored.
 
+    Args:
+        path: a ``.keras`` file or a folder holding ``model.keras``.
+        allow_modified: load a file whose sha256 differs from metadata.json's, with a warning
+            (``--allow-modified``); the other checks stay.
+        warn: where that warning goes; default :func:`warnings.warn` with
+            :class:`~mer_keras.runtime.metadata.ModelModifiedWarning`.
     Returns:
         The ``keras.Model``, uncompiled.
     Raises:
-        ModelFileError: missing, truncated, foreign or unsafe file (the message names it).
+        ModelFileError: missing, truncated, foreign or unsafe file; a sha256 other than
+            metadata.json records (unless ``allow_modified``); another number of outputs than
+            metadata.json's classes; an unreadable metadata.json or invalid classes (the message
+            names the file).
     """
     import mer_keras.models  # noqa: F401  (registers custom objects, if any)
+    from mer_keras.runtime.metadata import check_output_count, verify_model_file
 
-    p = resolve_model_path(path)
+    p = _locate(path)
+    beside = metadata_beside(p)
+    if beside is not None:  # the bytes first: a changed file is named as such, before its zip is read
+        verify_model_file(p, beside[1].get("files"), beside[0], allow_modified, warn)
+    check_keras_archive(p)
     try:
-        return _load_archive(p)
+        model = _load_archive(p)
     except Exception as exc:  # keras raises many types for corrupt archives
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         raise ModelFileError(f"{p}: not a loadable Keras model ({type(exc).__name__}: {first})") from exc
+    if beside is not None and "classes" in beside[1]:
+        outputs = num_classes(model)
+        if outputs is not None:
+            check_output_count(p, outputs, beside[1]["classes"], beside[0], allow_modified)
+    return model

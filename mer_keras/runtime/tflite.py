@@ -8,6 +8,7 @@ device and the package score a model identically.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -72,6 +73,11 @@ class TFLiteModel:
         return tuple(int(d) for d in self.input["shape"][1:])
 
     @property
+    def num_outputs(self) -> int:
+        """K: class probabilities per input (the output tensor's last dimension)."""
+        return int(self.output["shape"][-1])
+
+    @property
     def input_dtype(self):
         """numpy dtype of the input tensor: ``np.float32``, or ``np.int8`` for full-integer models."""
         return self.input["dtype"]
@@ -124,3 +130,37 @@ class TFLiteModel:
         """Input and output (scale, zero_point) pairs; (0.0, 0) for float tensors."""
         return {"input": [float(self.input["quantization"][0]), int(self.input["quantization"][1])],
                 "output": [float(self.output["quantization"][0]), int(self.output["quantization"][1])]}
+
+
+def open_checked(path: str | Path, classes: Sequence[str], files: dict | None = None,
+                 source: str | Path = "metadata.json", allow_modified: bool = False,
+                 warn: Callable[[str], None] | None = None, num_threads: int | None = None,
+                 delegate: str | None = None) -> TFLiteModel:
+    """A ``.tflite`` file checked against its ``metadata.json``, then opened.
+
+    In order: the file's sha256 against ``files`` (when listed there; before the flatbuffer is
+    parsed, so a damaged file never reaches the interpreter;
+    :func:`mer_keras.runtime.metadata.verify_model_file`), the interpreter, and the output count
+    against ``classes`` (:func:`mer_keras.runtime.metadata.check_output_count`).
+
+    Args:
+        path: the model file. classes: ``metadata.json``'s class names (checked:
+            :func:`~mer_keras.runtime.metadata.check_classes`). files: its ``files``. source: the
+            metadata.json, for messages. allow_modified, warn: as
+            :func:`~mer_keras.runtime.metadata.verify_model_file`. num_threads, delegate: as
+            :class:`TFLiteModel`.
+    Returns:
+        The :class:`TFLiteModel`.
+    Raises:
+        ModelFileError: a sha256 that differs (unless ``allow_modified``), a file that does not
+            load, another number of outputs than classes, or invalid classes (each names the file).
+        OptionError: the delegate does not load.
+    """
+    from mer_keras.runtime.metadata import check_classes, check_output_count, verify_model_file
+
+    classes = check_classes(classes, source)
+    if Path(path).is_file():  # a missing file is named by the interpreter's message below
+        verify_model_file(path, files, source, allow_modified, warn)
+    model = TFLiteModel(path, num_threads=num_threads, delegate=delegate)
+    check_output_count(path, model.num_outputs, classes, source, allow_modified)
+    return model

@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 
 #: Module name -> group name, in the table's order.
-MODULES = ("filesystem", "data", "identities", "resume", "numbers", "messages")
+MODULES = ("filesystem", "data", "identities", "caches", "model_files", "resume", "numbers", "messages")
 
 
 def _modules():
