@@ -20,7 +20,7 @@ from mer_keras.data.pipeline import RepresentationConfig
 from mer_keras.data.records import Dataset
 from mer_keras.errors import OptionError, RunFolderError
 from mer_keras.jobs.final_model import fit_final
-from mer_keras.jobs.inputs import DataRequest, Inputs, build_dataset_inputs, load_data, progress_bar
+from mer_keras.jobs.inputs import DataRequest, Inputs, build_dataset_inputs, check_trainable, load_data, progress_bar
 from mer_keras.jobs.schema import validate
 from mer_keras.jobs.train_options import TrainOptions, options_from_config
 from mer_keras.runs import RunFolder, new_run, run_dir_name
@@ -444,6 +444,7 @@ def train(opts: TrainOptions, console=None) -> Path:
     strategy = get_strategy(opts.strategy)  # a multi-worker strategy must exist before any TF op
     chief = is_chief(strategy)
     data = load_data(DataRequest.of(opts), console)
+    check_trainable(data, opts.root)
     if opts.init_from:
         check_transfer(opts, rep, data, console)
     elif opts.input_size:
