@@ -39,9 +39,9 @@ class EpochSeeds(keras.callbacks.Callback):
 
     Args:
         seed: the run's seed (int).
-        models: the networks whose random layers are numbered from 0 each (the fold copies of a
-            :class:`~mer_keras.train.multifold.MultiFoldTrainer`, so each draws the masks it draws
-            alone); default: the fitted model.
+        models: the networks whose random layers are numbered from 0 each; default: the fitted
+            model. (Folds trained together reset their own generators the same way:
+            :meth:`mer_keras.train.vectorized.FoldedNetwork.reseed`.)
     """
 
     def __init__(self, seed: int, models=None):
@@ -158,7 +158,7 @@ class EpochHistory(keras.callbacks.Callback):
     Args:
         paths: one CSV path per fold trained by this fit.
         prefixes: per fold, the prefix of its keys in the Keras logs: ``""`` for a single fold,
-            ``"fold<j>_"`` for folds trained at once (:class:`~mer_keras.train.multifold.MultiFoldTrainer`).
+            ``"fold<j>_"`` for folds trained together (:class:`~mer_keras.train.vectorized.FoldedModel`).
     """
 
     def __init__(self, paths, prefixes=("",)):
@@ -224,8 +224,8 @@ class StopOnNonFiniteLoss(keras.callbacks.Callback):
     Args:
         labels: per fold trained by the fit, its name in the message (``fold sub01``, ``the final model``).
         prefixes: per fold, the prefix of its keys in the Keras logs: ``""`` for a single model,
-            ``"fold<j>_"`` for folds trained at once (:class:`~mer_keras.train.multifold.MultiFoldTrainer`,
-            whose ``loss`` is the sum of the copies').
+            ``"fold<j>_"`` for folds trained together (:class:`~mer_keras.train.vectorized.FoldedModel`,
+            whose ``loss`` is the mean over the folds).
         epochs: the fit's epoch count. lr: its learning rate (for the message).
     """
 

@@ -17,7 +17,7 @@ from mer_keras.data.synthetic.config import MAX_SEED
 MAX_EPOCHS = 100_000
 MAX_BATCH_SIZE = 65_536
 MAX_SHIFT = 64
-MAX_PARALLEL_FOLDS = 64
+MAX_PARALLEL_FOLDS = 256
 
 
 @dataclass

@@ -29,12 +29,12 @@ def run_folds(x: np.ndarray, y: np.ndarray, folds: Sequence[Fold], classes: Sequ
               backup_root: str | Path | None = None, checkpoints: Sequence[int] | None = None) -> dict:
     """Train and evaluate one model per fold.
 
-    The model is built, compiled and traced once for the job (:class:`~mer_keras.train.fit.FoldTrainer`:
-    each fold starts from the same seeded weights and a fresh optimizer). Small models train
-    ``cfg.parallel_folds`` folds at once (0: chosen by
-    :func:`~mer_keras.train.multifold.choose_parallel_folds`), each fold only on its own training
-    subjects, in groups of folds with equal steps per epoch
-    (:class:`~mer_keras.train.multifold.MultiFoldTrainer`).
+    Folds with equal steps per epoch train together, ``cfg.parallel_folds`` per program (0: chosen
+    by :func:`~mer_keras.train.multifold.choose_parallel_folds`), vectorised inside each op
+    (:class:`~mer_keras.train.vectorized.VectorizedTrainer`: each fold on its own batches, with
+    its own loss, Adam state and dropout masks); a fold alone, or a model the folded program does
+    not translate, trains by :class:`~mer_keras.train.fit.FoldTrainer`. Every fold starts from
+    the same seeded weights and a fresh optimizer.
 
     Args:
         x: (N, H, W, C) inputs; y: (N,) int labels.
@@ -58,12 +58,13 @@ def run_folds(x: np.ndarray, y: np.ndarray, folds: Sequence[Fold], classes: Sequ
     Raises:
         OptionError: ``cfg.parallel_folds`` > 1 where it does not apply; a fold whose training loss,
             weights or test probabilities became NaN or infinite (the fold and epoch named; nothing
-            of it reaches ``on_fold_end``).
+            of it reaches ``on_fold_end``). A fold trained with others stops alone: the others
+            finish and are written first, then the error names the first diverged fold.
     """
     from mer_keras.errors import OptionError
     from mer_keras.train.callbacks import CheckpointPredictions, divergence_message
     from mer_keras.train.fit import learning_rate
-    from mer_keras.train.multifold import MultiFoldTrainer, choose_parallel_folds, group_folds, group_name
+    from mer_keras.train.multifold import choose_parallel_folds, group_folds, group_name, program_groups
 
     if checkpoints and (completed or backup_root):
         raise ValueError("checkpoint predictions need every fold trained from epoch 0 in this call: no completed "
@@ -78,11 +79,13 @@ def run_folds(x: np.ndarray, y: np.ndarray, folds: Sequence[Fold], classes: Sequ
             rows[fold.name] = completed[fold.name]["row"]
     k = choose_parallel_folds(cfg, x.shape[1:], len(classes), len(pending), cfg.parallel_folds, strategy) \
         if pending else 1
+    diverged: list[str] = []
 
     def finish(fold, p, final_loss, final_acc):
         if not np.isfinite(p).all():  # finite weights whose logits overflow: never into a fold file
-            raise OptionError(divergence_message(f"fold {fold.name}", "the test probabilities are NaN or infinite",
-                                                 cfg.epochs, cfg.epochs, learning_rate(cfg)))
+            diverged.append(divergence_message(f"fold {fold.name}", "the test probabilities are NaN or infinite",
+                                               cfg.epochs, cfg.epochs, learning_rate(cfg)))
+            return
         probs[fold.test] = p
         m = compute_metrics(y[fold.test], p.argmax(1), classes)
         row = {"subject": fold.name, "n_train": int(len(fold.train)), "n_test": int(len(fold.test)),
@@ -94,9 +97,10 @@ def run_folds(x: np.ndarray, y: np.ndarray, folds: Sequence[Fold], classes: Sequ
                 on_fold_end(fold, p, row)
 
     with releasing_fit_memory(timed=True):
-        single, multi = None, {}
+        single, vectorized = None, None
         for group in group_folds(pending, cfg.batch_size, k):
             callbacks = list(fold_callbacks(group)) if fold_callbacks else []
+            backup_dir = Path(backup_root) / group_name(group) if backup_root else None
             if len(group) == 1:
                 fold = group[0]
                 single = single or FoldTrainer(x.shape[1:], len(classes), cfg, strategy, classes)
@@ -105,8 +109,7 @@ def run_folds(x: np.ndarray, y: np.ndarray, folds: Sequence[Fold], classes: Sequ
                     callbacks.append(keep)
                 model = single.fit(x[fold.train], y[fold.train], callbacks,
                                    aus=[aus[i] for i in fold.train] if aus is not None else None,
-                                   backup_dir=Path(backup_root) / group_name(group) if backup_root else None,
-                                   label=f"fold {fold.name}")
+                                   backup_dir=backup_dir, label=f"fold {fold.name}")
                 final = final_train_metrics(model.history.history)
                 with phase("predict"):
                     p = predict_proba(model, x[fold.test])
@@ -114,21 +117,27 @@ def run_folds(x: np.ndarray, y: np.ndarray, folds: Sequence[Fold], classes: Sequ
                     at_epochs[fold.name] = keep.probabilities[0]
                 finish(fold, p, *final)
                 continue
-            if len(group) not in multi:  # one model per group size: K, and the size of a last, smaller group
-                multi[len(group)] = MultiFoldTrainer(x.shape[1:], len(classes), cfg, len(group))
-            trainer = multi[len(group)]
-            if checkpoints:
-                keep = CheckpointPredictions([(c, x[f.test]) for c, f in zip(trainer.copies, group)], checkpoints)
-                callbacks.append(keep)
-            finals = trainer.fit([x[f.train] for f in group], [y[f.train] for f in group], callbacks,
-                                 backup_dir=Path(backup_root) / group_name(group) if backup_root else None,
-                                 labels=[f"fold {f.name}" for f in group])
-            for j, (fold, copy, final) in enumerate(zip(group, trainer.copies, finals)):
+            if vectorized is None:
+                from mer_keras.train.vectorized import VectorizedTrainer
+
+                vectorized = VectorizedTrainer(x.shape[1:], len(classes), cfg)
+            results = vectorized.fit([x[f.train] for f in group], [y[f.train] for f in group],
+                                     program_groups(len(group)), callbacks, backup_dir=backup_dir,
+                                     labels=[f"fold {f.name}" for f in group],
+                                     holdouts=[x[f.test] for f in group] if checkpoints else None,
+                                     checkpoints=checkpoints)
+            for fold, result in zip(group, results):
+                if result["diverged"]:
+                    diverged.append(result["diverged"])
+                    continue
                 with phase("predict"):
-                    p = predict_proba(copy, x[fold.test])
+                    p = predict_proba(vectorized.fold_model(result["weights"]), x[fold.test])
                 if checkpoints:
-                    at_epochs[fold.name] = keep.probabilities[j]
-                finish(fold, p, *final)
+                    at_epochs[fold.name] = result["checkpoints"]
+                finish(fold, p, result["final_loss"], result["final_accuracy"])
+    if diverged:  # the other folds are written: --resume trains only these again
+        more = f" (and {len(diverged) - 1} more fold(s) that diverged)" if len(diverged) > 1 else ""
+        raise OptionError(diverged[0] + more)
     out = {"probabilities": probs, "folds": [rows[f.name] for f in folds if f.name in rows], "parallel_folds": k}
     if checkpoints:
         out["checkpoints"] = at_epochs

@@ -1,17 +1,9 @@
-"""Training several folds at once: one Keras model holding K independent copies of a small network.
+"""Which folds train together: programs of folds with equal steps per epoch, and how many.
 
-A fold of STSTNet on 28 x 28 flow images (0.7 MFLOPs per sample) is a few thousand small steps
-whose kernels leave part of two cores idle. :class:`MultiFoldTrainer` trains K folds in
-one ``fit``: copy ``j`` of the network has its own input, fed only fold ``j``'s training batches
-(its own order, flips and class weights), its own output and loss, and its own dropout seeds. The
-loss is the sum of the K losses, so copy ``j``'s gradient is exactly its own fold's gradient, and
-Adam's update is per variable, so each copy follows the trajectory it would follow alone. Folds
-are grouped by steps per epoch (a group's copies step together from first step to last).
-
-Each copy's probabilities equal those of its fold trained alone (on CPU bit for bit; the tests,
-tests/unit/test_multifold.py, allow 1e-5). Keras averages every output's loss over an epoch with
-the batch sizes of the *first* output, so each copy reports its own training loss through
-:class:`FoldLoss` (its batches' sizes), the figure the fold trained alone reports.
+The engine that trains them is :mod:`mer_keras.train.vectorized` (folds vectorised inside each
+op). Here: whether a configuration can train folds together (:func:`supports_parallel_folds`),
+how many folds one program holds (:func:`choose_parallel_folds`), and how folds split into
+programs and groups (:func:`plan_programs`).
 """
 
 from __future__ import annotations
@@ -19,43 +11,78 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 
-from mer_keras._keras import keras, tf
-from mer_keras.data.weights import balanced_class_weight
+from mer_keras._keras import tf
 from mer_keras.train.config import TrainConfig
-from mer_keras.train.fit import OptimizerState, backup_epoch, learning_rate, remove_fit_backup
-from mer_keras.train.tfdata import training_dataset
-from mer_keras.train.timing import EpochClock, phase
 
-#: Largest K chosen automatically: beyond it the traced graph grows and the gain flattens (STSTNet
-#: on the composite, 2 cores: 1.35x the samples/s of one fold at K = 4, 1.40x at K = 8).
-MAX_AUTO_FOLDS = 8
-#: Per-sample forward FLOPs under which folds train at once: STSTNet (0.7 M) gains, OFF-ApexNet
-#: (7.7 M) and LEARNet (44 M) do not (0.8x and 1.05x at K = 4 and 2; docs/BENCHMARKS.md).
-SMALL_MODEL_FLOPS = 2e6
+#: Folds per group of a program: one grouped convolution holds this many folds. 8 kept the
+#: activations in cache and ran fastest in the prototype of issue 32 (STSTNet, 2 cores: 12.6-13.5
+#: ms per fold-epoch with 8 per group, 18.2-18.7 with all 69 in one); tools/bench_loso.py measures it.
+FOLDS_PER_GROUP = 8
+#: Largest program chosen automatically (folds trained by one ``fit``).
+MAX_AUTO_FOLDS = 72
+#: Per-sample forward FLOPs under which folds train together by default: a bigger model's own
+#: convolutions already keep the cores busy (docs/BENCHMARKS.md, "The LOSO loop").
+SMALL_MODEL_FLOPS = 50e6
+#: Share of the machine's memory a program's activations may take (estimated, see :func:`activation_bytes`).
+MEMORY_SHARE = 0.25
 
 
-def supports_parallel_folds(cfg: TrainConfig, strategy=None) -> str | None:
-    """Why K folds cannot train at once under ``cfg`` (a sentence), or None when they can.
+def supports_parallel_folds(cfg: TrainConfig, strategy=None, input_shape=None, num_classes: int = 3) -> str | None:
+    """Why folds cannot train together under ``cfg`` (a sentence), or None when they can.
 
-    Multi-fold training needs a single-output model (no auxiliary heads), no transfer
-    initialisation, float32, and the default (one-device) strategy.
+    Folds train together (:mod:`mer_keras.train.vectorized`) in float32, under the default
+    (one-device) strategy, for a model whose layers the folded program translates, where
+    TensorFlow computes grouped convolutions (on CPU: with oneDNN on).
     """
-    from mer_keras.registry import get_spec
+    from mer_keras.registry import create_model, get_spec
+    from mer_keras.train.vectorized import grouped_convolution_works, unsupported_layers
 
     strategy = strategy or tf.distribute.get_strategy()
-    if get_spec(cfg.model).aux_losses:
-        return f"{cfg.model} has auxiliary outputs"
-    if cfg.init_from:
-        return "--init-from initialises the model from another"
+    other = [out for out, (kind, _) in get_spec(cfg.model).aux_losses.items() if kind != "proposal"]
+    if other:
+        return f"{cfg.model}'s auxiliary outputs {', '.join(other)} are not translated by the folded program"
     if cfg.mixed_precision:
         return "mixed precision keeps a loss-scale state"
     if strategy.num_replicas_in_sync > 1 or type(strategy).__name__ != "_DefaultDistributionStrategy":
         return "a distribution strategy splits the batch over replicas"
+    key = (cfg.model, tuple(input_shape or ()), int(num_classes), repr(sorted(cfg.model_options.items())))
+    if key not in _LAYERS:
+        graph = tf.Graph()
+        with graph.as_default():
+            tf.random.set_seed(0)
+            model = create_model(cfg.model, num_classes, input_shape=tuple(input_shape) if input_shape else None,
+                                 **cfg.model_options)
+            _LAYERS[key] = unsupported_layers(model)
+    if _LAYERS[key]:
+        bad = _LAYERS[key]
+        return f"{cfg.model} has layers the folded program does not translate ({', '.join(bad[:3])}" + \
+            (f" and {len(bad) - 3} more)" if len(bad) > 3 else ")")
+    if not grouped_convolution_works():
+        return "this TensorFlow computes no grouped convolution here (on CPU it needs oneDNN: TF_ENABLE_ONEDNN_OPTS=1)"
     return None
+
+
+_LAYERS: dict = {}
+
+
+def activation_bytes(model_name: str, input_shape, num_classes: int, model_options: dict | None = None) -> int:
+    """Bytes of every layer output of one sample's forward pass (float32), a proxy of what training
+    keeps in memory per sample (the backward pass roughly doubles it)."""
+    from mer_keras.registry import create_model
+
+    graph = tf.Graph()
+    with graph.as_default():
+        tf.random.set_seed(0)
+        model = create_model(model_name, num_classes, input_shape=tuple(input_shape), **(model_options or {}))
+        total = 0
+        for layer in model.layers:
+            for shape in (layer.output_shape if isinstance(layer.output_shape, list) else [layer.output_shape]):
+                if isinstance(shape, tuple):
+                    total += int(np.prod([d for d in shape[1:] if d]))
+    return 4 * total
 
 
 def forward_flops(model_name: str, input_shape, num_classes: int, model_options: dict | None = None) -> float:
@@ -82,21 +109,21 @@ def forward_flops(model_name: str, input_shape, num_classes: int, model_options:
 
 
 def choose_parallel_folds(cfg: TrainConfig, input_shape, num_classes: int, n_folds: int, requested: int = 0,
-                          strategy=None, cores: int | None = None) -> int:
-    """How many folds to train at once.
+                          strategy=None, memory: int | None = None) -> int:
+    """How many folds one program trains at once.
 
-    ``requested`` > 0 is taken as it is (capped at ``n_folds``). 0 (auto): 1 where multi-fold
-    training does not apply (:func:`supports_parallel_folds`) or the model's forward pass costs
-    ``SMALL_MODEL_FLOPS`` or more per sample (its own step keeps the cores busy); else
-    ``min(n_folds, MAX_AUTO_FOLDS, 4 * cores)``. The thresholds come from
-    ``tools/bench_loso.py --parallel-folds`` on 2 cores (docs/BENCHMARKS.md).
+    ``requested`` > 0 is taken as it is (capped at ``n_folds``). 0 (auto): 1 where folds cannot train
+    together (:func:`supports_parallel_folds`) or the model's forward pass costs
+    :data:`SMALL_MODEL_FLOPS` or more per sample; else as many as fit :data:`MEMORY_SHARE` of the
+    memory (:func:`activation_bytes` x 3 x the batch size per fold), at most :data:`MAX_AUTO_FOLDS`.
 
     Raises:
-        OptionError: ``requested`` > 1 where multi-fold training does not apply (the reason named).
+        OptionError: ``requested`` > 1 where folds cannot train together (the reason named).
     """
     from mer_keras.errors import OptionError
 
-    why_not = supports_parallel_folds(cfg, strategy)
+    why_not = supports_parallel_folds(cfg, strategy, input_shape, num_classes) if (requested != 1 and n_folds > 1) \
+        else None
     if requested > 1:
         if why_not:
             raise OptionError(f"--parallel-folds {requested}: not available because {why_not}; use 1 or 0 (auto)")
@@ -105,9 +132,11 @@ def choose_parallel_folds(cfg: TrainConfig, input_shape, num_classes: int, n_fol
         return 1
     if forward_flops(cfg.model, input_shape, num_classes, cfg.model_options) >= SMALL_MODEL_FLOPS:
         return 1
-    if not cores:
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, min(n_folds, MAX_AUTO_FOLDS, 4 * cores))
+    if memory is None:
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") if hasattr(os, "sysconf") else 8 << 30
+    per_fold = 3 * cfg.batch_size * activation_bytes(cfg.model, input_shape, num_classes, cfg.model_options)
+    fit = int(MEMORY_SHARE * memory // max(per_fold, 1))
+    return max(1, min(n_folds, MAX_AUTO_FOLDS, fit))
 
 
 def steps_per_epoch(n_train: int, batch_size: int) -> int:
@@ -116,8 +145,8 @@ def steps_per_epoch(n_train: int, batch_size: int) -> int:
 
 
 def group_folds(folds: Sequence, batch_size: int, k: int) -> list[list]:
-    """Split folds into groups of at most ``k`` with equal steps per epoch, in the given order
-    within each steps value (groups of one fold when ``k`` is 1)."""
+    """Split folds into programs of at most ``k`` with equal steps per epoch, in the given order
+    within each steps value (programs of one fold when ``k`` is 1)."""
     if k <= 1:
         return [[f] for f in folds]
     by_steps: dict[int, list] = {}
@@ -125,8 +154,18 @@ def group_folds(folds: Sequence, batch_size: int, k: int) -> list[list]:
         by_steps.setdefault(steps_per_epoch(len(fold.train), batch_size), []).append(fold)
     groups = []
     for same in by_steps.values():
-        groups += [same[i:i + k] for i in range(0, len(same), k)]
+        n = -(-len(same) // k)  # as many programs as needed, of sizes as even as possible
+        size = -(-len(same) // n)
+        groups += [same[i:i + size] for i in range(0, len(same), size)]
     return groups
+
+
+def program_groups(n: int, per_group: int = FOLDS_PER_GROUP) -> list[int]:
+    """Folds per group of a program of ``n`` folds: groups of at most ``per_group``, as even as
+    possible (``20`` -> ``[7, 7, 6]``)."""
+    groups = -(-n // per_group)
+    base, extra = divmod(n, groups)
+    return [base + (i < extra) for i in range(groups)]
 
 
 def group_name(folds: Sequence) -> str:
@@ -140,171 +179,3 @@ def group_name(folds: Sequence) -> str:
     return f"group-{len(folds)}-{hashlib.sha256(names.encode()).hexdigest()[:12]}"
 
 
-def multifold_dataset(xs: Sequence[np.ndarray], ys: Sequence[np.ndarray], cfg: TrainConfig, num_classes: int,
-                      start_epoch: int = 0):
-    """The training batches of K folds side by side: step ``s`` holds batch ``s`` of every fold.
-
-    Fold ``j``'s stream is its own :func:`~mer_keras.train.tfdata.training_dataset` (the batches,
-    order and flips it has when trained alone), with its own balanced class weights as sample
-    weights (what Keras' ``class_weight`` gives a fold alone).
-
-    Args:
-        xs, ys: K training sets, (N_j, ...) float32 in [0, 255] and (N_j,) int labels.
-    Returns:
-        (dataset of (tuple of K input batches, {"fold<j>": labels}[, {"fold<j>": weights}]),
-        steps per epoch); the weights are there when ``cfg.class_weight``.
-    Raises:
-        ValueError: the sets give different steps per epoch.
-    """
-    steps = {steps_per_epoch(len(x), cfg.batch_size) for x in xs}
-    if len(steps) != 1:
-        raise ValueError(f"training sets of {[len(x) for x in xs]} samples give steps per epoch {sorted(steps)}: "
-                         "folds trained together need equal steps")
-    parts = []
-    for x, y in zip(xs, ys):
-        w = None
-        if cfg.class_weight:
-            cw = balanced_class_weight(y, num_classes)
-            w = np.array([cw[int(c)] for c in y], np.float32)
-        ds, n_steps = training_dataset(x, y, cfg.batch_size, cfg.epochs, cfg.seed, cfg.augment, cfg.flow_input,
-                                       sample_weight=w, start_epoch=start_epoch, shift=cfg.shift)
-        parts.append(ds)
-    names = [f"fold{j}" for j in range(len(xs))]
-
-    def regroup(*batches):
-        inputs = tuple(b[0] for b in batches)
-        labels = {n: b[1] for n, b in zip(names, batches)}
-        if cfg.class_weight:
-            return inputs, labels, {n: b[2] for n, b in zip(names, batches)}
-        return inputs, labels
-
-    return tf.data.Dataset.zip(tuple(parts)).map(regroup).prefetch(tf.data.AUTOTUNE), n_steps
-
-
-class FoldLoss(keras.metrics.Mean):
-    """A copy's training loss averaged over the epoch as Keras averages a single model's ``loss``.
-
-    Per step: ``sum(w_i * CE_i) / n`` (sparse categorical cross-entropy, sample weights ``w``, batch
-    size ``n``), then the mean over steps weighted by ``n``. Pass it as a weighted metric of the
-    copy's output, so it receives the class weights.
-    """
-
-    def __init__(self, name: str = "train_loss", **kwargs):
-        super().__init__(name=name, **kwargs)
-
-    def update_state(self, y_true, y_pred, sample_weight=None):
-        per_sample = keras.losses.sparse_categorical_crossentropy(y_true, y_pred)
-        if sample_weight is not None:
-            per_sample = per_sample * tf.cast(tf.reshape(sample_weight, tf.shape(per_sample)), per_sample.dtype)
-        n = tf.shape(per_sample)[0]
-        step_loss = tf.math.divide_no_nan(tf.reduce_sum(per_sample), tf.cast(n, per_sample.dtype))
-        return super().update_state(step_loss, sample_weight=tf.cast(n, per_sample.dtype))
-
-
-class MultiFoldTrainer:
-    """K copies of one network in one Keras model, each trained on its own fold.
-
-    The copies start from the weights of the model :class:`~mer_keras.train.fit.FoldTrainer` would
-    build (``keras.utils.set_random_seed(cfg.seed)``, then the builder), and each fit restores
-    them and a fresh Adam state, so one build and one trace serve every group of the job.
-
-    Args:
-        input_shape: (H, W, C) of one sample. num_classes: K classes >= 2. cfg: training config.
-        k: copies (folds per step), >= 2.
-    """
-
-    def __init__(self, input_shape, num_classes: int, cfg: TrainConfig, k: int):
-        from mer_keras.registry import create_model
-        from mer_keras.train.determinism import set_determinism
-
-        self.cfg, self.k, self.num_classes = cfg, int(k), int(num_classes)
-        set_determinism(cfg.deterministic)
-        with phase("build"):
-            keras.utils.set_random_seed(cfg.seed)
-            template = create_model(cfg.model, num_classes, input_shape=tuple(input_shape), **cfg.model_options)
-            self._weights = template.get_weights()
-            self.copies, inputs, outputs = [], [], {}
-            for j in range(self.k):
-                copy = create_model(cfg.model, num_classes, input_shape=tuple(input_shape), **cfg.model_options)
-                copy._name = f"fold{j}"
-                inp = keras.Input(shape=tuple(input_shape), name=f"fold{j}_input")
-                outputs[f"fold{j}"] = copy(inp)
-                self.copies.append(copy)
-                inputs.append(inp)
-            self.model = keras.Model(inputs, outputs, name=f"{cfg.model}_x{self.k}")
-            self.model.compile(optimizer=keras.optimizers.Adam(learning_rate(cfg)),
-                               loss={f"fold{j}": "sparse_categorical_crossentropy" for j in range(self.k)},
-                               metrics={f"fold{j}": ["accuracy"] for j in range(self.k)},
-                               weighted_metrics={f"fold{j}": [FoldLoss()] for j in range(self.k)})
-            self.model.optimizer.build(self.model.trainable_variables)
-            self._optimizer = OptimizerState(self.model.optimizer)
-
-    def _reset(self) -> None:
-        with phase("reset"):
-            keras.utils.set_random_seed(self.cfg.seed)
-            for copy in self.copies:
-                copy.set_weights(self._weights)
-            self._optimizer.restore()
-
-    def fit(self, xs: Sequence[np.ndarray], ys: Sequence[np.ndarray], callbacks: Sequence = (),
-            backup_dir: str | Path | None = None,
-            labels: Sequence[str] | None = None) -> list[tuple[float | None, float | None]]:
-        """Train copy ``j`` on (xs[j], ys[j]) for ``cfg.epochs`` epochs, all copies in the same steps.
-
-        Args:
-            xs, ys: K training sets, (N_j, H, W, C) float32 and (N_j,) int; every N_j must give the
-                same steps per epoch.
-            backup_dir: the group's training backup (Keras ``BackupAndRestore``), or None.
-            labels: per set, its name in the error of a diverged fit (``fold sub01``; default ``copy <j>``).
-        Returns:
-            Per set, (final training loss, final training accuracy) of its last epoch (None, None
-            when no epoch ran in this process).
-        Raises:
-            ValueError: the sets differ in steps per epoch, or there are not K of them.
-            RunFolderError: an unreadable backup in ``backup_dir``.
-            DataError: a set's input holds NaN or infinite values (its label and the sample named),
-                before any training.
-            OptionError: a copy's training loss or weights became NaN or infinite (its label, the
-                epoch and the learning rate named); the fit of every copy stops there.
-        """
-        from mer_keras.data.checks import check_finite_inputs
-        from mer_keras.errors import OptionError
-        from mer_keras.train.callbacks import (
-            EpochSeeds,
-            EpochTiming,
-            PeriodicBackupAndRestore,
-            StopOnNonFiniteLoss,
-            divergence_message,
-            finite_weights,
-        )
-
-        cfg = self.cfg
-        steps = {steps_per_epoch(len(x), cfg.batch_size) for x in xs}
-        if len(steps) != 1 or len(xs) != self.k or len(ys) != self.k:
-            raise ValueError(f"{len(xs)} training sets with steps per epoch {sorted(steps)} for {self.k} copies: "
-                             "need K sets with equal steps per epoch")
-        labels = list(labels) if labels is not None else [f"copy {j}" for j in range(self.k)]
-        for label, x in zip(labels, xs):  # a NaN input is the data's fault, not the learning rate's
-            check_finite_inputs(x, label)
-        self._reset()
-        start = backup_epoch(backup_dir) if backup_dir else 0
-        with phase("dataset"):
-            ds, n_steps = multifold_dataset(xs, ys, cfg, self.num_classes, start_epoch=start)
-        clock = EpochClock(sum(len(x) for x in xs))
-        fit_callbacks = [EpochSeeds(cfg.seed, models=self.copies), EpochTiming(clock), *callbacks]
-        if backup_dir:
-            fit_callbacks.insert(0, PeriodicBackupAndRestore(str(backup_dir), 60.0 * cfg.backup_minutes))
-        fit_callbacks.insert(0, StopOnNonFiniteLoss(labels, cfg.epochs, learning_rate(cfg),  # before any writer
-                                                    [f"fold{j}_" for j in range(self.k)]))
-        history = self.model.fit(ds, epochs=cfg.epochs, steps_per_epoch=n_steps, verbose=0, callbacks=fit_callbacks)
-        clock.close()
-        for label, copy in zip(labels, self.copies):
-            if not finite_weights(copy):
-                raise OptionError(divergence_message(label, "the weights became NaN or infinite", cfg.epochs,
-                                                     cfg.epochs, learning_rate(cfg)))
-        remove_fit_backup(backup_dir, self.model.distribute_strategy)
-        out = []
-        for j in range(self.k):
-            loss, acc = history.history.get(f"fold{j}_train_loss"), history.history.get(f"fold{j}_accuracy")
-            out.append((float(loss[-1]), float(acc[-1])) if loss else (None, None))
-        return out

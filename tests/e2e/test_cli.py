@@ -227,7 +227,10 @@ def test_an_interrupted_run_resumes_without_redoing_finished_folds(tiny_flow_run
     preds = pd.read_csv(run / "predictions.csv")
     assert (preds[preds["subject"] == "sub01"]["p_negative"] == 1.0).all()
     assert folds[2].exists() and (run / "metadata.json").exists()
-    assert json.loads(folds[2].read_text()) == fold3  # the fold trained again, as in the uninterrupted run
+    # the fold trained again (alone now, with two others before), as in the uninterrupted run
+    from tests.helpers.golden import fold_differences
+
+    assert not fold_differences(fold3, json.loads(folds[2].read_text()))
     history = pd.read_csv(run / "history" / "synthetic__sub03.csv")  # folds trained at once: one CSV each
     assert list(history["epoch"]) == [1, 2] and history["loss"].notna().all()
     res = runner.invoke(app, ["train", "--resume", str(run)])

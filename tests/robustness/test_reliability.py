@@ -22,6 +22,7 @@ from typer.testing import CliRunner
 
 from mer_keras.cli.main import app
 from mer_keras.train.callbacks import ProgressCallback as ORIGINAL_PROGRESS  # the class before any monkeypatch
+from tests.helpers.golden import SAME_FOLD_ATOL, fold_differences
 
 runner = CliRunner()
 #: A model with dropout (its masks must replay too), a few seconds per fold, one fold at a time (a
@@ -151,8 +152,9 @@ def test_a_run_stopped_mid_fold_resumes_from_its_backup(tiny_flow_run, tmp_path,
     res = runner.invoke(app, ["train", "--resume", str(run)])
     assert res.exit_code == 0, res.output
     assert epochs == [[1]]  # from the backup: the second epoch only
-    name = "synthetic__sub02.json"
-    assert json.loads((run / "folds" / name).read_text()) == json.loads((tiny_flow_run / "folds" / name).read_text())
+    name = "synthetic__sub02.json"  # trained alone here, with two other folds in tiny_flow_run
+    assert not fold_differences(json.loads((tiny_flow_run / "folds" / name).read_text()),
+                                json.loads((run / "folds" / name).read_text()))
     assert not (run / "backup").exists() and (run / "results.json").exists()
 
 
@@ -172,8 +174,9 @@ def test_folds_spread_over_runs_merge_to_the_full_run(tiny_flow_run, flow_sub01,
     assert res.exit_code == 0, res.output
     merged = Path(res.output.strip().splitlines()[-1].strip())
     (m1, l1, p1), (m2, l2, p2) = outcome(tiny_flow_run), outcome(merged)  # the same options in one run
-    assert m1 == m2 and l1 == l2
-    pd.testing.assert_frame_equal(p1[p2.columns], p2, check_exact=True)
+    # folds trained alone, two together and three together: the same results within float tolerance
+    assert m1 == m2 and l2 == pytest.approx(l1, abs=SAME_FOLD_ATOL)
+    pd.testing.assert_frame_equal(p1[p2.columns], p2, check_exact=False, atol=SAME_FOLD_ATOL, rtol=0)
     assert (merged / "model.keras").exists() and (merged / "metadata.json").exists()
     # Refusals: missing folds, another experiment, a conflicting duplicate fold.
     res = runner.invoke(app, ["merge", str(part1)])

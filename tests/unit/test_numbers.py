@@ -114,7 +114,7 @@ def test_a_nan_input_is_named_before_training_not_blamed_on_the_learning_rate():
     from mer_keras.errors import DataError
     from mer_keras.train.config import TrainConfig
     from mer_keras.train.fit import FoldTrainer
-    from mer_keras.train.multifold import MultiFoldTrainer
+    from mer_keras.train.vectorized import VectorizedTrainer
 
     rng = np.random.default_rng(0)
     xs = [rng.uniform(0, 255, (6, 28, 28, 3)).astype(np.float32) for _ in range(2)]
@@ -122,10 +122,10 @@ def test_a_nan_input_is_named_before_training_not_blamed_on_the_learning_rate():
     xs[1][2] = np.nan
     xs[1][4, 0, 0, 0] = np.inf
     cfg = TrainConfig(model="ststnet", epochs=2, batch_size=3, augment=False)
-    trainer = MultiFoldTrainer((28, 28, 3), 3, cfg, 2)
+    trainer = VectorizedTrainer((28, 28, 3), 3, cfg)
     with pytest.raises(DataError, match=r"^fold sub02: input sample 3 of 6 holds NaN values \(and 1 more sample"
                                         r"\(s\)\); network inputs must be finite numbers") as err:
-        trainer.fit(xs, ys, labels=["fold sub01", "fold sub02"])
+        trainer.fit(xs, ys, [2], labels=["fold sub01", "fold sub02"])
     assert "learning rate" not in str(err.value)
     xs[0][5, 1, 1, 1] = -np.inf
     with pytest.raises(DataError, match=r"^the final model: input sample 6 of 6 holds infinite values;"):

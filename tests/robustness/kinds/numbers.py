@@ -189,7 +189,7 @@ def cases() -> list[Case]:
         (["--shift", "28", "--model", "ststnet"], "--shift 28", "fewer pixels than the input's side (28 px)"),
         (["--workers", "100000"], "--workers 100000", "expected a whole number from 1 to 256"),
         (["--cpu-replicas", "0"], "--cpu-replicas 0", "expected a whole number from 1 to 64"),
-        (["--parallel-folds", "100000"], "--parallel-folds 100000", "expected a whole number from 0 to 64"),
+        (["--parallel-folds", "100000"], "--parallel-folds 100000", "expected a whole number from 0 to 256"),
         (["--backup-minutes", "nan"], "--backup-minutes nan", "expected a finite number, at least 0"),
         (["--model", "feature_refinement", "--aux-weight", "proposal=nan"], "--aux-weight {\"proposal\": NaN}",
          "the weight of 'proposal' is nan; expected a finite number >= 0"),
