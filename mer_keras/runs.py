@@ -218,11 +218,12 @@ class RunFolder:
 
     # -- lock --------------------------------------------------------------------------------
     @contextlib.contextmanager
-    def lock(self):
-        """Hold ``RUN/.lock`` while a process trains in this folder.
+    def lock(self, what: str = "training"):
+        """Hold ``RUN/.lock`` while a process trains (or exports) in this folder.
 
-        The lock records the process id, host and start time. A lock of a process that no longer
-        runs on this host is taken over; a live one, or one from another host, is refused.
+        The lock records the process id, host, start time and ``what`` the process does. A lock of
+        a process that no longer runs on this host is taken over; a live one, or one from another
+        host, is refused.
 
         Raises:
             RunFolderError: another process holds the folder (names it and how to clear the lock).
@@ -231,7 +232,8 @@ class RunFolder:
         import socket
 
         path = self.path / LOCK_FILE
-        me = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+        me = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+              "doing": what}
         for _ in range(2):
             try:
                 fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
@@ -244,7 +246,8 @@ class RunFolder:
                     path.unlink(missing_ok=True)  # its process is gone: a killed run's lock
                     continue
                 raise RunFolderError(f"{self.path}: another mer-keras process (pid {holder.get('pid')} on "
-                                     f"{holder.get('host')}, since {holder.get('started')}) is training in this run "
+                                     f"{holder.get('host')}, since {holder.get('started')}) is "
+                                     f"{holder.get('doing', 'training')} in this run "
                                      f"folder; wait for it or stop it (if that machine crashed, delete {path})"
                                      ) from None
             with os.fdopen(fd, "w") as fh:

@@ -135,7 +135,7 @@ def run_lock(run: str | Path, timeout: float = LOCK_WAIT_SECONDS) -> Iterator[No
         return
     deadline, delay = time.monotonic() + timeout, 0.01
     while True:
-        lock = RunFolder(run).lock()
+        lock = RunFolder(run).lock("exporting")
         try:
             lock.__enter__()
             break

@@ -11,6 +11,7 @@ onset / apex pair (``pairs``), or every clip of a dataset (``data`` and ``root``
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -371,9 +372,9 @@ def predict(model: str | Path, inputs=(), *, onset: int | None = None, apex: int
     Args:
         model: a run folder, a released model folder, or a ``.keras`` / ``.tflite`` file with
             ``metadata.json`` beside it.
-        inputs: videos, frame folders (frames sorted by the number in their names), ready
-            representation images (each fed as it is, resized to the model's input), or with
-            ``pairs`` onset / apex images two at a time. Each is one clip.
+        inputs: a path or a list of paths: videos, frame folders (frames sorted by the number in
+            their names), ready representation images (each fed as it is, resized to the model's
+            input), or with ``pairs`` onset / apex images two at a time. Each is one clip.
         onset, apex, offset: frame numbers as in the frame file names (a video's frames are
             numbered from 1); default: first frame, ``apex_policy``, last frame.
         apex_policy: ``spot`` (largest motion against the onset) or ``midpoint``.
@@ -403,6 +404,13 @@ def predict(model: str | Path, inputs=(), *, onset: int | None = None, apex: int
 
     from mer_keras.jobs.schema import validate
 
+    if isinstance(inputs, (str, os.PathLike)):  # one path: one input, not its characters
+        inputs = [inputs]
+    if inputs is None or not isinstance(inputs, (list, tuple)) or not all(
+            isinstance(i, (str, os.PathLike)) for i in inputs):
+        raise OptionError(f"inputs: expected a path or a list of paths (videos, frame folders, images), got "
+                          f"{type(inputs).__name__}" + (f" holding {sorted({type(i).__name__ for i in inputs})}"
+                                                         if isinstance(inputs, (list, tuple)) else ""))
     opts = PredictOptions(model=str(model), inputs=[str(i) for i in inputs] or None, onset=onset, apex=apex,
                           offset=offset, apex_policy=apex_policy, pairs=pairs, data=data, root=root, spot=spot,
                           fps=fps, spot_method=spot_method, out=out, cache_dir=cache_dir,

@@ -191,7 +191,7 @@ def tune(opts: TuneOptions, console=None) -> Path:
     inputs = build_dataset_inputs(data, rep, console, cache_dir=opts.cache_dir, workers=opts.workers,
                                   strict=opts.strict)
     run, completed = open_run_folder(opts, rep, data, subjects, strategy, console)
-    with run.lock():  # one training process per run folder
+    with run.lock("tuning"):  # one training process per run folder
         if data.skipped:
             run.write_skipped(data.skipped)
         base = train_config(opts, rep)

@@ -292,6 +292,15 @@ def load_model(path: str | Path, allow_modified: bool = False, *,
     check_keras_archive(p)
     try:
         model = _load_archive(p)
+    except OSError as exc:
+        import errno
+        import tempfile
+
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EROFS):  # where Keras unpacks the archive
+            raise OSError(exc.errno, f"{exc.strerror or exc} while unpacking {p} into the temporary folder "
+                                     f"{tempfile.gettempdir()} (set TMPDIR to a folder with space)") from None
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise ModelFileError(f"{p}: not a loadable Keras model ({type(exc).__name__}: {first})") from exc
     except Exception as exc:  # keras raises many types for corrupt archives
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         raise ModelFileError(f"{p}: not a loadable Keras model ({type(exc).__name__}: {first})") from exc

@@ -165,7 +165,8 @@ def _warn(message: str, warn: Callable[[str], None] | None) -> None:
 
 
 def verify_model_file(path: str | Path, files: dict | None, source: str | Path = "metadata.json",
-                      allow_modified: bool = False, warn: Callable[[str], None] | None = None) -> str | None:
+                      allow_modified: bool = False, warn: Callable[[str], None] | None = None,
+                      can_allow: bool = True) -> str | None:
     """Check a model file against the sha256 ``metadata.json`` records for it, before it is parsed.
 
     The file is hashed once (:func:`sha256_file`, 1 MiB blocks; measured 0.3-0.6 GB/s on the
@@ -180,6 +181,7 @@ def verify_model_file(path: str | Path, files: dict | None, source: str | Path =
             with a warning instead of an error.
         warn: where the warning goes (a console's line); default :func:`warnings.warn` with
             :class:`ModelModifiedWarning`.
+        can_allow: whether the caller offers ``--allow-modified`` (the refusal mentions it only then).
     Returns:
         The warning given (None when the file is as recorded or not listed).
     Raises:
@@ -202,8 +204,9 @@ def verify_model_file(path: str | Path, files: dict | None, source: str | Path =
     what = f"{path}: sha256 {_short(actual)}... ({size} bytes) but {source} records {said} for {path.name}"
     if not allow_modified:
         raise ModelFileError(f"{what}: the file was changed or replaced since it was exported (a damaged copy, "
-                             "another run's model); restore or re-export it, or pass --allow-modified "
-                             "(allow_modified=True) to use it anyway")
+                             "another run's model); restore or re-export it" + (
+                                 ", or pass --allow-modified (allow_modified=True) to use it anyway" if can_allow
+                                 else ""))
     message = f"{what}; used anyway (--allow-modified): its outputs may not be what the run's figures describe"
     _warn(message, warn)
     return message

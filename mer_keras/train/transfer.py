@@ -15,10 +15,15 @@ def resolve_init_source(source: str | Path) -> Path:
     """The file ``--init-from`` reads: a ``.keras`` model, a Keras HDF5 weights file (``.h5``), or a
     folder holding ``model.keras`` (a run) or :data:`WEIGHTS_FILE` (a released weights folder).
 
+    The file is checked against the sha256 its ``metadata.json`` records, when there is one
+    (:func:`mer_keras.runtime.metadata.verify_model_file`), before the run builds anything.
+
     Raises:
-        ModelFileError: nothing loadable there (the message names the path).
+        ModelFileError: nothing loadable there, or a file that is not what its metadata.json
+            records (the message names the path).
     """
-    from mer_keras.models.io import resolve_model_path
+    from mer_keras.models.io import metadata_beside, resolve_model_path
+    from mer_keras.runtime.metadata import verify_model_file
 
     p = Path(source)
     if p.is_dir() and not (p / "model.keras").exists() and (p / WEIGHTS_FILE).is_file():
@@ -26,8 +31,12 @@ def resolve_init_source(source: str | Path) -> Path:
     if p.suffix == ".h5":
         if not p.is_file():
             raise ModelFileError(f"no weights file at {p}")
-        return p
-    return resolve_model_path(p)
+    else:
+        p = resolve_model_path(p)
+    found = metadata_beside(p)
+    if found is not None:
+        verify_model_file(p, found[1].get("files"), found[0], can_allow=False)  # train takes no --allow-modified
+    return p
 
 
 def save_weights_fp16(model: keras.Model, path: str | Path) -> int:

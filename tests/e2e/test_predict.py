@@ -106,6 +106,14 @@ def test_predict_refuses_bad_model_inputs_and_outputs_before_any_work(casme2_run
     (tmp_path / "notes.txt").write_text("x")
     with pytest.raises(DataError, match="notes.txt: not a video"):
         mer_keras.predict(run, [tmp_path / "notes.txt"])
+    # one path is one input, not its characters; anything else is refused in one line (issue 31)
+    with pytest.raises(DataError, match="notes.txt: not a video"):
+        mer_keras.predict(run, str(tmp_path / "notes.txt"))
+    for bad, name in ((None, "NoneType"), (5, "int"), ([clip, None], "list holding \\['NoneType', 'PosixPath'\\]")):
+        with pytest.raises(OptionError, match=f"^inputs: expected a path or a list of paths .*got {name}"):
+            mer_keras.predict(run, bad)
+    single = mer_keras.predict(run, clip)
+    assert len(single) == 1 and single["input"][0] == str(clip)
 
 
 def test_evaluate_scores_a_database_run_on_a_database_with_per_class_figures(casme2_run, cache_dir, tmp_path):

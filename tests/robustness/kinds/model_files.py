@@ -37,6 +37,7 @@ import io
 import json
 import os
 import socket
+from pathlib import Path
 
 from tests.helpers.cases import Case, _call
 
@@ -112,6 +113,15 @@ def build(c) -> None:
 
     run("good", good_keras, good_tflite)
     run("flipped", *flipped)
+    # the released pretraining weights (--init-from) with one byte flipped in their middle
+    import shutil
+
+    released = Path(__file__).resolve().parents[3] / "saved_models" / "micro_attention_synthetic_macro"
+    shutil.copytree(released, c / "model_files" / "released_flipped")
+    weights = c / "model_files" / "released_flipped" / "weights_fp16.h5"
+    data = bytearray(weights.read_bytes())
+    data[len(data) // 2] ^= 0x40
+    weights.write_bytes(bytes(data))
     run("other_run", *other, dataset="casme2")  # not synthetic: --init-from from it is no leak into a synthetic run
     run("two_class", *two)
     run("two_class_unlisted", *two, files={})
@@ -234,6 +244,10 @@ def cases() -> list[Case]:
         case("another run's model.keras as --init-from", "cli",
              ["train", "--init-from", f"{f}/other_run", "--subjects", "2", "--clips", "1", "--epochs", "1",
               "--no-export", "--out", "{c}/train_out", *cache], 2, f"{f}/other_run/model.keras", changed("other_run")),
+        case("released --init-from weights with a byte flipped", "cli",
+             ["train", "--model", "micro_attention", "--init-from", f"{f}/released_flipped", "--subjects", "2",
+              "--clips", "1", "--epochs", "1", "--no-export", "--out", "{c}/train_out", *cache], 2,
+             f"{f}/released_flipped/weights_fp16.h5", changed("released_flipped")),
         case("another run's model_fp32.tflite", "edge.run", ["--model", f"{f}/other_run/model_fp32.tflite", *video],
              2, f"{f}/other_run/model_fp32.tflite", changed("other_run")),
         case("another run's model.keras, --allow-modified", "cli",
