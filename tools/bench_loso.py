@@ -15,6 +15,11 @@ Usage:
     python tools/bench_loso.py --model ststnet [--model off_apexnet ...] [--data composite]
         [--folds N] [--epochs 80] [--parallel-folds K] [--final]
     python tools/bench_loso.py --ceilings --model ststnet ...   # the arithmetic ceilings only
+    python tools/bench_loso.py --model ststnet --compare 6540009 --rounds 2   # old and new, interleaved
+``--compare REF`` runs each job in a child process, alternately with the code of git commit REF
+(a temporary git worktree put first on ``PYTHONPATH``) and with this checkout's, ``--rounds``
+times, and prints one row per run with its UF1, so that a speed-up is measured on the same
+machine in the same minutes and the results can be compared.
 ``--folds N`` runs the first N subjects only (per-fold figures, no final model unless ``--final``);
 without it the job runs every fold and the final model, as ``mer-keras train`` does.
 """
@@ -71,6 +76,54 @@ def run_job(model: str, data: str, workdir: Path, n_folds: int | None, epochs: i
     return wall, times, n_folds or len(subjects)
 
 
+def job_row(model: str, data: str, n_folds: int | None, epochs: int, final: bool,
+            parallel_folds: int | None) -> dict:
+    """Run one job in a temporary folder; its wall-clock time, phases and pooled UF1 as a dict."""
+    import json
+
+    with tempfile.TemporaryDirectory() as tmp:
+        wall, times, n = run_job(model, data, Path(tmp), n_folds, epochs, final, parallel_folds)
+        results = sorted(Path(tmp, "runs").glob("*/results.json"))
+        uf1 = json.loads(results[0].read_text())["overall"]["uf1"] if results else None
+    return {"wall": wall, "folds": n, "phases": dict(times.seconds), "other": wall - times.total(),
+            "samples": times.samples, "uf1": uf1}
+
+
+def compare(args) -> None:
+    """Old (``--compare REF``) and new code in alternation, each job in its own process."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from mer_keras.environment import current_machine_kind
+
+    print(f"machine: {current_machine_kind()}\n")
+    print("| model | code | round | folds | job s | train steps s | UF1 |\n|---|---|---|---|---|---|---|")
+    with tempfile.TemporaryDirectory() as tmp:
+        tree = Path(tmp) / "ref"
+        subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", "-q", str(tree), args.compare],
+                       check=True)
+        try:
+            for model in args.model:
+                for r in range(args.rounds):
+                    for code, path in ((args.compare, str(tree)), ("this checkout", str(REPO))):
+                        cmd = [sys.executable, __file__, "--row", "--model", model, "--data", args.data,
+                               "--epochs", str(args.epochs)]
+                        if args.folds:
+                            cmd += ["--folds", str(args.folds)] + (["--final"] if args.final else [])
+                        if args.parallel_folds is not None and code == "this checkout":
+                            cmd += ["--parallel-folds", str(args.parallel_folds)]
+                        env = dict(os.environ, PYTHONPATH=path)
+                        out = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True).stdout
+                        row = json.loads(out.strip().splitlines()[-1])
+                        uf1 = f"{row['uf1']:.3f}" if row["uf1"] is not None else "-"
+                        print(f"| {model} | {code} | {r + 1} | {row['folds']} | {row['wall']:.1f} | "
+                              f"{row['phases']['train_steps']:.1f} | {uf1} |", flush=True)
+        finally:
+            subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(tree)], check=False)
+
+
 def sgemm_gflops(n: int = 1024, repeats: int = 20) -> float:
     """float32 matrix-product rate of numpy's BLAS on this machine (GFLOP/s): the FLOPs ceiling."""
     import numpy as np
@@ -117,7 +170,19 @@ def main() -> None:
     ap.add_argument("--parallel-folds", type=int, default=None, help="folds trained at once (0: auto)")
     ap.add_argument("--no-ceiling", action="store_true", help="skip the bench_train.py ceiling")
     ap.add_argument("--ceilings", action="store_true", help="print only the FLOPs and samples/s ceilings")
+    ap.add_argument("--compare", metavar="REF", help="git commit of the code to compare with, run interleaved")
+    ap.add_argument("--rounds", type=int, default=1, help="with --compare: alternations per model")
+    ap.add_argument("--row", action="store_true", help=argparse.SUPPRESS)  # a child of --compare
     args = ap.parse_args()
+    if args.row:
+        import json
+
+        print(json.dumps(job_row(args.model[0], args.data, args.folds, args.epochs, args.final,
+                                 args.parallel_folds)))
+        return
+    if args.compare:
+        compare(args)
+        return
     if args.ceilings:
         print_ceilings(args.model)
         return

@@ -121,8 +121,8 @@ def run_folds(x: np.ndarray, y: np.ndarray, folds: Sequence[Fold], classes: Sequ
                 from mer_keras.train.vectorized import VectorizedTrainer
 
                 vectorized = VectorizedTrainer(x.shape[1:], len(classes), cfg)
-            results = vectorized.fit([x[f.train] for f in group], [y[f.train] for f in group],
-                                     program_groups(len(group)), callbacks, backup_dir=backup_dir,
+            results = vectorized.fit(x, y, [f.train for f in group], program_groups(len(group)), callbacks,
+                                     backup_dir=backup_dir,
                                      labels=[f"fold {f.name}" for f in group],
                                      holdouts=[x[f.test] for f in group] if checkpoints else None,
                                      checkpoints=checkpoints)

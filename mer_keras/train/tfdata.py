@@ -61,6 +61,47 @@ def _shift(img, offsets):
     return tf.gather(img, cols, axis=rank - 2, batch_dims=1)
 
 
+def _epoch_plan(n: int, seed64, epoch, augment: bool, shift: int):
+    """One epoch's visiting order, flip coins and shifts of N samples, a pure function of (seed, epoch):
+    (order (N,) int64, coins (N,) bool or None, offsets (N, 2) int32 or None), indexed by position."""
+    positions = tf.range(n, dtype=tf.int64)
+    order = tf.random.experimental.stateless_shuffle(positions, seed=tf.stack([seed64, epoch]))
+    coins = offsets = None
+    if augment:  # one coin per sample, drawn once per epoch; batches then gather them
+        coins = tf.map_fn(lambda i: tf.random.stateless_uniform((), seed=tf.stack([seed64, epoch * n + i + 1])),
+                          positions, fn_output_signature=tf.float32) < 0.5
+    if shift:  # one (dy, dx) per sample, drawn once per epoch
+        shift_seed = seed64 + SHIFT_SEED_OFFSET
+        offsets = tf.map_fn(
+            lambda i: tf.random.stateless_uniform((2,), seed=tf.stack([shift_seed, epoch * n + i + 1]),
+                                                  minval=-shift, maxval=shift + 1, dtype=tf.int32),
+            positions, fn_output_signature=tf.int32)
+    return order, coins, offsets
+
+
+def training_positions(n: int, batch_size: int, epochs: int, seed: int = 0, augment: bool = False, shift: int = 0,
+                       start_epoch: int = 0) -> tuple[tf.data.Dataset, int]:
+    """What :func:`training_dataset` gathers, without the images: per batch, the positions (into the
+    N training samples) it visits, each one's flip and shift.
+
+    Returns:
+        (dataset of (positions (b,) int64, flip (b,) bool, offsets (b, 2) int32) batches of epochs
+        ``start_epoch..epochs-1``, steps per epoch); flip is all False without ``augment``, offsets
+        all 0 without ``shift``.
+    """
+    steps = -(-n // batch_size)
+    seed64 = tf.constant(seed, tf.int64)
+
+    def one_epoch(epoch):
+        order, coins, offsets = _epoch_plan(n, seed64, epoch, augment, shift)
+        coins = coins if coins is not None else tf.zeros([n], tf.bool)
+        offsets = offsets if offsets is not None else tf.zeros([n, 2], tf.int32)
+        return tf.data.Dataset.from_tensor_slices(order).batch(batch_size).map(
+            lambda batch: (batch, tf.gather(coins, batch), tf.gather(offsets, batch)))
+
+    return tf.data.Dataset.range(start_epoch, epochs).flat_map(one_epoch), steps
+
+
 def training_dataset(x: np.ndarray, y, batch_size: int, epochs: int, seed: int = 0, augment: bool = False,
                      flow_input: bool = False, sample_weight=None, start_epoch: int = 0,
                      shift: int = 0) -> tuple[tf.data.Dataset, int]:
@@ -87,6 +128,28 @@ def training_dataset(x: np.ndarray, y, batch_size: int, epochs: int, seed: int =
         ``fit(..., steps_per_epoch=steps)``: the dataset runs through every remaining epoch once.
     """
     n = len(x)
+    check_batching(x, batch_size, shift)
+    parts = tf.nest.map_structure(tf.convert_to_tensor,
+                                  (x, y) + ((sample_weight,) if sample_weight is not None else ()))
+    positions, steps = training_positions(n, batch_size, epochs, seed, augment, shift, start_epoch)
+
+    def fetch(batch, flip, offsets):
+        img, *rest = tf.nest.map_structure(lambda t: tf.gather(t, batch), parts)
+        if augment:
+            img = tf.where(tf.reshape(flip, [-1] + [1] * (img.shape.rank - 1)), _flip(img, flow_input), img)
+        if shift:
+            img = _shift(img, offsets)
+        return (img, *rest)
+
+    return positions.map(fetch).prefetch(tf.data.AUTOTUNE), steps
+
+
+def check_batching(x, batch_size, shift: int = 0) -> None:
+    """Refuse a batch size or shift that training cannot use, naming the option.
+
+    Raises:
+        OptionError: ``--batch-size`` not a whole number >= 1, or ``--shift`` not below the input's side.
+    """
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         from mer_keras.errors import OptionError
 
@@ -96,35 +159,30 @@ def training_dataset(x: np.ndarray, y, batch_size: int, epochs: int, seed: int =
 
         raise OptionError(f"--shift {shift}: expected fewer pixels than the input's side "
                           f"({min(x.shape[-3], x.shape[-2])} px)")
-    steps = -(-n // batch_size)
-    parts = tf.nest.map_structure(tf.convert_to_tensor,
-                                  (x, y) + ((sample_weight,) if sample_weight is not None else ()))
-    seed64 = tf.constant(seed, tf.int64)
+
+
+def epoch_plans(n: int, seed: int, epochs, augment: bool = False, shift: int = 0) -> dict[str, np.ndarray]:
+    """What :func:`training_dataset` visits in each of ``epochs``, computed at once: the order, the
+    flips and the shifts of its N samples (the same values: :func:`_epoch_plan`'s, with the coins
+    and shifts from :mod:`mer_keras.train.philox` instead of one TensorFlow op per sample).
+
+    Returns:
+        {"order": (E, N) int64 positions in visiting order, "flip": (E, N) bool by position,
+        "offsets": (E, N, 2) int32 by position} for the E epochs given.
+    """
+    from mer_keras.train.philox import stateless_uniform_int_pairs, stateless_uniform_scalars
+
+    epochs = np.asarray(list(epochs), np.int64)
     positions = tf.range(n, dtype=tf.int64)
-
-    def one_epoch(epoch):
-        order = tf.random.experimental.stateless_shuffle(positions, seed=tf.stack([seed64, epoch]))
-        ds = tf.data.Dataset.from_tensor_slices(order).batch(batch_size)
-        if augment:  # one coin per sample, drawn once per epoch; batches then gather them
-            coins = tf.map_fn(lambda i: tf.random.stateless_uniform((), seed=tf.stack([seed64, epoch * n + i + 1])),
-                              positions, fn_output_signature=tf.float32) < 0.5
-        if shift:  # one (dy, dx) per sample, drawn once per epoch
-            shift_seed = seed64 + SHIFT_SEED_OFFSET
-            offsets = tf.map_fn(
-                lambda i: tf.random.stateless_uniform((2,), seed=tf.stack([shift_seed, epoch * n + i + 1]),
-                                                      minval=-shift, maxval=shift + 1, dtype=tf.int32),
-                positions, fn_output_signature=tf.int32)
-
-        def fetch(batch):
-            img, *rest = tf.nest.map_structure(lambda t: tf.gather(t, batch), parts)
-            if augment:
-                flip = tf.reshape(tf.gather(coins, batch), [-1] + [1] * (img.shape.rank - 1))
-                img = tf.where(flip, _flip(img, flow_input), img)
-            if shift:
-                img = _shift(img, tf.gather(offsets, batch))
-            return (img, *rest)
-
-        return ds.map(fetch)
-
-    ds = tf.data.Dataset.range(start_epoch, epochs).flat_map(one_epoch)
-    return ds.prefetch(tf.data.AUTOTUNE), steps
+    order = np.stack([tf.random.experimental.stateless_shuffle(positions, seed=tf.constant([seed, int(e)], tf.int64))
+                      .numpy() for e in epochs]) if len(epochs) else np.zeros((0, n), np.int64)
+    index = (epochs[:, None] * n + np.arange(n)[None] + 1).reshape(-1)
+    flip = np.zeros((len(epochs), n), bool)
+    offsets = np.zeros((len(epochs), n, 2), np.int32)
+    if augment:
+        seeds = np.stack([np.full_like(index, seed), index], 1)
+        flip = (stateless_uniform_scalars(seeds) < np.float32(0.5)).reshape(len(epochs), n)
+    if shift:
+        seeds = np.stack([np.full_like(index, seed + SHIFT_SEED_OFFSET), index], 1)
+        offsets = stateless_uniform_int_pairs(seeds, -shift, shift + 1).reshape(len(epochs), n, 2)
+    return {"order": order, "flip": flip, "offsets": offsets}

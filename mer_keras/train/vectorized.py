@@ -79,6 +79,61 @@ def _merge(x):
     return tf.reshape(x, tf.concat([shape[:-2], [x.shape[-2] * x.shape[-1]]], 0))
 
 
+def _config(layer) -> dict:
+    return {k: v for k, v in layer.get_config().items() if k not in ("name", "trainable", "filters", "dtype",
+                                                                      "kernel_initializer", "bias_initializer")}
+
+
+def branch_fusions(template: keras.Model) -> list[dict]:
+    """Parallel branches the program computes as one: convolutions of one input, each followed by
+    the same chain of per-channel layers (pooling, activations), concatenated on the channel axis
+    (STSTNet's three streams). One convolution with all their filters, then the chain once, gives
+    the concatenation: fewer, larger ops. Each output channel is the same dot product as before.
+
+    Returns:
+        Per fusion: {"concat": the Concatenate layer's name, "convs": the branch convolutions in
+        concatenation order, "chain": the layers after the first branch's convolution, "input": the
+        shared input (KerasTensor)}.
+    """
+    consumers: dict[str, int] = {}
+    for layer in template.layers:
+        for node in layer._inbound_nodes:
+            for kt in node.keras_inputs:
+                name = kt._keras_history[0].name
+                consumers[name] = consumers.get(name, 0) + 1
+    outputs = {kt._keras_history[0].name for kt in tf.nest.flatten(template._nested_outputs)}
+    fusions = []
+    for concat in template.layers:
+        if type(concat).__name__ != "Concatenate" or concat.axis not in (-1, len(concat.output_shape) - 1):
+            continue
+        chains = []
+        for kt in concat._inbound_nodes[0].keras_inputs:
+            chain, layer = [], kt._keras_history[0]
+            while type(layer).__name__ != "Conv2D":
+                if layer.weights or consumers.get(layer.name) != 1 or layer.name in outputs or \
+                        len(layer._inbound_nodes[0].keras_inputs) != 1:
+                    break
+                chain.insert(0, layer)
+                layer = layer._inbound_nodes[0].keras_inputs[0]._keras_history[0]
+            else:
+                if consumers.get(layer.name) == 1 and layer.name not in outputs:
+                    chains.append((layer, chain))
+                    continue
+            chains = []
+            break
+        if len(chains) < 2:
+            continue
+        convs = [c for c, _ in chains]
+        first_input = convs[0]._inbound_nodes[0].keras_inputs[0]
+        same = all(c._inbound_nodes[0].keras_inputs[0] is first_input and _config(c) == _config(convs[0])
+                   and c.trainable == convs[0].trainable and c.groups == 1 for c in convs)
+        same = same and all(len(ch) == len(chains[0][1]) and all(
+            type(a) is type(b) and _config(a) == _config(b) for a, b in zip(ch, chains[0][1])) for _, ch in chains)
+        if same:
+            fusions.append({"concat": concat.name, "convs": convs, "chain": chains[0][1], "input": first_input})
+    return fusions
+
+
 class FoldedNetwork(tf.Module):
     """One group of K folds of a functional tf_keras model, with its own stacked variables.
 
@@ -99,15 +154,41 @@ class FoldedNetwork(tf.Module):
         self.k = int(k)
         object.__setattr__(self, "vars", {})  # {layer: {what: variable}}, untracked: the list below is
         generators: dict[str, list] = {}
+        fusions = branch_fusions(template)
+        fused = {c.name for f in fusions for c in f["convs"]}
+        for f in fusions:  # one kernel of every branch's filters, per fold [branch 1 | branch 2 | ...]
+            kernel = np.concatenate([c.kernel.numpy() for c in f["convs"]], axis=-1)
+            self._variable(f["concat"], "kernel", np.tile(kernel, (1, 1, 1, self.k)), f["convs"][0].trainable)
+            if f["convs"][0].use_bias:
+                bias = np.concatenate([c.bias.numpy() for c in f["convs"]])
+                self._variable(f["concat"], "bias", np.tile(bias, self.k), f["convs"][0].trainable)
         for layer in template.layers:
-            self._make_variables(layer)
+            if layer.name not in fused:
+                self._make_variables(layer)
             if type(layer).__name__ == "Dropout":
                 generators[layer.name] = [tf.random.Generator.from_seed(0) for _ in range(self.k)]
+        # convolutions whose only consumer is a max pooling: bias and ReLU after the pooling, on 1/9
+        # of the values (max(x + b) = max(x) + b and max(relu(x)) = relu(max(x)) exactly: adding a
+        # constant and a ReLU are monotonic, in float as in exact arithmetic)
+        consumers: dict[str, list] = {}
+        for layer in template.layers:
+            for node in layer._inbound_nodes:
+                for kt in node.keras_inputs:
+                    consumers.setdefault(kt._keras_history[0].name, []).append(layer)
+        outputs = {kt._keras_history[0].name for kt in tf.nest.flatten(template._nested_outputs)}
+        deferred = set()
+        for layer in template.layers:
+            users = consumers.get(layer.name, [])
+            if (type(layer).__name__ == "Conv2D" and layer.name not in outputs and len(users) == 1
+                    and type(users[0]).__name__ == "MaxPooling2D"
+                    and layer.activation in (keras.activations.relu, keras.activations.linear)):
+                deferred.add(layer.name)
         # what a checkpoint holds: the variables, in a list assigned once (the template and the
         # dropout generators, reseeded every epoch, are not part of it)
         self.weights_list = [v for layer in self.vars.values() for v in layer.values()]
         object.__setattr__(self, "_untracked", {  # plain attribute: no tracking, no checkpoint
-            "template": template, "generators": generators,
+            "template": template, "generators": generators, "deferred": deferred - fused,
+            "fusions": {f["concat"]: f for f in fusions},
             # dropout layers in the order the fold trained alone numbers its random layers
             "random_order": [layer.name for layer in random_layers(template)]})
 
@@ -125,8 +206,9 @@ class FoldedNetwork(tf.Module):
 
     # -- variables ------------------------------------------------------------------------------
     def _variable(self, layer, what: str, value: np.ndarray, trainable: bool) -> None:
-        self.vars.setdefault(layer.name, {})[what] = tf.Variable(
-            value, trainable=trainable, name=f"{self.name}/{layer.name}/{what}", dtype=tf.float32)
+        name = layer if isinstance(layer, str) else layer.name
+        self.vars.setdefault(name, {})[what] = tf.Variable(
+            value, trainable=trainable, name=f"{self.name}/{name}/{what}", dtype=tf.float32)
 
     def _make_variables(self, layer) -> None:
         kind, k = type(layer).__name__, self.k
@@ -157,9 +239,20 @@ class FoldedNetwork(tf.Module):
     def fold_weights(self, j: int) -> list[np.ndarray]:
         """Fold ``j``'s weights in the order of ``template.get_weights()``."""
         out = []
+        where = {}  # fused convolution -> (its fusion's variables, its first filter within a fold, filters per fold)
+        for name, fusion in self._untracked["fusions"].items():
+            total, start = sum(c.filters for c in fusion["convs"]), 0
+            for c in fusion["convs"]:
+                where[c.name] = (self.vars[name], j * total + start, c.filters)
+                start += c.filters
         for layer in self.template.layers:
             kind, v = type(layer).__name__, self.vars.get(layer.name, {})
-            if kind == "Conv2D":
+            if layer.name in where:
+                fv, first, f = where[layer.name]
+                out.append(fv["kernel"].numpy()[..., first:first + f])
+                if layer.use_bias:
+                    out.append(fv["bias"].numpy()[first:first + f])
+            elif kind == "Conv2D":
                 f = layer.filters
                 out.append(v["kernel"].numpy()[..., j * f:(j + 1) * f])
                 if layer.use_bias:
@@ -193,13 +286,35 @@ class FoldedNetwork(tf.Module):
         for kt in tf.nest.flatten(self.template.inputs):
             values[id(kt)] = x
 
+        pending: dict[int, object] = {}  # a deferred convolution's output -> its layer (bias, activation to come)
+
         def value(kt):
             key = id(kt)
             if key not in values:
                 layer, node_index, _ = kt._keras_history
                 node = layer._inbound_nodes[node_index]
+                fusion = self._untracked["fusions"].get(layer.name)
+                if fusion is not None:  # the branches as one convolution and one chain
+                    conv, chain, fv = fusion["convs"][0], list(fusion["chain"]), self.vars[layer.name]
+                    defer = bool(chain) and type(chain[0]).__name__ == "MaxPooling2D" and conv.activation in (
+                        keras.activations.relu, keras.activations.linear)  # as for a single convolution, below
+                    y = self._convolve(conv, value(fusion["input"]), bias_and_activation=not defer, variables=fv)
+                    if defer:
+                        y = self._bias_and_activation(conv, self._apply(chain.pop(0), [y], valid, training), fv)
+                    for step in chain:
+                        y = self._apply(step, [y], valid, training)
+                    values[key] = y
+                    return y
                 inputs = [value(t) for t in node.keras_inputs]
-                values[key] = self._apply(layer, inputs, valid, training)
+                if layer.name in self._untracked["deferred"]:
+                    values[key] = self._convolve(layer, inputs[0], bias_and_activation=False)
+                    pending[id(values[key])] = layer
+                elif type(layer).__name__ == "MaxPooling2D" and id(inputs[0]) in pending:
+                    conv = pending[id(inputs[0])]
+                    pooled = self._apply(layer, inputs, valid, training)
+                    values[key] = self._bias_and_activation(conv, pooled)
+                else:
+                    values[key] = self._apply(layer, inputs, valid, training)
             return values[key]
 
         nested = self.template._nested_outputs
@@ -212,11 +327,7 @@ class FoldedNetwork(tf.Module):
         if kind == "Rescaling":
             return x * tf.cast(layer.scale, x.dtype) + tf.cast(layer.offset, x.dtype)
         if kind == "Conv2D":
-            y = tf.nn.convolution(x, v["kernel"], strides=list(layer.strides), padding=layer.padding.upper(),
-                                  dilations=list(layer.dilation_rate), data_format="NHWC")
-            if layer.use_bias:
-                y = tf.nn.bias_add(y, v["bias"], data_format="NHWC")
-            return layer.activation(y)
+            return self._convolve(layer, x)
         if kind == "Dense":
             if x.shape.rank != 2:
                 raise ValueError(f"{layer.name}: Dense on a rank-{x.shape.rank} input is not translated")
@@ -261,6 +372,19 @@ class FoldedNetwork(tf.Module):
         if kind == "ChannelSlice":
             return _merge(_split(x, k)[..., layer.start:layer.stop])
         raise ValueError(f"{layer.name} ({kind}) is not translated")
+
+    def _convolve(self, layer, x, bias_and_activation: bool = True, variables: dict | None = None):
+        """The K folds' convolution as one grouped convolution (kernel (kh, kw, C_in, K*F))."""
+        v = variables if variables is not None else self.vars[layer.name]
+        y = tf.nn.convolution(x, v["kernel"], strides=list(layer.strides), padding=layer.padding.upper(),
+                              dilations=list(layer.dilation_rate), data_format="NHWC")
+        return self._bias_and_activation(layer, y, v) if bias_and_activation else y
+
+    def _bias_and_activation(self, layer, y, variables: dict | None = None):
+        v = variables if variables is not None else self.vars[layer.name]
+        if layer.use_bias:
+            y = tf.nn.bias_add(y, v["bias"], data_format="NHWC")
+        return layer.activation(y)
 
     def _dropout(self, layer, x, training):
         if not training or layer.rate == 0:
@@ -316,9 +440,15 @@ class FoldedModel(keras.Model):
             auxiliary weights). aux: the registry's {output: (kind, weight)} of auxiliary heads.
     """
 
-    def __init__(self, template: keras.Model, ks, cfg, aux: dict | None = None, lr: float | None = None):
+    def __init__(self, template: keras.Model, ks, cfg, aux: dict | None = None, lr: float | None = None,
+                 x=None):
         super().__init__(name=f"{template.name}_folded")
         from mer_keras.train.targets import aux_losses_for
+
+        # the training inputs, gathered inside each step (not part of a checkpoint)
+        object.__setattr__(self, "_x", tf.Variable(np.asarray(x, np.float32), trainable=False, name="inputs")
+                           if x is not None else None)
+        self.augment, self.flow_input, self.shift = bool(cfg.augment), bool(cfg.flow_input), int(cfg.shift)
 
         self.ks = [int(k) for k in ks]
         self.nets = [FoldedNetwork(template, k, name=f"g{g}") for g, k in enumerate(self.ks)]
@@ -359,8 +489,42 @@ class FoldedModel(keras.Model):
         correct = tf.cast(tf.equal(tf.argmax(probs, axis=-1, output_type=y.dtype), y), probs.dtype)
         return loss, correct
 
+    def inputs_of(self, index, flip, offsets):
+        """(B, ..., K*C) float32: the K folds' batches gathered from the input array and laid side by
+        side on the channel axis, flipped and shifted as :func:`~mer_keras.train.tfdata.training_dataset`
+        flips and shifts them.
+
+        Args:
+            index: (B, K) int32 sample indices. flip: (B, K) bool. offsets: (B, K, 2) int32.
+        """
+        from mer_keras.train.tfdata import _shift
+
+        imgs = tf.gather(self._x, index)  # (B, K, ..., H, W, C)
+        rank = imgs.shape.rank
+        if self.augment:  # one gather of columns (w -> W-1-w where flipped), then u -> 255 - u (exact: -u + 255)
+            width = imgs.shape[-2]
+            cols = tf.where(flip[..., None], tf.range(width - 1, -1, -1), tf.range(width))  # (B, K, W)
+            cols = tf.reshape(cols, [tf.shape(cols)[0], tf.shape(cols)[1]] + [1] * (rank - 4) + [width])
+            cols = tf.broadcast_to(cols, tf.shape(imgs)[:-1])  # (B, K, ..., H, W)
+            imgs = tf.gather(imgs, cols, axis=rank - 2, batch_dims=rank - 2)
+            if self.flow_input:
+                f = tf.cast(tf.reshape(flip, [tf.shape(flip)[0], -1] + [1] * (rank - 2)), imgs.dtype)
+                channel0 = tf.one_hot(0, imgs.shape[-1], dtype=imgs.dtype)
+                imgs = imgs * (1.0 - 2.0 * f * channel0) + 255.0 * f * channel0
+        if self.shift:
+            flat = tf.reshape(imgs, tf.concat([[-1], tf.shape(imgs)[2:]], 0))
+            flat = _shift(flat, tf.reshape(offsets, [-1, 2]))
+            imgs = tf.reshape(flat, tf.shape(imgs))
+        perm = [0] + list(range(2, rank - 1)) + [1, rank - 1]  # (B, ..., K, C)
+        stacked = tf.transpose(imgs, perm)
+        k = index.shape[1]
+        return tf.reshape(stacked, [-1, *self._x.shape[1:-1], k * self._x.shape[-1]])
+
     def train_step(self, data):
-        xs, ys, ws, ns = data
+        xs = tuple(self.inputs_of(i, f, o) for i, f, o, _, _, _ in data)
+        ys = tuple(g[3] for g in data)
+        ws = tuple(g[4] for g in data)
+        ns = tuple(g[5] for g in data)
         valids = [tf.cast(tf.range(tf.shape(w)[0])[:, None] < tf.cast(n, tf.int32)[None], tf.float32)
                   for w, n in zip(ws, ns)]
         with tf.GradientTape() as tape:
@@ -377,17 +541,17 @@ class FoldedModel(keras.Model):
         return self._logs()
 
     def _logs(self):
+        """The step's logs: the means over the folds still training, and per-fold vectors that
+        :class:`FoldLogs` spreads into ``fold<i>_train_loss`` / ``fold<i>_accuracy`` at the epoch's
+        end (2 K scalars every step would be 2 K more ops per step)."""
         s = self._sums
         loss = tf.math.divide_no_nan(s[0], s[1])
         accuracy = tf.math.divide_no_nan(s[2], s[3])
         alive = self.alive > 0  # the means shown are those of the folds still training
         count = tf.maximum(tf.reduce_sum(tf.cast(alive, tf.float32)), 1.0)
-        logs = {"loss": tf.reduce_sum(tf.where(alive, loss, 0.0)) / count,
-                "accuracy": tf.reduce_sum(tf.where(alive, accuracy, 0.0)) / count, "folds": count}
-        for i in range(sum(self.ks)):
-            logs[f"fold{i}_train_loss"] = loss[i]
-            logs[f"fold{i}_accuracy"] = accuracy[i]
-        return logs
+        return {"loss": tf.reduce_sum(tf.where(alive, loss, 0.0)) / count,
+                "accuracy": tf.reduce_sum(tf.where(alive, accuracy, 0.0)) / count, "folds": count,
+                "fold_losses": loss, "fold_accuracies": accuracy}
 
     def fold_weights(self, i: int) -> list[np.ndarray]:
         """Fold ``i``'s weights (numbered over the groups) in the order of the template's ``get_weights()``."""
@@ -398,53 +562,94 @@ class FoldedModel(keras.Model):
         raise IndexError(f"fold {i} is not in this program")
 
 
-def folded_dataset(xs, ys, cfg, num_classes: int, ks, start_epoch: int = 0):
-    """The program's batches: per step, per group, the K folds' batches side by side.
+def folded_dataset(train_indices, y, cfg, num_classes: int, ks, start_epoch: int = 0):
+    """The program's batches as positions into one input array: per step, per group, the K folds'
+    batches side by side (their images are gathered inside the program, :meth:`FoldedModel.inputs_of`).
 
-    Fold ``j``'s stream is its own :func:`~mer_keras.train.tfdata.training_dataset` (the batches,
-    order, flips and shifts it has alone) with its own balanced class weights, padded to
-    ``cfg.batch_size`` with weight-0 samples where its last batch is shorter.
+    Fold ``j`` visits its training samples in the order, with the flips and shifts, of its own
+    :func:`~mer_keras.train.tfdata.training_dataset` (:func:`~mer_keras.train.tfdata.epoch_plans`
+    computes the same values for every epoch at once), each sample weighted by its class's
+    balanced weight among the fold's training labels; a shorter last batch is padded with weight-0
+    samples up to ``cfg.batch_size``.
 
     Args:
-        xs, ys: one training set per fold, (N_j, ...) float32 in [0, 255] and (N_j,) int, in the
-            order of the groups; every N_j gives the same steps per epoch. ks: folds per group.
+        train_indices: per fold, its training samples' indices into the input array, in the order
+            of the groups; every fold gives the same steps per epoch. y: (N,) int labels of the
+            array. ks: folds per group.
     Returns:
-        (dataset of ((x_g...), (y_g...), (w_g...), (n_g...)) per step, steps per epoch).
+        (dataset of per-group tuples (index (B, K) int32, flip (B, K) bool, offsets (B, K, 2) int32,
+        y (B, K) int64, w (B, K) float32, n (K,) float32), steps per epoch).
     Raises:
-        ValueError: the sets give different steps per epoch, or ``ks`` does not add up to them.
+        ValueError: the folds give different steps per epoch, or ``ks`` does not add up to them.
     """
     from mer_keras.data.weights import balanced_class_weight
-    from mer_keras.train.tfdata import training_dataset
+    from mer_keras.train.tfdata import epoch_plans
 
-    steps = {-(-len(x) // cfg.batch_size) for x in xs}
-    if len(steps) != 1 or sum(ks) != len(xs):
-        raise ValueError(f"training sets of {[len(x) for x in xs]} samples give steps per epoch {sorted(steps)} "
-                         f"for groups {list(ks)}: folds trained together need equal steps")
-    b = cfg.batch_size
-    parts = []
-    for x, y in zip(xs, ys):
-        cw = balanced_class_weight(y, num_classes) if cfg.class_weight else None
-        w = np.array([cw[int(c)] for c in y], np.float32) if cw else np.ones(len(y), np.float32)
-        ds, n_steps = training_dataset(x, y, b, cfg.epochs, cfg.seed, cfg.augment, cfg.flow_input, sample_weight=w,
-                                       start_epoch=start_epoch, shift=cfg.shift)
-        parts.append(ds)
+    steps = {-(-len(t) // cfg.batch_size) for t in train_indices}
+    if len(steps) != 1 or sum(ks) != len(train_indices):
+        raise ValueError(f"training sets of {[len(t) for t in train_indices]} samples give steps per epoch "
+                         f"{sorted(steps)} for groups {list(ks)}: folds trained together need equal steps")
+    b, y, n_steps = cfg.batch_size, np.asarray(y), steps.pop()
+    folds = []
+    for train in train_indices:
+        train = np.asarray(train, np.int64)
+        yj = y[train]
+        cw = balanced_class_weight(yj, num_classes) if cfg.class_weight else None
+        w = np.array([cw[int(c)] for c in yj], np.float32) if cw else np.ones(len(yj), np.float32)
+        folds.append((train, yj, w))
     bounds = np.cumsum([0, *ks])
+    # every epoch's plan of every fold, computed here: the generator below runs no TensorFlow op (an
+    # eager op inside a tf.data generator can deadlock with the thread that iterates the dataset)
+    plans = [epoch_plans(len(train), cfg.seed, range(start_epoch, cfg.epochs), cfg.augment, cfg.shift)
+             for train, _, _ in folds]
 
-    def pad(t):
-        extra = b - tf.shape(t)[0]
-        return tf.pad(t, [[0, extra]] + [[0, 0]] * (t.shape.rank - 1))
+    def epoch_batches(epoch: int):
+        """(steps, B, F) arrays of every fold's batches of one epoch, padded."""
+        total = len(folds)
+        index = np.zeros((n_steps, b, total), np.int32)
+        flip = np.zeros((n_steps, b, total), bool)
+        offsets = np.zeros((n_steps, b, total, 2), np.int32)
+        labels = np.zeros((n_steps, b, total), np.int64)
+        weights = np.zeros((n_steps, b, total), np.float32)
+        counts = np.zeros((n_steps, total), np.float32)
+        e = epoch - start_epoch
+        for j, (train, yj, w) in enumerate(folds):
+            plan = {key: value[e:e + 1] for key, value in plans[j].items()}
+            order = plan["order"][0]
+            for s in range(n_steps):
+                pos = order[s * b:(s + 1) * b]
+                m = len(pos)
+                index[s, :m, j], labels[s, :m, j], weights[s, :m, j] = train[pos], yj[pos], w[pos]
+                flip[s, :m, j], offsets[s, :m, j] = plan["flip"][0][pos], plan["offsets"][0][pos]
+                counts[s, j] = m
+        return index, flip, offsets, labels, weights, counts
 
-    def regroup(*batches):
-        out_x, out_y, out_w, out_n = [], [], [], []
-        for g in range(len(ks)):
-            group = batches[bounds[g]:bounds[g + 1]]
-            out_x.append(tf.concat([pad(xb) for xb, _, _ in group], axis=-1))
-            out_y.append(tf.stack([pad(tf.cast(yb, tf.int64)) for _, yb, _ in group], axis=1))
-            out_w.append(tf.stack([pad(wb) for _, _, wb in group], axis=1))
-            out_n.append(tf.stack([tf.cast(tf.shape(yb)[0], tf.float32) for _, yb, _ in group]))
-        return tuple(out_x), tuple(out_y), tuple(out_w), tuple(out_n)
+    def generate():
+        for epoch in range(start_epoch, cfg.epochs):
+            arrays = epoch_batches(epoch)
+            for s in range(n_steps):
+                yield tuple(tuple(a[s][..., lo:hi] if a.ndim == 3 else a[s][:, lo:hi] if a.ndim == 4
+                                  else a[s][lo:hi] for a in arrays) for lo, hi in zip(bounds[:-1], bounds[1:]))
 
-    return tf.data.Dataset.zip(tuple(parts)).map(regroup).prefetch(tf.data.AUTOTUNE), n_steps
+    signature = tuple((tf.TensorSpec((b, k), tf.int32), tf.TensorSpec((b, k), tf.bool),
+                       tf.TensorSpec((b, k, 2), tf.int32), tf.TensorSpec((b, k), tf.int64),
+                       tf.TensorSpec((b, k), tf.float32), tf.TensorSpec((k,), tf.float32)) for k in ks)
+    return tf.data.Dataset.from_generator(generate, output_signature=signature).prefetch(2), n_steps
+
+
+class FoldLogs(keras.callbacks.Callback):
+    """At the end of an epoch, the program's per-fold vectors as ``fold<i>_train_loss`` and
+    ``fold<i>_accuracy`` (floats), what the per-fold history and the divergence check read. It must
+    come first among the program's callbacks."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is None:
+            return
+        losses = np.atleast_1d(np.asarray(logs.pop("fold_losses", []), np.float64))
+        accuracies = np.atleast_1d(np.asarray(logs.pop("fold_accuracies", []), np.float64))
+        for i, (loss, accuracy) in enumerate(zip(losses, accuracies)):
+            logs[f"fold{i}_train_loss"] = float(loss)
+            logs[f"fold{i}_accuracy"] = float(accuracy)
 
 
 class _Reseed(keras.callbacks.Callback):
@@ -574,12 +779,14 @@ class VectorizedTrainer:
         self.plain.set_weights(weights)
         return self.plain
 
-    def fit(self, xs, ys, ks, callbacks=(), backup_dir=None, labels=None, holdouts=None, checkpoints=None):
-        """Train fold ``i`` on (xs[i], ys[i]) for ``cfg.epochs`` epochs, all folds in one program.
+    def fit(self, x, y, train_indices, ks, callbacks=(), backup_dir=None, labels=None, holdouts=None,
+            checkpoints=None):
+        """Train fold ``i`` on ``x[train_indices[i]]`` for ``cfg.epochs`` epochs, all folds in one program.
 
         Args:
-            xs, ys: the folds' training sets ((N_i, ...) float32 in [0, 255], (N_i,) int), every N_i
-                giving the same steps per epoch. ks: folds per group (sum = number of folds).
+            x, y: (N, ...) float32 inputs in [0, 255] and (N,) int labels of every sample.
+            train_indices: per fold, its training samples (indices into x), every fold giving the
+                same steps per epoch. ks: folds per group (sum = number of folds).
             callbacks: extra Keras callbacks (progress, per-fold history with prefixes ``fold<i>_``).
             backup_dir: the program's training backup (Keras ``BackupAndRestore``), or None.
             labels: per fold its name in messages (``fold sub01``).
@@ -599,20 +806,20 @@ class VectorizedTrainer:
         from mer_keras.train.timing import EpochClock, phase
 
         cfg = self.cfg
-        labels = list(labels) if labels is not None else [f"fold {i}" for i in range(len(xs))]
-        for label, x in zip(labels, xs):
-            check_finite_inputs(x, label)
+        labels = list(labels) if labels is not None else [f"fold {i}" for i in range(len(train_indices))]
+        for label, train in zip(labels, train_indices):
+            check_finite_inputs(x[train], label)
         keras.utils.set_random_seed(cfg.seed)
         self.template.set_weights(self.initial)
         with phase("build"):
-            program = FoldedModel(self.template, ks, cfg, aux=self.aux)
+            program = FoldedModel(self.template, ks, cfg, aux=self.aux, x=x)
             program.compile(optimizer=keras.optimizers.Adam(learning_rate(cfg)))
         start = backup_epoch(backup_dir) if backup_dir else 0
         with phase("dataset"):
-            ds, steps = folded_dataset(xs, ys, cfg, self.num_classes, ks, start_epoch=start)
-        clock = EpochClock(sum(len(x) for x in xs))
+            ds, steps = folded_dataset(train_indices, y, cfg, self.num_classes, ks, start_epoch=start)
+        clock = EpochClock(sum(len(t) for t in train_indices))
         divergence = FoldDivergence(program, labels, cfg.epochs)
-        fit_callbacks = [divergence, _Reseed(program), EpochTiming(clock)]
+        fit_callbacks = [FoldLogs(), divergence, _Reseed(program), EpochTiming(clock)]
         if backup_dir:
             fit_callbacks.append(PeriodicBackupAndRestore(str(backup_dir), 60.0 * cfg.backup_minutes))
         keep = None

@@ -125,7 +125,8 @@ def test_a_nan_input_is_named_before_training_not_blamed_on_the_learning_rate():
     trainer = VectorizedTrainer((28, 28, 3), 3, cfg)
     with pytest.raises(DataError, match=r"^fold sub02: input sample 3 of 6 holds NaN values \(and 1 more sample"
                                         r"\(s\)\); network inputs must be finite numbers") as err:
-        trainer.fit(xs, ys, [2], labels=["fold sub01", "fold sub02"])
+        trainer.fit(np.concatenate(xs), np.concatenate(ys), [np.arange(6), np.arange(6, 12)], [2],
+                    labels=["fold sub01", "fold sub02"])
     assert "learning rate" not in str(err.value)
     xs[0][5, 1, 1, 1] = -np.inf
     with pytest.raises(DataError, match=r"^the final model: input sample 6 of 6 holds infinite values;"):

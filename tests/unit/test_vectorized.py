@@ -58,30 +58,38 @@ def test_programs_hold_each_fold_once_with_equal_steps(sizes, batch, k):
 
 
 def test_each_fold_is_fed_only_its_own_training_samples():
-    """Every pixel of sample i is i: in every step, fold j's channels hold only fold j's training
-    samples (never its test subject, never another fold's), with their labels; rows past the
-    fold's own batch are padding of weight 0; every epoch visits every training sample."""
-    from mer_keras.train.vectorized import folded_dataset
+    """Every pixel of sample i is i: in every step, fold j's channels of the program's input hold
+    only fold j's training samples (never its test subject, never another fold's), with their
+    labels, flipped as the fold alone flips them; rows past the fold's own batch are padding of
+    weight 0; every epoch visits every training sample."""
+    from mer_keras.registry import create_model
+    from mer_keras.train.vectorized import FoldedModel, folded_dataset
 
     n = 40
     x = np.repeat(np.arange(n, dtype=np.float32), 28 * 28 * 3).reshape(n, 28, 28, 3)
+    x[:, :, :14] += 0.5  # the left half: a flip moves it right
     y = np.arange(n) % 3
     groups = np.array([f"s{i % 4}" if i < 36 else "s3" for i in range(n)])  # s3 is larger: last batches differ
     folds = LOSO().folds(groups)
     cfg = TrainConfig(model="ststnet", epochs=3, batch_size=8, augment=True, class_weight=True)
     ks = [3, 1]
-    ds, steps = folded_dataset([x[f.train] for f in folds], [y[f.train] for f in folds], cfg, 3, ks)
+    program = FoldedModel(create_model("ststnet", 3), ks, cfg, x=x)
+    ds, steps = folded_dataset([f.train for f in folds], y, cfg, 3, ks)
     seen = [set() for _ in folds]
-    for xs, ys, ws, ns in ds.take(steps * cfg.epochs):
+    for batch in ds.take(steps * cfg.epochs):
         j = 0
         for g, k in enumerate(ks):
-            assert xs[g].shape[-1] == 3 * k and ys[g].shape == ws[g].shape == (8, k)
+            index, flip, offsets, labels, weights, counts = batch[g]
+            inputs = program.inputs_of(index, flip, offsets).numpy()
+            assert inputs.shape == (8, 28, 28, 3 * k) and labels.shape == weights.shape == (8, k)
             for i in range(k):
-                fold, count = folds[j], int(ns[g][i])
-                ids = xs[g].numpy()[:count, 0, 0, 3 * i].astype(int)  # a flip leaves a constant image as it is
+                fold, count = folds[j], int(counts[i])
+                ids = np.floor(inputs[:count, 0, 0, 3 * i]).astype(int)
+                flipped = inputs[:count, 0, 27, 3 * i] > inputs[:count, 0, 0, 3 * i]
                 assert set(ids) <= set(fold.train) and not set(ids) & set(fold.test)
-                np.testing.assert_array_equal(ys[g].numpy()[:count, i], y[ids])
-                assert (ws[g].numpy()[:count, i] > 0).all() and (ws[g].numpy()[count:, i] == 0).all()
+                np.testing.assert_array_equal(flipped, flip.numpy()[:count, i])
+                np.testing.assert_array_equal(labels.numpy()[:count, i], y[ids])
+                assert (weights.numpy()[:count, i] > 0).all() and (weights.numpy()[count:, i] == 0).all()
                 seen[j] |= set(ids)
                 j += 1
     for j, fold in enumerate(folds):
