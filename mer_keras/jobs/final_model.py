@@ -84,20 +84,35 @@ def export_tflite(model, run: Path, x_train: np.ndarray, y: np.ndarray, classes:
     return files
 
 
+def final_indices(opts: TrainOptions, groups: Sequence[str]) -> np.ndarray:
+    """(M,) int indices of the clips the final model is fitted on: all but a cross-protocol test set."""
+    return np.flatnonzero(np.array([g != "test" for g in groups]) if opts.protocol == "cross"
+                          else np.ones(len(groups), bool))
+
+
 def fit_final(opts: TrainOptions, rep: RepresentationConfig, cfg, data: Dataset, inputs: Inputs,
-              groups: Sequence[str], run: RunFolder, strategy, console) -> None:
+              groups: Sequence[str], run: RunFolder, strategy, console, fitted=None) -> None:
     """Step *final fit*: the model fitted on every training subject (all but a cross-protocol test
-    set), saved with its exports and metadata.json (by the chief)."""
+    set), saved with its exports and metadata.json (by the chief).
+
+    Args:
+        fitted: the final model already trained in a program with the folds
+            (:func:`~mer_keras.train.folds.run_folds` with ``final``), or None to fit it here.
+    """
     from mer_keras.registry import get_spec
     from mer_keras.train.fit import fit_model, weights_fingerprint
     from mer_keras.train.strategy import is_chief
 
-    final = np.array([g != "test" for g in groups]) if opts.protocol == "cross" else np.ones(len(groups), bool)
+    final = final_indices(opts, groups)
     aus = data.aus if get_spec(opts.model).aux_losses else None
-    console.print("fitting the final model on all training subjects")
-    model = fit_model(inputs.x[final], inputs.y[final], len(data.classes), cfg, strategy,
-                      aus=[aus[i] for i in np.flatnonzero(final)] if aus is not None else None,
-                      backup_dir=run.backup_root / "final", classes=data.classes)
+    if fitted is not None:
+        console.print("the final model was fitted on all training subjects with the folds")
+        model = fitted
+    else:
+        console.print("fitting the final model on all training subjects")
+        model = fit_model(inputs.x[final], inputs.y[final], len(data.classes), cfg, strategy,
+                          aus=[aus[i] for i in final] if aus is not None else None,
+                          backup_dir=run.backup_root / "final", classes=data.classes)
     console.print(f"final model weights sha256 {weights_fingerprint(model)}")
     if is_chief(strategy):
         write_final_model(model, cfg, opts, rep, run, data, inputs.x[final], inputs.y[final], console)

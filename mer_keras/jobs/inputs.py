@@ -17,11 +17,25 @@ from mer_keras.preprocess.cache import default_cache_dir
 
 
 def progress_bar(console):
-    """A rich progress display with a description, bar, m/n count, info field and elapsed time."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    """A rich progress display with a description, bar, m/n count, info field, elapsed time and
+    the time remaining (estimated by rich from the recent rate)."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     return Progress(TextColumn("{task.description:<22}"), BarColumn(), MofNCompleteColumn(),
-                    TextColumn("{task.fields[info]}"), TimeElapsedColumn(), console=console, transient=False)
+                    TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+                    console=console, transient=False)
+
+
+def completed_count(progress, task) -> int:
+    """How far a task of a rich ``Progress`` is (its completed count)."""
+    return int(next(t.completed for t in progress.tasks if t.id == task))
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ import numpy as np
 from mer_keras.data.pipeline import RepresentationConfig
 from mer_keras.data.records import Dataset
 from mer_keras.errors import OptionError, RunFolderError
-from mer_keras.jobs.final_model import fit_final
+from mer_keras.jobs.final_model import final_indices, fit_final
 from mer_keras.jobs.inputs import DataRequest, Inputs, build_dataset_inputs, check_trainable, load_data, progress_bar
 from mer_keras.jobs.schema import validate
 from mer_keras.jobs.train_options import TrainOptions, options_from_config
@@ -303,7 +303,8 @@ def fold_identity(opts: TrainOptions, rep: RepresentationConfig, fingerprint: st
 
 def run_protocol(opts: TrainOptions, rep: RepresentationConfig, cfg, data: Dataset, inputs: Inputs,
                  groups: Sequence[str], only: list[str] | None, run: RunFolder, completed: dict, strategy,
-                 console, cfg_of=None, extra_info: dict | None = None) -> dict | None:
+                 console, cfg_of=None, extra_info: dict | None = None, final: np.ndarray | None = None,
+                 on_final=None) -> dict | None:
     """Step *protocol folds*: train and test every fold (finished ones reused), write each fold file as
     it ends, then the protocol's pooled report (results.json, predictions.csv, confusion matrix).
 
@@ -311,16 +312,19 @@ def run_protocol(opts: TrainOptions, rep: RepresentationConfig, cfg, data: Datas
         cfg_of: fold name -> its :class:`TrainConfig` (nested selection gives each test subject its
             own recipe); None: ``cfg`` for every fold. Folds of equal configs train together.
         extra_info: more keys for results.json (e.g. the selection).
+        final, on_final: the final model's training clips (indices); where it can train in a program
+            of folds (:func:`~mer_keras.train.folds.run_folds`), ``on_final`` is called with the
+            fitted registry model, before the pooled report.
     Returns:
         The results as written (None on a non-chief worker).
     """
     from mer_keras.data.checks import raise_if_strict, untrained_classes
     from mer_keras.data.protocols import PROTOCOLS
-    from mer_keras.jobs.inputs import print_warnings
+    from mer_keras.jobs.inputs import completed_count, print_warnings
     from mer_keras.registry import get_spec
     from mer_keras.runs import check_identity
     from mer_keras.train.callbacks import EpochHistory, ProgressCallback
-    from mer_keras.train.folds import run_folds
+    from mer_keras.train.folds import FINAL, run_folds
     from mer_keras.train.strategy import is_chief
 
     protocol = PROTOCOLS[opts.protocol]
@@ -338,17 +342,21 @@ def run_protocol(opts: TrainOptions, rep: RepresentationConfig, cfg, data: Datas
     aus = data.aus if get_spec(opts.model).aux_losses else None
     with progress_bar(console) as prog:
         fold_task = prog.add_task("LOSO folds", total=len(folds), info="")
-        epoch_task = prog.add_task("epochs", total=opts.epochs, info="")
+        # one bar over every fold's epochs: a program of K folds advances it by K per epoch
+        pending_epochs = sum((cfg_of(f.name) if cfg_of else cfg).epochs for f in folds if f.name not in completed)
+        epoch_task = prog.add_task("fold-epochs", total=pending_epochs, info="")
 
         def callbacks(group):
-            prog.reset(epoch_task, total=(cfg_of(group[0].name) if cfg_of else cfg).epochs)
-            names = ", ".join(f.name for f in group[:3]) + (f" (+{len(group) - 3} trained at once)" if len(group) > 3
-                                                           else "")
-            prog.update(fold_task, info=f"test subject{'s' if len(group) > 1 else ''} {names}")
-            extra = [ProgressCallback(prog, epoch_task)]
+            tested = [f for f in group if f.name != FINAL]  # the final model joins a program as one more fold
+            names = ", ".join(f.name for f in tested[:3]) + (f" (+{len(tested) - 3} trained at once)"
+                                                            if len(tested) > 3 else "")
+            names += " and the final model" if len(tested) < len(group) else ""
+            prog.update(fold_task, info=f"test subject{'s' if len(tested) > 1 else ''} {names}")
+            extra = [ProgressCallback(prog, epoch_task, folds=len(tested), base=completed_count(prog, epoch_task))]
             if chief:
-                extra.append(EpochHistory([run.history_path(f.name) for f in group],
-                                          [""] if len(group) == 1 else [f"fold{j}_" for j in range(len(group))]))
+                positions = [j for j, f in enumerate(group) if f.name != FINAL]
+                extra.append(EpochHistory([run.history_path(group[j].name) for j in positions],
+                                          [""] if len(group) == 1 else [f"fold{j}_" for j in positions]))
                 if opts.tensorboard:
                     from mer_keras._keras import keras
                     from mer_keras.train.multifold import group_name
@@ -372,9 +380,12 @@ def run_protocol(opts: TrainOptions, rep: RepresentationConfig, cfg, data: Datas
         probs = np.full((len(y), len(classes)), np.nan, np.float32)
         fold_rows = {}
         for c, plan_folds in plans.values():
-            prog.reset(epoch_task, total=c.epochs)
+            joined = {"final": final} if final is not None and len(plans) == 1 else {}
             result = run_folds(inputs.x, y, plan_folds, classes, c, strategy, fold_callbacks=callbacks,
-                               on_fold_end=fold_end, aus=aus, completed=completed, backup_root=run.backup_root)
+                               on_fold_end=fold_end, aus=aus, completed=completed, backup_root=run.backup_root,
+                               **joined)
+            if "final_model" in result and on_final:
+                on_final(result["final_model"]())
             for f in plan_folds:
                 probs[f.test] = result["probabilities"][f.test]
             fold_rows.update({r["subject"]: r for r in result["folds"]})
@@ -468,9 +479,16 @@ def train(opts: TrainOptions, console=None) -> Path:
         console.print(f"training {get_spec(opts.model).name} on {rep.representation} {rep.input_shape}, LOSO over "
                       f"{len(set(groups))} subjects ({n_folds} fold(s) in this run), {opts.epochs} epochs, "
                       f"{strategy.num_replicas_in_sync} replica(s)" + ("" if chief else ", as a non-chief worker"))
+        fitted = []  # set when the final model trained in a program with the folds
+
+        def save_final(model):
+            fit_final(opts, rep, cfg, data, inputs, groups, run, strategy, console, fitted=model)
+            fitted.append(True)
+
         if n_folds:
-            run_protocol(opts, rep, cfg, data, inputs, groups, only, run, completed, strategy, console)
-        if opts.wants_final:
+            run_protocol(opts, rep, cfg, data, inputs, groups, only, run, completed, strategy, console,
+                         final=final_indices(opts, groups) if opts.wants_final else None, on_final=save_final)
+        if opts.wants_final and not fitted:
             fit_final(opts, rep, cfg, data, inputs, groups, run, strategy, console)
         elif chief:
             console.print("no final model in this run (--folds): pool the folds with `mer-keras merge`; fit the "

@@ -152,9 +152,12 @@ class TrainOptions:
     mixed_precision: bool = option(_TRAINING.mixed_precision, "Train under mixed_float16 "
                                    "(a GPU speed-up; outputs stay float32, saved "
                                    "and exported models are float32).")
-    parallel_folds: int = option(_TRAINING.parallel_folds, "Folds trained at once by one model of K copies, "
-                                 "each on its own fold (single-output models under 2 MFLOPs per sample, e.g. STSTNet); "
-                                 "0: chosen from the model's size and the cores; 1: one at a time.", min=0,
+    parallel_folds: int = option(_TRAINING.parallel_folds, "Folds trained at once by one program, each "
+                                 "layer computing all of them in one op (each fold its own batches, loss and Adam "
+                                 "state); 0: chosen from the model's FLOPs and the memory (all folds of equal "
+                                 "steps per epoch for models under 20 MFLOPs per sample: STSTNet, OFF-ApexNet, "
+                                 "Feature Refinement); "
+                                 "1: one at a time.", min=0,
                                  max=MAX_PARALLEL_FOLDS)
     final: bool | None = option(None, "Fit the final model on all subjects (default: only when every fold runs).",
                                 secondary="--no-final")

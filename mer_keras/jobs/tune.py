@@ -126,7 +126,14 @@ def tune(opts: TuneOptions, console=None) -> Path:
 
     from mer_keras.data.protocols import PROTOCOLS
     from mer_keras.jobs.final_model import fit_final
-    from mer_keras.jobs.inputs import DataRequest, build_dataset_inputs, check_trainable, load_data, progress_bar
+    from mer_keras.jobs.inputs import (
+        DataRequest,
+        build_dataset_inputs,
+        check_trainable,
+        completed_count,
+        load_data,
+        progress_bar,
+    )
     from mer_keras.jobs.train import open_run_folder, resolve_options, run_protocol, train_config
     from mer_keras.runs import RunFolder
     from mer_keras.train.callbacks import ProgressCallback
@@ -213,11 +220,13 @@ def tune(opts: TuneOptions, console=None) -> Path:
             console.print(f"choices reused from {opts.selection_from} (no inner loop)", soft_wrap=True)
         else:
             with progress_bar(console) as prog:
-                task = prog.add_task("inner fits", total=None, info="")
+                todo = len(all_recipes) - len(_read_inner(run.path, len(all_recipes)))
+                task = prog.add_task("inner fold-epochs", total=todo * fits // max(len(all_recipes), 1) * max(epochs),
+                                     info="")
 
                 def callbacks(group):
                     prog.update(task, info=", ".join(f.name for f in group[:2]) + (" ..." if len(group) > 2 else ""))
-                    return [ProgressCallback(prog, task)]
+                    return [ProgressCallback(prog, task, folds=len(group), base=completed_count(prog, task))]
 
                 from mer_keras.registry import get_spec
 

@@ -8,24 +8,32 @@ from mer_keras._keras import keras
 
 
 class ProgressCallback(keras.callbacks.Callback):
-    """Advance a rich progress task by one per finished epoch and show the training loss.
+    """Advance a rich progress task as epochs end and show the training loss and accuracy.
 
     Args:
         progress: a ``rich.progress.Progress``; task: its task id.
+        folds: folds this fit trains (a program of K folds advances the task by K per epoch: a
+            task counting fold-epochs shows every fold's progress and its remaining time).
+            base: the task's completed count when this fit started.
+    With several folds, the loss and accuracy shown are their means over the folds still training.
     """
 
-    def __init__(self, progress, task):
+    def __init__(self, progress, task, folds: int = 1, base: int | None = None):
         super().__init__()
-        self.progress, self.task = progress, task
+        self.progress, self.task, self.folds = progress, task, int(folds)
+        self.base = base
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
-        self.progress.update(self.task, completed=epoch)  # a resumed fit starts at its backed-up epoch
+        if self.base is None:  # a resumed fit starts at its backed-up epoch: counted from the task's start
+            self.base = 0
         acc = logs.get("accuracy", logs.get("predictions_accuracy"))  # multi-output: per output
-        if acc is None:  # folds trained at once: fold<j>_accuracy per copy, shown as their mean
+        if acc is None:  # folds trained at once: fold<j>_accuracy per fold, shown as their mean
             per_fold = [v for k, v in logs.items() if k.startswith("fold") and k.endswith("_accuracy")]
             acc = sum(per_fold) / len(per_fold) if per_fold else float("nan")
-        self.progress.update(self.task, advance=1, info=f"loss {logs.get('loss', float('nan')):.3f}  acc {acc:.2f}")
+        mean = "mean of folds: " if self.folds > 1 else ""
+        self.progress.update(self.task, completed=self.base + (epoch + 1) * self.folds,
+                             info=f"{mean}loss {logs.get('loss', float('nan')):.3f}  acc {acc:.2f}")
 
 
 class EpochSeeds(keras.callbacks.Callback):

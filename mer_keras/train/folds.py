@@ -20,13 +20,18 @@ from mer_keras.train.fit import FoldTrainer, TrainConfig, final_train_metrics
 from mer_keras.train.memory import releasing_fit_memory
 from mer_keras.train.timing import phase
 
+#: Name of the pseudo-fold that fits the final model (every training clip, no test clip) inside a
+#: program of protocol folds with the same steps per epoch (``run_folds(..., final=...)``).
+FINAL = "(final model)"
+
 
 def run_folds(x: np.ndarray, y: np.ndarray, folds: Sequence[Fold], classes: Sequence[str], cfg: TrainConfig,
               strategy: tf.distribute.Strategy | None = None,
               fold_callbacks: Callable[[Sequence[Fold]], Sequence] | None = None,
               on_fold_end: Callable[[Fold, np.ndarray, dict], None] | None = None,
               aus: Sequence[Sequence[str]] | None = None, completed: dict[str, dict] | None = None,
-              backup_root: str | Path | None = None, checkpoints: Sequence[int] | None = None) -> dict:
+              backup_root: str | Path | None = None, checkpoints: Sequence[int] | None = None,
+              final: np.ndarray | None = None) -> dict:
     """Train and evaluate one model per fold.
 
     Folds with equal steps per epoch train together, ``cfg.parallel_folds`` per program (0: chosen
@@ -51,10 +56,17 @@ def run_folds(x: np.ndarray, y: np.ndarray, folds: Sequence[Fold], classes: Sequ
         checkpoints: epoch counts after which each fold's test samples are also predicted (for
             validation folds of a nested selection; :class:`~mer_keras.train.callbacks.CheckpointPredictions`).
             Not with ``completed`` folds or ``backup_root`` (a resumed fit has no earlier epochs).
+        final: indices of the final model's training clips, or None. Where folds train as
+            programs and one of them has the final fit's steps per epoch and fewer than the folds
+            per program (``cfg.parallel_folds``; auto: up to 72), the final model trains in that
+            program, as one more fold (:data:`FINAL`; same seed, initial weights and recipe as
+            it gets alone, within the engine's float tolerance); its weights are then in the result.
     Returns:
         {"probabilities": (N, K) array (NaN for samples in no test fold), "folds": [per-fold dict],
         "parallel_folds": folds trained at once, and with ``checkpoints`` "checkpoints":
         {fold name: {epoch: (n_test, K) array}}}; the fold rows are in the order of ``folds``.
+        With ``final`` trained here, "final_weights" (the registry model's weights, in
+        ``get_weights()`` order) and "final_model" (a function returning the registry model holding them).
     Raises:
         OptionError: ``cfg.parallel_folds`` > 1 where it does not apply; a fold whose training loss,
             weights or test probabilities became NaN or infinite (the fold and epoch named; nothing
@@ -64,8 +76,16 @@ def run_folds(x: np.ndarray, y: np.ndarray, folds: Sequence[Fold], classes: Sequ
     from mer_keras.errors import OptionError
     from mer_keras.train.callbacks import CheckpointPredictions, divergence_message
     from mer_keras.train.fit import learning_rate
-    from mer_keras.train.multifold import choose_parallel_folds, group_folds, group_name, program_groups
+    from mer_keras.train.multifold import (
+        choose_parallel_folds,
+        group_folds,
+        group_name,
+        program_groups,
+        steps_per_epoch,
+    )
 
+    if checkpoints and final is not None:
+        raise ValueError("checkpoint predictions are for validation folds: no final model in the same call")
     if checkpoints and (completed or backup_root):
         raise ValueError("checkpoint predictions need every fold trained from epoch 0 in this call: no completed "
                          "folds, no backups")
@@ -77,9 +97,17 @@ def run_folds(x: np.ndarray, y: np.ndarray, folds: Sequence[Fold], classes: Sequ
         if completed and fold.name in completed:
             probs[fold.test] = completed[fold.name]["probabilities"]
             rows[fold.name] = completed[fold.name]["row"]
-    k = choose_parallel_folds(cfg, x.shape[1:], len(classes), len(pending), cfg.parallel_folds, strategy) \
-        if pending else 1
+    k = choose_parallel_folds(cfg, x.shape[1:], len(classes), len(pending) + (final is not None),
+                              cfg.parallel_folds, strategy) if pending else 1
     diverged: list[str] = []
+    out_final: dict = {}
+    programs = group_folds(pending, cfg.batch_size, k)
+    if final is not None and k > 1:  # the final model joins a program of its steps per epoch that has room
+        steps = steps_per_epoch(len(final), cfg.batch_size)
+        for group in programs:
+            if len(group) < k and steps_per_epoch(len(group[0].train), cfg.batch_size) == steps:
+                group.append(Fold(FINAL, np.asarray(final), np.zeros(0, np.int64)))
+                break
 
     def finish(fold, p, final_loss, final_acc):
         if not np.isfinite(p).all():  # finite weights whose logits overflow: never into a fold file
@@ -98,7 +126,7 @@ def run_folds(x: np.ndarray, y: np.ndarray, folds: Sequence[Fold], classes: Sequ
 
     with releasing_fit_memory(timed=True):
         single, vectorized = None, None
-        for group in group_folds(pending, cfg.batch_size, k):
+        for group in programs:
             callbacks = list(fold_callbacks(group)) if fold_callbacks else []
             backup_dir = Path(backup_root) / group_name(group) if backup_root else None
             if len(group) == 1:
@@ -123,12 +151,17 @@ def run_folds(x: np.ndarray, y: np.ndarray, folds: Sequence[Fold], classes: Sequ
                 vectorized = VectorizedTrainer(x.shape[1:], len(classes), cfg)
             results = vectorized.fit(x, y, [f.train for f in group], program_groups(len(group)), callbacks,
                                      backup_dir=backup_dir,
-                                     labels=[f"fold {f.name}" for f in group],
+                                     labels=["the final model" if f.name == FINAL else f"fold {f.name}"
+                                             for f in group],
                                      holdouts=[x[f.test] for f in group] if checkpoints else None,
                                      checkpoints=checkpoints)
             for fold, result in zip(group, results):
                 if result["diverged"]:
                     diverged.append(result["diverged"])
+                    continue
+                if fold.name == FINAL:
+                    trainer, weights = vectorized, result["weights"]
+                    out_final.update(final_weights=weights, final_model=lambda: trainer.fold_model(weights))
                     continue
                 with phase("predict"):
                     p = predict_proba(vectorized.fold_model(result["weights"]), x[fold.test])
@@ -138,7 +171,8 @@ def run_folds(x: np.ndarray, y: np.ndarray, folds: Sequence[Fold], classes: Sequ
     if diverged:  # the other folds are written: --resume trains only these again
         more = f" (and {len(diverged) - 1} more fold(s) that diverged)" if len(diverged) > 1 else ""
         raise OptionError(diverged[0] + more)
-    out = {"probabilities": probs, "folds": [rows[f.name] for f in folds if f.name in rows], "parallel_folds": k}
+    out = {"probabilities": probs, "folds": [rows[f.name] for f in folds if f.name in rows], "parallel_folds": k,
+           **out_final}
     if checkpoints:
         out["checkpoints"] = at_epochs
     return out

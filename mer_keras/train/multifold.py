@@ -24,8 +24,10 @@ FOLDS_PER_GROUP = 8
 #: Largest program chosen automatically (folds trained by one ``fit``).
 MAX_AUTO_FOLDS = 72
 #: Per-sample forward FLOPs under which folds train together by default: a bigger model's own
-#: convolutions already keep the cores busy (docs/BENCHMARKS.md, "The LOSO loop").
-SMALL_MODEL_FLOPS = 50e6
+#: convolutions already keep the cores busy. Measured (docs/BENCHMARKS.md, "The LOSO engine"):
+#: STSTNet (0.7 MFLOPs) 3.3x faster together, OFF-ApexNet (7.7) 1.5x, Feature Refinement (12.8)
+#: 1.3x, LEARNet (43.7, 112 x 112) the same speed as alone, so it trains alone.
+SMALL_MODEL_FLOPS = 20e6
 #: Share of the machine's memory a program's activations may take (estimated, see :func:`activation_bytes`).
 MEMORY_SHARE = 0.25
 
