@@ -265,3 +265,38 @@ def finite_weights(model) -> bool:
 
     checks = [tf.reduce_all(tf.math.is_finite(w)) for w in model.weights if w.dtype.is_floating]
     return bool(tf.reduce_all(checks)) if checks else True
+
+
+class FoldTensorBoard(keras.callbacks.Callback):
+    """TensorBoard scalars of each fold of a program in its own run, named by its subject:
+    ``<log_dir>/<fold>/train`` with ``epoch_loss`` and ``epoch_accuracy`` per epoch, as Keras'
+    ``TensorBoard`` callback writes for a fold trained alone (so ``tensorboard --logdir RUN/tensorboard``
+    lists every subject, whether its fold trained alone or with others).
+
+    Args:
+        log_dirs: per fold of the program, its folder (``RUN/tensorboard/<fold>``).
+        prefixes: per fold, the prefix of its keys in the program's logs (``fold<j>_``).
+    """
+
+    def __init__(self, log_dirs, prefixes):
+        super().__init__()
+        self.log_dirs, self.prefixes, self.writers = [str(d) for d in log_dirs], list(prefixes), None
+
+    def on_epoch_end(self, epoch, logs=None):
+        from mer_keras._keras import tf
+
+        logs = logs or {}
+        if self.writers is None:
+            self.writers = [tf.summary.create_file_writer(f"{d}/train") for d in self.log_dirs]
+        for writer, prefix in zip(self.writers, self.prefixes):
+            loss, accuracy = logs.get(f"{prefix}train_loss"), logs.get(f"{prefix}accuracy")
+            if loss is None:  # a fold that stopped (diverged): nothing more to show
+                continue
+            with writer.as_default():
+                tf.summary.scalar("epoch_loss", float(loss), step=epoch)
+                tf.summary.scalar("epoch_accuracy", float(accuracy), step=epoch)
+            writer.flush()
+
+    def on_train_end(self, logs=None):
+        for writer in self.writers or []:
+            writer.close()

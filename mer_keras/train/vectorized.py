@@ -21,7 +21,7 @@ Keras model are still K sets of tiny ops. Here the fold is an axis *inside* each
 A fold's result equals that of the fold trained alone (:class:`mer_keras.train.fit.FoldTrainer`)
 up to float rounding: a grouped convolution and a batched product sum in other orders than the
 single-fold kernels (tests/unit/test_vectorized.py bounds the difference). Measured speed:
-docs/BENCHMARKS.md, "The LOSO loop".
+docs/BENCHMARKS.md, "The LOSO engine".
 
 The trained folds are extracted as ordinary tf_keras models of the registry
 (:meth:`FoldedModel.fold_weights`), so saving, export, TFLite, QAT, explain and the edge runner

@@ -3,6 +3,7 @@
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
@@ -266,3 +267,27 @@ def test_tensorboard_logs_and_a_subset_of_folds_says_so(tiny_flow_run, cache_dir
     assert list((run / "tensorboard" / "synthetic__sub02").rglob("events.out.tfevents.*"))
     assert list(pd.read_csv(run / "history" / "synthetic__sub02.csv")["epoch"]) == [1]
     assert (run / "learning_curves.png").is_file() and (run / "uf1_per_fold.png").is_file()
+
+
+def test_folds_trained_together_write_one_tensorboard_run_per_subject(tiny_flow_run, cache_dir, tmp_path):
+    """STSTNet's three folds train as one program; TensorBoard still gets one run per subject, with
+    that fold's own training loss (the one in its history CSV) at every epoch."""
+    import tensorflow as tf
+
+    res = runner.invoke(app, ["train", "--model", "ststnet", "--subjects", "3", "--clips", "4", "--seed", "7",
+                              "--epochs", "2", "--flow-method", "dis", "--parallel-folds", "3", "--tensorboard",
+                              "--no-final", "--out", str(tmp_path), "--cache-dir", str(cache_dir)])
+    assert res.exit_code == 0, res.output
+    run = Path(res.output.strip().splitlines()[-1].strip())
+    for sub in ("sub01", "sub02", "sub03"):
+        events = sorted((run / "tensorboard" / f"synthetic__{sub}").rglob("events.out.tfevents.*"))
+        assert events, sub
+        losses = {}
+        for record in tf.data.TFRecordDataset([str(e) for e in events]):
+            event = tf.compat.v1.Event.FromString(record.numpy())
+            for value in event.summary.value:
+                if value.tag == "epoch_loss":
+                    losses[event.step] = float(tf.make_ndarray(value.tensor))
+        history = pd.read_csv(run / "history" / f"synthetic__{sub}.csv")
+        assert sorted(losses) == [0, 1]
+        np.testing.assert_allclose([losses[0], losses[1]], history["loss"].to_numpy(), rtol=1e-6)
