@@ -494,8 +494,9 @@ def train(opts: TrainOptions, console=None) -> Path:
         if n_folds:
             run_protocol(opts, rep, cfg, data, inputs, groups, only, run, completed, strategy, console,
                          final=final_indices(opts, groups) if opts.wants_final else None, on_final=save_final)
-        if opts.wants_final and not fitted:
-            fit_final(opts, rep, cfg, data, inputs, groups, run, strategy, console)
+        if opts.wants_final:
+            if not fitted:  # not trained with the folds: alone, here
+                fit_final(opts, rep, cfg, data, inputs, groups, run, strategy, console)
         elif chief:
             console.print("no final model in this run (--folds): pool the folds with `mer-keras merge`; fit the "
                           "final model with --folds none", soft_wrap=True)

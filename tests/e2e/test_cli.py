@@ -291,3 +291,17 @@ def test_folds_trained_together_write_one_tensorboard_run_per_subject(tiny_flow_
         history = pd.read_csv(run / "history" / f"synthetic__{sub}.csv")
         assert sorted(losses) == [0, 1]
         np.testing.assert_allclose([losses[0], losses[1]], history["loss"].to_numpy(), rtol=1e-6)
+
+
+def test_the_final_model_trained_with_the_folds_is_saved_and_said_once(cache_dir, tmp_path):
+    """STSTNet's folds and its final model train in one program: the run saves and exports the final
+    model, says where it was fitted, and does not claim that there is none."""
+    res = runner.invoke(app, ["train", "--model", "ststnet", "--subjects", "3", "--clips", "4", "--seed", "7",
+                              "--epochs", "1", "--flow-method", "dis", "--out", str(tmp_path),
+                              "--cache-dir", str(cache_dir)])
+    assert res.exit_code == 0, res.output
+    run = Path(res.output.strip().splitlines()[-1].strip())
+    assert "the final model was fitted on all training subjects with the folds" in res.output
+    assert "no final model" not in res.output
+    meta = json.loads((run / "metadata.json").read_text())
+    assert {"model.keras", "model_fp32.tflite", "model_int8.tflite"} <= set(meta["files"])
