@@ -212,12 +212,8 @@ def _install(staged: Path, dest: Path) -> Path:
     """
     if staged.is_file():
         os.replace(staged, dest)
-        return dest
-    old = dest.with_name(f".{dest.name}.old-{os.getpid()}")
-    if dest.exists():
-        os.replace(dest, old)
-    os.replace(staged, dest)
-    shutil.rmtree(old, ignore_errors=True)
+    else:
+        atomic.replace_folder(staged, dest)
     return dest
 
 

@@ -328,23 +328,16 @@ def spotted_table(opts: PredictOptions, model_path: Path, meta: dict, cache: Pat
 
 
 def _recognise(trained, meta: dict, video, intervals):
-    """(N, K) class probabilities of spotted ``intervals`` of ``video`` with the opened model, each
-    interval's frames onset..offset turned into the model's input as in training (as
-    :func:`mer_keras.jobs.spot.recognise` does from a model file)."""
+    """(N, K) class probabilities of spotted ``intervals`` of ``video`` with the opened model (the
+    inputs of :func:`mer_keras.jobs.spot.interval_inputs`)."""
     import numpy as np
 
-    from mer_keras.data.pipeline import read_frame
-    from mer_keras.preprocess.representation import RepresentationConfig, representation_from_frames
+    from mer_keras.jobs.spot import interval_inputs
 
-    rep = RepresentationConfig.from_dict(dict(meta["preprocessing"]))
-    x = []
-    for it in intervals:
-        frames = [read_frame(p) for p in video.frames[it.onset:it.offset + 1]]
-        x.append(representation_from_frames(frames, 0, it.apex - it.onset, it.offset - it.onset, rep,
-                                            clip_id=f"{video.name} frames {it.onset + 1}-{it.offset + 1}"))
-    if not x:
+    x = interval_inputs(meta, video, intervals)
+    if x is None:
         return np.zeros((0, len(trained.classes)), np.float32)
-    return trained.predict(np.stack(x))
+    return trained.predict(x)
 
 
 def _dataset_rows(opts: PredictOptions, rep, cache, meta: dict, console):

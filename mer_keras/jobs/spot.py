@@ -99,12 +99,16 @@ def _video_file(out: Path, video) -> Path:
     return out / "videos" / (video.name.replace("/", "__") + ".json")
 
 
-def recognise(model_path: Path, meta: dict, video, intervals, console=None):
-    """(N, K) class probabilities of ``intervals`` of ``video`` (onset..offset frames, apex as given)."""
+def interval_inputs(meta: dict, video, intervals):
+    """The model inputs of ``intervals`` of ``video``: each interval's frames onset..offset turned
+    into the representation of ``meta["preprocessing"]``, as in training.
+
+    Returns:
+        (N, ...) float32 array, or None for no interval.
+    """
     import numpy as np
 
     from mer_keras.data.pipeline import read_frame
-    from mer_keras.jobs.evaluate import predict_file
     from mer_keras.preprocess.representation import RepresentationConfig, representation_from_frames
 
     rep = RepresentationConfig.from_dict(dict(meta["preprocessing"]))
@@ -113,9 +117,19 @@ def recognise(model_path: Path, meta: dict, video, intervals, console=None):
         frames = [read_frame(p) for p in video.frames[it.onset:it.offset + 1]]
         x.append(representation_from_frames(frames, 0, it.apex - it.onset, it.offset - it.onset, rep,
                                             clip_id=f"{video.name} frames {it.onset + 1}-{it.offset + 1}"))
-    if not x:
+    return np.stack(x) if x else None
+
+
+def recognise(model_path: Path, meta: dict, video, intervals, console=None):
+    """(N, K) class probabilities of ``intervals`` of ``video`` (onset..offset frames, apex as given)."""
+    import numpy as np
+
+    from mer_keras.jobs.evaluate import predict_file
+
+    x = interval_inputs(meta, video, intervals)
+    if x is None:
         return np.zeros((0, len(meta["classes"])), np.float32)
-    return predict_file(model_path, np.stack(x))
+    return predict_file(model_path, x)
 
 
 def spotted_before(out: Path, setup: dict) -> dict[Path, dict]:

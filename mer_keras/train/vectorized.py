@@ -84,6 +84,16 @@ def _config(layer) -> dict:
                                                                       "kernel_initializer", "bias_initializer")}
 
 
+def _graph(template: keras.Model) -> tuple[dict[str, list], set[str]]:
+    """({layer name: the layers that take its output}, names of the layers whose outputs are the model's)."""
+    consumers: dict[str, list] = {}
+    for layer in template.layers:
+        for node in layer._inbound_nodes:
+            for kt in node.keras_inputs:
+                consumers.setdefault(kt._keras_history[0].name, []).append(layer)
+    return consumers, {kt._keras_history[0].name for kt in tf.nest.flatten(template._nested_outputs)}
+
+
 def branch_fusions(template: keras.Model) -> list[dict]:
     """Parallel branches the program computes as one: convolutions of one input, each followed by
     the same chain of per-channel layers (pooling, activations), concatenated on the channel axis
@@ -95,13 +105,8 @@ def branch_fusions(template: keras.Model) -> list[dict]:
         concatenation order, "chain": the layers after the first branch's convolution, "input": the
         shared input (KerasTensor)}.
     """
-    consumers: dict[str, int] = {}
-    for layer in template.layers:
-        for node in layer._inbound_nodes:
-            for kt in node.keras_inputs:
-                name = kt._keras_history[0].name
-                consumers[name] = consumers.get(name, 0) + 1
-    outputs = {kt._keras_history[0].name for kt in tf.nest.flatten(template._nested_outputs)}
+    users, outputs = _graph(template)
+    consumers = {name: len(layers) for name, layers in users.items()}
     fusions = []
     for concat in template.layers:
         if type(concat).__name__ != "Concatenate" or concat.axis not in (-1, len(concat.output_shape) - 1):
@@ -170,12 +175,7 @@ class FoldedNetwork(tf.Module):
         # convolutions whose only consumer is a max pooling: bias and ReLU after the pooling, on 1/9
         # of the values (max(x + b) = max(x) + b and max(relu(x)) = relu(max(x)) exactly: adding a
         # constant and a ReLU are monotonic, in float as in exact arithmetic)
-        consumers: dict[str, list] = {}
-        for layer in template.layers:
-            for node in layer._inbound_nodes:
-                for kt in node.keras_inputs:
-                    consumers.setdefault(kt._keras_history[0].name, []).append(layer)
-        outputs = {kt._keras_history[0].name for kt in tf.nest.flatten(template._nested_outputs)}
+        consumers, outputs = _graph(template)
         deferred = set()
         for layer in template.layers:
             users = consumers.get(layer.name, [])
