@@ -353,23 +353,16 @@ def run_protocol(opts: TrainOptions, rep: RepresentationConfig, cfg, data: Datas
             names += " and the final model" if len(tested) < len(group) else ""
             prog.update(fold_task, info=f"test subject{'s' if len(tested) > 1 else ''} {names}")
             extra = [ProgressCallback(prog, epoch_task, folds=len(tested), base=completed_count(prog, epoch_task))]
-            if chief:
+            if chief:  # every program logs fold j's figures as fold<j>_...
                 positions = [j for j, f in enumerate(group) if f.name != FINAL]
-                extra.append(EpochHistory([run.history_path(group[j].name) for j in positions],
-                                          [""] if len(group) == 1 else [f"fold{j}_" for j in positions]))
-                if opts.tensorboard and len(group) == 1:
-                    from mer_keras._keras import keras
-                    from mer_keras.data.protocols import fold_stem
-
-                    logs = run.path / "tensorboard" / fold_stem(group[0].name)
-                    extra.append(keras.callbacks.TensorBoard(log_dir=str(logs), histogram_freq=0,
-                                                             write_graph=False, profile_batch=0))
-                elif opts.tensorboard:  # a program of folds: one TensorBoard run per subject
+                prefixes = [f"fold{j}_" for j in positions]
+                extra.append(EpochHistory([run.history_path(group[j].name) for j in positions], prefixes))
+                if opts.tensorboard:  # one TensorBoard run per subject
                     from mer_keras.data.protocols import fold_stem
                     from mer_keras.train.callbacks import FoldTensorBoard
 
                     extra.append(FoldTensorBoard([run.path / "tensorboard" / fold_stem(group[j].name)
-                                                  for j in positions], [f"fold{j}_" for j in positions]))
+                                                  for j in positions], prefixes))
             return extra
 
         def fold_end(fold, p, row):

@@ -165,8 +165,9 @@ class EpochHistory(keras.callbacks.Callback):
 
     Args:
         paths: one CSV path per fold trained by this fit.
-        prefixes: per fold, the prefix of its keys in the Keras logs: ``""`` for a single fold,
-            ``"fold<j>_"`` for folds trained together (:class:`~mer_keras.train.vectorized.FoldedModel`).
+        prefixes: per fold, the prefix of its keys in the Keras logs: ``"fold<j>_"`` for fold j of
+            a program (:mod:`mer_keras.train.program`; ``fold<j>_train_loss`` is its loss), ``""``
+            for a model's plain logs.
     """
 
     def __init__(self, paths, prefixes=("",)):
@@ -177,9 +178,8 @@ class EpochHistory(keras.callbacks.Callback):
 
     def _figures(self, logs: dict, prefix: str) -> dict:
         if prefix:
-            out = {k[len(prefix):]: v for k, v in logs.items() if k.startswith(prefix)}
-            if "train_loss" in out:
-                out["loss"] = out.pop("train_loss")
+            out = {("loss" if k == f"{prefix}train_loss" else k[len(prefix):]): v for k, v in logs.items()
+                   if k.startswith(prefix)}
         else:
             out = {k: v for k, v in logs.items() if not (k.startswith("fold") and "_" in k)}
         if "accuracy" not in out and "predictions_accuracy" in out:
@@ -220,58 +220,11 @@ def divergence_message(label: str, what: str, epoch: int, epochs: int, lr: float
     return f"{label}: {what} at epoch {epoch} of {epochs}; {cause}; nothing of it was written"
 
 
-class StopOnNonFiniteLoss(keras.callbacks.Callback):
-    """End a fit with :class:`~mer_keras.errors.OptionError` at the end of the first epoch whose
-    training loss is NaN or infinite, naming the fold, the epoch and the likely cause.
-
-    Keras' own ``TerminateOnNaN`` stops quietly and leaves a model of NaN weights to predict NaN
-    probabilities into a fold file; this one raises instead. It must come first among the fit's
-    callbacks: its ``on_epoch_end`` then runs before the backup, the history CSV and the progress
-    bar see the epoch, so nothing of a diverged epoch is written.
-
-    Args:
-        labels: per fold trained by the fit, its name in the message (``fold sub01``, ``the final model``).
-        prefixes: per fold, the prefix of its keys in the Keras logs: ``""`` for a single model,
-            ``"fold<j>_"`` for folds trained together (:class:`~mer_keras.train.vectorized.FoldedModel`,
-            whose ``loss`` is the mean over the folds).
-        epochs: the fit's epoch count. lr: its learning rate (for the message).
-    """
-
-    def __init__(self, labels, epochs: int, lr: float | None = None, prefixes=("",)):
-        super().__init__()
-        self.labels, self.prefixes, self.epochs, self.lr = list(labels), list(prefixes), int(epochs), lr
-
-    def on_epoch_end(self, epoch, logs=None):
-        import math
-
-        from mer_keras.errors import OptionError
-
-        logs = logs or {}
-        for label, prefix in zip(self.labels, self.prefixes):
-            for key in ([f"{prefix}train_loss", f"{prefix}loss"] if prefix else ["loss"]):
-                value = logs.get(key)
-                if value is not None and not math.isfinite(float(value)):
-                    raise OptionError(divergence_message(label, f"the training loss is {float(value)}", epoch + 1,
-                                                         self.epochs, self.lr))
-        value = logs.get("loss")
-        if value is not None and not math.isfinite(float(value)):  # the sum over copies, no copy named
-            raise OptionError(divergence_message(" / ".join(self.labels), f"the training loss is {float(value)}",
-                                                 epoch + 1, self.epochs, self.lr))
-
-
-def finite_weights(model) -> bool:
-    """Whether every floating-point weight of ``model`` (trainable or not) is finite."""
-    from mer_keras._keras import tf
-
-    checks = [tf.reduce_all(tf.math.is_finite(w)) for w in model.weights if w.dtype.is_floating]
-    return bool(tf.reduce_all(checks)) if checks else True
-
-
 class FoldTensorBoard(keras.callbacks.Callback):
     """TensorBoard scalars of each fold of a program in its own run, named by its subject:
-    ``<log_dir>/<fold>/train`` with ``epoch_loss`` and ``epoch_accuracy`` per epoch, as Keras'
-    ``TensorBoard`` callback writes for a fold trained alone (so ``tensorboard --logdir RUN/tensorboard``
-    lists every subject, whether its fold trained alone or with others).
+    ``<log_dir>/<fold>/train`` with ``epoch_loss``, ``epoch_accuracy`` and the fold's other figures
+    (auxiliary losses) per epoch, the tags Keras' ``TensorBoard`` callback writes, whether the fold
+    trained alone or with others (``tensorboard --logdir RUN/tensorboard`` lists every subject).
 
     Args:
         log_dirs: per fold of the program, its folder (``RUN/tensorboard/<fold>``).
@@ -289,12 +242,13 @@ class FoldTensorBoard(keras.callbacks.Callback):
         if self.writers is None:
             self.writers = [tf.summary.create_file_writer(f"{d}/train") for d in self.log_dirs]
         for writer, prefix in zip(self.writers, self.prefixes):
-            loss, accuracy = logs.get(f"{prefix}train_loss"), logs.get(f"{prefix}accuracy")
-            if loss is None:  # a fold that stopped (diverged): nothing more to show
+            figures = {("loss" if k == f"{prefix}train_loss" else k[len(prefix):]): float(v)
+                       for k, v in logs.items() if k.startswith(prefix)}
+            if "loss" not in figures:  # a fold that stopped (diverged): nothing more to show
                 continue
             with writer.as_default():
-                tf.summary.scalar("epoch_loss", float(loss), step=epoch)
-                tf.summary.scalar("epoch_accuracy", float(accuracy), step=epoch)
+                for name, value in figures.items():
+                    tf.summary.scalar(f"epoch_{name}", value, step=epoch)
             writer.flush()
 
     def on_train_end(self, logs=None):

@@ -178,6 +178,8 @@ class FoldTrainer:
             backup_dir: str | Path | None = None, label: str = "the fit") -> keras.Model:
         """Train the model from its initial state on (x, y) for ``cfg.epochs`` epochs (see :func:`fit_model`).
 
+        :meth:`fit_program` on all of x, raising where it reports a diverged fold.
+
         Args:
             label: what is trained, for the error of a diverged fit (``fold sub01``).
         Returns:
@@ -189,46 +191,72 @@ class FoldTrainer:
             OptionError: the training loss or the weights became NaN or infinite (``label``, the
                 epoch and the learning rate named): the fit stops at that epoch.
         """
-        from mer_keras.data.checks import check_finite_inputs
         from mer_keras.errors import OptionError
+
+        (result,) = self.fit_program(x, y, [np.arange(len(x))], callbacks, backup_dir, [label], aus=aus)
+        if result.diverged:
+            raise OptionError(result.diverged)
+        return self.model
+
+    def fit_program(self, x: np.ndarray, y: np.ndarray, train_indices, callbacks: Sequence = (),
+                    backup_dir: str | Path | None = None, labels: Sequence[str] | None = None, holdouts=None,
+                    checkpoints: Sequence[int] | None = None, aus: Sequence[Sequence[str]] | None = None) -> list:
+        """Train one fold, on ``x[train_indices[0]]``: the one-fold program, with the skeleton and the
+        results of :meth:`mer_keras.train.vectorized.VectorizedTrainer.fit_program`.
+
+        The fold's figures are logged also as ``fold0_<name>`` (:class:`~mer_keras.train.program.PlainFoldLogs`);
+        a NaN or infinite training loss ends the fit at that epoch, reported in the result, not raised.
+
+        Args:
+            x, y: (N, ...) inputs and (N,) int labels. train_indices: one index array (the fold's
+                training samples). callbacks: the caller's Keras callbacks. backup_dir: the fit's
+                backup folder, or None. labels: [the fold's name in messages].
+            holdouts, checkpoints: [(n, ...) held-out inputs] predicted after each epoch count of
+                ``checkpoints`` (nested selection). aus: per sample of x its AUs (AU heads), or None.
+        Returns:
+            [:class:`~mer_keras.train.program.FoldFit`] (its ``model()`` is the trainer's own model).
+        Raises:
+            DataError: an input holds NaN or infinite values, before any training.
+            RunFolderError: an unreadable backup.
+        """
+        from mer_keras.data.checks import check_finite_inputs
         from mer_keras.registry import get_spec
-        from mer_keras.train.callbacks import (
-            EpochSeeds,
-            EpochTiming,
-            PeriodicBackupAndRestore,
-            StopOnNonFiniteLoss,
-            divergence_message,
-            finite_weights,
-        )
+        from mer_keras.train.callbacks import CheckpointPredictions, EpochSeeds
+        from mer_keras.train.program import FoldDivergence, PlainFoldLogs, fold_outcomes, program_callbacks
         from mer_keras.train.targets import build_targets
 
+        if len(train_indices) != 1:
+            raise ValueError(f"a FoldTrainer trains one fold per program, not {len(train_indices)}")
         cfg = self.cfg
-        check_finite_inputs(x, label)  # a NaN input is the data's fault, not the learning rate's
+        labels = list(labels) if labels is not None else ["the fit"]
+        train = np.asarray(train_indices[0])
+        xf, yf = (x, y) if len(train) == len(x) and (train == np.arange(len(x))).all() else (x[train], y[train])
+        aus = [aus[i] for i in train] if aus is not None and len(xf) != len(x) else aus
+        check_finite_inputs(xf, labels[0])  # a NaN input is the data's fault, not the learning rate's
         spec = get_spec(cfg.model)
         model = self.reset()
         self._fits += 1
-        cw = balanced_class_weight(y, self.num_classes) if cfg.class_weight else None
+        cw = balanced_class_weight(yf, self.num_classes) if cfg.class_weight else None
         start = backup_epoch(backup_dir) if backup_dir else 0
-        clock = EpochClock(len(x))
-        fit_callbacks = [EpochSeeds(cfg.seed), EpochTiming(clock), *callbacks]
-        if backup_dir:
-            fit_callbacks.insert(0, PeriodicBackupAndRestore(str(backup_dir), 60.0 * cfg.backup_minutes))
-        fit_callbacks.insert(0, StopOnNonFiniteLoss([label], cfg.epochs, learning_rate(cfg)))  # before any writer
+        clock = EpochClock(len(xf))
+        divergence = FoldDivergence(labels, cfg.epochs)
+        keep = CheckpointPredictions([(None, holdouts[0])], checkpoints) if checkpoints else None
+        fit_callbacks = program_callbacks(divergence, clock, backup_dir, cfg.backup_minutes, first=[PlainFoldLogs()],
+                                          extra=[EpochSeeds(cfg.seed), *([keep] if keep else []), *callbacks])
         if spec.aux_losses:  # class weights enter the per-output sample weights
-            targets, weights = build_targets(y, aus, self.num_classes, spec.aux_losses, cw, classes=self.classes)
+            targets, weights = build_targets(yf, aus, self.num_classes, spec.aux_losses, cw, classes=self.classes)
             cw = None
         else:
-            targets, weights = y, None
+            targets, weights = yf, None
         with phase("dataset"):
-            ds, steps = training_dataset(x, targets, cfg.batch_size, cfg.epochs, cfg.seed, cfg.augment, cfg.flow_input,
+            ds, steps = training_dataset(xf, targets, cfg.batch_size, cfg.epochs, cfg.seed, cfg.augment, cfg.flow_input,
                                          sample_weight=weights, start_epoch=start, shift=cfg.shift)
-        model.fit(ds, epochs=cfg.epochs, steps_per_epoch=steps, verbose=0, class_weight=cw, callbacks=fit_callbacks)
+        history = model.fit(ds, epochs=cfg.epochs, steps_per_epoch=steps, verbose=0, class_weight=cw,
+                            callbacks=fit_callbacks)
         clock.close()
-        if not finite_weights(model):  # the last step's update, after the last loss was measured
-            raise OptionError(divergence_message(label, "the weights became NaN or infinite", cfg.epochs, cfg.epochs,
-                                                 learning_rate(cfg)))
         remove_fit_backup(backup_dir, self.strategy)
-        return model
+        return fold_outcomes(labels, divergence, history.history, lambda _: model.get_weights(), lambda _: model,
+                             learning_rate(cfg), keep.probabilities if keep else None)
 
 
 def fit_model(x: np.ndarray, y: np.ndarray, num_classes: int, cfg: TrainConfig,
@@ -276,13 +304,4 @@ def weights_fingerprint(model: keras.Model) -> str:
     return digest.hexdigest()[:16]
 
 
-def final_train_metrics(history: dict) -> tuple[float, float]:
-    """(loss, accuracy) of the last epoch from a Keras history (single or multi-output).
-
-    (None, None) when the fit ran no epoch in this process (resumed from a backup of its last epoch).
-    """
-    acc = history.get("accuracy", history.get("predictions_accuracy"))
-    if not history.get("loss"):
-        return None, None
-    return float(history["loss"][-1]), float(acc[-1])
 

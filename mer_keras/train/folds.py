@@ -16,7 +16,7 @@ from mer_keras._keras import tf
 from mer_keras.data.protocols import Fold
 from mer_keras.metrics import compute_metrics
 from mer_keras.models.inference import predict_proba
-from mer_keras.train.fit import FoldTrainer, TrainConfig, final_train_metrics
+from mer_keras.train.fit import FoldTrainer, TrainConfig
 from mer_keras.train.memory import releasing_fit_memory
 from mer_keras.train.timing import phase
 
@@ -70,17 +70,16 @@ def run_folds(x: np.ndarray, y: np.ndarray, folds: Sequence[Fold], classes: Sequ
     Raises:
         OptionError: ``cfg.parallel_folds`` > 1 where it does not apply; a fold whose training loss,
             weights or test probabilities became NaN or infinite (the fold and epoch named; nothing
-            of it reaches ``on_fold_end``). A fold trained with others stops alone: the others
-            finish and are written first, then the error names the first diverged fold.
+            of it reaches ``on_fold_end``). Such a fold stops alone: the other folds (of its program
+            and after it) finish and are written first, then the error names the first diverged fold.
     """
     from mer_keras.errors import OptionError
-    from mer_keras.train.callbacks import CheckpointPredictions, divergence_message
+    from mer_keras.train.callbacks import divergence_message
     from mer_keras.train.fit import learning_rate
     from mer_keras.train.multifold import (
         choose_parallel_folds,
         group_folds,
         group_name,
-        program_groups,
         steps_per_epoch,
     )
 
@@ -125,49 +124,33 @@ def run_folds(x: np.ndarray, y: np.ndarray, folds: Sequence[Fold], classes: Sequ
                 on_fold_end(fold, p, row)
 
     with releasing_fit_memory(timed=True):
-        single, vectorized = None, None
+        trainers: dict[bool, object] = {}
         for group in programs:
             callbacks = list(fold_callbacks(group)) if fold_callbacks else []
-            backup_dir = Path(backup_root) / group_name(group) if backup_root else None
-            if len(group) == 1:
-                fold = group[0]
-                single = single or FoldTrainer(x.shape[1:], len(classes), cfg, strategy, classes)
-                if checkpoints:
-                    keep = CheckpointPredictions([(None, x[fold.test])], checkpoints)
-                    callbacks.append(keep)
-                model = single.fit(x[fold.train], y[fold.train], callbacks,
-                                   aus=[aus[i] for i in fold.train] if aus is not None else None,
-                                   backup_dir=backup_dir, label=f"fold {fold.name}")
-                final = final_train_metrics(model.history.history)
-                with phase("predict"):
-                    p = predict_proba(model, x[fold.test])
-                if checkpoints:
-                    at_epochs[fold.name] = keep.probabilities[0]
-                finish(fold, p, *final)
-                continue
-            if vectorized is None:
-                from mer_keras.train.vectorized import VectorizedTrainer
+            together = len(group) > 1
+            if together not in trainers:
+                if together:
+                    from mer_keras.train.vectorized import VectorizedTrainer
 
-                vectorized = VectorizedTrainer(x.shape[1:], len(classes), cfg)
-            results = vectorized.fit(x, y, [f.train for f in group], program_groups(len(group)), callbacks,
-                                     backup_dir=backup_dir,
-                                     labels=["the final model" if f.name == FINAL else f"fold {f.name}"
-                                             for f in group],
-                                     holdouts=[x[f.test] for f in group] if checkpoints else None,
-                                     checkpoints=checkpoints)
+                    trainers[together] = VectorizedTrainer(x.shape[1:], len(classes), cfg)
+                else:
+                    trainers[together] = FoldTrainer(x.shape[1:], len(classes), cfg, strategy, classes)
+            results = trainers[together].fit_program(
+                x, y, [f.train for f in group], callbacks,
+                backup_dir=Path(backup_root) / group_name(group) if backup_root else None,
+                labels=["the final model" if f.name == FINAL else f"fold {f.name}" for f in group],
+                holdouts=[x[f.test] for f in group] if checkpoints else None, checkpoints=checkpoints, aus=aus)
             for fold, result in zip(group, results):
-                if result["diverged"]:
-                    diverged.append(result["diverged"])
-                    continue
-                if fold.name == FINAL:
-                    trainer, weights = vectorized, result["weights"]
-                    out_final.update(final_weights=weights, final_model=lambda: trainer.fold_model(weights))
-                    continue
-                with phase("predict"):
-                    p = predict_proba(vectorized.fold_model(result["weights"]), x[fold.test])
-                if checkpoints:
-                    at_epochs[fold.name] = result["checkpoints"]
-                finish(fold, p, result["final_loss"], result["final_accuracy"])
+                if result.diverged:
+                    diverged.append(result.diverged)
+                elif fold.name == FINAL:
+                    out_final.update(final_weights=result.weights, final_model=result.model)
+                else:
+                    with phase("predict"):
+                        p = predict_proba(result.model(), x[fold.test])
+                    if checkpoints:
+                        at_epochs[fold.name] = result.checkpoints
+                    finish(fold, p, result.final_loss, result.final_accuracy)
     if diverged:  # the other folds are written: --resume trains only these again
         more = f" (and {len(diverged) - 1} more fold(s) that diverged)" if len(diverged) > 1 else ""
         raise OptionError(diverged[0] + more)

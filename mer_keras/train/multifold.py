@@ -17,10 +17,6 @@ import numpy as np
 from mer_keras._keras import tf
 from mer_keras.train.config import TrainConfig
 
-#: Folds per group of a program: one grouped convolution holds this many folds. 8 kept the
-#: activations in cache and ran fastest in the prototype of issue 32 (STSTNet, 2 cores: 12.6-13.5
-#: ms per fold-epoch with 8 per group, 18.2-18.7 with all 69 in one); tools/bench_loso.py measures it.
-FOLDS_PER_GROUP = 8
 #: Largest program chosen automatically (folds trained by one ``fit``).
 MAX_AUTO_FOLDS = 72
 #: Per-sample forward FLOPs under which folds train together by default: a bigger model's own
@@ -160,14 +156,6 @@ def group_folds(folds: Sequence, batch_size: int, k: int) -> list[list]:
         size = -(-len(same) // n)
         groups += [same[i:i + size] for i in range(0, len(same), size)]
     return groups
-
-
-def program_groups(n: int, per_group: int = FOLDS_PER_GROUP) -> list[int]:
-    """Folds per group of a program of ``n`` folds: groups of at most ``per_group``, as even as
-    possible (``20`` -> ``[7, 7, 6]``)."""
-    groups = -(-n // per_group)
-    base, extra = divmod(n, groups)
-    return [base + (i < extra) for i in range(groups)]
 
 
 def group_name(folds: Sequence) -> str:

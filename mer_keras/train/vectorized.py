@@ -139,6 +139,20 @@ def branch_fusions(template: keras.Model) -> list[dict]:
     return fusions
 
 
+#: Folds per group of a program: one grouped convolution holds this many folds. 8 kept the
+#: activations in cache and ran fastest in the prototype (STSTNet, 2 cores: 12.6-13.5 ms per
+#: fold-epoch with 8 per group, 18.2-18.7 with all 69 in one; docs/BENCHMARKS.md).
+FOLDS_PER_GROUP = 8
+
+
+def program_groups(n: int, per_group: int = FOLDS_PER_GROUP) -> list[int]:
+    """Folds per group of a program of ``n`` folds: groups of at most ``per_group``, as even as
+    possible (``20`` -> ``[7, 7, 6]``)."""
+    groups = -(-n // per_group)
+    base, extra = divmod(n, groups)
+    return [base + (i < extra) for i in range(groups)]
+
+
 class FoldedNetwork(tf.Module):
     """One group of K folds of a functional tf_keras model, with its own stacked variables.
 
@@ -467,6 +481,12 @@ class FoldedModel(keras.Model):
     def reset_metrics(self):
         self._sums.assign(tf.zeros_like(self._sums))
 
+    def stop_folds(self, indices) -> None:
+        """Switch folds off (numbered over the groups): their losses leave the program's loss."""
+        alive = self.alive.numpy()
+        alive[list(indices)] = 0.0
+        self.alive.assign(alive)
+
     def reseed(self, epoch: int) -> None:
         for net in self.nets:
             net.reseed(self.seed, epoch)
@@ -663,43 +683,6 @@ class _Reseed(keras.callbacks.Callback):
         self.program.reseed(epoch)
 
 
-class FoldDivergence(keras.callbacks.Callback):
-    """A fold whose training loss becomes NaN or infinite stops; the other folds of its program go on.
-
-    At the end of each epoch, every fold of the program whose ``fold<i>_train_loss`` is not finite
-    is switched off (its loss no longer enters the program's loss, so its weights stop changing
-    and cannot reach another fold's) and recorded with its epoch. It must come first among the
-    program's callbacks, before anything writes the epoch.
-
-    Args:
-        program: the :class:`FoldedModel`. labels: per fold, its name (``fold sub01``). epochs: the fit's.
-    Attributes:
-        diverged: {fold index: (epoch (1-based), loss value)}.
-    """
-
-    def __init__(self, program: FoldedModel, labels, epochs: int):
-        super().__init__()
-        self.program, self.labels, self.epochs = program, list(labels), int(epochs)
-        self.diverged: dict[int, tuple[int, float]] = {}
-
-    def on_epoch_end(self, epoch, logs=None):
-        import math
-
-        logs = logs or {}
-        alive = self.program.alive.numpy()
-        for i in range(len(self.labels)):
-            value = logs.get(f"fold{i}_train_loss")
-            if i not in self.diverged and value is not None and not math.isfinite(float(value)):
-                self.diverged[i] = (epoch + 1, float(value))
-                alive[i] = 0.0
-        self.program.alive.assign(alive)
-        for i in self.diverged:  # what a stopped fold shows from then on: not a figure
-            logs.pop(f"fold{i}_train_loss", None)
-            logs.pop(f"fold{i}_accuracy", None)
-        if self.diverged and len(self.diverged) == len(self.labels):
-            self.model.stop_training = True
-
-
 class _HoldoutPredictions(keras.callbacks.Callback):
     """At chosen epochs, each fold's held-out samples predicted with the fold's weights then."""
 
@@ -779,33 +762,35 @@ class VectorizedTrainer:
         self.plain.set_weights(weights)
         return self.plain
 
-    def fit(self, x, y, train_indices, ks, callbacks=(), backup_dir=None, labels=None, holdouts=None,
-            checkpoints=None):
+    def fit_program(self, x, y, train_indices, callbacks=(), backup_dir=None, labels=None, holdouts=None,
+                    checkpoints=None, aus=None, ks=None):
         """Train fold ``i`` on ``x[train_indices[i]]`` for ``cfg.epochs`` epochs, all folds in one program.
 
         Args:
             x, y: (N, ...) float32 inputs in [0, 255] and (N,) int labels of every sample.
             train_indices: per fold, its training samples (indices into x), every fold giving the
-                same steps per epoch. ks: folds per group (sum = number of folds).
+                same steps per epoch.
             callbacks: extra Keras callbacks (progress, per-fold history with prefixes ``fold<i>_``).
             backup_dir: the program's training backup (Keras ``BackupAndRestore``), or None.
             labels: per fold its name in messages (``fold sub01``).
             holdouts, checkpoints: per fold (n_i, ...) held-out inputs predicted after each epoch
                 count of ``checkpoints`` (nested selection).
+            aus: unused (AU heads are not translated; the signature is every trainer's).
+            ks: folds per group (sum = number of folds); default
+                :func:`program_groups`.
         Returns:
-            Per fold ``{"weights": list of arrays (the template's order), "final_loss",
-            "final_accuracy": floats or None, "diverged": message or None, "checkpoints":
-            {epoch: (n_i, K) probabilities}}``.
+            Per fold a :class:`~mer_keras.train.program.FoldFit` (weights in the template's order).
         Raises:
             DataError: an input holds NaN or infinite values (before any training).
             RunFolderError: an unreadable backup.
         """
         from mer_keras.data.checks import check_finite_inputs
-        from mer_keras.train.callbacks import EpochTiming, PeriodicBackupAndRestore, divergence_message
         from mer_keras.train.fit import backup_epoch, learning_rate, remove_fit_backup
+        from mer_keras.train.program import FoldDivergence, fold_outcomes, program_callbacks
         from mer_keras.train.timing import EpochClock, phase
 
         cfg = self.cfg
+        ks = list(ks) if ks is not None else program_groups(len(train_indices))
         labels = list(labels) if labels is not None else [f"fold {i}" for i in range(len(train_indices))]
         for label, train in zip(labels, train_indices):
             check_finite_inputs(x[train], label)
@@ -818,33 +803,13 @@ class VectorizedTrainer:
         with phase("dataset"):
             ds, steps = folded_dataset(train_indices, y, cfg, self.num_classes, ks, start_epoch=start)
         clock = EpochClock(sum(len(t) for t in train_indices))
-        divergence = FoldDivergence(program, labels, cfg.epochs)
-        fit_callbacks = [FoldLogs(), divergence, _Reseed(program), EpochTiming(clock)]
-        if backup_dir:
-            fit_callbacks.append(PeriodicBackupAndRestore(str(backup_dir), 60.0 * cfg.backup_minutes))
-        keep = None
-        if checkpoints:
-            keep = _HoldoutPredictions(program, self.plain, holdouts, checkpoints)
-            fit_callbacks.append(keep)
+        divergence = FoldDivergence(labels, cfg.epochs, stop_folds=program.stop_folds)
+        keep = _HoldoutPredictions(program, self.plain, holdouts, checkpoints) if checkpoints else None
+        fit_callbacks = program_callbacks(divergence, clock, backup_dir, cfg.backup_minutes, first=[FoldLogs()],
+                                          extra=[_Reseed(program), *([keep] if keep else []), *callbacks])
         keras.utils.set_random_seed(cfg.seed)
-        history = program.fit(ds, epochs=cfg.epochs, steps_per_epoch=steps, verbose=0,
-                              callbacks=[*fit_callbacks, *callbacks])
+        history = program.fit(ds, epochs=cfg.epochs, steps_per_epoch=steps, verbose=0, callbacks=fit_callbacks)
         clock.close()
         remove_fit_backup(backup_dir, program.distribute_strategy)
-        out = []
-        for i, label in enumerate(labels):
-            weights = program.fold_weights(i)
-            message = None
-            if i in divergence.diverged:
-                epoch, value = divergence.diverged[i]
-                message = divergence_message(label, f"the training loss is {value}", epoch, cfg.epochs,
-                                             learning_rate(cfg))
-            elif not all(np.isfinite(w).all() for w in weights):  # the last step's update
-                message = divergence_message(label, "the weights became NaN or infinite", cfg.epochs, cfg.epochs,
-                                             learning_rate(cfg))
-            loss = history.history.get(f"fold{i}_train_loss")
-            acc = history.history.get(f"fold{i}_accuracy")
-            out.append({"weights": weights, "final_loss": float(loss[-1]) if loss and message is None else None,
-                        "final_accuracy": float(acc[-1]) if acc and message is None else None,
-                        "diverged": message, "checkpoints": keep.probabilities[i] if keep else {}})
-        return out
+        return fold_outcomes(labels, divergence, history.history, program.fold_weights, self.fold_model,
+                             learning_rate(cfg), keep.probabilities if keep else None)

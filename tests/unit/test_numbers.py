@@ -92,18 +92,36 @@ def test_a_search_space_is_checked_from_text_and_from_python():
     assert "cannot be searched" in check_space({"dropout": [0.1]})
 
 
-def test_a_non_finite_loss_stops_the_fit_naming_the_fold_and_epoch():
-    from mer_keras.train.callbacks import StopOnNonFiniteLoss
+def test_a_non_finite_loss_stops_that_fold_naming_it_and_its_epoch():
+    """The one divergence check of every program (one fold or many): the fold that diverged is
+    switched off and its figures leave the epoch's logs; the fit ends when every fold has stopped;
+    the message names the fold, the epoch and the learning rate."""
+    from mer_keras.train.program import FoldDivergence, fold_outcomes
 
-    stop = StopOnNonFiniteLoss(["fold sub01"], epochs=80, lr=1e6)
-    stop.on_epoch_end(0, {"loss": 1.2, "accuracy": 0.5})  # finite: nothing happens
-    with pytest.raises(OptionError, match=r"^fold sub01: the training loss is nan at epoch 3 of 80; the learning "
-                                          r"rate 1e\+06 is likely too large \(try a smaller --lr\)"):
-        stop.on_epoch_end(2, {"loss": math.nan})
-    copies = StopOnNonFiniteLoss(["fold a", "fold b", "fold c"], epochs=5, prefixes=["fold0_", "fold1_", "fold2_"])
-    with pytest.raises(OptionError, match=r"^fold b: the training loss is inf at epoch 1 of 5"):
-        copies.on_epoch_end(0, {"loss": math.inf, "fold0_train_loss": 1.0, "fold1_train_loss": math.inf,
-                                "fold2_train_loss": 0.9})
+    class Model:
+        stop_training = False
+
+    stopped = []
+    check = FoldDivergence(["fold a", "fold b", "fold c"], epochs=5, stop_folds=stopped.extend)
+    check.set_model(Model())
+    logs = {"loss": 1.0, "fold0_train_loss": 1.0, "fold0_accuracy": 0.5, "fold1_train_loss": math.inf,
+            "fold1_accuracy": 0.3, "fold2_train_loss": 0.9}
+    check.on_epoch_end(0, logs)
+    assert stopped == [1] and check.diverged == {1: (1, math.inf)}
+    assert "fold1_train_loss" not in logs and "fold1_accuracy" not in logs and logs["fold0_train_loss"] == 1.0
+    assert not check.model.stop_training
+    check.on_epoch_end(1, {"fold0_train_loss": math.nan, "fold2_train_loss": math.nan})
+    assert stopped == [1, 0, 2] and check.model.stop_training
+    history = {"fold0_train_loss": [1.0], "fold0_accuracy": [0.5], "fold2_train_loss": [0.9], "fold2_accuracy": [0.4]}
+    results = fold_outcomes(["fold a", "fold b", "fold c"], check, history, lambda i: [np.ones(2)],
+                            lambda w: None, lr=1e6)
+    assert results[1].diverged.startswith("fold b: the training loss is inf at epoch 1 of 5; the learning rate "
+                                          "1e+06 is likely too large (try a smaller --lr)")
+    assert results[0].diverged.startswith("fold a: the training loss is nan at epoch 2 of 5")
+    assert all(r.final_loss is None for r in results)
+    ok = fold_outcomes(["fold a"], FoldDivergence(["fold a"], 5), {"fold0_train_loss": [0.7]},
+                       lambda i: [np.array([np.nan])], lambda w: None, lr=None)
+    assert ok[0].diverged.startswith("fold a: the weights became NaN or infinite at epoch 5 of 5")
 
 
 def test_a_nan_input_is_named_before_training_not_blamed_on_the_learning_rate():
@@ -125,8 +143,8 @@ def test_a_nan_input_is_named_before_training_not_blamed_on_the_learning_rate():
     trainer = VectorizedTrainer((28, 28, 3), 3, cfg)
     with pytest.raises(DataError, match=r"^fold sub02: input sample 3 of 6 holds NaN values \(and 1 more sample"
                                         r"\(s\)\); network inputs must be finite numbers") as err:
-        trainer.fit(np.concatenate(xs), np.concatenate(ys), [np.arange(6), np.arange(6, 12)], [2],
-                    labels=["fold sub01", "fold sub02"])
+        trainer.fit_program(np.concatenate(xs), np.concatenate(ys), [np.arange(6), np.arange(6, 12)],
+                            labels=["fold sub01", "fold sub02"])
     assert "learning rate" not in str(err.value)
     xs[0][5, 1, 1, 1] = -np.inf
     with pytest.raises(DataError, match=r"^the final model: input sample 6 of 6 holds infinite values;"):

@@ -20,9 +20,9 @@ from mer_keras.train.multifold import (
     choose_parallel_folds,
     forward_flops,
     group_folds,
-    program_groups,
     steps_per_epoch,
 )
+from mer_keras.train.vectorized import program_groups
 
 CLASSES = ["a", "b", "c"]
 #: A fold trained with others against alone. Without batch normalization the folded program does
