@@ -167,7 +167,7 @@ def train_config(opts: TrainOptions, rep: RepresentationConfig) -> TrainConfig:
                        flow_input=rep.representation == "flow", aux_weights=dict(opts.aux_weights or {}),
                        init_from=opts.init_from, freeze_until=opts.freeze_until, deterministic=opts.deterministic,
                        mixed_precision=opts.mixed_precision, backup_minutes=opts.backup_minutes,
-                       parallel_folds=opts.parallel_folds)
+                       parallel_folds=opts.parallel_folds, weight_decay=opts.weight_decay or 0.0, ema=opts.ema or 0.0)
 
 
 def check_init_source(init_from: str, dataset: str, protocol: str, console) -> None:
@@ -281,6 +281,10 @@ EXECUTION_OPTIONS = ("resume", "out", "workers", "cache_dir", "folds", "final", 
                      "parallel_folds", "tensorboard", "backup_minutes", "strict", "root", "faces", "test_root")
 
 
+#: Options added after fold files recorded their identity, with the value that changes nothing.
+LATER_OPTIONS = {"weight_decay": 0.0, "ema": 0.0}
+
+
 def data_fingerprint(data: Dataset) -> str:
     """16 hex digits of sha256 over the records' keys and labels: the data a fold was trained and tested on."""
     import hashlib
@@ -295,8 +299,11 @@ def fold_identity(opts: TrainOptions, rep: RepresentationConfig, fingerprint: st
     a resumed run refuses fold files whose identity differs (:func:`mer_keras.runs.check_identity`)."""
     import json
 
-    options = {k: v for k, v in asdict(opts).items() if k not in EXECUTION_OPTIONS}
-    training = {k: v for k, v in cfg.to_dict().items() if k not in EXECUTION_OPTIONS}
+    def kept(k, v):  # options added later are left out at their neutral value: older fold files still match
+        return k not in EXECUTION_OPTIONS and not (k in LATER_OPTIONS and v in (None, LATER_OPTIONS[k]))
+
+    options = {k: v for k, v in asdict(opts).items() if kept(k, v)}
+    training = {k: v for k, v in cfg.to_dict().items() if kept(k, v)}
     return json.loads(json.dumps({"options": options, "representation": asdict(rep), "training": training,
                                   "data": fingerprint}, default=str))
 

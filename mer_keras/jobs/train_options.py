@@ -124,6 +124,11 @@ class TrainOptions:
                                max=MAX_SHIFT)
     class_weight: bool | None = option(None, "Balanced class weights from the training folds; default: on, or the "
                                        "recipe's.", secondary="--no-class-weight")
+    weight_decay: float | None = option(None, "Decoupled weight decay of Adam (AdamW): every step w -= lr * "
+                                        "weight_decay * w; default: 0 (none).", min=0.0, max=1e3)
+    ema: float | None = option(None, "Keep a moving average of the weights with this momentum (e.g. 0.99) and "
+                               "end every fit with it instead of the last step's weights; default: 0 (off).",
+                               min=0.0, max=0.9999)
     flow_method: str = option("tvl1", "Optical flow method (flow representation).", choices=lambda: names.FLOW_METHODS)
     flow_encoding: str | None = option(None, "How flow becomes 0..255: fixed (one scale for every clip) or minmax "
                                        "(each channel of each image stretched, as published flow sets are); default: "

@@ -148,11 +148,13 @@ class CheckpointPredictions(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         from mer_keras.models.inference import predict_proba
+        from mer_keras.train.program import averaged_weights
 
         if epoch + 1 not in self.epochs:
             return
-        for store, (model, x) in zip(self.probabilities, self.targets):
-            store[epoch + 1] = predict_proba(model if model is not None else self.model, x)
+        with averaged_weights(self.model):  # with an EMA of the weights: what a fit of this many epochs ends with
+            for store, (model, x) in zip(self.probabilities, self.targets):
+                store[epoch + 1] = predict_proba(model if model is not None else self.model, x)
 
 
 class EpochHistory(keras.callbacks.Callback):

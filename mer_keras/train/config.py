@@ -43,9 +43,16 @@ class TrainConfig:
             weights and metrics on the same machine.
         mixed_precision: build under ``mixed_float16`` (GPU speed-up; outputs stay float32).
         backup_minutes: least time between two backups of a fit given a ``backup_dir`` (0: every epoch).
-        parallel_folds: folds trained at once by one model of K copies (small models; see
+        parallel_folds: folds trained at once (small models; see
             :func:`mer_keras.train.multifold.choose_parallel_folds`); 0: chosen from the model's
             FLOPs and the cores; 1: one fold at a time.
+        weight_decay: decoupled weight decay (AdamW, Loshchilov & Hutter, ICLR 2019), applied by
+            Keras' Adam as ``w -= lr * weight_decay * w`` to every trainable weight each step;
+            0: none. Typical values 1e-4 to 0.1.
+        ema: momentum of an exponential moving average of the weights (Keras' Adam
+            ``use_ema``: ``a = ema * a + (1 - ema) * w`` after every step, ``a`` starting at the
+            initial weights); the fitted model holds the average, so no epoch is picked. 0: off;
+            else in (0, 1), e.g. 0.99 (an average over about the last 100 steps).
     """
 
     model: str = "learnet"
@@ -65,6 +72,8 @@ class TrainConfig:
     mixed_precision: bool = False
     backup_minutes: float = 1.0
     parallel_folds: int = 0
+    weight_decay: float = 0.0
+    ema: float = 0.0
 
     def __post_init__(self) -> None:
         """Refuse numbers training cannot use, named as on the command line, before anything is built
@@ -88,7 +97,7 @@ class TrainConfig:
         whole("seed", 0, MAX_SEED)
         whole("shift", 0, MAX_SHIFT)
         whole("parallel_folds", 0, MAX_PARALLEL_FOLDS)
-        for name, above in (("lr", True), ("backup_minutes", False)):
+        for name, above in (("lr", True), ("backup_minutes", False), ("weight_decay", False), ("ema", False)):
             value = getattr(self, name)
             if value is None and name == "lr":
                 continue
@@ -96,6 +105,8 @@ class TrainConfig:
                     not math.isfinite(value) or (value <= 0 if above else value < 0):
                 raise OptionError(f"--{name.replace('_', '-')} {value!r}: expected a finite number "
                                   f"{'above 0' if above else 'of at least 0'}")
+        if self.ema >= 1:
+            raise OptionError(f"--ema {self.ema!r}: expected 0 (off) or a momentum below 1, e.g. 0.99")
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -76,11 +76,19 @@ def compile_model(model: keras.Model, cfg: TrainConfig) -> None:
     spec = get_spec(cfg.model)
     if spec.aux_losses:
         loss, loss_weights = aux_losses_for(spec.aux_losses, cfg.aux_weights)
-        model.compile(optimizer=keras.optimizers.Adam(learning_rate(cfg)), loss=loss, loss_weights=loss_weights,
+        model.compile(optimizer=make_optimizer(cfg), loss=loss, loss_weights=loss_weights,
                       metrics={"predictions": ["accuracy"]})
     else:
-        model.compile(optimizer=keras.optimizers.Adam(learning_rate(cfg)), loss="sparse_categorical_crossentropy",
-                      metrics=["accuracy"])
+        model.compile(optimizer=make_optimizer(cfg), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+
+
+def make_optimizer(cfg: TrainConfig):
+    """Keras' Adam of every fit, one fold or many: rate :func:`learning_rate`, with ``cfg.weight_decay``
+    (decoupled, AdamW) and ``cfg.ema`` (a moving average of the weights, written into the model when
+    the fit ends) when set. Both act element by element, so a program of folds applies them to each
+    fold as the fold alone gets them."""
+    return keras.optimizers.Adam(learning_rate(cfg), weight_decay=cfg.weight_decay or None,
+                                 use_ema=cfg.ema > 0, ema_momentum=cfg.ema if cfg.ema > 0 else 0.99)
 
 
 def learning_rate(cfg: TrainConfig) -> float:

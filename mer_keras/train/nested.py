@@ -38,7 +38,7 @@ from mer_keras.train.config import MAX_BATCH_SIZE, MAX_EPOCHS, MAX_SHIFT
 #: Training options a search space may vary, and their types. ``epochs`` is scored from
 #: checkpoints of one fit; every other combination is its own fit (a *recipe*).
 SEARCHABLE: dict[str, type] = {"lr": float, "epochs": int, "batch_size": int, "augment": bool, "shift": int,
-                               "class_weight": bool}
+                               "class_weight": bool, "weight_decay": float, "ema": float}
 _TRUE, _FALSE = ("1", "true", "on", "yes"), ("0", "false", "off", "no")
 
 
@@ -65,7 +65,7 @@ def _value(key: str, text: str):
 
 
 #: Largest value of each searchable number (the options' own bounds).
-_SPACE_MAX = {"epochs": MAX_EPOCHS, "batch_size": MAX_BATCH_SIZE, "shift": MAX_SHIFT}
+_SPACE_MAX = {"epochs": MAX_EPOCHS, "batch_size": MAX_BATCH_SIZE, "shift": MAX_SHIFT, "weight_decay": 1e3}
 
 
 def space_value_problem(key: str, value) -> str | None:
@@ -81,6 +81,8 @@ def space_value_problem(key: str, value) -> str | None:
         return "expected a finite number " + ("above 0" if key in ("lr", "epochs", "batch_size") else "of at least 0")
     if key in _SPACE_MAX and value > _SPACE_MAX[key]:
         return f"expected at most {_SPACE_MAX[key]}"
+    if key == "ema" and value >= 1:
+        return "expected 0 (off) or a momentum below 1"
     return None
 
 

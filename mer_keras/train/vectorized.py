@@ -693,12 +693,14 @@ class _HoldoutPredictions(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         from mer_keras.models.inference import predict_proba
+        from mer_keras.train.program import averaged_weights
 
         if epoch + 1 not in self.epochs:
             return
-        for i, x in enumerate(self.holdouts):
-            self.plain.set_weights(self.program.fold_weights(i))
-            self.probabilities[i][epoch + 1] = predict_proba(self.plain, x)
+        with averaged_weights(self.program):  # what the fit would end with at this epoch
+            for i, x in enumerate(self.holdouts):
+                self.plain.set_weights(self.program.fold_weights(i))
+                self.probabilities[i][epoch + 1] = predict_proba(self.plain, x)
 
 
 def grouped_convolution_works() -> bool:
@@ -785,7 +787,7 @@ class VectorizedTrainer:
             RunFolderError: an unreadable backup.
         """
         from mer_keras.data.checks import check_finite_inputs
-        from mer_keras.train.fit import backup_epoch, learning_rate, remove_fit_backup
+        from mer_keras.train.fit import backup_epoch, learning_rate, make_optimizer, remove_fit_backup
         from mer_keras.train.program import FoldDivergence, fold_outcomes, program_callbacks
         from mer_keras.train.timing import EpochClock, phase
 
@@ -798,7 +800,7 @@ class VectorizedTrainer:
         self.template.set_weights(self.initial)
         with phase("build"):
             program = FoldedModel(self.template, ks, cfg, aux=self.aux, x=x)
-            program.compile(optimizer=keras.optimizers.Adam(learning_rate(cfg)))
+            program.compile(optimizer=make_optimizer(cfg))
         start = backup_epoch(backup_dir) if backup_dir else 0
         with phase("dataset"):
             ds, steps = folded_dataset(train_indices, y, cfg, self.num_classes, ks, start_epoch=start)

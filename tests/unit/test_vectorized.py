@@ -268,3 +268,33 @@ def test_the_final_model_trained_in_a_program_equals_the_final_model_trained_alo
     assert "final_model" not in other_steps
     full = run_folds(x, y, folds, CLASSES, replace(cfg, parallel_folds=3), final=everything)  # no room: alone
     assert "final_model" not in full
+
+
+@pytest.mark.parametrize("model,size", [("ststnet", 28), ("off_apexnet", 28)])
+def test_weight_decay_and_a_moving_average_of_the_weights_act_on_each_fold_as_alone(model, size):
+    """Keras' Adam with decoupled weight decay and an EMA of the weights acts element by element on
+    the programs' stacked weights: each fold of a program ends with the average its fit alone
+    ends with (within ATOL), and the average differs from the last step's weights."""
+    x, y, folds = uneven_set(n=36, subjects=3, size=size)
+    cfg = dict(model=model, epochs=2, batch_size=8, flow_input=True, seed=5, weight_decay=0.05, ema=0.9)
+    alone = run_folds(x, y, folds, CLASSES, TrainConfig(**cfg, parallel_folds=1))
+    together = run_folds(x, y, folds, CLASSES, TrainConfig(**cfg, parallel_folds=3))
+    np.testing.assert_allclose(together["probabilities"], alone["probabilities"], atol=ATOL, rtol=0)
+    plain = run_folds(x, y, folds, CLASSES, TrainConfig(**{**cfg, "ema": 0.0}, parallel_folds=3))
+    assert np.abs(plain["probabilities"] - together["probabilities"]).max() > 1e-4
+
+
+@pytest.mark.parametrize("parallel", [1, 3])
+def test_checkpoint_predictions_with_a_moving_average_are_those_of_the_shorter_fit(parallel):
+    """Nested selection scores epoch counts from one fit: with an EMA of the weights, the
+    predictions after epoch e are made with the average at epoch e, what a fit of e epochs ends
+    with (one fold alone and three in a program)."""
+    x, y, folds = uneven_set(n=36, subjects=3)
+    cfg = dict(model="ststnet", batch_size=8, flow_input=True, seed=6, ema=0.8, parallel_folds=parallel)
+    long = run_folds(x, y, folds, CLASSES, TrainConfig(**cfg, epochs=3), checkpoints=[2, 3])
+    short = run_folds(x, y, folds, CLASSES, TrainConfig(**cfg, epochs=2))
+    for fold in folds:
+        np.testing.assert_allclose(long["checkpoints"][fold.name][2], short["probabilities"][fold.test], atol=ATOL,
+                                   rtol=0)
+        np.testing.assert_allclose(long["checkpoints"][fold.name][3], long["probabilities"][fold.test], atol=ATOL,
+                                   rtol=0)
