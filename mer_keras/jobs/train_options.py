@@ -129,6 +129,8 @@ class TrainOptions:
     ema: float | None = option(None, "Keep a moving average of the weights with this momentum (e.g. 0.99) and "
                                "end every fit with it instead of the last step's weights; default: 0 (off).",
                                min=0.0, max=0.9999)
+    label_smoothing: float | None = option(None, "Label smoothing of the classification loss: targets (1 - s) * "
+                                           "one-hot + s / K; default: 0 (none).", min=0.0, max=0.99)
     flow_method: str = option("tvl1", "Optical flow method (flow representation).", choices=lambda: names.FLOW_METHODS)
     flow_encoding: str | None = option(None, "How flow becomes 0..255: fixed (one scale for every clip) or minmax "
                                        "(each channel of each image stretched, as published flow sets are); default: "

@@ -53,6 +53,8 @@ class TrainConfig:
             ``use_ema``: ``a = ema * a + (1 - ema) * w`` after every step, ``a`` starting at the
             initial weights); the fitted model holds the average, so no epoch is picked. 0: off;
             else in (0, 1), e.g. 0.99 (an average over about the last 100 steps).
+        label_smoothing: the class targets of the loss are ``(1 - s) * one_hot + s / K`` (Szegedy
+            et al., CVPR 2016, Sec. 7); 0: none; in [0, 1).
     """
 
     model: str = "learnet"
@@ -74,6 +76,7 @@ class TrainConfig:
     parallel_folds: int = 0
     weight_decay: float = 0.0
     ema: float = 0.0
+    label_smoothing: float = 0.0
 
     def __post_init__(self) -> None:
         """Refuse numbers training cannot use, named as on the command line, before anything is built
@@ -105,6 +108,8 @@ class TrainConfig:
                     not math.isfinite(value) or (value <= 0 if above else value < 0):
                 raise OptionError(f"--{name.replace('_', '-')} {value!r}: expected a finite number "
                                   f"{'above 0' if above else 'of at least 0'}")
+        if self.label_smoothing >= 1:
+            raise OptionError(f"--label-smoothing {self.label_smoothing!r}: expected a number from 0 to below 1")
         if self.ema >= 1:
             raise OptionError(f"--ema {self.ema!r}: expected 0 (off) or a momentum below 1, e.g. 0.99")
 

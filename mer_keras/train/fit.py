@@ -67,19 +67,27 @@ def local_float32_copy(model: keras.Model, cfg: TrainConfig) -> keras.Model:
 def compile_model(model: keras.Model, cfg: TrainConfig) -> None:
     """Compile ``model`` for training with Adam at ``cfg.lr`` (default: the registry's rate).
 
-    Single-output models: sparse cross-entropy and accuracy. Models with auxiliary heads (registry
-    ``aux_losses``): one loss per output, weighted (:func:`mer_keras.train.targets.aux_losses_for`).
+    Single-output models: sparse cross-entropy (label-smoothed with ``cfg.label_smoothing``) and
+    accuracy. Models with auxiliary heads (registry ``aux_losses``): one loss per output, weighted
+    (:func:`mer_keras.train.targets.aux_losses_for`).
     """
     from mer_keras.registry import get_spec
     from mer_keras.train.targets import aux_losses_for
 
     spec = get_spec(cfg.model)
+    classification = "sparse_categorical_crossentropy"
+    if cfg.label_smoothing:
+        from mer_keras.train.targets import SmoothedSparseCrossentropy
+
+        classes = model.get_layer("predictions").output_shape[-1]
+        classification = SmoothedSparseCrossentropy(cfg.label_smoothing, classes)
     if spec.aux_losses:
         loss, loss_weights = aux_losses_for(spec.aux_losses, cfg.aux_weights)
+        loss["predictions"] = classification
         model.compile(optimizer=make_optimizer(cfg), loss=loss, loss_weights=loss_weights,
                       metrics={"predictions": ["accuracy"]})
     else:
-        model.compile(optimizer=make_optimizer(cfg), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+        model.compile(optimizer=make_optimizer(cfg), loss=classification, metrics=["accuracy"])
 
 
 def make_optimizer(cfg: TrainConfig):

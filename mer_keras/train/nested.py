@@ -38,7 +38,8 @@ from mer_keras.train.config import MAX_BATCH_SIZE, MAX_EPOCHS, MAX_SHIFT
 #: Training options a search space may vary, and their types. ``epochs`` is scored from
 #: checkpoints of one fit; every other combination is its own fit (a *recipe*).
 SEARCHABLE: dict[str, type] = {"lr": float, "epochs": int, "batch_size": int, "augment": bool, "shift": int,
-                               "class_weight": bool, "weight_decay": float, "ema": float}
+                               "class_weight": bool, "weight_decay": float, "ema": float,
+                               "label_smoothing": float}
 _TRUE, _FALSE = ("1", "true", "on", "yes"), ("0", "false", "off", "no")
 
 
@@ -83,6 +84,8 @@ def space_value_problem(key: str, value) -> str | None:
         return f"expected at most {_SPACE_MAX[key]}"
     if key == "ema" and value >= 1:
         return "expected 0 (off) or a momentum below 1"
+    if key == "label_smoothing" and value >= 1:
+        return "expected a number from 0 to below 1"
     return None
 
 

@@ -97,6 +97,42 @@ def au_centre_loss(y_true, y_pred):
     return tf.reduce_sum(m * d2, axis=1) / tf.maximum(tf.reduce_sum(m, axis=1), 1.0)
 
 
+@keras.saving.register_keras_serializable(package="mer_keras")
+class SmoothedSparseCrossentropy(keras.losses.Loss):
+    """Cross-entropy of integer labels against probabilities, with label smoothing: the target of
+    label ``c`` is ``(1 - s) * one_hot(c) + s / K`` (Szegedy et al., CVPR 2016, Sec. 7), what
+    Keras' ``CategoricalCrossentropy(label_smoothing=s)`` computes on one-hot labels.
+
+    Args:
+        smoothing: s in [0, 1). num_classes: K.
+    Call: y_true (B,) or (B, 1) int labels, y_pred (B, K) float32 probabilities -> (B,) losses.
+    """
+
+    def __init__(self, smoothing: float = 0.0, num_classes: int = 3, name: str = "smoothed_sparse_crossentropy",
+                 **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.smoothing, self.num_classes = float(smoothing), int(num_classes)
+
+    def call(self, y_true, y_pred):
+        return smoothed_crossentropy(y_true, y_pred, self.smoothing)
+
+    def get_config(self):
+        return {**super().get_config(), "smoothing": self.smoothing, "num_classes": self.num_classes}
+
+
+def smoothed_crossentropy(y_true, y_pred, smoothing: float):
+    """Per-sample cross-entropy of int labels ``y_true`` (any shape S, or S + (1,)) against
+    probabilities ``y_pred`` (S + (K,)), the targets smoothed by ``smoothing`` (0: Keras' sparse
+    categorical cross-entropy itself)."""
+    if not smoothing:
+        return keras.losses.sparse_categorical_crossentropy(y_true, y_pred)
+    labels = tf.cast(y_true, tf.int32)
+    if labels.shape.rank == y_pred.shape.rank:
+        labels = tf.squeeze(labels, -1)
+    onehot = tf.one_hot(labels, y_pred.shape[-1], dtype=y_pred.dtype)
+    return keras.losses.categorical_crossentropy(onehot, y_pred, label_smoothing=smoothing)
+
+
 def aux_losses_for(spec_aux: dict[str, tuple[str, float]],
                    weights: dict[str, float] | None = None) -> tuple[dict, dict]:
     """Keras ``loss`` and ``loss_weights`` dicts for a multi-output model.

@@ -467,6 +467,7 @@ class FoldedModel(keras.Model):
         self.ks = [int(k) for k in ks]
         self.nets = [FoldedNetwork(template, k, name=f"g{g}") for g, k in enumerate(self.ks)]
         self.seed = int(cfg.seed)
+        self.label_smoothing = float(cfg.label_smoothing)
         self.aux = dict(aux or {})
         self.loss_weights = aux_losses_for(self.aux, cfg.aux_weights)[1] if self.aux else {"predictions": 1.0}
         total = sum(self.ks)
@@ -497,8 +498,10 @@ class FoldedModel(keras.Model):
 
     def _fold_losses(self, outputs: dict, y, w, n):
         """(K,) loss of each fold of a group, and its (B, K) correct-prediction mask."""
+        from mer_keras.train.targets import smoothed_crossentropy
+
         probs = outputs["predictions"]
-        ce = keras.losses.sparse_categorical_crossentropy(y, probs)  # (B, K)
+        ce = smoothed_crossentropy(y, probs, self.label_smoothing)  # (B, K)
         loss = tf.reduce_sum(w * ce, axis=0) / n * self.loss_weights["predictions"]
         for name, (kind, _) in self.aux.items():
             if kind != "proposal":

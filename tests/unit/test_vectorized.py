@@ -298,3 +298,24 @@ def test_checkpoint_predictions_with_a_moving_average_are_those_of_the_shorter_f
                                    rtol=0)
         np.testing.assert_allclose(long["checkpoints"][fold.name][3], long["probabilities"][fold.test], atol=ATOL,
                                    rtol=0)
+
+
+def test_label_smoothing_is_keras_categorical_smoothing_and_acts_on_each_fold_as_alone():
+    """The smoothed loss equals Keras' CategoricalCrossentropy(label_smoothing=s) on one-hot labels
+    (and plain sparse cross-entropy at s = 0); folds trained together with it get what each gets alone."""
+    from mer_keras._keras import keras, tf
+    from mer_keras.train.targets import SmoothedSparseCrossentropy
+
+    probs = tf.constant([[0.7, 0.2, 0.1], [0.1, 0.1, 0.8]])
+    labels = tf.constant([[0], [1]])
+    expected = keras.losses.CategoricalCrossentropy(label_smoothing=0.2)(tf.one_hot([0, 1], 3), probs)
+    assert float(SmoothedSparseCrossentropy(0.2, 3)(labels, probs)) == pytest.approx(float(expected), rel=1e-6)
+    plain = keras.losses.SparseCategoricalCrossentropy()(labels, probs)
+    assert float(SmoothedSparseCrossentropy(0.0, 3)(labels, probs)) == pytest.approx(float(plain), rel=1e-6)
+    x, y, folds = uneven_set(n=36, subjects=3)
+    cfg = dict(model="ststnet", epochs=2, batch_size=8, flow_input=True, seed=7, label_smoothing=0.2)
+    alone = run_folds(x, y, folds, CLASSES, TrainConfig(**cfg, parallel_folds=1))
+    together = run_folds(x, y, folds, CLASSES, TrainConfig(**cfg, parallel_folds=3))
+    np.testing.assert_allclose(together["probabilities"], alone["probabilities"], atol=ATOL, rtol=0)
+    for a, b in zip(alone["folds"], together["folds"]):
+        assert b["final_train_loss"] == pytest.approx(a["final_train_loss"], abs=10 * ATOL)
