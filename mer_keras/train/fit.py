@@ -174,6 +174,7 @@ class FoldTrainer:
             if cfg.init_from:
                 initialise_from(model, cfg.init_from, cfg.freeze_until)
             compile_model(model, cfg)
+            self._distributions = False
             if self.reusable:
                 model.optimizer.build(model.trainable_variables)
                 self._weights, self._optimizer = model.get_weights(), OptimizerState(model.optimizer)
@@ -214,9 +215,19 @@ class FoldTrainer:
             raise OptionError(result.diverged)
         return self.model
 
+    def _compile_for_distributions(self, model) -> None:
+        """Compile ``model`` (once) for target distributions: categorical cross-entropy (label-smoothed
+        as ``cfg.label_smoothing``), its optimizer state kept as the trainer's reset restores it."""
+        if getattr(self, "_distributions", False):
+            return
+        model.compile(optimizer=model.optimizer, loss=keras.losses.CategoricalCrossentropy(
+            label_smoothing=self.cfg.label_smoothing), metrics=["accuracy"])
+        self._distributions = True
+
     def fit_program(self, x: np.ndarray, y: np.ndarray, train_indices, callbacks: Sequence = (),
                     backup_dir: str | Path | None = None, labels: Sequence[str] | None = None, holdouts=None,
-                    checkpoints: Sequence[int] | None = None, aus: Sequence[Sequence[str]] | None = None) -> list:
+                    checkpoints: Sequence[int] | None = None, aus: Sequence[Sequence[str]] | None = None,
+                    soft_targets=None) -> list:
         """Train one fold, on ``x[train_indices[0]]``: the one-fold program, with the skeleton and the
         results of :meth:`mer_keras.train.vectorized.VectorizedTrainer.fit_program`.
 
@@ -229,6 +240,9 @@ class FoldTrainer:
                 backup folder, or None. labels: [the fold's name in messages].
             holdouts, checkpoints: [(n, ...) held-out inputs] predicted after each epoch count of
                 ``checkpoints`` (nested selection). aus: per sample of x its AUs (AU heads), or None.
+            soft_targets: [(n, C) float32 target distributions of the fold's training samples]
+                (distillation, :mod:`mer_keras.train.distill`; single-output models), or None. The
+                class weights then enter as per-sample weights of the samples' labels.
         Returns:
             [:class:`~mer_keras.train.program.FoldFit`] (its ``model()`` is the trainer's own model).
         Raises:
@@ -259,7 +273,14 @@ class FoldTrainer:
         keep = CheckpointPredictions([(None, holdouts[0])], checkpoints) if checkpoints else None
         fit_callbacks = program_callbacks(divergence, clock, backup_dir, cfg.backup_minutes, first=[PlainFoldLogs()],
                                           extra=[EpochSeeds(cfg.seed), *([keep] if keep else []), *callbacks])
-        if spec.aux_losses:  # class weights enter the per-output sample weights
+        if soft_targets is not None:
+            if spec.aux_losses:
+                raise ValueError(f"{cfg.model}: distillation targets are for single-output models")
+            self._compile_for_distributions(model)
+            targets = np.asarray(soft_targets[0], np.float32)
+            weights = np.array([cw[int(c)] for c in yf], np.float32) if cw else None  # by label, not by target
+            cw = None
+        elif spec.aux_losses:  # class weights enter the per-output sample weights
             targets, weights = build_targets(yf, aus, self.num_classes, spec.aux_losses, cw, classes=self.classes)
             cw = None
         else:

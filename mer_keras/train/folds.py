@@ -31,7 +31,8 @@ def run_folds(x: np.ndarray, y: np.ndarray, folds: Sequence[Fold], classes: Sequ
               on_fold_end: Callable[[Fold, np.ndarray, dict], None] | None = None,
               aus: Sequence[Sequence[str]] | None = None, completed: dict[str, dict] | None = None,
               backup_root: str | Path | None = None, checkpoints: Sequence[int] | None = None,
-              final: np.ndarray | None = None) -> dict:
+              final: np.ndarray | None = None, soft_targets: dict[str, np.ndarray] | None = None,
+              predict_all: bool = False) -> dict:
     """Train and evaluate one model per fold.
 
     Folds with equal steps per epoch train together, ``cfg.parallel_folds`` per program (0: chosen
@@ -61,12 +62,19 @@ def run_folds(x: np.ndarray, y: np.ndarray, folds: Sequence[Fold], classes: Sequ
             per program (``cfg.parallel_folds``; auto: up to 72), the final model trains in that
             program, as one more fold (:data:`FINAL`; same seed, initial weights and recipe as
             it gets alone, within the engine's float tolerance); its weights are then in the result.
+        soft_targets: {fold name (and :data:`FINAL` with ``final``): (N, K) float32 target
+            distributions of every sample of x}: each fold trains on its own row of targets for its
+            training samples instead of their labels (distillation: :mod:`mer_keras.train.distill`;
+            the test metrics stay against the labels). None: the labels.
+        predict_all: also predict every sample of x with each fold's model (teachers of a
+            distillation): the result's "all_probabilities" {fold name: (N, K)}.
     Returns:
         {"probabilities": (N, K) array (NaN for samples in no test fold), "folds": [per-fold dict],
         "parallel_folds": folds trained at once, and with ``checkpoints`` "checkpoints":
         {fold name: {epoch: (n_test, K) array}}}; the fold rows are in the order of ``folds``.
         With ``final`` trained here, "final_weights" (the registry model's weights, in
         ``get_weights()`` order) and "final_model" (a function returning the registry model holding them).
+        With ``predict_all``, "all_probabilities".
     Raises:
         OptionError: ``cfg.parallel_folds`` > 1 where it does not apply; a fold whose training loss,
             weights or test probabilities became NaN or infinite (the fold and epoch named; nothing
@@ -89,6 +97,7 @@ def run_folds(x: np.ndarray, y: np.ndarray, folds: Sequence[Fold], classes: Sequ
         raise ValueError("checkpoint predictions need every fold trained from epoch 0 in this call: no completed "
                          "folds, no backups")
     at_epochs: dict[str, dict[int, np.ndarray]] = {}
+    every: dict[str, np.ndarray] = {}
     probs = np.full((len(x), len(classes)), np.nan, np.float32)
     rows: dict[str, dict] = {}
     pending = [f for f in folds if not (completed and f.name in completed)]
@@ -139,7 +148,8 @@ def run_folds(x: np.ndarray, y: np.ndarray, folds: Sequence[Fold], classes: Sequ
                 x, y, [f.train for f in group], callbacks,
                 backup_dir=Path(backup_root) / group_name(group) if backup_root else None,
                 labels=["the final model" if f.name == FINAL else f"fold {f.name}" for f in group],
-                holdouts=[x[f.test] for f in group] if checkpoints else None, checkpoints=checkpoints, aus=aus)
+                holdouts=[x[f.test] for f in group] if checkpoints else None, checkpoints=checkpoints, aus=aus,
+                soft_targets=[soft_targets[f.name][f.train] for f in group] if soft_targets is not None else None)
             for fold, result in zip(group, results):
                 if result.diverged:
                     diverged.append(result.diverged)
@@ -147,7 +157,11 @@ def run_folds(x: np.ndarray, y: np.ndarray, folds: Sequence[Fold], classes: Sequ
                     out_final.update(final_weights=result.weights, final_model=result.model)
                 else:
                     with phase("predict"):
-                        p = predict_proba(result.model(), x[fold.test])
+                        if predict_all:
+                            every[fold.name] = predict_proba(result.model(), x)
+                            p = every[fold.name][fold.test]
+                        else:
+                            p = predict_proba(result.model(), x[fold.test])
                     if checkpoints:
                         at_epochs[fold.name] = result.checkpoints
                     finish(fold, p, result.final_loss, result.final_accuracy)
@@ -158,4 +172,6 @@ def run_folds(x: np.ndarray, y: np.ndarray, folds: Sequence[Fold], classes: Sequ
            **out_final}
     if checkpoints:
         out["checkpoints"] = at_epochs
+    if predict_all:
+        out["all_probabilities"] = every
     return out

@@ -496,12 +496,16 @@ class FoldedModel(keras.Model):
         xs, valids = inputs
         return [net(x, v, training) for net, x, v in zip(self.nets, xs, valids)]
 
-    def _fold_losses(self, outputs: dict, y, w, n):
-        """(K,) loss of each fold of a group, and its (B, K) correct-prediction mask."""
+    def _fold_losses(self, outputs: dict, y, w, n, soft=None):
+        """(K,) loss of each fold of a group, and its (B, K) correct-prediction mask (against the
+        labels y); with ``soft`` (B, K, C) targets, the cross-entropy is against them."""
         from mer_keras.train.targets import smoothed_crossentropy
 
         probs = outputs["predictions"]
-        ce = smoothed_crossentropy(y, probs, self.label_smoothing)  # (B, K)
+        if soft is not None:
+            ce = keras.losses.categorical_crossentropy(soft, probs, label_smoothing=self.label_smoothing)
+        else:
+            ce = smoothed_crossentropy(y, probs, self.label_smoothing)  # (B, K)
         loss = tf.reduce_sum(w * ce, axis=0) / n * self.loss_weights["predictions"]
         for name, (kind, _) in self.aux.items():
             if kind != "proposal":
@@ -544,15 +548,17 @@ class FoldedModel(keras.Model):
         return tf.reshape(stacked, [-1, *self._x.shape[1:-1], k * self._x.shape[-1]])
 
     def train_step(self, data):
-        xs = tuple(self.inputs_of(i, f, o) for i, f, o, _, _, _ in data)
+        xs = tuple(self.inputs_of(*g[:3]) for g in data)
         ys = tuple(g[3] for g in data)
+        softs = tuple(g[6] if len(g) > 6 else None for g in data)  # distillation: the folds' target distributions
         ws = tuple(g[4] for g in data)
         ns = tuple(g[5] for g in data)
         valids = [tf.cast(tf.range(tf.shape(w)[0])[:, None] < tf.cast(n, tf.int32)[None], tf.float32)
                   for w, n in zip(ws, ns)]
         with tf.GradientTape() as tape:
             outputs = self((xs, valids), training=True)
-            losses, corrects = zip(*[self._fold_losses(o, y, w, n) for o, y, w, n in zip(outputs, ys, ws, ns)])
+            losses, corrects = zip(*[self._fold_losses(o, y, w, n, t)
+                                     for o, y, w, n, t in zip(outputs, ys, ws, ns, softs)])
             loss = tf.concat(losses, 0)  # (total folds,)
             alive = self.alive > 0
             total = tf.reduce_sum(tf.where(alive, loss, tf.zeros_like(loss)))  # a diverged fold stops there
@@ -585,7 +591,7 @@ class FoldedModel(keras.Model):
         raise IndexError(f"fold {i} is not in this program")
 
 
-def folded_dataset(train_indices, y, cfg, num_classes: int, ks, start_epoch: int = 0):
+def folded_dataset(train_indices, y, cfg, num_classes: int, ks, start_epoch: int = 0, soft_targets=None):
     """The program's batches as positions into one input array: per step, per group, the K folds'
     batches side by side (their images are gathered inside the program, :meth:`FoldedModel.inputs_of`).
 
@@ -599,9 +605,11 @@ def folded_dataset(train_indices, y, cfg, num_classes: int, ks, start_epoch: int
         train_indices: per fold, its training samples' indices into the input array, in the order
             of the groups; every fold gives the same steps per epoch. y: (N,) int labels of the
             array. ks: folds per group.
+        soft_targets: per fold, (n_j, C) float32 target distributions of its training samples (in
+            the order of ``train_indices[j]``; distillation), or None.
     Returns:
         (dataset of per-group tuples (index (B, K) int32, flip (B, K) bool, offsets (B, K, 2) int32,
-        y (B, K) int64, w (B, K) float32, n (K,) float32), steps per epoch).
+        y (B, K) int64, w (B, K) float32, n (K,) float32[, soft (B, K, C) float32]), steps per epoch).
     Raises:
         ValueError: the folds give different steps per epoch, or ``ks`` does not add up to them.
     """
@@ -635,6 +643,7 @@ def folded_dataset(train_indices, y, cfg, num_classes: int, ks, start_epoch: int
         labels = np.zeros((n_steps, b, total), np.int64)
         weights = np.zeros((n_steps, b, total), np.float32)
         counts = np.zeros((n_steps, total), np.float32)
+        soft = np.zeros((n_steps, b, total, num_classes), np.float32) if soft_targets is not None else None
         e = epoch - start_epoch
         for j, (train, yj, w) in enumerate(folds):
             plan = {key: value[e:e + 1] for key, value in plans[j].items()}
@@ -645,18 +654,22 @@ def folded_dataset(train_indices, y, cfg, num_classes: int, ks, start_epoch: int
                 index[s, :m, j], labels[s, :m, j], weights[s, :m, j] = train[pos], yj[pos], w[pos]
                 flip[s, :m, j], offsets[s, :m, j] = plan["flip"][0][pos], plan["offsets"][0][pos]
                 counts[s, j] = m
-        return index, flip, offsets, labels, weights, counts
+                if soft is not None:
+                    soft[s, :m, j] = soft_targets[j][pos]
+        return (index, flip, offsets, labels, weights, counts) + ((soft,) if soft is not None else ())
 
     def generate():
         for epoch in range(start_epoch, cfg.epochs):
             arrays = epoch_batches(epoch)
             for s in range(n_steps):
-                yield tuple(tuple(a[s][..., lo:hi] if a.ndim == 3 else a[s][:, lo:hi] if a.ndim == 4
-                                  else a[s][lo:hi] for a in arrays) for lo, hi in zip(bounds[:-1], bounds[1:]))
+                yield tuple(tuple(a[s][lo:hi] if a.ndim == 2 else a[s][:, lo:hi] for a in arrays)
+                            for lo, hi in zip(bounds[:-1], bounds[1:]))
 
     signature = tuple((tf.TensorSpec((b, k), tf.int32), tf.TensorSpec((b, k), tf.bool),
                        tf.TensorSpec((b, k, 2), tf.int32), tf.TensorSpec((b, k), tf.int64),
-                       tf.TensorSpec((b, k), tf.float32), tf.TensorSpec((k,), tf.float32)) for k in ks)
+                       tf.TensorSpec((b, k), tf.float32), tf.TensorSpec((k,), tf.float32))
+                      + ((tf.TensorSpec((b, k, num_classes), tf.float32),) if soft_targets is not None else ())
+                      for k in ks)
     return tf.data.Dataset.from_generator(generate, output_signature=signature).prefetch(2), n_steps
 
 
@@ -768,7 +781,7 @@ class VectorizedTrainer:
         return self.plain
 
     def fit_program(self, x, y, train_indices, callbacks=(), backup_dir=None, labels=None, holdouts=None,
-                    checkpoints=None, aus=None, ks=None):
+                    checkpoints=None, aus=None, ks=None, soft_targets=None):
         """Train fold ``i`` on ``x[train_indices[i]]`` for ``cfg.epochs`` epochs, all folds in one program.
 
         Args:
@@ -783,6 +796,8 @@ class VectorizedTrainer:
             aus: unused (AU heads are not translated; the signature is every trainer's).
             ks: folds per group (sum = number of folds); default
                 :func:`program_groups`.
+            soft_targets: per fold, (n_j, C) float32 target distributions of its training samples
+                (distillation, :mod:`mer_keras.train.distill`), or None (the labels).
         Returns:
             Per fold a :class:`~mer_keras.train.program.FoldFit` (weights in the template's order).
         Raises:
@@ -806,7 +821,8 @@ class VectorizedTrainer:
             program.compile(optimizer=make_optimizer(cfg))
         start = backup_epoch(backup_dir) if backup_dir else 0
         with phase("dataset"):
-            ds, steps = folded_dataset(train_indices, y, cfg, self.num_classes, ks, start_epoch=start)
+            ds, steps = folded_dataset(train_indices, y, cfg, self.num_classes, ks, start_epoch=start,
+                                       soft_targets=soft_targets)
         clock = EpochClock(sum(len(t) for t in train_indices))
         divergence = FoldDivergence(labels, cfg.epochs, stop_folds=program.stop_folds)
         keep = _HoldoutPredictions(program, self.plain, holdouts, checkpoints) if checkpoints else None
