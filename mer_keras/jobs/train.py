@@ -168,7 +168,7 @@ def train_config(opts: TrainOptions, rep: RepresentationConfig) -> TrainConfig:
                        init_from=opts.init_from, freeze_until=opts.freeze_until, deterministic=opts.deterministic,
                        mixed_precision=opts.mixed_precision, backup_minutes=opts.backup_minutes,
                        parallel_folds=opts.parallel_folds, weight_decay=opts.weight_decay or 0.0, ema=opts.ema or 0.0,
-                       label_smoothing=opts.label_smoothing or 0.0)
+                       label_smoothing=opts.label_smoothing or 0.0, mixup=bool(opts.mixup))
 
 
 def check_init_source(init_from: str, dataset: str, protocol: str, console) -> None:
@@ -283,7 +283,7 @@ EXECUTION_OPTIONS = ("resume", "out", "workers", "cache_dir", "folds", "final", 
 
 
 #: Options added after fold files recorded their identity, with the value that changes nothing.
-LATER_OPTIONS = {"weight_decay": 0.0, "ema": 0.0, "label_smoothing": 0.0}
+LATER_OPTIONS = {"weight_decay": 0.0, "ema": 0.0, "label_smoothing": 0.0, "mixup": False}
 
 
 def data_fingerprint(data: Dataset) -> str:

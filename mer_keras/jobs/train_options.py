@@ -131,6 +131,8 @@ class TrainOptions:
                                min=0.0, max=0.9999)
     label_smoothing: float | None = option(None, "Label smoothing of the classification loss: targets (1 - s) * "
                                            "one-hot + s / K; default: 0 (none).", min=0.0, max=0.99)
+    mixup: bool | None = option(None, "Mixup: every training sample mixed with another of its batch, inputs and "
+                                "targets, by a weight uniform in [0, 1); default: off.", secondary="--no-mixup")
     flow_method: str = option("tvl1", "Optical flow method (flow representation).", choices=lambda: names.FLOW_METHODS)
     flow_encoding: str | None = option(None, "How flow becomes 0..255: fixed (one scale for every clip) or minmax "
                                        "(each channel of each image stretched, as published flow sets are); default: "

@@ -57,7 +57,7 @@ class TuneOptions(TrainOptions):
 #: config.json keys a run whose selection is reused must share with the new run.
 SAME_SELECTION = ("model", "data", "root", "protocol", "classes", "loso_subjects", "representation_config", "space",
                   "groups", "variant", "batch_size", "augment", "class_weight", "shift", "lr", "epochs", "init_from",
-                  "weight_decay", "ema", "label_smoothing",
+                  "weight_decay", "ema", "label_smoothing", "mixup",
                   "freeze_until", "aux_weights")
 
 

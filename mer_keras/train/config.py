@@ -55,6 +55,9 @@ class TrainConfig:
             else in (0, 1), e.g. 0.99 (an average over about the last 100 steps).
         label_smoothing: the class targets of the loss are ``(1 - s) * one_hot + s / K`` (Szegedy
             et al., CVPR 2016, Sec. 7); 0: none; in [0, 1).
+        mixup: each training sample mixed with another of its batch, inputs and targets alike, by a
+            weight uniform in [0, 1) (Zhang et al., ICLR 2018, alpha = 1;
+            :func:`mer_keras.train.tfdata.training_dataset`). Flow images mix as superposed motion.
     """
 
     model: str = "learnet"
@@ -77,6 +80,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     ema: float = 0.0
     label_smoothing: float = 0.0
+    mixup: bool = False
 
     def __post_init__(self) -> None:
         """Refuse numbers training cannot use, named as on the command line, before anything is built

@@ -48,6 +48,8 @@ def make_dataset(x: np.ndarray, y=None, batch_size: int = 32, shuffle: bool = Fa
 
 #: Offset of the seeds of the shift draws, so they never coincide with the flip coins' seeds.
 SHIFT_SEED_OFFSET = 1_000_003
+#: Offset of the seeds of the mixup weights (neither the coins' nor the shifts').
+MIXUP_SEED_OFFSET = 2_000_003
 
 
 def _shift(img, offsets):
@@ -61,9 +63,10 @@ def _shift(img, offsets):
     return tf.gather(img, cols, axis=rank - 2, batch_dims=1)
 
 
-def _epoch_plan(n: int, seed64, epoch, augment: bool, shift: int):
-    """One epoch's visiting order, flip coins and shifts of N samples, a pure function of (seed, epoch):
-    (order (N,) int64, coins (N,) bool or None, offsets (N, 2) int32 or None), indexed by position."""
+def _epoch_plan(n: int, seed64, epoch, augment: bool, shift: int, mixup: bool = False):
+    """One epoch's visiting order, flip coins, shifts and mixup weights of N samples, a pure function
+    of (seed, epoch): (order (N,) int64, coins (N,) bool or None, offsets (N, 2) int32 or None,
+    lam (N,) float32 or None), indexed by position."""
     positions = tf.range(n, dtype=tf.int64)
     order = tf.random.experimental.stateless_shuffle(positions, seed=tf.stack([seed64, epoch]))
     coins = offsets = None
@@ -76,35 +79,51 @@ def _epoch_plan(n: int, seed64, epoch, augment: bool, shift: int):
             lambda i: tf.random.stateless_uniform((2,), seed=tf.stack([shift_seed, epoch * n + i + 1]),
                                                   minval=-shift, maxval=shift + 1, dtype=tf.int32),
             positions, fn_output_signature=tf.int32)
-    return order, coins, offsets
+    lam = None
+    if mixup:  # one mixing weight per sample, uniform in [0, 1) (Beta(1, 1))
+        mix_seed = seed64 + MIXUP_SEED_OFFSET
+        lam = tf.map_fn(lambda i: tf.random.stateless_uniform((), seed=tf.stack([mix_seed, epoch * n + i + 1])),
+                        positions, fn_output_signature=tf.float32)
+    return order, coins, offsets, lam
 
 
 def training_positions(n: int, batch_size: int, epochs: int, seed: int = 0, augment: bool = False, shift: int = 0,
-                       start_epoch: int = 0) -> tuple[tf.data.Dataset, int]:
+                       start_epoch: int = 0, mixup: bool = False) -> tuple[tf.data.Dataset, int]:
     """What :func:`training_dataset` gathers, without the images: per batch, the positions (into the
-    N training samples) it visits, each one's flip and shift.
+    N training samples) it visits, each one's flip and shift (and mixup weight).
 
     Returns:
-        (dataset of (positions (b,) int64, flip (b,) bool, offsets (b, 2) int32) batches of epochs
-        ``start_epoch..epochs-1``, steps per epoch); flip is all False without ``augment``, offsets
-        all 0 without ``shift``.
+        (dataset of (positions (b,) int64, flip (b,) bool, offsets (b, 2) int32[, lam (b,) float32])
+        batches of epochs ``start_epoch..epochs-1``, steps per epoch); flip is all False without
+        ``augment``, offsets all 0 without ``shift``; lam only with ``mixup``.
     """
     steps = -(-n // batch_size)
     seed64 = tf.constant(seed, tf.int64)
 
     def one_epoch(epoch):
-        order, coins, offsets = _epoch_plan(n, seed64, epoch, augment, shift)
+        order, coins, offsets, lam = _epoch_plan(n, seed64, epoch, augment, shift, mixup)
         coins = coins if coins is not None else tf.zeros([n], tf.bool)
         offsets = offsets if offsets is not None else tf.zeros([n, 2], tf.int32)
+        if mixup:
+            return tf.data.Dataset.from_tensor_slices(order).batch(batch_size).map(
+                lambda batch: (batch, tf.gather(coins, batch), tf.gather(offsets, batch), tf.gather(lam, batch)))
         return tf.data.Dataset.from_tensor_slices(order).batch(batch_size).map(
             lambda batch: (batch, tf.gather(coins, batch), tf.gather(offsets, batch)))
 
     return tf.data.Dataset.range(start_epoch, epochs).flat_map(one_epoch), steps
 
 
+def mix(values, lam):
+    """Mixup of a batch with itself shifted by one row: row r becomes ``lam[r] * values[r] + (1 -
+    lam[r]) * values[(r + 1) % b]`` (the batch is in random order, so the partners are random pairs).
+    values: (b, ...) float32; lam: (b,) float32."""
+    lam = tf.reshape(lam, [-1] + [1] * (values.shape.rank - 1))
+    return lam * values + (1.0 - lam) * tf.roll(values, shift=-1, axis=0)
+
+
 def training_dataset(x: np.ndarray, y, batch_size: int, epochs: int, seed: int = 0, augment: bool = False,
                      flow_input: bool = False, sample_weight=None, start_epoch: int = 0,
-                     shift: int = 0) -> tuple[tf.data.Dataset, int]:
+                     shift: int = 0, mixup: bool = False) -> tuple[tf.data.Dataset, int]:
     """The training batches of epochs ``start_epoch..epochs-1``, each epoch a pure function of (seed, epoch).
 
     Epoch ``e`` visits the N samples in the order ``stateless_shuffle(range(N), seed=(seed, e))`` and
@@ -119,6 +138,12 @@ def training_dataset(x: np.ndarray, y, batch_size: int, epochs: int, seed: int =
     the edge rows and columns repeated (after the flip). With k = 0 the batches are exactly those
     without the option.
 
+    With ``mixup`` (Zhang et al., ICLR 2018, with alpha = 1: the weight uniform in [0, 1)), sample
+    ``i`` of epoch ``e`` draws ``lam = stateless_uniform(seed=(seed + MIXUP_SEED_OFFSET, e * N + i + 1))``
+    and each row of a batch (flipped and shifted) is mixed with the next row of the batch, its
+    targets and weights with the same weight (:func:`mix`): y must then be (N, K) float target
+    distributions (one-hot labels, or a distillation's targets).
+
     Args:
         x: (N, ...) float32 in [0, 255]. y: (N,) int labels or a dict of per-output targets.
         batch_size: global batch. sample_weight: (N,) float32, a dict of them per output, or None.
@@ -131,14 +156,16 @@ def training_dataset(x: np.ndarray, y, batch_size: int, epochs: int, seed: int =
     check_batching(x, batch_size, shift)
     parts = tf.nest.map_structure(tf.convert_to_tensor,
                                   (x, y) + ((sample_weight,) if sample_weight is not None else ()))
-    positions, steps = training_positions(n, batch_size, epochs, seed, augment, shift, start_epoch)
+    positions, steps = training_positions(n, batch_size, epochs, seed, augment, shift, start_epoch, mixup)
 
-    def fetch(batch, flip, offsets):
+    def fetch(batch, flip, offsets, lam=None):
         img, *rest = tf.nest.map_structure(lambda t: tf.gather(t, batch), parts)
         if augment:
             img = tf.where(tf.reshape(flip, [-1] + [1] * (img.shape.rank - 1)), _flip(img, flow_input), img)
         if shift:
             img = _shift(img, offsets)
+        if lam is not None:
+            img, *rest = (mix(tf.cast(t, tf.float32), lam) for t in (img, *rest))
         return (img, *rest)
 
     return positions.map(fetch).prefetch(tf.data.AUTOTUNE), steps
@@ -161,14 +188,16 @@ def check_batching(x, batch_size, shift: int = 0) -> None:
                           f"({min(x.shape[-3], x.shape[-2])} px)")
 
 
-def epoch_plans(n: int, seed: int, epochs, augment: bool = False, shift: int = 0) -> dict[str, np.ndarray]:
+def epoch_plans(n: int, seed: int, epochs, augment: bool = False, shift: int = 0,
+                mixup: bool = False) -> dict[str, np.ndarray]:
     """What :func:`training_dataset` visits in each of ``epochs``, computed at once: the order, the
-    flips and the shifts of its N samples (the same values: :func:`_epoch_plan`'s, with the coins
-    and shifts from :mod:`mer_keras.train.philox` instead of one TensorFlow op per sample).
+    flips, the shifts and the mixup weights of its N samples (the same values: :func:`_epoch_plan`'s,
+    drawn by :mod:`mer_keras.train.philox` instead of one TensorFlow op per sample).
 
     Returns:
         {"order": (E, N) int64 positions in visiting order, "flip": (E, N) bool by position,
-        "offsets": (E, N, 2) int32 by position} for the E epochs given.
+        "offsets": (E, N, 2) int32 by position, and with ``mixup`` "lam": (E, N) float32 by
+        position} for the E epochs given.
     """
     from mer_keras.train.philox import stateless_uniform_int_pairs, stateless_uniform_scalars
 
@@ -185,4 +214,8 @@ def epoch_plans(n: int, seed: int, epochs, augment: bool = False, shift: int = 0
     if shift:
         seeds = np.stack([np.full_like(index, seed + SHIFT_SEED_OFFSET), index], 1)
         offsets = stateless_uniform_int_pairs(seeds, -shift, shift + 1).reshape(len(epochs), n, 2)
-    return {"order": order, "flip": flip, "offsets": offsets}
+    out = {"order": order, "flip": flip, "offsets": offsets}
+    if mixup:
+        seeds = np.stack([np.full_like(index, seed + MIXUP_SEED_OFFSET), index], 1)
+        out["lam"] = stateless_uniform_scalars(seeds).astype(np.float32).reshape(len(epochs), n)
+    return out

@@ -516,13 +516,15 @@ class FoldedModel(keras.Model):
         correct = tf.cast(tf.equal(tf.argmax(probs, axis=-1, output_type=y.dtype), y), probs.dtype)
         return loss, correct
 
-    def inputs_of(self, index, flip, offsets):
+    def inputs_of(self, index, flip, offsets, perm=None, lam=None):
         """(B, ..., K*C) float32: the K folds' batches gathered from the input array and laid side by
         side on the channel axis, flipped and shifted as :func:`~mer_keras.train.tfdata.training_dataset`
         flips and shifts them.
 
         Args:
             index: (B, K) int32 sample indices. flip: (B, K) bool. offsets: (B, K, 2) int32.
+            perm, lam: mixup (:func:`~mer_keras.train.tfdata.mix`): row b of fold k becomes
+                ``lam[b, k] * row b + (1 - lam[b, k]) * row perm[b, k]`` of the same fold's batch.
         """
         from mer_keras.train.tfdata import _shift
 
@@ -542,13 +544,18 @@ class FoldedModel(keras.Model):
             flat = tf.reshape(imgs, tf.concat([[-1], tf.shape(imgs)[2:]], 0))
             flat = _shift(flat, tf.reshape(offsets, [-1, 2]))
             imgs = tf.reshape(flat, tf.shape(imgs))
-        perm = [0] + list(range(2, rank - 1)) + [1, rank - 1]  # (B, ..., K, C)
-        stacked = tf.transpose(imgs, perm)
+        if perm is not None:  # each row mixed with its partner row of the same fold, as tfdata.mix mixes
+            swap = [1, 0] + list(range(2, rank))
+            partner = tf.transpose(tf.gather(tf.transpose(imgs, swap), tf.transpose(perm), axis=1, batch_dims=1), swap)
+            weight = tf.reshape(lam, [tf.shape(lam)[0], -1] + [1] * (rank - 2))
+            imgs = weight * imgs + (1.0 - weight) * partner
+        order = [0] + list(range(2, rank - 1)) + [1, rank - 1]  # (B, ..., K, C)
+        stacked = tf.transpose(imgs, order)
         k = index.shape[1]
         return tf.reshape(stacked, [-1, *self._x.shape[1:-1], k * self._x.shape[-1]])
 
     def train_step(self, data):
-        xs = tuple(self.inputs_of(*g[:3]) for g in data)
+        xs = tuple(self.inputs_of(*g[:3], *g[7:9]) for g in data)
         ys = tuple(g[3] for g in data)
         softs = tuple(g[6] if len(g) > 6 else None for g in data)  # distillation: the folds' target distributions
         ws = tuple(g[4] for g in data)
@@ -621,6 +628,9 @@ def folded_dataset(train_indices, y, cfg, num_classes: int, ks, start_epoch: int
         raise ValueError(f"training sets of {[len(t) for t in train_indices]} samples give steps per epoch "
                          f"{sorted(steps)} for groups {list(ks)}: folds trained together need equal steps")
     b, y, n_steps = cfg.batch_size, np.asarray(y), steps.pop()
+    mixup = bool(getattr(cfg, "mixup", False))
+    if mixup and soft_targets is None:  # mixup mixes target distributions: the labels' one-hot rows
+        soft_targets = [np.eye(num_classes, dtype=np.float32)[y[np.asarray(t, np.int64)]] for t in train_indices]
     folds = []
     for train in train_indices:
         train = np.asarray(train, np.int64)
@@ -631,7 +641,7 @@ def folded_dataset(train_indices, y, cfg, num_classes: int, ks, start_epoch: int
     bounds = np.cumsum([0, *ks])
     # every epoch's plan of every fold, computed here: the generator below runs no TensorFlow op (an
     # eager op inside a tf.data generator can deadlock with the thread that iterates the dataset)
-    plans = [epoch_plans(len(train), cfg.seed, range(start_epoch, cfg.epochs), cfg.augment, cfg.shift)
+    plans = [epoch_plans(len(train), cfg.seed, range(start_epoch, cfg.epochs), cfg.augment, cfg.shift, mixup)
              for train, _, _ in folds]
 
     def epoch_batches(epoch: int):
@@ -644,6 +654,8 @@ def folded_dataset(train_indices, y, cfg, num_classes: int, ks, start_epoch: int
         weights = np.zeros((n_steps, b, total), np.float32)
         counts = np.zeros((n_steps, total), np.float32)
         soft = np.zeros((n_steps, b, total, num_classes), np.float32) if soft_targets is not None else None
+        perm = np.broadcast_to(np.arange(b, dtype=np.int32)[None, :, None], (n_steps, b, total)).copy()
+        lam = np.ones((n_steps, b, total), np.float32)
         e = epoch - start_epoch
         for j, (train, yj, w) in enumerate(folds):
             plan = {key: value[e:e + 1] for key, value in plans[j].items()}
@@ -656,7 +668,17 @@ def folded_dataset(train_indices, y, cfg, num_classes: int, ks, start_epoch: int
                 counts[s, j] = m
                 if soft is not None:
                     soft[s, :m, j] = soft_targets[j][pos]
-        return (index, flip, offsets, labels, weights, counts) + ((soft,) if soft is not None else ())
+                if mixup:  # as tfdata.mix: row r with row (r + 1) % m, targets (and class weights) alike
+                    lj = plan["lam"][0][pos]
+                    nxt = np.roll(np.arange(m), -1)
+                    perm[s, :m, j], lam[s, :m, j] = nxt, lj
+                    t = soft[s, :m, j].copy()
+                    soft[s, :m, j] = lj[:, None] * t + (np.float32(1.0) - lj)[:, None] * t[nxt]
+                    if cfg.class_weight:
+                        wj = weights[s, :m, j].copy()
+                        weights[s, :m, j] = lj * wj + (np.float32(1.0) - lj) * wj[nxt]
+        mixing = (perm, lam) if mixup else ()
+        return (index, flip, offsets, labels, weights, counts) + ((soft,) if soft is not None else ()) + mixing
 
     def generate():
         for epoch in range(start_epoch, cfg.epochs):
@@ -669,6 +691,7 @@ def folded_dataset(train_indices, y, cfg, num_classes: int, ks, start_epoch: int
                        tf.TensorSpec((b, k, 2), tf.int32), tf.TensorSpec((b, k), tf.int64),
                        tf.TensorSpec((b, k), tf.float32), tf.TensorSpec((k,), tf.float32))
                       + ((tf.TensorSpec((b, k, num_classes), tf.float32),) if soft_targets is not None else ())
+                      + ((tf.TensorSpec((b, k), tf.int32), tf.TensorSpec((b, k), tf.float32)) if mixup else ())
                       for k in ks)
     return tf.data.Dataset.from_generator(generate, output_signature=signature).prefetch(2), n_steps
 

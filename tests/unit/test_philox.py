@@ -21,12 +21,15 @@ def test_the_same_numbers_as_tensorflow():
 
 
 def test_the_same_epoch_plan_as_the_training_batches():
-    """Coins and shifts of an epoch, as training_dataset draws them (tfdata._epoch_plan)."""
+    """Coins, shifts and mixup weights of an epoch, as training_dataset draws them (tfdata._epoch_plan)."""
     from mer_keras.train.tfdata import _epoch_plan, epoch_plans
 
     for n, seed, epoch in ((37, 4, 0), (430, 0, 79), (5, 2**20, 3)):
-        order, coins, offsets = _epoch_plan(n, tf.constant(seed, tf.int64), tf.constant(epoch, tf.int64), True, 3)
-        plan = epoch_plans(n, seed, [epoch], augment=True, shift=3)
+        order, coins, offsets, lam = _epoch_plan(n, tf.constant(seed, tf.int64), tf.constant(epoch, tf.int64), True,
+                                                 3, mixup=True)
+        plan = epoch_plans(n, seed, [epoch], augment=True, shift=3, mixup=True)
         np.testing.assert_array_equal(plan["order"][0], order.numpy())
         np.testing.assert_array_equal(plan["flip"][0], coins.numpy())
         np.testing.assert_array_equal(plan["offsets"][0], offsets.numpy())
+        np.testing.assert_array_equal(plan["lam"][0], lam.numpy())
+        assert ((lam.numpy() >= 0) & (lam.numpy() < 1)).all()

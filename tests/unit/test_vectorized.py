@@ -319,3 +319,38 @@ def test_label_smoothing_is_keras_categorical_smoothing_and_acts_on_each_fold_as
     np.testing.assert_allclose(together["probabilities"], alone["probabilities"], atol=ATOL, rtol=0)
     for a, b in zip(alone["folds"], together["folds"]):
         assert b["final_train_loss"] == pytest.approx(a["final_train_loss"], abs=10 * ATOL)
+
+
+@pytest.mark.parametrize("class_weight", [True, False])
+def test_mixup_mixes_each_fold_as_alone(class_weight):
+    """Mixup draws its weights from (seed, epoch, sample) and pairs each row with the next of its
+    batch: folds trained together mix what each mixes alone (inputs, targets, class weights)."""
+    x, y, folds = uneven_set(n=36, subjects=3)
+    cfg = dict(model="ststnet", epochs=2, batch_size=8, flow_input=True, seed=8, mixup=True, shift=1,
+               class_weight=class_weight)
+    alone = run_folds(x, y, folds, CLASSES, TrainConfig(**cfg, parallel_folds=1))
+    together = run_folds(x, y, folds, CLASSES, TrainConfig(**cfg, parallel_folds=3))
+    np.testing.assert_allclose(together["probabilities"], alone["probabilities"], atol=ATOL, rtol=0)
+    for a, b in zip(alone["folds"], together["folds"]):
+        assert b["final_train_loss"] == pytest.approx(a["final_train_loss"], abs=10 * ATOL)
+    plain = run_folds(x, y, folds, CLASSES, TrainConfig(**{**cfg, "mixup": False}, parallel_folds=3))
+    assert np.abs(plain["probabilities"] - together["probabilities"]).max() > 1e-4
+
+
+def test_mixup_pairs_each_row_with_the_next_row_of_its_batch():
+    """Row r of a batch is lam * sample(r) + (1 - lam) * sample(r + 1 mod b), lam the weight drawn
+    for sample(r) (epoch_plans gives the order and the weights), images and targets alike."""
+    from mer_keras.train.tfdata import epoch_plans, training_dataset
+
+    x = np.arange(5 * 4, dtype=np.float32).reshape(5, 2, 2, 1) * 3
+    y = np.eye(3, dtype=np.float32)[[0, 1, 2, 0, 1]]
+    ds, steps = training_dataset(x, y, batch_size=5, epochs=1, seed=3, mixup=True)
+    (img, targets), = list(ds.take(steps))
+    plan = epoch_plans(5, 3, [0], mixup=True)
+    order, lam = plan["order"][0], plan["lam"][0]
+    for r in range(5):
+        a, b = order[r], order[(r + 1) % 5]
+        w = lam[a]
+        np.testing.assert_allclose(img.numpy()[r], w * x[a] + (1 - w) * x[b], rtol=1e-6)
+        np.testing.assert_allclose(targets.numpy()[r], w * y[a] + (1 - w) * y[b], rtol=1e-6)
+    assert 0 < lam.min() and lam.max() < 1 and len(set(lam.tolist())) == 5
