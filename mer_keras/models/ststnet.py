@@ -12,6 +12,10 @@ one dense softmax layer.
 Parameters (``model.count_params()``, K classes): 84 + 140 + 224 (the three convolutions) +
 401 K (dense) = 448 + 401 K, i.e. 1,651 for 3 classes.
 
+Variants (``variant=``): ``paper`` (the above) and ``wide`` (a width multiplier of 2: 6, 10 and
+16 filters, 896 + 801 K parameters, 3,299 for 3 classes), not from the paper: a larger student of
+the same shape for the accuracy search (docs/REAL_DATA.md).
+
 Departures from the paper, and why:
 
 * The paper's exact layer table is a figure we could not read; the layers above follow its text
@@ -29,6 +33,8 @@ from mer_keras.registry import register_model
 layers = keras.layers
 
 STREAM_FILTERS = (3, 5, 8)
+#: Width multiplier of each variant.
+VARIANTS = {"paper": 1, "wide": 2}
 
 
 def apply_stream(x, filters: int, name: str):
@@ -47,19 +53,27 @@ def apply_stream(x, filters: int, name: str):
 @register_model("ststnet", representation="flow", input_shape=(28, 28, 3),
                 citation="Liong et al., IEEE FG 2019", explain_layer="concat",
                 recipes={"paper": dict(lr=5e-5, epochs=500, batch_size=256, augment=False, class_weight=False,
-                                       source="the STSTNet paper (epochs) and its official code")})
-def build_ststnet(input_shape=(28, 28, 3), num_classes: int = 3, name: str = "ststnet"):
+                                       source="the STSTNet paper (epochs) and its official code")},
+                variants=tuple(VARIANTS))
+def build_ststnet(input_shape=(28, 28, 3), num_classes: int = 3, name: str = "ststnet", variant: str = "paper"):
     """Build STSTNet.
 
     Args:
         input_shape: (H, W, 3) flow image (u, v, strain) as float32 in [0, 255]; 28 x 28 in the paper.
         num_classes: softmax width K.
+        variant: ``"paper"`` or ``"wide"`` (twice the filters; see the module docstring).
     Returns:
         Functional ``keras.Model``: (B, H, W, 3) float32 -> (B, K) float32 probabilities.
+    Raises:
+        OptionError: an unknown variant.
     """
+    if variant not in VARIANTS:
+        from mer_keras.errors import OptionError
+
+        raise OptionError(f"unknown STSTNet variant {variant!r}; expected one of {tuple(VARIANTS)}")
     inputs = keras.Input(shape=input_shape, name="input")
     x = apply_input_scaling(inputs)
-    streams = [apply_stream(x, f, name=f"stream{k + 1}") for k, f in enumerate(STREAM_FILTERS)]
+    streams = [apply_stream(x, f * VARIANTS[variant], name=f"stream{k + 1}") for k, f in enumerate(STREAM_FILTERS)]
     x = layers.Concatenate(name="concat")(streams)
     x = layers.Flatten(name="flatten")(x)
     outputs = layers.Dense(num_classes, activation="softmax", dtype="float32", name="predictions")(x)

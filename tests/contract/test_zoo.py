@@ -214,3 +214,16 @@ def test_learning_rates_follow_the_papers_where_they_differ():
     assert get_spec("htnet").learning_rate == 5e-5  # official training script (Adam, 5e-5)
     assert get_spec("vgg16").learning_rate == 1e-4  # no batch normalisation: stays at chance at 1e-3
     assert all(get_spec(m).learning_rate == DEFAULT_LR for m in list_models() if m not in ("htnet", "vgg16"))
+
+
+def test_ststnet_wide_variant_doubles_every_stream():
+    """STSTNet's `wide` variant: 6, 10, 16 filters (896 + 801 K parameters), the same layer names,
+    so weights, explain and QAT annotation see the same network shape; unknown variants are refused."""
+    from mer_keras.errors import OptionError
+
+    wide = create_model("ststnet", 3, variant="wide")
+    assert wide.count_params() == 896 + 801 * 3
+    assert [wide.get_layer(f"stream{k}_conv").filters for k in (1, 2, 3)] == [6, 10, 16]
+    assert [layer.name for layer in wide.layers] == [layer.name for layer in create_model("ststnet", 3).layers]
+    with pytest.raises(OptionError, match="unknown STSTNet variant 'huge'"):
+        create_model("ststnet", 3, variant="huge")
