@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 
 from mer_keras._keras import keras
@@ -148,7 +149,6 @@ class CheckpointPredictions(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         from mer_keras.models.inference import predict_proba
-        from mer_keras.train.program import averaged_weights
 
         if epoch + 1 not in self.epochs:
             return
@@ -256,3 +256,22 @@ class FoldTensorBoard(keras.callbacks.Callback):
     def on_train_end(self, logs=None):
         for writer in self.writers or []:
             writer.close()
+
+
+@contextlib.contextmanager
+def averaged_weights(model: keras.Model):
+    """Within the block, ``model``'s trainable weights are its optimizer's moving averages (Keras'
+    Adam with ``use_ema``), the weights the fit would end with if it ended now; afterwards the
+    trained weights are back. A model whose optimizer keeps no average is left as it is."""
+    optimizer = getattr(model, "optimizer", None)
+    if not getattr(optimizer, "use_ema", False) or not getattr(optimizer, "_built", False):
+        yield
+        return
+    variables = model.trainable_variables
+    trained = [v.numpy() for v in variables]
+    optimizer._overwrite_model_variables_with_average_value(variables)
+    try:
+        yield
+    finally:
+        for variable, value in zip(variables, trained):
+            variable.assign(value)

@@ -18,7 +18,6 @@ trains G groups of K folds vectorised inside each op. Both run the same skeleton
 
 from __future__ import annotations
 
-import contextlib
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -155,21 +154,3 @@ def fold_outcomes(labels: Sequence[str], divergence: FoldDivergence, history: di
                            diverged=message, checkpoints=checkpoints[i] if checkpoints else {}))
     return out
 
-
-@contextlib.contextmanager
-def averaged_weights(model: keras.Model):
-    """Within the block, ``model``'s trainable weights are its optimizer's moving averages (Keras'
-    Adam with ``use_ema``), the weights the fit would end with if it ended now; afterwards the
-    trained weights are back. A model whose optimizer keeps no average is left as it is."""
-    optimizer = getattr(model, "optimizer", None)
-    if not getattr(optimizer, "use_ema", False) or not getattr(optimizer, "_built", False):
-        yield
-        return
-    variables = model.trainable_variables
-    trained = [v.numpy() for v in variables]
-    optimizer._overwrite_model_variables_with_average_value(variables)
-    try:
-        yield
-    finally:
-        for variable, value in zip(variables, trained):
-            variable.assign(value)

@@ -732,7 +732,7 @@ class _HoldoutPredictions(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         from mer_keras.models.inference import predict_proba
-        from mer_keras.train.program import averaged_weights
+        from mer_keras.train.callbacks import averaged_weights
 
         if epoch + 1 not in self.epochs:
             return
