@@ -6,8 +6,8 @@ fold's model predicting every clip (:func:`mer_keras.train.distill.teacher_proba
 student of fold s then trains on fold s's training clips with targets ``alpha * one_hot + (1 -
 alpha) * mean of the teachers' fold-s probabilities`` (:func:`mer_keras.train.distill.student_targets`)
 and is scored on subject s. The final student learns from the teachers' final models' targets
-and is saved as ``student.keras`` beside the report (a registry model: `mer-keras export` paths,
-TFLite, the edge runner take it as any other).
+and is saved as ``student-seed<S>.keras`` beside the report (a registry model, loadable with
+``mer_keras.load_model``; no run folder is written, so ``mer-keras export`` does not take it yet).
 
     python tools/distill_loso.py --teacher RUN_A --teacher RUN_B ... --student ststnet --seeds 0,1,2 \
         --alpha 0.5 --out /tmp/distill
