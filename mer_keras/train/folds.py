@@ -32,7 +32,7 @@ def run_folds(x: np.ndarray, y: np.ndarray, folds: Sequence[Fold], classes: Sequ
               aus: Sequence[Sequence[str]] | None = None, completed: dict[str, dict] | None = None,
               backup_root: str | Path | None = None, checkpoints: Sequence[int] | None = None,
               final: np.ndarray | None = None, soft_targets: dict[str, np.ndarray] | None = None,
-              predict_all: bool = False) -> dict:
+              predict_all: bool = False, test_flip: bool = False) -> dict:
     """Train and evaluate one model per fold.
 
     Folds with equal steps per epoch train together, ``cfg.parallel_folds`` per program (0: chosen
@@ -68,13 +68,17 @@ def run_folds(x: np.ndarray, y: np.ndarray, folds: Sequence[Fold], classes: Sequ
             the test metrics stay against the labels). None: the labels.
         predict_all: also predict every sample of x with each fold's model (teachers of a
             distillation): the result's "all_probabilities" {fold name: (N, K)}.
+        test_flip: also predict each fold's test samples mirrored (u negated for flow inputs, as
+            training flips them, :func:`~mer_keras.train.tfdata.flipped`) and average the two: the
+            result's "probabilities_test_flip" (N, K), from the same fold models as "probabilities"
+            (NaN for ``completed`` folds: a measurement of a whole run, not resumable).
     Returns:
         {"probabilities": (N, K) array (NaN for samples in no test fold), "folds": [per-fold dict],
         "parallel_folds": folds trained at once, and with ``checkpoints`` "checkpoints":
         {fold name: {epoch: (n_test, K) array}}}; the fold rows are in the order of ``folds``.
         With ``final`` trained here, "final_weights" (the registry model's weights, in
         ``get_weights()`` order) and "final_model" (a function returning the registry model holding them).
-        With ``predict_all``, "all_probabilities".
+        With ``predict_all``, "all_probabilities"; with ``test_flip``, "probabilities_test_flip".
     Raises:
         OptionError: ``cfg.parallel_folds`` > 1 where it does not apply; a fold whose training loss,
             weights or test probabilities became NaN or infinite (the fold and epoch named; nothing
@@ -98,6 +102,7 @@ def run_folds(x: np.ndarray, y: np.ndarray, folds: Sequence[Fold], classes: Sequ
                          "folds, no backups")
     at_epochs: dict[str, dict[int, np.ndarray]] = {}
     every: dict[str, np.ndarray] = {}
+    probs_flip = np.full((len(x), len(classes)), np.nan, np.float32) if test_flip else None
     probs = np.full((len(x), len(classes)), np.nan, np.float32)
     rows: dict[str, dict] = {}
     pending = [f for f in folds if not (completed and f.name in completed)]
@@ -162,6 +167,11 @@ def run_folds(x: np.ndarray, y: np.ndarray, folds: Sequence[Fold], classes: Sequ
                             p = every[fold.name][fold.test]
                         else:
                             p = predict_proba(result.model(), x[fold.test])
+                        if test_flip:
+                            from mer_keras.train.tfdata import flipped
+
+                            mirrored = predict_proba(result.model(), flipped(x[fold.test], cfg.flow_input))
+                            probs_flip[fold.test] = (p + mirrored) / 2.0
                     if checkpoints:
                         at_epochs[fold.name] = result.checkpoints
                     finish(fold, p, result.final_loss, result.final_accuracy)
@@ -174,4 +184,6 @@ def run_folds(x: np.ndarray, y: np.ndarray, folds: Sequence[Fold], classes: Sequ
         out["checkpoints"] = at_epochs
     if predict_all:
         out["all_probabilities"] = every
+    if test_flip:
+        out["probabilities_test_flip"] = probs_flip
     return out

@@ -17,6 +17,12 @@ def _flip(img, flow_input: bool):
     return flipped
 
 
+def flipped(x: np.ndarray, flow_input: bool) -> np.ndarray:
+    """``x`` (N, ..., H, W, C) float32 mirrored as a training flip mirrors it (:func:`_flip`: the
+    width axis reversed, u -> 255 - u for a flow image)."""
+    return np.asarray(_flip(tf.constant(x, tf.float32), flow_input))
+
+
 def make_dataset(x: np.ndarray, y=None, batch_size: int = 32, shuffle: bool = False,
                  augment: bool = False, flow_input: bool = False, seed: int = 0,
                  sample_weight=None) -> tf.data.Dataset:

@@ -75,3 +75,27 @@ def test_student_targets_mix_labels_and_the_mean_of_the_teachers():
         student_targets(y, [t1], 1.5, 3)
     with pytest.raises(ValueError, match="different folds"):
         student_targets(y, [t1, {"s1": t1["s0"]}], 0.5, 3)
+
+
+def test_flip_test_time_augmentation_averages_the_mirrored_prediction_of_the_same_fold_model():
+    """A mirror is its own inverse; on inputs the mirror leaves unchanged (u = 127.5, v and strain
+    symmetric) the averaged prediction is the plain one; elsewhere it is another, a distribution;
+    the plain probabilities do not change with the option."""
+    from mer_keras.train.tfdata import flipped
+
+    rng = np.random.default_rng(5)
+    x = rng.uniform(0, 255, (36, 28, 28, 3)).astype(np.float32)
+    np.testing.assert_allclose(flipped(flipped(x, True), True), x, atol=1e-4)  # 255 - (255 - u): float rounding
+    symmetric = (x + x[:, :, ::-1]) / 2
+    symmetric[..., 0] = 127.5
+    np.testing.assert_array_equal(flipped(symmetric, True), symmetric)
+    y = rng.integers(0, 3, 36)
+    folds = LOSO().folds(np.repeat(["s0", "s1", "s2"], 12))
+    cfg = TrainConfig(model="ststnet", epochs=1, batch_size=8, flow_input=True, seed=1)
+    for inputs, same in ((symmetric, True), (x, False)):
+        plain = run_folds(inputs, y, folds, CLASSES, cfg)
+        tta = run_folds(inputs, y, folds, CLASSES, cfg, test_flip=True)
+        np.testing.assert_array_equal(tta["probabilities"], plain["probabilities"])
+        np.testing.assert_allclose(tta["probabilities_test_flip"].sum(1), 1.0, atol=1e-5)
+        difference = np.abs(tta["probabilities_test_flip"] - plain["probabilities"]).max()
+        assert (difference < 1e-6) if same else (difference > 1e-4)
