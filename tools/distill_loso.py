@@ -56,14 +56,12 @@ def teacher_configs(run: Path, console):
     return opts, rep, data, inputs, folds, cfg_of, np.flatnonzero(final_mask), final_cfg
 
 
-def figures(y, p, databases, classes) -> dict:
-    from mer_keras.metrics import compute_metrics
+def figures(protocol: str, y, p, databases, classes) -> dict:
+    """The protocol's own pooled report (overall and per database) of probabilities ``p``."""
+    from mer_keras.data.protocols import PROTOCOLS
 
-    out = {"overall": compute_metrics(y, p.argmax(1), classes)}
-    for db in sorted(set(databases)):
-        idx = np.flatnonzero(np.asarray(databases) == db)
-        out[db] = compute_metrics(y[idx], p[idx].argmax(1), classes)
-    return {k: {m: float(v[m]) for m in ("accuracy", "uf1", "uar")} for k, v in out.items()}
+    report = PROTOCOLS[protocol].report(y, p, classes, databases)
+    return {"overall": report["overall"], **report.get("per_database", {})}
 
 
 def main() -> None:
@@ -103,7 +101,7 @@ def main() -> None:
         console.print(f"teacher {run}: {time.monotonic() - t0:.0f} s")
     opts, rep, data, inputs, folds, final = first
     y, classes = inputs.y, data.classes
-    databases = [r.get("database", r.get("source", "all")) for r in data.rows]
+    databases = [r["database"] for r in data.rows]
     ensemble = np.full((len(y), len(classes)), np.nan, np.float32)
     for fold in folds:
         ensemble[fold.test] = np.mean([t[fold.name][fold.test] for t in teachers], axis=0)
@@ -124,14 +122,14 @@ def main() -> None:
         if fit.diverged:
             raise SystemExit(fit.diverged)
         save_keras(fit.model(), out / f"student-seed{seed}.keras")
-        students[seed] = {"loso": figures(y, student["probabilities"], databases, classes),
+        students[seed] = {"loso": figures(opts.protocol, y, student["probabilities"], databases, classes),
                           "parameters": int(fit.model().count_params()),
                           "final_train_accuracy_vs_labels": float(
                               (predict_proba(fit.model(), inputs.x[final]).argmax(1) == y[final]).mean()),
                           "loso_seconds": round(loso_s, 1)}
         console.print(f"student seed {seed}: UF1 {students[seed]['loso']['overall']['uf1']:.3f} ({loso_s:.0f} s)")
     report = {"teachers": args.teacher, "student": args.student, "alpha": args.alpha, "students": students,
-              "teachers_ensemble_loso": figures(y, ensemble, databases, classes),
+              "teachers_ensemble_loso": figures(opts.protocol, y, ensemble, databases, classes),
               "seconds_total": round(time.monotonic() - start, 1)}
     (out / "report.json").write_text(json.dumps(report, indent=1))
     print(json.dumps(report, indent=1))

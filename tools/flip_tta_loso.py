@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
@@ -30,8 +29,9 @@ def main() -> None:
     from mer_keras.jobs.train import load_run_inputs, resolve_options, train_config
     from mer_keras.train.folds import run_folds
 
-    sys.path.insert(0, str(Path(__file__).parent))
-    from distill_loso import figures
+    def figures(protocol, data, y, p):  # the protocol's own report: overall and per database
+        report = PROTOCOLS[protocol].report(y, p, data.classes, [r["database"] for r in data.rows])
+        return {"overall": report["overall"], **report.get("per_database", {})}
 
     console = Console(stderr=True)
     report = {}
@@ -40,11 +40,10 @@ def main() -> None:
         opts, rep = resolve_options(opts)
         groups = PROTOCOLS[opts.protocol].groups(data.rows, data.test_databases)
         folds = PROTOCOLS[opts.protocol].folds(groups)
-        databases = [r.get("database", r.get("source", "all")) for r in data.rows]
         t0 = time.monotonic()
         res = run_folds(inputs.x, inputs.y, folds, data.classes, train_config(opts, rep), test_flip=True)
-        report[run] = {"plain": figures(inputs.y, res["probabilities"], databases, data.classes),
-                       "test_flip": figures(inputs.y, res["probabilities_test_flip"], databases, data.classes),
+        report[run] = {"plain": figures(opts.protocol, data, inputs.y, res["probabilities"]),
+                       "test_flip": figures(opts.protocol, data, inputs.y, res["probabilities_test_flip"]),
                        "seconds": round(time.monotonic() - t0, 1)}
         console.print(f"{run}: UF1 {report[run]['plain']['overall']['uf1']:.3f} plain, "
                       f"{report[run]['test_flip']['overall']['uf1']:.3f} with flip TTA")

@@ -332,7 +332,7 @@ def run_protocol(opts: TrainOptions, rep: RepresentationConfig, cfg, data: Datas
     from mer_keras.registry import get_spec
     from mer_keras.runs import check_identity
     from mer_keras.train.callbacks import EpochHistory, ProgressCallback
-    from mer_keras.train.folds import FINAL, run_folds
+    from mer_keras.train.folds import FINAL, folds_by_config, run_folds
     from mer_keras.train.strategy import is_chief
 
     protocol = PROTOCOLS[opts.protocol]
@@ -380,13 +380,10 @@ def run_protocol(opts: TrainOptions, rep: RepresentationConfig, cfg, data: Datas
             prog.update(fold_task, advance=1)
 
         prog.update(fold_task, advance=len([f for f in folds if f.name in completed]))
-        plans: dict[str, tuple] = {}  # folds of one config train in one call
-        for f in folds:
-            c = cfg_of(f.name) if cfg_of else cfg
-            plans.setdefault(repr(sorted(c.to_dict().items())), (c, []))[1].append(f)
+        plans = folds_by_config(folds, cfg_of or (lambda name: cfg))  # folds of one config train in one call
         probs = np.full((len(y), len(classes)), np.nan, np.float32)
         fold_rows = {}
-        for c, plan_folds in plans.values():
+        for c, plan_folds in plans:
             joined = {"final": final} if final is not None and len(plans) == 1 else {}
             result = run_folds(inputs.x, y, plan_folds, classes, c, strategy, fold_callbacks=callbacks,
                                on_fold_end=fold_end, aus=aus, completed=completed, backup_root=run.backup_root,

@@ -168,22 +168,18 @@ class EpochHistory(keras.callbacks.Callback):
     Args:
         paths: one CSV path per fold trained by this fit.
         prefixes: per fold, the prefix of its keys in the Keras logs: ``"fold<j>_"`` for fold j of
-            a program (:mod:`mer_keras.train.program`; ``fold<j>_train_loss`` is its loss), ``""``
-            for a model's plain logs.
+            a program (:mod:`mer_keras.train.program`; ``fold<j>_train_loss`` is its loss).
     """
 
-    def __init__(self, paths, prefixes=("",)):
+    def __init__(self, paths, prefixes):
         super().__init__()
         from pathlib import Path
 
         self.paths, self.prefixes, self.rows = [Path(p) for p in paths], list(prefixes), None
 
     def _figures(self, logs: dict, prefix: str) -> dict:
-        if prefix:
-            out = {("loss" if k == f"{prefix}train_loss" else k[len(prefix):]): v for k, v in logs.items()
-                   if k.startswith(prefix)}
-        else:
-            out = {k: v for k, v in logs.items() if not (k.startswith("fold") and "_" in k)}
+        out = {("loss" if k == f"{prefix}train_loss" else k[len(prefix):]): v for k, v in logs.items()
+               if k.startswith(prefix)}
         if "accuracy" not in out and "predictions_accuracy" in out:
             out["accuracy"] = out["predictions_accuracy"]
         return {k: float(v) for k, v in out.items()}

@@ -41,14 +41,10 @@ def teacher_probabilities(x: np.ndarray, y: np.ndarray, folds: Sequence[Fold], c
     """
     from mer_keras.models.inference import predict_proba
     from mer_keras.train.fit import fit_model
-    from mer_keras.train.folds import FINAL, run_folds
+    from mer_keras.train.folds import FINAL, folds_by_config, run_folds
 
-    plans: dict[str, tuple[TrainConfig, list[Fold]]] = {}
-    for fold in folds:
-        cfg = cfg_of(fold.name)
-        plans.setdefault(repr(sorted(cfg.to_dict().items())), (cfg, []))[1].append(fold)
     out: dict[str, np.ndarray] = {}
-    for cfg, plan in plans.values():
+    for cfg, plan in folds_by_config(folds, cfg_of):
         res = run_folds(x, y, plan, classes, cfg, strategy, fold_callbacks=fold_callbacks, predict_all=True)
         out.update(res["all_probabilities"])
     if final is not None:

@@ -218,7 +218,7 @@ class FoldTrainer:
     def _compile_for_distributions(self, model) -> None:
         """Compile ``model`` (once) for target distributions: categorical cross-entropy (label-smoothed
         as ``cfg.label_smoothing``), its optimizer state kept as the trainer's reset restores it."""
-        if getattr(self, "_distributions", False):
+        if self._distributions:
             return
         model.compile(optimizer=model.optimizer, loss=keras.losses.CategoricalCrossentropy(
             label_smoothing=self.cfg.label_smoothing), metrics=["accuracy"])
@@ -260,8 +260,9 @@ class FoldTrainer:
         cfg = self.cfg
         labels = list(labels) if labels is not None else ["the fit"]
         train = np.asarray(train_indices[0])
-        xf, yf = (x, y) if len(train) == len(x) and (train == np.arange(len(x))).all() else (x[train], y[train])
-        aus = [aus[i] for i in train] if aus is not None and len(xf) != len(x) else aus
+        whole = len(train) == len(x) and (train == np.arange(len(x))).all()  # no copy of x for a fit on all of it
+        xf, yf = (x, y) if whole else (x[train], y[train])
+        aus = [aus[i] for i in train] if aus is not None and not whole else aus
         check_finite_inputs(xf, labels[0])  # a NaN input is the data's fault, not the learning rate's
         spec = get_spec(cfg.model)
         model = self.reset()

@@ -25,6 +25,16 @@ from mer_keras.train.timing import phase
 FINAL = "(final model)"
 
 
+def folds_by_config(folds: Sequence[Fold], cfg_of: Callable[[str], TrainConfig]) -> list[tuple[TrainConfig, list]]:
+    """The folds grouped by their training config (a nested selection gives each test subject its
+    recipe): [(config, its folds in the order of ``folds``)], each group one :func:`run_folds` call."""
+    plans: dict[str, tuple[TrainConfig, list]] = {}
+    for fold in folds:
+        cfg = cfg_of(fold.name)
+        plans.setdefault(repr(sorted(cfg.to_dict().items())), (cfg, []))[1].append(fold)
+    return list(plans.values())
+
+
 def run_folds(x: np.ndarray, y: np.ndarray, folds: Sequence[Fold], classes: Sequence[str], cfg: TrainConfig,
               strategy: tf.distribute.Strategy | None = None,
               fold_callbacks: Callable[[Sequence[Fold]], Sequence] | None = None,

@@ -654,8 +654,9 @@ def folded_dataset(train_indices, y, cfg, num_classes: int, ks, start_epoch: int
         weights = np.zeros((n_steps, b, total), np.float32)
         counts = np.zeros((n_steps, total), np.float32)
         soft = np.zeros((n_steps, b, total, num_classes), np.float32) if soft_targets is not None else None
-        perm = np.broadcast_to(np.arange(b, dtype=np.int32)[None, :, None], (n_steps, b, total)).copy()
-        lam = np.ones((n_steps, b, total), np.float32)
+        if mixup:  # padding rows: their own partner, weight 1
+            perm = np.broadcast_to(np.arange(b, dtype=np.int32)[None, :, None], (n_steps, b, total)).copy()
+            lam = np.ones((n_steps, b, total), np.float32)
         e = epoch - start_epoch
         for j, (train, yj, w) in enumerate(folds):
             plan = {key: value[e:e + 1] for key, value in plans[j].items()}
