@@ -12,9 +12,16 @@ one dense softmax layer.
 Parameters (``model.count_params()``, K classes): 84 + 140 + 224 (the three convolutions) +
 401 K (dense) = 448 + 401 K, i.e. 1,651 for 3 classes.
 
-Variants (``variant=``): ``paper`` (the above) and ``wide`` (a width multiplier of 2: 6, 10 and
-16 filters, 896 + 801 K parameters, 3,299 for 3 classes), not from the paper: a larger student of
-the same shape for the accuracy search (docs/REAL_DATA.md).
+Variants (``variant=``), all but ``paper`` not from the paper, for the accuracy search
+(docs/REAL_DATA.md):
+
+* ``paper``: the above.
+* ``wide``: a width multiplier of 2 (6, 10 and 16 filters): 896 + 801 K parameters, 3,299 for 3
+  classes.
+* ``deep``: a depth multiplier of 2, a second 3x3 'same' convolution of the same width (ReLU)
+  in each stream before its pooling: 448 + 84 + 230 + 584 + 401 K parameters, 2,549 for 3 classes.
+* ``dropout``: dropout 0.5 on the 400 flattened features before the softmax layer (1,651
+  parameters, as ``paper``).
 
 Departures from the paper, and why:
 
@@ -33,19 +40,23 @@ from mer_keras.registry import register_model
 layers = keras.layers
 
 STREAM_FILTERS = (3, 5, 8)
-#: Width multiplier of each variant.
-VARIANTS = {"paper": 1, "wide": 2}
+#: Each variant's width multiplier, convolutions per stream and dropout rate before the softmax.
+VARIANTS = {"paper": dict(width=1, depth=1, dropout=0.0), "wide": dict(width=2, depth=1, dropout=0.0),
+            "deep": dict(width=1, depth=2, dropout=0.0), "dropout": dict(width=1, depth=1, dropout=0.5)}
 
 
-def apply_stream(x, filters: int, name: str):
-    """One STSTNet stream: 3x3 conv (ReLU), 3x3/3 max-pool, 2x2/2 average-pool.
+def apply_stream(x, filters: int, name: str, depth: int = 1):
+    """One STSTNet stream: ``depth`` 3x3 convs (ReLU), 3x3/3 max-pool, 2x2/2 average-pool.
 
     Args:
-        x: (B, 28, 28, 3) float32.
+        x: (B, 28, 28, 3) float32. depth: convolutions before the pooling (1 in the paper); the
+            first is named ``<name>_conv`` (as in the paper's layout), the others ``<name>_conv<k>``.
     Returns:
         (B, 5, 5, filters) float32.
     """
     x = apply_conv(x, filters, 3, name=f"{name}_conv")
+    for k in range(2, depth + 1):
+        x = apply_conv(x, filters, 3, name=f"{name}_conv{k}")
     x = layers.MaxPooling2D(3, strides=3, padding="same", name=f"{name}_maxpool")(x)
     return layers.AveragePooling2D(2, strides=2, name=f"{name}_avgpool")(x)
 
@@ -61,7 +72,7 @@ def build_ststnet(input_shape=(28, 28, 3), num_classes: int = 3, name: str = "st
     Args:
         input_shape: (H, W, 3) flow image (u, v, strain) as float32 in [0, 255]; 28 x 28 in the paper.
         num_classes: softmax width K.
-        variant: ``"paper"`` or ``"wide"`` (twice the filters; see the module docstring).
+        variant: ``"paper"``, ``"wide"``, ``"deep"`` or ``"dropout"`` (see the module docstring).
     Returns:
         Functional ``keras.Model``: (B, H, W, 3) float32 -> (B, K) float32 probabilities.
     Raises:
@@ -73,8 +84,12 @@ def build_ststnet(input_shape=(28, 28, 3), num_classes: int = 3, name: str = "st
         raise OptionError(f"unknown STSTNet variant {variant!r}; expected one of {tuple(VARIANTS)}")
     inputs = keras.Input(shape=input_shape, name="input")
     x = apply_input_scaling(inputs)
-    streams = [apply_stream(x, f * VARIANTS[variant], name=f"stream{k + 1}") for k, f in enumerate(STREAM_FILTERS)]
+    spec = VARIANTS[variant]
+    streams = [apply_stream(x, f * spec["width"], name=f"stream{k + 1}", depth=spec["depth"])
+               for k, f in enumerate(STREAM_FILTERS)]
     x = layers.Concatenate(name="concat")(streams)
     x = layers.Flatten(name="flatten")(x)
+    if spec["dropout"]:
+        x = layers.Dropout(spec["dropout"], name="dropout")(x)
     outputs = layers.Dense(num_classes, activation="softmax", dtype="float32", name="predictions")(x)
     return keras.Model(inputs, outputs, name=name)

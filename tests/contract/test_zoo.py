@@ -227,3 +227,27 @@ def test_ststnet_wide_variant_doubles_every_stream():
     assert [layer.name for layer in wide.layers] == [layer.name for layer in create_model("ststnet", 3).layers]
     with pytest.raises(OptionError, match="unknown STSTNet variant 'huge'"):
         create_model("ststnet", 3, variant="huge")
+
+
+def test_off_apexnet_narrow_variant():
+    """FC layers of 256 units, the same layer names; 473,371 parameters for 3 classes."""
+    narrow = create_model("off_apexnet", 3, variant="narrow")
+    assert narrow.count_params() == 473_371
+    assert [layer.name for layer in narrow.layers] == [layer.name for layer in create_model("off_apexnet", 3).layers]
+
+
+def test_ststnet_deep_and_dropout_variants():
+    """`deep`: a second 3x3 convolution per stream (84 + 230 + 584 more parameters); `dropout`: the
+    paper's parameters with dropout 0.5 before the softmax, identity at inference."""
+    import numpy as np
+
+    paper = create_model("ststnet", 3)
+    deep = create_model("ststnet", 3, variant="deep")
+    assert deep.count_params() == paper.count_params() + 84 + 230 + 584 == 2_549
+    assert [deep.get_layer(f"stream{k}_conv2").filters for k in (1, 2, 3)] == [3, 5, 8]
+    dropout = create_model("ststnet", 3, variant="dropout")
+    assert dropout.count_params() == paper.count_params()
+    assert dropout.get_layer("dropout").rate == 0.5
+    dropout.set_weights(paper.get_weights())
+    x = np.random.default_rng(0).uniform(0, 255, (4, 28, 28, 3)).astype("float32")
+    np.testing.assert_allclose(dropout(x, training=False).numpy(), paper(x, training=False).numpy(), rtol=1e-6)

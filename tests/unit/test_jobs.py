@@ -69,7 +69,7 @@ def test_an_input_size_the_model_cannot_take_is_refused_with_the_reason():
 
 @pytest.mark.parametrize("opts, error, text", [
     (TrainOptions(variant="v3"), OptionError, "--variant 'v3': learnet has variants paper, released"),
-    (TrainOptions(model="off_apexnet", variant="paper"), OptionError, "off_apexnet has no variants"),
+    (TrainOptions(model="vgg16", variant="paper"), OptionError, "vgg16 has no variants"),
     (TrainOptions(freeze_until="conv1"), OptionError, "--freeze-until needs --init-from"),
     (TrainOptions(data="casme2", synthetic_expression="macro"), OptionError, "applies to the synthetic set"),
     (TrainOptions(init_from="/no/such/model.keras"), ModelFileError, "no model at /no/such/model.keras"),

@@ -177,6 +177,17 @@ def test_folds_trained_together_give_what_each_gives_alone(model, size, atol, ba
         assert b["final_train_accuracy"] == pytest.approx(a["final_train_accuracy"], abs=1 / 12 + 1e-6)
 
 
+@pytest.mark.parametrize("variant", ["deep", "dropout"])
+def test_ststnet_variants_trained_together_give_what_each_gives_alone(variant):
+    """Two convolutions per stream, and a dropout layer whose masks each fold draws as alone."""
+    x, y, folds = uneven_set(n=36, subjects=3)
+    cfg = dict(model="ststnet", model_options={"variant": variant}, epochs=2, batch_size=8, flow_input=True, seed=5)
+    alone = run_folds(x, y, folds, CLASSES, TrainConfig(**cfg, parallel_folds=1))
+    together = run_folds(x, y, folds, CLASSES, TrainConfig(**cfg, parallel_folds=3))
+    assert together["parallel_folds"] == 3
+    np.testing.assert_allclose(together["probabilities"], alone["probabilities"], atol=ATOL, rtol=0)
+
+
 def test_a_diverged_fold_stops_alone_and_the_others_are_written(monkeypatch):
     """Fold s1's weights are NaN from the first step (its slice of the dense kernel poisoned): it
     stops at epoch 1, the other folds of its program train to the end, unchanged by it, and reach
