@@ -101,6 +101,13 @@ def resolve_options(opts: TrainOptions) -> tuple[TrainOptions, RepresentationCon
     if opts.synthetic_expression != "micro" and opts.data != "synthetic":
         raise OptionError(f"--synthetic-expression {opts.synthetic_expression} applies to the synthetic set, not "
                           f"--data {opts.data}")
+    if opts.sampling == "balanced" and opts.class_weight is None:  # the batches are balanced, not the loss
+        opts = replace(opts, class_weight=False)
+    if opts.input_norm == "database":
+        if opts.final:
+            raise OptionError("--input-norm database evaluates the protocol only: a final model would need its "
+                              "database's statistics at inference; drop --final")
+        opts = replace(opts, final=False)
     opts = apply_recipe(opts, spec.recipe(opts.recipe) if opts.recipe else {})
     if opts.lr is None:
         opts = replace(opts, lr=spec.learning_rate)  # recorded in config.json as used
@@ -168,7 +175,8 @@ def train_config(opts: TrainOptions, rep: RepresentationConfig) -> TrainConfig:
                        init_from=opts.init_from, freeze_until=opts.freeze_until, deterministic=opts.deterministic,
                        mixed_precision=opts.mixed_precision, backup_minutes=opts.backup_minutes,
                        parallel_folds=opts.parallel_folds, weight_decay=opts.weight_decay or 0.0, ema=opts.ema or 0.0,
-                       label_smoothing=opts.label_smoothing or 0.0, mixup=bool(opts.mixup))
+                       label_smoothing=opts.label_smoothing or 0.0, mixup=bool(opts.mixup),
+                       cutmix=bool(opts.cutmix), sampling=opts.sampling or "shuffle")
 
 
 def check_init_source(init_from: str, dataset: str, protocol: str, console) -> None:
@@ -283,7 +291,8 @@ EXECUTION_OPTIONS = ("resume", "out", "workers", "cache_dir", "folds", "final", 
 
 
 #: Options added after fold files recorded their identity, with the value that changes nothing.
-LATER_OPTIONS = {"weight_decay": 0.0, "ema": 0.0, "label_smoothing": 0.0, "mixup": False}
+LATER_OPTIONS = {"weight_decay": 0.0, "ema": 0.0, "label_smoothing": 0.0, "mixup": False, "cutmix": False,
+                 "sampling": "shuffle", "input_norm": "none"}
 
 
 def data_fingerprint(data: Dataset) -> str:
@@ -464,8 +473,8 @@ def train(opts: TrainOptions, console=None) -> Path:
         check_transfer(opts, rep, data, console)
     elif opts.input_size:
         probe_model(opts, rep, data)
-    inputs = build_dataset_inputs(data, rep, console, cache_dir=opts.cache_dir, workers=opts.workers,
-                                  strict=opts.strict)
+    inputs = normalised_inputs(build_dataset_inputs(data, rep, console, cache_dir=opts.cache_dir,
+                                                    workers=opts.workers, strict=opts.strict), data, opts, rep)
     protocol = PROTOCOLS[opts.protocol]
     groups = protocol.groups(data.rows, data.test_databases)
     if opts.folds and list(opts.folds) == ["none"]:
@@ -504,6 +513,17 @@ def train(opts: TrainOptions, console=None) -> Path:
     return run.path
 
 
+def normalised_inputs(inputs: Inputs, data: Dataset, opts: TrainOptions, rep: RepresentationConfig) -> Inputs:
+    """The inputs as the run's ``--input-norm`` gives them to training: unchanged, or each database's
+    channels moved to the pooled statistics (:func:`mer_keras.preprocess.normalise.normalise_by_database`)."""
+    if opts.input_norm in (None, "none"):
+        return inputs
+    from mer_keras.preprocess.normalise import normalise_by_database
+
+    databases = [r["database"] for r in data.rows]
+    return Inputs(normalise_by_database(inputs.x, databases, rep.representation == "flow"), inputs.y)
+
+
 def load_run_inputs(run: str | Path, console) -> tuple[TrainOptions, RepresentationConfig, Dataset, Inputs, np.ndarray]:
     """Rebuild a finished or interrupted run's data and inputs from its config.json (cache reused).
 
@@ -524,8 +544,8 @@ def load_run_inputs(run: str | Path, console) -> tuple[TrainOptions, Representat
         raise RunFolderError(f"{folder.path / 'config.json'}: not a run configuration "
                              f"({type(exc).__name__}: {exc})") from None
     data = load_data(DataRequest.of(opts), console)
-    inputs = build_dataset_inputs(data, rep, console, cache_dir=opts.cache_dir, workers=opts.workers,
-                                  strict=opts.strict)
+    inputs = normalised_inputs(build_dataset_inputs(data, rep, console, cache_dir=opts.cache_dir, workers=opts.workers,
+                                                    strict=opts.strict), data, opts, rep)
     if config.get("classes") and list(config["classes"]) != list(data.classes):
         raise RunFolderError(f"{folder.path}: the data's classes {data.classes} "
                              f"differ from the run's {config['classes']}")

@@ -19,7 +19,8 @@ from mer_keras import names
 from mer_keras.data.synthetic.config import MAX_CLIPS, MAX_SEED, MAX_SUBJECTS, SyntheticConfig
 from mer_keras.errors import OptionError
 from mer_keras.jobs.schema import from_config, option
-from mer_keras.train.config import MAX_BATCH_SIZE, MAX_EPOCHS, MAX_PARALLEL_FOLDS, MAX_SHIFT, TrainConfig
+from mer_keras.preprocess.normalise import INPUT_NORMS
+from mer_keras.train.config import MAX_BATCH_SIZE, MAX_EPOCHS, MAX_PARALLEL_FOLDS, MAX_SHIFT, SAMPLINGS, TrainConfig
 
 #: The training library's defaults (epochs, batch, seed, ...) and the synthetic set's (subjects,
 #: clips): the options below take them from there.
@@ -133,6 +134,15 @@ class TrainOptions:
                                            "one-hot + s / K; default: 0 (none).", min=0.0, max=0.99)
     mixup: bool | None = option(None, "Mixup: every training sample mixed with another of its batch, inputs and "
                                 "targets, by a weight uniform in [0, 1); default: off.", secondary="--no-mixup")
+    cutmix: bool | None = option(None, "Cut-mix: every training sample takes a box of another sample of its batch, "
+                                 "its targets mixed by the area kept; default: off.", secondary="--no-cutmix")
+    sampling: str | None = option(None, "How an epoch's training samples are chosen: shuffle (each once) or "
+                                  "balanced (class by class, with replacement; class weights then default to "
+                                  "off); default: shuffle.", choices=lambda: SAMPLINGS)
+    input_norm: str | None = option(None, "Input normalisation: none, or database (each database's channels moved "
+                                    "to the mean and spread of all the run's clips, from the images alone; "
+                                    "evaluation only: such a model is not exported); default: none.",
+                                    choices=lambda: INPUT_NORMS)
     flow_method: str = option("tvl1", "Optical flow method (flow representation).", choices=lambda: names.FLOW_METHODS)
     flow_encoding: str | None = option(None, "How flow becomes 0..255: fixed (one scale for every clip) or minmax "
                                        "(each channel of each image stretched, as published flow sets are); default: "

@@ -57,7 +57,7 @@ class TuneOptions(TrainOptions):
 #: config.json keys a run whose selection is reused must share with the new run.
 SAME_SELECTION = ("model", "data", "root", "protocol", "classes", "loso_subjects", "representation_config", "space",
                   "groups", "variant", "batch_size", "augment", "class_weight", "shift", "lr", "epochs", "init_from",
-                  "weight_decay", "ema", "label_smoothing", "mixup",
+                  "weight_decay", "ema", "label_smoothing", "mixup", "cutmix", "sampling", "input_norm",
                   "freeze_until", "aux_weights")
 
 
@@ -135,7 +135,7 @@ def tune(opts: TuneOptions, console=None) -> Path:
         load_data,
         progress_bar,
     )
-    from mer_keras.jobs.train import open_run_folder, resolve_options, run_protocol, train_config
+    from mer_keras.jobs.train import normalised_inputs, open_run_folder, resolve_options, run_protocol, train_config
     from mer_keras.runs import RunFolder
     from mer_keras.train.callbacks import ProgressCallback
     from mer_keras.train.strategy import get_strategy
@@ -196,8 +196,8 @@ def tune(opts: TuneOptions, console=None) -> Path:
         if opts.wants_final and "final" not in reused["choice"]:
             raise OptionError(f"--selection-from {opts.selection_from}: it made no choice for a final model (a "
                               "--no-final run); give --no-final here too")
-    inputs = build_dataset_inputs(data, rep, console, cache_dir=opts.cache_dir, workers=opts.workers,
-                                  strict=opts.strict)
+    inputs = normalised_inputs(build_dataset_inputs(data, rep, console, cache_dir=opts.cache_dir,
+                                                    workers=opts.workers, strict=opts.strict), data, opts, rep)
     run, completed = open_run_folder(opts, rep, data, subjects, strategy, console)
     with run.lock("tuning"):  # one training process per run folder
         if data.skipped:

@@ -18,6 +18,9 @@ MAX_EPOCHS = 100_000
 MAX_BATCH_SIZE = 65_536
 MAX_SHIFT = 64
 MAX_PARALLEL_FOLDS = 256
+#: How the N samples of an epoch are chosen: each once in a random order, or class by class
+#: (:func:`mer_keras.train.tfdata.balanced_order`).
+SAMPLINGS = ("shuffle", "balanced")
 
 
 @dataclass
@@ -58,6 +61,11 @@ class TrainConfig:
         mixup: each training sample mixed with another of its batch, inputs and targets alike, by a
             weight uniform in [0, 1) (Zhang et al., ICLR 2018, alpha = 1;
             :func:`mer_keras.train.tfdata.training_dataset`). Flow images mix as superposed motion.
+        cutmix: each training sample takes a box of another sample of its batch (Yun et al., ICCV
+            2019, alpha = 1), its targets mixed by the area kept; not with ``mixup``.
+        sampling: ``shuffle`` (each training sample once per epoch) or ``balanced`` (each epoch's N
+            samples drawn class by class with replacement,
+            :func:`mer_keras.train.tfdata.balanced_order`; needs ``class_weight`` off).
     """
 
     model: str = "learnet"
@@ -81,6 +89,8 @@ class TrainConfig:
     ema: float = 0.0
     label_smoothing: float = 0.0
     mixup: bool = False
+    cutmix: bool = False
+    sampling: str = "shuffle"
 
     def __post_init__(self) -> None:
         """Refuse numbers training cannot use, named as on the command line, before anything is built
@@ -116,6 +126,13 @@ class TrainConfig:
             raise OptionError(f"--label-smoothing {self.label_smoothing!r}: expected a number from 0 to below 1")
         if self.ema >= 1:
             raise OptionError(f"--ema {self.ema!r}: expected 0 (off) or a momentum below 1, e.g. 0.99")
+        if self.mixup and self.cutmix:
+            raise OptionError("--mixup and --cutmix: choose one (each training sample is mixed with one partner)")
+        if self.sampling not in SAMPLINGS:
+            raise OptionError(f"--sampling {self.sampling!r}: expected one of {', '.join(SAMPLINGS)}")
+        if self.sampling == "balanced" and self.class_weight:
+            raise OptionError("--sampling balanced balances the batches; class weights would balance them twice: "
+                              "add --no-class-weight")
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -274,11 +274,11 @@ class FoldTrainer:
         keep = CheckpointPredictions([(None, holdouts[0])], checkpoints) if checkpoints else None
         fit_callbacks = program_callbacks(divergence, clock, backup_dir, cfg.backup_minutes, first=[PlainFoldLogs()],
                                           extra=[EpochSeeds(cfg.seed), *([keep] if keep else []), *callbacks])
-        if soft_targets is not None or cfg.mixup:
+        if soft_targets is not None or cfg.mixup or cfg.cutmix:
             if spec.aux_losses:
                 from mer_keras.errors import OptionError
 
-                raise OptionError(f"{cfg.model}: mixup and distillation targets are for single-output models")
+                raise OptionError(f"{cfg.model}: mixup, cut-mix and distillation targets are for single-output models")
             self._compile_for_distributions(model)
             targets = np.asarray(soft_targets[0], np.float32) if soft_targets is not None else \
                 np.eye(self.num_classes, dtype=np.float32)[yf]
@@ -291,7 +291,8 @@ class FoldTrainer:
             targets, weights = yf, None
         with phase("dataset"):
             ds, steps = training_dataset(xf, targets, cfg.batch_size, cfg.epochs, cfg.seed, cfg.augment, cfg.flow_input,
-                                         sample_weight=weights, start_epoch=start, shift=cfg.shift, mixup=cfg.mixup)
+                                         sample_weight=weights, start_epoch=start, shift=cfg.shift, mixup=cfg.mixup,
+                                         cutmix=cfg.cutmix, balanced_labels=yf if cfg.sampling == "balanced" else None)
         history = model.fit(ds, epochs=cfg.epochs, steps_per_epoch=steps, verbose=0, class_weight=cw,
                             callbacks=fit_callbacks)
         clock.close()

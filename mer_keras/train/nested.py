@@ -39,7 +39,7 @@ from mer_keras.train.config import MAX_BATCH_SIZE, MAX_EPOCHS, MAX_SHIFT
 #: checkpoints of one fit; every other combination is its own fit (a *recipe*).
 SEARCHABLE: dict[str, type] = {"lr": float, "epochs": int, "batch_size": int, "augment": bool, "shift": int,
                                "class_weight": bool, "weight_decay": float, "ema": float,
-                               "label_smoothing": float, "mixup": bool}
+                               "label_smoothing": float, "mixup": bool, "cutmix": bool}
 _TRUE, _FALSE = ("1", "true", "on", "yes"), ("0", "false", "off", "no")
 
 

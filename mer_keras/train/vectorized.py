@@ -463,6 +463,7 @@ class FoldedModel(keras.Model):
         object.__setattr__(self, "_x", tf.Variable(np.asarray(x, np.float32), trainable=False, name="inputs")
                            if x is not None else None)
         self.augment, self.flow_input, self.shift = bool(cfg.augment), bool(cfg.flow_input), int(cfg.shift)
+        self.cutmix = bool(getattr(cfg, "cutmix", False))
 
         self.ks = [int(k) for k in ks]
         self.nets = [FoldedNetwork(template, k, name=f"g{g}") for g, k in enumerate(self.ks)]
@@ -516,7 +517,7 @@ class FoldedModel(keras.Model):
         correct = tf.cast(tf.equal(tf.argmax(probs, axis=-1, output_type=y.dtype), y), probs.dtype)
         return loss, correct
 
-    def inputs_of(self, index, flip, offsets, perm=None, lam=None):
+    def inputs_of(self, index, flip, offsets, perm=None, lam=None, boxes=None):
         """(B, ..., K*C) float32: the K folds' batches gathered from the input array and laid side by
         side on the channel axis, flipped and shifted as :func:`~mer_keras.train.tfdata.training_dataset`
         flips and shifts them.
@@ -525,8 +526,10 @@ class FoldedModel(keras.Model):
             index: (B, K) int32 sample indices. flip: (B, K) bool. offsets: (B, K, 2) int32.
             perm, lam: mixup (:func:`~mer_keras.train.tfdata.mix`): row b of fold k becomes
                 ``lam[b, k] * row b + (1 - lam[b, k]) * row perm[b, k]`` of the same fold's batch.
+            perm, boxes: cut-mix (:func:`~mer_keras.train.tfdata.paste`): inside ``boxes[b, k]``
+                ((B, K, 4) int32 row0, row1, col0, col1), row b of fold k takes row perm[b, k]'s pixels.
         """
-        from mer_keras.train.tfdata import _shift
+        from mer_keras.train.tfdata import _shift, box_mask
 
         imgs = tf.gather(self._x, index)  # (B, K, ..., H, W, C)
         rank = imgs.shape.rank
@@ -547,15 +550,21 @@ class FoldedModel(keras.Model):
         if perm is not None:  # each row mixed with its partner row of the same fold, as tfdata.mix mixes
             swap = [1, 0] + list(range(2, rank))
             partner = tf.transpose(tf.gather(tf.transpose(imgs, swap), tf.transpose(perm), axis=1, batch_dims=1), swap)
-            weight = tf.reshape(lam, [tf.shape(lam)[0], -1] + [1] * (rank - 2))
-            imgs = weight * imgs + (1.0 - weight) * partner
+            if boxes is not None:  # as tfdata.paste: the partner's pixels inside the box
+                height, width = imgs.shape[-3], imgs.shape[-2]
+                mask = tf.reshape(box_mask(boxes, height, width),
+                                  [tf.shape(boxes)[0], -1] + [1] * (rank - 5) + [height, width, 1])
+                imgs = tf.where(mask, partner, imgs)
+            else:
+                weight = tf.reshape(lam, [tf.shape(lam)[0], -1] + [1] * (rank - 2))
+                imgs = weight * imgs + (1.0 - weight) * partner
         order = [0] + list(range(2, rank - 1)) + [1, rank - 1]  # (B, ..., K, C)
         stacked = tf.transpose(imgs, order)
         k = index.shape[1]
         return tf.reshape(stacked, [-1, *self._x.shape[1:-1], k * self._x.shape[-1]])
 
     def train_step(self, data):
-        xs = tuple(self.inputs_of(*g[:3], *g[7:9]) for g in data)
+        xs = tuple(self.inputs_of(*g[:3], *((g[7], None, g[8]) if self.cutmix else g[7:9])) for g in data)
         ys = tuple(g[3] for g in data)
         softs = tuple(g[6] if len(g) > 6 else None for g in data)  # distillation: the folds' target distributions
         ws = tuple(g[4] for g in data)
@@ -598,7 +607,8 @@ class FoldedModel(keras.Model):
         raise IndexError(f"fold {i} is not in this program")
 
 
-def folded_dataset(train_indices, y, cfg, num_classes: int, ks, start_epoch: int = 0, soft_targets=None):
+def folded_dataset(train_indices, y, cfg, num_classes: int, ks, start_epoch: int = 0, soft_targets=None,
+                   image_size: tuple[int, int] | None = None):
     """The program's batches as positions into one input array: per step, per group, the K folds'
     batches side by side (their images are gathered inside the program, :meth:`FoldedModel.inputs_of`).
 
@@ -614,9 +624,11 @@ def folded_dataset(train_indices, y, cfg, num_classes: int, ks, start_epoch: int
             array. ks: folds per group.
         soft_targets: per fold, (n_j, C) float32 target distributions of its training samples (in
             the order of ``train_indices[j]``; distillation), or None.
+        image_size: the inputs' (H, W), for cut-mix boxes.
     Returns:
         (dataset of per-group tuples (index (B, K) int32, flip (B, K) bool, offsets (B, K, 2) int32,
-        y (B, K) int64, w (B, K) float32, n (K,) float32[, soft (B, K, C) float32]), steps per epoch).
+        y (B, K) int64, w (B, K) float32, n (K,) float32[, soft (B, K, C) float32][, perm (B, K)
+        int32, lam (B, K) float32 (mixup) or boxes (B, K, 4) int32 (cut-mix)]), steps per epoch).
     Raises:
         ValueError: the folds give different steps per epoch, or ``ks`` does not add up to them.
     """
@@ -628,7 +640,11 @@ def folded_dataset(train_indices, y, cfg, num_classes: int, ks, start_epoch: int
         raise ValueError(f"training sets of {[len(t) for t in train_indices]} samples give steps per epoch "
                          f"{sorted(steps)} for groups {list(ks)}: folds trained together need equal steps")
     b, y, n_steps = cfg.batch_size, np.asarray(y), steps.pop()
-    mixup = bool(getattr(cfg, "mixup", False))
+    cutmix = bool(getattr(cfg, "cutmix", False))
+    mixup = bool(getattr(cfg, "mixup", False)) or cutmix  # both mix rows with the next row of the batch
+    balanced = getattr(cfg, "sampling", "shuffle") == "balanced"
+    if cutmix and image_size is None:
+        raise ValueError("cut-mix needs the inputs' image_size")
     if mixup and soft_targets is None:  # mixup mixes target distributions: the labels' one-hot rows
         soft_targets = [np.eye(num_classes, dtype=np.float32)[y[np.asarray(t, np.int64)]] for t in train_indices]
     folds = []
@@ -641,8 +657,9 @@ def folded_dataset(train_indices, y, cfg, num_classes: int, ks, start_epoch: int
     bounds = np.cumsum([0, *ks])
     # every epoch's plan of every fold, computed here: the generator below runs no TensorFlow op (an
     # eager op inside a tf.data generator can deadlock with the thread that iterates the dataset)
-    plans = [epoch_plans(len(train), cfg.seed, range(start_epoch, cfg.epochs), cfg.augment, cfg.shift, mixup)
-             for train, _, _ in folds]
+    plans = [epoch_plans(len(train), cfg.seed, range(start_epoch, cfg.epochs), cfg.augment, cfg.shift, mixup,
+                         cutmix=tuple(image_size) if cutmix else None, labels=yj if balanced else None)
+             for train, yj, _ in folds]
 
     def epoch_batches(epoch: int):
         """(steps, B, F) arrays of every fold's batches of one epoch, padded."""
@@ -657,6 +674,7 @@ def folded_dataset(train_indices, y, cfg, num_classes: int, ks, start_epoch: int
         if mixup:  # padding rows: their own partner, weight 1
             perm = np.broadcast_to(np.arange(b, dtype=np.int32)[None, :, None], (n_steps, b, total)).copy()
             lam = np.ones((n_steps, b, total), np.float32)
+            boxes = np.zeros((n_steps, b, total, 4), np.int32)  # cut-mix: empty boxes
         e = epoch - start_epoch
         for j, (train, yj, w) in enumerate(folds):
             plan = {key: value[e:e + 1] for key, value in plans[j].items()}
@@ -673,12 +691,14 @@ def folded_dataset(train_indices, y, cfg, num_classes: int, ks, start_epoch: int
                     lj = plan["lam"][0][pos]
                     nxt = np.roll(np.arange(m), -1)
                     perm[s, :m, j], lam[s, :m, j] = nxt, lj
+                    if cutmix:
+                        boxes[s, :m, j] = plan["box"][0][pos]
                     t = soft[s, :m, j].copy()
                     soft[s, :m, j] = lj[:, None] * t + (np.float32(1.0) - lj)[:, None] * t[nxt]
                     if cfg.class_weight:
                         wj = weights[s, :m, j].copy()
                         weights[s, :m, j] = lj * wj + (np.float32(1.0) - lj) * wj[nxt]
-        mixing = (perm, lam) if mixup else ()
+        mixing = ((perm, boxes) if cutmix else (perm, lam)) if mixup else ()
         return (index, flip, offsets, labels, weights, counts) + ((soft,) if soft is not None else ()) + mixing
 
     def generate():
@@ -692,7 +712,8 @@ def folded_dataset(train_indices, y, cfg, num_classes: int, ks, start_epoch: int
                        tf.TensorSpec((b, k, 2), tf.int32), tf.TensorSpec((b, k), tf.int64),
                        tf.TensorSpec((b, k), tf.float32), tf.TensorSpec((k,), tf.float32))
                       + ((tf.TensorSpec((b, k, num_classes), tf.float32),) if soft_targets is not None else ())
-                      + ((tf.TensorSpec((b, k), tf.int32), tf.TensorSpec((b, k), tf.float32)) if mixup else ())
+                      + ((tf.TensorSpec((b, k), tf.int32), tf.TensorSpec((b, k, 4), tf.int32)) if cutmix else
+                         (tf.TensorSpec((b, k), tf.int32), tf.TensorSpec((b, k), tf.float32)) if mixup else ())
                       for k in ks)
     return tf.data.Dataset.from_generator(generate, output_signature=signature).prefetch(2), n_steps
 
@@ -846,7 +867,7 @@ class VectorizedTrainer:
         start = backup_epoch(backup_dir) if backup_dir else 0
         with phase("dataset"):
             ds, steps = folded_dataset(train_indices, y, cfg, self.num_classes, ks, start_epoch=start,
-                                       soft_targets=soft_targets)
+                                       soft_targets=soft_targets, image_size=(x.shape[-3], x.shape[-2]))
         clock = EpochClock(sum(len(t) for t in train_indices))
         divergence = FoldDivergence(labels, cfg.epochs, stop_folds=program.stop_folds)
         keep = _HoldoutPredictions(program, self.plain, holdouts, checkpoints) if checkpoints else None

@@ -243,3 +243,29 @@ def test_a_run_recorded_with_a_relative_root_is_read_from_any_folder(tmp_path):
     assert recorded_working_folder({**config, "out": "other"}, run) is None  # the folder does not end in --out
     assert options_from_config({**config, "out": "other"}, run / "config.json").root == "data/manifest.csv"
     assert absolute_paths({"root": "/abs/x", "faces": None}, "/base") == {"root": "/abs/x", "faces": None}
+
+
+def test_balanced_sampling_cutmix_and_database_normalisation_through_the_train_command(tmp_path, cache_dir):
+    """The options reach training and the run records them: balanced sampling turns the class
+    weights off, per-database normalisation evaluates the protocol only (no final model)."""
+    import json
+    from pathlib import Path
+
+    from typer.testing import CliRunner
+
+    from mer_keras.cli.main import app
+
+    res = CliRunner().invoke(app, ["train", "--model", "ststnet", "--subjects", "3", "--clips", "4", "--seed", "7",
+                                   "--epochs", "1", "--flow-method", "dis", "--no-export", "--out", str(tmp_path),
+                                   "--cache-dir", str(cache_dir), "--sampling", "balanced", "--cutmix",
+                                   "--input-norm", "database"])
+    assert res.exit_code == 0, res.output
+    run = Path(res.output.strip().splitlines()[-1].strip())
+    config = json.loads((run / "config.json").read_text())
+    assert (config["sampling"], config["cutmix"], config["input_norm"]) == ("balanced", True, "database")
+    assert config["class_weight"] is False and config["final"] is False
+    assert (run / "results.json").exists() and not (run / "model.keras").exists()
+    res = CliRunner().invoke(app, ["train", "--input-norm", "database", "--final"])
+    assert res.exit_code == 2 and "--input-norm database evaluates the protocol only" in res.output
+    res = CliRunner().invoke(app, ["train", "--sampling", "balanced", "--class-weight"])
+    assert res.exit_code == 2 and "add --no-class-weight" in res.output

@@ -365,3 +365,82 @@ def test_mixup_pairs_each_row_with_the_next_row_of_its_batch():
         np.testing.assert_allclose(img.numpy()[r], w * x[a] + (1 - w) * x[b], rtol=1e-6)
         np.testing.assert_allclose(targets.numpy()[r], w * y[a] + (1 - w) * y[b], rtol=1e-6)
     assert 0 < lam.min() and lam.max() < 1 and len(set(lam.tolist())) == 5
+
+
+@pytest.mark.parametrize("options", [dict(cutmix=True, shift=1), dict(sampling="balanced", class_weight=False),
+                                     dict(sampling="balanced", class_weight=False, cutmix=True)])
+def test_cutmix_and_balanced_sampling_act_on_each_fold_as_alone(options):
+    """Cut-mix boxes drawn from (seed, epoch, sample) and class-balanced epochs drawn from (labels,
+    seed, epoch): folds trained together see what each sees alone."""
+    x, y, folds = uneven_set(n=36, subjects=3)
+    cfg = dict(model="ststnet", epochs=2, batch_size=8, flow_input=True, seed=9, **options)
+    alone = run_folds(x, y, folds, CLASSES, TrainConfig(**cfg, parallel_folds=1))
+    together = run_folds(x, y, folds, CLASSES, TrainConfig(**cfg, parallel_folds=3))
+    assert together["parallel_folds"] == 3
+    np.testing.assert_allclose(together["probabilities"], alone["probabilities"], atol=ATOL, rtol=0)
+    for a, b in zip(alone["folds"], together["folds"]):
+        assert b["final_train_loss"] == pytest.approx(a["final_train_loss"], abs=10 * ATOL)
+    plain = {**cfg, "cutmix": False, "sampling": "shuffle"}
+    plain = run_folds(x, y, folds, CLASSES, TrainConfig(**plain, parallel_folds=3))
+    assert np.abs(plain["probabilities"] - together["probabilities"]).max() > 1e-4
+
+
+def test_cutmix_pastes_the_next_rows_box_and_mixes_targets_by_the_area_kept():
+    """Inside row r's box, row r + 1 mod b's pixels; outside, row r's; targets weighted by the
+    fraction of row r kept (epoch_plans gives the order, the boxes and the weights)."""
+    from mer_keras.train.tfdata import epoch_plans, training_dataset
+
+    x = np.random.default_rng(0).uniform(0, 255, (6, 8, 10, 3)).astype(np.float32)
+    y = np.eye(3, dtype=np.float32)[[0, 1, 2, 0, 1, 2]]
+    ds, steps = training_dataset(x, y, batch_size=6, epochs=1, seed=3, cutmix=True)
+    (img, targets), = list(ds.take(steps))
+    plan = epoch_plans(6, 3, [0], cutmix=(8, 10))
+    order, boxes, kept = plan["order"][0], plan["box"][0], plan["lam"][0]
+    for r in range(6):
+        a, b = order[r], order[(r + 1) % 6]
+        r0, r1, c0, c1 = boxes[a]
+        expected = x[a].copy()
+        expected[r0:r1, c0:c1] = x[b][r0:r1, c0:c1]
+        np.testing.assert_array_equal(img.numpy()[r], expected)
+        assert kept[a] == pytest.approx(1 - (r1 - r0) * (c1 - c0) / 80)
+        np.testing.assert_allclose(targets.numpy()[r], kept[a] * y[a] + (1 - kept[a]) * y[b], rtol=1e-6)
+
+
+def test_cut_boxes_are_the_same_in_numpy_and_tensorflow():
+    """One formula, two array libraries: the boxes and weights agree on 20,000 draws (edges included)."""
+    import tensorflow as tf
+
+    from mer_keras.train.tfdata import cut_boxes
+
+    rng = np.random.default_rng(1)
+    lam, ru, cu = (rng.uniform(0, 1, 20_000).astype(np.float32) for _ in range(3))
+    lam[:3], ru[:3], cu[:3] = [0, 0.999999, 0.5], [0, 0.999999, 0.5], [0.999999, 0, 0.5]
+    for size in [(28, 28), (7, 12)]:
+        boxes, kept = cut_boxes(lam, ru, cu, *size)
+        tboxes, tkept = cut_boxes(tf.constant(lam), tf.constant(ru), tf.constant(cu), *size, xp=tf)
+        np.testing.assert_array_equal(boxes, tboxes.numpy())
+        np.testing.assert_array_equal(kept, tkept.numpy())
+        assert (boxes[:, 0] <= boxes[:, 1]).all() and (boxes[:, 1] <= size[0]).all() and (boxes[:, 2] >= 0).all()
+        assert ((kept >= 0) & (kept <= 1)).all()
+
+
+def test_balanced_sampling_draws_each_class_equally_and_is_a_function_of_seed_and_epoch():
+    from mer_keras.train.tfdata import balanced_order
+
+    labels = np.array([0] * 30 + [1] * 6 + [2] * 3)
+    order = balanced_order(labels, seed=4, epoch=2)
+    assert len(order) == 39 and sorted(np.bincount(labels[order]).tolist()) == [13, 13, 13]
+    np.testing.assert_array_equal(order, balanced_order(labels, seed=4, epoch=2))
+    assert not np.array_equal(order, balanced_order(labels, seed=4, epoch=3))
+    assert not np.array_equal(order, balanced_order(labels, seed=5, epoch=2))
+    lopsided = balanced_order(np.array([1] * 10 + [2]), seed=0, epoch=0)  # classes present only
+    assert sorted(np.bincount(np.array([1] * 10 + [2])[lopsided]).tolist()) == [0, 5, 6]
+
+
+def test_sampling_and_mixing_options_are_refused_when_they_cannot_work_together():
+    with pytest.raises(OptionError, match="--mixup and --cutmix: choose one"):
+        TrainConfig(mixup=True, cutmix=True)
+    with pytest.raises(OptionError, match="add --no-class-weight"):
+        TrainConfig(sampling="balanced")
+    with pytest.raises(OptionError, match="--sampling 'even': expected one of shuffle, balanced"):
+        TrainConfig(sampling="even", class_weight=False)
