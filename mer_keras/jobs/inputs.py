@@ -49,6 +49,8 @@ class DataRequest:
             test database. strict: stop at the first bad record. apex: apex policy for sheets
             without one. subjects, clips, seed, faces: the synthetic set. cache_dir: cache root.
             synthetic_expression: ``micro`` (default) or ``macro`` synthetic clips.
+            synthetic_capture: ``single`` (default) or ``databases`` (each pseudo-subject filmed
+            as one composite database: :data:`mer_keras.data.synthetic.config.CAPTURE_PROFILES`).
     """
 
     data: str
@@ -64,6 +66,7 @@ class DataRequest:
     faces: str | None
     cache_dir: str | None
     synthetic_expression: str = "micro"
+    synthetic_capture: str = "single"
 
     @classmethod
     def of(cls, opts) -> DataRequest:
@@ -97,7 +100,8 @@ def load_data(req: DataRequest, console) -> Dataset:
         from mer_keras.data.synthetic import SyntheticConfig
 
         cfg = SyntheticConfig.for_expression(req.synthetic_expression, subjects=req.subjects,
-                                             clips_per_subject=req.clips, seed=req.seed)
+                                             clips_per_subject=req.clips, seed=req.seed,
+                                             capture=req.synthetic_capture)
         with progress_bar(console) as prog:
             task = prog.add_task("synthetic clips", total=cfg.subjects * cfg.clips_per_subject, info="")
             ds = load_dataset("synthetic", cache_dir=req.cache_dir, synthetic=cfg, faces=req.faces,

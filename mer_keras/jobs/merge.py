@@ -24,7 +24,17 @@ from mer_keras.runs import FINAL_MODEL_FILES, RunFolder, new_run, record_of
 RESULT_OPTIONS = ("model", "data", "protocol", "test_data", "apex", "representation", "variant", "epochs",
                   "batch_size", "lr", "seed", "subjects", "clips", "faces", "augment", "shift", "class_weight",
                   "flow_method", "aux_weights", "init_from", "freeze_until", "deterministic", "mixed_precision",
-                  "representation_config", "dataset", "classes")
+                  "representation_config", "dataset", "classes", "synthetic_expression", "weight_decay", "ema",
+                  "label_smoothing", "mixup", "cutmix", "sampling", "input_norm", "synthetic_capture")
+
+
+def recorded(config: dict, key: str):
+    """A config.json's value of ``key``; an option added after the run was recorded (absent, or
+    None) reads as its neutral value (:data:`mer_keras.jobs.train.LATER_OPTIONS`)."""
+    from mer_keras.jobs.train import LATER_OPTIONS
+
+    value = config.get(key)
+    return LATER_OPTIONS.get(key) if value is None and key in LATER_OPTIONS else value
 
 
 @dataclass
@@ -80,7 +90,7 @@ def merge(opts: MergeOptions, console=None) -> Path:
                                      "(or labels are missing)")
         if configs:
             for key in RESULT_OPTIONS:
-                if config.get(key) != configs[0].get(key):
+                if recorded(config, key) != recorded(configs[0], key):
                     raise OptionError(f"{run.path}: {key} is {config.get(key)!r} but {folders[0].path} has "
                                       f"{configs[0].get(key)!r}; only runs of the same experiment merge")
         configs.append(config)

@@ -101,6 +101,9 @@ def resolve_options(opts: TrainOptions) -> tuple[TrainOptions, RepresentationCon
     if opts.synthetic_expression != "micro" and opts.data != "synthetic":
         raise OptionError(f"--synthetic-expression {opts.synthetic_expression} applies to the synthetic set, not "
                           f"--data {opts.data}")
+    if opts.synthetic_capture != "single" and opts.data != "synthetic":
+        raise OptionError(f"--synthetic-capture {opts.synthetic_capture} applies to the synthetic set, not "
+                          f"--data {opts.data}")
     if opts.sampling == "balanced" and opts.class_weight is None:  # the batches are balanced, not the loss
         opts = replace(opts, class_weight=False)
     if opts.input_norm == "database":
@@ -292,7 +295,7 @@ EXECUTION_OPTIONS = ("resume", "out", "workers", "cache_dir", "folds", "final", 
 
 #: Options added after fold files recorded their identity, with the value that changes nothing.
 LATER_OPTIONS = {"weight_decay": 0.0, "ema": 0.0, "label_smoothing": 0.0, "mixup": False, "cutmix": False,
-                 "sampling": "shuffle", "input_norm": "none"}
+                 "sampling": "shuffle", "input_norm": "none", "synthetic_capture": "single"}
 
 
 def data_fingerprint(data: Dataset) -> str:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mer_keras import names
-from mer_keras.data.synthetic.config import MAX_CLIPS, MAX_SEED, MAX_SUBJECTS, SyntheticConfig
+from mer_keras.data.synthetic.config import CAPTURES, MAX_CLIPS, MAX_SEED, MAX_SUBJECTS, SyntheticConfig
 from mer_keras.errors import OptionError
 from mer_keras.jobs.schema import from_config, option
 from mer_keras.preprocess.normalise import INPUT_NORMS
@@ -113,6 +113,9 @@ class TrainOptions:
     synthetic_expression: str = option("micro", "Synthetic clips of micro-expressions, or macro-expressions (the "
                                        "same AUs, about 4x larger and longer) for pretraining "
                                        "(--folds none; then --init-from).", choices=lambda: names.EXPRESSIONS)
+    synthetic_capture: str = option("single", "How the synthetic pseudo-subjects are filmed: single (all at 100 fps "
+                                    "in colour) or databases (each as CASME II, SAMM or SMIC-HS in turn: 200 fps "
+                                    "colour, 200 fps grayscale, 100 fps colour).", choices=lambda: CAPTURES)
     folds: list[str] | None = option(None, "Comma-separated LOSO test subjects to run (default: all); `none`: no "
                                      "fold, only the final model. Pool runs with `mer-keras merge`.",
                                      cli_type=str, parse=parse_folds)

@@ -163,3 +163,29 @@ def test_macro_expressions_are_the_same_aus_larger_and_longer():
             assert d_lo * cfg.fps - 2 <= info["offset"] - info["onset"] <= d_hi * cfg.fps + 2
             assert set(info["aus"]) <= set(AU_VOCABULARY)
     assert macro.amplitude[0] > 1.5 * micro.amplitude[1] and macro.duration[0] > micro.duration[1]
+
+
+def test_subjects_filmed_as_the_composite_databases(tmp_path):
+    """capture='databases': subject i at the frame rate of CAPTURE_PROFILES[i % 3] (its clips longer
+    at 200 fps), SAMM's subject in grayscale (three equal channels), the others in colour; the
+    same seed renders the same faces and expressions; the default's cache key is the one it had
+    before the option existed."""
+    from dataclasses import asdict
+
+    from mer_keras.data.synthetic.config import CAPTURE_PROFILES
+    from mer_keras.data.synthetic.dataset import grayscale
+
+    cfg = SyntheticConfig(subjects=3, clips_per_subject=1, seed=7, capture="databases")
+    _, samples = synthetic_dataset(cfg, cache_dir=tmp_path)
+    assert [s.fps for s in samples] == [fps for _, fps, _ in CAPTURE_PROFILES] == [200.0, 200.0, 100.0]
+    frames = [cv2.imread(s.frame_paths[s.apex]) for s in samples]
+    assert not np.array_equal(frames[0][..., 0], frames[0][..., 1])  # colour
+    assert np.array_equal(frames[1][..., 0], frames[1][..., 1]) and np.array_equal(frames[1][..., 1], frames[1][..., 2])
+    assert not np.array_equal(frames[2][..., 0], frames[2][..., 2])
+    _, single = synthetic_dataset(SyntheticConfig(subjects=3, clips_per_subject=1, seed=7), cache_dir=tmp_path)
+    assert single[0].label == samples[0].label and len(samples[0].frame_paths) > len(single[0].frame_paths)
+    assert {s.fps for s in single} == {100.0}
+    assert "capture" not in SyntheticConfig().key() and SyntheticConfig().key() == \
+        {k: v for k, v in asdict(SyntheticConfig()).items() if k != "capture"}
+    pixel = np.array([[[200, 100, 50]]], np.uint8)
+    assert grayscale(pixel).tolist() == [[[cv2.cvtColor(pixel, cv2.COLOR_RGB2GRAY)[0, 0]] * 3]]

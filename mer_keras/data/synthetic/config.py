@@ -53,6 +53,13 @@ GENERATOR_VERSION = 4  # 4: frames made with preprocess/portable.py, the same on
 CLASSES = ("negative", "positive", "surprise")
 #: Class frequencies of the generated clips, imbalanced like the real composite.
 CLASS_PROBABILITIES = (0.45, 0.30, 0.25)
+#: How the pseudo-subjects are filmed (``SyntheticConfig.capture``): ``single`` (every subject at
+#: ``fps``, in colour) or ``databases`` (subject i as the composite database ``CAPTURE_PROFILES[i % 3]``).
+CAPTURES = ("single", "databases")
+#: The composite databases' cameras: (name, frames per second, grayscale). CASME II: 200 fps colour
+#: (Yan et al., PLoS ONE 2014); SAMM: 200 fps grayscale (Davison et al., IEEE TAC 2018); SMIC-HS:
+#: 100 fps colour (Li et al., FG 2013).
+CAPTURE_PROFILES = (("casme2", 200.0, False), ("samm", 200.0, True), ("smic", 100.0, False))
 #: Kinds of expression the generator renders (``SyntheticConfig.for_expression``).
 
 #: What changes for macro-expressions: the same AUs, about four times larger at the apex (0.15-0.35
@@ -83,6 +90,9 @@ class SyntheticConfig:
         roll_jitter: std of the per-frame head-roll random walk, degrees.
         flicker: amplitude of the sinusoidal illumination flicker (relative gain).
         jpeg_quality: JPEG quality of the stored frames.
+        capture: ``single`` (every subject at ``fps`` in colour) or ``databases`` (each subject
+            filmed as one composite database, :data:`CAPTURE_PROFILES` in turn: its frame rate,
+            and grayscale frames for SAMM's; ``fps`` is then unused).
     """
 
     subjects: int = 12
@@ -101,6 +111,7 @@ class SyntheticConfig:
     roll_jitter: float = 0.03
     flicker: float = 0.015
     jpeg_quality: int = 95
+    capture: str = "single"
 
     def __post_init__(self) -> None:
         """Refuse values the generator cannot use (a float count, a negative seed, a NaN rate), naming
@@ -115,12 +126,28 @@ class SyntheticConfig:
         check_whole("synthetic set", "frame_size", self.frame_size, 64, 2_048)
         check_whole("synthetic set", "jpeg_quality", self.jpeg_quality, 1, 100)
         check_number("synthetic set", "fps", self.fps, above=0, hi=10_000)
+        if self.capture not in CAPTURES:
+            raise OptionError(f"synthetic set: capture {self.capture!r}: expected one of {', '.join(CAPTURES)}")
         for name in ("blink_probability", "distractor_probability"):
             check_number("synthetic set", name, getattr(self, name), lo=0, hi=1)
         for name in ("jitter", "drift", "roll_jitter", "flicker"):
             check_number("synthetic set", name, getattr(self, name), lo=0)
         for name in ("amplitude", "duration", "rest_amplitude", "noise_sigma"):
             check_range("synthetic set", name, getattr(self, name), positive=name == "duration")
+
+    def subject_capture(self, index: int) -> tuple[float, bool]:
+        """(frames per second, grayscale) of pseudo-subject ``index`` (0-based)."""
+        if self.capture == "databases":
+            _, fps, gray = CAPTURE_PROFILES[index % len(CAPTURE_PROFILES)]
+            return fps, gray
+        return float(self.fps), False
+
+    def key(self) -> dict:
+        """The parameters as the cache key holds them: ``capture`` only when not ``single`` (sets
+        generated before it existed keep their cache folder)."""
+        from dataclasses import asdict
+
+        return {k: v for k, v in asdict(self).items() if not (k == "capture" and v == "single")}
 
     @classmethod
     def for_expression(cls, expression: str = "micro", **options) -> SyntheticConfig:

@@ -6,7 +6,7 @@ import hashlib
 import json
 import os
 import shutil
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import cv2
@@ -24,7 +24,7 @@ from mer_keras.preprocess.face import FaceMeshLandmarker
 
 def dataset_dir(cfg: SyntheticConfig, photos: list[tuple[str, np.ndarray]], cache_dir: Path | None = None) -> Path:
     """Cache folder of a config: a hash of the generator version, the config and the photos."""
-    h = hashlib.sha256(json.dumps({"v": GENERATOR_VERSION, **asdict(cfg)}, sort_keys=True).encode())
+    h = hashlib.sha256(json.dumps({"v": GENERATOR_VERSION, **cfg.key()}, sort_keys=True).encode())
     for name, img in photos:
         h.update(name.encode())
         h.update(hashlib.sha256(np.ascontiguousarray(img)).digest())
@@ -70,6 +70,14 @@ def generate(cfg: SyntheticConfig, out: Path, photos: list[tuple[str, np.ndarray
     return out
 
 
+def grayscale(frame: np.ndarray) -> np.ndarray:
+    """(H, W, 3) uint8 RGB -> (H, W, 3) uint8 of equal channels, the ITU-R BT.601 luma
+    (0.299 R + 0.587 G + 0.114 B) in integer arithmetic, rounded: the same on every CPU."""
+    rgb = frame.astype(np.int32)
+    luma = (rgb[..., 0] * 4899 + rgb[..., 1] * 9617 + rgb[..., 2] * 1868 + 8192) >> 14
+    return np.repeat(luma.astype(np.uint8)[..., None], 3, axis=-1)
+
+
 def _render_all(cfg: SyntheticConfig, tmp: Path, photos, progress) -> None:
     import pandas as pd
 
@@ -79,10 +87,15 @@ def _render_all(cfg: SyntheticConfig, tmp: Path, photos, progress) -> None:
     finally:
         landmarker.close()
     rows, total = [], cfg.subjects * cfg.clips_per_subject
+    captures = [cfg.subject_capture(i) for i in range(len(subjects))]
     for s_idx, subject in enumerate(subjects):
+        fps, gray = captures[s_idx]
+        filmed = cfg if fps == cfg.fps else replace(cfg, fps=fps)
         for c in range(cfg.clips_per_subject):
             rng = np.random.default_rng([cfg.seed, s_idx, c])
-            frames, info = render_clip(subject, cfg, rng)
+            frames, info = render_clip(subject, filmed, rng)
+            if gray:  # a monochrome camera: one grey level per pixel, stored as three equal channels
+                frames = [grayscale(f) for f in frames]
             clip = f"clip{c + 1:03d}"
             (tmp / subject.name / clip).mkdir(parents=True)
             for k, frame in enumerate(frames):
@@ -98,7 +111,9 @@ def _render_all(cfg: SyntheticConfig, tmp: Path, photos, progress) -> None:
                 progress(len(rows), total)
     pd.DataFrame(rows).to_csv(tmp / "coding.csv", index=False)
     (tmp / "subjects.json").write_text(json.dumps(
-        {"config": asdict(cfg), "subjects": [{"name": s.name, "photo": s.photo, **s.params} for s in subjects]},
+        {"config": asdict(cfg), "subjects": [{"name": s.name, "photo": s.photo, **s.params,
+                                              **({"fps": fps, "grayscale": gray} if cfg.capture != "single" else {})}
+                                             for s, (fps, gray) in zip(subjects, captures)]},
         indent=1))
 
 
@@ -126,7 +141,9 @@ def load_samples(root: Path) -> list[Sample]:
         raise DataError(f"{sheet}: missing column(s) {absent}")
     samples = []
     try:
-        fps = float(json.loads((root / "subjects.json").read_text())["config"]["fps"])
+        described = json.loads((root / "subjects.json").read_text())
+        fps = float(described["config"]["fps"])
+        subject_fps = {str(s["name"]): float(s["fps"]) for s in described.get("subjects", []) if "fps" in s}
     except (ValueError, KeyError, TypeError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         raise DataError(f"{root / 'subjects.json'}: not a readable synthetic set description "
                         f"({short_reason(exc)})") from None
@@ -147,7 +164,8 @@ def load_samples(root: Path) -> list[Sample]:
         samples.append(Sample(subject=r["Subject"], clip_id=r["Filename"], frame_paths=paths,
                               onset=onset - 1, apex=apex - 1, offset=offset - 1, aus=aus,
                               emotion=r["Estimated Emotion"],
-                              label=r["Estimated Emotion"], database="synthetic", fps=float(fps),
+                              label=r["Estimated Emotion"], database="synthetic",
+                              fps=subject_fps.get(r["Subject"], fps),
                               source=f"{sheet}:{row_no}"))
     return samples
 
