@@ -18,8 +18,10 @@ import os
 import sys
 
 _already_imported = "tensorflow" in sys.modules
-#: Set TF_CPP_MIN_LOG_LEVEL yourself (or MER_KERAS_VERBOSE=1) to see TensorFlow's own start-up lines.
-os.environ.setdefault("MER_KERAS_USER_TF_LOG", "1" if "TF_CPP_MIN_LOG_LEVEL" in os.environ else "0")
+#: TF_CPP_MIN_LOG_LEVEL as the user set it before mer_keras did ("" when unset), inherited by child
+#: processes: 0 (or MER_KERAS_VERBOSE=1) shows TensorFlow's own start-up lines; any other level is
+#: at least as quiet as the default (:func:`mer_keras.native.verbose`).
+os.environ.setdefault("MER_KERAS_USER_TF_LOG", os.environ.get("TF_CPP_MIN_LOG_LEVEL", ""))
 os.environ["TF_USE_LEGACY_KERAS"] = "1"
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TF C++ start-up noise (CUDA probes); override to see it
 os.environ.setdefault("GLOG_minloglevel", "2")

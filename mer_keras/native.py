@@ -34,9 +34,13 @@ NATIVE_NOISE = ("All log messages before absl::InitializeLog()", "Unable to regi
 
 def verbose() -> bool:
     """Whether native output is shown unfiltered: ``MER_KERAS_VERBOSE=1`` (set by ``mer-keras
-    --verbose``), or a TF_CPP_MIN_LOG_LEVEL the user set before mer_keras did
-    (``MER_KERAS_USER_TF_LOG``, recorded by :mod:`mer_keras._keras`)."""
-    return any(os.environ.get(v, "") not in ("", "0") for v in ("MER_KERAS_VERBOSE", "MER_KERAS_USER_TF_LOG"))
+    --verbose``), or ``TF_CPP_MIN_LOG_LEVEL=0`` set by the user before mer_keras was imported
+    (``MER_KERAS_USER_TF_LOG``, recorded by :mod:`mer_keras._keras`): the user asked for everything.
+    A user's level of 1, 2 or 3 (the usual way to quiet TensorFlow) keeps the filter: it never shows
+    more than the default does."""
+    if os.environ.get("MER_KERAS_VERBOSE", "") not in ("", "0"):
+        return True
+    return os.environ.get("MER_KERAS_USER_TF_LOG", "").strip() == "0"
 
 
 #: One redirection of descriptor 2 shared by every thread inside a :func:`quiet_native_stderr`

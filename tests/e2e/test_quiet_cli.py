@@ -42,13 +42,31 @@ def test_version_names_the_package_version():
     assert f"mer-keras {mer_keras.__version__}" in _cli("--version").stdout
 
 
-def test_loading_tensorflow_prints_no_native_start_up_lines():
+@pytest.mark.parametrize("level", [None, "1", "2", "3"])
+def test_a_user_set_log_level_is_at_least_as_quiet_as_the_default(level):
+    """TF_CPP_MIN_LOG_LEVEL=3 (or 1, 2) set by the user before mer_keras shows no native start-up
+    line either; 0 asks for everything (its lines are TensorFlow's to print)."""
+    import os
+
     code = "import mer_keras\nfrom mer_keras._keras import tf\ntf.constant(1.0) + 1.0\nprint('ok')"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
-                         env={k: v for k, v in __import__("os").environ.items()
-                              if k not in ("TF_CPP_MIN_LOG_LEVEL", "MER_KERAS_VERBOSE", "MER_KERAS_USER_TF_LOG")})
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("TF_CPP_MIN_LOG_LEVEL", "MER_KERAS_VERBOSE", "MER_KERAS_USER_TF_LOG")}
+    if level is not None:
+        env["TF_CPP_MIN_LOG_LEVEL"] = level
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
     assert out.stdout.strip() == "ok"
     assert not [line for line in out.stderr.splitlines() if line.strip()], out.stderr[:1000]
+
+
+def test_level_zero_or_verbose_shows_native_lines_unfiltered(monkeypatch):
+    from mer_keras.native import verbose
+
+    monkeypatch.delenv("MER_KERAS_VERBOSE", raising=False)
+    for recorded, expected in [("", False), ("3", False), ("2", False), ("0", True)]:
+        monkeypatch.setenv("MER_KERAS_USER_TF_LOG", recorded)
+        assert verbose() is expected
+    monkeypatch.setenv("MER_KERAS_VERBOSE", "1")
+    assert verbose() is True
 
 
 def test_native_lines_that_are_not_noise_are_kept(capfd, monkeypatch):
@@ -56,7 +74,7 @@ def test_native_lines_that_are_not_noise_are_kept(capfd, monkeypatch):
 
     from mer_keras.native import quiet_native_stderr
 
-    monkeypatch.setenv("MER_KERAS_USER_TF_LOG", "0")
+    monkeypatch.setenv("MER_KERAS_USER_TF_LOG", "")
     monkeypatch.delenv("MER_KERAS_VERBOSE", raising=False)
 
     with quiet_native_stderr():
@@ -74,7 +92,7 @@ def test_blocks_open_in_two_threads_share_one_redirection(capfd, monkeypatch):
 
     from mer_keras.native import quiet_native_stderr
 
-    monkeypatch.setenv("MER_KERAS_USER_TF_LOG", "0")
+    monkeypatch.setenv("MER_KERAS_USER_TF_LOG", "")
     monkeypatch.delenv("MER_KERAS_VERBOSE", raising=False)
     inside, first_done = threading.Event(), threading.Event()
 
