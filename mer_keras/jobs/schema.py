@@ -186,13 +186,27 @@ def _shown(value) -> str:
     return repr(value)
 
 
+def _cli_form(f: Field, kinds: tuple[type, ...] | None, value) -> bool:
+    """Whether ``value`` is a field's command-line form (the text ``--folds`` takes, the list of
+    ``KEY=V1,V2`` that ``--space`` takes) given where the field's own type is expected: the API then
+    parses it as the command line does."""
+    parse, cli_type = f.metadata.get("parse"), f.metadata.get("cli_type")
+    if parse is None or cli_type is None or value is None or not kinds or _type_problem(kinds, value) is None \
+            and not (cli_type is str and isinstance(value, str) and str not in kinds):
+        return False
+    origin = typing.get_origin(cli_type) or cli_type
+    return isinstance(value, origin)
+
+
 def validate(opts, source: str | os.PathLike | None = None) -> None:
     """Check every field of ``opts`` against its type, its declared bounds, choices and check.
 
     Every job's Python entry calls it before any work, so the command line, the Python API and a
-    run's recorded ``config.json`` meet the same checks: a number is of the field's type (a whole
-    number where one is expected; a bool is not a number) and finite, within its bounds. numpy
-    numbers (``np.int64(4)``) are taken as the Python numbers they are, and kept as such.
+    run's recorded ``config.json`` meet the same checks; a value in its command-line form
+    (``folds="sub01,sub02"``) is parsed as the command line parses it and kept parsed. A number
+    is of the field's type (a whole number where one is expected; a bool is not a number) and
+    finite, within its bounds. numpy numbers (``np.int64(4)``) are taken as the Python numbers
+    they are, and kept as such.
 
     Args:
         source: the ``config.json`` the values were read from: the message names the file and
@@ -204,6 +218,8 @@ def validate(opts, source: str | os.PathLike | None = None) -> None:
     kinds = _kinds(type(opts))
     for f in fields(opts):
         value = _python_number(getattr(opts, f.name))
+        if _cli_form(f, kinds.get(f.name), value):  # "sub01,sub02" from Python, as the command line takes it
+            value = f.metadata["parse"](value)
         if value is not getattr(opts, f.name):  # np.int64(4) is the whole number 4: kept as Python's
             object.__setattr__(opts, f.name, value)
         problem = _problem(f, kinds.get(f.name), value)

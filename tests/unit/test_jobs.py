@@ -105,6 +105,21 @@ def test_option_parsers():
             parse_aux_weights([bad])
 
 
+def test_the_api_takes_the_command_lines_forms():
+    """TrainOptions(folds="a,b") is what --folds a,b gives; aux weights and a tune space too."""
+    from mer_keras.jobs.schema import validate
+    from mer_keras.jobs.tune import TuneOptions
+
+    opts = TrainOptions(folds="casme2_sub01, samm_006", aux_weights=["proposal=0.5"])
+    validate(opts)
+    assert opts.folds == ["casme2_sub01", "samm_006"] and opts.aux_weights == {"proposal": 0.5}
+    tune = TuneOptions(space=["lr=0.001,0.002", "epochs=40"])
+    validate(tune)
+    assert tune.space == {"lr": [0.001, 0.002], "epochs": [40]}
+    with pytest.raises(OptionError, match="OUTPUT=WEIGHT"):
+        validate(TrainOptions(aux_weights=["proposal"]))
+
+
 def test_options_from_config_ignore_other_keys_and_read_old_synthetic_runs():
     opts = options_from_config({"model": "ststnet", "data": None, "epochs": 5, "classes": ["a"], "loso_subjects": []})
     assert (opts.model, opts.data, opts.epochs) == ("ststnet", "synthetic", 5)
