@@ -13,22 +13,37 @@ from mer_keras.errors import MissingFileError, ModelFileError, OptionError, Unkn
 from mer_keras.jobs.schema import option, validate
 
 
-def find_sample(samples, sample_id: str):
-    """The sample whose key, ``subject/clip`` or clip id is ``sample_id``.
+def find_sample(rows: list[dict], sample_id: str) -> int:
+    """The index of the record (a clip, or a ready input image) named ``sample_id``, as
+    predictions.csv names it: ``subject/clip``, ``database/subject/clip`` or the clip alone.
 
+    Args:
+        rows: the run data's records (:attr:`mer_keras.data.records.Dataset.rows`: subject, clip,
+            database, label), clips first then ready images, in input order.
     Raises:
-        KeyError: no sample matches, or a bare clip id matches several (the message gives examples).
+        UnknownNameError: no record matches, or a bare clip name matches several (the message gives
+            real examples of the run's names).
     """
-    hits = [s for s in samples if sample_id in (s.key, f"{s.subject}/{s.clip_id}")]
+    def names(r):
+        return (f"{r['database']}/{r['subject']}/{r['clip']}", f"{r['subject']}/{r['clip']}")
+
+    def bare(clip: str) -> str:  # a ready image's file name without its suffix and the published space
+        clip = clip.strip()
+        return clip[:-len(Path(clip).suffix)].strip() if Path(clip).suffix.lower() in (".png", ".jpg") else clip
+
+    wanted = sample_id.strip()
+    hits = [i for i, r in enumerate(rows) if wanted in names(r)]
     if not hits:
-        hits = [s for s in samples if s.clip_id == sample_id]
+        hits = [i for i, r in enumerate(rows) if wanted in (r["clip"], bare(r["clip"]))
+                or wanted == f"{r['subject']}/{bare(r['clip'])}"]
     if len(hits) == 1:
         return hits[0]
     if len(hits) > 1:
-        raise UnknownNameError(f"sample {sample_id!r} is ambiguous: {', '.join(s.key for s in hits[:5])}; "
+        raise UnknownNameError(f"sample {sample_id!r} is ambiguous: {', '.join(names(rows[i])[0] for i in hits[:5])}; "
                                "give subject/clip")
-    examples = ", ".join(f"{s.subject}/{s.clip_id}" for s in samples[:3])
-    raise UnknownNameError(f"no sample {sample_id!r} in this run's data ({len(samples)} clips, e.g. {examples})")
+    examples = ", ".join(repr(names(r)[1]) for r in rows[:3])
+    raise UnknownNameError(f"no sample {sample_id!r} in this run's data ({len(rows)} records, e.g. {examples}; "
+                           "the subject and clip columns of predictions.csv, joined by '/')")
 
 
 #: Suffixes of the figure ``--out`` may name (matplotlib writes the format its suffix names).
@@ -54,7 +69,8 @@ class ExplainOptions:
     """Options of ``mer-keras explain``."""
 
     run: str = option(help="Run folder written by mer-keras train.", argument=True)
-    sample: str = option(help="Sample to explain: subject/clip (e.g. sub01/clip03) or its clip id.")
+    sample: str = option(help="Sample to explain, as predictions.csv names it: subject/clip (e.g. sub01/clip003) "
+                                "or the clip alone.")
     layer: str | None = option(None, "Layer to explain (default: the last spatial layer).")
     class_name: str | None = option(None, "Class to explain (default: the prediction).", flag="--class")
     out: str | None = option(None, "PNG path (default RUN/explain/<subject>_<clip>.png).")
@@ -84,7 +100,7 @@ def explain(opts: ExplainOptions, console=None) -> Path:
     import matplotlib.pyplot as plt
     from rich.console import Console
 
-    from mer_keras.data.pipeline import RepresentationConfig, build_inputs
+    from mer_keras.data.pipeline import RepresentationConfig, build_inputs, image_inputs
     from mer_keras.explain import check_layer, default_layer, display_image, grad_cam
     from mer_keras.jobs.evaluate import check_writable, not_a_folder
     from mer_keras.jobs.inputs import DataRequest, load_data
@@ -123,8 +139,14 @@ def explain(opts: ExplainOptions, console=None) -> Path:
         check_writable(run / "explain", "RUN/explain")
     default_cache_dir(train_opts.cache_dir)  # every check before the data is loaded
     data = load_data(DataRequest.of(train_opts), console)
-    sample = find_sample(data.samples, sample_id)
-    x = build_inputs([sample], rep, cache_dir=default_cache_dir(train_opts.cache_dir))[0]
+    rows = data.rows
+    index = find_sample(rows, sample_id)
+    row = rows[index]
+    if index < len(data.samples):  # a clip: preprocessed as training preprocessed it (through the cache)
+        x = build_inputs([data.samples[index]], rep, cache_dir=default_cache_dir(train_opts.cache_dir))[0]
+    else:  # a ready input image (e.g. the published composite flow images)
+        x = image_inputs([data.images[index - len(data.samples)].path], rep.size, rep.channels, rep.regions)[0]
+    name = f"{row['subject']}/{row['clip']}"
     cam, probs = grad_cam(model, x, layer, classes.index(class_name) if class_name else None)
     shown = classes.index(class_name) if class_name else int(probs.argmax())
     image = display_image(x, rep.representation)
@@ -132,7 +154,7 @@ def explain(opts: ExplainOptions, console=None) -> Path:
 
     fig, axes = plt.subplots(1, 3, figsize=(10, 3.4), gridspec_kw={"width_ratios": [1, 1, 0.9]})
     axes[0].imshow(image)
-    axes[0].set_title(f"{rep.representation}\n{sample.subject}/{sample.clip_id} ({sample.label})", fontsize=9)
+    axes[0].set_title(f"{rep.representation}\n{name} ({row['label']})", fontsize=9)
     axes[1].imshow(image.mean(-1), cmap="gray")
     axes[1].imshow(heat, cmap="jet", alpha=0.45, vmin=0, vmax=1)
     axes[1].set_title(f"Grad-CAM of '{classes[shown]}'\nlayer {layer} {cam.shape}", fontsize=9)
@@ -142,11 +164,12 @@ def explain(opts: ExplainOptions, console=None) -> Path:
     axes[2].set_xlim(0, 1)
     axes[2].set_title("probabilities", fontsize=9)
     fig.tight_layout()
-    path = Path(out) if out else run / "explain" / f"{sample.subject}_{sample.clip_id}.png".replace("/", "_")
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in f"{row['subject']}_{row['clip'].strip()}")
+    path = Path(out) if out else run / "explain" / f"{safe.removesuffix('.png')}.png"
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic.atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=120)
     plt.close(fig)
-    console.print(f"{sample.key}: predicted {classes[int(probs.argmax())]} "
-                  f"({probs.max():.2f}), label {sample.label}; Grad-CAM of layer {layer}", soft_wrap=True)
+    console.print(f"{name}: predicted {classes[int(probs.argmax())]} "
+                  f"({probs.max():.2f}), label {row['label']}; Grad-CAM of layer {layer}", soft_wrap=True)
     return path

@@ -183,3 +183,20 @@ def test_evaluate_scores_a_dataset_with_the_models_encoding_and_names_foreign_la
     res = CliRunner().invoke(app, ["evaluate", str(run), "--data", "megc2019-flow", "--root", str(root),
                                    "--out", str(tmp_path / "file" / "eval")])
     assert res.exit_code == 2 and "not a folder" in res.output
+
+
+def test_explain_finds_a_ready_image_by_its_predictions_csv_name(tmp_path):
+    """`explain` on a run of ready flow images: the sample named as predictions.csv names it
+    (subject/clip, with the published space before .png, or the clip alone); an unknown name lists
+    real names of the run."""
+    root = write_layout(tmp_path / "data")
+    res = CliRunner().invoke(app, ["train", "--data", "megc2019-flow", "--root", str(root), "--model", "ststnet",
+                                   "--epochs", "1", "--folds", "none", "--no-export", "--out", str(tmp_path / "runs")])
+    assert res.exit_code == 0, res.output
+    run = Path(res.output.strip().splitlines()[-1].strip())
+    for name in ["samm_006/006_006_1_2 .png", "samm/samm_006/006_006_1_2 .png", "006_006_1_2"]:
+        res = CliRunner().invoke(app, ["explain", str(run), "--sample", name, "--out", str(tmp_path / "cam.png")])
+        assert res.exit_code == 0, res.output
+        assert "samm_006/006_006_1_2 .png: predicted" in res.output and (tmp_path / "cam.png").stat().st_size > 5000
+    res = CliRunner().invoke(app, ["explain", str(run), "--sample", "sub01/clip003"])
+    assert res.exit_code == 2 and "no sample 'sub01/clip003'" in res.output and "'casme2_sub01/" in res.output
