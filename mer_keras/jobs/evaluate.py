@@ -34,11 +34,13 @@ class EvalOptions:
     seed: int | None = option(None, "Seed of the synthetic evaluation set (default: run seed + 1).")
     subjects: int = option(6, "Pseudo-subjects in the evaluation set.", min=2)
     clips: int = option(10, "Clips per subject.", min=1)
-    out: str | None = option(None, "Output folder (default RUN/eval-<time>).")
+    out: str | None = option(None, "Output folder (default runs/eval-<time>-<model folder>: the model's own folder is "
+                                   "left as it is).")
     cache_dir: str | None = option(None, "Cache folder.")
     data: str | None = option(None, "Score a dataset (a name of `mer-keras train --data`, e.g. casme2 or "
-                                    "megc2019-flow); default and `synthetic`: new synthetic clips, the held-out check "
-                                    "of a synthetic run.")
+                                    "megc2019-flow); `synthetic`: new synthetic clips, the held-out check of a "
+                                    "synthetic run (the default for models trained on the synthetic set; a model "
+                                    "trained on a database needs --data).")
     root: str | None = option(None, "The dataset's folder (or manifest CSV).")
     strict: bool = option(False, "Stop at the first bad clip of --data instead of skipping it.")
     class_map: dict | str | None = option(None, "Map --data labels to the model's classes: composite (each "
@@ -132,7 +134,7 @@ def evaluate(opts: EvalOptions, console) -> Path:
     """Score every model of the target on a synthetic evaluation set; write results.json.
 
     Returns:
-        The evaluation folder (``<run>/eval-<timestamp>`` unless ``opts.out``).
+        The evaluation folder (``runs/eval-<timestamp>-<model folder>`` unless ``opts.out``).
     Raises:
         ModelFileError, MissingFileError: an unusable model file or metadata.json (named): every file
             is checked against metadata.json (sha256, outputs against classes) before any work.
@@ -166,7 +168,15 @@ def evaluate(opts: EvalOptions, console) -> Path:
         raise ModelFileError(f"{folder / 'metadata.json'}: missing or invalid field ({exc})") from None
     config = read_json(folder / "config.json") if (folder / "config.json").exists() else {}
     seed = opts.seed if opts.seed is not None else int(config.get("seed", 0)) + 1
-    out = Path(opts.out) if opts.out else folder / f"eval-{time.strftime('%Y%m%d-%H%M%S')}"
+    trained_on = meta.get("dataset")
+    if opts.data is None and trained_on not in (None, "synthetic"):
+        from mer_keras.errors import OptionError
+
+        raise OptionError(f"{opts.target}: trained on {trained_on}; new synthetic clips would say nothing about it: "
+                          f"give --data (e.g. --data {trained_on} --root DIR), or --data synthetic to score it on "
+                          "synthetic clips anyway")
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    out = Path(opts.out) if opts.out else Path("runs") / f"eval-{stamp}-{folder.resolve().name}"
     check_outputs(out, opts.cache_dir)  # before any work
     if (out / "config.json").is_file() or (out / "metadata.json").is_file():
         from mer_keras.errors import OptionError

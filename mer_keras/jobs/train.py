@@ -150,6 +150,7 @@ def resolve_options(opts: TrainOptions) -> tuple[TrainOptions, RepresentationCon
         from mer_keras.train.targets import aux_losses_for
 
         aux_losses_for(spec.aux_losses, opts.aux_weights)
+    train_config(opts, rep)  # the training library's own checks (e.g. --sampling balanced with class weights)
     return opts, rep
 
 

@@ -185,6 +185,30 @@ def test_evaluate_scores_a_dataset_with_the_models_encoding_and_names_foreign_la
     assert res.exit_code == 2 and "not a folder" in res.output
 
 
+def test_evaluate_writes_under_runs_and_asks_for_data_for_a_real_data_model(tmp_path, monkeypatch):
+    """Without --out the evaluation goes to runs/eval-<time>-<model folder> of the working folder,
+    never into the model's folder; a model trained on a database is not scored on synthetic clips
+    unless asked (--data synthetic)."""
+    import os
+
+    root = write_layout(tmp_path / "data")
+    res = CliRunner().invoke(app, ["train", "--data", "megc2019-flow", "--root", str(root), "--model", "ststnet",
+                                   "--epochs", "1", "--folds", "none", "--no-export", "--out", str(tmp_path / "runs")])
+    assert res.exit_code == 0, res.output
+    run = Path(res.output.strip().splitlines()[-1].strip())
+    before = sorted(os.listdir(run))
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    res = CliRunner().invoke(app, ["evaluate", str(run)])
+    assert res.exit_code == 2 and "trained on megc2019-flow" in res.output and "give --data" in res.output
+    res = CliRunner().invoke(app, ["evaluate", str(run), "--data", "megc2019-flow", "--root", str(root)])
+    assert res.exit_code == 0, res.output
+    made = list((work / "runs").iterdir())
+    assert len(made) == 1 and made[0].name.startswith("eval-") and made[0].name.endswith(run.name)
+    assert (made[0] / "results.json").exists() and sorted(os.listdir(run)) == before
+
+
 def test_explain_finds_a_ready_image_by_its_predictions_csv_name(tmp_path):
     """`explain` on a run of ready flow images: the sample named as predictions.csv names it
     (subject/clip, with the published space before .png, or the clip alone); an unknown name lists

@@ -280,7 +280,7 @@ def test_balanced_sampling_cutmix_and_database_normalisation_through_the_train_c
     assert (config["sampling"], config["cutmix"], config["input_norm"]) == ("balanced", True, "database")
     assert config["class_weight"] is False and config["final"] is False
     assert (run / "results.json").exists() and not (run / "model.keras").exists()
-    res = CliRunner().invoke(app, ["train", "--input-norm", "database", "--final"])
+    res = CliRunner().invoke(app, ["train", "--input-norm", "database", "--final", "--out", str(tmp_path / "no")])
     assert res.exit_code == 2 and "--input-norm database evaluates the protocol only" in res.output
-    res = CliRunner().invoke(app, ["train", "--sampling", "balanced", "--class-weight"])
-    assert res.exit_code == 2 and "add --no-class-weight" in res.output
+    res = CliRunner().invoke(app, ["train", "--sampling", "balanced", "--class-weight", "--out", str(tmp_path / "no")])
+    assert res.exit_code == 2 and "add --no-class-weight" in res.output and not (tmp_path / "no").exists()
