@@ -109,10 +109,16 @@ def fit_final(opts: TrainOptions, rep: RepresentationConfig, cfg, data: Dataset,
         console.print("the final model was fitted on all training subjects with the folds")
         model = fitted
     else:
+        from mer_keras.jobs.inputs import progress_bar
+        from mer_keras.train.callbacks import ProgressCallback
+
         console.print("fitting the final model on all training subjects")
-        model = fit_model(inputs.x[final], inputs.y[final], len(data.classes), cfg, strategy,
-                          aus=[aus[i] for i in final] if aus is not None else None,
-                          backup_dir=run.backup_root / "final", classes=data.classes)
+        with progress_bar(console) as prog:
+            task = prog.add_task("final model", total=cfg.epochs, info="")
+            model = fit_model(inputs.x[final], inputs.y[final], len(data.classes), cfg, strategy,
+                              callbacks=[ProgressCallback(prog, task)],
+                              aus=[aus[i] for i in final] if aus is not None else None,
+                              backup_dir=run.backup_root / "final", classes=data.classes)
     console.print(f"final model weights sha256 {weights_fingerprint(model)}")
     if is_chief(strategy):
         write_final_model(model, cfg, opts, rep, run, data, inputs.x[final], inputs.y[final], console)

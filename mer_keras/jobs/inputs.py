@@ -173,9 +173,12 @@ def build_dataset_inputs(ds: Dataset, rep: RepresentationConfig, console, cache_
         DataError: a bad clip with ``strict``, or image rows for a sequence model.
     """
     cache = default_cache_dir(cache_dir)
-    with progress_bar(console) as prog:
-        task = prog.add_task(f"{rep.representation}", total=len(ds.samples), info="")
-        errors = prepare(ds.samples, rep, cache, workers=workers, progress=lambda d, t: prog.update(task, completed=d))
+    errors = {}
+    if ds.samples:  # ready input images (e.g. the published composite flow images) need no preprocessing
+        with progress_bar(console) as prog:
+            task = prog.add_task(f"{rep.representation}", total=len(ds.samples), info="")
+            errors = prepare(ds.samples, rep, cache, workers=workers,
+                             progress=lambda d, t: prog.update(task, completed=d))
     if errors:
         first = min(errors)
         if strict:

@@ -32,7 +32,8 @@ class ProgressCallback(keras.callbacks.Callback):
         if acc is None:  # folds trained at once: fold<j>_accuracy per fold, shown as their mean
             per_fold = [v for k, v in logs.items() if k.startswith("fold") and k.endswith("_accuracy")]
             acc = sum(per_fold) / len(per_fold) if per_fold else float("nan")
-        mean = "mean of folds: " if self.folds > 1 else ""
+        training = int(logs.get("folds", self.folds))  # the folds of the program still training
+        mean = f"mean of {training} folds: " if self.folds > 1 else ""
         self.progress.update(self.task, completed=self.base + (epoch + 1) * self.folds,
                              info=f"{mean}loss {logs.get('loss', float('nan')):.3f}  acc {acc:.2f}")
 

@@ -217,6 +217,8 @@ def test_explain_finds_a_ready_image_by_its_predictions_csv_name(tmp_path):
     res = CliRunner().invoke(app, ["train", "--data", "megc2019-flow", "--root", str(root), "--model", "ststnet",
                                    "--epochs", "1", "--folds", "none", "--no-export", "--out", str(tmp_path / "runs")])
     assert res.exit_code == 0, res.output
+    assert "0/0" not in res.output  # ready images: no preprocessing bar with nothing to compute
+    assert "final model" in res.output and "1/1" in res.output  # the final fit alone has its own bar
     run = Path(res.output.strip().splitlines()[-1].strip())
     for name in ["samm_006/006_006_1_2 .png", "samm/samm_006/006_006_1_2 .png", "006_006_1_2"]:
         res = CliRunner().invoke(app, ["explain", str(run), "--sample", name, "--out", str(tmp_path / "cam.png")])
