@@ -367,3 +367,11 @@ def test_bench_refuses_an_input_shorter_than_one_window(tiny_flow_run, tiny_synt
         cv2.setNumThreads(threads)
     err = capsys.readouterr().err
     assert code == 2 and "6 frames, fewer than one window" in err and "--loops" in err
+
+
+def test_bench_says_nothing_spotted_instead_of_none():
+    from edge.bench import recognition_ms
+
+    assert recognition_ms({"micro": 0, "ms_per_event": {"recognition": None}}) == "nothing spotted"
+    assert recognition_ms({"micro": 2, "ms_per_event": {"recognition": None}}) == "none recognised"
+    assert recognition_ms({"micro": 2, "ms_per_event": {"recognition": 3.5}}) == "3.5"
