@@ -49,7 +49,13 @@ def compute_metrics(y_true: Sequence[int], y_pred: Sequence[int], classes: Seque
 
 
 def plot_confusion_matrix(cm, classes: Sequence[str], path, title: str = "") -> None:
-    """Save a confusion matrix as PNG (matplotlib, Agg backend)."""
+    """Save a confusion matrix as PNG (matplotlib, Agg backend): the counts, and beside them the
+    row-normalised matrix (each true class's recall on the diagonal), as MER papers show it.
+
+    Args:
+        cm: (K, K) int counts, rows the true classes, columns the predictions (sklearn's layout).
+        classes: the K class names. path: the PNG to write (atomically).
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -58,9 +64,20 @@ def plot_confusion_matrix(cm, classes: Sequence[str], path, title: str = "") -> 
 
     from mer_keras.atomic import atomic_path
 
-    fig, ax = plt.subplots(figsize=(4 + 0.4 * len(classes), 3.5 + 0.4 * len(classes)))
-    ConfusionMatrixDisplay(np.asarray(cm), display_labels=list(classes)).plot(ax=ax, colorbar=False, cmap="Blues")
-    ax.set_title(title)
+    cm = np.asarray(cm)
+    rows = cm.sum(axis=1, keepdims=True)
+    recall = np.divide(cm, rows, out=np.zeros(cm.shape, float), where=rows > 0)
+    side = 3.2 + 0.4 * len(classes)
+    fig, axes = plt.subplots(1, 2, figsize=(2 * side + 0.6, side + 0.3))
+    ConfusionMatrixDisplay(cm, display_labels=list(classes)).plot(ax=axes[0], colorbar=False, cmap="Blues")
+    axes[0].set_title("counts", fontsize=9)
+    ConfusionMatrixDisplay(recall, display_labels=list(classes)).plot(ax=axes[1], colorbar=False, cmap="Blues",
+                                                                      values_format=".2f")
+    axes[1].images[-1].set_clim(0, 1)
+    axes[1].set_title("row-normalised (recall of each true class)", fontsize=9)
+    for ax in axes:
+        ax.tick_params(axis="x", labelrotation=30)
+    fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=120)
@@ -100,43 +117,62 @@ def plot_learning_curves(histories: dict[str, pd.DataFrame], path, title: str = 
     plt.close(fig)
 
 
+def fold_databases(subjects: Sequence[str], databases) -> list[str]:
+    """The database of each fold's subject, "" when it names none: ``casme2/casme2_sub01`` and
+    ``casme2_sub01`` (with ``casme2`` among ``databases``) are casme2's, ``sub01`` no database's."""
+    known = sorted(databases, key=len, reverse=True)
+    return [name.split("/")[0] if "/" in name else next((db for db in known if name.startswith(f"{db}_")), "")
+            for name in subjects]
+
+
 def plot_fold_uf1(fold_rows: Sequence[dict], per_database: dict, path, title: str = "") -> None:
-    """Save per-fold UF1 bars (coloured by database when there are several) and, for a composite
-    run, the pooled UF1 of each database, as PNG.
+    """Save per-fold UF1 bars (one colour per database when there are several, named in a legend
+    above the plot) and, for a composite run, the pooled UF1 of each database, as PNG. Folds of a
+    single test clip (whose UF1 is 0 or 1 by construction) are marked with a dot above the bar.
 
     Args:
-        fold_rows: results.json ``folds`` (``subject`` like ``casme2/casme2_sub01`` or ``sub01``,
-            ``uf1``, ``n_test``). per_database: results.json ``per_database`` ({db: {"uf1", "n"}}).
+        fold_rows: results.json ``folds`` (``subject`` like ``casme2/casme2_sub01``, ``casme2_sub01``
+            or ``sub01``; ``uf1``; ``n_test``). per_database: results.json ``per_database``
+            ({db: {"uf1", "n"}}): its names colour the bars of subjects named ``<db>/...`` or ``<db>_...``.
     """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
 
     from mer_keras.atomic import atomic_path
 
     names = [r["subject"] for r in fold_rows]
-    dbs = [n.split("/")[0] if "/" in n else "" for n in names]
+    dbs = fold_databases(names, per_database or {})
     palette = {db: plt.get_cmap("tab10")(i) for i, db in enumerate(dict.fromkeys(dbs))}
     panels = 2 if per_database else 1
-    fig, axes = plt.subplots(1, panels, figsize=(max(6.0, 0.16 * len(names) + 3), 3.8),
+    fig, axes = plt.subplots(1, panels, figsize=(max(6.0, 0.2 * len(names) + 3), 4.4),
                              gridspec_kw={"width_ratios": [4, 1][:panels]}, squeeze=False)
     ax = axes[0][0]
-    ax.bar(range(len(names)), [r["uf1"] for r in fold_rows], color=[palette[d] for d in dbs])
-    ax.set_xticks(range(len(names)), [n.split("/")[-1] for n in names], rotation=90, fontsize=6)
-    ax.set_ylim(0, 1)
+    ax.bar(range(len(names)), [r["uf1"] for r in fold_rows], color=[palette[d] for d in dbs], width=0.8)
+    ax.set_xticks(range(len(names)), [n.split("/")[-1] for n in names], rotation=90, fontsize=7)
+    ax.set_xlim(-0.7, len(names) - 0.3)
+    ax.set_ylim(0, 1.08)
     ax.set_ylabel("UF1 of the fold's test clips")
-    for db, colour in palette.items():
-        if db:
-            ax.bar([], [], color=colour, label=db)
-    if any(palette):
-        ax.legend(fontsize=8)
+    single = [i for i, r in enumerate(fold_rows) if int(r.get("n_test", 2)) == 1]
+    if single:
+        ax.plot(single, [min(1.0, fold_rows[i]["uf1"]) + 0.04 for i in single], linestyle="none", marker="o",
+                markersize=3, color="black")
+    handles = [Patch(color=colour, label=db) for db, colour in palette.items() if db]
+    if single:
+        handles.append(Line2D([], [], linestyle="none", marker="o", markersize=3, color="black",
+                              label="one test clip"))
+    if handles:  # above the axes, never over the bars
+        ax.legend(handles=handles, fontsize=8, ncol=len(handles), loc="lower left", bbox_to_anchor=(0, 1.01),
+                  frameon=False, borderaxespad=0)
     if per_database:
         ax2 = axes[0][1]
         items = list(per_database.items())
         ax2.bar(range(len(items)), [m["uf1"] for _, m in items], color=[palette.get(db, "tab:gray") for db, _ in items])
         ax2.set_xticks(range(len(items)), [f"{db}\nn={m['n']}" for db, m in items], fontsize=7)
-        ax2.set_ylim(0, 1)
+        ax2.set_ylim(0, 1.08)
         ax2.set_title("pooled per database", fontsize=9)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
