@@ -458,6 +458,8 @@ def run_spot(args: argparse.Namespace, out) -> dict:
     _end_of_stream(summary, total, annotator, interrupted, warnings)
     if status.error:
         summary["decode_error"] = status.error
+    if not counts["micro"] and not counts["macro"] and not interrupted:
+        summary["nothing_spotted"] = cfg.why_nothing(counts["frames"], fps, counts["no_face"])
     out.write(json.dumps(summary) + "\n")
     return summary
 
@@ -486,6 +488,8 @@ def main(argv=None) -> int:
             print(f"error: {summary['source']}: {summary['decode_error']}; the windows before it were written",
                   file=sys.stderr)
             return 3
+        if summary.get("nothing_spotted"):  # the run worked; say why it found nothing, and what to try
+            print(summary["nothing_spotted"], file=sys.stderr)
     except EdgeInputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -159,6 +159,21 @@ def clip_inputs(opts: PredictOptions, rep, cache) -> tuple[list[dict], list]:
     return rows, items
 
 
+def note_long_clips(items: list, meta: dict, console) -> None:
+    """Say when an input holds far more than one expression's time: it is classified as one clip
+    (one label), while ``--spot`` finds and classifies each expression in it."""
+    window = (meta.get("window") or {}).get("seconds")
+    for item in items:
+        fps = getattr(item, "fps", 0.0) or (meta.get("window") or {}).get("fps")
+        if isinstance(item, Path) or not window or not fps:
+            continue
+        seconds = len(item.frame_paths) / fps
+        if seconds > 4 * window:
+            console.print(f"[yellow]note:[/] {item.source}: {seconds:.1f} s at {fps:g} fps, {seconds / window:.0f} "
+                          f"times the model's {window:g} s window, is classified as one clip (one label); "
+                          "--spot finds and classifies each expression in it", soft_wrap=True)
+
+
 def _inputs_x(items: list, rep, cache):
     """(N, *input_shape) float32 in [0, 255] for clips and ready images, in ``items`` order."""
     import numpy as np
@@ -228,6 +243,7 @@ def run_predict(opts: PredictOptions, console=None, warn=None) -> pd.DataFrame:
         rows, x = _dataset_rows(opts, rep, cache, meta, console)
     else:
         rows, items = clip_inputs(opts, rep, cache)
+        note_long_clips(items, meta, console)
         x = _inputs_x(items, rep, cache)
     probs = trained.predict(x)
     table = pd.DataFrame(rows)
@@ -313,7 +329,10 @@ def spotted_table(opts: PredictOptions, model_path: Path, meta: dict, cache: Pat
         frames, numbers = list_frames(folder)
         video = SpotVideo(str(name), "input", frames, float(fps), (), "input", frame_numbers=numbers)
         with console.status(f"spotting {name} ({len(video.frames)} frames at {fps:g} fps)"):
-            found, _ = spot_video(video, cfg)
+            found, info = spot_video(video, cfg)
+        if not found:
+            console.print(f"{name}: {cfg.why_nothing(len(video.frames), float(fps), info['no_face_or_edge'])}",
+                          soft_wrap=True, highlight=False)
         micro = [i for i in found if i.type == "micro"]
         probs = _recognise(trained, meta, video, micro)
         for it in found:

@@ -151,6 +151,32 @@ class SpotConfig:
         """``seconds`` at ``fps`` as a whole number of frames, at least 1."""
         return max(1, int(round(seconds * fps)))
 
+    def shortest_video(self) -> float:
+        """Seconds a video needs for anything to be spotted: ``macro_k`` of context before and after
+        an event (the macro scale compares frames ``macro_k`` apart) and a neutral second for the
+        threshold, which is relative to the video's own motion."""
+        return 2 * self.macro_k + 1.0
+
+    def why_nothing(self, frames: int, fps: float, no_face: int) -> str:
+        """One line saying why a video gave no interval, and what to try.
+
+        Args:
+            frames: frames read. fps: their rate. no_face: frames without a face (or without the
+                signal's context at the video's ends).
+        """
+        seconds = frames / fps if fps else 0.0
+        if seconds < self.shortest_video():
+            return (f"nothing spotted: the video is {seconds:.2f} s ({frames} frames at {fps:g} fps); spotting needs "
+                    f"at least {self.shortest_video():g} s ({self.macro_k:g} s of context on each side of an "
+                    "expression and neutral stretches for its threshold): give a longer video, or classify it as "
+                    "one clip (predict without --spot, edge.run --mode windows)")
+        if no_face >= frames - 2 * self.frames(self.macro_k, fps):
+            return (f"nothing spotted: no face was found in {no_face} of the {frames} frames: check that one face "
+                    "is visible, frontal and lit")
+        return ("nothing spotted: no facial motion rose above the spotting threshold (the video's median motion + "
+                f"{self.z:g} MADs, and {self.min_snr:g} x the motion near each candidate's neutral references): "
+                "the face may be still; `mer-keras spot --min-snr 3` finds weaker motion (and more false intervals)")
+
 
 def face_masks(size: int, grid: int) -> tuple[np.ndarray, np.ndarray]:
     """Where motion is measured on the aligned face.

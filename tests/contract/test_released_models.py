@@ -137,3 +137,71 @@ def test_the_synthetic_demonstration_model_is_scored_by_evaluate_and_run_by_edge
                           "--video", str(ROOT / "edge" / "sample.mp4"), "--max-frames", "60"],
                          capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
+
+
+def test_the_sample_video_shows_the_runner_finding_and_classifying_its_expressions():
+    """First contact (saved_models/README.md's command): on edge/sample.mp4 the default spot mode
+    finds micro-expressions of the video's ground truth (edge/sample.json) and classifies them with
+    the synthetic demonstration model. Tolerant of the CPU: at least two of the three true
+    micro-expressions matched (IoU >= 0.5, MEGC's criterion), at least one of them classified as
+    coded; on the machine of docs/EDGE.md two of three, both classified as coded."""
+    from mer_keras.runtime.intervals import Interval, iou
+
+    truth = json.loads((ROOT / "edge" / "sample.json").read_text())
+    micro = [e for e in truth["events"] if e["type"] == "micro"]
+    assert sorted(e["emotion"] for e in micro) == ["negative", "positive", "surprise"]
+    out = subprocess.run([sys.executable, "-m", "edge.run", "--model",
+                          str(ROOT / "saved_models" / "learnet_synthetic_loso" / "model_int8.tflite"),
+                          "--video", str(ROOT / "edge" / "sample.mp4")],
+                         capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    records = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
+    spotted = [r for r in records if r["event"] == "micro"]
+    matched = []
+    for e in micro:
+        true = Interval(e["onset"], e["apex"], e["offset"], "micro")
+        hits = [r for r in spotted if iou(true, Interval(r["frames"][0], r["apex"], r["frames"][1], "micro")) >= 0.5]
+        if hits:
+            matched.append((e["emotion"], hits[0]["label"]))
+    assert len(matched) >= 2, (matched, spotted)
+    assert any(coded == predicted for coded, predicted in matched), matched
+    assert "nothing_spotted" not in records[-1]
+
+
+def test_a_video_too_short_for_spotting_says_so_in_one_line():
+    """The first 1.44 s of the sample: nothing can be spotted, and the runner says why and what to try."""
+    out = subprocess.run([sys.executable, "-m", "edge.run", "--model",
+                          str(ROOT / "saved_models" / "learnet_synthetic_loso" / "model_int8.tflite"),
+                          "--video", str(ROOT / "edge" / "sample.mp4"), "--max-frames", "144"],
+                         capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    lines = [line for line in out.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("nothing spotted: the video is 1.44 s") and "--mode windows" in \
+        lines[0], out.stderr
+    assert json.loads(out.stdout.splitlines()[-1])["nothing_spotted"] == lines[0]
+
+
+def test_predict_says_when_a_long_video_is_one_clip_and_why_spot_found_nothing(tmp_path):
+    """Plain predict on the 8 s sample: one row, and a note that --spot classifies each expression;
+    predict --spot on its first 1.44 s: no row, and the one-line reason."""
+    import cv2
+    from typer.testing import CliRunner
+
+    from mer_keras.cli.main import app
+
+    model = ROOT / "saved_models" / "learnet_synthetic_loso"
+    res = CliRunner().invoke(app, ["predict", str(model), str(ROOT / "edge" / "sample.mp4"),
+                                   "--cache-dir", str(tmp_path / "cache")])
+    assert res.exit_code == 0, res.output
+    assert "is classified as one clip (one label); --spot finds and classifies each expression" in \
+        " ".join(res.output.split())
+    cap = cv2.VideoCapture(str(ROOT / "edge" / "sample.mp4"))
+    short = tmp_path / "short.mp4"
+    writer = cv2.VideoWriter(str(short), cv2.VideoWriter_fourcc(*"mp4v"), 100.0, (192, 192))
+    for _ in range(144):
+        writer.write(cap.read()[1])
+    writer.release()
+    cap.release()
+    res = CliRunner().invoke(app, ["predict", str(model), str(short), "--spot", "--cache-dir", str(tmp_path / "cache")])
+    assert res.exit_code == 0, res.output
+    assert "nothing spotted: the video is 1.44 s" in " ".join(res.output.split())
