@@ -110,6 +110,11 @@ def load(model_path: str | Path, metadata: str | Path | None = None, num_threads
             representation or whose outputs are not its classes (each names the file).
     """
     model_path = Path(model_path)
+    if not model_path.exists() and len(model_path.parts) == 1:  # a preset's name: its int8 model
+        from mer_keras.presets import resolve
+
+        folder = resolve(model_path)
+        model_path = folder / "model_int8.tflite" if folder.is_dir() else model_path
     check_model_path(model_path)
     meta_path = Path(metadata) if metadata else model_path.with_name("metadata.json")
     try:

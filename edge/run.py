@@ -79,7 +79,8 @@ def positive(kind):
 
 def parse_args(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="python -m edge.run", description=__doc__.split("\n")[0])
-    ap.add_argument("--model", required=True, help=".tflite model (metadata.json beside it)")
+    ap.add_argument("--model", required=True, help=".tflite model (metadata.json beside it), or a preset's name "
+                                                   "(its model_int8.tflite), e.g. ststnet_megc2019_composite")
     src = ap.add_mutually_exclusive_group(required=True)
     src.add_argument("--video", help="video file, folder of frame images, or a quoted glob pattern of them")
     src.add_argument("--camera", type=int, help="camera index (OpenCV)")

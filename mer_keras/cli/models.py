@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import typer
+
 from mer_keras.cli.common import console
 
 
@@ -14,13 +16,35 @@ def recipe_text(values: dict) -> str:
     return ", ".join(words[k](v) for k, v in values.items() if k in words)
 
 
-def models() -> None:
+PRESETS_HELP = ("List the released models usable by name (predict, evaluate, --init-from, edge.run, the API) "
+                "instead of the architectures.")
+
+
+def models(presets: bool = typer.Option(False, "--presets", help=PRESETS_HELP)) -> None:
     """List registered models: input, auxiliary losses, learning rate, variants (first: default), recipes, source.
 
     The ``project`` recipe is the defaults of ``mer-keras train`` at the model's learning rate;
     the others (``--recipe paper``) are listed with their options and where they come from.
+    With ``--presets``: the released models, one line each (name, architecture, training data,
+    LOSO UF1, size), and where their model card is.
     """
     from rich.table import Table
+
+    if presets:  # one line per preset, never wrapped (names are what a user copies)
+        from mer_keras.presets import PRESETS_DIR, describe, preset_names
+
+        rows = [("preset", "model", "trained on", "LOSO UF1", "size")]
+        for name in preset_names():
+            d = describe(name)
+            kind = "initial weights" if "weights_fp16.h5" in d["files"] else "classifier"
+            rows.append((name, f"{d['model']} ({kind})", str(d["dataset"]),
+                         f"{d['uf1']:.3f}" if d["uf1"] is not None else "-", f"{d['kilobytes']} kB"))
+        widths = [max(len(r[k]) for r in rows) for k in range(len(rows[0]))]
+        for r in rows:
+            console.print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip(), soft_wrap=True, highlight=False)
+        console.print(f"in {PRESETS_DIR}: each folder's MODEL_CARD.md (or saved_models/README.md) says how it was made",
+                      soft_wrap=True, highlight=False)
+        return
 
     from mer_keras.registry import get_spec, list_models
 

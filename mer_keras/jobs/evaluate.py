@@ -30,7 +30,8 @@ class EvalOptions:
     clips never seen in training.
     """
 
-    target: str = option(help="Run folder, or a .keras/.tflite file with metadata.json beside it.", argument=True)
+    target: str = option(help="Run folder, a .keras/.tflite file with metadata.json beside it, or a preset's name "
+                              "(`mer-keras models --presets`).", argument=True)
     seed: int | None = option(None, "Seed of the synthetic evaluation set (default: run seed + 1).")
     subjects: int = option(6, "Pseudo-subjects in the evaluation set.", min=2)
     clips: int = option(10, "Clips per subject.", min=1)
@@ -158,6 +159,11 @@ def evaluate(opts: EvalOptions, console) -> Path:
         model_warnings.append(message)
         console_warning(console)(message)
 
+    from dataclasses import replace
+
+    from mer_keras.presets import resolve
+
+    opts = replace(opts, target=str(resolve(opts.target)))  # a preset's name is its folder
     models = check_model_files(opts.target, opts.allow_modified, warn)  # before the evaluation set is built
     folder, files = find_models(Path(opts.target))
     meta = read_json(folder / "metadata.json")

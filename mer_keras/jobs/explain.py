@@ -111,7 +111,9 @@ def explain(opts: ExplainOptions, console=None) -> Path:
 
     validate(opts)
     console = console or Console()
-    run, sample_id, layer, class_name, out = Path(opts.run), opts.sample, opts.layer, opts.class_name, opts.out
+    from mer_keras.presets import resolve
+
+    run, sample_id, layer, class_name, out = resolve(opts.run), opts.sample, opts.layer, opts.class_name, opts.out
     if not run.is_dir():
         raise MissingFileError(f"{run}: {not_a_folder(run)}; expected a run folder "
                                "written by mer-keras train")

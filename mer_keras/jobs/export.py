@@ -344,11 +344,16 @@ def export_run(run: str | Path, formats: Sequence[str], console, qat: QATOptions
     from mer_keras.jobs.train import load_run_inputs
     from mer_keras.models.inference import predict_proba
     from mer_keras.models.io import load_model, read_json
+    from mer_keras.presets import PRESETS_DIR, resolve
     from mer_keras.registry import inference_model
     from mer_keras.runtime.metadata import check_classes
     from mer_keras.train.tfdata import make_dataset
 
-    run = Path(run)
+    run = resolve(run)
+    if run.is_dir() and run.resolve().parent == PRESETS_DIR:
+        shipped = sorted(p.name for p in run.glob("*.tflite"))
+        raise OptionError(f"{run}: a released preset, shipped with its exports ({', '.join(shipped) or 'none'}); "
+                          f"to write other formats, copy it first (cp -r {run} runs/{run.name}) and export the copy")
     if not run.is_dir():
         raise ModelFileError(f"{run}: {not_a_folder(run)}; expected a finished run folder "
                              "(model.keras, metadata.json, config.json)")

@@ -32,8 +32,8 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 class PredictOptions:
     """Options of ``mer-keras predict``."""
 
-    model: str = option(help="Run folder, released model folder (saved_models/...), or a .keras / .tflite file "
-                             "with metadata.json beside it.", argument=True)
+    model: str = option(help="Run folder, a preset's name (e.g. ststnet_megc2019_composite; `mer-keras models "
+                             "--presets`), or a .keras / .tflite file with metadata.json beside it.", argument=True)
     inputs: list[str] | None = option(None, "Videos, frame folders, or ready representation images (with --pairs: "
                                             "onset / apex image pairs). Each is one clip.", argument=True)
     onset: int | None = option(None, "Onset frame number, as in the frame file names (video: 1 = first frame); "

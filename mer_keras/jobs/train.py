@@ -143,8 +143,10 @@ def resolve_options(opts: TrainOptions) -> tuple[TrainOptions, RepresentationCon
     if opts.freeze_until and not opts.init_from:
         raise OptionError("--freeze-until needs --init-from (freezing random weights is never wanted)")
     if opts.init_from:
+        from mer_keras.presets import resolve
         from mer_keras.train.transfer import resolve_init_source
 
+        opts = replace(opts, init_from=str(resolve(opts.init_from)))  # a preset's name: recorded as its folder
         resolve_init_source(opts.init_from)  # a missing source fails before any work
     if opts.aux_weights:
         from mer_keras.train.targets import aux_losses_for

@@ -159,9 +159,9 @@ class TrainOptions:
     aux_weights: dict | None = option(None, "Loss weight of an auxiliary output, OUTPUT=WEIGHT (repeatable), e.g. "
                                       "proposal=0.5, au=1, au_cluster=0.05.", flag="--aux-weight",
                                       cli_type=list[str], parse=parse_aux_weights, check=check_aux_weights)
-    init_from: str | None = option(None, "Run folder, .keras file, or released weights (.h5 or its folder, e.g. "
-                                   "saved_models/micro_attention_synthetic_macro) whose weights start training "
-                                   "(layers matched by name and shape).")
+    init_from: str | None = option(None, "Run folder, .keras file, released weights (.h5 or its folder), or a "
+                                   "preset's name (e.g. micro_attention_synthetic_macro) whose weights start "
+                                   "training (layers matched by name and shape).")
     freeze_until: str | None = option(None, "With --init-from: freeze this layer and every layer before it.")
     resume: str | None = option(None, "Continue an interrupted run folder: its recorded options, finished folds "
                                 "kept, the fold in progress continued from its last finished epoch.")

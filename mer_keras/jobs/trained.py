@@ -20,7 +20,8 @@ MODEL_FILES = ("model.keras", "model_fp32.tflite", "model_int8.tflite")
 def find_model(target: str | Path) -> tuple[Path, dict]:
     """The model file to run and its ``metadata.json`` (read, ``classes`` and ``files`` checked).
 
-    A folder gives its ``model.keras``, else ``model_fp32.tflite``, else ``model_int8.tflite``.
+    A folder gives its ``model.keras``, else ``model_fp32.tflite``, else ``model_int8.tflite``; a
+    name that is not a path is a preset's folder (:mod:`mer_keras.presets`).
 
     Raises:
         MissingFileError: nothing at ``target``. ModelFileError: no model file in the folder, not a
@@ -29,10 +30,11 @@ def find_model(target: str | Path) -> tuple[Path, dict]:
             non-empty names, or with a malformed sha256 (named).
     """
     from mer_keras.models.io import read_json
+    from mer_keras.presets import resolve, unknown_note
     from mer_keras.runs import WEIGHTS_FILE
     from mer_keras.runtime.metadata import check_classes, check_files
 
-    p = Path(target)
+    p = resolve(target)
     if p.is_dir():
         found = [p / name for name in MODEL_FILES if (p / name).is_file()]
         if not found:
@@ -43,7 +45,7 @@ def find_model(target: str | Path) -> tuple[Path, dict]:
     elif p.is_symlink() and not p.exists():
         raise MissingFileError(f"{p}: a symbolic link to nothing (or a loop of links), not a model file or folder")
     elif not p.exists():
-        raise MissingFileError(f"{p}: no such model file or folder")
+        raise MissingFileError(f"{p}: no such model file or folder{unknown_note(p)}")
     if p.suffix not in (".keras", ".tflite"):
         raise ModelFileError(f"{p}: expected a .keras or .tflite model (or a run folder)")
     meta_path = p.parent / "metadata.json"

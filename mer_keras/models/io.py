@@ -172,12 +172,14 @@ def _locate(path: str | Path) -> Path:
     Raises:
         ModelFileError: nothing there, not a ``.keras`` file, or a folder.
     """
-    p = Path(path)
+    from mer_keras.presets import resolve, unknown_note
+
+    p = resolve(path)
     if p.is_dir():
         p = p / "model.keras"
     if not p.exists():
         note = _keras_model_note(p.parent)
-        raise ModelFileError(f"no model at {p}" + (f": {note}" if note else ""))
+        raise ModelFileError(f"no model at {p}" + (f": {note}" if note else unknown_note(path)))
     if p.suffix != ".keras":
         raise ModelFileError(f"{p}: expected a .keras file (TFLite models are read by mer_keras.export.tflite; "
                              f"legacy .h5 models are not loaded)")
@@ -269,7 +271,8 @@ def load_model(path: str | Path, allow_modified: bool = False, *,
     HDF5 member (linear time; see :func:`_load_archive`). Optimizer state in the archive is ignored.
 
     Args:
-        path: a ``.keras`` file or a folder holding ``model.keras``.
+        path: a ``.keras`` file, a folder holding ``model.keras``, or a preset's name
+            (``ststnet_megc2019_composite``: :mod:`mer_keras.presets`).
         allow_modified: load a file whose sha256 differs from metadata.json's, with a warning
             (``--allow-modified``); the other checks stay.
         warn: where that warning goes; default :func:`warnings.warn` with

@@ -23,9 +23,10 @@ def resolve_init_source(source: str | Path) -> Path:
             records (the message names the path).
     """
     from mer_keras.models.io import metadata_beside, resolve_model_path
+    from mer_keras.presets import resolve
     from mer_keras.runtime.metadata import verify_model_file
 
-    p = Path(source)
+    p = resolve(source)  # a preset's name (micro_attention_synthetic_macro) is its folder
     if p.is_dir() and not (p / "model.keras").exists() and (p / WEIGHTS_FILE).is_file():
         p = p / WEIGHTS_FILE
     if p.suffix == ".h5":
