@@ -91,3 +91,19 @@ def test_the_wheel_carries_the_presets_and_the_sample_into_a_fresh_environment(t
     assert out.returncode == 0, out.stderr[-3000:]
     presets_dir, rows, label = out.stdout.split()[-3:]
     assert presets_dir.startswith(str(venv)) and rows == "1" and label in ("negative", "positive", "surprise")
+
+
+def test_models_lists_one_line_per_architecture_and_details_one():
+    """`mer-keras models`: one line per registered model, whatever the terminal's width; `--model
+    NAME` gives its recipes with their source; an unknown name is one line, exit 2."""
+    from mer_keras.registry import list_models
+
+    res = CliRunner().invoke(app, ["models"], env={"COLUMNS": "80"})
+    assert res.exit_code == 0, res.output
+    lines = res.output.strip().splitlines()
+    assert len(lines) == 1 + len(list_models()) + 1 and all(any(line.startswith(m) for line in lines)
+                                                             for m in list_models())
+    res = CliRunner().invoke(app, ["models", "--model", "ststnet"])
+    assert res.exit_code == 0 and "recipe paper" in res.output and "500 epochs" in res.output
+    res = CliRunner().invoke(app, ["models", "--model", "nope"])
+    assert res.exit_code == 2 and "unknown model 'nope'" in res.output
