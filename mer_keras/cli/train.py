@@ -1,6 +1,6 @@
 """``mer-keras train``: the main job (protocol folds, pooled report, final model, export).
 
-The options are :class:`mer_keras.jobs.train.TrainOptions`' fields; the job is
+The options are :class:`mer_keras.jobs.train_options.TrainOptions`' fields; the job is
 :func:`mer_keras.jobs.train.train`.
 """
 
@@ -15,7 +15,7 @@ def _train(opts: TrainOptions) -> None:
     from mer_keras.train.strategy import split_cpu
 
     cpu_replicas = opts.cpu_replicas
-    if opts.resume:
+    if opts.resume and not opts.config:  # both: the job refuses them with its own message
         cpu_replicas = resume_options(opts.resume).cpu_replicas  # the finished folds ran with this many replicas
     if cpu_replicas > 1:
         split_cpu(cpu_replicas)  # before TensorFlow makes its devices

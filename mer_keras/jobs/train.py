@@ -55,6 +55,30 @@ def resume_with(given: TrainOptions) -> TrainOptions:
     return replace(recorded, **execution)
 
 
+def with_config(given: TrainOptions) -> TrainOptions:
+    """``mer-keras train --config RUN``: the options recorded in the run's config.json (a folder or
+    the file), with every option given beside ``--config`` (not at its default) replacing the
+    recorded one; a new run, never a resumed one.
+
+    Raises:
+        MissingFileError, RunFolderError: no readable config.json. OptionError: with ``--resume``,
+            or a recorded value out of range (named with the file and key).
+    """
+    if given.resume:
+        raise OptionError("--config starts a new run from recorded options; --resume continues one: give one of them")
+    path = Path(given.config)
+    folder = RunFolder(path if path.is_dir() else path.parent)
+    config = folder.read_config("cannot run again from ")
+    if "space" in config or "ensemble_of" in config:
+        raise RunFolderError(f"{given.config}: made by mer-keras {'tune' if 'space' in config else 'ensemble'}; "
+                             "--config re-runs a train run")
+    recorded = options_from_config(config, folder.path / "config.json")
+    default = TrainOptions()
+    changed = {f.name: getattr(given, f.name) for f in fields(TrainOptions)
+               if f.name not in ("config", "resume") and getattr(given, f.name) != getattr(default, f.name)}
+    return replace(recorded, **{"out": default.out, "resume": None, **changed, "config": str(given.config)})
+
+
 def resume_options(run: str | Path) -> TrainOptions:
     """The options of an interrupted run, from its config.json (``resume`` set to the folder).
 
@@ -292,7 +316,7 @@ def open_run_folder(opts: TrainOptions, rep: RepresentationConfig, data: Dataset
 
 #: Options that do not change what a fold computes (where, how fast, how much is written): left
 #: out of a fold's identity, and the only ones ``--resume`` accepts besides the run folder.
-EXECUTION_OPTIONS = ("resume", "out", "workers", "cache_dir", "folds", "final", "export", "strategy",
+EXECUTION_OPTIONS = ("resume", "config", "out", "workers", "cache_dir", "folds", "final", "export", "strategy",
                      "parallel_folds", "tensorboard", "backup_minutes", "strict", "root", "faces", "test_root")
 
 
@@ -465,6 +489,9 @@ def train(opts: TrainOptions, console=None) -> Path:
     console = console or Console()
     t_start = time.perf_counter()
     validate(opts)  # the options given, before any work (a resumed run's recorded ones: resume_options)
+    if opts.config:
+        opts = with_config(opts)
+        console.print(f"the options recorded in {opts.config}, with those given beside it", soft_wrap=True)
     if opts.resume:
         opts = resume_with(opts)
         console.print(f"resuming {opts.resume} with its recorded options", soft_wrap=True)

@@ -165,6 +165,8 @@ class TrainOptions:
     freeze_until: str | None = option(None, "With --init-from: freeze this layer and every layer before it.")
     resume: str | None = option(None, "Continue an interrupted run folder: its recorded options, finished folds "
                                 "kept, the fold in progress continued from its last finished epoch.")
+    config: str | None = option(None, "Run again with a recorded run's options: its folder or config.json; options "
+                                "given beside it replace the recorded ones (e.g. --seed 1). A new run folder.")
     cpu_replicas: int = option(1, "Split the CPU into N logical devices (with --strategy mirrored: N replicas "
                                "without a GPU).", min=1, max=MAX_REPLICAS)
     deterministic: bool = option(_TRAINING.deterministic, "TensorFlow op determinism and seeded dropout: "

@@ -143,6 +143,8 @@ def tune(opts: TuneOptions, console=None) -> Path:
     console = console or Console()
     t_start = time.perf_counter()
     validate(opts)  # every option, before any work (the recorded ones of --resume below too)
+    if opts.config:
+        raise OptionError("--config re-runs a train run; tune takes its options on the command line (and --resume)")
     if opts.resume:
         config = RunFolder(Path(opts.resume)).read_config("cannot resume ")
         if "space" not in config:

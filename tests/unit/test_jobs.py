@@ -284,3 +284,27 @@ def test_balanced_sampling_cutmix_and_database_normalisation_through_the_train_c
     assert res.exit_code == 2 and "--input-norm database evaluates the protocol only" in res.output
     res = CliRunner().invoke(app, ["train", "--sampling", "balanced", "--class-weight", "--out", str(tmp_path / "no")])
     assert res.exit_code == 2 and "add --no-class-weight" in res.output and not (tmp_path / "no").exists()
+
+
+def test_config_runs_again_with_a_recorded_runs_options(tiny_flow_run, tmp_path):
+    """`train --config RUN`: the recorded options (model, data, flow method, ...) with the ones
+    given beside it replacing theirs, in a new run folder; not with --resume, not for tune."""
+    import json
+    from pathlib import Path
+
+    from typer.testing import CliRunner
+
+    from mer_keras.cli.main import app
+
+    res = CliRunner().invoke(app, ["train", "--config", str(tiny_flow_run), "--seed", "8", "--epochs", "1",
+                                   "--folds", "none", "--no-export", "--out", str(tmp_path)])
+    assert res.exit_code == 0, res.output
+    run = Path(res.output.strip().splitlines()[-1].strip())
+    assert run.parent == tmp_path and run != tiny_flow_run
+    old, new = (json.loads((r / "config.json").read_text()) for r in (tiny_flow_run, run))
+    assert (new["model"], new["subjects"], new["clips"], new["flow_method"]) == (old["model"], 3, 4, "dis")
+    assert (new["seed"], new["epochs"], new["folds"]) == (8, 1, ["none"]) and old["seed"] == 7
+    res = CliRunner().invoke(app, ["train", "--config", str(tiny_flow_run), "--resume", str(tiny_flow_run)])
+    assert res.exit_code == 2 and "give one of them" in res.output
+    res = CliRunner().invoke(app, ["tune", "--config", str(tiny_flow_run)])
+    assert res.exit_code == 2 and "--config re-runs a train run" in res.output
