@@ -98,6 +98,10 @@ def write_export(model, fmt: ExportFormat, folder: Path, x_train: np.ndarray | N
     elif fmt.format == "saved_model":
         with atomic.atomic_dir(path) as tmp, contextlib.redirect_stdout(io.StringIO()):  # Keras prints the endpoints
             model.export(str(tmp))
+    elif fmt.format == "onnx":
+        from mer_keras.export.onnx import convert_onnx
+
+        info["onnx"] = convert_onnx(model, path)
     else:
         from mer_keras.export.tflite import convert_checked
         from mer_keras.runtime.tflite import TFLiteModel
@@ -132,6 +136,10 @@ def predict_export(path: Path, fmt: ExportFormat, x: np.ndarray, batch_size: int
         from mer_keras.runtime.tflite import TFLiteModel
 
         return TFLiteModel(path).predict(x)
+    if fmt.format == "onnx":
+        from mer_keras.export.onnx import predict_onnx
+
+        return predict_onnx(path, x, batch_size)
     if fmt.format == "saved_model":
         from mer_keras._keras import tf
 

@@ -34,6 +34,8 @@ FORMATS: dict[str, ExportFormat] = {f.name: f for f in (
                  "Keras v3 archive of the final model (safe to load: no pickled code)"),
     ExportFormat("saved_model", "saved_model", None, "saved_model", False,
                  "TensorFlow SavedModel folder, inference signature 'serve' (TF Serving, TF.js and ONNX converters)"),
+    ExportFormat("onnx", "onnx", None, "model.onnx", False,
+                 "ONNX (tf2onnx, opset 17), float32: onnxruntime, and TensorRT on a Jetson (trtexec --onnx)"),
     ExportFormat("tflite_fp32", "tflite", "none", "model_fp32.tflite", False,
                  "TFLite, float32 weights and activations"),
     ExportFormat("tflite_fp16", "tflite", "fp16", "model_fp16.tflite", False,

@@ -15,7 +15,7 @@ runner = CliRunner()
 
 
 def test_formats_table_drives_the_choices():
-    assert FORMAT_NAMES == ("keras", "saved_model", "tflite")
+    assert FORMAT_NAMES == ("keras", "saved_model", "onnx", "tflite")
     assert TFLITE_QUANTS == ("none", "fp16", "dynamic", "int8", "qat")
     assert find_format("tflite").name == "tflite_fp32"
     assert find_format("tflite", "qat").filename == "model_qat_int8.tflite"
@@ -113,6 +113,8 @@ def test_export_all_formats_writes_verifies_and_records(tiny_flow_export):
         assert f"{fmt.filename}" in output
     assert report["model.keras"]["verification"]["max_abs_diff"] == 0
     assert report["saved_model"]["verification"]["max_abs_diff"] < 1e-5
+    assert report["model.onnx"]["verification"]["max_abs_diff"] < 1e-4  # onnxruntime's float32 kernels
+    assert meta["files"]["model.onnx"]["onnx"]["opset"] == 17
     assert report["model_fp32.tflite"]["verification"]["max_abs_diff"] < 1e-4
     assert report["model_fp16.tflite"]["verification"]["max_abs_diff"] < 1e-2
     for name in ("model_int8.tflite", "model_qat_int8.tflite"):
@@ -224,3 +226,17 @@ def test_edge_docs_list_every_format_and_layer_decision():
         assert f"`{f.filename}" in doc and (f.quant is None or f"`{f.quant}`" in doc), f.name
     for layer in LAYER_POLICY:
         assert f"`{layer}`" in doc, layer
+
+
+def test_onnx_without_its_packages_says_what_to_install(monkeypatch, tmp_path):
+    import sys
+
+    from mer_keras.errors import OptionError
+    from mer_keras.export.onnx import convert_onnx, predict_onnx
+
+    monkeypatch.setitem(sys.modules, "tf2onnx", None)  # an import of it fails
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)
+    with pytest.raises(OptionError, match=r'ONNX needs tf2onnx.*pip install "mer-keras\[onnx\]"'):
+        convert_onnx(None, tmp_path / "m.onnx")
+    with pytest.raises(OptionError, match="ONNX needs onnxruntime"):
+        predict_onnx(tmp_path / "m.onnx", np.zeros((1, 2)))
