@@ -269,6 +269,11 @@ def run_spot(opts: SpotOptions, console=None) -> Path:
                "spotted": {k: int(sum(i.type == k for s in spotted.values() for i in s)) for k in ("micro", "macro")},
                "scores": scores, "random_baseline": baseline, "recognition": recognition,
                "spotting_frames_per_second": round(frames / seconds, 1) if seconds else None}
+    if scores is not None and recognition is not None:  # the field's spot-then-recognise task (MEGC 2023-2025)
+        from mer_keras.runtime.intervals import spot_then_recognise
+
+        tp = recognition.get("at_spotted_intervals") or {}
+        results["str"] = spot_then_recognise(scores["micro"], tp.get("uf1"), tp.get("uar"), tp.get("clips", 0))
     atomic.write_json(out / "results.json", results)
     _report(console, out, results)
     return out
@@ -336,6 +341,11 @@ def _report(console, out: Path, r: dict) -> None:
             m = rec[key]
             console.print(f"recognition {key.replace('_', ' ')}: {m['clips']} clips, accuracy {m['accuracy']:.3f}, "
                           f"UF1 {m['uf1']:.3f}, UAR {m['uar']:.3f}")
+    if r.get("str"):
+        s = r["str"]
+        console.print(f"spot-then-recognise (MEGC STR): micro-expression spotting F1 {s['spotting_f1']:.3f} x "
+                      f"recognition UF1 of the {s['recognised']} true positives {s['recognition_uf1']:.3f} = "
+                      f"STRS {s['strs']:.3f}", soft_wrap=True)
     if r["spotting_frames_per_second"]:
         console.print(f"spotting ran at {r['spotting_frames_per_second']} frames/s (reading frames included)")
     console.print(f"written to {out}", soft_wrap=True)

@@ -172,3 +172,27 @@ def random_baseline(videos: Sequence[tuple[Sequence[Interval], Sequence[Interval
     return {"draws": draws, "seed": seed, **{k: {"f1_mean": round(float(np.mean(v)), 4),
                                                  "f1_p95": round(float(np.percentile(v, 95)), 4)}
                                              for k, v in f1.items()}}
+
+
+def spot_then_recognise(micro: dict, recognition_uf1: float | None, recognition_uar: float | None = None,
+                        recognised: int = 0) -> dict:
+    """The spot-then-recognise score of MEGC 2023-2025 (STR task): STRS = spotting F1 x recognition F1.
+
+    Spotting F1 is the micro-expression F1 at IoU >= 0.5 (:func:`score_videos`' ``micro`` entry);
+    recognition F1 is the macro F1 over classes (UF1) of the true positives: each spotted interval
+    that matches a true micro-expression, its class as predicted from the spotted interval against
+    the coders' class. The MEGC2025 baseline table (Fan et al., ACM MM 2025, arXiv 2506.15298)
+    reports STRS as this product (SAMM: 0.0278 x 0.2222 = 0.0062).
+
+    Args:
+        micro: {"tp", "fp", "fn", "precision", "recall", "f1"} of the micro-expressions.
+        recognition_uf1, recognition_uar: over the true positives, or None when there is none.
+        recognised: how many true positives were classified.
+    Returns:
+        {"spotting_f1", "recognition_uf1", "recognition_uar", "recognised", "strs"}; with no true
+        positive the recognition and the STRS are 0 (nothing was spotted and recognised).
+    """
+    uf1 = float(recognition_uf1) if recognition_uf1 is not None else 0.0
+    return {"spotting_f1": float(micro["f1"]), "recognition_uf1": uf1,
+            "recognition_uar": float(recognition_uar) if recognition_uar is not None else 0.0,
+            "recognised": int(recognised), "strs": round(float(micro["f1"]) * uf1, 4)}

@@ -35,6 +35,9 @@ def test_spot_scores_recognises_writes_and_resumes(long_videos, tmp_path):
     assert 0 <= r["random_baseline"]["overall"]["f1_mean"] <= 1 and r["random_baseline"]["draws"] == 20
     rec = r["recognition"]
     assert rec["classes"] == ["negative", "positive", "surprise"] and rec["at_true_intervals"]["clips"] >= 2
+    s = r["str"]  # MEGC STR: micro spotting F1 x the recognition UF1 of the true positives
+    assert s["spotting_f1"] == r["scores"]["micro"]["f1"]
+    assert s["strs"] == round(s["spotting_f1"] * s["recognition_uf1"], 4) and "STRS" in res.output
     table = pd.read_csv(out / "intervals.csv")
     assert len(table) == r["scores"]["overall"]["spotted"]
     micro = table[table.type == "micro"]

@@ -72,3 +72,15 @@ def test_random_baseline_is_seeded_and_far_below_a_perfect_spotter():
     a, b = random_baseline(videos, draws=50, seed=3), random_baseline(videos, draws=50, seed=3)
     assert a == b
     assert a["overall"]["f1_mean"] < 0.2 and score_videos([(truth, truth)])["overall"]["f1"] == 1.0
+
+
+def test_spot_then_recognise_score_by_hand():
+    """STRS = micro spotting F1 x recognition UF1 of the true positives; by hand: 2 TP, 1 FP, 1 FN
+    give P = R = F1 = 2/3; recognition UF1 0.5 gives STRS 1/3. The MEGC2025 baseline's SAMM row:
+    0.0278 x 0.2222 = 0.0062. No true positive: 0."""
+    from mer_keras.runtime.intervals import spot_then_recognise
+
+    s = spot_then_recognise({"tp": 2, "fp": 1, "fn": 1, "precision": 2 / 3, "recall": 2 / 3, "f1": 2 / 3}, 0.5, 0.5, 2)
+    assert s["strs"] == pytest.approx(1 / 3, abs=1e-4) and s["recognised"] == 2
+    assert spot_then_recognise({"f1": 0.0278}, 0.2222)["strs"] == pytest.approx(0.0062, abs=1e-4)
+    assert spot_then_recognise({"f1": 0.4}, None)["strs"] == 0.0
