@@ -28,7 +28,26 @@ os.environ.setdefault("GLOG_minloglevel", "2")
 
 from mer_keras.native import quiet_native_stderr  # noqa: E402  (after the log levels above)
 
-__all__ = ["tf", "keras", "gradient_registry"]  # noqa: F822  (tf and keras are loaded on first use: __getattr__)
+__all__ = ["tf", "keras", "lazy_keras", "keras_layers", "gradient_registry"]  # noqa: F822  (loaded on first use)
+
+
+class _Lazy:
+    """A module (or one of its attributes) loaded on first attribute access: the architectures and
+    the registry bind ``keras`` / ``layers`` to these at import, so listing the registered models
+    (``mer-keras models``) imports no TensorFlow."""
+
+    def __init__(self, attribute: str | None = None):
+        self._attribute = attribute
+
+    def __getattr__(self, name: str):
+        _load()
+        target = globals()["keras"]
+        return getattr(getattr(target, self._attribute) if self._attribute else target, name)
+
+
+#: ``keras`` (tf_keras) and ``keras.layers``, TensorFlow imported when first used.
+lazy_keras = _Lazy()
+keras_layers = _Lazy("layers")
 
 
 def _load() -> None:

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from mer_keras._keras import keras
+from mer_keras._keras import lazy_keras as keras  # TensorFlow loads when a model is built
 from mer_keras.errors import OptionError, UnknownNameError
 from mer_keras.preprocess.representation import REPRESENTATIONS, RepresentationConfig
 

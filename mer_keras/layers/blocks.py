@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from mer_keras._keras import keras
+from mer_keras._keras import keras_layers
 
-layers = keras.layers
+layers = keras_layers
 
 
 def apply_input_scaling(x, name: str = "input_scaling"):

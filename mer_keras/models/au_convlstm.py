@@ -55,13 +55,13 @@ sigmoid gates.
 
 from __future__ import annotations
 
-from mer_keras._keras import keras
+from mer_keras._keras import keras_layers
+from mer_keras._keras import lazy_keras as keras  # TensorFlow loads when a model is built
 from mer_keras.facs import AU_VOCABULARY
 from mer_keras.layers import apply_input_scaling
-from mer_keras.layers.custom import ChannelSlice, NormalizedWeightedSum, TimeStep
 from mer_keras.registry import register_model
 
-layers = keras.layers
+layers = keras_layers
 
 
 def apply_frame_stage(x, filters: int, name: str):
@@ -84,6 +84,7 @@ def apply_unrolled_conv_lstm(x, filters: int, kernel_size: int, name: str):
     Args:
         x: (B, T, H, W, C) float32. Returns: (B, H, W, filters) float32, h_T.
     """
+    from mer_keras.layers.custom import ChannelSlice, TimeStep  # Keras classes: TensorFlow
     steps = x.shape[1]
     bias = [0.0] * filters + [1.0] * filters + [0.0] * (2 * filters)
     input_conv = layers.Conv2D(4 * filters, kernel_size, padding="same", name=f"{name}_input",
@@ -123,6 +124,7 @@ def build_au_convlstm(input_shape=(8, 64, 64, 3), num_classes: int = 3, widths=(
         Functional ``keras.Model`` with outputs ``{"predictions": (B, K) softmax, "au": (B, A)
         sigmoid, "au_cluster": (B, embedding_dim) unit-length}``, float32.
     """
+    from mer_keras.layers.custom import NormalizedWeightedSum  # Keras classes: TensorFlow
     td = layers.TimeDistributed
     inputs = keras.Input(shape=input_shape, name="input")
     x = apply_input_scaling(inputs)

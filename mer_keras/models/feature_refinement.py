@@ -40,12 +40,12 @@ MEGC2019 composite). A parameter-free Rescaling maps [0, 255] to [-1, 1].
 
 from __future__ import annotations
 
-from mer_keras._keras import keras
+from mer_keras._keras import keras_layers
+from mer_keras._keras import lazy_keras as keras  # TensorFlow loads when a model is built
 from mer_keras.layers import apply_conv, apply_input_scaling
-from mer_keras.layers.custom import ChannelSlice
 from mer_keras.registry import register_model
 
-layers = keras.layers
+layers = keras_layers
 
 #: ``--variant`` names (first: the default).
 VARIANTS = ("one_stream", "paper")
@@ -103,6 +103,7 @@ def build_feature_refinement(input_shape=(28, 28, 3), num_classes: int = 3, filt
         OptionError: an unknown variant, or ``paper`` on an input with fewer than 2 channels.
     """
     from mer_keras.errors import OptionError
+    from mer_keras.layers.custom import ChannelSlice  # Keras classes: TensorFlow
 
     if variant not in VARIANTS:
         raise OptionError(f"unknown feature_refinement variant {variant!r}; expected one of {VARIANTS}")

@@ -47,13 +47,13 @@ Departures, and why:
 
 from __future__ import annotations
 
-from mer_keras._keras import keras
+from mer_keras._keras import keras_layers
+from mer_keras._keras import lazy_keras as keras  # TensorFlow loads when a model is built
 from mer_keras.errors import OptionError
 from mer_keras.layers import apply_input_scaling
-from mer_keras.layers.custom import TokenPositionBias
 from mer_keras.registry import register_model
 
-layers = keras.layers
+layers = keras_layers
 
 VARIANTS = {
     "paper": {"dim": 256, "heads": 3, "depths": (2, 2, 10), "mlp_mult": 4},
@@ -117,6 +117,7 @@ def build_htnet(input_shape=(28, 28, 3), num_classes: int = 3, variant: str = "p
     Raises:
         OptionError: unknown variant or sizes that do not tile.
     """
+    from mer_keras.layers.custom import TokenPositionBias  # Keras classes: TensorFlow
     if variant not in VARIANTS:
         raise OptionError(f"unknown HTNet variant {variant!r}; expected one of {sorted(VARIANTS)}")
     cfg = {**VARIANTS[variant], **{k: v for k, v in dict(dim=dim, heads=heads, depths=depths, mlp_mult=mlp_mult).items()

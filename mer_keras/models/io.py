@@ -285,7 +285,8 @@ def load_model(path: str | Path, allow_modified: bool = False, *,
             metadata.json's classes; an unreadable metadata.json or invalid classes (the message
             names the file).
     """
-    import mer_keras.models  # noqa: F401  (registers custom objects, if any)
+    import mer_keras.layers.custom  # noqa: F401  (registers the package's Keras layers for deserialization)
+    import mer_keras.models  # noqa: F401
     from mer_keras.runtime.metadata import check_output_count, verify_model_file
 
     p = _locate(path)

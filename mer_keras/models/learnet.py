@@ -46,12 +46,13 @@ Exact totals from ``model.count_params()`` (K classes):
 
 from __future__ import annotations
 
-from mer_keras._keras import keras
+from mer_keras._keras import keras_layers
+from mer_keras._keras import lazy_keras as keras  # TensorFlow loads when a model is built
 from mer_keras.errors import OptionError
 from mer_keras.layers import apply_conv, apply_input_scaling
 from mer_keras.registry import register_model
 
-layers = keras.layers
+layers = keras_layers
 
 VARIANTS = ("paper", "released")
 

@@ -33,11 +33,12 @@ Departures from the paper, and why:
 
 from __future__ import annotations
 
-from mer_keras._keras import keras
+from mer_keras._keras import keras_layers
+from mer_keras._keras import lazy_keras as keras  # TensorFlow loads when a model is built
 from mer_keras.layers import apply_input_scaling
 from mer_keras.registry import register_model
 
-layers = keras.layers
+layers = keras_layers
 
 WIDTHS = (64, 128, 256, 512)
 

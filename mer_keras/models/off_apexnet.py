@@ -29,12 +29,12 @@ accuracy search (docs/REAL_DATA.md).
 
 from __future__ import annotations
 
-from mer_keras._keras import keras
+from mer_keras._keras import keras_layers
+from mer_keras._keras import lazy_keras as keras  # TensorFlow loads when a model is built
 from mer_keras.layers import apply_conv, apply_input_scaling
-from mer_keras.layers.custom import ChannelSlice
 from mer_keras.registry import register_model
 
-layers = keras.layers
+layers = keras_layers
 
 #: Units of each fully connected layer, per variant.
 VARIANTS = {"paper": 1024, "narrow": 256}
@@ -65,6 +65,7 @@ def build_off_apexnet(input_shape=(28, 28, 3), num_classes: int = 3, dropout: fl
     Raises:
         OptionError: an unknown variant.
     """
+    from mer_keras.layers.custom import ChannelSlice  # Keras classes: TensorFlow
     if variant not in VARIANTS:
         from mer_keras.errors import OptionError
 

@@ -22,11 +22,12 @@ Departures, and why:
 
 from __future__ import annotations
 
-from mer_keras._keras import keras
+from mer_keras._keras import keras_layers
+from mer_keras._keras import lazy_keras as keras  # TensorFlow loads when a model is built
 from mer_keras.layers import apply_input_scaling
 from mer_keras.registry import register_model
 
-layers = keras.layers
+layers = keras_layers
 
 #: Blocks per stage (He et al. 2016, Table 1).
 DEPTHS = {"resnet18": (2, 2, 2, 2), "resnet34": (3, 4, 6, 3)}

@@ -25,11 +25,12 @@ Departures, and why:
 
 from __future__ import annotations
 
-from mer_keras._keras import keras
+from mer_keras._keras import keras_layers
+from mer_keras._keras import lazy_keras as keras  # TensorFlow loads when a model is built
 from mer_keras.layers import apply_input_scaling
 from mer_keras.registry import register_model
 
-layers = keras.layers
+layers = keras_layers
 
 #: (convolutions, filters) per block, configuration D.
 VGG16_BLOCKS = ((2, 64), (2, 128), (3, 256), (3, 512), (3, 512))

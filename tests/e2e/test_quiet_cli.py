@@ -36,6 +36,15 @@ def test_help_and_version_load_no_heavy_library_and_print_only_their_own_lines(a
     assert "<bool>" not in out.stdout and "╭" not in out.stdout
 
 
+@pytest.mark.parametrize("args", [["models"], ["models", "--model", "ststnet"], ["models", "--presets"]])
+def test_listing_models_imports_no_tensorflow(args):
+    """The registry reads each architecture's spec without TensorFlow (it loads when a model is built)."""
+    out = _cli(*args)
+    assert "EXIT 0" in out.stdout, out.stdout[-500:] + out.stderr[-500:]
+    loaded = out.stdout.split("LOADED ")[1].splitlines()[0]
+    assert "tensorflow" not in loaded and "tf_keras" not in loaded, loaded
+
+
 def test_version_names_the_package_version():
     import mer_keras
 
