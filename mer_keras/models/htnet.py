@@ -42,7 +42,8 @@ Departures, and why:
   for every test subject, the epoch with the best test accuracy; its "best" figures are chosen on
   the test subject and are not comparable with ours.
 * ``variant="small"`` (dim 64, heads 2, depths (2, 2, 2); 2,452,998 parameters) is offered for edge
-  devices; ``"paper"`` is the default.
+  devices; ``"paper"`` is the default. ``"small_narrow"`` (dim 32, a width multiplier of 1/2 on
+  ``small``), not from the paper, is a row of the accuracy search (docs/REAL_DATA.md).
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ layers = keras_layers
 VARIANTS = {
     "paper": {"dim": 256, "heads": 3, "depths": (2, 2, 10), "mlp_mult": 4},
     "small": {"dim": 64, "heads": 2, "depths": (2, 2, 2), "mlp_mult": 4},
+    "small_narrow": {"dim": 32, "heads": 2, "depths": (2, 2, 2), "mlp_mult": 4},
 }
 
 

@@ -229,6 +229,11 @@ def test_ststnet_wide_variant_doubles_every_stream():
         create_model("ststnet", 3, variant="huge")
 
 
+def test_htnet_small_narrow_variant_halves_the_width_of_small():
+    narrow = create_model("htnet", 3, variant="small_narrow")
+    assert narrow.count_params() == 618_246 < create_model("htnet", 3, variant="small").count_params()
+
+
 def test_off_apexnet_narrow_variant():
     """FC layers of 256 units, the same layer names; 473,371 parameters for 3 classes."""
     narrow = create_model("off_apexnet", 3, variant="narrow")

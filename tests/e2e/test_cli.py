@@ -111,7 +111,7 @@ def test_evaluate_names_a_broken_metadata_file(tiny_run, tmp_path):
     (["train", "--model", "nope"], "nope"),
     (["train", "--variant", "v3"], "--variant 'v3': learnet has variants paper, released"),
     (["train", "--model", "au_convlstm", "--representation", "flow"], "--representation flow does not fit it"),
-    (["train", "--model", "htnet", "--variant", "huge"], "--variant 'huge': htnet has variants paper, small"),
+    (["train", "--model", "htnet", "--variant", "huge"], "--variant 'huge': htnet has variants paper, small, small_narrow"),
     (["train", "--model", "vgg16", "--variant", "paper"], "vgg16 has no variants"),
     (["train", "--folds", "sub99", "--subjects", "3", "--clips", "4", "--seed", "7", "--epochs", "1"], "unknown subject"),
 ])
