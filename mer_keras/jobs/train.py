@@ -322,7 +322,7 @@ EXECUTION_OPTIONS = ("resume", "config", "out", "workers", "cache_dir", "folds",
 
 #: Options added after fold files recorded their identity, with the value that changes nothing.
 LATER_OPTIONS = {"weight_decay": 0.0, "ema": 0.0, "label_smoothing": 0.0, "mixup": False, "cutmix": False,
-                 "sampling": "shuffle", "input_norm": "none", "synthetic_capture": "single"}
+                 "sampling": "shuffle", "input_norm": "none", "synthetic_capture": "single", "config": None}
 
 
 def data_fingerprint(data: Dataset) -> str:
