@@ -103,3 +103,27 @@ def long_videos(cache_dir):
                             head_moves=3.0, light_changes=2.0)
     return load_spotting("synthetic", synthetic=busy, cache_dir=cache_dir)[0], \
         load_spotting("synthetic", synthetic=quiet, cache_dir=cache_dir)[0], cache_dir
+
+
+@pytest.fixture(scope="session")
+def short_sample(tmp_path_factory):
+    """The first 144 frames (1.44 s at 100 fps) of edge/sample.mp4, as an .mp4: a clip for tests
+    that classify a video as one clip (the whole 8 s sample is for the spotting tests)."""
+    from pathlib import Path
+
+    import cv2
+
+    source = Path(__file__).resolve().parents[1] / "edge" / "sample.mp4"
+    cap = cv2.VideoCapture(str(source))
+    path = tmp_path_factory.mktemp("short_sample") / "short.mp4"
+    writer = None
+    for _ in range(144):
+        ok, frame = cap.read()
+        if not ok:
+            break
+        if writer is None:
+            writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 100.0, frame.shape[1::-1])
+        writer.write(frame)
+    writer.release()
+    cap.release()
+    return path

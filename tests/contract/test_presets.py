@@ -31,12 +31,12 @@ def test_presets_are_the_released_folders_and_a_path_stays_a_path(tmp_path, monk
     assert resolve("no_such_thing") == Path("no_such_thing")
 
 
-def test_load_model_and_predict_take_a_preset_name():
+def test_load_model_and_predict_take_a_preset_name(short_sample):
     import mer_keras
 
     model = mer_keras.load_model("ststnet_megc2019_composite")
     assert model.output_shape[-1] == 3 and "ststnet_megc2019_composite" in mer_keras.list_presets()
-    table = mer_keras.predict("ststnet_megc2019_composite", [ROOT / "edge" / "sample.mp4"])
+    table = mer_keras.predict("ststnet_megc2019_composite", [short_sample])
     assert len(table) == 1 and table.loc[0, "predicted"] in ("negative", "positive", "surprise")
     from mer_keras.errors import MerKerasError
 
