@@ -185,17 +185,24 @@ def test_evaluate_scores_a_dataset_with_the_models_encoding_and_names_foreign_la
     assert res.exit_code == 2 and "not a folder" in res.output
 
 
-def test_evaluate_writes_under_runs_and_asks_for_data_for_a_real_data_model(tmp_path, monkeypatch):
+@pytest.fixture(scope="module")
+def fixture_final_run(tmp_path_factory):
+    """A final STSTNet fitted (1 epoch, no fold) on the generated layout: (data root, run, output)."""
+    base = tmp_path_factory.mktemp("flow_final")
+    root = write_layout(base / "data")
+    res = CliRunner().invoke(app, ["train", "--data", "megc2019-flow", "--root", str(root), "--model", "ststnet",
+                                   "--epochs", "1", "--folds", "none", "--no-export", "--out", str(base / "runs")])
+    assert res.exit_code == 0, res.output
+    return root, Path(res.output.strip().splitlines()[-1].strip()), res.output
+
+
+def test_evaluate_writes_under_runs_and_asks_for_data_for_a_real_data_model(fixture_final_run, tmp_path, monkeypatch):
     """Without --out the evaluation goes to runs/eval-<time>-<model folder> of the working folder,
     never into the model's folder; a model trained on a database is not scored on synthetic clips
     unless asked (--data synthetic)."""
     import os
 
-    root = write_layout(tmp_path / "data")
-    res = CliRunner().invoke(app, ["train", "--data", "megc2019-flow", "--root", str(root), "--model", "ststnet",
-                                   "--epochs", "1", "--folds", "none", "--no-export", "--out", str(tmp_path / "runs")])
-    assert res.exit_code == 0, res.output
-    run = Path(res.output.strip().splitlines()[-1].strip())
+    root, run, _ = fixture_final_run
     before = sorted(os.listdir(run))
     work = tmp_path / "work"
     work.mkdir()
@@ -209,17 +216,14 @@ def test_evaluate_writes_under_runs_and_asks_for_data_for_a_real_data_model(tmp_
     assert (made[0] / "results.json").exists() and sorted(os.listdir(run)) == before
 
 
-def test_explain_finds_a_ready_image_by_its_predictions_csv_name(tmp_path):
+def test_explain_finds_a_ready_image_by_its_predictions_csv_name(fixture_final_run, tmp_path):
     """`explain` on a run of ready flow images: the sample named as predictions.csv names it
     (subject/clip, with the published space before .png, or the clip alone); an unknown name lists
-    real names of the run."""
-    root = write_layout(tmp_path / "data")
-    res = CliRunner().invoke(app, ["train", "--data", "megc2019-flow", "--root", str(root), "--model", "ststnet",
-                                   "--epochs", "1", "--folds", "none", "--no-export", "--out", str(tmp_path / "runs")])
-    assert res.exit_code == 0, res.output
-    assert "0/0" not in res.output  # ready images: no preprocessing bar with nothing to compute
-    assert "final model" in res.output and "1/1" in res.output  # the final fit alone has its own bar
-    run = Path(res.output.strip().splitlines()[-1].strip())
+    real names of the run. (Its training output: no preprocessing bar for ready images, a bar of
+    its own for the final fit.)"""
+    _, run, output = fixture_final_run
+    assert "0/0" not in output  # ready images: no preprocessing bar with nothing to compute
+    assert "final model" in output and "1/1" in output  # the final fit alone has its own bar
     for name in ["samm_006/006_006_1_2 .png", "samm/samm_006/006_006_1_2 .png", "006_006_1_2"]:
         res = CliRunner().invoke(app, ["explain", str(run), "--sample", name, "--out", str(tmp_path / "cam.png")])
         assert res.exit_code == 0, res.output

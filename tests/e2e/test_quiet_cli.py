@@ -51,7 +51,8 @@ def test_version_names_the_package_version():
     assert f"mer-keras {mer_keras.__version__}" in _cli("--version").stdout
 
 
-@pytest.mark.parametrize("level", [None, "1", "2", "3"])
+@pytest.mark.parametrize("level", [None, "3", pytest.param("1", marks=pytest.mark.slow),
+                                   pytest.param("2", marks=pytest.mark.slow)])
 def test_a_user_set_log_level_is_at_least_as_quiet_as_the_default(level):
     """TF_CPP_MIN_LOG_LEVEL=3 (or 1, 2) set by the user before mer_keras shows no native start-up
     line either; 0 asks for everything (its lines are TensorFlow's to print)."""
