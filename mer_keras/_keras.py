@@ -38,11 +38,17 @@ class _Lazy:
 
     def __init__(self, attribute: str | None = None):
         self._attribute = attribute
+        self._target = None
 
     def __getattr__(self, name: str):
-        _load()
-        target = globals()["keras"]
-        return getattr(getattr(target, self._attribute) if self._attribute else target, name)
+        target = self._target
+        if target is None:  # the first use loads TensorFlow once; later uses are one attribute lookup
+            if "keras" not in globals():
+                _load()
+            target = globals()["keras"]
+            target = getattr(target, self._attribute) if self._attribute else target
+            self._target = target
+        return getattr(target, name)
 
 
 #: ``keras`` (tf_keras) and ``keras.layers``, TensorFlow imported when first used.

@@ -168,6 +168,7 @@ def test_the_sample_video_shows_the_runner_finding_and_classifying_its_expressio
     assert "nothing_spotted" not in records[-1]
 
 
+@pytest.mark.slow
 def test_a_video_too_short_for_spotting_says_so_in_one_line():
     """The first 1.44 s of the sample: nothing can be spotted, and the runner says why and what to try."""
     out = subprocess.run([sys.executable, "-m", "edge.run", "--model",

@@ -14,7 +14,8 @@ from mer_keras.train.folds import run_folds
 from tests.unit.test_vectorized import ATOL, CLASSES, uneven_set
 
 
-@pytest.mark.parametrize("variant", [pytest.param("deep", marks=pytest.mark.slow), "dropout"])
+@pytest.mark.slow
+@pytest.mark.parametrize("variant", ["deep", "dropout"])
 def test_ststnet_variants_trained_together_give_what_each_gives_alone(variant):
     """Two convolutions per stream, and a dropout layer whose masks each fold draws as alone."""
     x, y, folds = uneven_set(n=36, subjects=3)
@@ -95,9 +96,9 @@ def test_mixup_pairs_each_row_with_the_next_row_of_its_batch():
     assert 0 < lam.min() and lam.max() < 1 and len(set(lam.tolist())) == 5
 
 
-@pytest.mark.parametrize("options", [dict(cutmix=True, shift=1), dict(sampling="balanced", class_weight=False),
-                                     pytest.param(dict(sampling="balanced", class_weight=False, cutmix=True),
-                                                  marks=pytest.mark.slow)])
+@pytest.mark.parametrize("options", [pytest.param(dict(cutmix=True, shift=1), marks=pytest.mark.slow),
+                                     pytest.param(dict(sampling="balanced", class_weight=False), marks=pytest.mark.slow),
+                                     dict(sampling="balanced", class_weight=False, cutmix=True, shift=1)])
 def test_cutmix_and_balanced_sampling_act_on_each_fold_as_alone(options):
     """Cut-mix boxes drawn from (seed, epoch, sample) and class-balanced epochs drawn from (labels,
     seed, epoch): folds trained together see what each sees alone."""
