@@ -286,21 +286,28 @@ def test_balanced_sampling_cutmix_and_database_normalisation_through_the_train_c
     assert res.exit_code == 2 and "add --no-class-weight" in res.output and not (tmp_path / "no").exists()
 
 
-def test_config_runs_again_with_a_recorded_runs_options(tiny_flow_run, tmp_path):
+def test_config_runs_again_with_a_recorded_runs_options(tmp_path, cache_dir):
     """`train --config RUN`: the recorded options (model, data, flow method, ...) with the ones
     given beside it replacing theirs, in a new run folder; not with --resume, not for tune."""
     import json
+    from dataclasses import asdict
     from pathlib import Path
 
     from typer.testing import CliRunner
 
     from mer_keras.cli.main import app
 
+    tiny_flow_run = tmp_path / "recorded"  # a run's config.json as train writes it (the options)
+    tiny_flow_run.mkdir()
+    recorded = TrainOptions(model="ststnet", subjects=3, clips=4, seed=7, epochs=2, flow_method="dis",
+                            export=False, cache_dir=str(cache_dir))
+    (tiny_flow_run / "config.json").write_text(json.dumps(asdict(recorded)))
+
     res = CliRunner().invoke(app, ["train", "--config", str(tiny_flow_run), "--seed", "8", "--epochs", "1",
-                                   "--folds", "none", "--no-export", "--out", str(tmp_path)])
+                                   "--folds", "none", "--no-export", "--out", str(tmp_path / "runs")])
     assert res.exit_code == 0, res.output
     run = Path(res.output.strip().splitlines()[-1].strip())
-    assert run.parent == tmp_path and run != tiny_flow_run
+    assert run.parent == tmp_path / "runs"
     old, new = (json.loads((r / "config.json").read_text()) for r in (tiny_flow_run, run))
     assert (new["model"], new["subjects"], new["clips"], new["flow_method"]) == (old["model"], 3, 4, "dis")
     assert (new["seed"], new["epochs"], new["folds"]) == (8, 1, ["none"]) and old["seed"] == 7
