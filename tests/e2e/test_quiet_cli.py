@@ -36,7 +36,8 @@ def test_help_and_version_load_no_heavy_library_and_print_only_their_own_lines(a
     assert "<bool>" not in out.stdout and "╭" not in out.stdout
 
 
-@pytest.mark.parametrize("args", [["models"], ["models", "--model", "ststnet"], ["models", "--presets"]])
+@pytest.mark.parametrize("args", [["models"], pytest.param(["models", "--model", "ststnet"], marks=pytest.mark.slow),
+                                  pytest.param(["models", "--presets"], marks=pytest.mark.slow)])
 def test_listing_models_imports_no_tensorflow(args):
     """The registry reads each architecture's spec without TensorFlow (it loads when a model is built)."""
     out = _cli(*args)

@@ -4,6 +4,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pandas as pd
+import pytest
 
 from mer_keras.data.synthetic import (
     AU_MOTION,
@@ -165,6 +166,7 @@ def test_macro_expressions_are_the_same_aus_larger_and_longer():
     assert macro.amplitude[0] > 1.5 * micro.amplitude[1] and macro.duration[0] > micro.duration[1]
 
 
+@pytest.mark.slow
 def test_subjects_filmed_as_the_composite_databases(tmp_path):
     """capture='databases': subject i at the frame rate of CAPTURE_PROFILES[i % 3] (its clips longer
     at 200 fps), SAMM's subject in grayscale (three equal channels), the others in colour; the
