@@ -28,9 +28,9 @@ __all__ = ["create_model", "list_models", "list_presets", "load_model", "predict
 
 def __getattr__(name: str):
     if name in ("create_model", "list_models"):
-        from mer_keras import registry
+        from mer_keras import factory
 
-        return getattr(registry, name)
+        return getattr(factory, name)
     if name == "load_model":
         from mer_keras.models.io import load_model
 

@@ -1,15 +1,19 @@
-"""Model registry: every architecture registers its builder and the input representation it
-consumes, so the CLI, the data pipeline and the tests enumerate what exists from one table.
+"""Model registry: a pure table. Every architecture registers its builder and the input
+representation it consumes with :func:`register_model`; the table imports no model.
+
+Building, listing and looking up models (which imports the built-in architectures first) is
+:mod:`mer_keras.factory`, as in timm's ``_registry`` / ``_factory`` split.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 from mer_keras._keras import lazy_keras as keras  # TensorFlow loads when a model is built
-from mer_keras.errors import OptionError, UnknownNameError
+from mer_keras.errors import OptionError
 from mer_keras.preprocess.representation import REPRESENTATIONS, RepresentationConfig
 
 #: Auxiliary training targets a model may ask for, by output name (see ``mer_keras.train.targets``):
@@ -39,7 +43,7 @@ class ModelSpec:
         defaults: builder keyword options applied unless overridden.
         aux_losses: {output name: (target kind from :data:`AUX_TARGETS`, default loss weight)} for
             multi-output models; their classification output is the layer named ``predictions``.
-        representation_options: extra :class:`~mer_keras.data.pipeline.RepresentationConfig`
+        representation_options: extra :class:`~mer_keras.preprocess.representation.RepresentationConfig`
             fields the model needs (e.g. ``{"channels": 1}`` or ``{"regions": "htnet"}``).
         lr: Adam learning rate the model trains with unless ``--lr`` is given, when its paper or
             official code states one that differs from the project's default
@@ -166,89 +170,10 @@ def register_model(name: str, *, representation: str, input_shape: tuple[int, ..
     return wrap
 
 
-def _load_builtin_models() -> None:
-    """Import the built-in architectures (registering them); they must be :data:`mer_keras.names.MODELS`,
-    the names the command line offers without importing them (``RuntimeError`` otherwise: a model
-    added to the package and not to the names)."""
-    import mer_keras.models  # noqa: F401
-    from mer_keras.names import MODELS
+def registered() -> Mapping[str, ModelSpec]:
+    """The table as it stands: {name: spec} of every model registered so far (read-only).
 
-    missing = set(MODELS) - set(_REGISTRY)
-    if missing:
-        raise RuntimeError(f"mer_keras.names.MODELS lists {sorted(missing)}, which mer_keras.models does not register")
-
-
-def list_models() -> list[str]:
-    """Names of all registered models, sorted."""
-    _load_builtin_models()
-    return sorted(_REGISTRY)
-
-
-def get_spec(name: str) -> ModelSpec:
-    """The :class:`ModelSpec` of ``name``.
-
-    Raises:
-        KeyError: if no model of that name is registered (the message lists the known ones).
+    It holds the built-in architectures only once :mod:`mer_keras.models` is imported; use
+    :func:`mer_keras.factory.get_spec` / :func:`~mer_keras.factory.list_models`, which import them.
     """
-    _load_builtin_models()
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise UnknownNameError(f"unknown model {name!r}; registered models: {', '.join(sorted(_REGISTRY))}") from None
-
-
-#: Most output classes a model is built with (micro-expression class sets have 2 to 8).
-MAX_CLASSES = 1000
-
-
-def create_model(name: str, num_classes: int, input_shape: tuple[int, ...] | None = None,
-                 **cfg: Any) -> keras.Model:
-    """Build a registered model.
-
-    Args:
-        name: registry key (see :func:`list_models`).
-        num_classes: number of output classes (softmax width), >= 2.
-        input_shape: (H, W, C) or (T, H, W, C); defaults to the model's registered shape.
-        **cfg: architecture options forwarded to the builder.
-
-    Returns:
-        An uncompiled functional ``keras.Model`` taking float32 input in [0, 255] and returning
-        (batch, num_classes) float32 softmax probabilities; a model with auxiliary losses returns
-        a dict whose ``"predictions"`` entry is that tensor (see :func:`inference_model`).
-
-    Raises:
-        KeyError: unknown model. OptionError (a ValueError): num_classes not a whole number from 2
-            to :data:`MAX_CLASSES`, an input_shape that is not a tuple of the model's number of
-            dimensions, or an entry not a whole number >= 1.
-    """
-    import numbers
-
-    spec = get_spec(name)
-    if isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral) or \
-            not 2 <= num_classes <= MAX_CLASSES:
-        raise OptionError(f"num_classes must be a whole number >= 2, got {num_classes!r}" if not (
-            isinstance(num_classes, numbers.Integral) and num_classes > MAX_CLASSES) else
-            f"num_classes {num_classes}: expected at most {MAX_CLASSES} (the output layer would not fit in memory)")
-    try:
-        shape = tuple(input_shape or spec.input_shape)
-    except TypeError:
-        raise OptionError(f"input_shape {input_shape!r}: expected a tuple like {spec.input_shape}") from None
-    if not all(d is None or (isinstance(d, numbers.Integral) and not isinstance(d, bool) and d >= 1) for d in shape):
-        raise OptionError(f"input_shape {shape!r}: expected whole numbers >= 1, e.g. {spec.input_shape}")
-    if len(shape) != len(spec.input_shape):
-        raise OptionError(f"input_shape {shape!r}: {name} takes {len(spec.input_shape)} dimensions "
-                          f"({'(T, H, W, C)' if len(spec.input_shape) == 4 else '(H, W, C)'}), e.g. {spec.input_shape}")
-    options = {**spec.defaults, **cfg}
-    return spec.builder(shape, int(num_classes), **options)
-
-
-def inference_model(model: keras.Model) -> keras.Model:
-    """The classifier of a model: itself, or for a multi-output model the sub-model from its input
-    to the layer named ``predictions`` ((B, K) softmax), sharing its weights.
-
-    Training-only heads (proposal, AU, clustering) are dropped: the saved ``model.keras``, the TFLite
-    exports, ``evaluate`` and ``explain`` all use this single-output model.
-    """
-    if len(model.outputs) == 1:
-        return model
-    return keras.Model(model.inputs, model.get_layer("predictions").output, name=model.name)
+    return MappingProxyType(_REGISTRY)

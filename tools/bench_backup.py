@@ -16,7 +16,7 @@ import time
 
 import mer_keras  # noqa: F401  (selects tf_keras first)
 from mer_keras._keras import keras, tf
-from mer_keras.registry import create_model, get_spec, list_models
+from mer_keras.factory import create_model, get_spec, list_models
 
 
 def main() -> None:

@@ -13,7 +13,7 @@ import numpy as np
 
 import mer_keras  # noqa: F401
 from mer_keras.export.tflite import convert
-from mer_keras.registry import create_model, get_spec
+from mer_keras.factory import create_model, get_spec
 from mer_keras.runtime.tflite import TFLiteModel
 
 

@@ -21,8 +21,8 @@ import numpy as np
 import mer_keras  # noqa: F401  (selects tf_keras first)
 import mer_keras.models  # noqa: F401  (custom layers, for Keras' own loader)
 from mer_keras._keras import keras
+from mer_keras.factory import create_model, get_spec, list_models
 from mer_keras.models.io import load_model
-from mer_keras.registry import create_model, get_spec, list_models
 
 
 def main() -> None:

@@ -144,7 +144,7 @@ def print_ceilings(models: list[str]) -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from bench_train import samples_per_second
 
-    from mer_keras.registry import get_spec
+    from mer_keras.factory import get_spec
     from mer_keras.train.multifold import forward_flops
 
     peak = sgemm_gflops()
@@ -192,7 +192,7 @@ def main() -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from bench_train import samples_per_second
 
-    from mer_keras.registry import get_spec
+    from mer_keras.factory import get_spec
     from mer_keras.train.timing import PHASES
 
     print(f"| model | data | folds | job s | s per fold | {' | '.join(PHASES)} | other | train samples/s | "

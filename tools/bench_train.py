@@ -15,7 +15,7 @@ import numpy as np
 
 import mer_keras  # noqa: F401
 from mer_keras._keras import keras
-from mer_keras.registry import get_spec, list_models
+from mer_keras.factory import get_spec, list_models
 from mer_keras.train.fit import TrainConfig, fit_model
 from mer_keras.train.memory import releasing_fit_memory
 

@@ -55,8 +55,8 @@ def stage_data(out: Path) -> None:
     import mer_keras  # noqa: F401
     from mer_keras.data.pipeline import build_inputs, read_frame
     from mer_keras.data.synthetic import SyntheticConfig, synthetic_dataset
+    from mer_keras.factory import get_spec
     from mer_keras.preprocess.face import get_landmarker
-    from mer_keras.registry import get_spec
 
     cache = Path(tempfile.mkdtemp())
     _, samples = synthetic_dataset(SyntheticConfig(subjects=3, clips_per_subject=3, seed=11), cache_dir=cache)

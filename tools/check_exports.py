@@ -21,7 +21,7 @@ from mer_keras.export.exporter import write_export
 from mer_keras.export.formats import FORMATS
 from mer_keras.export.quantize import calibrate_ranges, quantize_aware
 from mer_keras.export.tflite import convert_checked
-from mer_keras.registry import create_model, get_spec, inference_model, list_models
+from mer_keras.factory import create_model, get_spec, inference_model, list_models
 
 
 def check(name: str) -> list[dict]:

@@ -20,7 +20,7 @@ import numpy as np
 
 import mer_keras  # noqa: F401
 from mer_keras._keras import tf
-from mer_keras.registry import create_model, get_spec, inference_model, list_models
+from mer_keras.factory import create_model, get_spec, inference_model, list_models
 from mer_keras.runtime.tflite import TFLiteModel
 
 

@@ -48,7 +48,7 @@ def models(presets: bool = typer.Option(False, "--presets", help=PRESETS_HELP),
                       soft_wrap=True, highlight=False)
         return
 
-    from mer_keras.registry import get_spec, list_models
+    from mer_keras.factory import get_spec, list_models
 
     if model is not None:
         s = get_spec(model)  # an unknown name lists the registered ones

@@ -154,7 +154,7 @@ def quantize_aware(model: keras.Model) -> tuple[keras.Model, QATPlan]:
     """The QAT version of a single-output classifier (fake-quant nodes inserted, weights kept).
 
     Args:
-        model: a float ``keras.Model`` (use :func:`mer_keras.registry.inference_model` first).
+        model: a float ``keras.Model`` (use :func:`mer_keras.factory.inference_model` first).
     Returns:
         (qat_model, plan): an uncompiled model with the same input and output shapes.
     Raises:

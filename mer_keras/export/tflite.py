@@ -98,7 +98,7 @@ def convert(model, quant: str = "none", representative: np.ndarray | None = None
 
     Args:
         model: ``keras.Model`` with one (B, H, W, C) or (B, T, H, W, C) float32 input in [0, 255]
-            and one output (use :func:`mer_keras.registry.inference_model` for multi-output models;
+            and one output (use :func:`mer_keras.factory.inference_model` for multi-output models;
             for ``qat`` the model returned by QAT fine-tuning). Models with recurrent layers are
             converted with a static batch of 1.
         quant: one of :data:`QUANTIZATIONS`.

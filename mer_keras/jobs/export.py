@@ -303,10 +303,9 @@ def recorded_options(config: dict, source):
     """
     from mer_keras.jobs.train import apply_recipe
     from mer_keras.jobs.train_options import options_from_config
-    from mer_keras.registry import get_spec
 
     opts = options_from_config(config, source)
-    return apply_recipe(opts, get_spec(opts.model).recipe(opts.recipe) if opts.recipe else {})
+    return apply_recipe(opts, opts.spec.recipe(opts.recipe) if opts.recipe else {})
 
 
 def export_run(run: str | Path, formats: Sequence[str], console, qat: QATOptions | None = None,
@@ -339,13 +338,13 @@ def export_run(run: str | Path, formats: Sequence[str], console, qat: QATOptions
             process holds the run's lock for over :data:`LOCK_WAIT_SECONDS`.
     """
     from mer_keras.data.pipeline import RepresentationConfig
+    from mer_keras.factory import inference_model
     from mer_keras.jobs.evaluate import check_writable, not_a_folder
     from mer_keras.jobs.final_model import deployment_window
     from mer_keras.jobs.train import load_run_inputs
     from mer_keras.models.inference import predict_proba
     from mer_keras.models.io import load_model, read_json
     from mer_keras.presets import PRESETS_DIR, resolve
-    from mer_keras.registry import inference_model
     from mer_keras.runtime.metadata import check_classes
     from mer_keras.train.tfdata import make_dataset
 

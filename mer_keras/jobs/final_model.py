@@ -67,8 +67,8 @@ def export_tflite(model, run: Path, x_train: np.ndarray, y: np.ndarray, classes:
     """
     from mer_keras.export.exporter import verify_export, write_export
     from mer_keras.export.formats import FORMATS
+    from mer_keras.factory import inference_model
     from mer_keras.models.inference import predict_proba
-    from mer_keras.registry import inference_model
 
     model = inference_model(model)
     reference = predict_proba(model, x_train)
@@ -99,12 +99,11 @@ def fit_final(opts: TrainOptions, rep: RepresentationConfig, cfg, data: Dataset,
         fitted: the final model already trained in a program with the folds
             (:func:`~mer_keras.train.folds.run_folds` with ``final``), or None to fit it here.
     """
-    from mer_keras.registry import get_spec
     from mer_keras.train.fit import fit_model, weights_fingerprint
     from mer_keras.train.strategy import is_chief
 
     final = final_indices(opts, groups)
-    aus = data.aus if get_spec(opts.model).aux_losses else None
+    aus = data.aus if opts.spec.aux_losses else None
     if fitted is not None:
         console.print("the final model was fitted on all training subjects with the folds")
         model = fitted
@@ -136,8 +135,8 @@ def write_final_model(model, cfg, opts: TrainOptions, rep: RepresentationConfig,
     from mer_keras import atomic
     from mer_keras._keras import keras
     from mer_keras.export.metadata import build_metadata, sha256_file
+    from mer_keras.factory import inference_model
     from mer_keras.models.io import save_keras
-    from mer_keras.registry import inference_model
     from mer_keras.train.fit import local_float32_copy
 
     model = inference_model(local_float32_copy(model, cfg))  # training-only heads are not saved or exported

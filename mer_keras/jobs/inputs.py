@@ -41,7 +41,7 @@ def completed_count(progress, task) -> int:
 @dataclass(frozen=True)
 class DataRequest:
     """Which dataset a job reads: the data fields of a job's options (no defaults of its own:
-    they are the job's, see :class:`mer_keras.jobs.train.TrainOptions`).
+    they are the job's, see :class:`mer_keras.jobs.train_options.TrainOptions`).
 
     Attributes:
         data: a name of :data:`mer_keras.data.datasets.DATASETS`. root: its folder or manifest CSV.
@@ -70,7 +70,7 @@ class DataRequest:
 
     @classmethod
     def of(cls, opts) -> DataRequest:
-        """The data fields of a job's options object (e.g. :class:`~mer_keras.jobs.train.TrainOptions`)."""
+        """The data fields of a job's options object (e.g. :class:`~mer_keras.jobs.train_options.TrainOptions`)."""
         from dataclasses import fields
 
         return cls(**{f.name: getattr(opts, f.name) for f in fields(cls)})

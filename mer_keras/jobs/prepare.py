@@ -48,8 +48,8 @@ def prepare(opts: PrepareOptions, console) -> PrepareReport:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from mer_keras.data.prepare import prepare_dataset
+    from mer_keras.factory import get_spec
     from mer_keras.preprocess.cache import default_cache_dir
-    from mer_keras.registry import get_spec
 
     validate(opts)
     cache = default_cache_dir(opts.cache_dir)  # a cache path that cannot be a folder fails before any work

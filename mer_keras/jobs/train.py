@@ -114,14 +114,13 @@ def resolve_options(opts: TrainOptions) -> tuple[TrainOptions, RepresentationCon
         OptionError, UnknownNameError: a bad value or combination (named). MissingFileError:
             ``--init-from`` does not exist.
     """
-    from mer_keras.registry import get_spec
 
     validate(opts)
     from mer_keras.jobs.train_options import absolute_paths
 
     # recorded absolute: export, explain and --resume read the run from any working folder
     opts = replace(opts, **absolute_paths(asdict(opts), os.getcwd()))
-    spec = get_spec(opts.model)
+    spec = opts.spec
     if opts.synthetic_expression != "micro" and opts.data != "synthetic":
         raise OptionError(f"--synthetic-expression {opts.synthetic_expression} applies to the synthetic set, not "
                           f"--data {opts.data}")
@@ -242,7 +241,7 @@ def probe_model(opts: TrainOptions, rep: RepresentationConfig, data: Dataset):
     Raises:
         OptionError: the builder refuses ``rep.input_shape`` (Keras' message is quoted).
     """
-    from mer_keras.registry import create_model, get_spec
+    from mer_keras.factory import create_model
 
     try:
         return create_model(opts.model, len(data.classes), input_shape=rep.input_shape,
@@ -253,7 +252,7 @@ def probe_model(opts: TrainOptions, rep: RepresentationConfig, data: Dataset):
         first = str(exc).strip().splitlines()[0][:300]
         raise OptionError(f"--input-size {opts.input_size}: {opts.model} cannot take inputs of shape "
                           f"{rep.input_shape} ({first}); its registered input is "
-                          f"{get_spec(opts.model).input_shape}") from None
+                          f"{opts.spec.input_shape}") from None
 
 
 def check_transfer(opts: TrainOptions, rep: RepresentationConfig, data: Dataset, console) -> None:
@@ -368,7 +367,6 @@ def run_protocol(opts: TrainOptions, rep: RepresentationConfig, cfg, data: Datas
     from mer_keras.data.checks import raise_if_strict, untrained_classes
     from mer_keras.data.protocols import PROTOCOLS
     from mer_keras.jobs.inputs import completed_count, print_warnings
-    from mer_keras.registry import get_spec
     from mer_keras.runs import check_identity
     from mer_keras.train.callbacks import EpochHistory, ProgressCallback
     from mer_keras.train.folds import FINAL, folds_by_config, run_folds
@@ -386,7 +384,7 @@ def run_protocol(opts: TrainOptions, rep: RepresentationConfig, cfg, data: Datas
     for name, done in completed.items():
         if name in identity:
             check_identity(done.get("path", name), done.get("identity"), identity[name])
-    aus = data.aus if get_spec(opts.model).aux_losses else None
+    aus = data.aus if opts.spec.aux_losses else None
     with progress_bar(console) as prog:
         fold_task = prog.add_task("LOSO folds", total=len(folds), info="")
         # one bar over every fold's epochs: a program of K folds advances it by K per epoch
@@ -483,7 +481,6 @@ def train(opts: TrainOptions, console=None) -> Path:
     from rich.console import Console
 
     from mer_keras.data.protocols import PROTOCOLS
-    from mer_keras.registry import get_spec
     from mer_keras.train.strategy import get_strategy, is_chief
 
     console = console or Console()
@@ -522,7 +519,7 @@ def train(opts: TrainOptions, console=None) -> Path:
             run.write_skipped(data.skipped)
         cfg = train_config(opts, rep)
         n_folds = len(only) if only is not None else len(set(groups))
-        console.print(f"training {get_spec(opts.model).name} on {rep.representation} {rep.input_shape}, LOSO over "
+        console.print(f"training {opts.spec.name} on {rep.representation} {rep.input_shape}, LOSO over "
                       f"{len(set(groups))} subjects ({n_folds} fold(s) in this run), {opts.epochs} epochs, "
                       f"{strategy.num_replicas_in_sync} replica(s)" + ("" if chief else ", as a non-chief worker"))
         fitted = []  # set when the final model trained in a program with the folds

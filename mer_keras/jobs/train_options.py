@@ -20,7 +20,15 @@ from mer_keras.data.synthetic.config import CAPTURES, MAX_CLIPS, MAX_SEED, MAX_S
 from mer_keras.errors import OptionError
 from mer_keras.jobs.schema import from_config, option
 from mer_keras.preprocess.normalise import INPUT_NORMS
-from mer_keras.train.config import MAX_BATCH_SIZE, MAX_EPOCHS, MAX_PARALLEL_FOLDS, MAX_SHIFT, SAMPLINGS, TrainConfig
+from mer_keras.train.config import (
+    MAX_BATCH_SIZE,
+    MAX_EPOCHS,
+    MAX_PARALLEL_FOLDS,
+    MAX_SHIFT,
+    SAMPLINGS,
+    TrainConfig,
+    model_spec,
+)
 
 #: The training library's defaults (epochs, batch, seed, ...) and the synthetic set's (subjects,
 #: clips): the options below take them from there.
@@ -192,6 +200,15 @@ class TrainOptions:
                                    "(weights, optimizer, epoch) when this many "
                                    "minutes have passed since the last backup, at the end of an epoch; 0: every "
                                    "epoch. --resume continues from it.", min=0.0)
+
+    @property
+    def spec(self):
+        """The model's registry row (:class:`mer_keras.registry.ModelSpec`), looked up once per options.
+
+        Raises:
+            UnknownNameError: ``model`` is not registered (the message lists the registered ones).
+        """
+        return model_spec(self)
 
     @property
     def wants_final(self) -> bool:

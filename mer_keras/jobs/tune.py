@@ -167,9 +167,8 @@ def tune(opts: TuneOptions, console=None) -> Path:
         raise OptionError(f"--strategy {opts.strategy}: tune trains on one device (its inner fits are small)")
     space = opts.space or default_space(opts.lr, rep.regions)
     if opts.recipe:  # the recipe's lr is the centre of the default lr range; other searched keys would be dropped
-        from mer_keras.registry import get_spec
 
-        searched = set(space) & (set(get_spec(opts.model).recipe(opts.recipe)) - {"lr"})
+        searched = set(space) & (set(opts.spec.recipe(opts.recipe)) - {"lr"})
         if searched:
             raise OptionError(f"--recipe {opts.recipe} sets {', '.join(sorted(searched))}, which tune searches: give "
                               "--space without them, or leave out --recipe")
@@ -231,12 +230,11 @@ def tune(opts: TuneOptions, console=None) -> Path:
                     prog.update(task, info=", ".join(f.name for f in group[:2]) + (" ..." if len(group) > 2 else ""))
                     return [ProgressCallback(prog, task, folds=len(group), base=completed_count(prog, task))]
 
-                from mer_keras.registry import get_spec
 
                 scores = score_recipes(inputs.x, inputs.y, subjects, data.classes, base, space, group_of, outers,
                                        strategy, fold_callbacks=callbacks, on_recipe_end=save,
                                        done=_read_inner(run.path, len(all_recipes)),
-                                       aus=data.aus if get_spec(opts.model).aux_losses else None)
+                                       aus=data.aus if opts.spec.aux_losses else None)
             rows = [row for r in range(len(all_recipes)) for row in scores[r]]
             chosen = {a: choose([row for row in rows if row["outer"] == a]) for a in outers}
             per_subject = {s: {**chosen[group_of[s]]["recipe"], "epochs": chosen[group_of[s]]["epochs"]}

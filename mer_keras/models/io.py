@@ -213,7 +213,7 @@ def metadata_beside(path: str | Path) -> tuple[Path, dict] | None:
 
 def num_classes(model) -> int | None:
     """K of a classifier: its output's last dimension, or for a multi-output model that of its
-    ``predictions`` layer (as :func:`mer_keras.registry.inference_model` picks it); None when a
+    ``predictions`` layer (as :func:`mer_keras.factory.inference_model` picks it); None when a
     multi-output model has no such layer."""
     if len(model.outputs) == 1:
         return int(model.output_shape[-1])

@@ -1,15 +1,19 @@
 """The training library's configuration: one dataclass, TF-free (importing it loads no TensorFlow).
 
 Its defaults are the project's training defaults; ``mer-keras train``'s options
-(:class:`mer_keras.jobs.train.TrainOptions`) take theirs from here, so each is written once.
+(:class:`mer_keras.jobs.train_options.TrainOptions`) take theirs from here, so each is written once.
 The learning rate's default is the model's (the registry's).
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
 
 from mer_keras.data.synthetic.config import MAX_SEED
+
+if TYPE_CHECKING:
+    from mer_keras.registry import ModelSpec
 
 #: Upper bounds of the training numbers (the options' and a search space's too): beyond them a value
 #: is a typo that would train for months or not fit in memory. The papers' recipes stay far inside
@@ -134,5 +138,30 @@ class TrainConfig:
             raise OptionError("--sampling balanced balances the batches; class weights would balance them twice: "
                               "add --no-class-weight")
 
+    @property
+    def spec(self) -> ModelSpec:
+        """The model's registry row, looked up once per config (the config carries it to every step).
+
+        Raises:
+            UnknownNameError: ``model`` is not registered (the message lists the registered ones).
+        """
+        return model_spec(self)
+
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def model_spec(config) -> ModelSpec:
+    """The :class:`~mer_keras.registry.ModelSpec` of ``config.model``, resolved on first use and kept
+    on the config object (a changed ``model`` is looked up afresh).
+
+    Raises:
+        UnknownNameError: ``config.model`` is not registered.
+    """
+    cached = config.__dict__.get("_spec")
+    if cached is None or cached.name != config.model:
+        from mer_keras.factory import get_spec
+
+        cached = get_spec(config.model)
+        config.__dict__["_spec"] = cached
+    return cached

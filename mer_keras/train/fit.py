@@ -15,7 +15,7 @@ import numpy as np
 from mer_keras._keras import keras, tf
 from mer_keras.data.weights import balanced_class_weight
 from mer_keras.errors import RunFolderError
-from mer_keras.registry import create_model
+from mer_keras.factory import create_model
 from mer_keras.train.config import TrainConfig
 from mer_keras.train.determinism import precision_policy, set_determinism
 from mer_keras.train.tfdata import training_dataset
@@ -71,10 +71,9 @@ def compile_model(model: keras.Model, cfg: TrainConfig) -> None:
     accuracy. Models with auxiliary heads (registry ``aux_losses``): one loss per output, weighted
     (:func:`mer_keras.train.targets.aux_losses_for`).
     """
-    from mer_keras.registry import get_spec
     from mer_keras.train.targets import aux_losses_for
 
-    spec = get_spec(cfg.model)
+    spec = cfg.spec
     classification = "sparse_categorical_crossentropy"
     if cfg.label_smoothing:
         from mer_keras.train.targets import SmoothedSparseCrossentropy
@@ -101,9 +100,8 @@ def make_optimizer(cfg: TrainConfig):
 
 def learning_rate(cfg: TrainConfig) -> float:
     """Adam's rate: ``cfg.lr``, or the model's registered rate when it is None."""
-    from mer_keras.registry import get_spec
 
-    return cfg.lr if cfg.lr is not None else get_spec(cfg.model).learning_rate
+    return cfg.lr if cfg.lr is not None else cfg.spec.learning_rate
 
 
 def remove_fit_backup(backup_dir: str | Path | None, strategy: tf.distribute.Strategy) -> None:
@@ -250,7 +248,6 @@ class FoldTrainer:
             RunFolderError: an unreadable backup.
         """
         from mer_keras.data.checks import check_finite_inputs
-        from mer_keras.registry import get_spec
         from mer_keras.train.callbacks import CheckpointPredictions, EpochSeeds
         from mer_keras.train.program import FoldDivergence, PlainFoldLogs, fold_outcomes, program_callbacks
         from mer_keras.train.targets import build_targets
@@ -264,7 +261,7 @@ class FoldTrainer:
         xf, yf = (x, y) if whole else (x[train], y[train])
         aus = [aus[i] for i in train] if aus is not None and not whole else aus
         check_finite_inputs(xf, labels[0])  # a NaN input is the data's fault, not the learning rate's
-        spec = get_spec(cfg.model)
+        spec = cfg.spec
         model = self.reset()
         self._fits += 1
         cw = balanced_class_weight(yf, self.num_classes) if cfg.class_weight else None

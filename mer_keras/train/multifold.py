@@ -35,11 +35,11 @@ def supports_parallel_folds(cfg: TrainConfig, strategy=None, input_shape=None, n
     (one-device) strategy, for a model whose layers the folded program translates, where
     TensorFlow computes grouped convolutions (on CPU: with oneDNN on).
     """
-    from mer_keras.registry import create_model, get_spec
+    from mer_keras.factory import create_model
     from mer_keras.train.vectorized import grouped_convolution_works, unsupported_layers
 
     strategy = strategy or tf.distribute.get_strategy()
-    other = [out for out, (kind, _) in get_spec(cfg.model).aux_losses.items() if kind != "proposal"]
+    other = [out for out, (kind, _) in cfg.spec.aux_losses.items() if kind != "proposal"]
     if other:
         return f"{cfg.model}'s auxiliary outputs {', '.join(other)} are not translated by the folded program"
     if cfg.mixed_precision:
@@ -69,7 +69,7 @@ _LAYERS: dict = {}
 def activation_bytes(model_name: str, input_shape, num_classes: int, model_options: dict | None = None) -> int:
     """Bytes of every layer output of one sample's forward pass (float32), a proxy of what training
     keeps in memory per sample (the backward pass roughly doubles it)."""
-    from mer_keras.registry import create_model
+    from mer_keras.factory import create_model
 
     graph = tf.Graph()
     with graph.as_default():
@@ -92,7 +92,7 @@ def forward_flops(model_name: str, input_shape, num_classes: int, model_options:
         FLOPs per sample (float > 0); STSTNet on 28 x 28 x 3 is about 0.2 M (convolutions,
         pooling, dense layer; the rescaling included).
     """
-    from mer_keras.registry import create_model
+    from mer_keras.factory import create_model
 
     graph = tf.Graph()
     with graph.as_default():

@@ -800,12 +800,12 @@ class VectorizedTrainer:
     """
 
     def __init__(self, input_shape, num_classes: int, cfg):
-        from mer_keras.registry import create_model, get_spec
+        from mer_keras.factory import create_model
         from mer_keras.train.determinism import set_determinism
         from mer_keras.train.timing import phase
 
         self.cfg, self.num_classes, self.input_shape = cfg, int(num_classes), tuple(input_shape)
-        self.aux = get_spec(cfg.model).aux_losses
+        self.aux = cfg.spec.aux_losses
         set_determinism(cfg.deterministic)
         with phase("build"):
             keras.utils.set_random_seed(cfg.seed)

@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 
 from mer_keras.cli.main import app
 from mer_keras.export.formats import FORMAT_NAMES, FORMATS, TFLITE_QUANTS, find_format
-from mer_keras.registry import create_model, inference_model, list_models
+from mer_keras.factory import create_model, inference_model, list_models
 from mer_keras.runtime.metadata import sha256_file
 
 runner = CliRunner()
@@ -30,7 +30,7 @@ def test_formats_table_drives_the_choices():
 @pytest.mark.parametrize("name", list_models())
 def test_every_zoo_layer_has_a_qat_decision(name):
     from mer_keras.export.quantize import LAYER_POLICY, qat_plan
-    from mer_keras.registry import get_spec
+    from mer_keras.factory import get_spec
 
     options = {"variant": "small"} if name == "htnet" else {}  # same layer types, a fraction of the weights
     model = inference_model(create_model(name, 3, input_shape=get_spec(name).data_config().input_shape,

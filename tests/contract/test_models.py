@@ -5,7 +5,7 @@ import pytest
 
 from mer_keras import create_model, list_models, load_model
 from mer_keras.export.tflite import convert
-from mer_keras.registry import get_spec, inference_model
+from mer_keras.factory import get_spec, inference_model
 from mer_keras.runtime.tflite import TFLiteModel
 
 #: Models whose whole check takes a few seconds. For the others the TFLite converter alone takes

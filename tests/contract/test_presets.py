@@ -96,7 +96,7 @@ def test_the_wheel_carries_the_presets_and_the_sample_into_a_fresh_environment(t
 def test_models_lists_one_line_per_architecture_and_details_one():
     """`mer-keras models`: one line per registered model, whatever the terminal's width; `--model
     NAME` gives its recipes with their source; an unknown name is one line, exit 2."""
-    from mer_keras.registry import list_models
+    from mer_keras.factory import list_models
 
     res = CliRunner().invoke(app, ["models"], env={"COLUMNS": "80"})
     assert res.exit_code == 0, res.output

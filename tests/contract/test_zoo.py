@@ -87,7 +87,7 @@ def test_feature_refinement_has_one_proposal_branch_per_class():
 def test_feature_refinement_paper_variant_has_two_inception_streams_on_u_and_v():
     """The authors' Dual-Inception: one inception stream on u, one on v, strain unused (issue 19)."""
     from mer_keras.explain import default_layer
-    from mer_keras.registry import get_spec
+    from mer_keras.factory import get_spec
 
     model = create_model("feature_refinement", 3, variant="paper")
     assert model.get_layer("u_inception2_downsample").output_shape == (None, 7, 7, 64)
@@ -114,9 +114,10 @@ def test_feature_refinement_paper_variant_has_two_inception_streams_on_u_and_v()
 def test_named_recipes_set_only_the_options_left_at_their_defaults():
     """``--recipe paper`` gives the paper's optimiser settings; options given explicitly win (issue 19)."""
     from mer_keras.errors import OptionError
+    from mer_keras.factory import get_spec, list_models
     from mer_keras.jobs.train import resolve_options
     from mer_keras.jobs.train_options import TrainOptions
-    from mer_keras.registry import RECIPE_KEYS, get_spec, list_models, register_model
+    from mer_keras.registry import RECIPE_KEYS, register_model
 
     opts, _ = resolve_options(TrainOptions(model="ststnet", recipe="paper"))
     assert (opts.lr, opts.epochs, opts.batch_size, opts.augment, opts.class_weight) == (5e-5, 500, 256, False, False)
@@ -209,7 +210,8 @@ def test_recurrent_models_convert_with_a_static_batch():
 
 
 def test_learning_rates_follow_the_papers_where_they_differ():
-    from mer_keras.registry import DEFAULT_LR, get_spec, list_models
+    from mer_keras.factory import get_spec, list_models
+    from mer_keras.registry import DEFAULT_LR
 
     assert get_spec("htnet").learning_rate == 5e-5  # official training script (Adam, 5e-5)
     assert get_spec("vgg16").learning_rate == 1e-4  # no batch normalisation: stays at chance at 1e-3

@@ -225,8 +225,8 @@ def test_mixed_precision_keeps_float32_outputs_and_exports(tmp_path):
     (``local_float32_copy``, as the final model of a run is) and exported in float32, and its TFLite
     export matches Keras. The same through ``mer-keras train --mixed-precision``: the slow test below."""
     from mer_keras.export.tflite import convert
+    from mer_keras.factory import create_model, get_spec, list_models
     from mer_keras.models.io import load_model
-    from mer_keras.registry import create_model, get_spec, list_models
     from mer_keras.runtime.tflite import TFLiteModel
     from mer_keras.train.determinism import precision_policy
     from mer_keras.train.fit import TrainConfig, fit_model, local_float32_copy

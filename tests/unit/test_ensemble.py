@@ -81,7 +81,7 @@ def test_one_data_folder_written_relative_or_absolute_is_the_same_root(tmp_path,
 
 def test_the_average_model_outputs_the_mean_of_its_members():
     from mer_keras._keras import keras
-    from mer_keras.registry import create_model
+    from mer_keras.factory import create_model
 
     keras.utils.set_random_seed(0)
     members = [create_model("ststnet", 3, input_shape=(28, 28, 3)) for _ in range(2)]

@@ -83,7 +83,7 @@ def test_resolve_refuses_options_that_do_not_fit(opts, error, text):
 
 
 def test_unknown_model_names_the_known_ones():
-    from mer_keras.registry import get_spec
+    from mer_keras.factory import get_spec
 
     with pytest.raises(UnknownNameError, match="registered models: .*learnet"):
         get_spec("nope")

@@ -63,7 +63,7 @@ def test_each_fold_is_fed_only_its_own_training_samples():
     only fold j's training samples (never its test subject, never another fold's), with their
     labels, flipped as the fold alone flips them; rows past the fold's own batch are padding of
     weight 0; every epoch visits every training sample."""
-    from mer_keras.registry import create_model
+    from mer_keras.factory import create_model
     from mer_keras.train.vectorized import FoldedModel, folded_dataset
 
     n = 40
@@ -103,14 +103,14 @@ TRANSLATED = [("ststnet", 28, 3), ("off_apexnet", 28, 3), ("feature_refinement",
 
 
 def test_every_translated_model_is_listed_here():
-    from mer_keras.registry import list_models
+    from mer_keras.factory import list_models
 
     translated = {m for m in list_models() if not choose_parallel_folds_reason(m)}
     assert translated == {m for m, _, _ in TRANSLATED}
 
 
 def choose_parallel_folds_reason(model):
-    from mer_keras.registry import get_spec
+    from mer_keras.factory import get_spec
     from mer_keras.train.multifold import supports_parallel_folds
 
     return supports_parallel_folds(TrainConfig(model=model), None, get_spec(model).input_shape, 3)
@@ -122,7 +122,7 @@ def test_a_fold_reaches_neither_another_folds_outputs_nor_its_weights(model, siz
     on every other fold's slice of every variable."""
     import tensorflow as tf
 
-    from mer_keras.registry import create_model
+    from mer_keras.factory import create_model
     from mer_keras.train.vectorized import FoldedNetwork
 
     tf.random.set_seed(0)

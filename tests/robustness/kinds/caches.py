@@ -38,7 +38,7 @@ DEAD_PID = 2 ** 22 + 12345
 
 def _di():
     """The dynamic image of ``--model learnet`` (112 px)."""
-    from mer_keras.registry import get_spec
+    from mer_keras.factory import get_spec
 
     return get_spec("learnet").data_config()
 
