@@ -22,6 +22,9 @@ says is refused in one line naming the file, what metadata.json records and what
 ``allow_modified`` (``--allow-modified``) uses a file whose bytes changed with a warning
 (:class:`ModelModifiedWarning`), never a model whose outputs differ from the classes.
 
+The checks of ``classes`` and ``files`` themselves, and :class:`MetadataError`, are in
+:mod:`mer_keras.runtime.metadata_checks`.
+
 TF-free: the standard library, :mod:`mer_keras.errors` and :mod:`mer_keras.preprocess.representation`
 (numpy, OpenCV).
 """
@@ -30,7 +33,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +40,7 @@ from typing import Any
 
 from mer_keras.errors import ModelFileError
 from mer_keras.preprocess.representation import RepresentationConfig
+from mer_keras.runtime.metadata_checks import MetadataError, check_classes, check_files
 
 #: Which frames of a window (onset = its first frame) each representation reads.
 FRAMES_USED = {"dynamic_image": "every frame from onset to offset",
@@ -56,14 +59,6 @@ MAX_WINDOW_SECONDS, MAX_FPS = 3600.0, 1e5
 _FIELD_ERRORS = (KeyError, TypeError, ValueError, ZeroDivisionError, OverflowError)
 
 
-class MetadataError(ModelFileError):
-    """A ``metadata.json`` that cannot be read or lacks a usable field (the message names the file and field).
-
-    A :class:`~mer_keras.errors.ModelFileError`, hence a ``ValueError``; the command line shows it
-    as one line, the ``edge/`` runner re-raises it as its ``EdgeInputError``.
-    """
-
-
 class ModelModifiedWarning(UserWarning):
     """A model file used with ``allow_modified`` although its sha256 is not the one ``metadata.json`` records."""
 
@@ -79,75 +74,6 @@ def sha256_file(path: str | Path) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
-
-
-#: A sha256 as ``metadata.json`` records it: 64 hex digits.
-_SHA256 = re.compile(r"[0-9a-fA-F]{64}")
-
-
-def _json_kind(value) -> str:
-    """The JSON name of a parsed value's type, for messages."""
-    return {dict: "object", list: "list", str: "string", bool: "true/false", type(None): "null"}.get(
-        type(value), "number")
-
-
-def check_classes(classes, source: str | Path = "metadata.json") -> list[str]:
-    """``metadata.json``'s ``classes``: a list of unique, non-empty class names in output order.
-
-    A string (``"neg"`` would otherwise be read as the classes n, e, g), a name that is not text or
-    is blank, or a name given twice (one class's probability reported under another's name) is
-    refused.
-
-    Returns:
-        The names as a new list.
-    Raises:
-        MetadataError: ``"{source}: missing or invalid field classes ..."`` saying what is wrong.
-    """
-    head = f"{source}: missing or invalid field classes"
-    if isinstance(classes, str):
-        raise MetadataError(f"{head}: the string {classes!r}; expected a list of class names in output order, "
-                            'e.g. ["negative", "positive", "surprise"]')
-    if not isinstance(classes, (list, tuple)):
-        raise MetadataError(f"{head}: a JSON {_json_kind(classes)}; expected a list of class names in output order")
-    if not classes:
-        raise MetadataError(f"{head}: an empty list; expected the class names in output order")
-    for i, name in enumerate(classes):
-        if not isinstance(name, str) or not name.strip():
-            raise MetadataError(f"{head}: entry {i + 1} of {len(classes)} is {json.dumps(name)}; every class "
-                                "name must be non-empty text")
-    seen: dict[str, int] = {}
-    for name in classes:
-        seen[name] = seen.get(name, 0) + 1
-    twice = [name for name, n in seen.items() if n > 1]
-    if twice:
-        raise MetadataError(f"{head}: {json.dumps(list(classes))} names {twice[0]!r} {seen[twice[0]]} times; each "
-                            "output of the model has one class name, given once")
-    return list(classes)
-
-
-def check_files(files, source: str | Path = "metadata.json") -> dict[str, dict]:
-    """``metadata.json``'s ``files``: {file name: {"sha256": 64 hex digits (files), "bytes", ...}}.
-
-    Returns:
-        The mapping ({} when the field is absent or null).
-    Raises:
-        MetadataError: not an object, an entry that is not an object, or a ``sha256`` that is not
-            64 hex digits (``"{source}: missing or invalid field files.<name>.sha256 ..."``).
-    """
-    if files is None:
-        return {}
-    if not isinstance(files, dict):
-        raise MetadataError(f"{source}: missing or invalid field files: a JSON {_json_kind(files)}; expected an "
-                            'object {"<file name>": {"sha256": ..., "bytes": ...}}')
-    for name, entry in files.items():
-        if not isinstance(entry, dict):
-            raise MetadataError(f"{source}: missing or invalid field files.{name}: a JSON {_json_kind(entry)}; "
-                                'expected an object {"sha256": ..., "bytes": ...}')
-        digest = entry.get("sha256")
-        if digest is not None and not (isinstance(digest, str) and _SHA256.fullmatch(digest)):
-            raise MetadataError(f"{source}: missing or invalid field files.{name}.sha256 {json.dumps(digest)}; "
-                                "expected 64 hex digits")
-    return files
 
 
 def _short(digest: str) -> str:
