@@ -47,22 +47,20 @@ class EpochSeeds(keras.callbacks.Callback):
     Needs tf_keras' generator-based random layers (``enable_tf_random_generator()``, done by
     :func:`mer_keras.train.determinism.set_determinism`); layers on the legacy stateful ops are left as they are.
 
+    Folds trained together reset their own generators the same way
+    (:meth:`mer_keras.train.vectorized.network.FoldedNetwork.reseed`).
+
     Args:
         seed: the run's seed (int).
-        models: the networks whose random layers are numbered from 0 each; default: the fitted
-            model. (Folds trained together reset their own generators the same way:
-            :meth:`mer_keras.train.vectorized.FoldedNetwork.reseed`.)
     """
 
-    def __init__(self, seed: int, models=None):
+    def __init__(self, seed: int):
         super().__init__()
         self.seed = int(seed)
-        self.models = models
 
     def on_epoch_begin(self, epoch, logs=None):
-        for model in self.models or [self.model]:
-            for j, layer in enumerate(random_layers(model)):
-                layer._random_generator._generator.reset_from_seed(self.seed * 1_000_003 + epoch * 1_009 + j)
+        for j, layer in enumerate(random_layers(self.model)):
+            layer._random_generator._generator.reset_from_seed(self.seed * 1_000_003 + epoch * 1_009 + j)
 
 
 def random_layers(model) -> list:
@@ -136,17 +134,16 @@ class CheckpointPredictions(keras.callbacks.Callback):
     Used only on validation subjects of an inner loop, never on a test subject.
 
     Args:
-        targets: per fold trained in this fit, (model or None, x_held_out (n, ...) float32); None
-            means the fitted model itself (``self.model``).
+        holdouts: held-out inputs, each (n, ...) float32, predicted by the fitted model.
         epochs: 1-based epoch counts to predict after.
     Attributes:
-        probabilities: per target, {epoch: (n, K) float32 probabilities}.
+        probabilities: per held-out array, {epoch: (n, K) float32 probabilities}.
     """
 
-    def __init__(self, targets, epochs):
+    def __init__(self, holdouts, epochs):
         super().__init__()
-        self.targets, self.epochs = list(targets), {int(e) for e in epochs}
-        self.probabilities = [{} for _ in self.targets]
+        self.holdouts, self.epochs = list(holdouts), {int(e) for e in epochs}
+        self.probabilities = [{} for _ in self.holdouts]
 
     def on_epoch_end(self, epoch, logs=None):
         from mer_keras.models.inference import predict_proba
@@ -154,8 +151,8 @@ class CheckpointPredictions(keras.callbacks.Callback):
         if epoch + 1 not in self.epochs:
             return
         with averaged_weights(self.model):  # with an EMA of the weights: what a fit of this many epochs ends with
-            for store, (model, x) in zip(self.probabilities, self.targets):
-                store[epoch + 1] = predict_proba(model if model is not None else self.model, x)
+            for store, x in zip(self.probabilities, self.holdouts):
+                store[epoch + 1] = predict_proba(self.model, x)
 
 
 class EpochHistory(keras.callbacks.Callback):

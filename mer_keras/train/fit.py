@@ -227,7 +227,7 @@ class FoldTrainer:
                     checkpoints: Sequence[int] | None = None, aus: Sequence[Sequence[str]] | None = None,
                     soft_targets=None) -> list:
         """Train one fold, on ``x[train_indices[0]]``: the one-fold program, with the skeleton and the
-        results of :meth:`mer_keras.train.vectorized.VectorizedTrainer.fit_program`.
+        results of :meth:`mer_keras.train.vectorized.trainer.VectorizedTrainer.fit_program`.
 
         The fold's figures are logged also as ``fold0_<name>`` (:class:`~mer_keras.train.program.PlainFoldLogs`);
         a NaN or infinite training loss ends the fit at that epoch, reported in the result, not raised.
@@ -268,7 +268,7 @@ class FoldTrainer:
         start = backup_epoch(backup_dir) if backup_dir else 0
         clock = EpochClock(len(xf))
         divergence = FoldDivergence(labels, cfg.epochs)
-        keep = CheckpointPredictions([(None, holdouts[0])], checkpoints) if checkpoints else None
+        keep = CheckpointPredictions([holdouts[0]], checkpoints) if checkpoints else None
         fit_callbacks = program_callbacks(divergence, clock, backup_dir, cfg.backup_minutes, first=[PlainFoldLogs()],
                                           extra=[EpochSeeds(cfg.seed), *([keep] if keep else []), *callbacks])
         if soft_targets is not None or cfg.mixup or cfg.cutmix:

@@ -47,7 +47,7 @@ def run_folds(x: np.ndarray, y: np.ndarray, folds: Sequence[Fold], classes: Sequ
 
     Folds with equal steps per epoch train together, ``cfg.parallel_folds`` per program (0: chosen
     by :func:`~mer_keras.train.multifold.choose_parallel_folds`), vectorised inside each op
-    (:class:`~mer_keras.train.vectorized.VectorizedTrainer`: each fold on its own batches, with
+    (:class:`~mer_keras.train.vectorized.trainer.VectorizedTrainer`: each fold on its own batches, with
     its own loss, Adam state and dropout masks); a fold alone, or a model the folded program does
     not translate, trains by :class:`~mer_keras.train.fit.FoldTrainer`. Every fold starts from
     the same seeded weights and a fresh optimizer.
@@ -154,7 +154,7 @@ def run_folds(x: np.ndarray, y: np.ndarray, folds: Sequence[Fold], classes: Sequ
             together = len(group) > 1
             if together not in trainers:
                 if together:
-                    from mer_keras.train.vectorized import VectorizedTrainer
+                    from mer_keras.train.vectorized.trainer import VectorizedTrainer
 
                     trainers[together] = VectorizedTrainer(x.shape[1:], len(classes), cfg)
                 else:

@@ -3,7 +3,8 @@
 The engine that trains them is :mod:`mer_keras.train.vectorized` (folds vectorised inside each
 op). Here: whether a configuration can train folds together (:func:`supports_parallel_folds`),
 how many folds one program holds (:func:`choose_parallel_folds`), and how folds split into
-programs and groups (:func:`plan_programs`).
+programs of equal steps per epoch (:func:`group_folds`; the groups within a program:
+:func:`mer_keras.train.vectorized.trainer.program_groups`).
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ def supports_parallel_folds(cfg: TrainConfig, strategy=None, input_shape=None, n
     TensorFlow computes grouped convolutions (on CPU: with oneDNN on).
     """
     from mer_keras.factory import create_model
-    from mer_keras.train.vectorized import grouped_convolution_works, unsupported_layers
+    from mer_keras.train.vectorized.support import grouped_convolution_works, unsupported_layers
 
     strategy = strategy or tf.distribute.get_strategy()
     other = [out for out, (kind, _) in cfg.spec.aux_losses.items() if kind != "proposal"]

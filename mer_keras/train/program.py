@@ -1,7 +1,7 @@
 """What every training program shares, whether it trains one fold or many at once.
 
 A *program* is one Keras ``fit`` that trains one or more folds: :class:`mer_keras.train.fit.FoldTrainer`
-trains one fold (any model, any strategy), :class:`mer_keras.train.vectorized.VectorizedTrainer`
+trains one fold (any model, any strategy), :class:`mer_keras.train.vectorized.trainer.VectorizedTrainer`
 trains G groups of K folds vectorised inside each op. Both run the same skeleton:
 
 * every fold's figures are in the epoch's logs under ``fold<i>_`` (``fold<i>_train_loss``,
@@ -54,7 +54,7 @@ class FoldFit:
 class PlainFoldLogs(keras.callbacks.Callback):
     """A single model's epoch logs also under ``fold0_``: ``loss`` as ``fold0_train_loss``, every
     other figure (``accuracy``, auxiliary losses) as ``fold0_<name>``, the layout a program of folds
-    logs (:class:`mer_keras.train.vectorized.FoldLogs`). It must come first among the fit's callbacks."""
+    logs (:class:`mer_keras.train.vectorized.model.FoldLogs`). It must come first among the fit's callbacks."""
 
     def on_epoch_end(self, epoch, logs=None):
         if logs is None:

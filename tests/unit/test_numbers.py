@@ -132,7 +132,7 @@ def test_a_nan_input_is_named_before_training_not_blamed_on_the_learning_rate():
     from mer_keras.errors import DataError
     from mer_keras.train.config import TrainConfig
     from mer_keras.train.fit import FoldTrainer
-    from mer_keras.train.vectorized import VectorizedTrainer
+    from mer_keras.train.vectorized.trainer import VectorizedTrainer
 
     rng = np.random.default_rng(0)
     xs = [rng.uniform(0, 255, (6, 28, 28, 3)).astype(np.float32) for _ in range(2)]

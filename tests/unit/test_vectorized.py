@@ -22,7 +22,7 @@ from mer_keras.train.multifold import (
     group_folds,
     steps_per_epoch,
 )
-from mer_keras.train.vectorized import program_groups
+from mer_keras.train.vectorized.trainer import program_groups
 
 CLASSES = ["a", "b", "c"]
 #: A fold trained with others against alone. Without batch normalization the folded program does
@@ -64,7 +64,8 @@ def test_each_fold_is_fed_only_its_own_training_samples():
     labels, flipped as the fold alone flips them; rows past the fold's own batch are padding of
     weight 0; every epoch visits every training sample."""
     from mer_keras.factory import create_model
-    from mer_keras.train.vectorized import FoldedModel, folded_dataset
+    from mer_keras.train.vectorized.dataset import folded_dataset
+    from mer_keras.train.vectorized.model import FoldedModel
 
     n = 40
     x = np.repeat(np.arange(n, dtype=np.float32), 28 * 28 * 3).reshape(n, 28, 28, 3)
@@ -123,7 +124,7 @@ def test_a_fold_reaches_neither_another_folds_outputs_nor_its_weights(model, siz
     import tensorflow as tf
 
     from mer_keras.factory import create_model
-    from mer_keras.train.vectorized import FoldedNetwork
+    from mer_keras.train.vectorized.network import FoldedNetwork
 
     tf.random.set_seed(0)
     template = create_model(model, 3, input_shape=(size, size, channels))
@@ -181,7 +182,7 @@ def test_a_diverged_fold_stops_alone_and_the_others_are_written(monkeypatch):
     """Fold s1's weights are NaN from the first step (its slice of the dense kernel poisoned): it
     stops at epoch 1, the other folds of its program train to the end, unchanged by it, and reach
     on_fold_end; then the error names s1."""
-    from mer_keras.train import vectorized
+    from mer_keras.train.vectorized import network as vectorized
 
     x, y, _ = uneven_set(n=36, subjects=3)
     folds = LOSO().folds(np.repeat(["s0", "s1", "s2"], 12))  # equal steps: one program
