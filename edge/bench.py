@@ -25,8 +25,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edge.pipeline import STAGES, EdgeInputError, StreamStatus, WindowRunner, load, open_capture, read_frames
-from edge.run import cpu_count, positive
+from edge.capture import StreamStatus, open_capture, read_frames
+from edge.errors import EdgeInputError
+from edge.model import load
+from edge.options import cpu_count, positive
+from edge.pipeline import STAGES, WindowRunner
 
 SAMPLE = Path(__file__).with_name("sample.mp4")
 
@@ -35,7 +38,7 @@ def bench(model_path: str, frames: list[np.ndarray], fps: float, threads: int, m
           repeats: int = 1, workers: int = 1, allow_modified: bool = False) -> dict:
     """One timed pass (the best of ``repeats``) over ``frames``: ``threads`` threads, ``workers`` windows at once.
 
-    The model is loaded (and checked against its metadata: :func:`edge.pipeline.load`) before the
+    The model is loaded (and checked against its metadata: :func:`edge.model.load`) before the
     timing; ``allow_modified`` uses a file whose sha256 differs from the recorded one, silently
     (:func:`main` warns once).
 

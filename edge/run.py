@@ -53,60 +53,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edge.pipeline import EdgeInputError, StreamStatus, WindowRunner, load, open_capture, prefetch, read_frames
-
-
-def cpu_count() -> int:
-    """CPUs this process may run on (its affinity mask, so a container's or taskset's limit), at least 1."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # macOS and Windows have no sched_getaffinity
-        return os.cpu_count() or 1
-
-
-def positive(kind):
-    """An argparse type: ``kind`` (int or float) of a finite number > 0, else a usage error."""
-    def parse(text):
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-        if not (value > 0 and np.isfinite(value)):  # NaN and infinity are not > 0 and finite
-            raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
-        return value
-    return parse
-
-
-def parse_args(argv=None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(prog="python -m edge.run", description=__doc__.split("\n")[0])
-    ap.add_argument("--model", required=True, help=".tflite model (metadata.json beside it), or a preset's name "
-                                                   "(its model_int8.tflite), e.g. ststnet_megc2019_composite")
-    src = ap.add_mutually_exclusive_group(required=True)
-    src.add_argument("--video", help="video file, folder of frame images, or a quoted glob pattern of them")
-    src.add_argument("--camera", type=int, help="camera index (OpenCV)")
-    ap.add_argument("--metadata", help="metadata.json (default: beside the model)")
-    ap.add_argument("--mode", choices=("spot", "windows"), default="spot",
-                    help="spot: report spotted micro-/macro-expressions only (default); windows: classify every window")
-    ap.add_argument("--spot-method", choices=("analytic", "learned"), default="analytic",
-                    help="spot mode: keep candidates by the analytic rules (default) or the learned second stage "
-                         "(docs/SPOTTING.md)")
-    ap.add_argument("--learned-model", default=None,
-                    help="with --spot-method learned: a second stage written by tools/fit_spotter.py")
-    ap.add_argument("--annotate", help="write the video with the spotted intervals (or each window's label) "
-                                       "drawn (.mp4)")
-    ap.add_argument("--threads", type=positive(int), default=None,
-                    help="threads of OpenCV's (process-wide) pool and of the interpreter "
-                         "(default: CPUs / workers, at least 1)")
-    ap.add_argument("--workers", type=positive(int), default=min(2, cpu_count()),
-                    help="windows prepared at once (default: 2, or 1 on one CPU); each holds its frames in memory")
-    ap.add_argument("--delegate", default=None, help="external TFLite delegate library (e.g. the GPU delegate .so)")
-    ap.add_argument("--window", type=positive(float), default=None, help="window length in seconds (default: metadata)")
-    ap.add_argument("--fps", type=positive(float), default=None, help="frame rate when the source does not state one")
-    ap.add_argument("--max-frames", type=positive(int), default=None, help="stop after this many frames")
-    ap.add_argument("--allow-modified", action="store_true",
-                    help="use a model file whose sha256 differs from the one metadata.json records, with a warning "
-                         "(default: refuse it)")
-    return ap.parse_args(argv)
+from edge.capture import StreamStatus, open_capture, prefetch, read_frames, stated_frames
+from edge.errors import EdgeInputError
+from edge.model import load
+from edge.modes import MODES
+from edge.options import check_annotate, cpu_count, parse_args
 
 
 def draw(frame_rgb: np.ndarray, text: str, colour=(255, 255, 0)) -> np.ndarray:
@@ -118,45 +69,12 @@ def draw(frame_rgb: np.ndarray, text: str, colour=(255, 255, 0)) -> np.ndarray:
     return bgr
 
 
-#: Suffixes ``--annotate`` may name (containers OpenCV writes mp4v video into).
-ANNOTATE_SUFFIXES = (".mp4", ".m4v", ".mov", ".avi", ".mkv")
-
-
-def check_annotate(target: str | None, video: str | None) -> None:
-    """Refuse an ``--annotate`` path the video cannot be written to, before the model is loaded.
-
-    Raises:
-        EdgeInputError: ``"{target}: cannot write a video there (...)"``: a folder, a path whose
-            folder is missing, a file or not writable, a symbolic link to nothing (or a loop of
-            links), a name without a video suffix (an existing file of another kind would be
-            replaced), or the input video itself.
-    """
-    if target is None:
-        return
-    path = Path(target)
-    reason = None
-    if path.is_symlink() and not path.exists():
-        reason = "a symbolic link to nothing, or a loop of links"
-    elif path.is_dir():
-        reason = "a folder; expected a video file path such as out.mp4"
-    elif not path.parent.is_dir():
-        reason = f"{path.parent} is {'a file' if path.parent.exists() else 'not an existing folder'}"
-    elif not os.access(path.parent, os.W_OK | os.X_OK):
-        reason = f"{path.parent} is not writable"
-    elif path.suffix.lower() not in ANNOTATE_SUFFIXES:
-        reason = f"expected a video file name ending in {', '.join(ANNOTATE_SUFFIXES)}"
-    elif video is not None and path.exists() and Path(video).exists() and path.samefile(video):
-        reason = "it is the --video being read"
-    if reason:
-        raise EdgeInputError(f"{target}: cannot write a video there ({reason})")
-
-
 class _Annotator:
     """Writes the ``--annotate`` video atomically (beside its target, renamed when complete).
 
     In spot mode the frames are written ``delay`` frames behind the stream, so that the spotted
-    intervals (``events``) are known when their frames are drawn; in windows mode (delay 0) each
-    frame is drawn with the text given with it.
+    intervals (``events``: their records, a list the mode fills while the stream runs) are known when
+    their frames are drawn; in windows mode (delay 0) each frame is drawn with the text given with it.
 
     OpenCV's writer fails silently (a full disk leaves a file without its index, "moov atom not
     found"), so the free space is looked at every :attr:`CHECK_EVERY` frames and the file is read
@@ -169,11 +87,11 @@ class _Annotator:
 
     CHECK_EVERY = 64
 
-    def __init__(self, target: str | None, fps: float, delay: int):
+    def __init__(self, target: str | None, fps: float, delay: int, events: list[dict]):
         self.target, self.fps, self.writer = target, fps, None
         self.partial = Path(target).with_name(f".partial-{Path(target).name}") if target else None
         self.pending: deque = deque()
-        self.delay, self.events = delay, []
+        self.delay, self.events = delay, events
         self.written, self.error = 0, None
 
     def add(self, index: int, frame: np.ndarray, text: str | None = None) -> None:
@@ -292,16 +210,8 @@ class StopRequest:
             signal.signal(signal.SIGINT, self._old)
 
 
-def stated_frames(cap, limit: int | None = None) -> int | None:
-    """Frames the source says it holds (a video file's count, a frame folder's files; None for a
-    camera), at most ``limit``."""
-    n = cap.get(cv2.CAP_PROP_FRAME_COUNT)
-    n = int(n) if n and np.isfinite(n) and n > 0 else None
-    return min(n, limit) if n is not None and limit else n
-
-
 def _end_of_stream(summary: dict, total: int | None, annotator: _Annotator, interrupted: bool,
-                   warnings: list[str]) -> None:
+                   warnings: list[str], status: StreamStatus) -> None:
     """The summary's fields about how the stream and the annotated video ended."""
     if total is not None:
         summary["frames_total"] = total
@@ -313,6 +223,8 @@ def _end_of_stream(summary: dict, total: int | None, annotator: _Annotator, inte
         summary["annotate_error"] = annotator.error
     if warnings:
         summary["warnings"] = list(warnings)
+    if status.error:
+        summary["decode_error"] = status.error
 
 
 def _warner(warnings: list[str]):
@@ -324,11 +236,21 @@ def _warner(warnings: list[str]):
 
 
 def run(args: argparse.Namespace, out=None) -> dict:
-    """Process the stream; write JSON lines to ``out`` (default: the current ``sys.stdout``); return the summary."""
+    """Process the stream in ``args.mode`` (``spot`` unless given); write its JSON lines to ``out`` (default:
+    the current ``sys.stdout``), the summary last; return the summary.
+
+    The one skeleton of both modes (:mod:`edge.modes` holds what differs): the ``--annotate`` path and
+    the mode's options checked, the model loaded and checked against its metadata, the source opened,
+    its frames read, counted and drawn into the ``--annotate`` video until the stream ends,
+    ``--max-frames`` or Ctrl-C (:class:`StopRequest`), through the mode's :meth:`~edge.modes.Mode.records`.
+
+    Raises:
+        EdgeInputError: bad input (see the module docstring), or a stream of which fewer than 2 frames
+            could be decoded.
+    """
     out = out or sys.stdout
     check_annotate(getattr(args, "annotate", None), getattr(args, "video", None))
-    if getattr(args, "mode", "spot") == "spot":
-        return run_spot(args, out)
+    mode = MODES[getattr(args, "mode", "spot")](args)
     # a core per thread: with 2 workers on 2 cores, one OpenCV thread beats two (docs/EDGE.md, Speed)
     threads = args.threads or max(1, cpu_count() // args.workers)
     cv2.setNumThreads(threads)
@@ -340,127 +262,50 @@ def run(args: argparse.Namespace, out=None) -> dict:
     fps = fps or args.fps or info.fps
     total = stated_frames(cap, args.max_frames)
     try:
-        runner = WindowRunner(model, info, fps, workers=args.workers)
+        mode.start(model, info, fps)
     except EdgeInputError:
         cap.release()
         raise
-    label, interrupted = "", False
-    counts = {"frames": 0, "windows": 0, "no_face": 0}
-    annotator = _Annotator(args.annotate, fps, delay=0)  # each frame drawn with the latest window's label
+    annotator = _Annotator(args.annotate, fps, mode.delay, mode.spotted)
+    status, interrupted, n = StreamStatus(), False, 0
     t0 = time.perf_counter()
-
-    status = StreamStatus()
 
     def frames(stop: StopRequest):
-        for frame in read_frames(cap, args.max_frames, status):
-            if stop.requested:  # Ctrl-C: the windows of the frames read are finished, then the outputs closed
+        nonlocal n
+        stream = read_frames(cap, args.max_frames, status)
+        for frame in prefetch(stream) if mode.read_ahead else stream:
+            if stop.requested:  # Ctrl-C: what the frames read started is finished, then the outputs closed
                 break
-            annotator.add(counts["frames"], frame, label)
-            counts["frames"] += 1
+            annotator.add(n, frame, mode.label)
+            n += 1
             yield frame
 
-    with StopRequest() as stop:  # also while the outputs are closed: a first Ctrl-C then changes nothing
-        try:
-            for window in runner.windows(frames(stop)):
-                record = window.record(info.classes)
-                counts["windows"] += 1
-                if window.no_face:
-                    counts["no_face"] += 1
-                    label = "no face"
-                else:
-                    label = f"{record['label']} {max(record['probabilities'].values()):.2f}"
-                out.write(json.dumps(record) + "\n")
-                out.flush()
-        except KeyboardInterrupt:  # a second Ctrl-C (or one outside the main thread): still close the video
-            interrupted = True
-        finally:
-            runner.close()
-            cap.release()
-            annotator.close()
-        interrupted = interrupted or stop.requested
-    if counts["frames"] == 0 and not interrupted:
-        raise EdgeInputError(f"{name}: no frame could be decoded" + (f" ({status.error})" if status.error else ""))
-    if counts["frames"] == 1 and not interrupted:  # no clip at all, let alone a window: bad input, not a short stream
-        raise EdgeInputError(f"{name}: only 1 frame could be decoded; a clip needs at least 2 "
-                             f"(a window here is {runner.length})")
-    seconds = time.perf_counter() - t0
-    summary = {"event": "summary", "source": name, "fps_source": fps, "window_frames": runner.length,
-               "stride_frames": runner.stride, "workers": runner.workers, "threads": threads, **counts,
-               "seconds": round(seconds, 3),
-               "frames_per_second": round(counts["frames"] / seconds, 1) if seconds > 0 else None}
-    _end_of_stream(summary, total, annotator, interrupted, warnings)
-    if status.error:
-        summary["decode_error"] = status.error
-    if counts["frames"] < runner.length:
-        summary["note"] = f"the stream has {counts['frames']} frames, fewer than one window ({runner.length})"
-    out.write(json.dumps(summary) + "\n")
-    return summary
-
-
-def run_spot(args: argparse.Namespace, out) -> dict:
-    """``--mode spot``: spot, recognise micro-expressions, one JSON line per event; return the summary."""
-    from edge.events import SpotRunner
-    from mer_keras.runtime.spotting import SpotConfig
-
-    if args.learned_model and args.spot_method != "learned":
-        raise EdgeInputError("--learned-model needs --spot-method learned")
-    try:  # a bad second stage is named before the model and the video are opened
-        cfg = SpotConfig(method=args.spot_method, learned_model=args.learned_model)
-    except ValueError as exc:
-        raise EdgeInputError(str(exc)) from None
-    threads = args.threads or max(1, cpu_count() // args.workers)  # as measured best in docs/BENCHMARKS.md
-    cv2.setNumThreads(threads)
-    warnings: list[str] = []
-    model, info = load(args.model, args.metadata, num_threads=threads, window_seconds=args.window,
-                       delegate=args.delegate, allow_modified=getattr(args, "allow_modified", False),
-                       warn=_warner(warnings))
-    cap, fps, name = open_capture(args.video, args.camera)
-    fps = fps or args.fps or info.fps
-    total = stated_frames(cap, args.max_frames)
-    runner = SpotRunner(model, info, fps, cfg, workers=args.workers)
-    annotator = _Annotator(args.annotate, fps, runner.latency_frames)
-    counts = {"frames": 0, "micro": 0, "macro": 0, "no_face": 0}
-    status, interrupted = StreamStatus(), False
-    t0 = time.perf_counter()
-
-    def emit(events):
-        for event in events:
-            record = event.record(info.classes)
-            counts[record["event"]] += 1
-            annotator.events.append(record)
+    def emit(records):
+        for record in records:
             out.write(json.dumps(record) + "\n")
             out.flush()
 
     with StopRequest() as stop:  # also while the outputs are closed: a first Ctrl-C then changes nothing
         try:
-            for frame in prefetch(read_frames(cap, args.max_frames, status)):  # decoding overlaps the spotting
-                if stop.requested:  # Ctrl-C: the events of the frames read are finished, then the outputs closed
-                    break
-                annotator.add(counts["frames"], frame)
-                counts["frames"] += 1
-                emit(runner.push(frame))
-            emit(runner.finish())
-        except KeyboardInterrupt:  # a second Ctrl-C (or one outside the main thread)
+            emit(mode.records(frames(stop)))
+        except KeyboardInterrupt:  # a second Ctrl-C (or one outside the main thread): still close the video
             interrupted = True
-            emit(runner.finish())
+            emit(mode.interrupted())
         finally:
+            mode.close()
             cap.release()
             annotator.close()
         interrupted = interrupted or stop.requested
-    if counts["frames"] == 0 and not interrupted:
+    if n == 0 and not interrupted:
         raise EdgeInputError(f"{name}: no frame could be decoded" + (f" ({status.error})" if status.error else ""))
-    if counts["frames"] == 1 and not interrupted:
-        raise EdgeInputError(f"{name}: only 1 frame could be decoded; spotting needs a stream of frames")
+    if n == 1 and not interrupted:  # no clip at all, let alone a window: bad input, not a short stream
+        raise EdgeInputError(f"{name}: only 1 frame could be decoded; {mode.one_frame_reason()}")
     seconds = time.perf_counter() - t0
-    summary = {"event": "summary", "mode": "spot", "source": name, "fps_source": fps, "threads": threads,
-               "workers": args.workers, **counts, "seconds": round(seconds, 3),
-               "frames_per_second": round(counts["frames"] / seconds, 1) if seconds > 0 else None,
-               "stage_seconds": {k: round(v, 3) for k, v in runner.seconds.items()}}
-    _end_of_stream(summary, total, annotator, interrupted, warnings)
-    if status.error:
-        summary["decode_error"] = status.error
-    if not counts["micro"] and not counts["macro"] and not interrupted:
-        summary["nothing_spotted"] = cfg.why_nothing(counts["frames"], fps, counts["no_face"])
+    summary = {"event": "summary", **mode.describe(name, fps, threads), "frames": n, **mode.counts,
+               "seconds": round(seconds, 3), "frames_per_second": round(n / seconds, 1) if seconds > 0 else None,
+               **mode.timings()}
+    _end_of_stream(summary, total, annotator, interrupted, warnings, status)
+    summary.update(mode.conclude(n, interrupted))
     out.write(json.dumps(summary) + "\n")
     return summary
 

@@ -44,7 +44,9 @@ def clip_video(tiny_synthetic, tmp_path_factory):
 
 def test_runner_matches_the_package_on_the_same_frames(tiny_flow_run, clip_video, tmp_path):
     """Representation and prediction of every window equal the package's (cache pipeline, Keras)."""
-    from edge.pipeline import WindowRunner, load, open_capture, read_frames
+    from edge.capture import open_capture, read_frames
+    from edge.model import load
+    from edge.pipeline import WindowRunner
     from mer_keras.data.pipeline import sample_representation
     from mer_keras.data.records import Sample
     from mer_keras.models.inference import predict_proba
@@ -105,7 +107,9 @@ def _tiny_model_folder(folder: Path, rep) -> Path:
 ], ids=["dynamic_image", "sequence", "apex_gray", "flow_htnet_regions", "flow_htnet_minmax"])
 def test_every_representation_matches_the_package(rep, clip_video, tmp_path):
     """Same check as above for the other representations (their frame indexing differs)."""
-    from edge.pipeline import WindowRunner, load, open_capture, read_frames
+    from edge.capture import open_capture, read_frames
+    from edge.model import load
+    from edge.pipeline import WindowRunner
     from mer_keras.data.pipeline import RepresentationConfig, sample_representation
     from mer_keras.data.records import Sample
     from mer_keras.models.inference import predict_proba
@@ -224,8 +228,12 @@ def test_parallel_windows_equal_one_worker(tiny_flow_run, clip_video, tmp_path, 
     input and output; `edge.run --workers 1` and `--workers 2` write the same JSON lines."""
     import threading
 
-    from edge.pipeline import EdgeInputError, WindowRunner, load, open_capture, read_frames
-    from edge.run import parse_args, run
+    from edge.capture import open_capture, read_frames
+    from edge.errors import EdgeInputError
+    from edge.model import load
+    from edge.options import parse_args
+    from edge.pipeline import WindowRunner
+    from edge.run import run
 
     model, info = load(tiny_flow_run / "model_int8.tflite", num_threads=1)
     cap, fps, _ = open_capture(str(clip_video))

@@ -174,7 +174,8 @@ def test_predict_hashes_the_model_once_and_allow_modified_warns(tiny_run, tmp_pa
 
 
 def test_metadata_json_read_by_the_edge_runner_names_duplicate_classes(tmp_path):
-    from edge.pipeline import EdgeInputError, read_metadata
+    from edge.errors import EdgeInputError
+    from edge.model import read_metadata
     from mer_keras.export.metadata import build_metadata
     from mer_keras.preprocess.representation import RepresentationConfig
 

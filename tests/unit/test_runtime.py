@@ -83,7 +83,8 @@ def test_invalid_metadata_names_the_field(tmp_path):
 
 
 def test_edge_reports_metadata_errors_as_edge_input_errors(tmp_path):
-    from edge.pipeline import EdgeInputError, read_metadata
+    from edge.errors import EdgeInputError
+    from edge.model import read_metadata
 
     path = tmp_path / "metadata.json"
     path.write_text(json.dumps({"classes": ["a"]}))
