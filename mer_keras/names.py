@@ -16,6 +16,8 @@ MODELS = ("au_convlstm", "feature_refinement", "htnet", "learnet", "micro_attent
 #: composite flow images, a manifest CSV.
 DATASETS = ("synthetic", "casme2", "samm", "smic", "casme", "casme_sq", "casme3", "mmew", "4dme", "composite",
             "megc2019-flow", "manifest")
+#: ``--data`` values of recorded databases, which ``mer-keras data prepare`` caches (all but the generated set).
+PREPARABLE_DATASETS = tuple(n for n in DATASETS if n != "synthetic")
 #: Evaluation protocols (:mod:`mer_keras.data.protocols`).
 PROTOCOLS = ("loso", "composite", "cross")
 #: Where a coding sheet gives no apex frame.
@@ -33,3 +35,20 @@ DI_WEIGHTINGS = ("bilen", "authors")
 EXPRESSIONS = ("micro", "macro")
 #: Databases of long videos with spotting annotations (:mod:`mer_keras.data.spotting`).
 SPOT_DATASETS = ("synthetic", "casme_sq", "samm")
+
+#: Names registered at run time by an extension (a model or dataset defined in the user's own module
+#: with ``register_model`` / ``register_dataset``), offered beside the built-in ones.
+_EXTENSIONS: dict[str, list[str]] = {"models": [], "datasets": []}
+_BUILT_IN = {"models": MODELS, "datasets": DATASETS}
+
+
+def add_extension(kind: str, name: str) -> None:
+    """Offer ``name`` (a ``"models"`` or ``"datasets"`` entry just registered) beside the built-in names."""
+    if name not in _BUILT_IN[kind] and name not in _EXTENSIONS[kind]:
+        _EXTENSIONS[kind].append(name)
+
+
+def offered(kind: str) -> tuple[str, ...]:
+    """The names an option accepts: the built-in ``"models"`` or ``"datasets"``, then those registered
+    since by extensions (none unless a module registered one in this process)."""
+    return _BUILT_IN[kind] + tuple(_EXTENSIONS[kind])

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from mer_keras import names
 from mer_keras._keras import lazy_keras as keras  # TensorFlow loads when a model is built
 from mer_keras.errors import OptionError
 from mer_keras.preprocess.representation import REPRESENTATIONS, RepresentationConfig
@@ -162,6 +163,7 @@ def register_model(name: str, *, representation: str, input_shape: tuple[int, ..
     def wrap(builder: Callable[..., keras.Model]) -> Callable[..., keras.Model]:
         if name in _REGISTRY:
             raise ValueError(f"model {name!r} is already registered")
+        names.add_extension("models", name)
         _REGISTRY[name] = ModelSpec(name, builder, representation, tuple(input_shape), citation, defaults,
                                     dict(aux_losses or {}), dict(representation_options or {}), explain_layer, lr,
                                     tuple(variants), dict(recipes or {}))

@@ -234,3 +234,43 @@ def content_duplicates(ds) -> list[str]:
         check(f"pixels:{pixels.shape}:" + hashlib.sha256(pixels.tobytes()).hexdigest(), who, where,
               "the same picture (same decoded pixels)")
     return warnings
+
+
+def check_records(ds, strict: bool = False):
+    """``ds`` (a :class:`~mer_keras.data.records.Dataset`, changed in place and returned) with one
+    spelling per database and subject (:func:`mer_keras.data.identities.unify`),
+    duplicated records kept once (:func:`mer_keras.data.checks.drop_duplicates`), the same content
+    under two records found (:func:`mer_keras.data.checks.content_duplicates`) and each clip's notes
+    (files left out of its frames) collected: all of it in ``ds.warnings``; with ``strict`` a
+    warning is an error.
+
+    Raises:
+        DataError: ids that differ by separators or leading zeros only; the same record with two
+            labels; with ``strict``, any warning.
+    """
+    import dataclasses
+
+    from mer_keras.data.identities import folded, unify
+
+    n = len(ds.samples)
+    sources = [s.source or s.key for s in ds.samples] + [r.source or r.path for r in ds.images]
+    databases, w_db = unify([s.database for s in ds.samples] + [r.dataset for r in ds.images], sources, "database")
+    subjects, w_subject = unify([s.subject for s in ds.samples] + [r.subject for r in ds.images], sources, "subject",
+                                scope=[folded(d) for d in databases])
+    if w_db or w_subject:
+        ds.samples = [dataclasses.replace(s, database=d, subject=sub)
+                      for s, d, sub in zip(ds.samples, databases[:n], subjects[:n])]
+        ds.images = [dataclasses.replace(r, dataset=d, subject=sub)
+                     for r, d, sub in zip(ds.images, databases[n:], subjects[n:])]
+        if ds.counts:  # per-database counts of a composite: of the unified ids
+            ds.counts = {d: {"samples": len(mine), "subjects": len({s.subject for s in mine}),
+                             **{c: sum(s.label == c for s in mine) for c in ds.classes}}
+                         for d in dict.fromkeys(s.database for s in ds.samples)
+                         for mine in [[s for s in ds.samples if s.database == d]]}
+    ds.samples, w1 = drop_duplicates(ds.samples, lambda s: (s.database, tuple(s.frame_paths), s.onset, s.apex,
+                                                            s.offset), lambda s: s.label, lambda s: s.source)
+    ds.images, w2 = drop_duplicates(ds.images, lambda r: (r.dataset, r.path), lambda r: r.label, lambda r: r.source)
+    notes = list(dict.fromkeys(note for s in ds.samples for note in s.notes))  # a shared folder said once
+    ds.warnings = [*ds.warnings, *w_db, *w_subject, *w1, *w2, *content_duplicates(ds), *notes]
+    raise_if_strict(ds.warnings, strict, "data")
+    return ds

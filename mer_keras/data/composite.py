@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable, Sequence
 
-from mer_keras.data.records import Sample
+from mer_keras.data.records import Dataset, Sample
 from mer_keras.errors import DataError, OptionError
 
 CLASSES = ("negative", "positive", "surprise")
@@ -101,3 +101,64 @@ def parse_class_map(items: Sequence[str] | None) -> dict[str, str] | str | None:
                               "FROM= leaves FROM out)")
         mapping[source.strip().lower()] = target.strip().lower()
     return mapping
+
+
+def apply_class_map(ds: Dataset, classes: Sequence[str], class_map: dict[str, str] | str | None,
+                    what: str) -> tuple[Dataset, dict[str, int]]:
+    """``ds`` with every record's label one of ``classes`` (a model's), nothing dropped silently.
+
+    A label already in ``classes`` stays. Others go through ``class_map``
+    (:func:`parse_class_map`): ``"composite"`` maps each database's
+    emotions as the MEGC2019 composite does (an emotion outside it, e.g. CASME II's *others*, is
+    left out), a dict maps label -> class (an empty class leaves the label out).
+
+    Args:
+        what: the option that supplied the data, for messages (e.g. ``"--data casme2"``).
+    Returns:
+        (the dataset relabelled, its ``classes`` set to ``classes``; {original label: clips left out}).
+    Raises:
+        OptionError: labels that are not classes and that the map does not cover (named, with their
+            counts), or a map target that is not a class.
+    """
+    import dataclasses
+    from collections import Counter
+
+    classes = list(classes)
+    if isinstance(class_map, dict):
+        bad = sorted({t for t in class_map.values() if t and t not in classes})
+        if bad:
+            raise OptionError(f"--class-map: targets {bad} are not classes of the model ({', '.join(classes)})")
+
+    def new_label(label: str, emotion: str, database: str) -> str | None | bool:
+        if label in classes:
+            return label
+        if class_map == COMPOSITE_MAP:
+            mapped = CROSS_LABEL_MAP.get(database, {}).get(emotion or label)
+            return None if mapped is None else (mapped if mapped in classes else False)
+        if isinstance(class_map, dict) and label.lower() in class_map:
+            return class_map[label.lower()] or None
+        return False  # not covered: an error
+
+    left_out, uncovered = Counter(), Counter()
+
+    def relabelled(records, emotion_of, database_of) -> list:
+        kept = []
+        for record in records:
+            label = new_label(record.label, emotion_of(record), database_of(record))
+            if label is False:
+                uncovered[record.label] += 1
+            elif label is None:
+                left_out[record.label] += 1
+            else:
+                kept.append(dataclasses.replace(record, label=label))
+        return kept
+
+    samples = relabelled(ds.samples, lambda s: s.emotion, lambda s: s.database)
+    images = relabelled(ds.images, lambda r: "", lambda r: r.dataset)
+    if uncovered:
+        listed = ", ".join(f"{k} ({n})" for k, n in sorted(uncovered.items()))
+        raise OptionError(f"{what}: labels {listed} are not classes of the model ({', '.join(classes)}); map them with "
+                          "--class-map FROM=TO (FROM= leaves a label out), or --class-map composite")
+    if not samples and not images:
+        raise OptionError(f"{what}: no clip left in the model's classes ({', '.join(classes)}) after --class-map")
+    return dataclasses.replace(ds, classes=classes, samples=samples, images=images), dict(left_out)

@@ -47,7 +47,7 @@ def make_sample(database: str, subject: str, clip_id: str, folder: Path, onset: 
             motion against onset, :func:`mer_keras.preprocess.frames.spot_apex`).
         where: sheet:row (or folder) for error messages.
     Files beside the frames that do not follow their naming (:func:`mer_keras.data.sheets.frame_listing`)
-    are left out and named in the sample's ``notes`` (:func:`mer_keras.data.datasets.check_records`
+    are left out and named in the sample's ``notes`` (:func:`mer_keras.data.checks.check_records`
     turns them into warnings).
 
     Raises:

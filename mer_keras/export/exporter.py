@@ -1,4 +1,5 @@
-"""Writing one export format of a model, and verifying an export against the Keras model.
+"""Writing one export format of a model, and verifying an export against the Keras model, each
+by the format's exporter object (:mod:`mer_keras.export.exporters`).
 
 Every export is written atomically (a temporary file or folder renamed into place) and described
 by an info dict (format, sha256, bytes, quantization scales, float ops left) for ``metadata.json``;
@@ -8,8 +9,6 @@ held-out inputs. The ``mer-keras export RUN`` job over a run folder is :mod:`mer
 
 from __future__ import annotations
 
-import contextlib
-import io
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -17,7 +16,6 @@ from pathlib import Path
 
 import numpy as np
 
-from mer_keras import atomic
 from mer_keras.export.formats import ExportFormat
 
 
@@ -64,7 +62,7 @@ class QATOptions:
 
 def write_export(model, fmt: ExportFormat, folder: Path, x_train: np.ndarray | None = None,
                  y_train: np.ndarray | None = None, qat: QATOptions | None = None) -> tuple[Path, dict]:
-    """Write ``model`` in one format into ``folder``.
+    """Write ``model`` in one format into ``folder`` (by the row's exporter).
 
     Args:
         model: the float single-output classifier (``keras.Model``), input float32 in [0, 255].
@@ -89,34 +87,7 @@ def write_export(model, fmt: ExportFormat, folder: Path, x_train: np.ndarray | N
                          "(x, y) -> tf.data.Dataset")
     t0 = time.perf_counter()
     path = Path(folder) / fmt.filename
-    info: dict = {"format": fmt.name}
-    if fmt.format == "keras":
-        if not path.is_file():  # a run folder's model.keras is the source itself: kept as it is
-            from mer_keras.models.io import save_keras
-
-            save_keras(model, path)
-    elif fmt.format == "saved_model":
-        with atomic.atomic_dir(path) as tmp, contextlib.redirect_stdout(io.StringIO()):  # Keras prints the endpoints
-            model.export(str(tmp))
-    elif fmt.format == "onnx":
-        from mer_keras.export.onnx import convert_onnx
-
-        info["onnx"] = convert_onnx(model, path)
-    else:
-        from mer_keras.export.tflite import convert_checked
-        from mer_keras.runtime.tflite import TFLiteModel
-
-        source = model
-        if fmt.quant == "qat":
-            from mer_keras.export.quantize import qat_fine_tune
-
-            source, plan, history = qat_fine_tune(model, x_train, y_train, qat.batches, epochs=qat.epochs,
-                                                  lr=qat.lr, class_weight=qat.class_weight, seed=qat.seed)
-            info["qat"] = {"epochs": qat.epochs, "lr": qat.lr, **plan.summary(),
-                           "final_train_accuracy": history.get("accuracy", [None])[-1]}
-        blob, checked = convert_checked(source, fmt.quant, x_train)
-        atomic.write_bytes(path, blob)
-        info.update(checked, quantization=TFLiteModel(path).quantization())
+    info: dict = {"format": fmt.name, **fmt.exporter.write(model, fmt, path, x_train, y_train, qat)}
     info["seconds"] = round(time.perf_counter() - t0, 2)
     if path.is_file():
         info.update(bytes=path.stat().st_size, sha256=sha256_file(path))
@@ -132,30 +103,7 @@ def predict_export(path: Path, fmt: ExportFormat, x: np.ndarray, batch_size: int
         ValueError: a TFLite file that does not load or whose input shape differs from ``x``'s.
         ModelFileError: a ``.keras`` file that does not load.
     """
-    if fmt.format == "tflite":
-        from mer_keras.runtime.tflite import TFLiteModel
-
-        return TFLiteModel(path).predict(x)
-    if fmt.format == "onnx":
-        from mer_keras.export.onnx import predict_onnx
-
-        return predict_onnx(path, x, batch_size)
-    if fmt.format == "saved_model":
-        from mer_keras._keras import tf
-
-        loaded = tf.saved_model.load(str(path))  # keep a reference: the endpoint's variables live in it
-        return np.concatenate([loaded.serve(tf.constant(x[i:i + batch_size], tf.float32)).numpy()
-                               for i in range(0, len(x), batch_size)])
-    from mer_keras.models.inference import predict_proba
-    from mer_keras.models.io import load_model
-
-    # an export's .keras is the run's model.keras, checked against metadata.json when the export
-    # loaded it (or used with --allow-modified): here only what it predicts is compared
-    return predict_proba(load_model(path, allow_modified=True, warn=_ignore), x)
-
-
-def _ignore(message: str) -> None:
-    """A ``warn`` that says nothing (the warning was given where the model was first loaded)."""
+    return fmt.exporter.predict(path, x, batch_size)
 
 
 def verify_export(path: Path, fmt: ExportFormat, reference: np.ndarray, x: np.ndarray, y: np.ndarray,
@@ -166,11 +114,7 @@ def verify_export(path: Path, fmt: ExportFormat, reference: np.ndarray, x: np.nd
         :func:`mer_keras.export.verify.compare_outputs` plus ``uf1_drop_points``
         (100 x (UF1 Keras - UF1 export)).
     """
-    from mer_keras.export.verify import compare_outputs
-
-    out = compare_outputs(reference, predict_export(path, fmt, x), y, classes)
-    out["uf1_drop_points"] = round(100 * (out["uf1_reference"] - out["uf1_candidate"]), 2)
-    return out
+    return fmt.exporter.verify(path, reference, x, y, classes)
 
 
 #: Largest UF1 drop (points) of an int8 or QAT-int8 export against float32 the project accepts (issue #5).

@@ -143,7 +143,7 @@ def evaluate(opts: EvalOptions, console) -> Path:
     import numpy as np
 
     from mer_keras import atomic
-    from mer_keras.data.datasets import load_synthetic
+    from mer_keras.data.datasets import dataset_spec, find_dataset, load_synthetic
     from mer_keras.data.pipeline import RepresentationConfig, build_inputs
     from mer_keras.data.synthetic import SyntheticConfig
     from mer_keras.jobs.schema import validate
@@ -175,7 +175,8 @@ def evaluate(opts: EvalOptions, console) -> Path:
     config = read_json(folder / "config.json") if (folder / "config.json").exists() else {}
     seed = opts.seed if opts.seed is not None else int(config.get("seed", 0)) + 1
     trained_on = meta.get("dataset")
-    if opts.data is None and trained_on not in (None, "synthetic"):
+    trained_spec = find_dataset(trained_on)
+    if opts.data is None and trained_on is not None and not (trained_spec and trained_spec.generated):
         from mer_keras.errors import OptionError
 
         raise OptionError(f"{opts.target}: trained on {trained_on}; new synthetic clips would say nothing about it: "
@@ -191,11 +192,12 @@ def evaluate(opts: EvalOptions, console) -> Path:
                           "would replace its own: give a new folder")
     cache = default_cache_dir(opts.cache_dir)
     left_out = {}
-    if opts.class_map and opts.data in (None, "synthetic"):
+    generated = opts.data is None or dataset_spec(opts.data).generated
+    if opts.class_map and generated:
         from mer_keras.errors import OptionError
 
         raise OptionError("--class-map applies to --data (a database); the synthetic clips are in the run's classes")
-    if opts.data and opts.data != "synthetic":
+    if not generated:
         x, y, n, dataset, left_out = dataset_inputs(opts, rep, classes, meta, cache, console)
     else:
         ds = load_synthetic(SyntheticConfig(subjects=opts.subjects, clips_per_subject=opts.clips, seed=seed),
@@ -204,7 +206,7 @@ def evaluate(opts: EvalOptions, console) -> Path:
         console.print(f"evaluation set: {len(samples)} synthetic clips (seed {seed}) at {ds.root}", soft_wrap=True)
         x = build_inputs(samples, rep, cache_dir=cache)
         y = np.array([classes.index(s.label) for s in samples])
-        n, dataset = len(samples), "synthetic"
+        n, dataset = len(samples), ds.name
     from mer_keras.environment import differences, environment_record
 
     env_warnings = differences({str(folder): config.get("environment") if config else None,
@@ -239,7 +241,7 @@ def evaluate(opts: EvalOptions, console) -> Path:
     reference = next(iter(scores))  # model.keras when present, else the first TFLite file
     plot_confusion_matrix(scores[reference]["confusion_matrix"], classes, out / "confusion_matrix.png",
                           title=f"{reference} on {dataset} ({n} clips)")
-    synthetic = dataset == "synthetic"
+    synthetic = generated
     atomic.write_json(out / "results.json", {"target": str(opts.target), "dataset": dataset,
                                              "seed": seed if synthetic else None, "n_samples": n, "classes": classes,
                                              "class_map": opts.class_map, "left_out": left_out,
@@ -322,7 +324,7 @@ def dataset_inputs(opts: EvalOptions, rep: RepresentationConfig, classes: list[s
     """
     import numpy as np
 
-    from mer_keras.data.datasets import apply_class_map
+    from mer_keras.data.composite import apply_class_map
     from mer_keras.jobs.inputs import build_dataset_inputs, load_data_for_model
 
     ds = load_data_for_model(opts.data, opts.root, opts.strict, meta.get("apex_policy") or "midpoint", opts.cache_dir,

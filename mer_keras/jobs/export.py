@@ -33,7 +33,7 @@ from mer_keras import atomic
 from mer_keras.data.composite import parse_class_map
 from mer_keras.errors import DataError, ModelFileError, OptionError
 from mer_keras.export.exporter import INT8_UF1_BUDGET_POINTS, QATOptions, verify_export, write_export
-from mer_keras.export.formats import FORMAT_NAMES, FORMATS, TFLITE_QUANTS, find_format
+from mer_keras.export.formats import FORMATS, find_format, format_names, tflite_quants
 from mer_keras.jobs.schema import option, validate
 from mer_keras.jobs.trained import console_warning
 
@@ -47,8 +47,8 @@ class ExportOptions:
 
     run: str = option(help="Run folder written by mer-keras train.", argument=True)
     format: str = option("tflite", "Export format; 'all' writes every row of the table.",
-                         choices=lambda: (*FORMAT_NAMES, "all"))
-    quant: str | None = option(None, "TFLite quantization (default none = float32).", choices=lambda: TFLITE_QUANTS)
+                         choices=lambda: (*format_names(), "all"))
+    quant: str | None = option(None, "TFLite quantization (default none = float32).", choices=tflite_quants)
     qat_epochs: int = option(_QAT.epochs, "Quantization-aware fine-tuning epochs (--quant qat).", min=1, max=10_000)
     qat_lr: float = option(_QAT.lr, "Learning rate of the QAT fine-tuning.", above=0.0)
     verify_data: str | None = option(None, "Held-out database or manifest to verify on (runs on real data).")
@@ -249,7 +249,7 @@ def heldout_inputs(opts, rep, classes: Sequence[str], console, verify_data: str 
 
     Synthetic runs: a new synthetic set (seed + 1: new pseudo-subjects and clips, the run's size).
     Database runs: ``verify_data`` (a database name or manifest) when given, its labels mapped to
-    the run's classes by ``class_map`` (:func:`mer_keras.data.datasets.apply_class_map`: a label
+    the run's classes by ``class_map`` (:func:`mer_keras.data.composite.apply_class_map`: a label
     neither a class nor mapped is an error, labels the map leaves out are counted); clips that
     fail preprocessing (no face, unreadable frames) are left out, as in training, and counted.
 
@@ -259,14 +259,15 @@ def heldout_inputs(opts, rep, classes: Sequence[str], console, verify_data: str 
         OptionError: labels of ``verify_data`` outside the run's classes and not mapped (named).
         DataError: ``verify_data`` has no usable clip in the run's classes (names both).
     """
-    from mer_keras.data.datasets import load_synthetic
+    from mer_keras.data.datasets import dataset_spec, load_synthetic
     from mer_keras.data.pipeline import build_inputs, prepare
     from mer_keras.data.synthetic import SyntheticConfig
     from mer_keras.preprocess.cache import default_cache_dir
 
     cache = default_cache_dir(opts.cache_dir)
     if verify_data:
-        from mer_keras.data.datasets import apply_class_map, load_dataset
+        from mer_keras.data.composite import apply_class_map
+        from mer_keras.data.datasets import load_dataset
 
         ds = load_dataset(verify_data, verify_root, strict=False, apex_policy=opts.apex, cache_dir=opts.cache_dir)
         ds, left_out = apply_class_map(ds, classes, class_map, f"--verify-data {verify_data}")
@@ -280,7 +281,7 @@ def heldout_inputs(opts, rep, classes: Sequence[str], console, verify_data: str 
                              f"{len(failed)} failed preprocessing)")
         desc = (f"{ds.name}: {len(samples)} clips" + (f" ({len(failed)} skipped in preprocessing)" if failed else "")
                 + "".join(f", {n} labelled {k} left out by --class-map" for k, n in sorted(left_out.items())))
-    elif not opts.data or opts.data == "synthetic":
+    elif not opts.data or dataset_spec(opts.data).generated:
         seed = opts.seed + 1
         samples = load_synthetic(SyntheticConfig(subjects=opts.subjects, clips_per_subject=opts.clips, seed=seed),
                                  faces=opts.faces, cache_dir=cache).samples
@@ -366,7 +367,7 @@ def export_run(run: str | Path, formats: Sequence[str], console, qat: QATOptions
     check_writable(run, "RUN")  # the exports are written beside the model, before any work
     for name in formats:
         fmt = FORMATS[name]  # e.g. a folder in the way of a file
-        check_writable(run / fmt.filename, "RUN", file=fmt.format != "saved_model")
+        check_writable(run / fmt.filename, "RUN", file=not fmt.exporter.folder)
     meta = read_json(run / "metadata.json")
     config = read_json(run / "config.json")
     if (run / "export_report.json").exists():
@@ -428,8 +429,8 @@ def _export_one(model, fmt, run: Path, staging: Path, x_train, y_train, q: QATOp
         The format's info with ``path`` (in the run) and ``verification``.
     """
     with console.status(f"exporting {fmt.name}"):
-        # the Keras format is the run's model.keras itself, kept where it is
-        path, info = write_export(model, fmt, run if fmt.format == "keras" else staging, x_train, y_train, q)
+        # an in-place format (Keras) is the run's model.keras itself, kept where it is
+        path, info = write_export(model, fmt, run if fmt.exporter.in_place else staging, x_train, y_train, q)
         info["verification"] = {"inputs": desc, "held_out": held_out,
                                 **verify_export(path, fmt, reference, x_ver, y_ver, classes)}
     with run_lock(run):  # the file and its entries change together: never a file metadata.json does not describe

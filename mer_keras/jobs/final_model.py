@@ -43,12 +43,13 @@ def window_from_samples(samples: Sequence[Sample]) -> dict | None:
 def deployment_window(data: Dataset) -> dict | None:
     """The sliding window recorded for video input: from the training clips
     (:func:`window_from_samples`), or the dataset's documented one for ready images without
-    frames (the published composite flow images: :data:`mer_keras.data.megc2019_flow.WINDOW`)."""
-    window = window_from_samples(data.samples)
-    if window is None and data.name == "megc2019-flow":
-        from mer_keras.data.megc2019_flow import WINDOW
+    frames (its table row's ``window``, e.g. the published composite flow images')."""
+    from mer_keras.data.datasets import find_dataset
 
-        window = dict(WINDOW)
+    window = window_from_samples(data.samples)
+    spec = find_dataset(data.name)
+    if window is None and spec is not None and spec.window is not None:
+        window = dict(spec.window)
     return window
 
 

@@ -44,7 +44,8 @@ class DataRequest:
     they are the job's, see :class:`mer_keras.jobs.train_options.TrainOptions`).
 
     Attributes:
-        data: a name of :data:`mer_keras.data.datasets.DATASETS`. root: its folder or manifest CSV.
+        data: a name of the dataset table (:func:`mer_keras.data.datasets.dataset_spec`). root: its
+            folder or manifest CSV.
         protocol: ``loso``, ``composite`` or ``cross``; test_data / test_root: the cross protocol's
             test database. strict: stop at the first bad record. apex: apex policy for sheets
             without one. subjects, clips, seed, faces: the synthetic set. cache_dir: cache root.
@@ -84,19 +85,21 @@ def load_data(req: DataRequest, console) -> Dataset:
         OptionError: options that do not fit the protocol. DataError, MissingFileError: bad data.
     """
     from mer_keras.data.database import describe
-    from mer_keras.data.datasets import load_cross, load_dataset
+    from mer_keras.data.datasets import dataset_spec, load_cross, load_dataset, registered_datasets
 
+    spec = dataset_spec(req.data)
     if req.protocol == "cross":
-        if not req.data or req.data == "synthetic" or not req.test_data:
+        if spec.generated or not req.test_data:
             raise OptionError("--protocol cross needs --data TRAIN_DB and --test-data TEST_DB")
         ds = load_cross(req.data, req.root, req.test_data, req.test_root, req.strict, req.apex)
         n_test = sum(s.database in ds.test_databases for s in ds.samples)
         console.print(f"cross-database: train {req.data} ({len(ds.samples) - n_test} clips) -> test {req.test_data} "
                       f"({n_test} clips) in classes {', '.join(ds.classes)}", soft_wrap=True)
         return ds
-    if req.protocol == "composite" and req.data != "composite":
-        raise OptionError("--protocol composite runs on --data composite")
-    if req.data == "synthetic":
+    if req.protocol not in spec.protocols:
+        runs_on = [s.name for s in registered_datasets() if req.protocol in s.protocols]
+        raise OptionError(f"--protocol {req.protocol} runs on --data {' or '.join(runs_on)}")
+    if spec.generated:
         from mer_keras.data.synthetic import SyntheticConfig
 
         cfg = SyntheticConfig.for_expression(req.synthetic_expression, subjects=req.subjects,
@@ -104,7 +107,7 @@ def load_data(req: DataRequest, console) -> Dataset:
                                              capture=req.synthetic_capture)
         with progress_bar(console) as prog:
             task = prog.add_task("synthetic clips", total=cfg.subjects * cfg.clips_per_subject, info="")
-            ds = load_dataset("synthetic", cache_dir=req.cache_dir, synthetic=cfg, faces=req.faces,
+            ds = load_dataset(req.data, cache_dir=req.cache_dir, synthetic=cfg, faces=req.faces,
                               progress=lambda d, t: prog.update(task, completed=d))
             prog.update(task, completed=len(ds.samples))
         console.print(f"synthetic data: {len(ds.samples)} {req.synthetic_expression}-expression clips of "

@@ -16,10 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from mer_keras import names
 from mer_keras.errors import MissingFileError, ModelFileError, OptionError
 from mer_keras.jobs.schema import option
 from mer_keras.jobs.trained import MODEL_FILES, find_model  # noqa: F401  (re-exported: predict's model lookup)
-from mer_keras.names import APEX_POLICIES, DATASETS
+from mer_keras.names import APEX_POLICIES
 
 if TYPE_CHECKING:  # the options are read by `mer-keras --help`, which must not load pandas or TensorFlow
     import pandas as pd
@@ -44,7 +45,7 @@ class PredictOptions:
                                       "midpoint of onset..offset.", choices=lambda: APEX_POLICIES)
     pairs: bool = option(False, "Read image inputs two at a time as onset / apex frames of one clip.")
     data: str | None = option(None, "Predict every clip of a dataset instead (a name of `mer-keras train --data`).",
-                              choices=lambda: DATASETS)
+                              choices=lambda: names.offered("datasets"))
     root: str | None = option(None, "The dataset's folder (or manifest CSV).")
     strict: bool = option(False, "Stop at the first bad clip of --data instead of skipping it.")
     spot: bool = option(False, "Treat each video or frame folder as a long recording: spot its micro- and "

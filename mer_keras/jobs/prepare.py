@@ -12,21 +12,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mer_keras.jobs.schema import option, validate
-from mer_keras.names import DATASETS
+from mer_keras.names import PREPARABLE_DATASETS
 
 if TYPE_CHECKING:  # the options are read by `mer-keras --help`, which must not load OpenCV or pandas
     from mer_keras.data.prepare import PrepareReport
-
-
-def _databases():
-    return tuple(n for n in DATASETS if n != "synthetic")
 
 
 @dataclass
 class PrepareOptions:
     """Options of ``mer-keras data prepare``."""
 
-    db: str = option(help="Database, composite, or manifest.", argument=True, choices=_databases)
+    db: str = option(help="Database, composite, or manifest.", argument=True, choices=lambda: PREPARABLE_DATASETS)
     root: str | None = option(None, "Database folder (or manifest CSV); default $MER_DATA_ROOT/<DB>.")
     workers: int = option(1, "Processes (each loads its own face mesh).", min=1, max=256)
     strict: bool = option(False, "Stop at the first bad clip.")

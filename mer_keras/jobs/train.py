@@ -105,6 +105,31 @@ def refuse_finished(folder: RunFolder, wants_final: bool) -> None:
                              "model, is written last); nothing to resume")
 
 
+def fixed_input(opts: TrainOptions, rep: RepresentationConfig, data_spec) -> RepresentationConfig:
+    """``rep`` as the ready images of ``data_spec`` (:attr:`DatasetSpec.fixed_input`) are: their
+    representation is required, their encoding recorded (deployment encodes video as they were).
+
+    Raises:
+        OptionError: the model takes another representation (the models that fit are named), or
+            ``--flow-encoding`` asks for another encoding than the images hold.
+    """
+    from mer_keras.factory import get_spec, list_models
+
+    fixed = data_spec.fixed_input
+    want, encoding = fixed["representation"], fixed.get("flow_encoding")
+    if rep.representation != want:
+        fitting = ", ".join(n for n in list_models() if get_spec(n).representation == want)
+        hint = "" if opts.spec.representation == "sequence" else \
+            f", or --representation {want}" + (f" (with --input-size {fixed['size']} to keep the images' size)"
+                                               if fixed.get("size") else "")
+        raise OptionError(f"--data {data_spec.name} holds {fixed['what']}; {opts.model} takes {rep.representation} "
+                          f"inputs: use a {want} model ({fitting}){hint}")
+    if encoding and opts.flow_encoding and opts.flow_encoding != encoding:
+        raise OptionError(f"--flow-encoding {opts.flow_encoding}: {fixed['why']}; a model trained on them takes "
+                          f"--flow-encoding {encoding}")
+    return replace(rep, flow_encoding=encoding) if encoding else rep
+
+
 def resolve_options(opts: TrainOptions) -> tuple[TrainOptions, RepresentationConfig]:
     """Step *resolve options*: check every option, fill the model's defaults; nothing is built.
 
@@ -120,11 +145,13 @@ def resolve_options(opts: TrainOptions) -> tuple[TrainOptions, RepresentationCon
 
     # recorded absolute: export, explain and --resume read the run from any working folder
     opts = replace(opts, **absolute_paths(asdict(opts), os.getcwd()))
-    spec = opts.spec
-    if opts.synthetic_expression != "micro" and opts.data != "synthetic":
+    from mer_keras.data.datasets import dataset_spec
+
+    spec, data_spec = opts.spec, dataset_spec(opts.data)
+    if opts.synthetic_expression != "micro" and not data_spec.generated:
         raise OptionError(f"--synthetic-expression {opts.synthetic_expression} applies to the synthetic set, not "
                           f"--data {opts.data}")
-    if opts.synthetic_capture != "single" and opts.data != "synthetic":
+    if opts.synthetic_capture != "single" and not data_spec.generated:
         raise OptionError(f"--synthetic-capture {opts.synthetic_capture} applies to the synthetic set, not "
                           f"--data {opts.data}")
     if opts.sampling == "balanced" and opts.class_weight is None:  # the batches are balanced, not the loss
@@ -142,17 +169,8 @@ def resolve_options(opts: TrainOptions) -> tuple[TrainOptions, RepresentationCon
         rep = replace(rep, size=opts.input_size, crop=max(128, opts.input_size))
     if opts.shift and opts.shift >= rep.size:  # every pixel would be an edge repeated
         raise OptionError(f"--shift {opts.shift}: expected fewer pixels than the input's side ({rep.size} px)")
-    if opts.data == "megc2019-flow":
-        if rep.representation != "flow":
-            raise OptionError(f"--data megc2019-flow holds optical-flow images; {opts.model} takes "
-                              f"{rep.representation} inputs: use a flow model (ststnet, off_apexnet, "
-                              "feature_refinement, htnet)" + ("" if spec.representation == "sequence" else
-                                                               ", or --representation flow (with --input-size 28 "
-                                                               "to keep the images' size)"))
-        if opts.flow_encoding == "fixed":
-            raise OptionError("--flow-encoding fixed: the published composite flow images are min-max encoded per "
-                              "image; a model trained on them takes --flow-encoding minmax")
-        rep = replace(rep, flow_encoding="minmax")  # what the published images hold (recorded for deployment)
+    if data_spec.fixed_input:
+        rep = fixed_input(opts, rep, data_spec)
     elif opts.flow_encoding:
         if rep.representation != "flow":
             raise OptionError(f"--flow-encoding applies to flow inputs; {opts.model} takes {rep.representation}")
@@ -227,9 +245,10 @@ def check_init_source(init_from: str, dataset: str, protocol: str, console) -> N
         console.print(f"[yellow]note:[/] {init_from} has no metadata.json beside it: make sure it never saw the "
                       "test subjects of this run", soft_wrap=True)
         return
+    from mer_keras.data.datasets import databases_of
+
     source = read_json(meta_path).get("dataset")  # names an empty file, bad JSON or a list
-    parts = {dataset, *dataset.split("-to-")}
-    if source in parts or (dataset == "composite" and source in ("casme2", "samm", "smic")):
+    if isinstance(source, str) and databases_of(source) & databases_of(dataset):
         raise OptionError(f"--init-from {init_from} was trained on {source}, which holds the test subjects of this "
                           f"{protocol} run on {dataset}: its weights would leak them. Pre-train on other data.")
 

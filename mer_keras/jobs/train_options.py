@@ -85,9 +85,9 @@ class TrainOptions:
     model registry holds (``None`` here means "the model's").
     """
 
-    model: str = option(_TRAINING.model, "Architecture from the registry.", choices=lambda: names.MODELS)
+    model: str = option(_TRAINING.model, "Architecture from the registry.", choices=lambda: names.offered("models"))
     data: str = option("synthetic", "Dataset: the embedded synthetic set, a database, the MEGC2019 composite (root "
-                       "holds CASME2/, SAMM/, SMIC/) or a manifest CSV.", choices=lambda: names.DATASETS)
+                       "holds CASME2/, SAMM/, SMIC/) or a manifest CSV.", choices=lambda: names.offered("datasets"))
     root: str | None = option(None, "Database folder (or manifest CSV); default $MER_DATA_ROOT/<DB>.")
     strict: bool = option(False, "Stop at the first bad clip instead of skipping it.")
     protocol: str = option("loso", "loso; composite (LOSO on --data composite, per-database metrics too); cross "

@@ -176,7 +176,9 @@ def tune(opts: TuneOptions, console=None) -> Path:
         raise OptionError(f"--space shift / --shift: {opts.model}'s input is {rep.regions} regions tiled 2 x 2; a "
                           "translation would move one region's pixels into its neighbour's tile")
     opts = replace(opts, space=space)
-    if opts.data == "synthetic":  # its subject count is an option: checked before the set is rendered
+    from mer_keras.data.datasets import dataset_spec
+
+    if dataset_spec(opts.data).generated:  # its subject count is an option: checked before the set is rendered
         check_group_count(opts.groups, opts.subjects)
     strategy = get_strategy(opts.strategy)
     data = load_data(DataRequest.of(opts), console)

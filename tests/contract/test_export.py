@@ -7,7 +7,7 @@ import pytest
 from typer.testing import CliRunner
 
 from mer_keras.cli.main import app
-from mer_keras.export.formats import FORMAT_NAMES, FORMATS, TFLITE_QUANTS, find_format
+from mer_keras.export.formats import FORMATS, find_format, format_names, tflite_quants
 from mer_keras.factory import create_model, inference_model, list_models
 from mer_keras.runtime.metadata import sha256_file
 
@@ -15,15 +15,15 @@ runner = CliRunner()
 
 
 def test_formats_table_drives_the_choices():
-    assert FORMAT_NAMES == ("keras", "saved_model", "onnx", "tflite")
-    assert TFLITE_QUANTS == ("none", "fp16", "dynamic", "int8", "qat")
+    assert format_names() == ("keras", "saved_model", "onnx", "tflite")
+    assert tflite_quants() == ("none", "fp16", "dynamic", "int8", "qat")
     assert find_format("tflite").name == "tflite_fp32"
     assert find_format("tflite", "qat").filename == "model_qat_int8.tflite"
     assert find_format("keras", "none").name == "keras"
     with pytest.raises(ValueError, match="valid: --format keras"):
         find_format("keras", "int8")
     res = runner.invoke(app, ["export", "--help"])
-    for q in TFLITE_QUANTS:
+    for q in tflite_quants():
         assert q in res.output
 
 
