@@ -24,6 +24,7 @@ of a first run against your copy.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -228,19 +229,57 @@ def load_samm_long(root, strict: bool = False) -> list[SpotVideo]:
     return _collect(rows, frame_root, 200.0, "samm", strict)
 
 
+@dataclass(frozen=True)
+class SpotDatasetSpec:
+    """One row of the spotting table: a database of long videos with spotting annotations.
+
+    Attributes:
+        name: the ``mer-keras spot --data`` value (one of :data:`~mer_keras.names.SPOT_DATASETS`).
+        load: ``load(root, *, strict, synthetic, faces, cache_dir, progress) -> list[SpotVideo]``.
+        generated: rendered by the package (no root; takes a
+            :class:`~mer_keras.data.synthetic.long.LongVideoConfig`), not read from a folder.
+    """
+
+    name: str
+    load: Callable[..., list[SpotVideo]]
+    generated: bool = False
+
+
+def _load_synthetic_long(root, *, synthetic=None, faces=None, cache_dir=None, progress=None, **_) -> list[SpotVideo]:
+    if root is not None:
+        raise OptionError("--root is for a database; the synthetic long videos are rendered, not read")
+    return load_synthetic_long(synthetic, faces, cache_dir, progress)
+
+
+#: The spotting databases, by name.
+SPOT_TABLE: dict[str, SpotDatasetSpec] = {spec.name: spec for spec in (
+    SpotDatasetSpec("synthetic", _load_synthetic_long, generated=True),
+    SpotDatasetSpec("casme_sq", lambda root, *, strict=False, **_: load_casme_sq_long(root, strict)),
+    SpotDatasetSpec("samm", lambda root, *, strict=False, **_: load_samm_long(root, strict)),
+)}
+if tuple(SPOT_TABLE) != SPOT_DATASETS:
+    raise RuntimeError(f"mer_keras.names.SPOT_DATASETS {SPOT_DATASETS} differs from the spotting table "
+                       f"{tuple(SPOT_TABLE)}")
+
+
+def spot_dataset(name: str) -> SpotDatasetSpec:
+    """The row of spotting database ``name``.
+
+    Raises:
+        OptionError: an unknown name (the message lists the known ones).
+    """
+    if name not in SPOT_TABLE:
+        raise OptionError(f"unknown spotting dataset {name!r}; expected one of {SPOT_DATASETS}")
+    return SPOT_TABLE[name]
+
+
 def load_spotting(name: str, root=None, *, synthetic=None, faces=None, cache_dir=None, strict: bool = False,
                   progress=None) -> list[SpotVideo]:
-    """The long videos of a spotting database (``SPOT_DATASETS``).
+    """The long videos of a spotting database (its :data:`SPOT_TABLE` row's loader).
 
     Raises:
         OptionError: an unknown name, or a root given for ``synthetic``. MissingFileError,
             DataError: see the database's loader.
     """
-    if name not in SPOT_DATASETS:
-        raise OptionError(f"unknown spotting dataset {name!r}; expected one of {SPOT_DATASETS}")
-    if name == "synthetic":
-        if root is not None:
-            raise OptionError("--root is for a database; the synthetic long videos are rendered, not read")
-        return load_synthetic_long(synthetic, faces, cache_dir, progress)
-    loader = load_casme_sq_long if name == "casme_sq" else load_samm_long
-    return loader(root, strict)
+    return spot_dataset(name).load(root, strict=strict, synthetic=synthetic, faces=faces, cache_dir=cache_dir,
+                                   progress=progress)

@@ -177,7 +177,7 @@ def run_spot(opts: SpotOptions, console=None) -> Path:
     from rich.progress import Progress
 
     from mer_keras import atomic
-    from mer_keras.data.spotting import load_spotting
+    from mer_keras.data.spotting import load_spotting, spot_dataset
     from mer_keras.data.synthetic.long import LongVideoConfig
     from mer_keras.jobs.evaluate import check_outputs
     from mer_keras.jobs.schema import validate
@@ -185,7 +185,8 @@ def run_spot(opts: SpotOptions, console=None) -> Path:
 
     validate(opts)  # the same checks as the command line, also for the Python API
     console = console or Console()
-    if opts.data != "synthetic" and opts.root is None:
+    generated = spot_dataset(opts.data).generated
+    if not generated and opts.root is None:
         raise OptionError(f"--data {opts.data} needs --root (the database's folder)")
     cfg = spot_config(micro_k=opts.micro_k, macro_k=opts.macro_k, min_snr=opts.min_snr, method=opts.method,
                       learned_model=opts.learned_model)
@@ -197,7 +198,7 @@ def run_spot(opts: SpotOptions, console=None) -> Path:
 
         model_path, meta = find_model(opts.model)
     synthetic = LongVideoConfig(videos=opts.videos, seconds=opts.seconds, fps=opts.fps, seed=opts.seed) \
-        if opts.data == "synthetic" else None
+        if generated else None
     from dataclasses import asdict
 
     setup = json.loads(json.dumps({"data": opts.data, "root": str(Path(opts.root).resolve()) if opts.root else None,
