@@ -31,7 +31,8 @@ import numpy as np
 def teacher_configs(run: Path, console):
     """(inputs, data, folds, cfg_of, final indices, final cfg) of one teacher run folder."""
     from mer_keras.data.protocols import PROTOCOLS
-    from mer_keras.jobs.train import load_run_inputs, resolve_options, train_config
+    from mer_keras.jobs.resolve import resolve_options, train_config
+    from mer_keras.jobs.run_inputs import load_run_inputs
 
     opts, rep, data, inputs, final_mask = load_run_inputs(run, console)
     opts, rep = resolve_options(opts)
@@ -75,7 +76,7 @@ def main() -> None:
 
     from rich.console import Console
 
-    from mer_keras.jobs.train import resolve_options, train_config
+    from mer_keras.jobs.resolve import resolve_options, train_config
     from mer_keras.jobs.train_options import TrainOptions
     from mer_keras.models.inference import predict_proba
     from mer_keras.models.io import save_keras

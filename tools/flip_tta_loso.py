@@ -26,7 +26,8 @@ def main() -> None:
     from rich.console import Console
 
     from mer_keras.data.protocols import PROTOCOLS
-    from mer_keras.jobs.train import load_run_inputs, resolve_options, train_config
+    from mer_keras.jobs.resolve import resolve_options, train_config
+    from mer_keras.jobs.run_inputs import load_run_inputs
     from mer_keras.train.folds import run_folds
 
     def figures(protocol, data, y, p):  # the protocol's own report: overall and per database

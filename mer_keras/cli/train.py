@@ -11,7 +11,8 @@ from mer_keras.jobs.train_options import TrainOptions
 
 
 def _train(opts: TrainOptions) -> None:
-    from mer_keras.jobs.train import resume_options, train
+    from mer_keras.jobs.resolve import resume_options
+    from mer_keras.jobs.train import train
     from mer_keras.train.strategy import split_cpu
 
     cpu_replicas = opts.cpu_replicas

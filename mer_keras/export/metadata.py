@@ -19,7 +19,7 @@ def build_metadata(model_name: str, classes: Sequence[str], representation: dict
         representation: the RepresentationConfig as a dict (representation, crop, size, flow method).
         input_shape: the model's input without the batch, (H, W, C) or (T, H, W, C).
         files: {filename: {"format", "sha256", "bytes", optional "quantization"}}.
-        window: the sliding window for video input (:func:`mer_keras.jobs.train.window_from_samples`):
+        window: the sliding window for video input (:func:`mer_keras.jobs.final_model.window_from_samples`):
             {"seconds", "frames", "fps", "stride_frames"}, or None.
         apex_policy: how training chose the apex of clips whose coding gives none (``--apex``).
     Returns:

@@ -78,7 +78,7 @@ def _same(key: str, a, b) -> bool:
 
 
 def _members(folders: list[RunFolder]) -> tuple[list[dict], list[dict]]:
-    from mer_keras.jobs.evaluate import not_a_folder
+    from mer_keras.jobs.outputs import not_a_folder
 
     configs, folds = [], []
     for run in folders:
@@ -111,8 +111,8 @@ def ensemble(opts: EnsembleOptions, console=None) -> Path:
         MissingFileError: a folder is not a run.
     """
     from mer_keras.data.protocols import PROTOCOLS
-    from mer_keras.jobs.evaluate import check_writable
-    from mer_keras.jobs.train import print_report
+    from mer_keras.jobs.outputs import check_writable
+    from mer_keras.jobs.report import print_report
     from mer_keras.models.io import read_json
 
     validate(opts)
@@ -187,7 +187,7 @@ def ensemble(opts: EnsembleOptions, console=None) -> Path:
                        "ensemble_of": [m["run"] for m in members],
                        "environments": {str(r.path): c.get("environment") for r, c in zip(folders, configs)}})
     if console is not None:
-        from mer_keras.jobs.inputs import print_warnings
+        from mer_keras.jobs.report import print_warnings
 
         print_warnings(env_warnings, console)
         for m in members:
@@ -208,7 +208,7 @@ def _write_average_model(folders: list[RunFolder], configs: list[dict], name: st
 
     from mer_keras.export.metadata import build_metadata, sha256_file
     from mer_keras.jobs.final_model import export_tflite
-    from mer_keras.jobs.train import load_run_inputs
+    from mer_keras.jobs.run_inputs import load_run_inputs
     from mer_keras.models.io import load_model, read_json, save_keras
 
     console = console or Console(quiet=True)

@@ -12,13 +12,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mer_keras.data.composite import parse_class_map
-from mer_keras.errors import MissingFileError, ModelFileError
+from mer_keras.errors import ModelFileError
+from mer_keras.jobs.outputs import check_outputs
 from mer_keras.jobs.schema import option
+from mer_keras.jobs.trained import check_model_files, find_models
 
 if TYPE_CHECKING:  # the options are read by `mer-keras --help`, which must not load numpy, OpenCV or TensorFlow
-    import numpy as np
 
-    from mer_keras.jobs.trained import TrainedModel
     from mer_keras.preprocess.representation import RepresentationConfig
 
 
@@ -50,85 +50,6 @@ class EvalOptions:
                                                 "are otherwise an error.", cli_type=list[str], parse=parse_class_map)
     allow_modified: bool = option(False, "Score a model file whose sha256 differs from the one metadata.json records "
                                          "(changed since it was exported), with a warning; default: refuse it.")
-
-
-def find_models(target: Path) -> tuple[Path, dict[str, Path]]:
-    """The run folder and the model files to score in it.
-
-    Raises:
-        ModelFileError: nothing to score, or no metadata.json next to the model.
-    """
-    if target.is_dir():
-        from mer_keras.export.formats import FORMATS
-
-        folder = target
-        files = {f.filename: target / f.filename for f in FORMATS.values()
-                 if f.format in ("keras", "tflite") and (target / f.filename).is_file()}
-    elif target.is_file():
-        folder, files = target.parent, {target.name: target}
-    else:
-        raise MissingFileError(f"{target}: no such run folder or model file")
-    if not files:
-        raise ModelFileError(f"{target}: no model.keras or .tflite file to evaluate")
-    if not (folder / "metadata.json").exists():
-        raise ModelFileError(f"{folder / 'metadata.json'} is missing: "
-                             "it tells the classes and the input representation")
-    return folder, files
-
-
-def check_model_files(target: str, allow_modified: bool = False, warn=None) -> dict[str, TrainedModel]:
-    """Open every model file ``evaluate`` would score, checked, before the evaluation set is built.
-
-    A truncated, foreign or changed file (a sha256 other than ``metadata.json`` records), a model
-    whose outputs are not metadata.json's classes, or a TFLite model whose input is not the one
-    metadata.json describes, is then reported at once rather than after the (possibly long)
-    generation and preprocessing of the evaluation clips. Each file is hashed once
-    (:func:`mer_keras.jobs.trained.open_model`).
-
-    Args:
-        target: a run folder or a model file. allow_modified, warn: as
-            :func:`mer_keras.jobs.trained.open_model`.
-    Returns:
-        {file name: the opened :class:`~mer_keras.jobs.trained.TrainedModel`}, Keras first.
-    Raises:
-        ModelFileError, ValueError: the first unusable file or field (named).
-    """
-    from mer_keras.jobs.trained import open_model
-    from mer_keras.models.io import read_json
-    from mer_keras.preprocess.representation import RepresentationConfig
-    from mer_keras.runtime.metadata import check_classes
-
-    folder, files = find_models(Path(target))
-    meta_path = folder / "metadata.json"
-    meta = read_json(meta_path)
-    try:
-        expected = RepresentationConfig.from_dict(meta["preprocessing"]).input_shape
-        check_classes(meta["classes"], meta_path)
-    except (KeyError, TypeError, ValueError) as exc:  # ModelFileError (unreadable JSON) is a ValueError
-        if isinstance(exc, ModelFileError):
-            raise
-        raise ModelFileError(f"{meta_path}: missing or invalid field ({exc})") from None
-    opened = {}
-    for name, path in files.items():
-        opened[name] = model = open_model(path, allow_modified, warn)
-        if path.suffix == ".tflite":
-            shape = model.model.input_shape
-            if shape != tuple(expected):
-                raise ModelFileError(f"{path}: the model takes {shape} but {meta_path} describes "
-                                     f"inputs of shape {tuple(expected)}")
-    return opened
-
-
-def predict_file(path: Path, x: np.ndarray, allow_modified: bool = False, warn=None) -> np.ndarray:
-    """(N, K) probabilities of a ``.keras`` or ``.tflite`` model, checked against the metadata.json
-    beside it first (:func:`mer_keras.jobs.trained.open_model`).
-
-    Raises:
-        ModelFileError: the file is not what metadata.json says, or does not load (named).
-    """
-    from mer_keras.jobs.trained import open_model
-
-    return open_model(path, allow_modified, warn).predict(x)
 
 
 def evaluate(opts: EvalOptions, console) -> Path:
@@ -211,7 +132,7 @@ def evaluate(opts: EvalOptions, console) -> Path:
 
     env_warnings = differences({str(folder): config.get("environment") if config else None,
                                 "this machine": environment_record()}) if config.get("environment") else []
-    from mer_keras.jobs.inputs import print_warnings
+    from mer_keras.jobs.report import print_warnings
 
     print_warnings(env_warnings, console)  # the figures below are computed here, the run's were computed there
     scores, probs = {}, {}
@@ -248,69 +169,6 @@ def evaluate(opts: EvalOptions, console) -> Path:
                                              "models": scores, "parity": parity,
                                              "warnings": model_warnings + env_warnings})
     return out
-
-
-def check_writable(out: str | Path, option: str = "--out", file: bool = False) -> None:
-    """Refuse an output that cannot be written, before any work (every command's first step).
-
-    Args:
-        out: the folder the command creates or fills, or with ``file`` the file it creates or
-            replaces. option: how the message names it (``--out``, ``--annotate``, ``RUN``...).
-    Raises:
-        OptionError: naming ``option``, ``out`` and what is wrong: ``out`` (or the nearest of its
-            parents that exists) is a file where a folder is needed, a folder where a file is
-            written, a symbolic link to nothing or a loop of links, or a folder this process may
-            not write to.
-    """
-    import os
-
-    from mer_keras.errors import OptionError
-
-    out = Path(out)
-    probe = out
-    while True:
-        if probe.is_symlink() and not probe.exists():  # exists() follows the link: False for a loop or a dangling link
-            raise OptionError(f"{option} {out}: {'' if probe == out else f'{probe} is '}a symbolic link to nothing "
-                              "(or a loop of links)")
-        if probe.exists() or probe.parent == probe:
-            break
-        probe = probe.parent
-    if probe == out and file:
-        if out.is_dir():
-            raise OptionError(f"{option} {out}: a folder; expected a file path to write")
-        folder = out.parent
-    elif not probe.is_dir():
-        raise OptionError(f"{option} {out}: {'' if probe == out else f'{probe} is '}a file, not a folder")
-    else:
-        folder = probe
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise OptionError(f"{option} {out}: {folder} is not writable")
-
-
-def not_a_folder(path: Path) -> str:
-    """What ``path``, which is not a folder, is instead: for messages that expect a folder there."""
-    if path.is_symlink() and not path.exists():
-        return "a symbolic link to nothing (or a loop of links)"
-    return "a file" if path.exists() else "no such folder"
-
-
-def check_outputs(out: str | Path, cache_dir: str | None = None, option: str = "--out") -> None:
-    """Step *check outputs* of every job: the output folder can be written (:func:`check_writable`)
-    and the cache folder is one (:func:`mer_keras.preprocess.cache.default_cache_dir`), before any work.
-
-    A cache folder that exists but is read-only is accepted (a filled cache is only read; a missing
-    entry is refused when it is written, naming the path); one that does not exist yet must be
-    creatable.
-
-    Raises:
-        OptionError: the first unusable one, named.
-    """
-    from mer_keras.preprocess.cache import default_cache_dir
-
-    check_writable(out, option)
-    cache = default_cache_dir(cache_dir)
-    if not cache.is_dir():
-        check_writable(cache, "--cache-dir" if cache_dir else "the cache folder")
 
 
 def dataset_inputs(opts: EvalOptions, rep: RepresentationConfig, classes: list[str], meta: dict, cache, console):

@@ -57,7 +57,7 @@ def check_png(out: str | Path) -> None:
     Raises:
         OptionError: naming ``out`` and what was expected.
     """
-    from mer_keras.jobs.evaluate import check_writable
+    from mer_keras.jobs.outputs import check_writable
 
     check_writable(out, "--out", file=True)
     if Path(out).suffix.lower() not in FIGURE_SUFFIXES:
@@ -103,8 +103,8 @@ def explain(opts: ExplainOptions, console=None) -> Path:
     from mer_keras.data.pipeline import RepresentationConfig, build_inputs, image_inputs
     from mer_keras.explain import check_layer, default_layer, display_image, grad_cam
     from mer_keras.factory import get_spec
-    from mer_keras.jobs.evaluate import check_writable, not_a_folder
     from mer_keras.jobs.inputs import DataRequest, load_data
+    from mer_keras.jobs.outputs import check_writable, not_a_folder
     from mer_keras.jobs.train_options import options_from_config
     from mer_keras.models.io import load_model, read_json
     from mer_keras.preprocess.cache import default_cache_dir

@@ -15,25 +15,22 @@ the ``.saved_model.XXXX`` of older versions) are removed by the next export of t
 
 from __future__ import annotations
 
-import contextlib
 import os
-import re
 import shutil
 import socket
 import tempfile
-import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 
 import numpy as np
 
-from mer_keras import atomic
 from mer_keras.data.composite import parse_class_map
 from mer_keras.errors import DataError, ModelFileError, OptionError
 from mer_keras.export.exporter import INT8_UF1_BUDGET_POINTS, QATOptions, verify_export, write_export
 from mer_keras.export.formats import FORMATS, find_format, format_names, tflite_quants
+from mer_keras.jobs.export_files import _install, clean_stale_temporaries, record_export, run_lock
 from mer_keras.jobs.schema import option, validate
 from mer_keras.jobs.trained import console_warning
 
@@ -80,166 +77,6 @@ def export(opts: ExportOptions, console) -> dict:
     return export_run(opts.run, names, console, qat=QATOptions(epochs=opts.qat_epochs, lr=opts.qat_lr),
                       verify_data=opts.verify_data, verify_root=opts.verify_root, class_map=opts.class_map,
                       allow_modified=opts.allow_modified)
-
-
-#: How long an export waits for the run's lock before it gives up (the lock is held for the few
-#: milliseconds of a merge by another export; longer only by a process that trains in the folder).
-LOCK_WAIT_SECONDS = 120.0
-
-#: An export's staging folder: ``.export-<host>-<pid>-<mkdtemp's 8 characters>``.
-_STAGING = re.compile(r"^\.export-(?P<host>.+)-(?P<pid>\d+)-[a-z0-9_]{8}$")
-#: A folder set aside while a SavedModel is replaced (``.saved_model.old-<pid>``, :func:`_install`).
-_SET_ASIDE = re.compile(r"^\.(?P<name>.+)\.old-(?P<pid>\d+)$")
-
-
-def _alive(pid: int) -> bool:
-    """Whether process ``pid`` runs on this host (a PermissionError means it does, as another user)."""
-    try:
-        os.kill(pid, 0)
-    except (ProcessLookupError, OverflowError):  # OverflowError: a number no process id reaches
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _lock_holder(run: Path) -> dict:
-    """The ``RUN/.lock`` record (pid, host, started), or {} when there is none or it is being written."""
-    import json
-
-    from mer_keras.runs import LOCK_FILE
-
-    try:
-        holder = json.loads((run / LOCK_FILE).read_text())
-    except (OSError, ValueError):
-        return {}
-    return holder if isinstance(holder, dict) else {}
-
-
-@contextlib.contextmanager
-def run_lock(run: str | Path, timeout: float = LOCK_WAIT_SECONDS) -> Iterator[None]:
-    """Hold the run folder's lock (:meth:`mer_keras.runs.RunFolder.lock`), waiting for another
-    process that holds it, up to ``timeout`` seconds. Re-entrant: a process that holds it already
-    (an export called from within a job that locked the run) goes on.
-
-    Raises:
-        RunFolderError: still held by another process after ``timeout`` s (names it, and the lock file).
-    """
-    from mer_keras.errors import RunFolderError
-    from mer_keras.runs import LOCK_FILE, RunFolder
-
-    run = Path(run)
-    holder = _lock_holder(run)
-    if holder.get("pid") == os.getpid() and holder.get("host") == socket.gethostname():
-        yield
-        return
-    deadline, delay = time.monotonic() + timeout, 0.01
-    while True:
-        lock = RunFolder(run).lock("exporting")
-        try:
-            lock.__enter__()
-            break
-        except RunFolderError:
-            if time.monotonic() >= deadline:
-                holder = _lock_holder(run)
-                raise RunFolderError(f"{run}: another mer-keras process (pid {holder.get('pid')} on "
-                                     f"{holder.get('host')}, since {holder.get('started')}) has held the run folder's "
-                                     f"lock for over {timeout:g} s; wait for it and export again (if that process is "
-                                     f"gone, delete {run / LOCK_FILE})") from None
-            time.sleep(delay)
-            delay = min(2 * delay, 0.05)
-    try:
-        yield
-    finally:
-        lock.__exit__(None, None, None)
-
-
-def _legacy_temporaries() -> re.Pattern:
-    """Names of the temporaries :mod:`mer_keras.atomic` makes for an export's outputs
-    (``.model_fp32.XXXXXXXX.tflite``, ``.saved_model.XXXXXXXX``, ``.metadata.XXXXXXXX.json`` ...)."""
-    names = [f.filename for f in FORMATS.values()] + ["metadata.json", "export_report.json"]
-    alternatives = [re.escape(f".{Path(n).stem}.") + "[a-z0-9_]{8}" + re.escape(Path(n).suffix) for n in names]
-    return re.compile("^(?:" + "|".join(alternatives) + ")$")
-
-
-def clean_stale_temporaries(run: str | Path) -> list[str]:
-    """Remove what killed exports left in a run folder; call it holding the run's lock (:func:`run_lock`).
-
-    Removed: staging folders of this host whose process is gone; export folders set aside while a
-    SavedModel was replaced by a process that is gone (put back when the new one never arrived);
-    and the temporary files and folders (:func:`_legacy_temporaries`) of exports of earlier
-    versions, which wrote without the lock: while this process holds it, no export or training
-    writes them. A staging folder of a live process, or of another host, is left alone.
-
-    Returns:
-        The names removed (or put back), for the console.
-    """
-    run, host, done = Path(run), socket.gethostname(), []
-    legacy, outputs = _legacy_temporaries(), {f.filename for f in FORMATS.values()}
-    for entry in sorted(run.iterdir()):
-        name = entry.name
-        staging, aside = _STAGING.match(name), _SET_ASIDE.match(name)
-        if staging:
-            if staging["host"] != host or _alive(int(staging["pid"])):
-                continue
-            shutil.rmtree(entry, ignore_errors=True)
-        elif aside and aside["name"] in outputs and entry.is_dir():
-            if _alive(int(aside["pid"])):
-                continue
-            target = run / aside["name"]
-            if not target.exists():  # killed between the two renames: the old folder is the one there was
-                os.replace(entry, target)
-                done.append(f"{name} (put back as {target.name})")
-                continue
-            shutil.rmtree(entry, ignore_errors=True)
-        elif legacy.match(name):
-            if entry.is_dir():
-                shutil.rmtree(entry, ignore_errors=True)
-            else:
-                entry.unlink(missing_ok=True)
-        else:
-            continue
-        done.append(name)
-    return done
-
-
-def _install(staged: Path, dest: Path) -> Path:
-    """Move a staged export file or folder onto ``dest`` in the run folder (call it holding the lock).
-
-    A file is renamed over the old one; a folder replaces the old one by two renames (the old set
-    aside as ``.<name>.old-<pid>``, then removed; :func:`clean_stale_temporaries` puts it back if
-    the process is killed in between).
-    """
-    if staged.is_file():
-        os.replace(staged, dest)
-    else:
-        atomic.replace_folder(staged, dest)
-    return dest
-
-
-def record_export(run: Path, name: str, info: dict, window=...) -> None:
-    """Merge one export into the run's ``metadata.json`` (``files[name]``: info without the
-    verification; ``window``, unless ``...``, when it has no window key yet) and
-    ``export_report.json`` (``[name]``: info),
-    each read as it is now and written atomically. Call it holding the run's lock, so that exports
-    running at once each add their entry rather than the last one's file replacing the others'.
-
-    Raises:
-        ModelFileError: either file is no longer a JSON object (named).
-    """
-    from mer_keras.models.io import read_json
-
-    report_path = run / "export_report.json"
-    report = read_json(report_path) if report_path.exists() else {}
-    report[name] = info
-    meta = read_json(run / "metadata.json")
-    files = meta.get("files")
-    meta["files"] = {**(files if isinstance(files, dict) else {}),
-                     name: {k: v for k, v in info.items() if k != "verification"}}
-    if window is not ...:
-        meta.setdefault("window", window)
-    atomic.write_json(report_path, report)
-    atomic.write_json(run / "metadata.json", meta)  # after every file: metadata always matches the disk
 
 
 def heldout_inputs(opts, rep, classes: Sequence[str], console, verify_data: str | None = None,
@@ -296,13 +133,13 @@ def heldout_inputs(opts, rep, classes: Sequence[str], console, verify_data: str 
 def recorded_options(config: dict, source):
     """The training options a run's config.json records, validated, with every recipe option it
     does not record (batch size, augmentation: a hand-written or older config) filled as training
-    fills it (:func:`mer_keras.jobs.train.apply_recipe`).
+    fills it (:func:`mer_keras.jobs.resolve.apply_recipe`).
 
     Raises:
         OptionError: a recorded value of the wrong type or out of range, named with ``source``.
         UnknownNameError: an unknown model or recipe.
     """
-    from mer_keras.jobs.train import apply_recipe
+    from mer_keras.jobs.resolve import apply_recipe
     from mer_keras.jobs.train_options import options_from_config
 
     opts = options_from_config(config, source)
@@ -340,9 +177,9 @@ def export_run(run: str | Path, formats: Sequence[str], console, qat: QATOptions
     """
     from mer_keras.data.pipeline import RepresentationConfig
     from mer_keras.factory import inference_model
-    from mer_keras.jobs.evaluate import check_writable, not_a_folder
     from mer_keras.jobs.final_model import deployment_window
-    from mer_keras.jobs.train import load_run_inputs
+    from mer_keras.jobs.outputs import check_writable, not_a_folder
+    from mer_keras.jobs.run_inputs import load_run_inputs
     from mer_keras.models.inference import predict_proba
     from mer_keras.models.io import load_model, read_json
     from mer_keras.presets import PRESETS_DIR, resolve

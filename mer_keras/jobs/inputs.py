@@ -13,6 +13,7 @@ import numpy as np
 from mer_keras.data.pipeline import RepresentationConfig, build_inputs, image_inputs, prepare
 from mer_keras.data.records import Dataset
 from mer_keras.errors import DataError, OptionError
+from mer_keras.jobs.report import print_warnings
 from mer_keras.preprocess.cache import default_cache_dir
 
 
@@ -122,16 +123,6 @@ def load_data(req: DataRequest, console) -> Dataset:
     for db, c in ds.counts.items():
         console.print(f"  {db}: {c}", highlight=False)
     return ds
-
-
-def print_warnings(warnings, console, limit: int = 10) -> None:
-    """Each warning as one yellow line (at most ``limit``, then how many more)."""
-    from rich.markup import escape
-
-    for w in warnings[:limit]:
-        console.print(f"[yellow]warning:[/] {escape(w)}", soft_wrap=True, highlight=False)
-    if len(warnings) > limit:
-        console.print(f"[yellow]warning:[/] ... and {len(warnings) - limit} more (all in results.json)", soft_wrap=True)
 
 
 def load_data_for_model(data: str, root: str | None, strict: bool, apex: str, cache_dir: str | None, meta: dict,

@@ -30,8 +30,8 @@ RESULT_OPTIONS = ("model", "data", "protocol", "test_data", "apex", "representat
 
 def recorded(config: dict, key: str):
     """A config.json's value of ``key``; an option added after the run was recorded (absent, or
-    None) reads as its neutral value (:data:`mer_keras.jobs.train.LATER_OPTIONS`)."""
-    from mer_keras.jobs.train import LATER_OPTIONS
+    None) reads as its neutral value (:data:`mer_keras.jobs.protocol_run.LATER_OPTIONS`)."""
+    from mer_keras.jobs.protocol_run import LATER_OPTIONS
 
     value = config.get(key)
     return LATER_OPTIONS.get(key) if value is None and key in LATER_OPTIONS else value
@@ -69,8 +69,8 @@ def merge(opts: MergeOptions, console=None) -> Path:
 
     validate(opts)
     from mer_keras.data.protocols import LOSO
-    from mer_keras.jobs.evaluate import check_writable, not_a_folder
-    from mer_keras.jobs.train import print_report
+    from mer_keras.jobs.outputs import check_writable, not_a_folder
+    from mer_keras.jobs.report import print_report
     from mer_keras.models.io import read_json
 
     if not opts.runs:
@@ -145,7 +145,7 @@ def merge(opts: MergeOptions, console=None) -> Path:
     dest.write_results(info, report, rows, probs, fold_rows,
                        title=f"{config['model']} LOSO, UF1 {report['overall']['uf1']:.3f}")
     if console is not None:
-        from mer_keras.jobs.inputs import print_warnings
+        from mer_keras.jobs.report import print_warnings
 
         print_warnings(warnings, console)
         print_report(report, console)

@@ -72,7 +72,7 @@ def check_out(out: str | None) -> None:
         OptionError: wrong suffix, a folder, a path whose folder cannot be written, or an existing
             file that is not a predictions file (named).
     """
-    from mer_keras.jobs.evaluate import check_writable
+    from mer_keras.jobs.outputs import check_writable
 
     if out is None:
         return
@@ -305,7 +305,7 @@ def spotted_table(opts: PredictOptions, model_path: Path, meta: dict, cache: Pat
 
     from mer_keras.data.spotting import SpotVideo, list_frames
     from mer_keras.errors import DataError
-    from mer_keras.jobs.spot import spot_config, spot_video
+    from mer_keras.jobs.spot_steps import recognise, spot_config, spot_video
     from mer_keras.jobs.trained import open_model
     from mer_keras.preprocess.video import extract_frames, is_video
 
@@ -335,7 +335,7 @@ def spotted_table(opts: PredictOptions, model_path: Path, meta: dict, cache: Pat
             console.print(f"{name}: {cfg.why_nothing(len(video.frames), float(fps), info['no_face_or_edge'])}",
                           soft_wrap=True, highlight=False)
         micro = [i for i in found if i.type == "micro"]
-        probs = _recognise(trained, meta, video, micro)
+        probs = recognise(trained.predict, meta, video, micro)
         for it in found:
             row = {"input": str(name), **video.place(it), "predicted": ""}
             pr = probs[micro.index(it)] if it.type == "micro" else np.full(len(classes), np.nan)
@@ -345,19 +345,6 @@ def spotted_table(opts: PredictOptions, model_path: Path, meta: dict, cache: Pat
             rows.append(row)
     return pd.DataFrame(rows, columns=["input", "type", "onset", "apex", "offset", "onset_s", "offset_s", "score",
                                        "predicted", *[f"p_{c}" for c in classes]])
-
-
-def _recognise(trained, meta: dict, video, intervals):
-    """(N, K) class probabilities of spotted ``intervals`` of ``video`` with the opened model (the
-    inputs of :func:`mer_keras.jobs.spot.interval_inputs`)."""
-    import numpy as np
-
-    from mer_keras.jobs.spot import interval_inputs
-
-    x = interval_inputs(meta, video, intervals)
-    if x is None:
-        return np.zeros((0, len(trained.classes)), np.float32)
-    return trained.predict(x)
 
 
 def _dataset_rows(opts: PredictOptions, rep, cache, meta: dict, console):

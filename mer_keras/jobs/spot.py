@@ -20,6 +20,8 @@ from pathlib import Path
 
 from mer_keras.errors import OptionError
 from mer_keras.jobs.schema import option
+from mer_keras.jobs.spot_steps import recognise, spot_config, spot_video
+from mer_keras.jobs.trained import predict_file
 from mer_keras.names import SPOT_DATASETS
 
 #: Version of the per-video spotting files (a resumed run re-spots videos of another version).
@@ -55,81 +57,8 @@ class SpotOptions:
     cache_dir: str | None = option(None, "Cache folder (default $MER_CACHE_DIR or ~/.cache/mer_keras).")
 
 
-def spot_config(**values):
-    """The :class:`~mer_keras.runtime.spotting.SpotConfig` of the options given (None: its default).
-
-    Raises:
-        OptionError: a value out of range, ``--min-snr`` with the learned method, ``--learned-model``
-            without it, or a second stage that cannot be read (named).
-    """
-    from mer_keras.runtime.spotting import SpotConfig
-
-    given = {k: v for k, v in values.items() if v is not None}
-    if given.get("min_snr") is not None and given.get("method") == "learned":
-        raise OptionError("--min-snr is a rule of --method analytic; the learned second stage keeps candidates by "
-                          "its own threshold")
-    if given.get("learned_model") is not None and given.get("method") != "learned":
-        raise OptionError("--learned-model needs --method learned")
-    try:
-        return SpotConfig(**given)
-    except ValueError as exc:
-        raise OptionError(str(exc)) from None
-
-
-def spot_video(video, cfg) -> tuple[list, dict]:
-    """Spot one :class:`~mer_keras.data.spotting.SpotVideo`: (intervals, {"frames", "seconds", "no_face"})."""
-    import numpy as np
-
-    from mer_keras.data.pipeline import read_frame
-    from mer_keras.runtime.spotting import Spotter
-
-    spotter = Spotter(video.fps, cfg)
-    t0 = time.perf_counter()
-    found = []
-    for path in video.frames:
-        found += spotter.push(read_frame(path))
-    found += spotter.finish()
-    seconds = time.perf_counter() - t0
-    no_face = int(np.isnan(np.asarray(spotter.signals["micro"])).sum()) if video.frames else 0
-    return sorted(found, key=lambda i: i.onset), {"frames": len(video.frames), "seconds": round(seconds, 2),
-                                                  "no_face_or_edge": no_face}
-
-
 def _video_file(out: Path, video) -> Path:
     return out / "videos" / (video.name.replace("/", "__") + ".json")
-
-
-def interval_inputs(meta: dict, video, intervals):
-    """The model inputs of ``intervals`` of ``video``: each interval's frames onset..offset turned
-    into the representation of ``meta["preprocessing"]``, as in training.
-
-    Returns:
-        (N, ...) float32 array, or None for no interval.
-    """
-    import numpy as np
-
-    from mer_keras.data.pipeline import read_frame
-    from mer_keras.preprocess.representation import RepresentationConfig, representation_from_frames
-
-    rep = RepresentationConfig.from_dict(dict(meta["preprocessing"]))
-    x = []
-    for it in intervals:
-        frames = [read_frame(p) for p in video.frames[it.onset:it.offset + 1]]
-        x.append(representation_from_frames(frames, 0, it.apex - it.onset, it.offset - it.onset, rep,
-                                            clip_id=f"{video.name} frames {it.onset + 1}-{it.offset + 1}"))
-    return np.stack(x) if x else None
-
-
-def recognise(model_path: Path, meta: dict, video, intervals, console=None):
-    """(N, K) class probabilities of ``intervals`` of ``video`` (onset..offset frames, apex as given)."""
-    import numpy as np
-
-    from mer_keras.jobs.evaluate import predict_file
-
-    x = interval_inputs(meta, video, intervals)
-    if x is None:
-        return np.zeros((0, len(meta["classes"])), np.float32)
-    return predict_file(model_path, x)
 
 
 def spotted_before(out: Path, setup: dict) -> dict[Path, dict]:
@@ -179,7 +108,7 @@ def run_spot(opts: SpotOptions, console=None) -> Path:
     from mer_keras import atomic
     from mer_keras.data.spotting import load_spotting, spot_dataset
     from mer_keras.data.synthetic.long import LongVideoConfig
-    from mer_keras.jobs.evaluate import check_outputs
+    from mer_keras.jobs.outputs import check_outputs
     from mer_keras.jobs.schema import validate
     from mer_keras.runtime.intervals import Interval, count_video, random_baseline, score_videos
 
@@ -237,7 +166,7 @@ def run_spot(opts: SpotOptions, console=None) -> Path:
         with console.status("recognising the spotted micro-expressions"):
             for video in videos:
                 micro = [i for i in spotted[video.name] if i.type == "micro"]
-                probs_of[video.name] = recognise(model_path, meta, video, micro)
+                probs_of[video.name] = recognise(lambda x: predict_file(model_path, x), meta, video, micro)
         recognition = {"model": str(model_path), "classes": classes,
                        "spotted_micro": int(sum(len(p) for p in probs_of.values()))}
         if annotated:
@@ -293,7 +222,7 @@ def _recognition_vs_truth(model_path, meta, videos, spotted, probs_of, classes) 
         known = [t for t in truth if t.label in classes]
         outside += len(truth) - len(known)
         if known:
-            p = recognise(model_path, meta, video, known)
+            p = recognise(lambda x: predict_file(model_path, x), meta, video, known)
             y_true += [classes.index(t.label) for t in known]
             p_true += list(p)
         micro_spotted = [i for i in spotted[video.name] if i.type == "micro"]

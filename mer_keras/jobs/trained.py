@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from mer_keras.errors import MissingFileError, ModelFileError
 
 #: Model files a folder is searched for, in this order.
@@ -144,3 +146,82 @@ def console_warning(console) -> Callable[[str], None]:
         console.print(f"[yellow]warning:[/] {escape(message)}", soft_wrap=True, highlight=False)
 
     return warn
+
+
+def find_models(target: Path) -> tuple[Path, dict[str, Path]]:
+    """The run folder and the model files to score in it.
+
+    Raises:
+        ModelFileError: nothing to score, or no metadata.json next to the model.
+    """
+    if target.is_dir():
+        from mer_keras.export.formats import FORMATS
+
+        folder = target
+        files = {f.filename: target / f.filename for f in FORMATS.values()
+                 if f.format in ("keras", "tflite") and (target / f.filename).is_file()}
+    elif target.is_file():
+        folder, files = target.parent, {target.name: target}
+    else:
+        raise MissingFileError(f"{target}: no such run folder or model file")
+    if not files:
+        raise ModelFileError(f"{target}: no model.keras or .tflite file to evaluate")
+    if not (folder / "metadata.json").exists():
+        raise ModelFileError(f"{folder / 'metadata.json'} is missing: "
+                             "it tells the classes and the input representation")
+    return folder, files
+
+
+def check_model_files(target: str, allow_modified: bool = False, warn=None) -> dict[str, TrainedModel]:
+    """Open every model file ``evaluate`` would score, checked, before the evaluation set is built.
+
+    A truncated, foreign or changed file (a sha256 other than ``metadata.json`` records), a model
+    whose outputs are not metadata.json's classes, or a TFLite model whose input is not the one
+    metadata.json describes, is then reported at once rather than after the (possibly long)
+    generation and preprocessing of the evaluation clips. Each file is hashed once
+    (:func:`mer_keras.jobs.trained.open_model`).
+
+    Args:
+        target: a run folder or a model file. allow_modified, warn: as
+            :func:`mer_keras.jobs.trained.open_model`.
+    Returns:
+        {file name: the opened :class:`~mer_keras.jobs.trained.TrainedModel`}, Keras first.
+    Raises:
+        ModelFileError, ValueError: the first unusable file or field (named).
+    """
+    from mer_keras.jobs.trained import open_model
+    from mer_keras.models.io import read_json
+    from mer_keras.preprocess.representation import RepresentationConfig
+    from mer_keras.runtime.metadata import check_classes
+
+    folder, files = find_models(Path(target))
+    meta_path = folder / "metadata.json"
+    meta = read_json(meta_path)
+    try:
+        expected = RepresentationConfig.from_dict(meta["preprocessing"]).input_shape
+        check_classes(meta["classes"], meta_path)
+    except (KeyError, TypeError, ValueError) as exc:  # ModelFileError (unreadable JSON) is a ValueError
+        if isinstance(exc, ModelFileError):
+            raise
+        raise ModelFileError(f"{meta_path}: missing or invalid field ({exc})") from None
+    opened = {}
+    for name, path in files.items():
+        opened[name] = model = open_model(path, allow_modified, warn)
+        if path.suffix == ".tflite":
+            shape = model.model.input_shape
+            if shape != tuple(expected):
+                raise ModelFileError(f"{path}: the model takes {shape} but {meta_path} describes "
+                                     f"inputs of shape {tuple(expected)}")
+    return opened
+
+
+def predict_file(path: Path, x: np.ndarray, allow_modified: bool = False, warn=None) -> np.ndarray:
+    """(N, K) probabilities of a ``.keras`` or ``.tflite`` model, checked against the metadata.json
+    beside it first (:func:`mer_keras.jobs.trained.open_model`).
+
+    Raises:
+        ModelFileError: the file is not what metadata.json says, or does not load (named).
+    """
+    from mer_keras.jobs.trained import open_model
+
+    return open_model(path, allow_modified, warn).predict(x)

@@ -135,7 +135,9 @@ def tune(opts: TuneOptions, console=None) -> Path:
         load_data,
         progress_bar,
     )
-    from mer_keras.jobs.train import normalised_inputs, open_run_folder, resolve_options, run_protocol, train_config
+    from mer_keras.jobs.protocol_run import open_run_folder, run_protocol
+    from mer_keras.jobs.resolve import resolve_options, train_config
+    from mer_keras.jobs.run_inputs import normalised_inputs
     from mer_keras.runs import RunFolder
     from mer_keras.train.callbacks import ProgressCallback
     from mer_keras.train.strategy import get_strategy
@@ -150,7 +152,7 @@ def tune(opts: TuneOptions, console=None) -> Path:
         if "space" not in config:
             raise RunFolderError(f"{opts.resume} was made by mer-keras train, not tune: resume it with train --resume")
         opts = from_config(TuneOptions, config, Path(opts.resume) / "config.json", resume=opts.resume)
-        from mer_keras.jobs.train import refuse_finished
+        from mer_keras.jobs.resolve import refuse_finished
 
         refuse_finished(RunFolder(Path(opts.resume)), opts.wants_final)
         console.print(f"resuming {opts.resume} with its recorded options", soft_wrap=True)
@@ -161,7 +163,7 @@ def tune(opts: TuneOptions, console=None) -> Path:
     if not protocol.per_subject:
         raise OptionError(f"--protocol {opts.protocol}: tune needs per-subject folds (loso or composite)")
     opts, rep = resolve_options(opts)
-    from mer_keras.jobs.evaluate import check_outputs  # every output checked before any work (issue 22)
+    from mer_keras.jobs.outputs import check_outputs  # every output checked before any work (issue 22)
     check_outputs(opts.resume or opts.out, opts.cache_dir, "--resume" if opts.resume else "--out")
     if opts.strategy not in ("auto", "default"):
         raise OptionError(f"--strategy {opts.strategy}: tune trains on one device (its inner fits are small)")
@@ -184,7 +186,7 @@ def tune(opts: TuneOptions, console=None) -> Path:
     data = load_data(DataRequest.of(opts), console)
     check_trainable(data, opts.root)
     if opts.init_from:
-        from mer_keras.jobs.train import check_transfer
+        from mer_keras.jobs.transfer_checks import check_transfer
 
         check_transfer(opts, rep, data, console)  # a source fitted on these subjects would leak them
     subjects = protocol.groups(data.rows, data.test_databases)

@@ -142,7 +142,7 @@ def test_a_short_ststnet_loso_on_the_real_set_is_well_above_chance(tmp_path):
 def test_a_run_on_the_published_images_records_their_minmax_encoding():
     """The published images are min-max encoded per image: the run records it (metadata.json, and so
     edge.run) and refuses a contrary --flow-encoding."""
-    from mer_keras.jobs.train import resolve_options
+    from mer_keras.jobs.resolve import resolve_options
     from mer_keras.jobs.train_options import TrainOptions
 
     _, rep = resolve_options(TrainOptions(data="megc2019-flow", model="ststnet"))

@@ -53,7 +53,7 @@ def test_models_lists_the_presets_and_export_refuses_to_write_into_one():
 
 
 def test_edge_runner_and_init_from_take_a_preset_name(tmp_path):
-    from mer_keras.jobs.train import resolve_options
+    from mer_keras.jobs.resolve import resolve_options
     from mer_keras.jobs.train_options import TrainOptions
     from mer_keras.presets import PRESETS_DIR
     from mer_keras.train.transfer import resolve_init_source

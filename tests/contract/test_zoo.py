@@ -115,7 +115,7 @@ def test_named_recipes_set_only_the_options_left_at_their_defaults():
     """``--recipe paper`` gives the paper's optimiser settings; options given explicitly win (issue 19)."""
     from mer_keras.errors import OptionError
     from mer_keras.factory import get_spec, list_models
-    from mer_keras.jobs.train import resolve_options
+    from mer_keras.jobs.resolve import resolve_options
     from mer_keras.jobs.train_options import TrainOptions
     from mer_keras.registry import RECIPE_KEYS, register_model
 

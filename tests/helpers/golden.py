@@ -17,7 +17,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from mer_keras.jobs.train import LATER_OPTIONS
+from mer_keras.jobs.protocol_run import LATER_OPTIONS
 
 #: Options of the two reference runs (small enough for the default test run).
 SYNTHETIC_ARGS = ["--subjects", "3", "--clips", "4", "--seed", "7", "--epochs", "2"]

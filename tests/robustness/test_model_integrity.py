@@ -218,7 +218,7 @@ def test_two_exports_of_one_run_at_once_both_end_in_metadata_and_report(tiny_run
 RECORD_MANY = """
 import hashlib, random, sys, time
 from pathlib import Path
-from mer_keras.jobs.export import _install, record_export, run_lock
+from mer_keras.jobs.export_files import _install, record_export, run_lock
 run, worker, rounds = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
 rng = random.Random(worker)
 for i in range(rounds):

@@ -11,8 +11,8 @@ import pytest
 from typer.testing import CliRunner
 
 from mer_keras.errors import MissingFileError, ModelFileError, OptionError, RunFolderError, UnknownNameError
+from mer_keras.jobs.resolve import resolve_options, resume_options, train_config
 from mer_keras.jobs.schema import flag_name, from_config, option, validate
-from mer_keras.jobs.train import resolve_options, resume_options, train_config
 from mer_keras.jobs.train_options import TrainOptions, options_from_config, parse_aux_weights, parse_folds
 from mer_keras.runs import RunFolder, new_run
 from mer_keras.train.config import TrainConfig
@@ -56,7 +56,7 @@ def test_resolve_fills_the_model_defaults_without_building_a_model(monkeypatch):
 
 
 def test_an_input_size_the_model_cannot_take_is_refused_with_the_reason():
-    from mer_keras.jobs.train import probe_model
+    from mer_keras.jobs.transfer_checks import probe_model
 
     data = type("D", (), {"classes": ("a", "b", "c")})()
     opts, rep = resolve_options(TrainOptions(model="learnet", input_size=16))

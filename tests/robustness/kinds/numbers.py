@@ -36,7 +36,7 @@ def _recorded(c, **changes) -> dict:
     flow, only the final model), built from the options without training; ``changes`` edited in."""
     from dataclasses import asdict
 
-    from mer_keras.jobs.train import resolve_options
+    from mer_keras.jobs.resolve import resolve_options
     from mer_keras.jobs.train_options import TrainOptions
 
     opts, rep = resolve_options(TrainOptions(model="ststnet", subjects=2, clips=2, epochs=2, batch_size=1, seed=7,
