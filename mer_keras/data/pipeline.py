@@ -16,6 +16,7 @@ import hashlib
 import json
 import os
 import signal
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -213,6 +214,20 @@ def _worker_signal(signum, frame) -> None:
     os._exit(128 + signum)
 
 
+def _worker_unraisable(unraisable) -> None:
+    """A worker's ``sys.unraisablehook``. SIGTERM's exception raised while Python ran a callback it
+    cannot propagate from (a garbage-collector callback, e.g. XLA's) is only reported there and the
+    job would go on: the signal is sent again, to stop the job in its own code after its cleanup.
+    Anything else is reported as usual."""
+    if isinstance(unraisable.exc_value, _WorkerStopped):
+        import threading
+
+        _worker_state["stopping"] = False  # sent from a thread: the handler runs back in the job's code
+        threading.Timer(0.05, os.kill, (os.getpid(), unraisable.exc_value.args[0])).start()
+        return
+    sys.__unraisablehook__(unraisable)
+
+
 def _worker_job(job) -> tuple[int, str | None]:
     """A worker's :func:`_prepare_one`: stopped by SIGTERM after its cleanup (exit code 128 + signal)."""
     try:
@@ -230,6 +245,7 @@ def _worker_init(parent: int) -> None:
     cv2.setNumThreads(1)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _worker_signal)
+    sys.unraisablehook = _worker_unraisable
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
     try:
         import ctypes

@@ -125,6 +125,39 @@ def test_ctrl_c_stops_data_prepare_and_its_workers_cleanly(tmp_path):
     _interrupt(tmp_path, signal.SIGINT, whole_group=True)
 
 
+WORKER_IN_A_GC_CALLBACK = """
+import gc, os, signal
+from mer_keras.data import pipeline
+
+pipeline._worker_init(os.getppid())
+stage = []
+
+def callback(phase, info):  # SIGTERM arrives while Python runs a garbage-collector callback
+    if phase == "start" and not stage:
+        stage.append(1)
+        os.kill(os.getpid(), signal.SIGTERM)
+        sum(range(1000))  # the handler runs here, where its exception can only be reported
+
+def job(_):
+    gc.callbacks.append(callback)
+    gc.collect()
+    while True:  # the job goes on until the signal stops it in its own code
+        sum(range(1000))
+
+pipeline._prepare_one = job
+pipeline._worker_job(None)
+"""
+
+
+def test_sigterm_during_a_gc_callback_still_stops_the_worker_s_job():
+    """A SIGTERM whose exception lands in a garbage-collector callback (XLA registers one) is only
+    reported there: the worker sends it again and stops the job in its own code, silently."""
+    proc = subprocess.run([sys.executable, "-c", WORKER_IN_A_GC_CALLBACK], cwd=ROOT, capture_output=True, text=True,
+                          timeout=60)  # without the re-sent signal the job never ends
+    assert proc.returncode == 128 + signal.SIGTERM, proc.stderr[-2000:]
+    assert "Exception ignored" not in proc.stderr and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+
+
 @pytest.mark.slow
 def test_sigterm_to_the_main_process_stops_its_workers(tmp_path):
     """SIGTERM to the main process only (a job scheduler's stop): exit 143, the workers stopped by it."""
