@@ -113,7 +113,6 @@ def ensemble(opts: EnsembleOptions, console=None) -> Path:
     from mer_keras.data.protocols import PROTOCOLS
     from mer_keras.jobs.outputs import check_writable
     from mer_keras.jobs.report import print_report
-    from mer_keras.models.io import read_json
 
     validate(opts)
     if len(opts.runs) < 2:
@@ -123,57 +122,16 @@ def ensemble(opts: EnsembleOptions, console=None) -> Path:
     if len({f.path.resolve() for f in folders}) != len(folders):
         raise OptionError("a run is given twice: it would weigh double")
     configs, member_folds = _members(folders)
-    members = []
-    for run in folders:
-        if not (run.path / "results.json").is_file():
-            raise RunFolderError(f"{run.path}: no results.json (an unfinished run); finish it with --resume first")
-        res = read_json(run.path / "results.json")
-        try:
-            uf1, uar = float(res["overall"]["uf1"]), float(res["overall"]["uar"])
-        except (KeyError, TypeError, ValueError):
-            raise RunFolderError(f"{run.path / 'results.json'}: no overall uf1 and uar (not the results of a "
-                                 "finished run)") from None
-        members.append({"run": str(run.path), "model": res.get("model"), "seed": configs[len(members)].get("seed"),
-                        "uf1": uf1, "uar": uar})
-        if len(members) == 1:
-            first_results = res  # its counts and skipped clips describe the data every member shares
-    names = set(member_folds[0])
-    for run, folds in zip(folders[1:], member_folds[1:]):
-        if set(folds) != names:
-            raise RunFolderError(f"{run.path} has folds {sorted(set(folds) ^ names)[:5]} that {folders[0].path} "
-                                 "has not (or the reverse): the members must test the same subjects")
-    for fold_name in sorted(names):  # every check before anything is written
-        first = member_folds[0][fold_name]
-        for run, folds in zip(folders[1:], member_folds[1:]):
-            if folds[fold_name]["test_keys"] != first["test_keys"]:
-                raise RunFolderError(f"{run.fold_file(fold_name)}: its test clips differ from "
-                                     f"{folders[0].fold_file(fold_name)}")
+    members, first_results = member_results(folders, configs, member_folds)
     classes = list(configs[0]["classes"])
-    rows, y, probs, fold_rows = [], [], [], []
     models = sorted({m["model"] for m in members})
     name = models[0] if len(models) == 1 else "+".join(models)
     dest, _ = new_run(Path(opts.out) if opts.out else folders[0].path.parent, "ensemble",
                       str(configs[0].get("dataset", "data")))
-    from mer_keras.metrics import compute_metrics
-
-    for fold_name in sorted(names):
-        first = member_folds[0][fold_name]
-        p = np.mean([np.asarray(folds[fold_name]["probabilities"], np.float32) for folds in member_folds], axis=0)
-        labels = first["labels"]
-        for key, label, pk in zip(first["test_keys"], labels, p):
-            rows.append(record_of(key, label))
-            y.append(classes.index(label))
-            probs.append(pk)
-        yt = [classes.index(label) for label in labels]
-        m = compute_metrics(yt, p.argmax(1), classes)
-        row = {"subject": fold_name, "n_test": len(labels), "accuracy": m["accuracy"], "uf1": m["uf1"],
-               "uar": m["uar"]}
-        fold_rows.append(row)
-        dest.write_fold(fold_name, classes, first["test_keys"], labels, p, row)
+    rows, y, probs, fold_rows = averaged_folds(member_folds, classes, dest)
     from mer_keras.environment import differences
 
     env_warnings = differences({str(r.path): c.get("environment") for r, c in zip(folders, configs)})
-    y, probs = np.array(y), np.array(probs, np.float32)
     protocol = PROTOCOLS[configs[0].get("protocol") or "loso"]
     report = protocol.report(y, probs, classes, [r["database"] for r in rows])
     info = {"model": name, "dataset": configs[0].get("dataset"), "protocol": configs[0].get("protocol"),
@@ -199,6 +157,72 @@ def ensemble(opts: EnsembleOptions, console=None) -> Path:
     elif opts.export and console is not None:
         console.print(f"no averaged model: {len(folders) - len(finals)} member(s) have no final model", soft_wrap=True)
     return dest.path
+
+
+def member_results(folders: list[RunFolder], configs: list[dict], member_folds: list[dict]):
+    """Step *check the members*: each run finished (its pooled UF1 and UAR read) and testing the same
+    subjects on the same clips as the first, before anything is written.
+
+    Returns:
+        ([{"run", "model", "seed", "uf1", "uar"} per member], the first member's results.json).
+    Raises:
+        RunFolderError: an unfinished member, other folds, or other test clips in a fold (named).
+    """
+    from mer_keras.models.io import read_json
+
+    members = []
+    for run in folders:
+        if not (run.path / "results.json").is_file():
+            raise RunFolderError(f"{run.path}: no results.json (an unfinished run); finish it with --resume first")
+        res = read_json(run.path / "results.json")
+        try:
+            uf1, uar = float(res["overall"]["uf1"]), float(res["overall"]["uar"])
+        except (KeyError, TypeError, ValueError):
+            raise RunFolderError(f"{run.path / 'results.json'}: no overall uf1 and uar (not the results of a "
+                                 "finished run)") from None
+        members.append({"run": str(run.path), "model": res.get("model"), "seed": configs[len(members)].get("seed"),
+                        "uf1": uf1, "uar": uar})
+        if len(members) == 1:
+            first_results = res  # its counts and skipped clips describe the data every member shares
+    names = set(member_folds[0])
+    for run, folds in zip(folders[1:], member_folds[1:]):
+        if set(folds) != names:
+            raise RunFolderError(f"{run.path} has folds {sorted(set(folds) ^ names)[:5]} that {folders[0].path} "
+                                 "has not (or the reverse): the members must test the same subjects")
+    for fold_name in sorted(names):  # every check before anything is written
+        first = member_folds[0][fold_name]
+        for run, folds in zip(folders[1:], member_folds[1:]):
+            if folds[fold_name]["test_keys"] != first["test_keys"]:
+                raise RunFolderError(f"{run.fold_file(fold_name)}: its test clips differ from "
+                                     f"{folders[0].fold_file(fold_name)}")
+    return members, first_results
+
+
+def averaged_folds(member_folds: list[dict], classes: list[str], dest: RunFolder):
+    """Step *average*: each fold's mean of the members' probabilities, scored and written as the
+    ensemble's fold file.
+
+    Returns:
+        (records of the clips, (N,) int labels, (N, K) float32 mean probabilities, the folds' rows).
+    """
+    from mer_keras.metrics import compute_metrics
+
+    rows, y, probs, fold_rows = [], [], [], []
+    for fold_name in sorted(member_folds[0]):
+        first = member_folds[0][fold_name]
+        p = np.mean([np.asarray(folds[fold_name]["probabilities"], np.float32) for folds in member_folds], axis=0)
+        labels = first["labels"]
+        for key, label, pk in zip(first["test_keys"], labels, p):
+            rows.append(record_of(key, label))
+            y.append(classes.index(label))
+            probs.append(pk)
+        yt = [classes.index(label) for label in labels]
+        m = compute_metrics(yt, p.argmax(1), classes)
+        row = {"subject": fold_name, "n_test": len(labels), "accuracy": m["accuracy"], "uf1": m["uf1"],
+               "uar": m["uar"]}
+        fold_rows.append(row)
+        dest.write_fold(fold_name, classes, first["test_keys"], labels, p, row)
+    return rows, np.array(y), np.array(probs, np.float32), fold_rows
 
 
 def _write_average_model(folders: list[RunFolder], configs: list[dict], name: str, dest: RunFolder, console) -> None:

@@ -61,16 +61,10 @@ def evaluate(opts: EvalOptions, console) -> Path:
         ModelFileError, MissingFileError: an unusable model file or metadata.json (named): every file
             is checked against metadata.json (sha256, outputs against classes) before any work.
     """
-    import numpy as np
-
     from mer_keras import atomic
-    from mer_keras.data.datasets import dataset_spec, find_dataset, load_synthetic
-    from mer_keras.data.pipeline import RepresentationConfig, build_inputs
-    from mer_keras.data.synthetic import SyntheticConfig
+    from mer_keras.data.datasets import dataset_spec
     from mer_keras.jobs.schema import validate
     from mer_keras.jobs.trained import console_warning
-    from mer_keras.metrics import compute_metrics
-    from mer_keras.models.io import read_json
     from mer_keras.preprocess.cache import default_cache_dir
 
     validate(opts)
@@ -87,22 +81,7 @@ def evaluate(opts: EvalOptions, console) -> Path:
     opts = replace(opts, target=str(resolve(opts.target)))  # a preset's name is its folder
     models = check_model_files(opts.target, opts.allow_modified, warn)  # before the evaluation set is built
     folder, files = find_models(Path(opts.target))
-    meta = read_json(folder / "metadata.json")
-    try:
-        classes = list(meta["classes"])
-        rep = RepresentationConfig.from_dict(meta["preprocessing"])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ModelFileError(f"{folder / 'metadata.json'}: missing or invalid field ({exc})") from None
-    config = read_json(folder / "config.json") if (folder / "config.json").exists() else {}
-    seed = opts.seed if opts.seed is not None else int(config.get("seed", 0)) + 1
-    trained_on = meta.get("dataset")
-    trained_spec = find_dataset(trained_on)
-    if opts.data is None and trained_on is not None and not (trained_spec and trained_spec.generated):
-        from mer_keras.errors import OptionError
-
-        raise OptionError(f"{opts.target}: trained on {trained_on}; new synthetic clips would say nothing about it: "
-                          f"give --data (e.g. --data {trained_on} --root DIR), or --data synthetic to score it on "
-                          "synthetic clips anyway")
+    meta, classes, rep, config, seed = read_model_folder(opts, folder)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     out = Path(opts.out) if opts.out else Path("runs") / f"eval-{stamp}-{folder.resolve().name}"
     check_outputs(out, opts.cache_dir)  # before any work
@@ -121,13 +100,7 @@ def evaluate(opts: EvalOptions, console) -> Path:
     if not generated:
         x, y, n, dataset, left_out = dataset_inputs(opts, rep, classes, meta, cache, console)
     else:
-        ds = load_synthetic(SyntheticConfig(subjects=opts.subjects, clips_per_subject=opts.clips, seed=seed),
-                            faces=config.get("faces"), cache_dir=cache)
-        samples = ds.samples
-        console.print(f"evaluation set: {len(samples)} synthetic clips (seed {seed}) at {ds.root}", soft_wrap=True)
-        x = build_inputs(samples, rep, cache_dir=cache)
-        y = np.array([classes.index(s.label) for s in samples])
-        n, dataset = len(samples), ds.name
+        x, y, n, dataset = synthetic_inputs(opts, rep, classes, seed, config.get("faces"), cache, console)
     from mer_keras.environment import differences, environment_record
 
     env_warnings = differences({str(folder): config.get("environment") if config else None,
@@ -135,40 +108,54 @@ def evaluate(opts: EvalOptions, console) -> Path:
     from mer_keras.jobs.report import print_warnings
 
     print_warnings(env_warnings, console)  # the figures below are computed here, the run's were computed there
-    scores, probs = {}, {}
-    for name in files:
-        t0 = time.perf_counter()
-        probs[name] = models[name].predict(x)
-        m = compute_metrics(y, probs[name].argmax(1), classes)
-        scores[name] = m | {"seconds": round(time.perf_counter() - t0, 2)}
-        console.print(f"{name:<22} accuracy {m['accuracy']:.3f}  UF1 {m['uf1']:.3f}  UAR {m['uar']:.3f}  per class F1 "
-                      + "  ".join(f"{c} {v['f1']:.2f}" for c, v in m["per_class"].items()), soft_wrap=True)
-    from mer_keras.export.verify import compare_outputs
-
-    parity = {}
-    if "model.keras" in probs and "model_fp32.tflite" in probs:
-        parity["fp32_vs_keras"] = compare_outputs(probs["model.keras"], probs["model_fp32.tflite"])
-        console.print(f"TFLite fp32 vs Keras: max |diff| {parity['fp32_vs_keras']['max_abs_diff']:.2e}")
-    for name in probs:
-        if name.endswith(".tflite") and name != "model_fp32.tflite" and "model_fp32.tflite" in probs:
-            key = name.removeprefix("model_").removesuffix(".tflite") + "_vs_fp32"  # int8_vs_fp32, fp16_vs_fp32, ...
-            parity[key] = p = compare_outputs(probs["model_fp32.tflite"], probs[name], y, classes)
-            console.print(f"TFLite {key.removesuffix('_vs_fp32')} vs fp32: "
-                          f"argmax agreement {p['argmax_agreement']:.3f}, "
-                          f"UF1 {p['uf1_candidate']:.3f} vs {p['uf1_reference']:.3f}")
+    scores, probs = score_models(models, files, x, y, classes, console)
+    parity = parity_checks(probs, y, classes, console)
     out.mkdir(parents=True, exist_ok=True)
     from mer_keras.metrics import plot_confusion_matrix
 
     reference = next(iter(scores))  # model.keras when present, else the first TFLite file
     plot_confusion_matrix(scores[reference]["confusion_matrix"], classes, out / "confusion_matrix.png",
                           title=f"{reference} on {dataset} ({n} clips)")
-    synthetic = generated
     atomic.write_json(out / "results.json", {"target": str(opts.target), "dataset": dataset,
-                                             "seed": seed if synthetic else None, "n_samples": n, "classes": classes,
+                                             "seed": seed if generated else None, "n_samples": n, "classes": classes,
                                              "class_map": opts.class_map, "left_out": left_out,
                                              "models": scores, "parity": parity,
                                              "warnings": model_warnings + env_warnings})
     return out
+
+
+def read_model_folder(opts: EvalOptions, folder: Path):
+    """Step *read the model's folder*: its metadata.json (classes, preprocessing) and, for a run,
+    config.json; the evaluation seed (the run's + 1 unless given).
+
+    Returns:
+        (metadata, classes, :class:`~mer_keras.preprocess.representation.RepresentationConfig`,
+        config (empty without config.json), seed).
+    Raises:
+        ModelFileError: metadata.json lacks a field or has a bad one. OptionError: a model trained on
+            real data and no ``--data`` (new synthetic clips would say nothing about it).
+    """
+    from mer_keras.data.datasets import find_dataset
+    from mer_keras.data.pipeline import RepresentationConfig
+    from mer_keras.models.io import read_json
+
+    meta = read_json(folder / "metadata.json")
+    try:
+        classes = list(meta["classes"])
+        rep = RepresentationConfig.from_dict(meta["preprocessing"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelFileError(f"{folder / 'metadata.json'}: missing or invalid field ({exc})") from None
+    config = read_json(folder / "config.json") if (folder / "config.json").exists() else {}
+    seed = opts.seed if opts.seed is not None else int(config.get("seed", 0)) + 1
+    trained_on = meta.get("dataset")
+    trained_spec = find_dataset(trained_on)
+    if opts.data is None and trained_on is not None and not (trained_spec and trained_spec.generated):
+        from mer_keras.errors import OptionError
+
+        raise OptionError(f"{opts.target}: trained on {trained_on}; new synthetic clips would say nothing about it: "
+                          f"give --data (e.g. --data {trained_on} --root DIR), or --data synthetic to score it on "
+                          "synthetic clips anyway")
+    return meta, classes, rep, config, seed
 
 
 def dataset_inputs(opts: EvalOptions, rep: RepresentationConfig, classes: list[str], meta: dict, cache, console):
@@ -194,3 +181,64 @@ def dataset_inputs(opts: EvalOptions, rep: RepresentationConfig, classes: list[s
     inputs = build_dataset_inputs(ds, rep, console, cache_dir=cache, strict=opts.strict)
     y = np.array([classes.index(r["label"]) for r in ds.rows])
     return inputs.x, y, len(y), ds.name, left_out
+
+
+def synthetic_inputs(opts: EvalOptions, rep: RepresentationConfig, classes: list[str], seed: int, faces, cache,
+                     console):
+    """New synthetic clips (``seed``: the run's seed + 1 unless given) prepared as the model's metadata says.
+
+    Returns:
+        (x (N, ...) float32, y (N,) int, N, dataset name).
+    """
+    import numpy as np
+
+    from mer_keras.data.datasets import load_synthetic
+    from mer_keras.data.pipeline import build_inputs
+    from mer_keras.data.synthetic import SyntheticConfig
+
+    ds = load_synthetic(SyntheticConfig(subjects=opts.subjects, clips_per_subject=opts.clips, seed=seed),
+                        faces=faces, cache_dir=cache)
+    console.print(f"evaluation set: {len(ds.samples)} synthetic clips (seed {seed}) at {ds.root}", soft_wrap=True)
+    x = build_inputs(ds.samples, rep, cache_dir=cache)
+    return x, np.array([classes.index(s.label) for s in ds.samples]), len(ds.samples), ds.name
+
+
+def score_models(models: dict, files, x, y, classes: list[str], console) -> tuple[dict, dict]:
+    """Step *score*: every model file's accuracy, UF1, UAR and per-class F1 on ``x`` (printed).
+
+    Returns:
+        ({file name: metrics with ``seconds``}, {file name: (N, K) probabilities}).
+    """
+    from mer_keras.metrics import compute_metrics
+
+    scores, probs = {}, {}
+    for name in files:
+        t0 = time.perf_counter()
+        probs[name] = models[name].predict(x)
+        m = compute_metrics(y, probs[name].argmax(1), classes)
+        scores[name] = m | {"seconds": round(time.perf_counter() - t0, 2)}
+        console.print(f"{name:<22} accuracy {m['accuracy']:.3f}  UF1 {m['uf1']:.3f}  UAR {m['uar']:.3f}  per class F1 "
+                      + "  ".join(f"{c} {v['f1']:.2f}" for c, v in m["per_class"].items()), soft_wrap=True)
+    return scores, probs
+
+
+def parity_checks(probs: dict, y, classes: list[str], console) -> dict:
+    """Step *parity*: the float32 TFLite file against Keras, every other TFLite file against float32 (printed).
+
+    Returns:
+        {"fp32_vs_keras": ..., "<quant>_vs_fp32": ...} of :func:`mer_keras.export.verify.compare_outputs`.
+    """
+    from mer_keras.export.verify import compare_outputs
+
+    parity = {}
+    if "model.keras" in probs and "model_fp32.tflite" in probs:
+        parity["fp32_vs_keras"] = compare_outputs(probs["model.keras"], probs["model_fp32.tflite"])
+        console.print(f"TFLite fp32 vs Keras: max |diff| {parity['fp32_vs_keras']['max_abs_diff']:.2e}")
+    for name in probs:
+        if name.endswith(".tflite") and name != "model_fp32.tflite" and "model_fp32.tflite" in probs:
+            key = name.removeprefix("model_").removesuffix(".tflite") + "_vs_fp32"  # int8_vs_fp32, fp16_vs_fp32, ...
+            parity[key] = p = compare_outputs(probs["model_fp32.tflite"], probs[name], y, classes)
+            console.print(f"TFLite {key.removesuffix('_vs_fp32')} vs fp32: "
+                          f"argmax agreement {p['argmax_agreement']:.3f}, "
+                          f"UF1 {p['uf1_candidate']:.3f} vs {p['uf1_reference']:.3f}")
+    return parity

@@ -93,11 +93,6 @@ def explain(opts: ExplainOptions, console=None) -> Path:
         run's metadata.json records (sha256, unless ``allow_modified``; outputs against classes).
         UnknownNameError: unknown sample, class or layer.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import cv2
-    import matplotlib.pyplot as plt
     from rich.console import Console
 
     from mer_keras.data.pipeline import RepresentationConfig, build_inputs, image_inputs
@@ -151,12 +146,33 @@ def explain(opts: ExplainOptions, console=None) -> Path:
     name = f"{row['subject']}/{row['clip']}"
     cam, probs = grad_cam(model, x, layer, classes.index(class_name) if class_name else None)
     shown = classes.index(class_name) if class_name else int(probs.argmax())
-    image = display_image(x, rep.representation)
-    heat = cv2.resize(cam, image.shape[1::-1], interpolation=cv2.INTER_LINEAR)
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in f"{row['subject']}_{row['clip'].strip()}")
+    path = Path(out) if out else run / "explain" / f"{safe.removesuffix('.png')}.png"
+    draw_figure(path, display_image(x, rep.representation), cam, probs, shown, classes,
+                title=f"{rep.representation}\n{name} ({row['label']})", layer=layer)
+    console.print(f"{name}: predicted {classes[int(probs.argmax())]} "
+                  f"({probs.max():.2f}), label {row['label']}; Grad-CAM of layer {layer}", soft_wrap=True)
+    return path
 
+
+def draw_figure(path: Path, image, cam, probs, shown: int, classes: list[str], title: str, layer: str) -> None:
+    """The explain figure, written atomically as a PNG: the input, the Grad-CAM map over it and the
+    class probabilities (the explained class in red).
+
+    Args:
+        image: (H, W, 3) uint8 display image of the input. cam: (h, w) float map in [0, 1], resized
+            to the image. probs: (K,) probabilities. shown: index of the explained class.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import cv2
+    import matplotlib.pyplot as plt
+
+    heat = cv2.resize(cam, image.shape[1::-1], interpolation=cv2.INTER_LINEAR)
     fig, axes = plt.subplots(1, 3, figsize=(10, 3.4), gridspec_kw={"width_ratios": [1, 1, 0.9]})
     axes[0].imshow(image)
-    axes[0].set_title(f"{rep.representation}\n{name} ({row['label']})", fontsize=9)
+    axes[0].set_title(title, fontsize=9)
     axes[1].imshow(image.mean(-1), cmap="gray")
     axes[1].imshow(heat, cmap="jet", alpha=0.45, vmin=0, vmax=1)
     axes[1].set_title(f"Grad-CAM of '{classes[shown]}'\nlayer {layer} {cam.shape}", fontsize=9)
@@ -166,12 +182,7 @@ def explain(opts: ExplainOptions, console=None) -> Path:
     axes[2].set_xlim(0, 1)
     axes[2].set_title("probabilities", fontsize=9)
     fig.tight_layout()
-    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in f"{row['subject']}_{row['clip'].strip()}")
-    path = Path(out) if out else run / "explain" / f"{safe.removesuffix('.png')}.png"
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic.atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=120)
     plt.close(fig)
-    console.print(f"{name}: predicted {classes[int(probs.argmax())]} "
-                  f"({probs.max():.2f}), label {row['label']}; Grad-CAM of layer {layer}", soft_wrap=True)
-    return path

@@ -175,49 +175,16 @@ def export_run(run: str | Path, formats: Sequence[str], console, qat: QATOptions
             metadata.json records (named). OptionError: unknown format. RunFolderError: another
             process holds the run's lock for over :data:`LOCK_WAIT_SECONDS`.
     """
-    from mer_keras.data.pipeline import RepresentationConfig
     from mer_keras.factory import inference_model
     from mer_keras.jobs.final_model import deployment_window
-    from mer_keras.jobs.outputs import check_writable, not_a_folder
     from mer_keras.jobs.run_inputs import load_run_inputs
     from mer_keras.models.inference import predict_proba
-    from mer_keras.models.io import load_model, read_json
-    from mer_keras.presets import PRESETS_DIR, resolve
-    from mer_keras.runtime.metadata import check_classes
+    from mer_keras.models.io import load_model
+    from mer_keras.presets import resolve
     from mer_keras.train.tfdata import make_dataset
 
     run = resolve(run)
-    if run.is_dir() and run.resolve().parent == PRESETS_DIR:
-        shipped = sorted(p.name for p in run.glob("*.tflite"))
-        raise OptionError(f"{run}: a released preset, shipped with its exports ({', '.join(shipped) or 'none'}); "
-                          f"to write other formats, copy it first (cp -r {run} runs/{run.name}) and export the copy")
-    if not run.is_dir():
-        raise ModelFileError(f"{run}: {not_a_folder(run)}; expected a finished run folder "
-                             "(model.keras, metadata.json, config.json)")
-    if not (run / "metadata.json").is_file() or not (run / "model.keras").is_file():
-        raise ModelFileError(f"{run}: not a finished run folder (model.keras and metadata.json are written last)")
-    if not (run / "config.json").is_file():
-        raise ModelFileError(f"{run}: no config.json (it records the data and options the model was trained with)")
-    unknown = [f for f in formats if f not in FORMATS]
-    if unknown:
-        raise OptionError(f"unknown export format(s) {unknown}; expected {list(FORMATS)}")
-    check_writable(run, "RUN")  # the exports are written beside the model, before any work
-    for name in formats:
-        fmt = FORMATS[name]  # e.g. a folder in the way of a file
-        check_writable(run / fmt.filename, "RUN", file=not fmt.exporter.folder)
-    meta = read_json(run / "metadata.json")
-    config = read_json(run / "config.json")
-    if (run / "export_report.json").exists():
-        read_json(run / "export_report.json")  # a bad report fails before the conversion
-    try:
-        opts = recorded_options(config, run / "config.json")
-        rep = RepresentationConfig(**config["representation_config"])
-        classes = check_classes(meta["classes"], run / "metadata.json")
-    except (OptionError, ModelFileError):
-        raise  # a recorded option of the wrong type or out of range, or bad classes, named with its file and key
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ModelFileError(f"{run}: config.json or metadata.json lacks a field "
-                             f"({type(exc).__name__}: {exc})") from None
+    opts, rep, meta, classes = check_run(run, formats)
     from mer_keras.preprocess.cache import default_cache_dir
 
     default_cache_dir(opts.cache_dir)  # a cache path that is a file fails here, not after loading the model
@@ -255,6 +222,58 @@ def export_run(run: str | Path, formats: Sequence[str], console, qat: QATOptions
     finally:  # a killed process leaves it to the next export (clean_stale_temporaries)
         shutil.rmtree(staging, ignore_errors=True)
     return results
+
+
+def check_run(run: Path, formats: Sequence[str]):
+    """Step *check the run*: a finished run folder (not a released preset) whose files and outputs
+    can be written, before any work.
+
+    Returns:
+        (recorded options, :class:`~mer_keras.preprocess.representation.RepresentationConfig`,
+        metadata.json's dict, the class names).
+    Raises:
+        ModelFileError: not a finished run folder, or config.json / metadata.json lacking a field
+            or with bad classes (named). OptionError: a preset, an unknown format, an unwritable
+            output, or a recorded option of the wrong type.
+    """
+    from mer_keras.data.pipeline import RepresentationConfig
+    from mer_keras.jobs.outputs import check_writable, not_a_folder
+    from mer_keras.models.io import read_json
+    from mer_keras.presets import PRESETS_DIR
+    from mer_keras.runtime.metadata import check_classes
+
+    if run.is_dir() and run.resolve().parent == PRESETS_DIR:
+        shipped = sorted(p.name for p in run.glob("*.tflite"))
+        raise OptionError(f"{run}: a released preset, shipped with its exports ({', '.join(shipped) or 'none'}); "
+                          f"to write other formats, copy it first (cp -r {run} runs/{run.name}) and export the copy")
+    if not run.is_dir():
+        raise ModelFileError(f"{run}: {not_a_folder(run)}; expected a finished run folder "
+                             "(model.keras, metadata.json, config.json)")
+    if not (run / "metadata.json").is_file() or not (run / "model.keras").is_file():
+        raise ModelFileError(f"{run}: not a finished run folder (model.keras and metadata.json are written last)")
+    if not (run / "config.json").is_file():
+        raise ModelFileError(f"{run}: no config.json (it records the data and options the model was trained with)")
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown:
+        raise OptionError(f"unknown export format(s) {unknown}; expected {list(FORMATS)}")
+    check_writable(run, "RUN")  # the exports are written beside the model, before any work
+    for name in formats:
+        fmt = FORMATS[name]  # e.g. a folder in the way of a file
+        check_writable(run / fmt.filename, "RUN", file=not fmt.exporter.folder)
+    meta = read_json(run / "metadata.json")
+    config = read_json(run / "config.json")
+    if (run / "export_report.json").exists():
+        read_json(run / "export_report.json")  # a bad report fails before the conversion
+    try:
+        opts = recorded_options(config, run / "config.json")
+        rep = RepresentationConfig(**config["representation_config"])
+        classes = check_classes(meta["classes"], run / "metadata.json")
+    except (OptionError, ModelFileError):
+        raise  # a recorded option of the wrong type or out of range, or bad classes, named with its file and key
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelFileError(f"{run}: config.json or metadata.json lacks a field "
+                             f"({type(exc).__name__}: {exc})") from None
+    return opts, rep, meta, classes
 
 
 def _export_one(model, fmt, run: Path, staging: Path, x_train, y_train, q: QATOptions, reference, x_ver, y_ver,

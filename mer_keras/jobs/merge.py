@@ -69,7 +69,7 @@ def merge(opts: MergeOptions, console=None) -> Path:
 
     validate(opts)
     from mer_keras.data.protocols import LOSO
-    from mer_keras.jobs.outputs import check_writable, not_a_folder
+    from mer_keras.jobs.outputs import check_writable
     from mer_keras.jobs.report import print_report
     from mer_keras.models.io import read_json
 
@@ -77,6 +77,66 @@ def merge(opts: MergeOptions, console=None) -> Path:
         raise OptionError("merge needs at least one run folder")
     folders = [RunFolder(Path(r)) for r in opts.runs]
     check_writable(Path(opts.out) if opts.out else folders[0].path.parent)  # before anything is read
+    configs, all_folds = read_runs(folders)
+    if not all_folds:
+        raise RunFolderError(f"no finished fold in {', '.join(str(r.path) for r in folders)}")
+    config = configs[0]
+    expected = config.get("loso_subjects")
+    missing = sorted(set(expected) - set(all_folds)) if expected else []
+    if missing and not opts.partial:
+        raise OptionError(f"folds missing: {', '.join(missing)} (run them with --folds, or merge with --partial)")
+    classes = list(config["classes"])
+    rows, y, probs, fold_rows = pooled_folds(all_folds, classes)
+    source_results = next((read_json(r.path / "results.json") for r in folders  # read before anything is written
+                           if (r.path / "results.json").is_file()), {})
+    finals = [r.path for r in folders if (r.path / "metadata.json").is_file() and (r.path / "model.keras").is_file()]
+    dest, _ = new_run(Path(opts.out) if opts.out else folders[0].path.parent, config["model"],
+                      f"{config.get('dataset', 'data')}-merged")
+    for name, fold in all_folds.items():
+        atomic.write_json(dest.fold_file(name), {k: v for k, v in fold.items() if k != "_run"})
+    if len(finals) == 1:
+        for name in FINAL_MODEL_FILES:
+            if (finals[0] / name).is_file():
+                with atomic.atomic_path(dest.path / name) as tmp:
+                    shutil.copyfile(finals[0] / name, tmp)
+    from mer_keras.environment import differences, fold_machines_warning
+
+    warnings = [*differences({str(r.path): c.get("environment") for r, c in zip(folders, configs)}),
+                *fold_machines_warning({n: f.get("machine_kind") for n, f in all_folds.items()})]
+    info = {"model": config["model"], "dataset": config.get("dataset"), "protocol": config.get("protocol"),
+            "representation": config.get("representation_config", {}).get("representation"),
+            "counts": source_results.get("counts", {}), "skipped": source_results.get("skipped", 0),
+            "merged_from": [str(r.path) for r in folders], "missing_folds": missing, "warnings": warnings}
+    report = LOSO().report(y, probs, classes, [r["database"] for r in rows])
+    dest.write_results(info, report, rows, probs, fold_rows,
+                       title=f"{config['model']} LOSO, UF1 {report['overall']['uf1']:.3f}")
+    if console is not None:
+        from mer_keras.jobs.report import print_warnings
+
+        print_warnings(warnings, console)
+        print_report(report, console)
+    dest.write_config({**config, "folds": None, "final": bool(finals), "merged_from": info["merged_from"],
+                       "environments": {str(r.path): c.get("environment") for r, c in zip(folders, configs)}})
+    if console is not None:
+        console.print(f"merged {len(all_folds)} folds from {len(folders)} run(s)"
+                      + (f"; final model from {finals[0]}" if len(finals) == 1 else
+                         f"; {len(finals)} runs fitted a final model, none copied" if finals else ""), soft_wrap=True)
+    return dest.path
+
+
+def read_runs(folders: list[RunFolder]) -> tuple[list[dict], dict[str, dict]]:
+    """Step *read the runs*: each run's config.json and fold files, checked to be one experiment
+    (:data:`RESULT_OPTIONS`) and to agree on every fold two of them hold.
+
+    Returns:
+        ([config of each run], {fold name: fold file's dict with ``_run``, the run it came from}).
+    Raises:
+        RunFolderError: a folder that is not a run, a bad fold file, or one fold with different
+            results in two runs. OptionError: runs of different experiments (the option and both
+            values named).
+    """
+    from mer_keras.jobs.outputs import not_a_folder
+
     configs, all_folds = [], {}
     for run in folders:
         if not run.path.is_dir():
@@ -104,14 +164,15 @@ def merge(opts: MergeOptions, console=None) -> Path:
                                          "merge only one of them")
                 continue
             all_folds[name] = {**fold, "_run": str(run.path)}
-    if not all_folds:
-        raise RunFolderError(f"no finished fold in {', '.join(str(r.path) for r in folders)}")
-    config = configs[0]
-    expected = config.get("loso_subjects")
-    missing = sorted(set(expected) - set(all_folds)) if expected else []
-    if missing and not opts.partial:
-        raise OptionError(f"folds missing: {', '.join(missing)} (run them with --folds, or merge with --partial)")
-    classes = list(config["classes"])
+    return configs, all_folds
+
+
+def pooled_folds(all_folds: dict[str, dict], classes: list[str]):
+    """Every fold's test clips pooled in fold-name order.
+
+    Returns:
+        (records of the clips, (N,) int labels, (N, K) float32 probabilities, the folds' rows).
+    """
     rows, y, probs, fold_rows = [], [], [], []
     for name in sorted(all_folds):
         fold = all_folds[name]
@@ -120,39 +181,4 @@ def merge(opts: MergeOptions, console=None) -> Path:
             y.append(classes.index(label))
             probs.append(p)
         fold_rows.append(fold["row"])
-    source_results = next((read_json(r.path / "results.json") for r in folders  # read before anything is written
-                           if (r.path / "results.json").is_file()), {})
-    finals = [r.path for r in folders if (r.path / "metadata.json").is_file() and (r.path / "model.keras").is_file()]
-    dest, _ = new_run(Path(opts.out) if opts.out else folders[0].path.parent, config["model"],
-                      f"{config.get('dataset', 'data')}-merged")
-    for name, fold in all_folds.items():
-        atomic.write_json(dest.fold_file(name), {k: v for k, v in fold.items() if k != "_run"})
-    if len(finals) == 1:
-        for name in FINAL_MODEL_FILES:
-            if (finals[0] / name).is_file():
-                with atomic.atomic_path(dest.path / name) as tmp:
-                    shutil.copyfile(finals[0] / name, tmp)
-    from mer_keras.environment import differences, fold_machines_warning
-
-    warnings = [*differences({str(r.path): c.get("environment") for r, c in zip(folders, configs)}),
-                *fold_machines_warning({n: f.get("machine_kind") for n, f in all_folds.items()})]
-    info = {"model": config["model"], "dataset": config.get("dataset"), "protocol": config.get("protocol"),
-            "representation": config.get("representation_config", {}).get("representation"),
-            "counts": source_results.get("counts", {}), "skipped": source_results.get("skipped", 0),
-            "merged_from": [str(r.path) for r in folders], "missing_folds": missing, "warnings": warnings}
-    y, probs = np.array(y), np.array(probs, np.float32)
-    report = LOSO().report(y, probs, classes, [r["database"] for r in rows])
-    dest.write_results(info, report, rows, probs, fold_rows,
-                       title=f"{config['model']} LOSO, UF1 {report['overall']['uf1']:.3f}")
-    if console is not None:
-        from mer_keras.jobs.report import print_warnings
-
-        print_warnings(warnings, console)
-        print_report(report, console)
-    dest.write_config({**config, "folds": None, "final": bool(finals), "merged_from": info["merged_from"],
-                       "environments": {str(r.path): c.get("environment") for r, c in zip(folders, configs)}})
-    if console is not None:
-        console.print(f"merged {len(all_folds)} folds from {len(folders)} run(s)"
-                      + (f"; final model from {finals[0]}" if len(finals) == 1 else
-                         f"; {len(finals)} runs fitted a final model, none copied" if finals else ""), soft_wrap=True)
-    return dest.path
+    return rows, np.array(y), np.array(probs, np.float32), fold_rows

@@ -115,16 +115,14 @@ def run_protocol(opts: TrainOptions, rep: RepresentationConfig, cfg, data: Datas
     """
     from mer_keras.data.checks import raise_if_strict, untrained_classes
     from mer_keras.data.protocols import PROTOCOLS
-    from mer_keras.jobs.inputs import completed_count
     from mer_keras.jobs.report import print_warnings
     from mer_keras.runs import check_identity
-    from mer_keras.train.callbacks import EpochHistory, ProgressCallback
-    from mer_keras.train.folds import FINAL, folds_by_config, run_folds
+    from mer_keras.train.folds import folds_by_config, run_folds
     from mer_keras.train.strategy import is_chief
 
     protocol = PROTOCOLS[opts.protocol]
     chief = is_chief(strategy)
-    classes, keys, rows, y = data.classes, data.keys, data.rows, inputs.y
+    classes, keys, y = data.classes, data.keys, inputs.y
     folds = protocol.folds(groups, only=only)
     fold_warnings = untrained_classes(folds, [classes[k] for k in y], classes)
     raise_if_strict(fold_warnings, opts.strict, "fold")  # before any training
@@ -141,24 +139,7 @@ def run_protocol(opts: TrainOptions, rep: RepresentationConfig, cfg, data: Datas
         pending_epochs = sum((cfg_of(f.name) if cfg_of else cfg).epochs for f in folds if f.name not in completed)
         epoch_task = prog.add_task("fold-epochs", total=pending_epochs, info="")
 
-        def callbacks(group):
-            tested = [f for f in group if f.name != FINAL]  # the final model joins a program as one more fold
-            names = ", ".join(f.name for f in tested[:3]) + (f" (+{len(tested) - 3} trained at once)"
-                                                            if len(tested) > 3 else "")
-            names += " and the final model" if len(tested) < len(group) else ""
-            prog.update(fold_task, info=f"test subject{'s' if len(tested) > 1 else ''} {names}")
-            extra = [ProgressCallback(prog, epoch_task, folds=len(tested), base=completed_count(prog, epoch_task))]
-            if chief:  # every program logs fold j's figures as fold<j>_...
-                positions = [j for j, f in enumerate(group) if f.name != FINAL]
-                prefixes = [f"fold{j}_" for j in positions]
-                extra.append(EpochHistory([run.history_path(group[j].name) for j in positions], prefixes))
-                if opts.tensorboard:  # one TensorBoard run per subject
-                    from mer_keras.data.protocols import fold_stem
-                    from mer_keras.train.callbacks import FoldTensorBoard
-
-                    extra.append(FoldTensorBoard([run.path / "tensorboard" / fold_stem(group[j].name)
-                                                  for j in positions], prefixes))
-            return extra
+        callbacks = program_callbacks(prog, fold_task, epoch_task, run if chief else None, opts.tensorboard)
 
         def fold_end(fold, p, row):
             if chief:
@@ -182,16 +163,65 @@ def run_protocol(opts: TrainOptions, rep: RepresentationConfig, cfg, data: Datas
             fold_rows.update({r["subject"]: r for r in result["folds"]})
     if not chief:
         return None
-    from mer_keras.environment import fold_machines_warning
+    return pooled_report(opts, rep, data, protocol, groups, folds, fold_rows, y, probs, run, console,
+                         [*data.warnings, *fold_warnings], extra_info)
 
-    # a resumed run may hold folds trained on another machine: said, and kept in results.json
+
+def program_callbacks(prog, fold_task, epoch_task, run: RunFolder | None, tensorboard: bool):
+    """The callbacks of each training program of folds, as a function of its folds (for
+    :func:`~mer_keras.train.folds.run_folds`): the progress bars, and on the chief (``run`` given)
+    each fold's epoch history (``fold<j>_...`` figures) and, with ``tensorboard``, one TensorBoard
+    run per test subject."""
+    from mer_keras.jobs.inputs import completed_count
+    from mer_keras.train.callbacks import EpochHistory, ProgressCallback
+    from mer_keras.train.folds import FINAL
+
+    def callbacks(group):
+        tested = [f for f in group if f.name != FINAL]  # the final model joins a program as one more fold
+        names = ", ".join(f.name for f in tested[:3]) + (f" (+{len(tested) - 3} trained at once)"
+                                                        if len(tested) > 3 else "")
+        names += " and the final model" if len(tested) < len(group) else ""
+        prog.update(fold_task, info=f"test subject{'s' if len(tested) > 1 else ''} {names}")
+        extra = [ProgressCallback(prog, epoch_task, folds=len(tested), base=completed_count(prog, epoch_task))]
+        if run is not None:  # every program logs fold j's figures as fold<j>_...
+            positions = [j for j, f in enumerate(group) if f.name != FINAL]
+            prefixes = [f"fold{j}_" for j in positions]
+            extra.append(EpochHistory([run.history_path(group[j].name) for j in positions], prefixes))
+            if tensorboard:  # one TensorBoard run per subject
+                from mer_keras.data.protocols import fold_stem
+                from mer_keras.train.callbacks import FoldTensorBoard
+
+                extra.append(FoldTensorBoard([run.path / "tensorboard" / fold_stem(group[j].name)
+                                              for j in positions], prefixes))
+        return extra
+
+    return callbacks
+
+
+def pooled_report(opts: TrainOptions, rep: RepresentationConfig, data: Dataset, protocol, groups: Sequence[str],
+                  folds: list, fold_rows: dict, y: np.ndarray, probs: np.ndarray, run: RunFolder, console,
+                  warnings: list[str], extra_info: dict | None) -> dict:
+    """Step *report*: the protocol's pooled figures over the folds done (results.json,
+    predictions.csv, confusion matrix, training curves), printed; a resumed run's folds trained on
+    another machine said and kept in results.json.
+
+    Args:
+        y: (N,) int labels; probs: (N, K) float32 probabilities (NaN rows: clips of folds not run).
+        warnings: the data's and the folds' warnings, recorded with the machines'.
+    Returns:
+        The results as written.
+    """
+    from mer_keras.environment import fold_machines_warning
+    from mer_keras.jobs.report import print_warnings
+
     machine_warnings = fold_machines_warning({n: f.get("machine_kind") for n, f in run.read_folds().items()
                                               if n in fold_rows})
     print_warnings(machine_warnings, console)
-    report = protocol.report(y, probs, classes, [r["database"] for r in rows])
+    rows = data.rows
+    report = protocol.report(y, probs, data.classes, [r["database"] for r in rows])
     info = {"model": opts.model, "dataset": data.name, "protocol": opts.protocol,
             "representation": rep.representation, "counts": data.counts, "skipped": len(data.skipped),
-            "warnings": [*data.warnings, *fold_warnings, *machine_warnings], **(extra_info or {})}
+            "warnings": [*warnings, *machine_warnings], **(extra_info or {})}
     every = protocol.folds(groups)
     done = [f for f in folds if f.name in fold_rows]
     cover = f"all {len(every)}" if len(done) == len(every) else f"{len(done)} of {len(every)}"

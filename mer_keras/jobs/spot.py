@@ -100,17 +100,15 @@ def run_spot(opts: SpotOptions, console=None) -> Path:
         OptionError: a bad option or output folder, or an output folder made with another
             configuration. MissingFileError, DataError, ModelFileError: unusable data or model (named).
     """
-    import numpy as np
     import pandas as pd
     from rich.console import Console
-    from rich.progress import Progress
 
     from mer_keras import atomic
     from mer_keras.data.spotting import load_spotting, spot_dataset
     from mer_keras.data.synthetic.long import LongVideoConfig
     from mer_keras.jobs.outputs import check_outputs
     from mer_keras.jobs.schema import validate
-    from mer_keras.runtime.intervals import Interval, count_video, random_baseline, score_videos
+    from mer_keras.runtime.intervals import Interval, random_baseline, score_videos
 
     validate(opts)  # the same checks as the command line, also for the Python API
     console = console or Console()
@@ -138,56 +136,16 @@ def run_spot(opts: SpotOptions, console=None) -> Path:
         videos = load_spotting(opts.data, opts.root, synthetic=synthetic, cache_dir=opts.cache_dir, strict=opts.strict)
     videos = videos[:opts.limit] if opts.limit else videos
     (out / "videos").mkdir(parents=True, exist_ok=True)
-    per_video = {}
-    with Progress(console=console, transient=True) as bar:
-        task = bar.add_task("spotting", total=sum(len(v.frames) for v in videos))
-        for video in videos:
-            path = _video_file(out, video)
-            if path in done_before:
-                per_video[video.name] = done_before[path]
-                bar.advance(task, len(video.frames))
-                continue
-            found, info = spot_video(video, cfg)
-            per_video[video.name] = {"setup": setup, "video": video.name, **info,
-                                     "intervals": [i.to_dict() for i in found]}
-            atomic.write_json(path, per_video[video.name])
-            bar.advance(task, len(video.frames))
+    per_video = spot_videos(videos, cfg, setup, out, done_before, console)
     spotted = {name: [Interval(**d) for d in v["intervals"]] for name, v in per_video.items()}
     annotated = any(v.truth for v in videos)
     scores = score_videos([(spotted[v.name], v.truth) for v in videos]) if annotated else None
     baseline = random_baseline([(spotted[v.name], v.truth, len(v.frames)) for v in videos], opts.draws) \
         if annotated else None
 
-    rows = []
-    recognition = None
-    probs_of = {}
-    if model_path is not None:
-        classes = list(meta["classes"])
-        with console.status("recognising the spotted micro-expressions"):
-            for video in videos:
-                micro = [i for i in spotted[video.name] if i.type == "micro"]
-                probs_of[video.name] = recognise(lambda x: predict_file(model_path, x), meta, video, micro)
-        recognition = {"model": str(model_path), "classes": classes,
-                       "spotted_micro": int(sum(len(p) for p in probs_of.values()))}
-        if annotated:
-            recognition.update(_recognition_vs_truth(model_path, meta, videos, spotted, probs_of, classes))
-    for video in videos:
-        matches = {}
-        for kind, (_, pairs) in count_video(spotted[video.name], video.truth).items():
-            matches.update({i: (j, v) for i, j, v in pairs})
-        micro_index = [k for k, i in enumerate(spotted[video.name]) if i.type == "micro"]
-        for k, it in enumerate(spotted[video.name]):
-            row = {"video": video.name, **video.place(it)}
-            if annotated:
-                j = matches.get(k)
-                row.update({"true_onset": video.number(video.truth[j[0]].onset) if j else None,
-                            "true_offset": video.number(video.truth[j[0]].offset) if j else None,
-                            "iou": round(j[1], 3) if j else None})
-            if video.name in probs_of and k in micro_index:
-                p = probs_of[video.name][micro_index.index(k)]
-                row["predicted"] = meta["classes"][int(np.argmax(p))]
-                row.update({f"p_{c}": round(float(v), 4) for c, v in zip(meta["classes"], p)})
-            rows.append(row)
+    recognition, probs_of = recognise_spotted(model_path, meta, videos, spotted, annotated, console) \
+        if model_path is not None else (None, {})
+    rows = interval_rows(videos, spotted, probs_of, meta, annotated)
     table = pd.DataFrame(rows, columns=None if rows else ["video", "type", "onset", "apex", "offset"])
     with atomic.atomic_path(out / "intervals.csv") as tmp:
         table.to_csv(tmp, index=False)
@@ -207,6 +165,83 @@ def run_spot(opts: SpotOptions, console=None) -> Path:
     atomic.write_json(out / "results.json", results)
     _report(console, out, results)
     return out
+
+
+def spot_videos(videos, cfg, setup: dict, out: Path, done_before: dict, console) -> dict[str, dict]:
+    """Step *spot*: every video spotted (one ``videos/<name>.json`` each, written as it ends; those
+    of an interrupted run with the same setup reused).
+
+    Returns:
+        {video name: its spotting file's dict (``intervals``, ``frames``, ``seconds``, ...)}.
+    """
+    from rich.progress import Progress
+
+    from mer_keras import atomic
+
+    per_video = {}
+    with Progress(console=console, transient=True) as bar:
+        task = bar.add_task("spotting", total=sum(len(v.frames) for v in videos))
+        for video in videos:
+            path = _video_file(out, video)
+            if path in done_before:
+                per_video[video.name] = done_before[path]
+                bar.advance(task, len(video.frames))
+                continue
+            found, info = spot_video(video, cfg)
+            per_video[video.name] = {"setup": setup, "video": video.name, **info,
+                                     "intervals": [i.to_dict() for i in found]}
+            atomic.write_json(path, per_video[video.name])
+            bar.advance(task, len(video.frames))
+    return per_video
+
+
+def interval_rows(videos, spotted: dict, probs_of: dict, meta: dict | None, annotated: bool) -> list[dict]:
+    """The rows of ``intervals.csv``: each spotted interval (frame numbers of the video), its matched
+    ground truth and IoU when annotated, and the recognised class with its probabilities for the
+    micro-expressions a model classified."""
+    import numpy as np
+
+    from mer_keras.runtime.intervals import count_video
+
+    rows = []
+    for video in videos:
+        matches = {}
+        for kind, (_, pairs) in count_video(spotted[video.name], video.truth).items():
+            matches.update({i: (j, v) for i, j, v in pairs})
+        micro_index = [k for k, i in enumerate(spotted[video.name]) if i.type == "micro"]
+        for k, it in enumerate(spotted[video.name]):
+            row = {"video": video.name, **video.place(it)}
+            if annotated:
+                j = matches.get(k)
+                row.update({"true_onset": video.number(video.truth[j[0]].onset) if j else None,
+                            "true_offset": video.number(video.truth[j[0]].offset) if j else None,
+                            "iou": round(j[1], 3) if j else None})
+            if video.name in probs_of and k in micro_index:
+                p = probs_of[video.name][micro_index.index(k)]
+                row["predicted"] = meta["classes"][int(np.argmax(p))]
+                row.update({f"p_{c}": round(float(v), 4) for c, v in zip(meta["classes"], p)})
+            rows.append(row)
+    return rows
+
+
+def recognise_spotted(model_path: Path, meta: dict, videos, spotted: dict, annotated: bool, console):
+    """Step *recognise*: the spotted micro-expressions of every video classified by the model; with
+    annotations, also recognition at the true intervals and at the spotted ones that match them.
+
+    Returns:
+        (results.json's ``recognition`` entry, {video name: (n_micro, K) probabilities}).
+    """
+    classes = list(meta["classes"])
+    probs_of = {}
+    with console.status("recognising the spotted micro-expressions"):
+        for video in videos:
+            micro = [i for i in spotted[video.name] if i.type == "micro"]
+            probs_of[video.name] = recognise(lambda x: predict_file(model_path, x), meta, video, micro)
+    recognition = {"model": str(model_path), "classes": classes,
+                   "spotted_micro": int(sum(len(p) for p in probs_of.values()))}
+    if annotated:
+        recognition.update(_recognition_vs_truth(model_path, meta, videos, spotted, probs_of, classes))
+    return recognition, probs_of
 
 
 def _recognition_vs_truth(model_path, meta, videos, spotted, probs_of, classes) -> dict:

@@ -125,63 +125,16 @@ def tune(opts: TuneOptions, console=None) -> Path:
     """
     from rich.console import Console
 
-    from mer_keras.data.protocols import PROTOCOLS
     from mer_keras.jobs.final_model import fit_final
-    from mer_keras.jobs.inputs import (
-        DataRequest,
-        build_dataset_inputs,
-        check_trainable,
-        completed_count,
-        load_data,
-        progress_bar,
-    )
+    from mer_keras.jobs.inputs import DataRequest, build_dataset_inputs, check_trainable, load_data
     from mer_keras.jobs.protocol_run import open_run_folder, run_protocol
-    from mer_keras.jobs.resolve import resolve_options, train_config
+    from mer_keras.jobs.resolve import train_config
     from mer_keras.jobs.run_inputs import normalised_inputs
-    from mer_keras.runs import RunFolder
-    from mer_keras.train.callbacks import ProgressCallback
     from mer_keras.train.strategy import get_strategy
 
     console = console or Console()
     t_start = time.perf_counter()
-    validate(opts)  # every option, before any work (the recorded ones of --resume below too)
-    if opts.config:
-        raise OptionError("--config re-runs a train run; tune takes its options on the command line (and --resume)")
-    if opts.resume:
-        config = RunFolder(Path(opts.resume)).read_config("cannot resume ")
-        if "space" not in config:
-            raise RunFolderError(f"{opts.resume} was made by mer-keras train, not tune: resume it with train --resume")
-        opts = from_config(TuneOptions, config, Path(opts.resume) / "config.json", resume=opts.resume)
-        from mer_keras.jobs.resolve import refuse_finished
-
-        refuse_finished(RunFolder(Path(opts.resume)), opts.wants_final)
-        console.print(f"resuming {opts.resume} with its recorded options", soft_wrap=True)
-    if opts.folds:
-        raise OptionError("--folds: tune runs every LOSO fold (each test subject's choice comes from its own group's "
-                          "inner loop); use train --folds with a recipe")
-    protocol = PROTOCOLS[opts.protocol]
-    if not protocol.per_subject:
-        raise OptionError(f"--protocol {opts.protocol}: tune needs per-subject folds (loso or composite)")
-    opts, rep = resolve_options(opts)
-    from mer_keras.jobs.outputs import check_outputs  # every output checked before any work (issue 22)
-    check_outputs(opts.resume or opts.out, opts.cache_dir, "--resume" if opts.resume else "--out")
-    if opts.strategy not in ("auto", "default"):
-        raise OptionError(f"--strategy {opts.strategy}: tune trains on one device (its inner fits are small)")
-    space = opts.space or default_space(opts.lr, rep.regions)
-    if opts.recipe:  # the recipe's lr is the centre of the default lr range; other searched keys would be dropped
-
-        searched = set(space) & (set(opts.spec.recipe(opts.recipe)) - {"lr"})
-        if searched:
-            raise OptionError(f"--recipe {opts.recipe} sets {', '.join(sorted(searched))}, which tune searches: give "
-                              "--space without them, or leave out --recipe")
-    if rep.regions and any(v for v in space.get("shift", ())) or (rep.regions and opts.shift):
-        raise OptionError(f"--space shift / --shift: {opts.model}'s input is {rep.regions} regions tiled 2 x 2; a "
-                          "translation would move one region's pixels into its neighbour's tile")
-    opts = replace(opts, space=space)
-    from mer_keras.data.datasets import dataset_spec
-
-    if dataset_spec(opts.data).generated:  # its subject count is an option: checked before the set is rendered
-        check_group_count(opts.groups, opts.subjects)
+    opts, rep, protocol = resolve_tune_options(opts, console)
     strategy = get_strategy(opts.strategy)
     data = load_data(DataRequest.of(opts), console)
     check_trainable(data, opts.root)
@@ -208,44 +161,15 @@ def tune(opts: TuneOptions, console=None) -> Path:
         if data.skipped:
             run.write_skipped(data.skipped)
         base = train_config(opts, rep)
-        all_recipes = recipes(space)
-        epochs = sorted(space.get("epochs") or [base.epochs])
         outers = [*sorted(set(group_of.values())), *([None] if opts.wants_final else [])]
-        fits = len(all_recipes) * sum(opts.groups - (a is not None) for a in outers)
-        console.print(f"nested selection: {len(all_recipes)} recipe(s) x epochs {epochs}, {opts.groups} subject "
-                      f"groups; {fits} inner fits", soft_wrap=True)
-
-        def save(r, recipe, rows):
-            atomic.write_json(run.path / "inner" / f"recipe-{r}.json", {"recipe": recipe, "rows": rows})
-
         if opts.selection_from:
             selection = {**(reused or reused_selection(opts.selection_from, run.read_config())),
                          "reused_from": opts.selection_from}
-            chosen = {a: selection["choice"]["final" if a is None else str(a)] for a in outers}
-            per_subject = selection["per_subject"]
             console.print(f"choices reused from {opts.selection_from} (no inner loop)", soft_wrap=True)
         else:
-            with progress_bar(console) as prog:
-                todo = len(all_recipes) - len(_read_inner(run.path, len(all_recipes)))
-                task = prog.add_task("inner fold-epochs", total=todo * fits // max(len(all_recipes), 1) * max(epochs),
-                                     info="")
-
-                def callbacks(group):
-                    prog.update(task, info=", ".join(f.name for f in group[:2]) + (" ..." if len(group) > 2 else ""))
-                    return [ProgressCallback(prog, task, folds=len(group), base=completed_count(prog, task))]
-
-
-                scores = score_recipes(inputs.x, inputs.y, subjects, data.classes, base, space, group_of, outers,
-                                       strategy, fold_callbacks=callbacks, on_recipe_end=save,
-                                       done=_read_inner(run.path, len(all_recipes)),
-                                       aus=data.aus if opts.spec.aux_losses else None)
-            rows = [row for r in range(len(all_recipes)) for row in scores[r]]
-            chosen = {a: choose([row for row in rows if row["outer"] == a]) for a in outers}
-            per_subject = {s: {**chosen[group_of[s]]["recipe"], "epochs": chosen[group_of[s]]["epochs"]}
-                           for s in sorted(set(subjects))}
-            selection = {"groups": {s: group_of[s] for s in sorted(group_of)}, "space": space,
-                         "choice": {("final" if a is None else str(a)): chosen[a] for a in outers},
-                         "per_subject": per_subject, "inner_scores": rows}
+            selection = inner_selection(opts, base, data, inputs, subjects, group_of, outers, run, strategy, console)
+        chosen = {a: selection["choice"]["final" if a is None else str(a)] for a in outers}
+        per_subject = selection["per_subject"]
         atomic.write_json(run.path / "selection.json", selection)
         for a in outers:
             c = chosen[a]
@@ -257,7 +181,7 @@ def tune(opts: TuneOptions, console=None) -> Path:
 
         run_protocol(opts, rep, base, data, inputs, subjects, None, run, completed, strategy, console, cfg_of=cfg_of,
                      extra_info={"selection": {"method": f"nested leave-one-group-out, {opts.groups} subject groups",
-                                               "space": space, "per_subject": per_subject,
+                                               "space": opts.space, "per_subject": per_subject,
                                                "final": selection["choice"].get("final")}})
         if opts.wants_final:
             final = chosen[None]
@@ -267,3 +191,100 @@ def tune(opts: TuneOptions, console=None) -> Path:
         run.remove_backups()
     console.print(f"done in {time.perf_counter() - t_start:.0f} s")
     return run.path
+
+
+def resolve_tune_options(opts: TuneOptions, console):
+    """Step *resolve options* of ``tune``: validated, a resumed run's recorded ones, the protocol and
+    the representation resolved, the outputs checked and the search space completed, before any work.
+
+    Returns:
+        (options with their ``space``, :class:`~mer_keras.preprocess.representation.RepresentationConfig`,
+        the protocol object).
+    Raises:
+        OptionError: ``--config``, ``--folds``, a protocol without per-subject folds, a distribution
+            strategy, a recipe setting a searched option, shifts of a region-tiled input, or more
+            subject groups than subjects. RunFolderError: ``--resume`` of a train run.
+    """
+    from mer_keras.data.datasets import dataset_spec
+    from mer_keras.data.protocols import PROTOCOLS
+    from mer_keras.jobs.outputs import check_outputs
+    from mer_keras.jobs.resolve import refuse_finished, resolve_options
+    from mer_keras.runs import RunFolder
+
+    validate(opts)  # every option, before any work (the recorded ones of --resume below too)
+    if opts.config:
+        raise OptionError("--config re-runs a train run; tune takes its options on the command line (and --resume)")
+    if opts.resume:
+        config = RunFolder(Path(opts.resume)).read_config("cannot resume ")
+        if "space" not in config:
+            raise RunFolderError(f"{opts.resume} was made by mer-keras train, not tune: resume it with train --resume")
+        opts = from_config(TuneOptions, config, Path(opts.resume) / "config.json", resume=opts.resume)
+        refuse_finished(RunFolder(Path(opts.resume)), opts.wants_final)
+        console.print(f"resuming {opts.resume} with its recorded options", soft_wrap=True)
+    if opts.folds:
+        raise OptionError("--folds: tune runs every LOSO fold (each test subject's choice comes from its own group's "
+                          "inner loop); use train --folds with a recipe")
+    protocol = PROTOCOLS[opts.protocol]
+    if not protocol.per_subject:
+        raise OptionError(f"--protocol {opts.protocol}: tune needs per-subject folds (loso or composite)")
+    opts, rep = resolve_options(opts)
+    check_outputs(opts.resume or opts.out, opts.cache_dir, "--resume" if opts.resume else "--out")
+    if opts.strategy not in ("auto", "default"):
+        raise OptionError(f"--strategy {opts.strategy}: tune trains on one device (its inner fits are small)")
+    space = opts.space or default_space(opts.lr, rep.regions)
+    if opts.recipe:  # the recipe's lr is the centre of the default lr range; other searched keys would be dropped
+        searched = set(space) & (set(opts.spec.recipe(opts.recipe)) - {"lr"})
+        if searched:
+            raise OptionError(f"--recipe {opts.recipe} sets {', '.join(sorted(searched))}, which tune searches: give "
+                              "--space without them, or leave out --recipe")
+    if rep.regions and any(v for v in space.get("shift", ())) or (rep.regions and opts.shift):
+        raise OptionError(f"--space shift / --shift: {opts.model}'s input is {rep.regions} regions tiled 2 x 2; a "
+                          "translation would move one region's pixels into its neighbour's tile")
+    opts = replace(opts, space=space)
+    if dataset_spec(opts.data).generated:  # its subject count is an option: checked before the set is rendered
+        check_group_count(opts.groups, opts.subjects)
+    return opts, rep, protocol
+
+
+def inner_selection(opts: TuneOptions, base, data, inputs, subjects, group_of: dict, outers: list, run, strategy,
+                    console) -> dict:
+    """Step *select*: every recipe of ``opts.space`` scored by the inner loop of each outer group (and
+    of the final model, ``None`` in ``outers``), resumed from ``inner/recipe-<r>.json``; the best
+    recipe and epoch count chosen per group (:func:`mer_keras.train.nested.choose`).
+
+    Returns:
+        The selection: {"groups", "space", "choice" ({group or "final": choice}), "per_subject"
+        ({subject: recipe with epochs}), "inner_scores"}.
+    """
+    from mer_keras.jobs.inputs import completed_count, progress_bar
+    from mer_keras.train.callbacks import ProgressCallback
+
+    space = opts.space
+    all_recipes = recipes(space)
+    epochs = sorted(space.get("epochs") or [base.epochs])
+    fits = len(all_recipes) * sum(opts.groups - (a is not None) for a in outers)
+    console.print(f"nested selection: {len(all_recipes)} recipe(s) x epochs {epochs}, {opts.groups} subject "
+                  f"groups; {fits} inner fits", soft_wrap=True)
+
+    def save(r, recipe, rows):
+        atomic.write_json(run.path / "inner" / f"recipe-{r}.json", {"recipe": recipe, "rows": rows})
+
+    with progress_bar(console) as prog:
+        todo = len(all_recipes) - len(_read_inner(run.path, len(all_recipes)))
+        task = prog.add_task("inner fold-epochs", total=todo * fits // max(len(all_recipes), 1) * max(epochs), info="")
+
+        def callbacks(group):
+            prog.update(task, info=", ".join(f.name for f in group[:2]) + (" ..." if len(group) > 2 else ""))
+            return [ProgressCallback(prog, task, folds=len(group), base=completed_count(prog, task))]
+
+        scores = score_recipes(inputs.x, inputs.y, subjects, data.classes, base, space, group_of, outers,
+                               strategy, fold_callbacks=callbacks, on_recipe_end=save,
+                               done=_read_inner(run.path, len(all_recipes)),
+                               aus=data.aus if opts.spec.aux_losses else None)
+    rows = [row for r in range(len(all_recipes)) for row in scores[r]]
+    chosen = {a: choose([row for row in rows if row["outer"] == a]) for a in outers}
+    per_subject = {s: {**chosen[group_of[s]]["recipe"], "epochs": chosen[group_of[s]]["epochs"]}
+                   for s in sorted(set(subjects))}
+    return {"groups": {s: group_of[s] for s in sorted(group_of)}, "space": space,
+            "choice": {("final" if a is None else str(a)): chosen[a] for a in outers},
+            "per_subject": per_subject, "inner_scores": rows}

@@ -6,6 +6,10 @@
   runtime``; a module imports only its own floor or the floors below it.
 * ``runtime`` and ``preprocess`` never import TensorFlow; the library never imports the ``edge``
   application; ``export`` never imports ``train``.
+* A command module of ``jobs/`` never imports another command: what two commands share is a step
+  module (outputs, run inputs, protocol run, report, ...).
+* No file of the package or of ``edge/`` over 400 lines; no function of ``jobs/`` over 80 lines
+  unless a ``# long:`` comment on the line above its ``def`` says why.
 """
 
 from __future__ import annotations
@@ -128,3 +132,46 @@ def test_the_library_never_imports_the_edge_app_and_export_never_imports_train()
         assert not {m for m in mods if m == "edge" or m.startswith("edge.")}, path
         if "export" in path.relative_to(PACKAGE).parts:
             assert not {m for m in mods if m.startswith("mer_keras.train")}, path
+
+
+#: The command modules of ``jobs/`` (one per ``mer-keras`` command); every other module there is a step.
+COMMANDS = ("train", "tune", "ensemble", "evaluate", "predict", "spot", "export", "explain", "merge", "prepare")
+
+
+def test_the_commands_are_the_cli_s_jobs():
+    """Every command module exists, and every job function the CLI calls lives in one of them."""
+    called = set()
+    for path in (PACKAGE / "cli").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("mer_keras.jobs.") and \
+                    any(a.name[0].islower() for a in node.names):
+                called.add(node.module.rsplit(".", 1)[1])
+    jobs = {p.stem for p in (PACKAGE / "jobs").glob("*.py")}
+    assert set(COMMANDS) <= jobs
+    assert called - {"resolve"} <= set(COMMANDS), f"the CLI calls jobs outside COMMANDS: {called - set(COMMANDS)}"
+
+
+def test_no_command_imports_another_command():
+    edges = graph()
+    commands = {f"mer_keras.jobs.{c}" for c in COMMANDS}
+    bad = sorted(f"{a} -> {b}" for a in commands for b in edges.get(a, ()) if b in commands)
+    assert not bad, "commands that import commands (move what they share into a step module):\n" + "\n".join(bad)
+
+
+def test_no_file_over_400_lines():
+    files = [*PACKAGE.rglob("*.py"), *(ROOT / "edge").rglob("*.py")]
+    long = sorted(f"{p.relative_to(ROOT)}: {n}" for p in files if (n := len(p.read_text().splitlines())) > 400)
+    assert not long, "files over 400 lines (split them by idea):\n" + "\n".join(long)
+
+
+def test_no_job_function_over_80_lines_without_a_reason():
+    long = []
+    for path in (PACKAGE / "jobs").glob("*.py"):
+        lines = path.read_text().splitlines()
+        for node in ast.walk(ast.parse("\n".join(lines))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno >= 80:
+                first = min([node.lineno, *(d.lineno for d in node.decorator_list)])
+                if not lines[first - 2].strip().startswith("# long:"):
+                    long.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name}: "
+                                f"{node.end_lineno - node.lineno + 1} lines")
+    assert not long, "job functions over 80 lines (split them into named steps, or say why):\n" + "\n".join(long)
