@@ -1,7 +1,7 @@
 """Checks that keep a metric from changing silently: label spellings, duplicated records, classes a
 fold never trains on.
 
-Each problem gets an explicit decision (issue 22):
+Each problem gets an explicit decision:
 
 * **label spellings** that differ only by case, spaces, invisible characters or number format
   (``Positive `` and ``positive``, ``1`` and ``1.0``) are one class, spelled as most rows spell
@@ -150,7 +150,7 @@ def check_finite_inputs(x, what: str, names: Sequence[str] | None = None) -> Non
 
     A NaN input makes the training loss NaN some steps later, at a step that depends on the batch
     order and on the CPU's arithmetic; found here, before any training, the error names the sample
-    and says it is the data, not the learning rate (issue 30).
+    and says it is the data, not the learning rate.
 
     Args:
         x: (N, ...) float array of N samples' inputs.

@@ -6,7 +6,7 @@ out tests that person on a model trained on them: a leak, and twice the folds. T
 a database name (``casme2`` / ``CASME2``: the per-database figures split) and for labels (``1`` /
 ``1.0``: six classes instead of three).
 
-Decisions (issue 31):
+Decisions:
 
 * **Safe to merge**: spellings equal after Unicode NFKC, without invisible format characters
   (zero-width spaces and joiners, byte-order marks, soft hyphens), with every kind of space read

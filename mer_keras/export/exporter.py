@@ -117,5 +117,5 @@ def verify_export(path: Path, fmt: ExportFormat, reference: np.ndarray, x: np.nd
     return fmt.exporter.verify(path, reference, x, y, classes)
 
 
-#: Largest UF1 drop (points) of an int8 or QAT-int8 export against float32 the project accepts (issue #5).
+#: Largest UF1 drop (points) of an int8 or QAT-int8 export against float32 the project accepts.
 INT8_UF1_BUDGET_POINTS = 2.0

@@ -53,7 +53,7 @@ def deployment_window(data: Dataset) -> dict | None:
     return window
 
 
-#: Largest accepted |p_tflite - p_keras| for the float32 export (issue #2 acceptance).
+#: Largest accepted |p_tflite - p_keras| for the float32 export.
 FP32_TOLERANCE = 1e-4
 
 

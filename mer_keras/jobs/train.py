@@ -52,7 +52,7 @@ def train(opts: TrainOptions, console=None) -> Path:
         opts = resume_with(opts)
         console.print(f"resuming {opts.resume} with its recorded options", soft_wrap=True)
     opts, rep = resolve_options(opts)
-    from mer_keras.jobs.outputs import check_outputs  # every output checked before any work (issue 22)
+    from mer_keras.jobs.outputs import check_outputs  # every output checked before any work
     check_outputs(opts.resume or opts.out, opts.cache_dir, "--resume" if opts.resume else "--out")
     strategy = get_strategy(opts.strategy)  # a multi-worker strategy must exist before any TF op
     chief = is_chief(strategy)

@@ -5,8 +5,8 @@ numpy and its OpenBLAS choose their kernels by the CPU they run on. With AVX-512
 OpenBLAS's matrix products (``@``, ``np.dot``, ``np.tensordot``) return values that differ in the
 last bits from those of an AVX2 CPU. In the synthetic renderer those bits decide how a pixel
 rounds to uint8, so the rendered frames, the face-mesh landmarks found on them, the aligned crops,
-the flow images and every figure trained on them differed between CPU kinds (issue 30;
-``tools/check_cpu_kinds.py`` shows it stage by stage).
+the flow images and every figure trained on them differed between CPU kinds
+(``tools/check_cpu_kinds.py`` shows it stage by stage; docs/RELIABILITY.md).
 
 The functions here use only what every x86-64 CPU computes alike: the C library's scalar
 ``exp``/``sin``/``cos``/``pow`` through :mod:`math` (the same code on every CPU with AVX2 and

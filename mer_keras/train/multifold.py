@@ -21,9 +21,8 @@ from mer_keras.train.config import TrainConfig
 #: Largest program chosen automatically (folds trained by one ``fit``).
 MAX_AUTO_FOLDS = 72
 #: Per-sample forward FLOPs under which folds train together by default: a bigger model's own
-#: convolutions already keep the cores busy. Measured (docs/BENCHMARKS.md, "The LOSO engine"):
-#: STSTNet (0.7 MFLOPs) 3.3x faster together, OFF-ApexNet (7.7) 1.5x, Feature Refinement (12.8)
-#: 1.3x, LEARNet (43.7, 112 x 112) the same speed as alone, so it trains alone.
+#: convolutions already keep the cores busy; LEARNet (43.7 MFLOPs at 112 x 112) trains alone. The
+#: measurements behind the threshold: docs/BENCHMARKS.md, "The LOSO engine".
 SMALL_MODEL_FLOPS = 20e6
 #: Share of the machine's memory a program's activations may take (estimated, see :func:`activation_bytes`).
 MEMORY_SHARE = 0.25
