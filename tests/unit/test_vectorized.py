@@ -162,7 +162,7 @@ def test_a_fold_reaches_neither_another_folds_outputs_nor_its_weights(model, siz
     pytest.param("resnet18", 32, ATOL_BN, 36, 1, marks=pytest.mark.slow),  # trains alone by default; 20-35 s
     pytest.param("resnet34", 32, ATOL_BN, 36, 1, marks=pytest.mark.slow),  # trains alone by default; 20-35 s
     pytest.param("vgg16", 32, ATOL, 36, 2, marks=pytest.mark.slow),  # trains alone by default; 20-35 s
-    ("micro_attention", 28, ATOL_BN, 36, 1),
+    pytest.param("micro_attention", 28, ATOL_BN, 36, 1, marks=pytest.mark.slow),  # batch norm: learnet's case
 ])
 def test_folds_trained_together_give_what_each_gives_alone(model, size, atol, batch, epochs):
     channels = {m: c for m, _, c in TRANSLATED}[model]

@@ -26,7 +26,7 @@ def test_ststnet_variants_trained_together_give_what_each_gives_alone(variant):
     np.testing.assert_allclose(together["probabilities"], alone["probabilities"], atol=ATOL, rtol=0)
 
 
-@pytest.mark.parametrize("model,size", [("ststnet", 28), ("off_apexnet", 28)])
+@pytest.mark.parametrize("model,size", [("ststnet", 28), pytest.param("off_apexnet", 28, marks=pytest.mark.slow)])
 def test_weight_decay_and_a_moving_average_of_the_weights_act_on_each_fold_as_alone(model, size):
     """Keras' Adam with decoupled weight decay and an EMA of the weights acts element by element on
     the programs' stacked weights: each fold of a program ends with the average its fit alone
@@ -61,7 +61,7 @@ def test_label_smoothing_is_keras_categorical_smoothing_and_acts_on_each_fold_as
         assert b["final_train_loss"] == pytest.approx(a["final_train_loss"], abs=10 * ATOL)
 
 
-@pytest.mark.parametrize("class_weight", [True, False])
+@pytest.mark.parametrize("class_weight", [True, pytest.param(False, marks=pytest.mark.slow)])
 def test_mixup_mixes_each_fold_as_alone(class_weight):
     """Mixup draws its weights from (seed, epoch, sample) and pairs each row with the next of its
     batch: folds trained together mix what each mixes alone (inputs, targets, class weights)."""
