@@ -88,6 +88,7 @@ class SpotConfig:
             raise ValueError(f"macro_k ({self.macro_k} s) must be longer than micro_k ({self.micro_k} s)")
 
     def to_dict(self) -> dict:
+        """Every parameter by name (what ``mer-keras spot`` records in its setup and results.json)."""
         return asdict(self)
 
     @classmethod

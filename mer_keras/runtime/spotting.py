@@ -49,7 +49,7 @@ not reported.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 
 import numpy as np
 
@@ -262,9 +262,3 @@ def spot_frames(frames: Iterable[np.ndarray], fps: float, cfg: SpotConfig | None
         out += spotter.push(frame)
     out += spotter.finish()
     return sorted(out, key=lambda i: i.onset), spotter
-
-
-def iter_events(spotter: Spotter, frames: Iterable[np.ndarray]) -> Iterator[tuple[int, list[Interval]]]:
-    """For each frame pushed: (its index, the intervals it closed)."""
-    for i, frame in enumerate(frames):
-        yield i, spotter.push(frame)

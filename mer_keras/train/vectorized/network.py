@@ -48,7 +48,8 @@ class FoldedNetwork(tf.Module):
         from mer_keras.train.callbacks import random_layers
 
         self.k = int(k)
-        object.__setattr__(self, "vars", {})  # {layer: {what: variable}}, untracked: the list below is
+        # {layer: {what: variable}}, untracked: the checkpoint holds the list built below
+        object.__setattr__(self, "vars", {})
         generators: dict[str, list] = {}
         fusions = branch_fusions(template)
         fused = {c.name for f in fusions for c in f["convs"]}
