@@ -15,10 +15,12 @@ import contextlib
 import io
 from collections.abc import Callable, Sequence
 from pathlib import Path
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from mer_keras import atomic
+
+if TYPE_CHECKING:  # numpy loads with the methods that compute: reading the table stays light
+    import numpy as np
 
 
 class Exporter:
@@ -107,6 +109,8 @@ class SavedModelExporter(Exporter):
         return {}
 
     def load(self, path):
+        import numpy as np
+
         from mer_keras._keras import tf
 
         loaded = tf.saved_model.load(str(path))  # the closure keeps it: the endpoint's variables live in it
