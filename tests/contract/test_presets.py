@@ -5,6 +5,7 @@ one, slow)."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -87,7 +88,9 @@ def test_the_wheel_carries_the_presets_and_the_sample_into_a_fresh_environment(t
             "sample = pathlib.Path(edge.__file__).with_name('sample.mp4')\n"
             "table = mer_keras.predict('ststnet_ensemble_megc2019_composite', [sample])\n"
             "print(PRESETS_DIR, len(table), table.loc[0, 'predicted'])\n").replace("venv", repr(str(venv)))
-    out = subprocess.run([str(python), "-c", code], capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # the installed wheel, not a checkout
+    out = subprocess.run([str(python), "-c", code], capture_output=True, text=True, timeout=600, cwd=tmp_path,
+                         env=env)
     assert out.returncode == 0, out.stderr[-3000:]
     presets_dir, rows, label = out.stdout.split()[-3:]
     assert presets_dir.startswith(str(venv)) and rows == "1" and label in ("negative", "positive", "surprise")
