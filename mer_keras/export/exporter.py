@@ -96,16 +96,6 @@ def write_export(model, fmt: ExportFormat, folder: Path, x_train: np.ndarray | N
     return path, info
 
 
-def predict_export(path: Path, fmt: ExportFormat, x: np.ndarray, batch_size: int = 64) -> np.ndarray:
-    """(N, K) float32 probabilities of an exported model on (N, ...) float32 inputs in [0, 255].
-
-    Raises:
-        ValueError: a TFLite file that does not load or whose input shape differs from ``x``'s.
-        ModelFileError: a ``.keras`` file that does not load.
-    """
-    return fmt.exporter.predict(path, x, batch_size)
-
-
 def verify_export(path: Path, fmt: ExportFormat, reference: np.ndarray, x: np.ndarray, y: np.ndarray,
                   classes: Sequence[str]) -> dict:
     """Parity of an export with the Keras model's probabilities ``reference`` on inputs ``x``.

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -23,7 +24,7 @@ if TYPE_CHECKING:  # numpy loads with the methods that compute: reading the tabl
     import numpy as np
 
 
-class Exporter:
+class Exporter(ABC):
     """Base of the exporters: write an exported file (or folder), load it, predict with it, verify it.
 
     Attributes:
@@ -35,6 +36,7 @@ class Exporter:
     folder = False
     in_place = False
 
+    @abstractmethod
     def write(self, model, fmt, path: Path, x_train: np.ndarray | None, y_train: np.ndarray | None, qat) -> dict:
         """Write ``model`` (the float single-output classifier, input float32 in [0, 255]) at ``path``
         atomically; return what the format adds to the export's info dict (e.g. ``quantization``).
@@ -43,15 +45,14 @@ class Exporter:
         (:class:`~mer_keras.export.exporter.QATOptions`) are given to the formats that need them
         (``fmt.needs_data``); the caller checked they are there.
         """
-        raise NotImplementedError(f"{type(self).__name__} writes no format")
 
+    @abstractmethod
     def load(self, path: Path) -> Callable[[np.ndarray, int], np.ndarray]:
         """A function ``(x, batch_size) -> (N, K) float32 probabilities`` of the export at ``path``.
 
         Raises:
             ValueError: a file that does not load as this format.
         """
-        raise NotImplementedError(f"{type(self).__name__} loads no format")
 
     def predict(self, path: Path, x: np.ndarray, batch_size: int = 64) -> np.ndarray:
         """(N, K) float32 probabilities of the export at ``path`` on (N, ...) float32 inputs in [0, 255]."""

@@ -21,7 +21,7 @@ from pathlib import Path
 from mer_keras.errors import OptionError
 from mer_keras.jobs.schema import option
 from mer_keras.jobs.spot_steps import recognise, spot_config, spot_video
-from mer_keras.jobs.trained import predict_file
+from mer_keras.jobs.trained import open_model
 from mer_keras.names import SPOT_DATASETS
 
 #: Version of the per-video spotting files (a resumed run re-spots videos of another version).
@@ -224,6 +224,19 @@ def interval_rows(videos, spotted: dict, probs_of: dict, meta: dict | None, anno
     return rows
 
 
+class LazyModel:
+    """A model file opened (and checked against its metadata.json) on the first prediction only,
+    then kept for every video: a spotting run that finds nothing never opens it."""
+
+    def __init__(self, path: Path):
+        self.path, self._model = path, None
+
+    def predict(self, x):
+        if self._model is None:
+            self._model = open_model(self.path)
+        return self._model.predict(x)
+
+
 def recognise_spotted(model_path: Path, meta: dict, videos, spotted: dict, annotated: bool, console):
     """Step *recognise*: the spotted micro-expressions of every video classified by the model; with
     annotations, also recognition at the true intervals and at the spotted ones that match them.
@@ -232,19 +245,20 @@ def recognise_spotted(model_path: Path, meta: dict, videos, spotted: dict, annot
         (results.json's ``recognition`` entry, {video name: (n_micro, K) probabilities}).
     """
     classes = list(meta["classes"])
+    trained = LazyModel(model_path)
     probs_of = {}
     with console.status("recognising the spotted micro-expressions"):
         for video in videos:
             micro = [i for i in spotted[video.name] if i.type == "micro"]
-            probs_of[video.name] = recognise(lambda x: predict_file(model_path, x), meta, video, micro)
+            probs_of[video.name] = recognise(trained.predict, meta, video, micro)
     recognition = {"model": str(model_path), "classes": classes,
                    "spotted_micro": int(sum(len(p) for p in probs_of.values()))}
     if annotated:
-        recognition.update(_recognition_vs_truth(model_path, meta, videos, spotted, probs_of, classes))
+        recognition.update(_recognition_vs_truth(trained, meta, videos, spotted, probs_of, classes))
     return recognition, probs_of
 
 
-def _recognition_vs_truth(model_path, meta, videos, spotted, probs_of, classes) -> dict:
+def _recognition_vs_truth(trained, meta, videos, spotted, probs_of, classes) -> dict:
     """Recognition of annotated micro-expressions: at their true intervals, and at the spotted
     intervals that match them (IoU >= 0.5), on the same clips; labels outside the model's classes
     are left out and counted."""
@@ -257,7 +271,7 @@ def _recognition_vs_truth(model_path, meta, videos, spotted, probs_of, classes) 
         known = [t for t in truth if t.label in classes]
         outside += len(truth) - len(known)
         if known:
-            p = recognise(lambda x: predict_file(model_path, x), meta, video, known)
+            p = recognise(trained.predict, meta, video, known)
             y_true += [classes.index(t.label) for t in known]
             p_true += list(p)
         micro_spotted = [i for i in spotted[video.name] if i.type == "micro"]

@@ -75,7 +75,7 @@ def recognise(predict, meta: dict, video, intervals):
 
     Args:
         predict: the model's ``(N, ...) float32 -> (N, K)`` probabilities (an opened model's
-            ``predict``, or a file's through :func:`mer_keras.jobs.trained.predict_file`).
+            ``predict``, :func:`mer_keras.jobs.trained.open_model`).
         meta: the model's metadata.json (``classes``, ``preprocessing``).
     """
     import numpy as np

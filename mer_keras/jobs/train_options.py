@@ -27,7 +27,6 @@ from mer_keras.train.config import (
     MAX_SHIFT,
     SAMPLINGS,
     TrainConfig,
-    model_spec,
 )
 
 #: The training library's defaults (epochs, batch, seed, ...) and the synthetic set's (subjects,
@@ -203,12 +202,14 @@ class TrainOptions:
 
     @property
     def spec(self):
-        """The model's registry row (:class:`mer_keras.registry.ModelSpec`), looked up once per options.
+        """The model's registry row (:class:`mer_keras.registry.ModelSpec`).
 
         Raises:
             UnknownNameError: ``model`` is not registered (the message lists the registered ones).
         """
-        return model_spec(self)
+        from mer_keras.factory import get_spec
+
+        return get_spec(self.model)
 
     @property
     def wants_final(self) -> bool:

@@ -11,8 +11,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from mer_keras.errors import MissingFileError, ModelFileError
 
 #: Model files a folder is searched for, in this order.
@@ -213,15 +211,3 @@ def check_model_files(target: str, allow_modified: bool = False, warn=None) -> d
                 raise ModelFileError(f"{path}: the model takes {shape} but {meta_path} describes "
                                      f"inputs of shape {tuple(expected)}")
     return opened
-
-
-def predict_file(path: Path, x: np.ndarray, allow_modified: bool = False, warn=None) -> np.ndarray:
-    """(N, K) probabilities of a ``.keras`` or ``.tflite`` model, checked against the metadata.json
-    beside it first (:func:`mer_keras.jobs.trained.open_model`).
-
-    Raises:
-        ModelFileError: the file is not what metadata.json says, or does not load (named).
-    """
-    from mer_keras.jobs.trained import open_model
-
-    return open_model(path, allow_modified, warn).predict(x)

@@ -140,28 +140,15 @@ class TrainConfig:
 
     @property
     def spec(self) -> ModelSpec:
-        """The model's registry row, looked up once per config (the config carries it to every step).
+        """The model's registry row (a lookup in the registry's table), which every step reads from
+        the config instead of looking the name up itself.
 
         Raises:
             UnknownNameError: ``model`` is not registered (the message lists the registered ones).
         """
-        return model_spec(self)
+        from mer_keras.factory import get_spec
+
+        return get_spec(self.model)
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-def model_spec(config) -> ModelSpec:
-    """The :class:`~mer_keras.registry.ModelSpec` of ``config.model``, resolved on first use and kept
-    on the config object (a changed ``model`` is looked up afresh).
-
-    Raises:
-        UnknownNameError: ``config.model`` is not registered.
-    """
-    cached = config.__dict__.get("_spec")
-    if cached is None or cached.name != config.model:
-        from mer_keras.factory import get_spec
-
-        cached = get_spec(config.model)
-        config.__dict__["_spec"] = cached
-    return cached
